@@ -1,0 +1,1 @@
+"""HTTP API: app factory, authentication, error shape. Routes live with their domain."""

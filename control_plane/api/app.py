@@ -1,0 +1,71 @@
+"""The FastAPI application: routers of every domain behind one error shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from control_plane import __version__
+from control_plane.api import health
+from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
+from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
+from control_plane.api_keys.routes import router as api_keys_router
+from control_plane.db.engine import Database
+from control_plane.settings import Settings
+from control_plane.tenants.routes import router as tenants_router
+from control_plane.vault.client import Vault
+from control_plane.vault.connect import open_vault
+from control_plane.workspaces.routes import router as workspaces_router
+
+ROUTERS = (tenants_router, workspaces_router, api_keys_router)
+
+
+def _needs_admin(dependant: Dependant) -> bool:
+    return any(
+        dep.call is admin_context or _needs_admin(dep) for dep in dependant.dependencies
+    )
+
+
+def _mark_admin_routes(app: FastAPI) -> None:
+    """Publish each route's required scope in OpenAPI, derived from its dependencies."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and _needs_admin(route.dependant):
+            route.openapi_extra = {**(route.openapi_extra or {}), ADMIN_SCOPE_EXTENSION: "admin"}
+
+
+def create_app(
+    settings: Settings, *, database: Database | None = None, vault: Vault | None = None
+) -> FastAPI:
+    """Build the app. Resources not passed in are opened from settings for its lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if database is None:
+                app.state.db = Database.from_settings(settings)
+                stack.push_async_callback(app.state.db.dispose)
+            if vault is None:
+                app.state.vault = await stack.enter_async_context(open_vault(settings))
+            yield
+
+    app = FastAPI(
+        title="MailFleet",
+        version=__version__,
+        description="Control plane for a company's sending-mail servers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if database is not None:
+        app.state.db = database
+    if vault is not None:
+        app.state.vault = vault
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    for router in ROUTERS:
+        app.include_router(router, responses=PROBLEM_RESPONSES)
+    _mark_admin_routes(app)
+    return app

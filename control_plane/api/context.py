@@ -1,0 +1,92 @@
+"""Who is calling, and the database session their scope allows.
+
+Every route takes a ``Ctx`` (any valid key) or an ``AdminCtx`` (admin keys only). Tenant keys
+get sessions that can only see their tenant's rows; the route code is the same either way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.api_keys.service import verify_key
+from control_plane.db.engine import Database
+from control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from control_plane.vault.client import Vault
+
+ADMIN_SCOPE_EXTENSION = "x-mailfleet-scope"
+_bearer = HTTPBearer(auto_error=False, description="An API key: mf_admin_… or mf_live_…")
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    principal: Principal
+    db: Database
+    vault: Vault
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A transaction scoped to what the caller may see."""
+        if self.principal.tenant_id is None:
+            return self.db.session()
+        return self.db.tenant_session(self.principal.tenant_id)
+
+    def owning_tenant(self, requested: uuid.UUID | None, field: str = "body.tenant_id") -> uuid.UUID:
+        """The tenant a new object belongs to: named by admins, implied for tenant keys."""
+        own = self.principal.tenant_id
+        if own is None:
+            if requested is None:
+                raise InvalidInput("tenant_id is required with an admin key", field=field)
+            return requested
+        if requested is not None and requested != own:
+            raise NotFound("tenant", requested, field=field)
+        return own
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    async with database(request).session() as session:
+        record = await verify_key(session, credentials.credentials)
+    if record is None:
+        raise Unauthorized("the API key is invalid, expired or revoked")
+    return Principal(key_id=record.id, tenant_id=record.tenant_id)
+
+
+def request_context(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)]
+) -> RequestContext:
+    return RequestContext(principal=principal, db=database(request), vault=request.app.state.vault)
+
+
+def admin_context(ctx: Annotated[RequestContext, Depends(request_context)]) -> RequestContext:
+    if not ctx.principal.is_admin:
+        raise Forbidden("this needs an admin key")
+    return ctx
+
+
+Ctx = Annotated[RequestContext, Depends(request_context)]
+AdminCtx = Annotated[RequestContext, Depends(admin_context)]

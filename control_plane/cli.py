@@ -1,0 +1,217 @@
+"""``mailfleet``: run the control plane and do admin tasks against its database.
+
+Every failure ends with one line on stderr and a non-zero exit: 2 for bad settings or
+usage, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from control_plane.api_keys import service as api_keys
+from control_plane.api_keys.tokens import Scope
+from control_plane.db import migrate
+from control_plane.db.engine import Database
+from control_plane.errors import MailFleetError
+from control_plane.logs import configure_logging
+from control_plane.settings import Settings, SettingsError, load_settings
+from control_plane.tenants import service as tenants
+from control_plane.tenants.schemas import TenantCreate
+
+T = TypeVar("T")
+app = typer.Typer(
+    name="mailfleet", help="MailFleet control plane.", no_args_is_help=True,
+    pretty_exceptions_enable=False, add_completion=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(key_app, name="api-key")
+app.add_typer(tenant_app, name="tenant")
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def settings(log_level: str | None = "warning") -> Settings:
+    """Settings, or exit 2 with one line. Admin commands log only warnings and errors."""
+    try:
+        loaded = load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from None
+    configure_logging(log_level or loaded.log_level)
+    return loaded
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from None
+    except MailFleetError as exc:
+        raise fail(exc.detail) from None
+    except OSError as exc:
+        raise fail(f"{type(exc).__name__}: {exc}") from None
+
+
+async def with_database(
+    action: Callable[[Database], Awaitable[T]], *, require_current: bool = True
+) -> T:
+    db = Database.from_settings(settings())
+    try:
+        if require_current:
+            current, head = await migrate.current_revision(db), migrate.head_revision()
+            if current != head:
+                raise MailFleetError(
+                    f"database schema is at {current or 'empty'}, expected {head}: "
+                    "run 'mailfleet db upgrade'"
+                )
+        return await action(db)
+    finally:
+        await db.dispose()
+
+
+@app.command()
+def serve(
+    bootstrap_admin_key: Annotated[
+        bool, typer.Option(help="Create an admin API key at start and print it once.")
+    ] = False,
+) -> None:
+    """Run the control plane (API now; the agent gateway and loop services join later)."""
+    from control_plane.server import run
+
+    loaded = settings(log_level=None)
+    try:
+        code = run(loaded, bootstrap_admin_key=bootstrap_admin_key)
+    except SettingsError as exc:
+        raise fail(str(exc), 2) from None
+    except MailFleetError as exc:
+        raise fail(exc.detail) from None
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    run_async(with_database(lambda db: migrate.upgrade(db, revision), require_current=False))
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. base")]) -> None:
+    """Revert migrations down to REVISION."""
+    run_async(with_database(lambda db: migrate.downgrade(db, revision), require_current=False))
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision the database is at."""
+    current = run_async(with_database(migrate.current_revision, require_current=False))
+    typer.echo(current or "empty")
+
+
+@key_app.command("create")
+def key_create(
+    admin: Annotated[bool, typer.Option("--admin", help="An admin key.")] = False,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="A key for this tenant id.")] = None,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
+) -> None:
+    """Create an API key and print only the key on stdout."""
+    if admin == (tenant is not None):
+        raise fail("give exactly one of --admin or --tenant ID", 2)
+    scope: Scope = "admin" if admin else "tenant"
+    tenant_id = _uuid(tenant, "--tenant") if tenant else None
+
+    async def create(db: Database) -> str:
+        async with db.session() as session:
+            issued = await api_keys.issue_key(session, scope=scope, tenant_id=tenant_id, name=name)
+            return issued.key
+
+    typer.echo(run_async(with_database(create)))
+
+
+@key_app.command("list")
+def key_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+    """List live keys (hints only, never the keys)."""
+    tenant_id = _uuid(tenant, "--tenant") if tenant else None
+
+    async def rows(db: Database) -> list[tuple[str, ...]]:
+        async with db.session() as session:
+            page = await api_keys.list_keys(session, tenant_id, False, None, 500)
+            return [
+                (str(k.id), k.scope, str(k.tenant_id or "-"), k.name, k.hint,
+                 str(k.last_used_at or "never"))
+                for k in page.items
+            ]
+
+    _table(("id", "scope", "tenant", "name", "hint", "last used"), run_async(with_database(rows)))
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: str) -> None:
+    """Revoke a key by id."""
+    ident = _uuid(key_id, "KEY_ID")
+
+    async def revoke(db: Database) -> None:
+        async with db.session() as session:
+            await api_keys.revoke_key(session, ident)
+
+    run_async(with_database(revoke))
+    typer.echo(f"revoked {ident}")
+
+
+@tenant_app.command("create")
+def tenant_create(name: str) -> None:
+    """Create a tenant and print its id."""
+    try:
+        data = TenantCreate(name=name)
+    except ValueError:
+        raise fail("NAME: 1-200 printable characters", 2) from None
+
+    async def create(db: Database) -> uuid.UUID:
+        async with db.session() as session:
+            return (await tenants.create_tenant(session, data)).id
+
+    typer.echo(str(run_async(with_database(create))))
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants."""
+
+    async def rows(db: Database) -> list[tuple[str, ...]]:
+        async with db.session() as session:
+            page = await tenants.list_tenants(session, None, 500)
+            return [(str(t.id), t.name, t.created_at.isoformat()) for t in page.items]
+
+    _table(("id", "name", "created"), run_async(with_database(rows)))
+
+
+def _uuid(value: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise fail(f"{name}: not a valid id: {value!r}", 2) from None
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

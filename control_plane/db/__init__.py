@@ -1,0 +1,1 @@
+"""Database layer: declarative base, engine, tenant-scoped sessions and migrations."""

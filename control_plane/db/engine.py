@@ -1,0 +1,95 @@
+"""Engine and session factory for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+import control_plane.db.models  # noqa: F401  (registers every model)
+from control_plane.db.tenancy import SESSION_TENANT_KEY
+from control_plane.settings import Settings, SettingsError
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the driver so "BEGIN IMMEDIATE" below is ours:
+    # it claims the write lock up front, avoiding SQLite's read-then-write upgrade deadlock.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA busy_timeout=10000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+class Database:
+    """One engine per process; sessions are short and always inside a transaction."""
+
+    def __init__(self, url: str, *, password: str | None = None, echo: bool = False) -> None:
+        sa_url = make_url(url)
+        if password is not None:
+            sa_url = sa_url.set(password=password)
+        options: dict[str, Any] = {"echo": echo}
+        if sa_url.get_backend_name() == "sqlite":
+            if sa_url.database and sa_url.database != ":memory:":
+                Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 10}
+        else:
+            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+            options["connect_args"] = {"timeout": 10, "command_timeout": 60}
+        self.url = sa_url
+        self.engine = create_async_engine(sa_url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(
+                self.engine.sync_engine,
+                "begin",
+                lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"),
+            )
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        password = None
+        if settings.database_password_file is not None:
+            try:
+                password = settings.database_password_file.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"MAILFLEET_DATABASE_PASSWORD_FILE: cannot read it: {exc.strerror}"
+                ) from None
+        return cls(settings.resolved_database_url, password=password)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A system session: sees every tenant. For admin routes and background services."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def tenant_session(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A session that can only see and write ``tenant_id``'s rows."""
+        async with self._sessions(info={SESSION_TENANT_KEY: tenant_id}) as session:
+            async with session.begin():
+                yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

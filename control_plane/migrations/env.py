@@ -1,0 +1,20 @@
+"""Alembic environment. MailFleet hands in an open connection (see db/migrate.py)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from control_plane.db.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations with 'mailfleet db upgrade', which supplies the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

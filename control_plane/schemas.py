@@ -1,0 +1,39 @@
+"""Pydantic building blocks shared by every domain's request and response schemas."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+
+# Printable text only: control characters (and NUL, which PostgreSQL rejects) never get stored.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    next_after: uuid.UUID | None = Field(
+        description="Pass as `after` to get the next page; null on the last page."
+    )
+
+
+Limit = Annotated[int, Field(ge=1, le=500, description="Page size.")]

@@ -1,0 +1,62 @@
+"""``mailfleet serve``: migrate, open Vault, run the API until a signal stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import uvicorn
+
+from control_plane.api.app import create_app
+from control_plane.api_keys.service import issue_key
+from control_plane.db import migrate
+from control_plane.db.engine import Database
+from control_plane.settings import Settings, parse_host_port
+from control_plane.vault.connect import open_vault
+
+log = logging.getLogger(__name__)
+
+
+async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
+    while not server.started:
+        if task.done():
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
+    db = Database.from_settings(settings)
+    try:
+        await migrate.upgrade(db)
+        async with open_vault(settings) as vault:
+            app = create_app(settings, database=db, vault=vault)
+            host, port = parse_host_port(settings.api_addr)
+            config = uvicorn.Config(
+                app, host=host, port=port, log_level=settings.log_level, log_config=None
+            )
+            server = uvicorn.Server(config)
+            task = asyncio.create_task(server.serve())
+            if await _wait_started(server, task):
+                url_host = f"[{host}]" if ":" in host else host
+                print(f"MailFleet API: http://{url_host}:{port}  (docs at /docs)", flush=True)
+                if bootstrap_admin_key:
+                    async with db.session() as session:
+                        issued = await issue_key(
+                            session, scope="admin", tenant_id=None, name="bootstrap (serve)"
+                        )
+                    print(f"Admin API key (shown once): {issued.key}", flush=True)
+            await task
+            return 0 if server.started else 1
+    finally:
+        await db.dispose()
+
+
+def run(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
+    try:
+        return asyncio.run(serve(settings, bootstrap_admin_key=bootstrap_admin_key))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sys.stdout.flush()

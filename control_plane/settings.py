@@ -1,0 +1,123 @@
+"""Control-plane settings, read from ``MAILFLEET_*`` environment variables.
+
+Secrets never come from the environment: where one is needed (a database password, a Vault
+token or AppRole secret id) the setting names a file that holds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MAILFLEET_"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message names it and fits on one line."""
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port`` and check both halves."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"unbalanced brackets in {value!r}")
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    return host, port
+
+
+def _check_host_port(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+
+_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+class Settings(BaseSettings):
+    """Everything the control plane reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path("./var"), description="State directory (SQLite, local OpenBao).")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: an SQLite file under MAILFLEET_HOME.",
+    )
+    database_password_file: Path | None = Field(
+        default=None, description="File holding the database password (kept out of the URL)."
+    )
+    api_addr: HostPort = "127.0.0.1:8080"
+    grpc_addr: HostPort = "127.0.0.1:8443"
+    vault_addr: str | None = Field(
+        default=None, description="Vault/OpenBao URL; unset: MailFleet runs a local OpenBao."
+    )
+    vault_token_file: Path | None = None
+    vault_approle_role_id: str | None = None
+    vault_approle_secret_id_file: Path | None = None
+    vault_ca_cert: Path | None = None
+    vault_kv_mount: str = Field(default="mailfleet", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    vault_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    local_vault_addr: HostPort = "127.0.0.1:8200"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _DRIVERS:
+            raise ValueError(
+                "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return f"{_DRIVERS[scheme]}://{rest}"
+
+    @field_validator("vault_addr")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL with the SQLite default filled in under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'mailfleet.db').resolve()}"
+
+    @property
+    def managed_vault(self) -> bool:
+        """True when MailFleet runs its own single-machine OpenBao."""
+        return self.vault_addr is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None

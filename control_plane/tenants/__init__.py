@@ -1,0 +1,1 @@
+"""Tenants: the companies MailFleet serves. Every tenant-owned row points at one."""

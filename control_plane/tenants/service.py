@@ -1,0 +1,48 @@
+"""Tenant lifecycle. Admin sessions see every tenant; tenant sessions only their own."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.pagination import Page, paginate
+from control_plane.db.writes import flush_unique
+from control_plane.errors import NotFound
+from control_plane.tenants.models import Tenant
+from control_plane.tenants.schemas import TenantCreate, TenantUpdate
+
+
+async def create_tenant(session: AsyncSession, data: TenantCreate) -> Tenant:
+    tenant = Tenant(name=data.name)
+    session.add(tenant)
+    await flush_unique(session, "body.name", f"a tenant named {data.name!r} already exists")
+    return tenant
+
+
+async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID, *, field: str | None = None) -> Tenant:
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
+    if tenant is None:
+        raise NotFound("tenant", tenant_id, field=field)
+    return tenant
+
+
+async def list_tenants(session: AsyncSession, after: uuid.UUID | None, limit: int) -> Page[Tenant]:
+    return await paginate(session, select(Tenant), Tenant.id, after, limit)
+
+
+async def update_tenant(session: AsyncSession, tenant_id: uuid.UUID, data: TenantUpdate) -> Tenant:
+    tenant = await get_tenant(session, tenant_id)
+    if data.name is not None:
+        tenant.name = data.name
+    await flush_unique(session, "body.name", f"a tenant named {data.name!r} already exists")
+    await session.refresh(tenant)
+    return tenant
+
+
+async def delete_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Delete a tenant and, by cascade, everything it owns."""
+    tenant = await get_tenant(session, tenant_id)
+    await session.delete(tenant)
+    await session.flush()

@@ -1,0 +1,1 @@
+"""Workspaces: a tenant's clients or departments; the unit costs are allocated to."""

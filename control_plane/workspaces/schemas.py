@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import ConfigDict, Field
+
+from control_plane.schemas import Description, Name, RequestModel, ResponseModel
+
+
+class WorkspaceCreate(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Client A", "description": "outbound for A"}]}
+    )
+
+    name: Name
+    description: Description = ""
+    tenant_id: uuid.UUID | None = Field(
+        default=None, description="Required with an admin key; a tenant key uses its own tenant."
+    )
+
+
+class WorkspaceUpdate(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"description": "renamed client"}]})
+
+    name: Name | None = None
+    description: Description | None = None
+
+
+class WorkspaceOut(ResponseModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,134 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL; Vault is a real OpenBao."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from control_plane.api.app import create_app
+from control_plane.api_keys.service import issue_key
+from control_plane.db import migrate
+from control_plane.db.engine import Database
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from tests.support.openbao import DevOpenBao, dev_openbao
+from tests.support.postgres import create_database, drop_database
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite must not pick up a developer's own MailFleet settings.
+    for name in [n for n in os.environ if n.startswith("MAILFLEET_")]:
+        del os.environ[name]
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[DevOpenBao]:
+    with dev_openbao() as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session")
+async def vault(openbao: DevOpenBao) -> AsyncIterator[Vault]:
+    client = Vault(openbao.url, token=openbao.token, kv_mount="mailfleet")
+    await client.ensure_kv_mount()
+    yield client
+    client.close()
+
+
+async def fresh_database_url(backend: str, directory: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{directory / 'mailfleet.db'}"
+    return await create_database()
+
+
+@pytest_asyncio.fixture(scope="session", params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    url = await fresh_database_url(request.param, tmp_path_factory.mktemp(request.param))
+    yield url
+    if request.param == "postgresql":
+        await drop_database(url)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, openbao: DevOpenBao) -> Settings:
+    return Settings(home=tmp_path_factory.mktemp("home"), vault_addr=openbao.url)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, db: Database, vault: Vault) -> FastAPI:
+    return create_app(settings, database=db, vault=vault)
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://mailfleet.test") as http:
+        yield http
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_headers(db: Database) -> dict[str, str]:
+    async with db.session() as session:
+        issued = await issue_key(session, scope="admin", tenant_id=None, name="tests")
+    return bearer(issued.key)
+
+
+@dataclass
+class TenantHandle:
+    """A tenant made through the API, with a key of its own."""
+
+    id: str
+    name: str
+    key: str
+    key_id: str
+    headers: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.headers = bearer(self.key)
+
+
+MakeTenant = Callable[[], Awaitable[TenantHandle]]
+
+
+@pytest.fixture
+def make_tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> MakeTenant:
+    counter = iter(range(1_000_000))
+
+    async def make() -> TenantHandle:
+        name = f"tenant-{os.urandom(6).hex()}-{next(counter)}"
+        response = await client.post("/api/v1/tenants", json={"name": name}, headers=admin_headers)
+        assert response.status_code == 201, response.text
+        tenant_id = response.json()["id"]
+        response = await client.post(
+            "/api/v1/api-keys",
+            json={"scope": "tenant", "tenant_id": tenant_id, "name": "owner"},
+            headers=admin_headers,
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return TenantHandle(id=tenant_id, name=name, key=body["key"], key_id=body["id"])
+
+    return make
