@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 T = TypeVar("T")
@@ -36,4 +37,7 @@ class PageOut(BaseModel, Generic[T]):
     )
 
 
-Limit = Annotated[int, Field(ge=1, le=500, description="Page size.")]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
+After = Annotated[
+    uuid.UUID | None, Query(description="Return objects after this id (from `next_after`).")
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -30,9 +30,9 @@ def _needs_admin(dependant: Dependant) -> bool:
     )
 
 
-def _mark_admin_routes(app: FastAPI) -> None:
+def _mark_admin_routes(router: APIRouter) -> None:
     """Publish each route's required scope in OpenAPI, derived from its dependencies."""
-    for route in app.routes:
+    for route in router.routes:
         if isinstance(route, APIRoute) and _needs_admin(route.dependant):
             route.openapi_extra = {**(route.openapi_extra or {}), ADMIN_SCOPE_EXTENSION: "admin"}
 
@@ -66,6 +66,6 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health.router)
     for router in ROUTERS:
+        _mark_admin_routes(router)
         app.include_router(router, responses=PROBLEM_RESPONSES)
-    _mark_admin_routes(app)
     return app

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from control_plane.api.context import Ctx
 from control_plane.api_keys import service
 from control_plane.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from control_plane.errors import Forbidden
-from control_plane.schemas import Limit, PageOut
+from control_plane.schemas import After, Limit, PageOut
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
 
@@ -37,8 +37,8 @@ async def list_api_keys(
     ctx: Ctx,
     tenant_id: uuid.UUID | None = None,
     include_revoked: bool = False,
-    after: uuid.UUID | None = None,
-    limit: Limit = Query(100),
+    after: After = None,
+    limit: Limit = 100,
 ) -> PageOut[ApiKeyOut]:
     async with ctx.session() as session:
         page = await service.list_keys(session, tenant_id, include_revoked, after, limit)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from control_plane.api.context import AdminCtx, Ctx
-from control_plane.schemas import Limit, PageOut
+from control_plane.schemas import After, Limit, PageOut
 from control_plane.tenants import service
 from control_plane.tenants.schemas import TenantCreate, TenantOut, TenantUpdate
 
@@ -21,7 +21,7 @@ async def create_tenant(body: TenantCreate, ctx: AdminCtx) -> TenantOut:
 
 @router.get("")
 async def list_tenants(
-    ctx: AdminCtx, after: uuid.UUID | None = None, limit: Limit = Query(100)
+    ctx: AdminCtx, after: After = None, limit: Limit = 100
 ) -> PageOut[TenantOut]:
     async with ctx.session() as session:
         page = await service.list_tenants(session, after, limit)

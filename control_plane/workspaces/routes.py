@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from control_plane.api.context import Ctx
-from control_plane.schemas import Limit, PageOut
+from control_plane.schemas import After, Limit, PageOut
 from control_plane.workspaces import service
 from control_plane.workspaces.schemas import WorkspaceCreate, WorkspaceOut, WorkspaceUpdate
 
@@ -24,8 +24,8 @@ async def create_workspace(body: WorkspaceCreate, ctx: Ctx) -> WorkspaceOut:
 async def list_workspaces(
     ctx: Ctx,
     tenant_id: uuid.UUID | None = None,
-    after: uuid.UUID | None = None,
-    limit: Limit = Query(100),
+    after: After = None,
+    limit: Limit = 100,
 ) -> PageOut[WorkspaceOut]:
     async with ctx.session() as session:
         page = await service.list_workspaces(session, tenant_id, after, limit)

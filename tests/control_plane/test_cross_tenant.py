@@ -1,0 +1,136 @@
+"""Walks every route in the OpenAPI document, so new routes are covered without anyone remembering.
+
+- every secured route refuses a request without a key (401);
+- every admin-only route refuses a tenant key (403);
+- every tenant route, given another tenant's ids, answers 404 and shows nothing of theirs;
+- every tenant list shows none of another tenant's objects; every create naming another
+  tenant answers 404.
+
+A new path parameter needs an entry in ``objects_of`` below, and a new request body an
+example in its schema: the walk fails until they exist.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from control_plane.api.context import ADMIN_SCOPE_EXTENSION
+from tests.conftest import MakeTenant, TenantHandle
+
+Operation = tuple[str, str, dict[str, Any]]
+
+
+def operations(app: FastAPI) -> Iterator[Operation]:
+    for path, methods in app.openapi()["paths"].items():
+        for method, spec in methods.items():
+            yield method.upper(), path, spec
+
+
+def secured(spec: dict[str, Any]) -> bool:
+    return bool(spec.get("security"))
+
+
+def example_body(app: FastAPI, spec: dict[str, Any]) -> Any:
+    if "requestBody" not in spec:
+        return None
+    ref = spec["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = app.openapi()["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    examples = schema.get("examples")
+    assert examples, f"schema {ref} needs an example for the tenancy walk"
+    return dict(examples[0])
+
+
+async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[str, str]:
+    """One object of each kind owned by ``tenant``, keyed by path parameter name."""
+    ws = await client.post("/api/v1/workspaces", json={"name": "victim"}, headers=tenant.headers)
+    assert ws.status_code == 201
+    return {"tenant_id": tenant.id, "workspace_id": ws.json()["id"], "api_key_id": tenant.key_id}
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in ids, f"add an object for path parameter {{{name}}} to objects_of()"
+        return ids[name]
+
+    return re.sub(r"\{(\w+)\}", one, path)
+
+
+async def test_every_secured_route_needs_a_key(client: httpx.AsyncClient, app: FastAPI) -> None:
+    checked = 0
+    for method, path, spec in operations(app):
+        if not secured(spec):
+            continue
+        url = re.sub(r"\{\w+\}", "01a20000-0000-7000-8000-000000000000", path)
+        response = await client.request(method, url, json=example_body(app, spec))
+        assert response.status_code == 401, (method, path, response.text)
+        checked += 1
+    assert checked >= 10
+
+
+async def test_admin_routes_refuse_tenant_keys(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant()
+    ids = await objects_of(client, tenant)
+    admin_routes = [op for op in operations(app) if op[2].get(ADMIN_SCOPE_EXTENSION) == "admin"]
+    assert admin_routes, "expected some admin-only routes"
+    for method, path, spec in admin_routes:
+        response = await client.request(
+            method, fill(path, ids), json=example_body(app, spec), headers=tenant.headers
+        )
+        assert response.status_code == 403, (method, path, response.text)
+
+
+async def test_another_tenants_objects_are_404_everywhere(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+) -> None:
+    victim, intruder = await make_tenant(), await make_tenant()
+    ids = await objects_of(client, victim)
+    probed = 0
+    for method, path, spec in operations(app):
+        if not secured(spec) or spec.get(ADMIN_SCOPE_EXTENSION) == "admin" or "{" not in path:
+            continue
+        response = await client.request(
+            method, fill(path, ids), json=example_body(app, spec), headers=intruder.headers
+        )
+        assert response.status_code == 404, (method, path, response.text)
+        assert "victim" not in response.text and victim.name not in response.text, (method, path)
+        probed += 1
+    assert probed >= 6
+    # and nothing was changed or removed by the attempts
+    survivor = await client.get(f"/api/v1/workspaces/{ids['workspace_id']}", headers=victim.headers)
+    assert survivor.json()["name"] == "victim"
+    assert (await client.get("/api/v1/workspaces", headers=victim.headers)).status_code == 200
+
+
+async def test_lists_and_creates_never_cross_tenants(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+) -> None:
+    victim, intruder = await make_tenant(), await make_tenant()
+    ids = await objects_of(client, victim)
+    for method, path, spec in operations(app):
+        if not secured(spec) or spec.get(ADMIN_SCOPE_EXTENSION) == "admin" or "{" in path:
+            continue
+        if method == "GET":
+            names = {p["name"] for p in spec.get("parameters", [])}
+            params = {"tenant_id": victim.id} if "tenant_id" in names else {}
+            response = await client.get(path, params=params, headers=intruder.headers)
+            assert response.status_code == 200, (path, response.text)
+            for ident in ids.values():
+                assert ident not in response.text, (path, "leaks another tenant's object")
+        elif method == "POST":
+            body = example_body(app, spec)
+            schema_ref = spec["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            props = app.openapi()["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]["properties"]
+            if "tenant_id" not in props:
+                continue
+            response = await client.post(
+                path, json={**body, "tenant_id": victim.id}, headers=intruder.headers
+            )
+            assert response.status_code == 404, (path, response.text)
