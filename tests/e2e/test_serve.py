@@ -81,7 +81,8 @@ def test_serve_refuses_bad_settings_with_one_line(tmp_path: Path) -> None:
     env = {"MAILFLEET_HOME": str(tmp_path), "MAILFLEET_VAULT_ADDR": "http://127.0.0.1:9"}
     with serve(env) as server:
         server.process.wait(timeout=60)
-        output = [line for line in server.process.stdout or [] if line.strip()]
+        time.sleep(0.2)
+        output = [line for line in server.output() if line.strip()]
     assert server.process.returncode == 2
     assert output[-1].strip() == (
         "error: MAILFLEET_VAULT_TOKEN_FILE: required with MAILFLEET_VAULT_ADDR (or use AppRole)"
