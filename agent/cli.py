@@ -6,8 +6,13 @@ import typer
 
 from agent import __version__
 
-app = typer.Typer(name="mailfleet-agent", help="MailFleet VPS agent.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="mailfleet-agent",
+    help="MailFleet VPS agent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 
 @app.callback()

@@ -27,8 +27,11 @@ from control_plane.tenants.schemas import TenantCreate
 
 T = TypeVar("T")
 app = typer.Typer(
-    name="mailfleet", help="MailFleet control plane.", no_args_is_help=True,
-    pretty_exceptions_enable=False, add_completion=False,
+    name="mailfleet",
+    help="MailFleet control plane.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -125,7 +128,9 @@ def db_current() -> None:
 @key_app.command("create")
 def key_create(
     admin: Annotated[bool, typer.Option("--admin", help="An admin key.")] = False,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="A key for this tenant id.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="A key for this tenant id.")
+    ] = None,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
 ) -> None:
     """Create an API key and print only the key on stdout."""
@@ -151,8 +156,14 @@ def key_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> 
         async with db.session() as session:
             page = await api_keys.list_keys(session, tenant_id, False, None, 500)
             return [
-                (str(k.id), k.scope, str(k.tenant_id or "-"), k.name, k.hint,
-                 str(k.last_used_at or "never"))
+                (
+                    str(k.id),
+                    k.scope,
+                    str(k.tenant_id or "-"),
+                    k.name,
+                    k.hint,
+                    str(k.last_used_at or "never"),
+                )
                 for k in page.items
             ]
 

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    home: Path = Field(default=Path("./var"), description="State directory (SQLite, local OpenBao).")
+    home: Path = Field(
+        default=Path("./var"), description="State directory (SQLite, local OpenBao)."
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default: an SQLite file under MAILFLEET_HOME.",

@@ -1,4 +1,4 @@
-"""Shared fixtures: every database test runs on SQLite and on PostgreSQL; Vault is a real OpenBao."""
+"""Shared fixtures: database tests run on SQLite and on PostgreSQL; Vault is a real OpenBao."""
 
 from __future__ import annotations
 

@@ -25,9 +25,7 @@ ROUTERS = (tenants_router, workspaces_router, api_keys_router)
 
 
 def _needs_admin(dependant: Dependant) -> bool:
-    return any(
-        dep.call is admin_context or _needs_admin(dep) for dep in dependant.dependencies
-    )
+    return any(dep.call is admin_context or _needs_admin(dep) for dep in dependant.dependencies)
 
 
 def _mark_admin_routes(router: APIRouter) -> None:

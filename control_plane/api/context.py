@@ -46,7 +46,9 @@ class RequestContext:
             return self.db.session()
         return self.db.tenant_session(self.principal.tenant_id)
 
-    def owning_tenant(self, requested: uuid.UUID | None, field: str = "body.tenant_id") -> uuid.UUID:
+    def owning_tenant(
+        self, requested: uuid.UUID | None, field: str = "body.tenant_id"
+    ) -> uuid.UUID:
         """The tenant a new object belongs to: named by admins, implied for tenant keys."""
         own = self.principal.tenant_id
         if own is None:

@@ -73,9 +73,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = exc.errors()
     if any(error.get("type") == "json_invalid" for error in raw):
-        message = next(e.get("ctx", {}).get("error", "") for e in raw if e["type"] == "json_invalid")
+        message = next(
+            e.get("ctx", {}).get("error", "") for e in raw if e["type"] == "json_invalid"
+        )
         return problem_response(
-            request, 400, "Malformed request", f"request body is not valid JSON: {message}",
+            request,
+            400,
+            "Malformed request",
+            f"request body is not valid JSON: {message}",
             [FieldError(field="body", message="invalid JSON")],
         )
     errors = [FieldError(field=_field_path(tuple(e["loc"])), message=e["msg"]) for e in raw]

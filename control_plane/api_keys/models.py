@@ -16,7 +16,8 @@ class ApiKey(IdMixin, TenantScoped, Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint(
-            "(scope = 'admin' AND tenant_id IS NULL) OR (scope = 'tenant' AND tenant_id IS NOT NULL)",
+            "(scope = 'admin' AND tenant_id IS NULL)"
+            " OR (scope = 'tenant' AND tenant_id IS NOT NULL)",
             name="scope_matches_tenant",
         ),
     )

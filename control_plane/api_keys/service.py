@@ -69,9 +69,7 @@ async def verify_key(session: AsyncSession, key: str) -> ApiKey | None:
     if record.expires_at is not None and record.expires_at <= now:
         return None
     if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
-        await session.execute(
-            update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=now)
-        )
+        await session.execute(update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=now))
         record.last_used_at = now
     return record
 

@@ -83,9 +83,9 @@ class Database:
     @asynccontextmanager
     async def tenant_session(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
         """A session that can only see and write ``tenant_id``'s rows."""
-        async with self._sessions(info={SESSION_TENANT_KEY: tenant_id}) as session:
-            async with session.begin():
-                yield session
+        scoped = self._sessions(info={SESSION_TENANT_KEY: tenant_id})
+        async with scoped as session, session.begin():
+            yield session
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -25,7 +25,9 @@ async def list_tenants(
 ) -> PageOut[TenantOut]:
     async with ctx.session() as session:
         page = await service.list_tenants(session, after, limit)
-        return PageOut(items=[TenantOut.model_validate(t) for t in page.items], next_after=page.next_after)
+        return PageOut(
+            items=[TenantOut.model_validate(t) for t in page.items], next_after=page.next_after
+        )
 
 
 @router.get("/{tenant_id}")

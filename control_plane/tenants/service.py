@@ -21,7 +21,9 @@ async def create_tenant(session: AsyncSession, data: TenantCreate) -> Tenant:
     return tenant
 
 
-async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID, *, field: str | None = None) -> Tenant:
+async def get_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, *, field: str | None = None
+) -> Tenant:
     tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
     if tenant is None:
         raise NotFound("tenant", tenant_id, field=field)

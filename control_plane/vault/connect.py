@@ -34,7 +34,8 @@ def external_vault(settings: Settings) -> Vault:
     if settings.vault_approle_role_id:
         if settings.vault_approle_secret_id_file is None:
             raise SettingsError(
-                "MAILFLEET_VAULT_APPROLE_SECRET_ID_FILE: required with MAILFLEET_VAULT_APPROLE_ROLE_ID"
+                "MAILFLEET_VAULT_APPROLE_SECRET_ID_FILE: "
+                "required with MAILFLEET_VAULT_APPROLE_ROLE_ID"
             )
         role_id = settings.vault_approle_role_id
         secret_file = settings.vault_approle_secret_id_file

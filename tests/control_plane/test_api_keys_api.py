@@ -7,7 +7,9 @@ import httpx
 from tests.conftest import MakeTenant, bearer
 
 
-async def test_key_is_shown_once_and_works(client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+async def test_key_is_shown_once_and_works(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
     tenant = await make_tenant()
     created = await client.post("/api/v1/api-keys", json={"name": "ci"}, headers=tenant.headers)
     assert created.status_code == 201
@@ -28,11 +30,15 @@ async def test_key_is_shown_once_and_works(client: httpx.AsyncClient, make_tenan
     assert after_use["last_used_at"] is not None
 
 
-async def test_revoked_key_is_refused_at_once(client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+async def test_revoked_key_is_refused_at_once(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
     tenant = await make_tenant()
     extra = (await client.post("/api/v1/api-keys", json={}, headers=tenant.headers)).json()
     assert (await client.get("/api/v1/workspaces", headers=bearer(extra["key"]))).status_code == 200
-    assert (await client.delete(f"/api/v1/api-keys/{extra['id']}", headers=tenant.headers)).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/api-keys/{extra['id']}", headers=tenant.headers)
+    ).status_code == 204
     refused = await client.get("/api/v1/workspaces", headers=bearer(extra["key"]))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == "Bearer"
@@ -49,16 +55,24 @@ async def test_revoked_key_is_refused_at_once(client: httpx.AsyncClient, make_te
 async def test_expired_key_is_refused(client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
     tenant = await make_tenant()
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    rejected = await client.post("/api/v1/api-keys", json={"expires_at": past}, headers=tenant.headers)
+    rejected = await client.post(
+        "/api/v1/api-keys", json={"expires_at": past}, headers=tenant.headers
+    )
     assert rejected.status_code == 422
     assert rejected.json()["errors"][0]["field"] == "body.expires_at"
 
 
-async def test_scopes(client: httpx.AsyncClient, admin_headers: dict[str, str], make_tenant: MakeTenant) -> None:
+async def test_scopes(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], make_tenant: MakeTenant
+) -> None:
     tenant = await make_tenant()
-    no_admin = await client.post("/api/v1/api-keys", json={"scope": "admin"}, headers=tenant.headers)
+    no_admin = await client.post(
+        "/api/v1/api-keys", json={"scope": "admin"}, headers=tenant.headers
+    )
     assert no_admin.status_code == 403
-    admin_key = await client.post("/api/v1/api-keys", json={"scope": "admin"}, headers=admin_headers)
+    admin_key = await client.post(
+        "/api/v1/api-keys", json={"scope": "admin"}, headers=admin_headers
+    )
     assert admin_key.status_code == 201
     assert admin_key.json()["key"].startswith("mf_admin_")
     assert admin_key.json()["tenant_id"] is None

@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import MakeTenant
 
 
-async def test_malformed_json_is_400(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+async def test_malformed_json_is_400(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     response = await client.post(
         "/api/v1/tenants",
         content=b'{"name": "unterminated',
@@ -52,7 +54,9 @@ async def test_bad_ids_and_query_values(client: httpx.AsyncClient, make_tenant: 
     assert not_uuid.json()["errors"][0]["field"] == "path.workspace_id"
     unknown = await client.get(f"/api/v1/workspaces/{uuid.uuid4()}", headers=tenant.headers)
     assert unknown.status_code == 404
-    too_big = await client.get("/api/v1/workspaces", params={"limit": "501"}, headers=tenant.headers)
+    too_big = await client.get(
+        "/api/v1/workspaces", params={"limit": "501"}, headers=tenant.headers
+    )
     assert too_big.status_code == 422
     assert too_big.json()["errors"][0]["field"] == "query.limit"
 
@@ -74,5 +78,7 @@ async def test_workspace_for_unknown_tenant_is_404_and_nothing_is_written(
     )
     assert response.status_code == 404
     assert response.json()["errors"][0]["field"] == "body.tenant_id"
-    listed = await client.get("/api/v1/workspaces", params={"tenant_id": ghost}, headers=admin_headers)
+    listed = await client.get(
+        "/api/v1/workspaces", params={"tenant_id": ghost}, headers=admin_headers
+    )
     assert listed.json()["items"] == []

@@ -32,9 +32,13 @@ async def test_keys_made_by_the_cli_work_on_the_api(
     live = run_cli("api-key", "create", "--tenant", tenant_id, "--name", "ops", env=env)
     assert live.returncode == 0 and KEY.match(live.stdout), live
 
-    as_admin = await client.get(f"/api/v1/tenants/{tenant_id}", headers={"Authorization": f"Bearer {admin.stdout.strip()}"})
+    as_admin = await client.get(
+        f"/api/v1/tenants/{tenant_id}", headers={"Authorization": f"Bearer {admin.stdout.strip()}"}
+    )
     assert as_admin.status_code == 200
-    as_tenant = await client.get(f"/api/v1/tenants/{tenant_id}", headers={"Authorization": f"Bearer {live.stdout.strip()}"})
+    as_tenant = await client.get(
+        f"/api/v1/tenants/{tenant_id}", headers={"Authorization": f"Bearer {live.stdout.strip()}"}
+    )
     assert as_tenant.status_code == 200
 
     listed = run_cli("api-key", "list", "--tenant", tenant_id, env=env)
@@ -64,7 +68,9 @@ def test_bad_cli_input_is_one_line_and_non_zero(
 
 
 def test_invalid_setting_exits_2_naming_it(tmp_path: Path) -> None:
-    result = run_cli("db", "current", env={"MAILFLEET_HOME": str(tmp_path), "MAILFLEET_API_ADDR": "nope"})
+    result = run_cli(
+        "db", "current", env={"MAILFLEET_HOME": str(tmp_path), "MAILFLEET_API_ADDR": "nope"}
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: MAILFLEET_API_ADDR: expected host:port, got 'nope'"

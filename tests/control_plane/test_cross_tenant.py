@@ -127,7 +127,9 @@ async def test_lists_and_creates_never_cross_tenants(
         elif method == "POST":
             body = example_body(app, spec)
             schema_ref = spec["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-            props = app.openapi()["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]["properties"]
+            props = app.openapi()["components"]["schemas"][schema_ref.rsplit("/", 1)[1]][
+                "properties"
+            ]
             if "tenant_id" not in props:
                 continue
             response = await client.post(

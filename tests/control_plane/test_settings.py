@@ -10,7 +10,9 @@ from control_plane.settings import SettingsError, load_settings
 def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MAILFLEET_HOME", str(tmp_path))
     settings = load_settings()
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/mailfleet.db"
+    assert (
+        settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/mailfleet.db"
+    )
     assert settings.api_addr == "127.0.0.1:8080"
     assert settings.grpc_addr == "127.0.0.1:8443"
     assert settings.managed_vault

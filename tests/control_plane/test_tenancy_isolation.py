@@ -1,4 +1,4 @@
-"""The two walls between tenants: ORM scoping (both databases) and row-level security (PostgreSQL)."""
+"""Two walls between tenants: ORM scoping (both databases), row-level security (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,13 @@ async def test_orm_bulk_update_cannot_touch_another_tenant(db: Database) -> None
     async with db.tenant_session(a) as session:
         await session.execute(update(Workspace).values(description="touched"))
     async with db.session() as session:
-        rows = (await session.execute(
-            select(Workspace.tenant_id, Workspace.description).where(Workspace.tenant_id.in_([a, b]))
-        )).all()
+        rows = (
+            await session.execute(
+                select(Workspace.tenant_id, Workspace.description).where(
+                    Workspace.tenant_id.in_([a, b])
+                )
+            )
+        ).all()
     assert {(t, d) for t, d in rows} == {(a, "touched"), (b, "")}
 
 
@@ -72,7 +76,7 @@ def postgres_only(db: Database) -> None:
 
 async def test_raw_sql_without_tenant_filter_returns_only_own_rows(db: Database) -> None:
     postgres_only(db)
-    a, b = await two_tenants(db)
+    a, _ = await two_tenants(db)
     async with db.tenant_session(a) as session:
         workspaces = set((await session.scalars(text("SELECT tenant_id FROM workspaces"))).all())
         tenants = set((await session.scalars(text("SELECT id FROM tenants"))).all())
@@ -114,7 +118,10 @@ async def test_rls_refuses_inserting_rows_for_another_tenant(db: Database) -> No
     with pytest.raises(Exception, match="row-level security"):
         async with db.tenant_session(a) as session:
             await session.execute(
-                text("INSERT INTO workspaces (id, tenant_id, name, description) VALUES (:i, :t, 'x', '')"),
+                text(
+                    "INSERT INTO workspaces (id, tenant_id, name, description)"
+                    " VALUES (:i, :t, 'x', '')"
+                ),
                 {"i": uuid.uuid4(), "t": b},
             )
 

@@ -8,7 +8,9 @@ from tests.conftest import MakeTenant
 async def test_admin_creates_reads_renames_and_deletes_a_tenant(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    created = await client.post("/api/v1/tenants", json={"name": "  Globex  "}, headers=admin_headers)
+    created = await client.post(
+        "/api/v1/tenants", json={"name": "  Globex  "}, headers=admin_headers
+    )
     assert created.status_code == 201
     tenant = created.json()
     assert tenant["name"] == "Globex"
@@ -33,7 +35,9 @@ async def test_duplicate_tenant_name_is_a_conflict_naming_the_field(
     client: httpx.AsyncClient, admin_headers: dict[str, str], make_tenant: MakeTenant
 ) -> None:
     tenant = await make_tenant()
-    response = await client.post("/api/v1/tenants", json={"name": tenant.name}, headers=admin_headers)
+    response = await client.post(
+        "/api/v1/tenants", json={"name": tenant.name}, headers=admin_headers
+    )
     assert response.status_code == 409
     problem = response.json()
     assert response.headers["content-type"] == "application/problem+json"
@@ -86,7 +90,9 @@ async def test_deleting_a_tenant_removes_its_workspaces_and_keys(
     tenant = await make_tenant()
     ws = await client.post("/api/v1/workspaces", json={"name": "w"}, headers=tenant.headers)
     assert ws.status_code == 201
-    assert (await client.delete(f"/api/v1/tenants/{tenant.id}", headers=admin_headers)).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/tenants/{tenant.id}", headers=admin_headers)
+    ).status_code == 204
     workspace = await client.get(f"/api/v1/workspaces/{ws.json()['id']}", headers=admin_headers)
     assert workspace.status_code == 404
     # the tenant's key went with it

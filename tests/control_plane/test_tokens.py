@@ -15,7 +15,15 @@ def test_tampered_or_truncated_keys_are_malformed() -> None:
     key = generate_key("tenant")
     flipped = key[:-1] + ("A" if key[-1] != "A" else "B")
     body_changed = key[:10] + ("x" if key[10] != "x" else "y") + key[11:]
-    for bad in (flipped, body_changed, key[:-1], key + "0", "mf_live_", "", key.replace("mf_live_", "mf_test_")):
+    for bad in (
+        flipped,
+        body_changed,
+        key[:-1],
+        key + "0",
+        "mf_live_",
+        "",
+        key.replace("mf_live_", "mf_test_"),
+    ):
         assert key_scope(bad) is None, bad
 
 

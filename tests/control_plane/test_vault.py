@@ -54,7 +54,9 @@ def test_vault_repr_hides_the_token(openbao: DevOpenBao) -> None:
     assert openbao.token not in repr(Vault(openbao.url, token=openbao.token))
 
 
-async def test_token_comes_from_a_file_never_the_environment(openbao: DevOpenBao, tmp_path: Path) -> None:
+async def test_token_comes_from_a_file_never_the_environment(
+    openbao: DevOpenBao, tmp_path: Path
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(openbao.token + "\n")
     client = external_vault(Settings(vault_addr=openbao.url, vault_token_file=token_file))

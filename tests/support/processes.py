@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -22,7 +23,9 @@ def mailfleet_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "mailfleet"), *args],
         env=mailfleet_env(env),
@@ -97,7 +100,5 @@ def serve(env: Mapping[str, str], *args: str) -> Iterator[Running]:
         yield running
     finally:
         running.stop()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # anything the process group left behind
-        except ProcessLookupError:
-            pass

@@ -69,13 +69,17 @@ def upgrade() -> None:
         sa.Column("hint", sa.String(32), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column(
-            "created_by", sa.Uuid(), sa.ForeignKey("api_keys.id", ondelete="SET NULL"), nullable=True
+            "created_by",
+            sa.Uuid(),
+            sa.ForeignKey("api_keys.id", ondelete="SET NULL"),
+            nullable=True,
         ),
         sa.Column("last_used_at", UTCDateTime(), nullable=True),
         sa.Column("expires_at", UTCDateTime(), nullable=True),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
         sa.CheckConstraint(
-            "(scope = 'admin' AND tenant_id IS NULL) OR (scope = 'tenant' AND tenant_id IS NOT NULL)",
+            "(scope = 'admin' AND tenant_id IS NULL)"
+            " OR (scope = 'tenant' AND tenant_id IS NOT NULL)",
             name="scope_matches_tenant",
         ),
     )

@@ -1,0 +1,68 @@
+"""schemathesis against the served OpenAPI document, on both databases: no 5xx, ever."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from control_plane.db.engine import Database
+from tests.conftest import bearer
+from tests.support.openbao import DevOpenBao
+from tests.support.ports import free_port
+from tests.support.processes import BIN, mailfleet_env, serve
+
+
+@pytest.mark.e2e
+def test_fuzzing_the_api_finds_no_server_errors(
+    database_url: str, db: Database, openbao: DevOpenBao, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(openbao.token)
+    token_file.chmod(0o600)
+    port = free_port()
+    env = {
+        "MAILFLEET_HOME": str(tmp_path / "var"),
+        "MAILFLEET_DATABASE_URL": database_url,
+        "MAILFLEET_API_ADDR": f"127.0.0.1:{port}",
+        "MAILFLEET_VAULT_ADDR": openbao.url,
+        "MAILFLEET_VAULT_TOKEN_FILE": str(token_file),
+        "MAILFLEET_LOG_LEVEL": "warning",
+    }
+    with serve(env, "--bootstrap-admin-key") as server:
+        server.wait_for_line("MailFleet API:", 60)
+        key = server.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
+        result = subprocess.run(
+            [
+                str(BIN / "schemathesis"),
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--header",
+                f"Authorization: {bearer(key)['Authorization']}",
+                "--max-examples",
+                "30",
+                "--seed",
+                "20261128",
+                "--workers",
+                "1",
+                "--request-timeout",
+                "10",
+                "--no-color",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            env=mailfleet_env({}),
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+            cwd=tmp_path,
+        )
+        server_log = "\n".join(server.output())
+    assert result.returncode == 0, result.stdout[-6000:] + server_log[-3000:]
+    assert " passed" in result.stdout and "0 passed" not in result.stdout, result.stdout[-2000:]
+    print(result.stdout[-1500:])
+    assert "Traceback" not in server_log
