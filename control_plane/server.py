@@ -15,8 +15,12 @@ from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key
 from control_plane.db import migrate
 from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
+from control_plane.gateway.server import Gateway
 from control_plane.settings import Settings, parse_host_port
+from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
+from control_plane.vault.pki import AgentPki
 
 log = logging.getLogger(__name__)
 
@@ -47,30 +51,52 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> boo
     return True
 
 
+async def _serve_api(
+    settings: Settings, db: Database, vault: Vault, hub: AgentHub, bootstrap_admin_key: bool
+) -> int:
+    app = create_app(settings, database=db, vault=vault, hub=hub)
+    host, port = parse_host_port(settings.api_addr)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=settings.log_level, log_config=None
+    )
+    server = _Server(config)
+    _stop_on_signals(server)
+    task = asyncio.create_task(server.serve())
+    if await _wait_started(server, task):
+        url_host = f"[{host}]" if ":" in host else host
+        print(f"MailFleet API: http://{url_host}:{port}  (docs at /docs)", flush=True)
+        print(
+            f"Agent gateway: {settings.grpc_addr} (mutual TLS), "
+            f"enrollment: {settings.enroll_addr}",
+            flush=True,
+        )
+        if bootstrap_admin_key:
+            async with db.session() as session:
+                issued = await issue_key(
+                    session, scope="admin", tenant_id=None, name="bootstrap (serve)"
+                )
+            print(f"Admin API key (shown once): {issued.key}", flush=True)
+    await task
+    return 0 if server.started else 1
+
+
 async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
     db = Database.from_settings(settings)
     try:
         async with open_vault(settings) as vault:
             await migrate.upgrade(db)
-            app = create_app(settings, database=db, vault=vault)
-            host, port = parse_host_port(settings.api_addr)
-            config = uvicorn.Config(
-                app, host=host, port=port, log_level=settings.log_level, log_config=None
+            pki = AgentPki(vault, settings.vault_pki_mount)
+            await pki.ensure(
+                agent_max_ttl_seconds=settings.agent_certificate_ttl_seconds,
+                gateway_ttl_seconds=settings.gateway_certificate_ttl_seconds,
             )
-            server = _Server(config)
-            _stop_on_signals(server)
-            task = asyncio.create_task(server.serve())
-            if await _wait_started(server, task):
-                url_host = f"[{host}]" if ":" in host else host
-                print(f"MailFleet API: http://{url_host}:{port}  (docs at /docs)", flush=True)
-                if bootstrap_admin_key:
-                    async with db.session() as session:
-                        issued = await issue_key(
-                            session, scope="admin", tenant_id=None, name="bootstrap (serve)"
-                        )
-                    print(f"Admin API key (shown once): {issued.key}", flush=True)
-            await task
-            return 0 if server.started else 1
+            hub = AgentHub()
+            gateway = Gateway(settings, db, pki, hub)
+            await gateway.start()
+            try:
+                return await _serve_api(settings, db, vault, hub, bootstrap_admin_key)
+            finally:
+                await gateway.stop()
     finally:
         await db.dispose()
 

@@ -69,7 +69,30 @@ class Settings(BaseSettings):
         default=None, description="File holding the database password (kept out of the URL)."
     )
     api_addr: HostPort = "127.0.0.1:8080"
-    grpc_addr: HostPort = "127.0.0.1:8443"
+    grpc_addr: HostPort = Field(default="127.0.0.1:8443", description="Agent link (mutual TLS).")
+    enroll_addr: HostPort = Field(
+        default="127.0.0.1:8444", description="Enrollment (TLS + join token; no client cert)."
+    )
+    gateway_advertise_addr: HostPort | None = Field(
+        default=None, description="Agent-link address given to agents; default MAILFLEET_GRPC_ADDR."
+    )
+    enroll_advertise_addr: HostPort | None = Field(
+        default=None,
+        description="Enrollment address given to agents; default MAILFLEET_ENROLL_ADDR.",
+    )
+    gateway_tls_names: str = Field(
+        default="localhost",
+        description="Comma-separated DNS names and IPs for the gateway certificate.",
+    )
+    vault_pki_mount: str = Field(
+        default="mailfleet-pki", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    )
+    agent_certificate_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    gateway_certificate_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
+    join_token_ttl_seconds: int = Field(default=1800, ge=60, le=3600)
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0, le=300)
+    agent_unknown_after_seconds: float = Field(default=40.0, gt=0, le=3600)
+    metrics_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     vault_addr: str | None = Field(
         default=None, description="Vault/OpenBao URL; unset: MailFleet runs a local OpenBao."
     )
@@ -107,6 +130,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.home / 'mailfleet.db').resolve()}"
+
+    @property
+    def advertised_gateway(self) -> str:
+        return self.gateway_advertise_addr or self.grpc_addr
+
+    @property
+    def advertised_enroll(self) -> str:
+        return self.enroll_advertise_addr or self.enroll_addr
 
     @property
     def managed_vault(self) -> bool:

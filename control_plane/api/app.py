@@ -15,13 +15,16 @@ from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
 from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from control_plane.api_keys.routes import router as api_keys_router
 from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
+from control_plane.servers.routes import router as servers_router
 from control_plane.settings import Settings
 from control_plane.tenants.routes import router as tenants_router
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
+from control_plane.vault.pki import AgentPki
 from control_plane.workspaces.routes import router as workspaces_router
 
-ROUTERS = (tenants_router, workspaces_router, api_keys_router)
+ROUTERS = (tenants_router, workspaces_router, api_keys_router, servers_router)
 
 
 def _needs_admin(dependant: Dependant) -> bool:
@@ -36,7 +39,11 @@ def _mark_admin_routes(router: APIRouter) -> None:
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, vault: Vault | None = None
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    vault: Vault | None = None,
+    hub: AgentHub | None = None,
 ) -> FastAPI:
     """Build the app. Resources not passed in are opened from settings for its lifetime."""
 
@@ -48,6 +55,7 @@ def create_app(
                 stack.push_async_callback(app.state.db.dispose)
             if vault is None:
                 app.state.vault = await stack.enter_async_context(open_vault(settings))
+                app.state.pki = AgentPki(app.state.vault, settings.vault_pki_mount)
             yield
 
     app = FastAPI(
@@ -61,6 +69,8 @@ def create_app(
         app.state.db = database
     if vault is not None:
         app.state.vault = vault
+        app.state.pki = AgentPki(vault, settings.vault_pki_mount)
+    app.state.hub = hub or AgentHub()
     install_problem_handlers(app)
     app.include_router(health.router)
     for router in ROUTERS:

@@ -18,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.api_keys.service import verify_key
 from control_plane.db.engine import Database
 from control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from control_plane.gateway.hub import AgentHub
+from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
 
 ADMIN_SCOPE_EXTENSION = "x-mailfleet-scope"
 _bearer = HTTPBearer(auto_error=False, description="An API key: mf_admin_… or mf_live_…")
@@ -39,6 +42,9 @@ class RequestContext:
     principal: Principal
     db: Database
     vault: Vault
+    settings: Settings
+    pki: AgentPki
+    hub: AgentHub
 
     def session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A transaction scoped to what the caller may see."""
@@ -81,7 +87,15 @@ async def authenticate(
 def request_context(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> RequestContext:
-    return RequestContext(principal=principal, db=database(request), vault=request.app.state.vault)
+    state = request.app.state
+    return RequestContext(
+        principal=principal,
+        db=database(request),
+        vault=state.vault,
+        settings=state.settings,
+        pki=state.pki,
+        hub=state.hub,
+    )
 
 
 def admin_context(ctx: Annotated[RequestContext, Depends(request_context)]) -> RequestContext:

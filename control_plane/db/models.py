@@ -2,7 +2,9 @@
 
 from control_plane.api_keys.models import ApiKey
 from control_plane.db.base import Base
+from control_plane.enrollment.models import JoinToken
+from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
 from control_plane.workspaces.models import Workspace
 
-__all__ = ["ApiKey", "Base", "Tenant", "Workspace"]
+__all__ = ["AgentCertificate", "ApiKey", "Base", "JoinToken", "Server", "Tenant", "Workspace"]

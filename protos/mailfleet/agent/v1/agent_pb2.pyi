@@ -56,10 +56,15 @@ class EnrollRequest(_message.Message):
     CSR_PEM_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
+    SERVER_ID_FIELD_NUMBER: _builtins.int
     join_token: _builtins.str
     csr_pem: _builtins.bytes
     agent_version: _builtins.str
     hostname: _builtins.str
+    server_id: _builtins.str
+    """The server id of an agent that enrolled before (re-enrollment); empty on first enrollment.
+    A token bound to another server is refused, so an agent cannot change identity.
+    """
     def __init__(
         self,
         *,
@@ -67,10 +72,11 @@ class EnrollRequest(_message.Message):
         csr_pem: _builtins.bytes = ...,
         agent_version: _builtins.str = ...,
         hostname: _builtins.str = ...,
+        server_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "csr_pem", b"csr_pem", "hostname", b"hostname", "join_token", b"join_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "csr_pem", b"csr_pem", "hostname", b"hostname", "join_token", b"join_token", "server_id", b"server_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -263,12 +269,12 @@ class HelloReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_ID_FIELD_NUMBER: _builtins.int
-    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
-    METRICS_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    METRICS_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
-    heartbeat_interval_seconds: _builtins.int
-    metrics_interval_seconds: _builtins.int
+    heartbeat_interval_ms: _builtins.int
+    metrics_interval_ms: _builtins.int
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Capabilities both sides have; the agent uses only these."""
@@ -277,13 +283,13 @@ class HelloReply(_message.Message):
         self,
         *,
         server_id: _builtins.str = ...,
-        heartbeat_interval_seconds: _builtins.int = ...,
-        metrics_interval_seconds: _builtins.int = ...,
+        heartbeat_interval_ms: _builtins.int = ...,
+        metrics_interval_ms: _builtins.int = ...,
         capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "metrics_interval_seconds", b"metrics_interval_seconds", "server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "heartbeat_interval_ms", b"heartbeat_interval_ms", "metrics_interval_ms", b"metrics_interval_ms", "server_id", b"server_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -460,12 +466,12 @@ class Command(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
-    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: _builtins.str
     payload_json: _builtins.bytes
-    timeout_seconds: _builtins.int
+    timeout_ms: _builtins.int
     attempt: _builtins.int
     def __init__(
         self,
@@ -473,12 +479,12 @@ class Command(_message.Message):
         id: _builtins.str = ...,
         kind: _builtins.str = ...,
         payload_json: _builtins.bytes = ...,
-        timeout_seconds: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
         attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "id", b"id", "kind", b"kind", "payload_json", b"payload_json", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "id", b"id", "kind", b"kind", "payload_json", b"payload_json", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

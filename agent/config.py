@@ -1,0 +1,96 @@
+"""agent.toml: where the control plane is, the CA pin and a join token — nothing else secret.
+
+```toml
+state_dir = "/var/lib/mailfleet-agent"      # optional
+[control_plane]
+address = "cp.example.com:8443"             # agent link (mutual TLS)
+enroll_address = "cp.example.com:8444"      # enrollment (TLS, join token)
+ca_pin = "sha256:…"                         # SHA-256 of the agent CA's public key
+join_token = "mfjoin_…"                     # single use; spent at first enrollment
+```
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CONFIG = Path("/etc/mailfleet/agent.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/mailfleet-agent")
+_PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+
+
+class ConfigError(Exception):
+    """agent.toml is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    address: str
+    enroll_address: str
+    ca_pin: str
+    join_token: str | None
+    state_dir: Path
+    # Tunables for tests and odd networks; the defaults are what ships.
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 120.0
+    metrics_buffer_bytes: int = 64 * 1024 * 1024
+
+
+def _string(table: dict[str, object], key: str, where: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}{key}: required, a non-empty string")
+    return value
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    cp = data.get("control_plane")
+    if not isinstance(cp, dict):
+        raise ConfigError("control_plane: required table missing")
+    address = _string(cp, "address", "control_plane.")
+    enroll = _string(cp, "enroll_address", "control_plane.")
+    for key, value in (("address", address), ("enroll_address", enroll)):
+        if not _ADDRESS.match(value):
+            raise ConfigError(f"control_plane.{key}: expected host:port, got {value!r}")
+    pin = _string(cp, "ca_pin", "control_plane.").lower()
+    if not _PIN.match(pin):
+        raise ConfigError("control_plane.ca_pin: expected sha256:<64 hex digits>")
+    token = cp.get("join_token")
+    if token is not None and not isinstance(token, str):
+        raise ConfigError("control_plane.join_token: must be a string")
+    tuning = data.get("agent", {})
+    if not isinstance(tuning, dict):
+        raise ConfigError("agent: must be a table")
+    try:
+        options = {
+            k: type_(tuning[k])
+            for k, type_ in (
+                ("backoff_initial_seconds", float),
+                ("backoff_max_seconds", float),
+                ("metrics_buffer_bytes", int),
+            )
+            if k in tuning
+        }
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"agent: {exc}") from None
+    state_dir = data.get("state_dir", str(DEFAULT_STATE_DIR))
+    if not isinstance(state_dir, str):
+        raise ConfigError("state_dir: must be a path string")
+    return AgentConfig(
+        address=address,
+        enroll_address=enroll,
+        ca_pin=pin,
+        join_token=token or None,
+        state_dir=Path(state_dir),
+        **options,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,272 @@
+"""Resource sampling for the agent's metric stream (called every 15 s, never sleeps)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+# Filesystems that hold no user data: kernel interfaces, memory-backed, container layers and
+# read-only images. Their "usage" is noise (or a duplicate of the disk underneath).
+PSEUDO_FSTYPES = frozenset(
+    {
+        "autofs",
+        "aufs",
+        "binfmt_misc",
+        "bpf",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "erofs",
+        "fuse.gvfsd-fuse",
+        "fuse.lxcfs",
+        "fuse.portal",
+        "fusectl",
+        "hugetlbfs",
+        "iso9660",
+        "mqueue",
+        "nfsd",
+        "nsfs",
+        "overlay",
+        "proc",
+        "pstore",
+        "ramfs",
+        "rootfs",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
+    }
+)
+# Kernel trees and container runtimes' private mounts, whatever their type.
+PSEUDO_MOUNT_PREFIXES = (
+    "/proc/",
+    "/sys/",
+    "/dev/",
+    "/run/credentials/",
+    "/var/lib/docker/",
+    "/var/lib/containers/",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FilesystemUsage:
+    """Space on one mounted filesystem."""
+
+    mountpoint: str
+    device: str
+    fstype: str
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One reading of the machine; disk and network figures are cumulative byte counters."""
+
+    timestamp: float
+    cpu_percent: float
+    load1: float
+    load5: float
+    load15: float
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_available_bytes: int
+    swap_total_bytes: int
+    swap_used_bytes: int
+    filesystems: tuple[FilesystemUsage, ...]
+    disk_read_bytes: int
+    disk_write_bytes: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+    process_count: int
+
+
+class Sampler:
+    """Takes ``MetricSample``s; CPU use is measured over the time since the previous call."""
+
+    def __init__(self, statfs_timeout: float = 1.0) -> None:
+        # Our own CPU baseline, not psutil.cpu_percent(interval=None): psutil keeps that
+        # baseline per calling thread, so sampling from a thread pool (asyncio.to_thread)
+        # would measure against a stale or empty baseline.
+        self._cpu_times: dict[str, float] = psutil.cpu_times()._asdict()
+        self._statfs_timeout = statfs_timeout
+        # statvfs() on a dead NFS server blocks in the kernel; such a mount is skipped until
+        # the call that hung finally returns, instead of stalling every sample.
+        self._stuck: dict[str, threading.Thread] = {}
+        self._disk_read = _MonotonicSum()
+        self._disk_write = _MonotonicSum()
+        self._net_rx = _MonotonicSum()
+        self._net_tx = _MonotonicSum()
+
+    def sample(self) -> MetricSample:
+        """Read everything once; disk or network counters the host hides read as zero."""
+        timestamp = time.time()
+        cpu = self._cpu_percent()
+        load1, load5, load15 = psutil.getloadavg()
+        memory = psutil.virtual_memory()
+        swap = psutil.swap_memory()
+        disks = _disk_counters()
+        nics = _net_counters()
+        return MetricSample(
+            timestamp=timestamp,
+            cpu_percent=cpu,
+            load1=float(load1),
+            load5=float(load5),
+            load15=float(load15),
+            memory_total_bytes=int(memory.total),
+            memory_used_bytes=int(memory.used),
+            memory_available_bytes=int(memory.available),
+            swap_total_bytes=int(swap.total),
+            swap_used_bytes=int(swap.used),
+            filesystems=self._filesystems(),
+            disk_read_bytes=self._disk_read.update({k: v.read_bytes for k, v in disks.items()}),
+            disk_write_bytes=self._disk_write.update({k: v.write_bytes for k, v in disks.items()}),
+            net_rx_bytes=self._net_rx.update({k: v.bytes_recv for k, v in nics.items()}),
+            net_tx_bytes=self._net_tx.update({k: v.bytes_sent for k, v in nics.items()}),
+            process_count=len(psutil.pids()),
+        )
+
+    def _cpu_percent(self) -> float:
+        """System-wide busy share since the last call, as psutil computes it (0..100)."""
+        now: dict[str, float] = psutil.cpu_times()._asdict()
+        delta = {k: max(0.0, v - self._cpu_times.get(k, 0.0)) for k, v in now.items()}
+        self._cpu_times = now
+        # Guest time is already inside user/nice; iowait is idle time on Linux.
+        total = sum(delta.values()) - delta.get("guest", 0.0) - delta.get("guest_nice", 0.0)
+        busy = total - delta["idle"] - delta.get("iowait", 0.0)
+        if total <= 0:
+            return 0.0
+        return min(100.0, max(0.0, 100.0 * busy / total))
+
+    def _filesystems(self) -> tuple[FilesystemUsage, ...]:
+        """Real filesystems, each device once (at its shortest mountpoint)."""
+        visible: dict[str, Any] = {}
+        for part in psutil.disk_partitions(all=True):
+            visible[part.mountpoint] = part  # a later mount on the same path hides the earlier
+        candidates = sorted(
+            (p for p in visible.values() if _is_real(p.fstype, p.mountpoint)),
+            key=lambda p: (len(p.mountpoint), p.mountpoint),
+        )
+        seen_devices: set[str] = set()
+        result: list[FilesystemUsage] = []
+        for part in candidates:
+            if part.device in seen_devices:
+                continue  # bind mounts, btrfs subvolumes: same space counted once
+            usage = self._disk_usage(part.mountpoint)
+            if usage is None:
+                continue  # another mountpoint of the same device may still answer
+            seen_devices.add(part.device)
+            result.append(
+                FilesystemUsage(
+                    mountpoint=part.mountpoint,
+                    device=part.device,
+                    fstype=part.fstype,
+                    total_bytes=int(usage.total),
+                    used_bytes=int(usage.used),
+                    free_bytes=int(usage.free),
+                )
+            )
+        return tuple(sorted(result, key=lambda fs: fs.mountpoint))
+
+    def _disk_usage(self, mountpoint: str) -> Any | None:
+        """``psutil.disk_usage`` bounded by a timeout; None if it fails or hangs."""
+        hung = self._stuck.get(mountpoint)
+        if hung is not None:
+            if hung.is_alive():
+                return None
+            del self._stuck[mountpoint]
+        result: list[Any] = []
+
+        def statfs() -> None:
+            # Unmounted meanwhile, permission denied, stale handle: skipped, not fatal.
+            with contextlib.suppress(OSError):
+                result.append(psutil.disk_usage(mountpoint))
+
+        thread = threading.Thread(target=statfs, name=f"statfs {mountpoint}", daemon=True)
+        thread.start()
+        thread.join(self._statfs_timeout)
+        if thread.is_alive():
+            self._stuck[mountpoint] = thread
+            return None
+        return result[0] if result else None
+
+
+class _MonotonicSum:
+    """Sum of per-device counters that never falls when a device goes away or resets.
+
+    Docker's veth pairs come and go with containers; without this the total would drop.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._retired = 0
+
+    def update(self, values: Mapping[str, int]) -> int:
+        current = {name: int(value) for name, value in values.items()}
+        for name, last in self._last.items():
+            now = current.get(name)
+            if now is None or now < last:  # gone, or restarted from zero (wrap, re-created)
+                self._retired += last
+        self._last = current
+        return self._retired + sum(current.values())
+
+
+def _is_real(fstype: str, mountpoint: str) -> bool:
+    if not fstype or fstype in PSEUDO_FSTYPES or fstype.startswith("cgroup"):
+        return False
+    return not mountpoint.startswith(PSEUDO_MOUNT_PREFIXES)
+
+
+def _disk_counters() -> dict[str, Any]:
+    """Per whole disk; physical ones only when the kernel tells them apart.
+
+    Partitions, dm-crypt/LVM, md and loop devices repeat I/O a physical disk already counts,
+    and zram is memory.
+    """
+    try:
+        disks: dict[str, Any] = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+    except (OSError, NotImplementedError):
+        return {}
+    whole = {n: c for n, c in disks.items() if os.path.exists(_sys_path("/sys/block", n))}
+    if not whole:  # not Linux, or no /sys: trust psutil
+        return disks
+    return _physical_first(whole, "/sys/block")
+
+
+def _net_counters() -> dict[str, Any]:
+    """Per NIC except loopback; physical ones only when there are any.
+
+    Traffic of a container crosses its veth, the bridge and then eth0, so summing virtual
+    interfaces (veth, bridges, ifb, tunnels) would count it several times.
+    """
+    try:
+        nics: dict[str, Any] = psutil.net_io_counters(pernic=True, nowrap=False) or {}
+    except OSError:
+        return {}
+    return _physical_first({n: c for n, c in nics.items() if n != "lo"}, "/sys/class/net")
+
+
+def _physical_first(devices: dict[str, Any], sys_dir: str) -> dict[str, Any]:
+    physical = {n: c for n, c in devices.items() if not _is_virtual(sys_dir, n)}
+    return physical or devices  # e.g. inside a container, where eth0 is itself a veth
+
+
+def _is_virtual(sys_dir: str, name: str) -> bool:
+    return "/devices/virtual/" in os.path.realpath(_sys_path(sys_dir, name))
+
+
+def _sys_path(sys_dir: str, name: str) -> str:
+    return f"{sys_dir}/{name.replace('/', '!')}"

@@ -1,0 +1,164 @@
+"""Bounded on-disk buffer where numbered metric batches wait while the agent is offline.
+
+Layout: one file per batch, ``<sequence, 20 digits>.batch``, plus ``sequence`` holding the
+next unused number. Every file is written to a ``.tmp`` name, fsynced, renamed and the
+directory fsynced, so a crash leaves either the whole file or none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+BATCH_SUFFIX = ".batch"
+TEMP_SUFFIX = ".tmp"
+COUNTER_NAME = "sequence"
+_BATCH_NAME = re.compile(r"^(\d{20})\.batch$")
+
+
+class Spool:
+    """Numbered batches on disk, oldest dropped first once ``max_bytes`` of payload is held.
+
+    Sequence numbers start at 1 and never repeat for a directory, even after every batch was
+    acknowledged, so the control plane can deduplicate by sequence. Single user at a time.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.dropped_batches = 0
+        """Batches discarded unsent to stay within ``max_bytes`` since this spool was opened."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._sizes: dict[int, int] = {}  # sequence -> payload size, oldest first
+        self._size = 0
+        self._next = 1
+        self._open()
+
+    def _open(self) -> None:
+        """Forget torn writes, index complete batches and recover the counter."""
+        found: dict[int, int] = {}
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(TEMP_SUFFIX):
+                os.unlink(entry.path)  # a write a crash interrupted: never acknowledged
+            elif match := _BATCH_NAME.match(entry.name):
+                found[int(match.group(1))] = entry.stat().st_size
+        _fsync_directory(self.directory)
+        for sequence in sorted(found):
+            self._sizes[sequence] = found[sequence]
+            self._size += found[sequence]
+        self._next = max(self._read_counter(), max(found, default=0) + 1)
+        self._drop_oldest()  # max_bytes may have shrunk since the last run
+
+    def _read_counter(self) -> int:
+        path = self.directory / COUNTER_NAME
+        try:
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return 1
+        # Written atomically, so anything unreadable is damage: guessing could reuse numbers.
+        if not text.strip().isdigit():
+            raise ValueError(f"{path} is corrupt: {text[:40]!r}")
+        return int(text)
+
+    def next_sequence(self) -> int:
+        """The sequence the next ``append`` will use (callers may embed it in the payload)."""
+        return self._next
+
+    def append(self, payload: bytes) -> int:
+        """Store ``payload`` durably under the next sequence and return that sequence."""
+        if len(payload) > self.max_bytes:
+            raise ValueError(
+                f"batch of {len(payload)} bytes cannot fit a spool of {self.max_bytes} bytes"
+            )
+        sequence = self._next
+        # Written before anything is dropped, so a full disk loses the new batch, not old ones.
+        _write_atomically(self._path(sequence), payload)
+        self._next = sequence + 1
+        self._sizes[sequence] = len(payload)
+        self._size += len(payload)
+        self._drop_oldest()  # never the new batch: it fits on its own
+        return sequence
+
+    def pending(self, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` batches, oldest first."""
+        batches: list[tuple[int, bytes]] = []
+        for sequence in list(self._sizes):
+            if limit is not None and len(batches) >= limit:
+                break
+            try:
+                batches.append((sequence, self._path(sequence).read_bytes()))
+            except FileNotFoundError:  # removed behind our back: nothing left to send
+                self._size -= self._sizes.pop(sequence)
+        return batches
+
+    def acknowledge(self, up_to: int) -> None:
+        """Delete every batch with sequence <= ``up_to``; repeating it is harmless."""
+        self._delete([s for s in self._sizes if s <= up_to])
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    @property
+    def size_bytes(self) -> int:
+        """Payload bytes held (what ``max_bytes`` bounds)."""
+        return self._size
+
+    def _drop_oldest(self) -> None:
+        """Drop oldest batches until the payload fits ``max_bytes`` (newest data matters most)."""
+        victims: list[int] = []
+        size = self._size
+        for sequence, batch_size in self._sizes.items():
+            if size <= self.max_bytes:
+                break
+            victims.append(sequence)
+            size -= batch_size
+        self.dropped_batches += len(victims)
+        self._delete(victims)
+
+    def _delete(self, sequences: list[int]) -> None:
+        if not sequences:
+            return
+        if self._next - 1 in sequences:
+            # The newest file is what recovers the counter on open; persist it first.
+            _write_atomically(self.directory / COUNTER_NAME, f"{self._next}\n".encode("ascii"))
+        for sequence in sequences:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(sequence))
+            self._size -= self._sizes.pop(sequence)
+        _fsync_directory(self.directory)
+
+    def _path(self, sequence: int) -> Path:
+        return self.directory / f"{sequence:020d}{BATCH_SUFFIX}"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers, even after a crash, see all or nothing."""
+    temp = path.with_name(path.name + TEMP_SUFFIX)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)  # e.g. disk full: do not leave the partial copy taking space
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make renames and unlinks in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

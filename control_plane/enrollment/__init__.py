@@ -1,0 +1,1 @@
+"""Enrollment: join tokens and agent certificates signed by Vault's PKI."""

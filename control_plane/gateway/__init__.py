@@ -1,0 +1,1 @@
+"""The agent gateway: grpc.aio listeners for enrollment and the per-agent stream."""

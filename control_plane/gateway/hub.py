@@ -1,0 +1,64 @@
+"""Live agent sessions held by this replica, so other parts can reach or close them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from mailfleet.agent.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class AgentSession:
+    """One connected agent: an outbox the stream writer drains, and a reason to close."""
+
+    server_id: uuid.UUID
+    certificate_serial: str
+    outbox: asyncio.Queue[agent_pb2.ControlMessage] = field(default_factory=asyncio.Queue)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_reason: str = ""
+
+    def close(self, reason: str) -> None:
+        if not self.closed.is_set():
+            self.close_reason = reason
+            self.closed.set()
+
+    def send(self, message: agent_pb2.ControlMessage) -> None:
+        self.outbox.put_nowait(message)
+
+
+class AgentHub:
+    def __init__(self) -> None:
+        self._sessions: dict[uuid.UUID, AgentSession] = {}
+
+    def register(self, session: AgentSession) -> None:
+        """A new stream replaces an older one of the same agent (it reconnected)."""
+        previous = self._sessions.get(session.server_id)
+        if previous is not None:
+            previous.close("replaced by a newer connection")
+        self._sessions[session.server_id] = session
+
+    def unregister(self, session: AgentSession) -> None:
+        if self._sessions.get(session.server_id) is session:
+            del self._sessions[session.server_id]
+
+    def get(self, server_id: uuid.UUID) -> AgentSession | None:
+        return self._sessions.get(server_id)
+
+    def connected(self) -> list[uuid.UUID]:
+        return list(self._sessions)
+
+    def close(self, server_id: uuid.UUID, reason: str) -> bool:
+        session = self._sessions.get(server_id)
+        if session is None:
+            return False
+        log.info("closing the stream of server %s: %s", server_id, reason)
+        session.close(reason)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._sessions)

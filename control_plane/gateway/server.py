@@ -1,0 +1,107 @@
+"""The grpc.aio server: the mutual-TLS agent link and the TLS-only enrollment listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+
+import grpc
+from mailfleet.agent.v1 import agent_pb2_grpc
+
+from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
+from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentServicer
+from control_plane.gateway.sessions import SessionService
+from control_plane.settings import Settings
+from control_plane.vault.pki import AgentPki
+
+log = logging.getLogger(__name__)
+
+# Agents ping every 30 s; accept pings down to 10 s, so a stricter agent is not cut off.
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+]
+
+
+def _split_names(names: str) -> tuple[list[str], list[str]]:
+    dns, ips = [], []
+    for name in (n.strip() for n in names.split(",")):
+        if not name:
+            continue
+        try:
+            ips.append(str(ipaddress.ip_address(name)))
+        except ValueError:
+            dns.append(name)
+    return dns, ips
+
+
+class Gateway:
+    def __init__(self, settings: Settings, db: Database, pki: AgentPki, hub: AgentHub) -> None:
+        self.settings, self.db, self.pki, self.hub = settings, db, pki, hub
+        self.sessions = SessionService(db, hub, settings)
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        dns, ips = _split_names(self.settings.gateway_tls_names)
+        for addr in (self.settings.grpc_addr, self.settings.enroll_addr):
+            host = addr.rpartition(":")[0].strip("[]")
+            (ips if _is_ip(host) else dns).append(host)
+        dns, ips = sorted(set(dns)), sorted(set(ips) - {"0.0.0.0", "::"})  # noqa: S104
+        cert = await self.pki.issue_gateway_certificate(
+            common_name=(dns or ips)[0],
+            dns_names=dns,
+            ip_sans=ips,
+            ttl_seconds=self.settings.gateway_certificate_ttl_seconds,
+        )
+        assert cert.private_key_pem is not None
+        key = cert.private_key_pem.encode()
+        chain = (cert.certificate_pem + cert.ca_chain_pem).encode()
+        ca = cert.ca_chain_pem.encode()
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        agent_pb2_grpc.add_EnrollmentServicer_to_server(
+            EnrollmentServicer(self.db, self.pki, self.settings), server
+        )
+        agent_pb2_grpc.add_AgentLinkServicer_to_server(
+            AgentLinkServicer(self.db, self.pki, self.settings, self.sessions), server
+        )
+        mutual = grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=ca, require_client_auth=True
+        )
+        server_only = grpc.ssl_server_credentials([(key, chain)])
+        if not server.add_secure_port(self.settings.grpc_addr, mutual):
+            raise OSError(f"cannot listen on {self.settings.grpc_addr}")
+        if not server.add_secure_port(self.settings.enroll_addr, server_only):
+            raise OSError(f"cannot listen on {self.settings.enroll_addr}")
+        await server.start()
+        self._server = server
+        self._loop = asyncio.create_task(self.sessions.maintain())
+        log.info(
+            "agent gateway on %s (mutual TLS), enrollment on %s",
+            self.settings.grpc_addr,
+            self.settings.enroll_addr,
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.sessions.flush_heartbeats()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Servers: the VPSs MailFleet runs, each with one agent."""

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from fastapi import APIRouter, status
+
+from control_plane.api.context import AdminCtx, Ctx, RequestContext
+from control_plane.db.base import utcnow
+from control_plane.enrollment import service as enrollment
+from control_plane.enrollment.agent_config import render_agent_toml
+from control_plane.schemas import After, Limit, PageOut
+from control_plane.servers import service
+from control_plane.servers.models import Server
+from control_plane.servers.schemas import JoinTokenOut, ServerCreate, ServerOut
+from control_plane.servers.status import server_out
+from control_plane.vault.client import VaultError
+
+router = APIRouter(prefix="/api/v1/servers", tags=["servers"])
+log = logging.getLogger(__name__)
+
+
+def _out(ctx: RequestContext, server: Server) -> ServerOut:
+    unknown_after = timedelta(seconds=ctx.settings.agent_unknown_after_seconds)
+    return server_out(server, utcnow(), unknown_after)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_server(body: ServerCreate, ctx: Ctx) -> ServerOut:
+    tenant_id = ctx.owning_tenant(body.tenant_id)
+    async with ctx.session() as session:
+        return _out(ctx, await service.create_server(session, tenant_id, body))
+
+
+@router.get("")
+async def list_servers(
+    ctx: Ctx,
+    tenant_id: uuid.UUID | None = None,
+    workspace_id: uuid.UUID | None = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> PageOut[ServerOut]:
+    async with ctx.session() as session:
+        page = await service.list_servers(session, tenant_id, workspace_id, after, limit)
+        return PageOut(items=[_out(ctx, s) for s in page.items], next_after=page.next_after)
+
+
+@router.get("/{server_id}")
+async def get_server(server_id: uuid.UUID, ctx: Ctx) -> ServerOut:
+    async with ctx.session() as session:
+        return _out(ctx, await service.get_server(session, server_id))
+
+
+@router.post("/{server_id}/join-tokens", status_code=status.HTTP_201_CREATED)
+async def create_join_token(server_id: uuid.UUID, ctx: AdminCtx) -> JoinTokenOut:
+    """A one-time token (and ready agent.toml) for this server's agent to enroll with."""
+    ca_pin = await ctx.pki.ca_pin()
+    ttl = timedelta(seconds=ctx.settings.join_token_ttl_seconds)
+    async with ctx.session() as session:
+        server = await service.get_server(session, server_id)
+        issued = await enrollment.create_join_token(session, server, ttl)
+        name = server.name
+    gateway, enroll = ctx.settings.advertised_gateway, ctx.settings.advertised_enroll
+    return JoinTokenOut(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        ca_pin=ca_pin,
+        gateway_address=gateway,
+        enroll_address=enroll,
+        agent_toml=render_agent_toml(
+            server_id=str(server_id),
+            server_name=name,
+            gateway_address=gateway,
+            enroll_address=enroll,
+            ca_pin=ca_pin,
+            join_token=issued.token,
+            expires_at=issued.expires_at,
+        ),
+    )
+
+
+@router.post("/{server_id}/revoke-agent")
+async def revoke_agent(server_id: uuid.UUID, ctx: Ctx) -> ServerOut:
+    """Revoke the agent's certificates; its live stream closes and reconnects are refused."""
+    async with ctx.session() as session:
+        server = await service.get_server(session, server_id)
+        serials = await enrollment.revoke_agent(session, server)
+        out = _out(ctx, server)
+    ctx.hub.close(server_id, "agent revoked")
+    for serial in serials:  # the database is authoritative; Vault's CRL follows best-effort
+        try:
+            await ctx.pki.revoke(serial)
+        except VaultError as exc:
+            log.warning("could not revoke %s in Vault: %s", serial, exc.detail)
+    return out

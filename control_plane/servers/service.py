@@ -1,0 +1,59 @@
+"""Server records. Provisioning (later) creates them too; ``manual`` ones are made by hand."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.pagination import Page, paginate
+from control_plane.db.writes import flush_unique
+from control_plane.errors import NotFound
+from control_plane.servers.models import Server
+from control_plane.servers.schemas import ServerCreate
+from control_plane.tenants.service import get_tenant
+from control_plane.workspaces.models import Workspace
+
+
+async def create_server(session: AsyncSession, tenant_id: uuid.UUID, data: ServerCreate) -> Server:
+    await get_tenant(session, tenant_id, field="body.tenant_id")
+    if data.workspace_id is not None:
+        workspace = await session.scalar(
+            select(Workspace).where(
+                Workspace.id == data.workspace_id, Workspace.tenant_id == tenant_id
+            )
+        )
+        if workspace is None:
+            raise NotFound("workspace", data.workspace_id, field="body.workspace_id")
+    server = Server(
+        tenant_id=tenant_id, workspace_id=data.workspace_id, name=data.name, provider=data.provider
+    )
+    session.add(server)
+    await flush_unique(
+        session, "body.name", f"this tenant already has a server named {data.name!r}"
+    )
+    await session.refresh(server)
+    return server
+
+
+async def get_server(session: AsyncSession, server_id: uuid.UUID) -> Server:
+    server = await session.scalar(select(Server).where(Server.id == server_id))
+    if server is None:
+        raise NotFound("server", server_id)
+    return server
+
+
+async def list_servers(
+    session: AsyncSession,
+    tenant_id: uuid.UUID | None,
+    workspace_id: uuid.UUID | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> Page[Server]:
+    stmt = select(Server)
+    if tenant_id is not None:
+        stmt = stmt.where(Server.tenant_id == tenant_id)
+    if workspace_id is not None:
+        stmt = stmt.where(Server.workspace_id == workspace_id)
+    return await paginate(session, stmt, Server.id, after, limit)
