@@ -18,6 +18,7 @@ from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
 from tests.support.openbao import DevOpenBao, dev_openbao
 from tests.support.postgres import create_database, drop_database
 
@@ -73,8 +74,15 @@ def settings(tmp_path_factory: pytest.TempPathFactory, openbao: DevOpenBao) -> S
     return Settings(home=tmp_path_factory.mktemp("home"), vault_addr=openbao.url)
 
 
+@pytest_asyncio.fixture(scope="session")
+async def pki(vault: Vault, settings: Settings) -> AgentPki:
+    agent_pki = AgentPki(vault, settings.vault_pki_mount)
+    await agent_pki.ensure(agent_max_ttl_seconds=86_400, gateway_ttl_seconds=86_400)
+    return agent_pki
+
+
 @pytest.fixture(scope="session")
-def app(settings: Settings, db: Database, vault: Vault) -> FastAPI:
+def app(settings: Settings, db: Database, vault: Vault, pki: AgentPki) -> FastAPI:
     return create_app(settings, database=db, vault=vault)
 
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from control_plane.db import migrate
 from control_plane.db.engine import Database
 from tests.support.processes import run_cli
 
@@ -83,5 +84,5 @@ def test_unmigrated_database_is_refused_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "run 'mailfleet db upgrade'" in result.stderr
     assert run_cli("db", "upgrade", env=env).returncode == 0
-    assert run_cli("db", "current", env=env).stdout.strip() == "0001"
+    assert run_cli("db", "current", env=env).stdout.strip() == migrate.head_revision()
     assert KEY.match(run_cli("api-key", "create", "--admin", env=env).stdout)

@@ -49,7 +49,16 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
     """One object of each kind owned by ``tenant``, keyed by path parameter name."""
     ws = await client.post("/api/v1/workspaces", json={"name": "victim"}, headers=tenant.headers)
     assert ws.status_code == 201
-    return {"tenant_id": tenant.id, "workspace_id": ws.json()["id"], "api_key_id": tenant.key_id}
+    server = await client.post(
+        "/api/v1/servers", json={"name": "victim", "provider": "manual"}, headers=tenant.headers
+    )
+    assert server.status_code == 201
+    return {
+        "tenant_id": tenant.id,
+        "workspace_id": ws.json()["id"],
+        "api_key_id": tenant.key_id,
+        "server_id": server.json()["id"],
+    }
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -106,6 +115,8 @@ async def test_another_tenants_objects_are_404_everywhere(
     # and nothing was changed or removed by the attempts
     survivor = await client.get(f"/api/v1/workspaces/{ids['workspace_id']}", headers=victim.headers)
     assert survivor.json()["name"] == "victim"
+    server = await client.get(f"/api/v1/servers/{ids['server_id']}", headers=victim.headers)
+    assert server.json()["status"] == "pending", "revoke-agent by another tenant changed nothing"
     assert (await client.get("/api/v1/workspaces", headers=victim.headers)).status_code == 200
 
 

@@ -27,6 +27,8 @@ def test_fuzzing_the_api_finds_no_server_errors(
         "MAILFLEET_HOME": str(tmp_path / "var"),
         "MAILFLEET_DATABASE_URL": database_url,
         "MAILFLEET_API_ADDR": f"127.0.0.1:{port}",
+        "MAILFLEET_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "MAILFLEET_ENROLL_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_VAULT_ADDR": openbao.url,
         "MAILFLEET_VAULT_TOKEN_FILE": str(token_file),
         "MAILFLEET_LOG_LEVEL": "warning",

@@ -43,6 +43,8 @@ def test_embedded_defaults_from_first_start_to_restart(tmp_path: Path) -> None:
     env = {
         "MAILFLEET_HOME": str(tmp_path / "var"),
         "MAILFLEET_API_ADDR": f"127.0.0.1:{api_port}",
+        "MAILFLEET_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "MAILFLEET_ENROLL_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_LOCAL_VAULT_ADDR": f"127.0.0.1:{vault_port}",
     }
     url = f"http://127.0.0.1:{api_port}"
