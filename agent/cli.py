@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from agent import __version__
+from agent.config import DEFAULT_CONFIG, ConfigError
 
 app = typer.Typer(
     name="mailfleet-agent",
@@ -24,6 +31,36 @@ def _root() -> None:
 def version() -> None:
     """Print the agent version."""
     typer.echo(__version__)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option(help="agent.toml to read.")] = DEFAULT_CONFIG,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Enroll if needed, then stay connected to the control plane until stopped."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from agent.daemon import Agent  # heavy imports only for the long-running command
+
+    try:
+        agent = Agent(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())
 
 
 def main() -> None:

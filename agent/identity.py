@@ -33,6 +33,10 @@ def spki_pin(cert: x509.Certificate) -> str:
     return f"sha256:{hashlib.sha256(spki).hexdigest()}"
 
 
+def pem_pin(pem: bytes) -> str:
+    return spki_pin(x509.load_pem_x509_certificate(pem))
+
+
 def _peer_chain(sock: ssl.SSLSocket) -> list[bytes]:
     """DER certificates the peer sent (public API from Python 3.13, private before)."""
     getter = getattr(sock, "get_unverified_chain", None)

@@ -66,8 +66,7 @@ async def _serve_api(
         url_host = f"[{host}]" if ":" in host else host
         print(f"MailFleet API: http://{url_host}:{port}  (docs at /docs)", flush=True)
         print(
-            f"Agent gateway: {settings.grpc_addr} (mutual TLS), "
-            f"enrollment: {settings.enroll_addr}",
+            f"Agent gateway: {settings.grpc_addr} (mutual TLS), enrollment: {settings.enroll_addr}",
             flush=True,
         )
         if bootstrap_admin_key:

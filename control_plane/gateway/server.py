@@ -8,7 +8,6 @@ import ipaddress
 import logging
 
 import grpc
-from mailfleet.agent.v1 import agent_pb2_grpc
 
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
@@ -16,6 +15,7 @@ from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentService
 from control_plane.gateway.sessions import SessionService
 from control_plane.settings import Settings
 from control_plane.vault.pki import AgentPki
+from mailfleet.agent.v1 import agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 

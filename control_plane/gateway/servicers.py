@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
@@ -19,6 +18,7 @@ from control_plane.gateway.identity import NoIdentity, PeerIdentity, peer_identi
 from control_plane.gateway.sessions import SessionService, StreamClosed
 from control_plane.settings import Settings
 from control_plane.vault.pki import AgentPki, IssuedCertificate
+from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[object, object]

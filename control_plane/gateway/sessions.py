@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from mailfleet.agent.v1 import agent_pb2
 from sqlalchemy import select, update
 
 from control_plane.db.base import utcnow
@@ -21,6 +20,7 @@ from control_plane.gateway.hub import AgentHub, AgentSession
 from control_plane.gateway.identity import PeerIdentity
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 CAPABILITIES = frozenset({"heartbeat"})

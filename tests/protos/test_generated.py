@@ -1,4 +1,4 @@
-"""The committed generated modules match the .proto files (regenerate: python protos/generate.py)."""
+"""Committed generated modules match the .proto files (regenerate: python protos/generate.py)."""
 
 from __future__ import annotations
 

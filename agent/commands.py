@@ -1,0 +1,159 @@
+"""Running commands exactly once in effect: the journal decides, handlers do the work.
+
+Delivery is at least once, so the same command may arrive again (after a reconnect, a
+control-plane restart, a lost ack). A finished command is answered from the journal; a
+command interrupted by an agent crash is reported failed, never started a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent import __version__
+from agent.facts import collect_facts
+from agent.journal import CommandJournal
+from mailfleet.agent.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+State = agent_pb2.CommandState
+Progress = Callable[[int, str], None]
+Handler = Callable[[dict[str, Any], Progress], Awaitable[dict[str, Any]]]
+Send = Callable[[agent_pb2.AgentMessage], None]
+
+
+async def ping(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    return {"pong": True, "agent_time": time.time(), "echo": payload.get("echo")}
+
+
+async def collect_facts_command(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    return await asyncio.to_thread(collect_facts, __version__)
+
+
+HANDLERS: dict[str, Handler] = {"ping": ping, "collect-facts": collect_facts_command}
+
+
+class CommandRunner:
+    """Owns command tasks; they outlive any one stream, so reconnects never drop them."""
+
+    def __init__(
+        self, journal: CommandJournal, send: Send, handlers: dict[str, Handler] | None = None
+    ):
+        self.journal = journal
+        self.send = send
+        self.handlers = handlers or HANDLERS
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requested: set[str] = set()
+        self._interrupted = set(journal.interrupted())
+
+    def receive(self, command: agent_pb2.Command) -> None:
+        state = self.journal.state(command.id)
+        if state == "finished":
+            stored = self.journal.result(command.id)
+            if stored is not None:
+                self.send(
+                    agent_pb2.AgentMessage(
+                        command_update=agent_pb2.CommandUpdate.FromString(stored)
+                    )
+                )
+            return
+        if state == "started":
+            if command.id in self._running:
+                return  # already running here; its result will follow
+            self._finish(
+                command.id,
+                State.COMMAND_STATE_FAILED,
+                error="interrupted: the agent restarted while it ran",
+            )
+            return
+        if not self.journal.begin(command.id):
+            return
+        self._running[command.id] = asyncio.create_task(
+            self._run(command), name=f"command {command.id}"
+        )
+
+    def cancel(self, command_id: str) -> None:
+        task = self._running.get(command_id)
+        if task is not None:
+            self._cancel_requested.add(command_id)
+            task.cancel()
+
+    async def _run(self, command: agent_pb2.Command) -> None:
+        handler = self.handlers.get(command.kind)
+        try:
+            if handler is None:
+                self._finish(
+                    command.id,
+                    State.COMMAND_STATE_FAILED,
+                    error=f"unknown command kind {command.kind!r}",
+                )
+                return
+            try:
+                payload = json.loads(command.payload_json or b"{}")
+            except ValueError:
+                self._finish(command.id, State.COMMAND_STATE_FAILED, error="payload is not JSON")
+                return
+            self._progress(command.id, 0, "started")
+            timeout = command.timeout_ms / 1000 if command.timeout_ms else None
+            try:
+                result = await asyncio.wait_for(
+                    handler(payload, lambda p, m: self._progress(command.id, p, m)), timeout
+                )
+            except TimeoutError:
+                self._finish(
+                    command.id, State.COMMAND_STATE_TIMED_OUT, error=f"timed out after {timeout} s"
+                )
+            except asyncio.CancelledError:
+                if command.id not in self._cancel_requested:
+                    raise  # the agent is stopping: left "started", reported as interrupted
+                self._finish(command.id, State.COMMAND_STATE_CANCELLED, error="cancelled")
+            except Exception as exc:  # a failed command is a result, not an agent crash
+                log.exception("command %s (%s) failed", command.id, command.kind)
+                self._finish(
+                    command.id, State.COMMAND_STATE_FAILED, error=f"{type(exc).__name__}: {exc}"
+                )
+            else:
+                self._finish(command.id, State.COMMAND_STATE_SUCCEEDED, result=result)
+        finally:
+            self._running.pop(command.id, None)
+            self._cancel_requested.discard(command.id)
+
+    def _progress(self, command_id: str, percent: int, message: str) -> None:
+        update = agent_pb2.CommandUpdate(
+            id=command_id,
+            state=State.COMMAND_STATE_RUNNING,
+            progress_percent=max(0, min(100, percent)),
+            progress_message=message[:500],
+        )
+        self.send(agent_pb2.AgentMessage(command_update=update))
+
+    def _finish(
+        self,
+        command_id: str,
+        state: agent_pb2.CommandState.ValueType,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str = "",
+    ) -> None:
+        update = agent_pb2.CommandUpdate(
+            id=command_id,
+            state=state,
+            progress_percent=100 if state == State.COMMAND_STATE_SUCCEEDED else 0,
+            result_json=json.dumps(result).encode() if result is not None else b"",
+            error=error[:2000],
+        )
+        self.journal.finish(command_id, update.SerializeToString())
+        self.send(agent_pb2.AgentMessage(command_update=update))
+
+    async def shutdown(self, grace: float) -> None:
+        """Give running commands ``grace`` seconds, then stop them (they count as interrupted)."""
+        tasks = list(self._running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

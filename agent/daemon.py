@@ -1,0 +1,145 @@
+"""The agent process: keep enrolled, keep connected, sample metrics, run commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent.backoff import Backoff
+from agent.commands import CommandRunner
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.enrollment import EnrollmentError, enroll
+from agent.identity import Credentials, IdentityStore, TrustError
+from agent.journal import CommandJournal
+from agent.link import Intervals, Link, Rotated
+from agent.metrics import MetricSample, Sampler
+from agent.outbox import Outbox
+from agent.spool import Spool
+from mailfleet.agent.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def sample_to_proto(sample: MetricSample) -> agent_pb2.MetricSample:
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.fromtimestamp(sample.timestamp, UTC))
+    return agent_pb2.MetricSample(
+        sampled_at=stamp,
+        cpu_percent=sample.cpu_percent,
+        load1=sample.load1,
+        load5=sample.load5,
+        load15=sample.load15,
+        memory_total_bytes=sample.memory_total_bytes,
+        memory_used_bytes=sample.memory_used_bytes,
+        memory_available_bytes=sample.memory_available_bytes,
+        swap_total_bytes=sample.swap_total_bytes,
+        swap_used_bytes=sample.swap_used_bytes,
+        filesystems=[
+            agent_pb2.FilesystemUsage(
+                mountpoint=fs.mountpoint,
+                device=fs.device,
+                fstype=fs.fstype,
+                total_bytes=fs.total_bytes,
+                used_bytes=fs.used_bytes,
+                free_bytes=fs.free_bytes,
+            )
+            for fs in sample.filesystems
+        ],
+        disk_read_bytes=sample.disk_read_bytes,
+        disk_write_bytes=sample.disk_write_bytes,
+        net_rx_bytes=sample.net_rx_bytes,
+        net_tx_bytes=sample.net_tx_bytes,
+        process_count=sample.process_count,
+    )
+
+
+class Agent:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config: AgentConfig = load_config(config_path)
+        state = self.config.state_dir
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = IdentityStore(state)
+        self.journal = CommandJournal(state / "commands.journal")
+        self.spool = Spool(state / "metrics", self.config.metrics_buffer_bytes)
+        self.outbox = Outbox()
+        self.commands = CommandRunner(self.journal, self.outbox.put)
+        self.intervals = Intervals()
+        self.connected = asyncio.Event()
+        self.backoff = Backoff(
+            initial=self.config.backoff_initial_seconds, maximum=self.config.backoff_max_seconds
+        )
+        self._needs_enrollment = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sampler = asyncio.create_task(self._sample(stop))
+        link = asyncio.create_task(self._keep_connected(stop))
+        try:
+            await stop.wait()
+        finally:
+            link.cancel()
+            await asyncio.gather(link, return_exceptions=True)
+            await self.commands.shutdown(SHUTDOWN_GRACE_SECONDS)
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+            self.journal.close()
+            log.info("agent stopped")
+
+    async def _credentials(self) -> Credentials:
+        with contextlib.suppress(ConfigError):
+            self.config = load_config(self.config_path)  # a new join token may have arrived
+        credentials = self.store.load()
+        if credentials and not self._needs_enrollment and credentials.not_after > datetime.now(UTC):
+            return credentials
+        credentials = await enroll(self.config, self.store)
+        self._needs_enrollment = False
+        return credentials
+
+    async def _keep_connected(self, stop: asyncio.Event) -> None:
+        link = Link(
+            self.config.address, self.store, self.spool, self.outbox, self.commands, self.intervals
+        )
+        while not stop.is_set():
+            try:
+                await link.run(await self._credentials(), self.connected)
+                log.info("stream ended; reconnecting")
+            except Rotated:
+                self.backoff.reset()
+                continue
+            except grpc.aio.AioRpcError as exc:
+                log.warning("control plane: %s: %s", exc.code().name, exc.details())
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    self._needs_enrollment = True  # revoked or unknown: a new token re-enrolls
+            except (EnrollmentError, TrustError, ConnectionError, OSError) as exc:
+                log.warning("%s", exc)
+            if self.connected.is_set():
+                self.backoff.reset()
+            delay = self.backoff.next()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+    async def _sample(self, stop: asyncio.Event) -> None:
+        sampler = Sampler()
+        next_at = time.monotonic()
+        while not stop.is_set():
+            sample = await asyncio.to_thread(sampler.sample)
+            batch = agent_pb2.MetricBatch(
+                sequence=self.spool.next_sequence(), samples=[sample_to_proto(sample)]
+            )
+            self.spool.append(batch.SerializeToString())
+            self.outbox.kick.set()
+            next_at += self.intervals.metrics
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (suspend, slow disk): skip, do not burst
+                next_at = time.monotonic() + self.intervals.metrics
+                delay = self.intervals.metrics
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
