@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -137,9 +139,20 @@ class Agent:
             self.spool.append(batch.SerializeToString())
             self.outbox.kick.set()
             next_at += self.intervals.metrics
-            delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind (suspend, slow disk): skip, do not burst
+            if next_at < time.monotonic():  # fell behind (suspend, slow disk): skip, no burst
                 next_at = time.monotonic() + self.intervals.metrics
-                delay = self.intervals.metrics
+            self.intervals.changed.clear()
+            woken = asyncio.create_task(self._first_of(stop.wait(), self.intervals.changed.wait()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.wait_for(woken, next_at - time.monotonic())
+            if self.intervals.changed.is_set():  # the control plane set another interval
+                next_at = time.monotonic() + self.intervals.metrics
+
+    @staticmethod
+    async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()

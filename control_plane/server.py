@@ -10,6 +10,7 @@ import sys
 from collections.abc import Generator
 
 import uvicorn
+from fastapi import FastAPI
 
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key
@@ -18,7 +19,6 @@ from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
 from control_plane.settings import Settings, parse_host_port
-from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
 
@@ -52,9 +52,8 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> boo
 
 
 async def _serve_api(
-    settings: Settings, db: Database, vault: Vault, hub: AgentHub, bootstrap_admin_key: bool
+    settings: Settings, app: FastAPI, db: Database, bootstrap_admin_key: bool
 ) -> int:
-    app = create_app(settings, database=db, vault=vault, hub=hub)
     host, port = parse_host_port(settings.api_addr)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=settings.log_level, log_config=None
@@ -93,7 +92,14 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
             gateway = Gateway(settings, db, pki, hub)
             await gateway.start()
             try:
-                return await _serve_api(settings, db, vault, hub, bootstrap_admin_key)
+                app = create_app(
+                    settings,
+                    database=db,
+                    vault=vault,
+                    hub=hub,
+                    telemetry=gateway.telemetry.registry,
+                )
+                return await _serve_api(settings, app, db, bootstrap_admin_key)
             finally:
                 await gateway.stop()
     finally:

@@ -8,14 +8,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
 
 from control_plane import __version__
 from control_plane.api import health
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
 from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from control_plane.api_keys.routes import router as api_keys_router
+from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
+from control_plane.metrics.routes import router as metrics_router
 from control_plane.servers.routes import router as servers_router
 from control_plane.settings import Settings
 from control_plane.tenants.routes import router as tenants_router
@@ -24,7 +27,14 @@ from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
 from control_plane.workspaces.routes import router as workspaces_router
 
-ROUTERS = (tenants_router, workspaces_router, api_keys_router, servers_router)
+ROUTERS = (
+    tenants_router,
+    workspaces_router,
+    api_keys_router,
+    servers_router,
+    commands_router,
+    metrics_router,
+)
 
 
 def _needs_admin(dependant: Dependant) -> bool:
@@ -44,6 +54,7 @@ def create_app(
     database: Database | None = None,
     vault: Vault | None = None,
     hub: AgentHub | None = None,
+    telemetry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the app. Resources not passed in are opened from settings for its lifetime."""
 
@@ -71,6 +82,7 @@ def create_app(
         app.state.vault = vault
         app.state.pki = AgentPki(vault, settings.vault_pki_mount)
     app.state.hub = hub or AgentHub()
+    app.state.telemetry_registry = telemetry
     install_problem_handlers(app)
     app.include_router(health.router)
     for router in ROUTERS:

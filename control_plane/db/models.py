@@ -1,10 +1,23 @@
 """Imports every model so the metadata is complete (Alembic, tenancy registry)."""
 
 from control_plane.api_keys.models import ApiKey
+from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.enrollment.models import JoinToken
+from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
 from control_plane.workspaces.models import Workspace
 
-__all__ = ["AgentCertificate", "ApiKey", "Base", "JoinToken", "Server", "Tenant", "Workspace"]
+__all__ = [
+    "AgentCertificate",
+    "ApiKey",
+    "Base",
+    "Command",
+    "JoinToken",
+    "MetricRollup",
+    "MetricSample",
+    "Server",
+    "Tenant",
+    "Workspace",
+]

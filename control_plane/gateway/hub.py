@@ -17,8 +17,10 @@ class AgentSession:
     """One connected agent: an outbox the stream writer drains, and a reason to close."""
 
     server_id: uuid.UUID
+    tenant_id: uuid.UUID
     certificate_serial: str
     outbox: asyncio.Queue[agent_pb2.ControlMessage] = field(default_factory=asyncio.Queue)
+    metric_batches: asyncio.Queue[agent_pb2.MetricBatch] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str = ""
 
@@ -34,6 +36,11 @@ class AgentSession:
 class AgentHub:
     def __init__(self) -> None:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
+        self.dispatch_wanted = asyncio.Event()
+
+    def wake_dispatcher(self) -> None:
+        """Something for agents changed in this process: deliver now, not at the next tick."""
+        self.dispatch_wanted.set()
 
     def register(self, session: AgentSession) -> None:
         """A new stream replaces an older one of the same agent (it reconnected)."""

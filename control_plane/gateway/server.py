@@ -13,6 +13,8 @@ from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentServicer
 from control_plane.gateway.sessions import SessionService
+from control_plane.gateway.telemetry import GatewayTelemetry
+from control_plane.metrics.ingest import MetricIngest
 from control_plane.settings import Settings
 from control_plane.vault.pki import AgentPki
 from mailfleet.agent.v1 import agent_pb2_grpc
@@ -45,9 +47,11 @@ def _split_names(names: str) -> tuple[list[str], list[str]]:
 class Gateway:
     def __init__(self, settings: Settings, db: Database, pki: AgentPki, hub: AgentHub) -> None:
         self.settings, self.db, self.pki, self.hub = settings, db, pki, hub
-        self.sessions = SessionService(db, hub, settings)
+        self.telemetry = GatewayTelemetry()
+        self.ingest = MetricIngest(db)
+        self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry)
         self._server: grpc.aio.Server | None = None
-        self._loop: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         dns, ips = _split_names(self.settings.gateway_tls_names)
@@ -82,7 +86,10 @@ class Gateway:
             raise OSError(f"cannot listen on {self.settings.enroll_addr}")
         await server.start()
         self._server = server
-        self._loop = asyncio.create_task(self.sessions.maintain())
+        self._loops = [
+            asyncio.create_task(self.sessions.maintain()),
+            asyncio.create_task(self.ingest.run()),
+        ]
         log.info(
             "agent gateway on %s (mutual TLS), enrollment on %s",
             self.settings.grpc_addr,
@@ -90,12 +97,13 @@ class Gateway:
         )
 
     async def stop(self, grace: float = 5.0) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
         if self._server is not None:
             await self._server.stop(grace)
+        for task in self._loops:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.ingest.flush()
         await self.sessions.flush_heartbeats()
 
 

@@ -1,29 +1,42 @@
 """What happens on an agent's stream, and the replica's loop that watches all of them.
 
 Heartbeats are kept in memory and written in one batch a second, so 10,000 agents at one
-heartbeat per 10 s cost 1 statement a second rather than 1,000.
+heartbeat per 10 s cost one transaction a second rather than a thousand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
+from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub, AgentSession
 from control_plane.gateway.identity import PeerIdentity
+from control_plane.gateway.telemetry import GatewayTelemetry
+from control_plane.gateway.translate import (
+    FINAL_STATES,
+    cancel_message,
+    command_message,
+    sample_rows,
+)
+from control_plane.metrics.ingest import MetricIngest
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
-CAPABILITIES = frozenset({"heartbeat"})
+CAPABILITIES = frozenset({"heartbeat", "metrics", "commands"})
 
 
 class StreamClosed(Exception):
@@ -33,10 +46,20 @@ class StreamClosed(Exception):
 
 
 class SessionService:
-    def __init__(self, db: Database, hub: AgentHub, settings: Settings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        hub: AgentHub,
+        settings: Settings,
+        ingest: MetricIngest,
+        telemetry: GatewayTelemetry,
+    ) -> None:
         self.db, self.hub, self.settings = db, hub, settings
+        self.ingest, self.telemetry = ingest, telemetry
         self._heartbeats: dict[uuid.UUID, datetime] = {}
         self._expiry: dict[uuid.UUID, datetime] = {}
+        self._delivered_at: dict[uuid.UUID, float] = {}
+        self._cancels_sent: set[uuid.UUID] = set()
 
     async def stream(
         self,
@@ -49,15 +72,16 @@ class SessionService:
         Raises ``StreamClosed`` when the control plane ended it (revoked, expired, replaced).
         """
         agreed = sorted(CAPABILITIES & set(hello.capabilities))
-        await self._record_hello(peer.server_id, hello, agreed)
-        session = AgentSession(server_id=peer.server_id, certificate_serial=peer.serial)
+        tenant_id = await self._record_hello(peer.server_id, hello, agreed)
+        session = AgentSession(
+            server_id=peer.server_id, tenant_id=tenant_id, certificate_serial=peer.serial
+        )
         self.hub.register(session)
+        self.telemetry.agents_connected.set(len(self.hub))
         self._expiry[peer.server_id] = peer.not_after
         log.info("agent of server %s connected (%s)", peer.server_id, hello.agent_version)
-        reader = asyncio.create_task(self._read(session, incoming))
-        closed = asyncio.create_task(session.closed.wait())
-        try:
-            yield agent_pb2.ControlMessage(
+        session.send(
+            agent_pb2.ControlMessage(
                 hello=agent_pb2.HelloReply(
                     server_id=str(peer.server_id),
                     heartbeat_interval_ms=int(self.settings.heartbeat_interval_seconds * 1000),
@@ -65,30 +89,40 @@ class SessionService:
                     capabilities=agreed,
                 )
             )
+        )
+        await self._deliver([peer.server_id], redeliver=True)
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._read(session, incoming)),
+            asyncio.create_task(self._store_metrics(session)),
+        ]
+        closed = asyncio.create_task(session.closed.wait())
+        try:
             while True:
                 outgoing = asyncio.create_task(session.outbox.get())
-                await asyncio.wait({outgoing, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({outgoing, closed, *tasks}, return_when=asyncio.FIRST_COMPLETED)
                 if outgoing.done():
                     yield outgoing.result()
                     continue
                 outgoing.cancel()
                 if closed.done():
                     raise StreamClosed(session.close_reason)
-                if reader.exception() is not None:
-                    log.info("stream of server %s ended: %r", peer.server_id, reader.exception())
+                for task in tasks:
+                    if task.done() and task.exception() is not None:
+                        log.info("stream of %s ended: %r", peer.server_id, task.exception())
                 return
         finally:
-            for task in (reader, closed):
+            for task in (*tasks, closed):
                 task.cancel()
-            await asyncio.gather(reader, closed, return_exceptions=True)
+            await asyncio.gather(*tasks, closed, return_exceptions=True)
             self.hub.unregister(session)
+            self.telemetry.agents_connected.set(len(self.hub))
             if self.hub.get(peer.server_id) is None:
                 self._expiry.pop(peer.server_id, None)
             log.info("agent of server %s disconnected", peer.server_id)
 
     async def _record_hello(
         self, server_id: uuid.UUID, hello: agent_pb2.Hello, capabilities: list[str]
-    ) -> None:
+    ) -> uuid.UUID:
         async with self.db.session() as session:
             await session.execute(
                 update(Server)
@@ -100,6 +134,9 @@ class SessionService:
                     last_heartbeat_at=utcnow(),
                 )
             )
+            tenant_id = await session.scalar(select(Server.tenant_id).where(Server.id == server_id))
+        assert tenant_id is not None  # admitted just before
+        return tenant_id
 
     async def _read(
         self, session: AgentSession, incoming: AsyncIterator[agent_pb2.AgentMessage]
@@ -108,20 +145,95 @@ class SessionService:
             kind = message.WhichOneof("body")
             if kind == "heartbeat":
                 self._heartbeats[session.server_id] = utcnow()
+                self.telemetry.heartbeats.inc()
+            elif kind == "metrics":
+                session.metric_batches.put_nowait(message.metrics)
+            elif kind == "command_update":
+                await self._command_update(session, message.command_update)
             elif kind == "hello":
                 log.warning("server %s sent a second hello; ignored", session.server_id)
-            else:
-                log.debug("server %s sent %s (not handled yet)", session.server_id, kind)
+
+    async def _store_metrics(self, session: AgentSession) -> None:
+        """Store batches in arrival order, several at a time; ack the newest once committed."""
+        while True:
+            batches = [await session.metric_batches.get()]
+            while not session.metric_batches.empty():
+                batches.append(session.metric_batches.get_nowait())
+            rows = [
+                row
+                for batch in batches
+                for row in sample_rows(session.tenant_id, session.server_id, batch)
+            ]
+            await self.ingest.submit(rows)  # raises if the commit failed: the stream ends
+            self.telemetry.metric_batches.inc(len(batches))
+            self.telemetry.metric_samples.inc(len(rows))
+            newest = max(batch.sequence for batch in batches)
+            session.send(agent_pb2.ControlMessage(metric_ack=agent_pb2.MetricAck(sequence=newest)))
+
+    async def _command_update(
+        self, session: AgentSession, update_: agent_pb2.CommandUpdate
+    ) -> None:
+        try:
+            command_id = uuid.UUID(update_.id)
+        except ValueError:
+            log.warning("server %s reported on a malformed command id", session.server_id)
+            return
+        final = FINAL_STATES.get(update_.state)
+        async with self.db.session() as db_session:
+            if final is None:
+                await commands.record_progress(
+                    db_session,
+                    session.server_id,
+                    command_id,
+                    update_.progress_percent,
+                    update_.progress_message,
+                )
+                return
+            result = update_.result_json.decode() if update_.result_json else None
+            if result is not None:
+                json.loads(result)  # refuse to store something that is not JSON
+            known = await commands.record_result(
+                db_session, session.server_id, command_id, final, result, update_.error or None
+            )
+        if known:
+            started = self._delivered_at.pop(command_id, None)
+            if started is not None:
+                self.telemetry.command_round_trip.observe(time.monotonic() - started)
+            self._cancels_sent.discard(command_id)
+            session.send(agent_pb2.ControlMessage(command_ack=agent_pb2.CommandAck(id=update_.id)))
+
+    async def _deliver(self, server_ids: list[uuid.UUID], *, redeliver: bool = False) -> None:
+        async with self.db.session() as db_session:
+            deliveries = await commands.claim_for_delivery(
+                db_session, server_ids, redeliver=redeliver
+            )
+            cancels = await commands.pending_cancels(db_session, server_ids)
+        for delivery in deliveries:
+            session = self.hub.get(delivery.server_id)
+            if session is None:
+                continue  # it left meanwhile; the command is re-sent at its next hello
+            self._delivered_at.setdefault(delivery.command_id, time.monotonic())
+            session.send(command_message(delivery))
+            self.telemetry.commands_sent.inc()
+        for server_id, command_id in cancels:
+            if redeliver or command_id not in self._cancels_sent:
+                self._send_cancel(server_id, command_id)
+
+    def _send_cancel(self, server_id: uuid.UUID, command_id: uuid.UUID) -> None:
+        session = self.hub.get(server_id)
+        if session is not None:
+            session.send(cancel_message(command_id))
+            self._cancels_sent.add(command_id)
 
     async def flush_heartbeats(self) -> int:
         beats, self._heartbeats = self._heartbeats, {}
         if not beats:
             return 0
         async with self.db.session() as session:
-            for server_id, at in beats.items():
-                await session.execute(
-                    update(Server).where(Server.id == server_id).values(last_heartbeat_at=at)
-                )
+            await session.execute(
+                update(Server),
+                [{"id": server_id, "last_heartbeat_at": at} for server_id, at in beats.items()],
+            )
         return len(beats)
 
     async def close_revoked_and_expired(self, since: datetime) -> None:
@@ -140,15 +252,28 @@ class SessionService:
         for server_id in connected.intersection(revoked):
             self.hub.close(server_id, "agent revoked")
 
+    async def expire_commands(self) -> None:
+        async with self.db.session() as session:
+            cancels = await commands.expire_overdue(session, utcnow())
+        for server_id, command_id in cancels:
+            self._send_cancel(server_id, command_id)
+            self._delivered_at.pop(command_id, None)
+
     async def maintain(self, interval: float = 1.0) -> None:
-        """The replica's watch loop; runs until cancelled."""
+        """The replica's watch loop; runs until cancelled. Woken early when work arrives."""
         checked = utcnow() - timedelta(minutes=1)
+        last_full = 0.0
         while True:
-            started = utcnow()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hub.dispatch_wanted.wait(), interval)
+            self.hub.dispatch_wanted.clear()
             try:
-                await self.flush_heartbeats()
-                await self.close_revoked_and_expired(checked - timedelta(seconds=5))
-                checked = started
+                await self._deliver(self.hub.connected())
+                if time.monotonic() - last_full >= interval:
+                    started = utcnow()
+                    await self.flush_heartbeats()
+                    await self.close_revoked_and_expired(checked - timedelta(seconds=5))
+                    await self.expire_commands()
+                    checked, last_full = started, time.monotonic()
             except Exception:
                 log.exception("gateway maintenance failed; retrying")
-            await asyncio.sleep(interval)

@@ -43,9 +43,13 @@ class ControlPlane:
 
     def new_server(self, name: str) -> tuple[str, str]:
         """A tenant-owned manual server and the agent.toml (with a fresh join token) for it."""
-        tenant = self.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{name}-{time.time_ns()}"})
+        tenant = self.api(
+            "POST", "/api/v1/tenants", 201, json={"name": f"t-{name}-{time.time_ns()}"}
+        )
         server = self.api(
-            "POST", "/api/v1/servers", 201,
+            "POST",
+            "/api/v1/servers",
+            201,
             json={"name": name, "provider": "manual", "tenant_id": tenant["id"]},
         )
         return server["id"], self.join_toml(server["id"])
@@ -86,7 +90,9 @@ def control_plane(
     with serve(env, "--bootstrap-admin-key") as process:
         process.wait_for_line("MailFleet API:", 60)
         key = process.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
-        plane = ControlPlane(url=f"http://127.0.0.1:{api_port}", admin_key=key, env=env, process=process)
+        plane = ControlPlane(
+            url=f"http://127.0.0.1:{api_port}", admin_key=key, env=env, process=process
+        )
         try:
             yield plane
         finally:

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+
+from control_plane.api.context import Ctx
+from control_plane.commands import service
+from control_plane.commands.schemas import CommandCreate, CommandOut, CommandState
+from control_plane.schemas import After, Limit, PageOut
+from control_plane.servers.service import get_server
+
+router = APIRouter(prefix="/api/v1/servers/{server_id}/commands", tags=["commands"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_command(
+    server_id: uuid.UUID, body: CommandCreate, ctx: Ctx, response: Response
+) -> CommandOut:
+    """Queue a command; an offline agent gets it when it reconnects."""
+    async with ctx.session() as session:
+        server = await get_server(session, server_id)
+        command = await service.create_command(session, server, body)
+        out = CommandOut.of(command)
+    if out.attempts or out.state != "queued":
+        response.status_code = status.HTTP_200_OK  # an idempotent repeat
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.get("")
+async def list_commands(
+    server_id: uuid.UUID,
+    ctx: Ctx,
+    state: CommandState | None = None,
+    after: After = None,
+    limit: Limit = 100,
+) -> PageOut[CommandOut]:
+    async with ctx.session() as session:
+        await get_server(session, server_id)
+        page = await service.list_commands(session, server_id, state, after, limit)
+        return PageOut(items=[CommandOut.of(c) for c in page.items], next_after=page.next_after)
+
+
+@router.get("/{command_id}")
+async def get_command(server_id: uuid.UUID, command_id: uuid.UUID, ctx: Ctx) -> CommandOut:
+    """State, progress and result of one command."""
+    async with ctx.session() as session:
+        return CommandOut.of(await service.get_command(session, server_id, command_id))
+
+
+@router.post("/{command_id}/cancel")
+async def cancel_command(server_id: uuid.UUID, command_id: uuid.UUID, ctx: Ctx) -> CommandOut:
+    async with ctx.session() as session:
+        command = await service.get_command(session, server_id, command_id)
+        out = CommandOut.of(await service.request_cancel(session, command))
+    ctx.hub.wake_dispatcher()
+    return out

@@ -1,0 +1,259 @@
+"""The command queue. Every state change is a guarded UPDATE, so a command ends exactly once
+even when replicas, retries and re-deliveries race."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.commands.models import FINAL_STATES, LIVE_STATES, Command
+from control_plane.commands.schemas import CommandCreate
+from control_plane.db.base import UTCDateTime, new_id, utcnow
+from control_plane.db.pagination import Page, paginate
+from control_plane.errors import Conflict, NotFound
+from control_plane.servers.models import Server
+
+# The agent enforces the run-time limit itself; the control plane waits this much longer
+# for the agent's own timed_out report before declaring it.
+DEADLINE_GRACE = timedelta(seconds=30)
+
+
+async def create_command(session: AsyncSession, server: Server, data: CommandCreate) -> Command:
+    """Queue a command; the same idempotency key returns the first one (or 409 if it differs)."""
+    payload = json.dumps(data.payload, sort_keys=True, separators=(",", ":"))
+    if data.idempotency_key is not None:
+        existing = await session.scalar(
+            select(Command).where(
+                Command.server_id == server.id, Command.idempotency_key == data.idempotency_key
+            )
+        )
+        if existing is not None:
+            if existing.kind != data.kind or existing.payload != payload:
+                raise Conflict(
+                    "this idempotency key was used for a different command",
+                    field="body.idempotency_key",
+                )
+            return existing
+    command_id = new_id()
+    now = utcnow()
+    command = Command(
+        id=command_id,
+        tenant_id=server.tenant_id,
+        server_id=server.id,
+        idempotency_key=data.idempotency_key or str(command_id),
+        kind=data.kind,
+        payload=payload,
+        state="queued",
+        attempts=0,
+        progress_percent=0,
+        progress_message="",
+        timeout_seconds=data.timeout_seconds,
+        created_at=now,
+        expires_at=now + timedelta(seconds=data.expires_in_seconds)
+        if data.expires_in_seconds
+        else None,
+    )
+    session.add(command)
+    await session.flush()
+    return command
+
+
+async def get_command(
+    session: AsyncSession, server_id: uuid.UUID, command_id: uuid.UUID
+) -> Command:
+    command = await session.scalar(
+        select(Command).where(Command.id == command_id, Command.server_id == server_id)
+    )
+    if command is None:
+        raise NotFound("command", command_id)
+    return command
+
+
+async def list_commands(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    state: str | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> Page[Command]:
+    stmt = select(Command).where(Command.server_id == server_id)
+    if state is not None:
+        stmt = stmt.where(Command.state == state)
+    return await paginate(session, stmt, Command.id, after, limit)
+
+
+async def request_cancel(session: AsyncSession, command: Command) -> Command:
+    """Queued commands are cancelled at once; live ones once the agent confirms."""
+    if command.state in FINAL_STATES:
+        raise Conflict(f"command already {command.state}", field="command_id")
+    now = utcnow()
+    if command.state == "queued":
+        await _finish(session, command.id, "cancelled", None, "cancelled before delivery", now)
+    else:
+        command.cancel_requested_at = now
+    await session.flush()
+    await session.refresh(command)
+    return command
+
+
+@dataclass(frozen=True)
+class Delivery:
+    command_id: uuid.UUID
+    server_id: uuid.UUID
+    kind: str
+    payload: str
+    timeout_seconds: float
+    attempt: int
+
+
+async def claim_for_delivery(
+    session: AsyncSession, server_ids: list[uuid.UUID], *, redeliver: bool = False
+) -> list[Delivery]:
+    """Queued commands for these servers, marked sent (and, with ``redeliver``, live ones too).
+
+    The guarded update means two replicas never both claim a queued command.
+    """
+    if not server_ids:
+        return []
+    states = ["queued", *LIVE_STATES] if redeliver else ["queued"]
+    candidates = (
+        await session.scalars(
+            select(Command)
+            .where(Command.server_id.in_(server_ids), Command.state.in_(states))
+            .order_by(Command.id)
+            .limit(1000)
+        )
+    ).all()
+    now = utcnow()
+    deliveries = []
+    for command in candidates:
+        values: dict[str, object] = {"attempts": Command.attempts + 1}
+        if command.state == "queued":
+            values.update(
+                state="sent",
+                sent_at=now,
+                deadline_at=now + timedelta(seconds=command.timeout_seconds) + DEADLINE_GRACE,
+            )
+        claimed = await session.execute(
+            update(Command)
+            .where(Command.id == command.id, Command.state == command.state)
+            .values(**values)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            deliveries.append(
+                Delivery(
+                    command_id=command.id,
+                    server_id=command.server_id,
+                    kind=command.kind,
+                    payload=command.payload,
+                    timeout_seconds=command.timeout_seconds,
+                    attempt=command.attempts + 1,
+                )
+            )
+    return deliveries
+
+
+async def record_progress(
+    session: AsyncSession, server_id: uuid.UUID, command_id: uuid.UUID, percent: int, message: str
+) -> None:
+    now = utcnow()
+    await session.execute(
+        update(Command)
+        .where(
+            Command.id == command_id,
+            Command.server_id == server_id,
+            Command.state.in_(["sent", "running"]),
+        )
+        .values(
+            state="running",
+            started_at=func.coalesce(Command.started_at, literal(now, UTCDateTime())),
+            progress_percent=percent,
+            progress_message=message[:500],
+        )
+    )
+
+
+async def record_result(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    command_id: uuid.UUID,
+    state: str,
+    result_json: str | None,
+    error: str | None,
+) -> bool:
+    """Store the agent's final report once; later duplicates change nothing. True if known."""
+    assert state in FINAL_STATES
+    exists = await session.scalar(
+        select(Command.id).where(Command.id == command_id, Command.server_id == server_id)
+    )
+    if exists is None:
+        return False
+    await _finish(session, command_id, state, result_json, error, utcnow())
+    return True
+
+
+async def _finish(
+    session: AsyncSession,
+    command_id: uuid.UUID,
+    state: str,
+    result_json: str | None,
+    error: str | None,
+    now: datetime,
+) -> bool:
+    finished = await session.execute(
+        update(Command)
+        .where(Command.id == command_id, Command.state.not_in(FINAL_STATES))
+        .values(
+            state=state,
+            result=result_json,
+            error=error,
+            finished_at=now,
+            progress_percent=100 if state == "succeeded" else Command.progress_percent,
+        )
+    )
+    return bool(finished.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def expire_overdue(session: AsyncSession, now: datetime) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Time out live commands past their deadline and queued ones past expiry.
+
+    Returns (server, command) pairs whose agents should be told to cancel.
+    """
+    overdue = (
+        await session.execute(
+            select(Command.id, Command.server_id, Command.state)
+            .where(
+                or_(
+                    and_(Command.state.in_(LIVE_STATES), Command.deadline_at < now),
+                    and_(Command.state == "queued", Command.expires_at < now),
+                )
+            )
+            .limit(1000)
+        )
+    ).all()
+    cancels = []
+    for command_id, server_id, state in overdue:
+        reason = "no result before the deadline" if state != "queued" else "not delivered in time"
+        if await _finish(session, command_id, "timed_out", None, reason, now) and state != "queued":
+            cancels.append((server_id, command_id))
+    return cancels
+
+
+async def pending_cancels(
+    session: AsyncSession, server_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    if not server_ids:
+        return []
+    rows = await session.execute(
+        select(Command.server_id, Command.id).where(
+            Command.server_id.in_(server_ids),
+            Command.state.in_(LIVE_STATES),
+            Command.cancel_requested_at.is_not(None),
+        )
+    )
+    return [(server_id, command_id) for server_id, command_id in rows.all()]
