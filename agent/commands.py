@@ -27,6 +27,12 @@ Send = Callable[[agent_pb2.AgentMessage], None]
 
 
 async def ping(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Answer at once, or after ``delay_seconds`` (like ``ping -w``: holds a command slot to
+    check timeouts and cancellation end to end)."""
+    delay = float(payload.get("delay_seconds") or 0)
+    if delay:
+        progress(0, f"waiting {delay:g} s")
+        await asyncio.sleep(delay)
     return {"pong": True, "agent_time": time.time(), "echo": payload.get("echo")}
 
 
@@ -72,6 +78,7 @@ class CommandRunner:
             return
         if not self.journal.begin(command.id):
             return
+        log.info("command %s (%s) started, attempt %d", command.id, command.kind, command.attempt)
         self._running[command.id] = asyncio.create_task(
             self._run(command), name=f"command {command.id}"
         )

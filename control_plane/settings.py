@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     vault_pki_mount: str = Field(
         default="mailfleet-pki", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
     )
-    agent_certificate_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    agent_certificate_ttl_seconds: int = Field(default=86_400, ge=10, le=30 * 86_400)
     gateway_certificate_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
     join_token_ttl_seconds: int = Field(default=1800, ge=60, le=3600)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0, le=300)

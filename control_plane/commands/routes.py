@@ -20,9 +20,9 @@ async def create_command(
     """Queue a command; an offline agent gets it when it reconnects."""
     async with ctx.session() as session:
         server = await get_server(session, server_id)
-        command = await service.create_command(session, server, body)
+        command, created = await service.create_command(session, server, body)
         out = CommandOut.of(command)
-    if out.attempts or out.state != "queued":
+    if not created:
         response.status_code = status.HTTP_200_OK  # an idempotent repeat
     ctx.hub.wake_dispatcher()
     return out

@@ -5,13 +5,29 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from control_plane.commands.models import Command
+from control_plane.errors import InvalidInput
 from control_plane.schemas import RequestModel, ResponseModel
 
 CommandKind = Literal["ping", "collect-facts"]
 CommandState = Literal["queued", "sent", "running", "succeeded", "failed", "timed_out", "cancelled"]
+
+
+class PingPayload(RequestModel):
+    echo: str | None = Field(default=None, max_length=200)
+    delay_seconds: float = Field(default=0, ge=0, le=3600, description="Answer after this long.")
+
+
+class CollectFactsPayload(RequestModel):
+    pass
+
+
+PAYLOADS: dict[str, type[RequestModel]] = {
+    "ping": PingPayload,
+    "collect-facts": CollectFactsPayload,
+}
 
 
 class CommandCreate(RequestModel):
@@ -33,12 +49,22 @@ class CommandCreate(RequestModel):
         default=None, gt=0, le=30 * 86_400, description="Give up if not delivered by then."
     )
 
-    @field_validator("payload")
-    @classmethod
-    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > 64 * 1024:
-            raise ValueError("payload must be at most 64 KiB of JSON")
-        return value
+    @model_validator(mode="after")
+    def _payload_fits_kind(self) -> CommandCreate:
+        """Each kind has its own payload schema; errors name ``body.payload.<field>``."""
+        if len(json.dumps(self.payload)) > 64 * 1024:
+            raise InvalidInput("payload must be at most 64 KiB of JSON", field="body.payload")
+        try:
+            parsed = PAYLOADS[self.kind].model_validate(self.payload)
+        except ValidationError as exc:
+            raise InvalidInput(
+                "; ".join(
+                    f"payload.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                ),
+                field="body.payload." + ".".join(map(str, exc.errors()[0]["loc"])),
+            ) from None
+        self.payload = parsed.model_dump(exclude_defaults=True)
+        return self
 
 
 class CommandOut(ResponseModel):

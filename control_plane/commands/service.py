@@ -15,6 +15,7 @@ from control_plane.commands.models import FINAL_STATES, LIVE_STATES, Command
 from control_plane.commands.schemas import CommandCreate
 from control_plane.db.base import UTCDateTime, new_id, utcnow
 from control_plane.db.pagination import Page, paginate
+from control_plane.db.writes import flush_unique
 from control_plane.errors import Conflict, NotFound
 from control_plane.servers.models import Server
 
@@ -23,8 +24,13 @@ from control_plane.servers.models import Server
 DEADLINE_GRACE = timedelta(seconds=30)
 
 
-async def create_command(session: AsyncSession, server: Server, data: CommandCreate) -> Command:
-    """Queue a command; the same idempotency key returns the first one (or 409 if it differs)."""
+async def create_command(
+    session: AsyncSession, server: Server, data: CommandCreate
+) -> tuple[Command, bool]:
+    """Queue a command; the same idempotency key returns the first one (or 409 if it differs).
+
+    The flag says whether this call created it.
+    """
     payload = json.dumps(data.payload, sort_keys=True, separators=(",", ":"))
     if data.idempotency_key is not None:
         existing = await session.scalar(
@@ -38,7 +44,7 @@ async def create_command(session: AsyncSession, server: Server, data: CommandCre
                     "this idempotency key was used for a different command",
                     field="body.idempotency_key",
                 )
-            return existing
+            return existing, False
     command_id = new_id()
     now = utcnow()
     command = Command(
@@ -59,8 +65,9 @@ async def create_command(session: AsyncSession, server: Server, data: CommandCre
         else None,
     )
     session.add(command)
-    await session.flush()
-    return command
+    # Two requests racing with one key: the loser gets 409 and its retry returns the winner.
+    await flush_unique(session, "body.idempotency_key", "this idempotency key is being used now")
+    return command, True
 
 
 async def get_command(

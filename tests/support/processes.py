@@ -64,6 +64,21 @@ class Running:
                 return line
         raise AssertionError(f"no line starting {prefix!r} within {timeout} s; saw {self.seen}")
 
+    def wait_for_line_containing(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        for line in self.output():
+            if text in line:
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line containing {text!r} within {timeout} s")
+
     def output(self) -> list[str]:
         """Every line read so far, including those nobody waited for."""
         while True:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 
 from tests.support.openbao import DevOpenBao
 from tests.support.ports import free_port
-from tests.support.processes import BIN, Running, mailfleet_env, serve
+from tests.support.processes import BIN, Running, mailfleet_env
 
 FAST_INTERVALS = {
     "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "0.5",
@@ -23,18 +23,42 @@ FAST_INTERVALS = {
 }
 
 
-@dataclass
 class ControlPlane:
-    url: str
-    admin_key: str
-    env: dict[str, str]
-    process: Running
-    http: httpx.Client = field(init=False)
+    """``mailfleet serve`` on fixed ports, so it can be killed and started again in place."""
 
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=30
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.url = f"http://{env['MAILFLEET_API_ADDR']}"
+        self.process: Running | None = None
+        self.admin_key = ""
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.logs: list[str] = []
+
+    def start(self, *, bootstrap: bool = False) -> None:
+        args = ["--bootstrap-admin-key"] if bootstrap else []
+        process = subprocess.Popen(
+            [str(BIN / "mailfleet"), "serve", *args],
+            env=mailfleet_env(self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
+        self.process = Running(process)
+        self.process.wait_for_line("MailFleet API:", 60)
+        if bootstrap:
+            self.admin_key = self.process.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
+            self.http.headers["Authorization"] = f"Bearer {self.admin_key}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.stop(sig)
+            self.logs += self.process.output()
+            self.process = None
+
+    def output(self) -> list[str]:
+        return self.logs + (self.process.output() if self.process else [])
 
     def api(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
@@ -43,9 +67,8 @@ class ControlPlane:
 
     def new_server(self, name: str) -> tuple[str, str]:
         """A tenant-owned manual server and the agent.toml (with a fresh join token) for it."""
-        tenant = self.api(
-            "POST", "/api/v1/tenants", 201, json={"name": f"t-{name}-{time.time_ns()}"}
-        )
+        tenant_name = f"t-{name}-{time.time_ns()}"
+        tenant = self.api("POST", "/api/v1/tenants", 201, json={"name": tenant_name})
         server = self.api(
             "POST",
             "/api/v1/servers",
@@ -57,29 +80,46 @@ class ControlPlane:
     def join_toml(self, server_id: str) -> str:
         return str(self.api("POST", f"/api/v1/servers/{server_id}/join-tokens", 201)["agent_toml"])
 
+    def command(self, server_id: str, kind: str, **payload: Any) -> dict[str, Any]:
+        body = {"kind": kind, "payload": payload}
+        result: dict[str, Any] = self.api(
+            "POST", f"/api/v1/servers/{server_id}/commands", 201, json=body
+        )
+        return result
+
+    def wait_command(self, server_id: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
+        return self.wait_until(
+            f"/api/v1/servers/{server_id}/commands/{command_id}",
+            lambda c: c["state"] in {"succeeded", "failed", "timed_out", "cancelled"},
+            timeout,
+        )
+
     def wait_status(self, server_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        return self.wait_until(
+            f"/api/v1/servers/{server_id}", lambda s: s["status"] == status, timeout
+        )
+
+    def wait_until(self, path: str, done: Any, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        server: dict[str, Any] = {}
+        body: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            server = self.api("GET", f"/api/v1/servers/{server_id}")
-            if server["status"] == status:
-                return server
+            body = self.api("GET", path)
+            if done(body):
+                return body
             time.sleep(0.1)
-        raise AssertionError(f"server {server_id} not {status} within {timeout} s: {server}")
+        raise AssertionError(f"{path} not as expected within {timeout} s: {body}")
 
 
-@contextmanager
-def control_plane(
+def control_plane_env(
     tmp: Path, openbao: DevOpenBao, database_url: str, **extra: str
-) -> Iterator[ControlPlane]:
+) -> dict[str, str]:
     token_file = tmp / "vault-token"
     token_file.write_text(openbao.token)
     token_file.chmod(0o600)
-    api_port = free_port()
-    env = {
+    return {
         "MAILFLEET_HOME": str(tmp / "cp"),
         "MAILFLEET_DATABASE_URL": database_url,
-        "MAILFLEET_API_ADDR": f"127.0.0.1:{api_port}",
+        "MAILFLEET_API_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_ENROLL_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_VAULT_ADDR": openbao.url,
@@ -87,51 +127,68 @@ def control_plane(
         **FAST_INTERVALS,
         **extra,
     }
-    with serve(env, "--bootstrap-admin-key") as process:
-        process.wait_for_line("MailFleet API:", 60)
-        key = process.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
-        plane = ControlPlane(
-            url=f"http://127.0.0.1:{api_port}", admin_key=key, env=env, process=process
-        )
-        try:
-            yield plane
-        finally:
-            plane.http.close()
-
-
-def restart(plane: ControlPlane) -> ControlPlane:
-    """Start ``serve`` again on the same ports and state (after a stop or a kill -9)."""
-    raise NotImplementedError
 
 
 @contextmanager
-def agent_process(config: Path, *, log_level: str = "info") -> Iterator[Running]:
-    process = subprocess.Popen(
-        [str(BIN / "mailfleet-agent"), "run", "--config", str(config), "--log-level", log_level],
-        env=mailfleet_env({}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    running = Running(process)
+def control_plane(
+    tmp: Path, openbao: DevOpenBao, database_url: str, **extra: str
+) -> Iterator[ControlPlane]:
+    plane = ControlPlane(control_plane_env(tmp, openbao, database_url, **extra))
     try:
-        yield running
+        plane.start(bootstrap=True)
+        yield plane
     finally:
-        running.stop()
+        plane.stop()
+        plane.http.close()
 
 
-def write_agent_config(directory: Path, toml: str, **agent_options: float) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "agent.toml"
-    options = "".join(f"{k} = {v}\n" for k, v in agent_options.items())
-    config.write_text(
-        f'state_dir = "{directory / "state"}"\n'
-        + toml
-        + ("\n[agent]\n" + options if options else "")
-    )
-    return config
+class AgentProcess:
+    """``mailfleet-agent run`` with its own config and state directory."""
+
+    def __init__(self, directory: Path, toml: str, **options: float) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.config = directory / "agent.toml"
+        self.state_dir = directory / "state"
+        self.write_config(
+            toml, **{"backoff_initial_seconds": 0.2, "backoff_max_seconds": 2.0, **options}
+        )
+        self.process: Running | None = None
+        self.logs: list[str] = []
+
+    def write_config(self, toml: str, **options: float) -> None:
+        tuning = "".join(f"{k} = {v}\n" for k, v in options.items())
+        self.config.write_text(f'state_dir = "{self.state_dir}"\n{toml}\n[agent]\n{tuning}')
+
+    def start(self) -> None:
+        process = subprocess.Popen(
+            [str(BIN / "mailfleet-agent"), "run", "--config", str(self.config)],
+            env=mailfleet_env({}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        self.process = Running(process)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.stop(sig)
+            time.sleep(0.1)
+            self.logs += self.process.output()
+            self.process = None
+
+    def output(self) -> list[str]:
+        return self.logs + (self.process.output() if self.process else [])
 
 
-__all__ = ["ControlPlane", "ExitStack", "agent_process", "control_plane", "write_agent_config"]
+@contextmanager
+def agents(*processes: AgentProcess) -> Iterator[tuple[AgentProcess, ...]]:
+    try:
+        for process in processes:
+            process.start()
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
