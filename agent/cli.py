@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,12 @@ def _root() -> None:
 def version() -> None:
     """Print the agent version."""
     typer.echo(__version__)
+
+
+@app.command("systemd-unit")
+def systemd_unit() -> None:
+    """Print the systemd unit that runs this agent (the install script writes it out)."""
+    typer.echo(resources.files("agent").joinpath("mailfleet-agent.service").read_text(), nl=False)
 
 
 @app.command()

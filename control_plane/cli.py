@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -18,12 +19,18 @@ from rich.table import Table
 from control_plane.api_keys import service as api_keys
 from control_plane.api_keys.tokens import Scope
 from control_plane.db import migrate
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import MailFleetError
 from control_plane.logs import configure_logging
+from control_plane.servers import service as servers
+from control_plane.servers.status import agent_status
 from control_plane.settings import Settings, SettingsError, load_settings
 from control_plane.tenants import service as tenants
 from control_plane.tenants.schemas import TenantCreate
+from control_plane.vault.connect import running_vault
+from control_plane.vault.pki import AgentPki
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -36,7 +43,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+server_app = typer.Typer(help="Servers and their agents.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(server_app, name="server")
 app.add_typer(key_app, name="api-key")
 app.add_typer(tenant_app, name="tenant")
 err = Console(stderr=True, highlight=False)
@@ -208,6 +217,53 @@ def tenant_list() -> None:
             return [(str(t.id), t.name, t.created_at.isoformat()) for t in page.items]
 
     _table(("id", "name", "created"), run_async(with_database(rows)))
+
+
+@server_app.command("join-config")
+def server_join_config(server_id: str) -> None:
+    """Print a ready agent.toml for a server, with a fresh single-use join token."""
+    ident = _uuid(server_id, "SERVER_ID")
+    loaded = settings()
+
+    async def issue(db: Database) -> str:
+        vault = running_vault(loaded)
+        try:
+            pki = AgentPki(vault, loaded.vault_pki_mount)
+            async with db.session() as session:
+                server = await servers.get_server(session, ident)
+                return (await issue_join_config(session, pki, loaded, server)).agent_toml
+        finally:
+            vault.close()
+
+    typer.echo(run_async(with_database(issue)), nl=False)
+
+
+@server_app.command("list")
+def server_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+    """List servers with their agents' status."""
+    tenant_id = _uuid(tenant, "--tenant") if tenant else None
+    loaded = settings()
+
+    async def rows(db: Database) -> list[tuple[str, ...]]:
+        unknown_after = timedelta(seconds=loaded.agent_unknown_after_seconds)
+        async with db.session() as session:
+            page = await servers.list_servers(session, tenant_id, None, None, 500)
+            now = utcnow()
+            return [
+                (
+                    str(s.id),
+                    s.name,
+                    str(s.tenant_id),
+                    s.provider,
+                    agent_status(s, now, unknown_after),
+                    s.hostname or "-",
+                )
+                for s in page.items
+            ]
+
+    _table(
+        ("id", "name", "tenant", "provider", "status", "hostname"), run_async(with_database(rows))
+    )
 
 
 def _uuid(value: str, name: str) -> uuid.UUID:

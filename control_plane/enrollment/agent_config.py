@@ -3,7 +3,52 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.enrollment.service import create_join_token
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+from control_plane.vault.pki import AgentPki
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    token: str
+    expires_at: datetime
+    ca_pin: str
+    gateway_address: str
+    enroll_address: str
+    agent_toml: str
+
+
+async def issue_join_config(
+    session: AsyncSession, pki: AgentPki, settings: Settings, server: Server
+) -> JoinConfig:
+    """A fresh one-time token for ``server`` and everything its agent needs around it."""
+    ca_pin = await pki.ca_pin()
+    issued = await create_join_token(
+        session, server, timedelta(seconds=settings.join_token_ttl_seconds)
+    )
+    gateway, enroll = settings.advertised_gateway, settings.advertised_enroll
+    return JoinConfig(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        ca_pin=ca_pin,
+        gateway_address=gateway,
+        enroll_address=enroll,
+        agent_toml=render_agent_toml(
+            server_id=str(server.id),
+            server_name=server.name,
+            gateway_address=gateway,
+            enroll_address=enroll,
+            ca_pin=ca_pin,
+            join_token=issued.token,
+            expires_at=issued.expires_at,
+        ),
+    )
 
 
 def render_agent_toml(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from control_plane.api.context import AdminCtx, Ctx, RequestContext
 from control_plane.db.base import utcnow
 from control_plane.enrollment import service as enrollment
-from control_plane.enrollment.agent_config import render_agent_toml
+from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.schemas import After, Limit, PageOut
 from control_plane.servers import service
 from control_plane.servers.models import Server
@@ -55,29 +55,10 @@ async def get_server(server_id: uuid.UUID, ctx: Ctx) -> ServerOut:
 @router.post("/{server_id}/join-tokens", status_code=status.HTTP_201_CREATED)
 async def create_join_token(server_id: uuid.UUID, ctx: AdminCtx) -> JoinTokenOut:
     """A one-time token (and ready agent.toml) for this server's agent to enroll with."""
-    ca_pin = await ctx.pki.ca_pin()
-    ttl = timedelta(seconds=ctx.settings.join_token_ttl_seconds)
     async with ctx.session() as session:
         server = await service.get_server(session, server_id)
-        issued = await enrollment.create_join_token(session, server, ttl)
-        name = server.name
-    gateway, enroll = ctx.settings.advertised_gateway, ctx.settings.advertised_enroll
-    return JoinTokenOut(
-        token=issued.token,
-        expires_at=issued.expires_at,
-        ca_pin=ca_pin,
-        gateway_address=gateway,
-        enroll_address=enroll,
-        agent_toml=render_agent_toml(
-            server_id=str(server_id),
-            server_name=name,
-            gateway_address=gateway,
-            enroll_address=enroll,
-            ca_pin=ca_pin,
-            join_token=issued.token,
-            expires_at=issued.expires_at,
-        ),
-    )
+        issued = await issue_join_config(session, ctx.pki, ctx.settings, server)
+    return JoinTokenOut.model_validate(issued)
 
 
 @router.post("/{server_id}/revoke-agent")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +52,25 @@ def external_vault(settings: Settings) -> Vault:
         )
     token = _read_secret_file(settings.vault_token_file, "MAILFLEET_VAULT_TOKEN_FILE")
     return Vault(settings.vault_addr, token=token, **options)  # type: ignore[arg-type]
+
+
+def running_vault(settings: Settings) -> Vault:
+    """A client for the Vault ``serve`` uses, without starting one (for CLI commands)."""
+    if not settings.managed_vault:
+        return external_vault(settings)
+    local = LocalOpenBao(settings.home, settings.local_vault_addr)
+    try:
+        token = json.loads(local.init_file.read_text())["root_token"]
+    except (OSError, ValueError, KeyError):
+        raise SettingsError(
+            f"MAILFLEET_HOME: no local OpenBao under {local.dir}; run 'mailfleet serve' first"
+        ) from None
+    return Vault(
+        local.url,
+        token=token,
+        kv_mount=settings.vault_kv_mount,
+        timeout=settings.vault_timeout_seconds,
+    )
 
 
 @asynccontextmanager

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+import uuid
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,8 @@ from fastapi import FastAPI
 
 from control_plane.db import migrate
 from control_plane.db.engine import Database
+from control_plane.vault.pki import AgentPki
+from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
 
 KEY = re.compile(r"^mf_(admin|live)_[0-9A-Za-z]{38}\n$")
@@ -86,3 +90,39 @@ def test_unmigrated_database_is_refused_clearly(tmp_path: Path) -> None:
     assert run_cli("db", "upgrade", env=env).returncode == 0
     assert run_cli("db", "current", env=env).stdout.strip() == migrate.head_revision()
     assert KEY.match(run_cli("api-key", "create", "--admin", env=env).stdout)
+
+
+async def test_join_config_prints_a_ready_agent_toml(
+    env: dict[str, str],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    openbao: DevOpenBao,
+    pki: AgentPki,
+    tmp_path: Path,
+) -> None:
+    tenant = await client.post(
+        "/api/v1/tenants", json={"name": f"cli-{id(tmp_path)}"}, headers=admin_headers
+    )
+    server = await client.post(
+        "/api/v1/servers",
+        json={"name": "edge", "tenant_id": tenant.json()["id"]},
+        headers=admin_headers,
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(openbao.token)
+    vault_env = {
+        **env,
+        "MAILFLEET_VAULT_ADDR": openbao.url,
+        "MAILFLEET_VAULT_TOKEN_FILE": str(token_file),
+    }
+    result = run_cli("server", "join-config", server.json()["id"], env=vault_env)
+    assert result.returncode == 0, result.stderr
+    config = tomllib.loads(result.stdout)["control_plane"]
+    assert config["ca_pin"] == await pki.ca_pin()
+    assert config["join_token"].startswith("mfjoin_")
+    listed = run_cli("server", "list", "--tenant", tenant.json()["id"], env=vault_env)
+    assert "edge" in listed.stdout and "pending" in listed.stdout
+
+    missing = run_cli("server", "join-config", str(uuid.uuid4()), env=vault_env)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr

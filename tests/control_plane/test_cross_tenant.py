@@ -53,11 +53,18 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "/api/v1/servers", json={"name": "victim", "provider": "manual"}, headers=tenant.headers
     )
     assert server.status_code == 201
+    command = await client.post(
+        f"/api/v1/servers/{server.json()['id']}/commands",
+        json={"kind": "ping", "payload": {"echo": "victim"}},
+        headers=tenant.headers,
+    )
+    assert command.status_code == 201
     return {
         "tenant_id": tenant.id,
         "workspace_id": ws.json()["id"],
         "api_key_id": tenant.key_id,
         "server_id": server.json()["id"],
+        "command_id": command.json()["id"],
     }
 
 
@@ -117,6 +124,10 @@ async def test_another_tenants_objects_are_404_everywhere(
     assert survivor.json()["name"] == "victim"
     server = await client.get(f"/api/v1/servers/{ids['server_id']}", headers=victim.headers)
     assert server.json()["status"] == "pending", "revoke-agent by another tenant changed nothing"
+    command = await client.get(
+        f"/api/v1/servers/{ids['server_id']}/commands/{ids['command_id']}", headers=victim.headers
+    )
+    assert command.json()["state"] == "queued", "cancel by another tenant changed nothing"
     assert (await client.get("/api/v1/workspaces", headers=victim.headers)).status_code == 200
 
 

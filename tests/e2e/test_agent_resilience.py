@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -107,7 +108,7 @@ def test_partition_leaves_no_gap_and_no_duplicate_in_the_metric_series(
     sequences = [int(str(s["batch_sequence"])) for s in samples]
     assert len(times) == len(set(times)), "duplicate samples"
     assert times == sorted(times)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert max(gaps) < 2.5, f"gap of {max(gaps):.1f} s in the series"
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
     assert _span(samples) >= PARTITION_SECONDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import tomllib
@@ -114,7 +115,7 @@ async def test_an_expired_certificate_is_refused(plane: ControlPlane, vault: Vau
     key, csr = new_key_and_csr("test")
     pki = AgentPki(vault)
     issued = await pki.sign_agent_csr(csr.decode(), server_id, ttl_seconds=2)
-    time.sleep(3)
+    await asyncio.sleep(3)
     refused(
         lambda: client.connect(key, issued.certificate_pem.encode()), grpc.StatusCode.UNAVAILABLE
     )
