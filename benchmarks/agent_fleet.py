@@ -240,11 +240,13 @@ async def measure(
                 await http.post(f"/api/v1/servers/{server_id}/commands", json={"kind": "ping"})
             ).json()
             path = f"/api/v1/servers/{server_id}/commands/{command['id']}"
-            while time.monotonic() - started < 30:
-                if (await http.get(path)).json()["state"] == "succeeded":
+            while time.monotonic() - started < 30:  # long poll: answered when it settles
+                state = (await http.get(path, params={"wait_seconds": 10})).json()["state"]
+                if state == "succeeded":
                     latencies.append(time.monotonic() - started)
                     return
-                await asyncio.sleep(0.01)
+                if state in {"failed", "timed_out", "cancelled"}:
+                    break
             failures += 1
 
         pings = []

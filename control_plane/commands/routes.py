@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from control_plane.api.context import Ctx
 from control_plane.commands import service
+from control_plane.commands.models import FINAL_STATES
 from control_plane.commands.schemas import CommandCreate, CommandOut, CommandState
 from control_plane.schemas import After, Limit, PageOut
 from control_plane.servers.service import get_server
@@ -43,10 +46,24 @@ async def list_commands(
 
 
 @router.get("/{command_id}")
-async def get_command(server_id: uuid.UUID, command_id: uuid.UUID, ctx: Ctx) -> CommandOut:
-    """State, progress and result of one command."""
-    async with ctx.session() as session:
-        return CommandOut.of(await service.get_command(session, server_id, command_id))
+async def get_command(
+    server_id: uuid.UUID,
+    command_id: uuid.UUID,
+    ctx: Ctx,
+    wait_seconds: Annotated[
+        float, Query(ge=0, le=60, description="Hold the request until the command ends.")
+    ] = 0,
+) -> CommandOut:
+    """State, progress and result of one command; with ``wait_seconds``, a long poll."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        async with ctx.session() as session:
+            out = CommandOut.of(await service.get_command(session, server_id, command_id))
+        remaining = deadline - time.monotonic()
+        if out.state in FINAL_STATES or remaining <= 0:
+            return out
+        # woken at once when this replica stores the result; re-read anyway twice a second
+        await ctx.hub.wait_command(command_id, min(remaining, 0.5))
 
 
 @router.post("/{command_id}/cancel")

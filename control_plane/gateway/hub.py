@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -37,6 +38,21 @@ class AgentHub:
     def __init__(self) -> None:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self.dispatch_wanted = asyncio.Event()
+        self._command_waiters: dict[uuid.UUID, asyncio.Event] = {}
+
+    def command_settled(self, command_id: uuid.UUID) -> None:
+        """A command reached a final state here: wake whoever waits on it in this process."""
+        waiter = self._command_waiters.pop(command_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    async def wait_command(self, command_id: uuid.UUID, seconds: float) -> None:
+        """Sleep until ``command_settled`` for it, or ``seconds`` (other replicas: re-read)."""
+        waiter = self._command_waiters.setdefault(command_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), seconds)
+        if not waiter.is_set():  # never leak a waiter for a command settled elsewhere
+            self._command_waiters.pop(command_id, None)
 
     def wake_dispatcher(self) -> None:
         """Something for agents changed in this process: deliver now, not at the next tick."""

@@ -196,6 +196,7 @@ class SessionService:
                 db_session, session.server_id, command_id, final, result, update_.error or None
             )
         if known:
+            self.hub.command_settled(command_id)
             started = self._delivered_at.pop(command_id, None)
             if started is not None:
                 self.telemetry.command_round_trip.observe(time.monotonic() - started)
@@ -258,6 +259,7 @@ class SessionService:
         for server_id, command_id in cancels:
             self._send_cancel(server_id, command_id)
             self._delivered_at.pop(command_id, None)
+            self.hub.command_settled(command_id)
 
     async def maintain(self, interval: float = 1.0) -> None:
         """The replica's watch loop; runs until cancelled. Woken early when work arrives."""

@@ -88,11 +88,16 @@ class ControlPlane:
         return result
 
     def wait_command(self, server_id: str, command_id: str, timeout: float = 30) -> dict[str, Any]:
-        return self.wait_until(
-            f"/api/v1/servers/{server_id}/commands/{command_id}",
-            lambda c: c["state"] in {"succeeded", "failed", "timed_out", "cancelled"},
-            timeout,
-        )
+        """Long-poll the command until it settles (the API holds the request meanwhile)."""
+        path = f"/api/v1/servers/{server_id}/commands/{command_id}"
+        deadline = time.monotonic() + timeout
+        command: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            wait = max(0.1, min(10.0, deadline - time.monotonic()))
+            command = self.api("GET", path, params={"wait_seconds": wait})
+            if command["state"] in {"succeeded", "failed", "timed_out", "cancelled"}:
+                return command
+        raise AssertionError(f"{path} did not settle within {timeout} s: {command}")
 
     def wait_status(self, server_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
         return self.wait_until(

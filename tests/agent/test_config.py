@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config
+from tests.support.processes import BIN
+
+GOOD = """
+state_dir = "{state}"
+[control_plane]
+address = "cp.example.net:8443"
+enroll_address = "cp.example.net:8444"
+ca_pin = "sha256:{pin}"
+join_token = "mfjoin_x"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_config_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD.format(state=tmp_path, pin="a" * 64)))
+    assert config.address == "cp.example.net:8443"
+    assert config.state_dir == tmp_path
+    assert config.join_token == "mfjoin_x"
+    assert config.backoff_max_seconds == 120.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[control_plane]\n", "control_plane.address"),
+        (GOOD.replace("cp.example.net:8443", "nowhere"), "control_plane.address"),
+        (GOOD.replace("sha256:{pin}", "md5:{pin}"), "control_plane.ca_pin"),
+        (GOOD.replace("[control_plane]", "[control_plane"), "not valid TOML"),
+        ("x = 1\n", "control_plane: required"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text.format(state=tmp_path, pin="a" * 64)))
+
+
+def test_agent_run_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[control_plane]\naddress = 1\n")
+    result = subprocess.run(
+        [str(BIN / "mailfleet-agent"), "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: control_plane.address: required, a non-empty string"
+    ]
