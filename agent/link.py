@@ -137,12 +137,14 @@ class Link:
         sent_metrics = 0
         next_heartbeat = time.monotonic()
         while True:
+            # Clear before draining: a message queued while we write sets it again, so the
+            # wait below returns at once instead of sitting until the next heartbeat.
+            self.outbox.kick.clear()
             if time.monotonic() >= next_heartbeat:
                 stamp = Timestamp()
                 stamp.GetCurrentTime()
-                await call.write(
-                    agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(sent_at=stamp))
-                )
+                beat = agent_pb2.Heartbeat(sent_at=stamp)
+                await call.write(agent_pb2.AgentMessage(heartbeat=beat))
                 next_heartbeat = time.monotonic() + self.intervals.heartbeat
             for message in self.outbox.drain():
                 await call.write(message)
@@ -151,7 +153,6 @@ class Link:
                     batch = agent_pb2.MetricBatch.FromString(payload)
                     await call.write(agent_pb2.AgentMessage(metrics=batch))
                     sent_metrics = sequence
-            self.outbox.kick.clear()
             wait = max(0.0, next_heartbeat - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.kick.wait(), wait)

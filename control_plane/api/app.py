@@ -81,7 +81,7 @@ def create_app(
     if vault is not None:
         app.state.vault = vault
         app.state.pki = AgentPki(vault, settings.vault_pki_mount)
-    app.state.hub = hub or AgentHub()
+    app.state.hub = hub if hub is not None else AgentHub()  # an empty hub is falsy
     app.state.telemetry_registry = telemetry
     install_problem_handlers(app)
     app.include_router(health.router)

@@ -196,6 +196,7 @@ class SessionService:
                 db_session, session.server_id, command_id, final, result, update_.error or None
             )
         if known:
+            log.debug("command %s settled: %s", command_id, final)
             self.hub.command_settled(command_id)
             started = self._delivered_at.pop(command_id, None)
             if started is not None:
@@ -210,6 +211,7 @@ class SessionService:
             )
             cancels = await commands.pending_cancels(db_session, server_ids)
         for delivery in deliveries:
+            log.debug("delivering command %s", delivery.command_id)
             session = self.hub.get(delivery.server_id)
             if session is None:
                 continue  # it left meanwhile; the command is re-sent at its next hello
@@ -270,6 +272,7 @@ class SessionService:
                 await asyncio.wait_for(self.hub.dispatch_wanted.wait(), interval)
             self.hub.dispatch_wanted.clear()
             try:
+                log.debug("dispatch pass")
                 await self._deliver(self.hub.connected())
                 if time.monotonic() - last_full >= interval:
                     started = utcnow()

@@ -4,6 +4,9 @@ import time
 
 import httpx
 
+from control_plane.api.app import create_app
+from control_plane.gateway.hub import AgentHub
+from control_plane.settings import Settings
 from tests.conftest import MakeTenant
 
 
@@ -55,3 +58,9 @@ async def test_cancelling_a_queued_command_is_immediate_and_final(
     assert again.status_code == 409
     listed = await client.get(base, params={"state": "cancelled"}, headers=tenant.headers)
     assert [c["id"] for c in listed.json()["items"]] == [command["id"]]
+
+
+def test_the_app_uses_the_hub_it_is_given_even_when_empty(settings: Settings) -> None:
+    hub = AgentHub()
+    assert len(hub) == 0
+    assert create_app(settings, hub=hub).state.hub is hub

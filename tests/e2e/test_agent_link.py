@@ -144,3 +144,28 @@ def test_command_payloads_are_checked_per_kind(plane: ControlPlane) -> None:
     unknown = plane.http.post(f"/api/v1/servers/{server_id}/commands", json={"kind": "rm-rf"})
     assert unknown.status_code == 422
     assert unknown.json()["errors"][0]["field"] == "body.kind"
+
+
+@pytest.fixture
+def slow_heartbeat_plane(
+    tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
+) -> Iterator[ControlPlane]:
+    with control_plane(
+        tmp_path, openbao, database_url, MAILFLEET_HEARTBEAT_INTERVAL_SECONDS="5"
+    ) as running:
+        yield running
+
+
+def test_commands_are_answered_without_waiting_for_a_heartbeat(
+    slow_heartbeat_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Both sides wake on new work: neither the dispatcher nor the agent's writer idles it."""
+    plane = slow_heartbeat_plane
+    server_id, toml = plane.new_server("prompt")
+    with agents(AgentProcess(tmp_path / "agent", toml)):
+        plane.wait_status(server_id, "online")
+        for _ in range(5):
+            started = time.monotonic()
+            ping = plane.command(server_id, "ping")
+            assert plane.wait_command(server_id, ping["id"], timeout=10)["state"] == "succeeded"
+            assert time.monotonic() - started < 2.5, "waited for a heartbeat (5 s) to deliver"
