@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from typing import Annotated
@@ -57,13 +59,16 @@ async def get_command(
     """State, progress and result of one command; with ``wait_seconds``, a long poll."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        async with ctx.session() as session:
-            out = CommandOut.of(await service.get_command(session, server_id, command_id))
-        remaining = deadline - time.monotonic()
-        if out.state in FINAL_STATES or remaining <= 0:
-            return out
-        # woken at once when this replica stores the result; re-read anyway twice a second
-        await ctx.hub.wait_command(command_id, min(remaining, 0.5))
+        with ctx.hub.watching(command_id) as settled:
+            async with ctx.session() as session:
+                out = CommandOut.of(await service.get_command(session, server_id, command_id))
+            remaining = deadline - time.monotonic()
+            if out.state in FINAL_STATES or remaining <= 0:
+                return out
+            # woken at once when this replica stores the result; another replica's result
+            # is seen by re-reading twice a second
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), min(remaining, 0.5))
 
 
 @router.post("/{command_id}/cancel")

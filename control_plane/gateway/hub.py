@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mailfleet.agent.v1 import agent_pb2
@@ -38,21 +39,27 @@ class AgentHub:
     def __init__(self) -> None:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self.dispatch_wanted = asyncio.Event()
-        self._command_waiters: dict[uuid.UUID, asyncio.Event] = {}
+        self._command_waiters: dict[uuid.UUID, list[asyncio.Event]] = {}
 
     def command_settled(self, command_id: uuid.UUID) -> None:
         """A command reached a final state here: wake whoever waits on it in this process."""
-        waiter = self._command_waiters.pop(command_id, None)
-        if waiter is not None:
+        for waiter in self._command_waiters.pop(command_id, ()):
             waiter.set()
 
-    async def wait_command(self, command_id: uuid.UUID, seconds: float) -> None:
-        """Sleep until ``command_settled`` for it, or ``seconds`` (other replicas: re-read)."""
-        waiter = self._command_waiters.setdefault(command_id, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter.wait(), seconds)
-        if not waiter.is_set():  # never leak a waiter for a command settled elsewhere
-            self._command_waiters.pop(command_id, None)
+    @contextlib.contextmanager
+    def watching(self, command_id: uuid.UUID) -> Iterator[asyncio.Event]:
+        """An event set when the command settles; register it *before* reading its state,
+        so a result stored in between is never missed."""
+        waiter = asyncio.Event()
+        self._command_waiters.setdefault(command_id, []).append(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._command_waiters.get(command_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._command_waiters[command_id]
 
     def wake_dispatcher(self) -> None:
         """Something for agents changed in this process: deliver now, not at the next tick."""

@@ -15,6 +15,7 @@ from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentService
 from control_plane.gateway.sessions import SessionService
 from control_plane.gateway.telemetry import GatewayTelemetry
 from control_plane.metrics.ingest import MetricIngest
+from control_plane.metrics.retention import prune_forever
 from control_plane.settings import Settings
 from control_plane.vault.pki import AgentPki
 from mailfleet.agent.v1 import agent_pb2_grpc
@@ -89,6 +90,7 @@ class Gateway:
         self._loops = [
             asyncio.create_task(self.sessions.maintain()),
             asyncio.create_task(self.ingest.run()),
+            asyncio.create_task(prune_forever(self.db)),
         ]
         log.info(
             "agent gateway on %s (mutual TLS), enrollment on %s",
