@@ -1,0 +1,1 @@
+"""Provisioning: renting VPSs from providers and turning them into MailFleet servers."""

@@ -1,0 +1,488 @@
+"""Hostwinds Cloud API driver (httpx, own code: no library covers this API).
+
+The API, as documented publicly:
+
+- One endpoint, ``https://clients.hostwinds.com/cloud/api.php``; every request is a form-encoded
+  POST carrying ``action=<name>`` and the API key in the ``API`` field.
+- Failures come back as HTTP 200 with ``[{"result": "error", "action": …, "message": …,
+  "ERROR": <code>}]``; the HTTP status alone means nothing. The message is passed on as-is;
+  the numeric ``ERROR`` code is not used (the reference says it may change without notice).
+- ``add_instance`` (``template``, ``rid``, ``location_id``, ``srvrname``, ``qty``,
+  ``billingcycle``, ``keys``) only queues the order and answers without a ``serviceid``; the
+  instance is found again by its ``srvrname`` and polled with ``get_instance``.
+- Resizing is two orders: ``upgrade_instance`` (``serviceid``, ``rid``: creates the order and
+  invoice) then ``upgrade_server`` (applies it), after which the instance reports
+  ``RESIZED`` until ``confirm_upgrade`` or ``revert_upgrade``. Only one upgrade order may
+  exist at a time (``check_upgrade_order`` shows it).
+- ``get_instance_ips``, ``delete_ip`` (``ip``; not the main one), ``set_rdns`` (``ip``,
+  ``rdns``), ``get_price_list`` (``rid``, ``name``, ``ram``/``cpu``/``disk`` as strings,
+  ``monthly`` price), ``get_instances``, ``terminate``, ``add_ssh_key`` (``name``).
+- The reference's automation guide throttles clients to 2 requests/s and retries transient
+  failures with exponential backoff, at most 3 times, behind a circuit breaker.
+
+Sources (read for facts, the code here is our own):
+
+- penguinmails/penguinmails.github.io, docs/implementation-technical/api/hostwinds/ —
+  overview.md (endpoint, form encoding, ``API`` field, error format), server-management.md
+  (instance object, add_instance, get_instance(s), terminate, "A valid serviceid is
+  required."), upgrade-billing.md (get_price_list, upgrade_instance, upgrade_server,
+  check_upgrade_order, confirm_upgrade, revert_upgrade), networking.md (get_instance_ips,
+  delete_ip, set_rdns), automation-best-practices.md (2 req/s, retries, circuit breaker).
+  Published at https://penguinmails.github.io/docs/implementation-technical/api/hostwinds/
+  (overview, server-management, upgrade-billing, networking, automation-best-practices);
+  it points to the official reference, https://developers.hostwinds.com/cloud/.
+- Public client code cross-checking the names (found through a code index that does not name
+  the repositories, so cited by content): terraform ``terracurl`` requests for
+  ``add_instance`` (``keys[]``, ``qty=1``) and ``add_ssh_key``; PHP scripts reading
+  ``get_instance_ips`` as ``{"success": {"IP Addresses": [{"ip": …}]}}``; Python tools
+  reading ``get_instance`` as ``{"success": {…, "status": "ACTIVE"}}`` and noting that it
+  carries the root ``password`` and ``configkey`` (so answers are never logged), that an
+  unknown action answers ``"Invalid Action."`` and a refused key ``"Not Authorized!"``.
+
+Not verified against any source (kept in one place so a live test can settle them):
+the action adding an IP (``add_ip``, assumed from the documented ``delete_ip``); the
+``add_ssh_key`` field for the key itself (``ssh_key``); ``add_instance`` taking cloud-init
+``user_data``; Hostwinds' rate-limit answer (HTTP 429 and error bodies saying "rate limit" /
+"too many requests" are both treated as such); ``product_id`` naming the plan's ``rid``;
+the list of locations (passed in as ``regions``: the reference documents ``location_id``
+but no action listing them); the currency (USD); status names besides ACTIVE and RESIZED.
+
+The API key comes from the caller (read from Vault), is sent only in the POST body, and is
+kept out of reprs, logs and exception text (Hostwinds' messages are scrubbed of it too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from control_plane.provisioning.providers import hostwinds_responses as responses
+from control_plane.provisioning.providers.base import (
+    Instance,
+    Plan,
+    Provider,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    Region,
+)
+from control_plane.provisioning.providers.resilience import (
+    CircuitBreaker,
+    TokenBucket,
+    backoff_delay,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "https://clients.hostwinds.com/cloud/api.php"
+ACTION_ADD_IP = "add_ip"  # unverified, see the module docstring
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
+Params = Mapping[str, str | Sequence[str]]
+
+
+@dataclass(frozen=True)
+class HostwindsSettings:
+    """Tunables; the defaults suit the real API, tests shrink the times."""
+
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = 30.0  # seconds, per request
+    requests_per_second: float = 2.0
+    max_attempts: int = 4  # first try + 3 retries
+    backoff_base: float = 0.5
+    backoff_cap: float = 10.0
+    failure_threshold: int = 5  # consecutive failures that open the circuit
+    cooldown: float = 30.0  # seconds the circuit stays open
+    lookup_timeout: float = 30.0  # how long to look for the effect of an unanswered order
+    lookup_interval: float = 2.0
+    billing_cycle: str = "monthly"
+    currency: str = "USD"
+
+
+class _OutcomeUnknown(ProviderError):
+    """The request may have reached Hostwinds and been acted on, but no answer came back."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class _ApiKey:
+    """Holds the key so that printing the driver, or its attributes, never shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._value, "***") if self._value else text
+
+    def __repr__(self) -> str:
+        return "<api key>"
+
+    __str__ = __repr__
+
+
+class HostwindsProvider:
+    """The ``Provider`` interface over the Hostwinds Cloud API, for one account (API key).
+
+    One instance per account and process: the rate limiter and circuit breaker are shared by
+    every call made through it. Close it with ``aclose`` (or ``async with``).
+    """
+
+    name = "hostwinds"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        template: str,
+        regions: Sequence[Region],
+        settings: HostwindsSettings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a Hostwinds API key is required")
+        self._key = _ApiKey(api_key)
+        self._template = template
+        self._regions = tuple(regions)
+        self.settings = settings or HostwindsSettings()
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=self.settings.timeout,
+            headers={"Accept": "application/json", "User-Agent": "mailfleet"},
+        )
+        self._bucket = TokenBucket(self.settings.requests_per_second)
+        self.breaker = CircuitBreaker(
+            "hostwinds", self.settings.failure_threshold, self.settings.cooldown
+        )
+
+    def __repr__(self) -> str:
+        return f"HostwindsProvider(base_url={self.settings.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> HostwindsProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- the interface -------------------------------------------------------------------
+
+    async def regions(self) -> tuple[Region, ...]:
+        return self._regions
+
+    async def plans(self) -> tuple[Plan, ...]:
+        body = await self._call("get_price_list")
+        return responses.parse_plans(body, self.settings.currency)
+
+    async def create(
+        self, name: str, region: str, plan: str, user_data: str, ssh_public_key: str
+    ) -> Instance:
+        if not name.strip():
+            raise ValueError("an instance name is required")
+        existing = await self._find_by_name(name)
+        if existing is not None:
+            log.info("hostwinds: instance %s already exists as %s", name, existing.id)
+            return existing
+        key_name = await self._ensure_ssh_key(ssh_public_key)
+        params: dict[str, str | Sequence[str]] = {
+            "template": self._template,
+            "rid": plan,
+            "location_id": region,
+            "srvrname": name,
+            "qty": "1",
+            "billingcycle": self.settings.billing_cycle,
+            "keys[]": [key_name],
+            "user_data": user_data,
+        }
+        found = await self._order("add_instance", params, lambda: self._find_by_name(name))
+        if found is None:
+            found = await self._look_for(lambda: self._find_by_name(name))
+        if found is None:
+            raise ProviderError(
+                f"Hostwinds accepted instance {name} but does not list it yet", retryable=True
+            )
+        return found
+
+    async def get(self, instance_id: str) -> Instance:
+        body = await self._call("get_instance", {"serviceid": _service_id(instance_id)})
+        return responses.parse_instance(responses.unwrap(body))
+
+    async def list(self) -> tuple[Instance, ...]:
+        return responses.parse_instances(await self._call("get_instances"))
+
+    async def terminate(self, instance_id: str) -> None:
+        try:
+            await self._call("terminate", {"serviceid": _service_id(instance_id)})
+        except ProviderNotFound:
+            log.info("hostwinds: instance %s already gone", instance_id)
+
+    async def resize(self, instance_id: str, plan: str) -> Instance:
+        service = {"serviceid": _service_id(instance_id)}
+
+        async def order_placed() -> bool | None:
+            return True if await self._upgrade_order_exists(instance_id) else None
+
+        async def upgrade_started() -> bool | None:
+            status = (await self.get(instance_id)).status
+            return True if status in ("resizing", "resize_pending_confirm") else None
+
+        await self._order("upgrade_instance", {**service, "rid": plan}, order_placed)
+        await self._order("upgrade_server", service, upgrade_started)
+        return await self.get(instance_id)
+
+    async def confirm_resize(self, instance_id: str) -> Instance:
+        return await self._finish_upgrade("confirm_upgrade", instance_id)
+
+    async def revert_resize(self, instance_id: str) -> Instance:
+        return await self._finish_upgrade("revert_upgrade", instance_id)
+
+    async def list_ips(self, instance_id: str) -> tuple[str, ...]:
+        body = await self._call("get_instance_ips", {"serviceid": _service_id(instance_id)})
+        return responses.parse_ips(body)
+
+    async def add_ip(self, instance_id: str) -> str:
+        before = set(await self.list_ips(instance_id))
+
+        async def new_address() -> str | None:
+            fresh = [ip for ip in await self.list_ips(instance_id) if ip not in before]
+            return fresh[0] if fresh else None
+
+        service = {"serviceid": _service_id(instance_id)}
+        added = await self._order(ACTION_ADD_IP, service, new_address)
+        if added is None:
+            added = await self._look_for(new_address)
+        if added is None:
+            raise ProviderError(
+                f"Hostwinds accepted a new IP for {instance_id} but does not list it yet",
+                retryable=True,
+            )
+        return added
+
+    async def remove_ip(self, instance_id: str, ip: str) -> None:
+        address = str(ipaddress.ip_address(ip))
+
+        async def gone() -> bool | None:
+            return True if address not in await self.list_ips(instance_id) else None
+
+        params = {"serviceid": _service_id(instance_id), "ip": address}
+        await self._order("delete_ip", params, gone)
+
+    async def set_reverse_dns(self, instance_id: str, ip: str, hostname: str) -> None:
+        address = str(ipaddress.ip_address(ip))
+        if not _HOSTNAME.match(hostname):
+            raise ValueError(f"not a fully qualified host name: {hostname!r}")
+        params = {"serviceid": _service_id(instance_id), "ip": address, "rdns": hostname}
+        await self._call("set_rdns", params)
+
+    # -- building blocks -----------------------------------------------------------------
+
+    async def _find_by_name(self, name: str) -> Instance | None:
+        matches = [i for i in await self.list() if i.name == name and i.status != "terminated"]
+        if len(matches) > 1:
+            ids = ", ".join(i.id for i in matches)
+            raise ProviderError(f"several Hostwinds instances are named {name}: {ids}")
+        return matches[0] if matches else None
+
+    async def _ensure_ssh_key(self, public_key: str) -> str:
+        """Register the key under a name derived from it; an existing one is reused."""
+        material = public_key.strip()
+        if not material:
+            raise ValueError("an SSH public key is required")
+        name = "mailfleet-" + hashlib.sha256(material.encode()).hexdigest()[:16]
+        try:
+            await self._call("add_ssh_key", {"name": name, "ssh_key": material})
+        except ProviderError as exc:
+            if "already exist" not in exc.message.lower():
+                raise
+        return name
+
+    async def _upgrade_order_exists(self, instance_id: str) -> bool:
+        try:
+            params = {"serviceid": _service_id(instance_id)}
+            body = await self._call("check_upgrade_order", params)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            return False
+        order = responses.unwrap(body)
+        return isinstance(order, Mapping) and bool(order)
+
+    async def _finish_upgrade(self, action: str, instance_id: str) -> Instance:
+        async def settled() -> bool | None:
+            status = (await self.get(instance_id)).status
+            return True if status != "resize_pending_confirm" else None
+
+        await self._order(action, {"serviceid": _service_id(instance_id)}, settled)
+        return await self.get(instance_id)
+
+    async def _look_for(self, check: Callable[[], Awaitable[T | None]]) -> T | None:
+        """Poll ``check`` until it finds something or ``lookup_timeout`` passes."""
+        deadline = time.monotonic() + self.settings.lookup_timeout
+        while True:
+            found = await check()
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(self.settings.lookup_interval)
+
+    async def _order(
+        self, action: str, params: Params, took_effect: Callable[[], Awaitable[T | None]]
+    ) -> T | None:
+        """Send a non-idempotent action; never re-send it while it may have taken effect.
+
+        When no answer came back (timeout, dropped connection, 5xx), the request may still
+        have been carried out: look for its effect first (``took_effect``: e.g. an instance
+        with the name we ordered), and send again only if there is none. Returns what
+        ``took_effect`` found, or None when the first answer was a success.
+        """
+        attempts = self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._call(action, params, idempotent=False)
+                return None
+            except _OutcomeUnknown as exc:
+                log.warning(
+                    "hostwinds %s: no answer (%s); checking whether it took effect",
+                    action,
+                    exc.message,
+                )
+                found = await self._look_for(took_effect)
+                if found is not None:
+                    log.info("hostwinds %s: it had taken effect; not sending again", action)
+                    return found
+                if attempt == attempts:
+                    raise ProviderError(
+                        f"Hostwinds {action}: no answer after {attempts} attempts ({exc.message})",
+                        retryable=True,
+                    ) from None
+                log.warning("hostwinds %s: no effect found; sending again", action)
+        raise AssertionError("unreachable")
+
+    async def _call(
+        self, action: str, params: Params | None = None, *, idempotent: bool = True
+    ) -> Any:
+        """One action with retries for failures that are safe to retry.
+
+        Rate-limit answers and connection failures mean Hostwinds did nothing, so any action
+        is retried after them. A lost answer (timeout, 5xx) is retried only for idempotent
+        actions; for the others ``_OutcomeUnknown`` goes back to ``_order``.
+        """
+        attempts = self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._send(action, params or {})
+            except ProviderUnavailable:
+                raise
+            except ProviderError as exc:
+                if not exc.retryable or (isinstance(exc, _OutcomeUnknown) and not idempotent):
+                    raise
+                if attempt == attempts:
+                    if isinstance(exc, _OutcomeUnknown):
+                        raise ProviderError(exc.message, retryable=True) from None
+                    raise
+                delay = backoff_delay(
+                    attempt, self.settings.backoff_base, self.settings.backoff_cap
+                )
+                log.warning(
+                    "hostwinds %s failed (%s); retry %d/%d in %.2fs",
+                    action,
+                    exc.message,
+                    attempt,
+                    attempts - 1,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _send(self, action: str, params: Params) -> Any:
+        """Exactly one HTTP request, classified; feeds the circuit breaker."""
+        self.breaker.allow()
+        try:
+            await self._bucket.acquire()
+            response = await self._post(action, params)
+        except ProviderError:
+            self.breaker.failure()
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        if response.status_code >= 500:
+            self.breaker.failure()
+            raise _OutcomeUnknown(f"Hostwinds answered HTTP {response.status_code} to {action}")
+        self.breaker.success()
+        body = _json(response)
+        if response.status_code == 429:
+            raise ProviderRateLimited(f"Hostwinds {action}: HTTP 429 Too Many Requests")
+        message = responses.error_message(body)
+        if message is not None:
+            raise responses.error_for(self._key.scrub(message), action)
+        if response.status_code >= 400:
+            raise ProviderError(f"Hostwinds answered HTTP {response.status_code} to {action}")
+        if body is None:
+            raise _OutcomeUnknown(f"Hostwinds sent an answer to {action} that is not JSON")
+        return body
+
+    async def _post(self, action: str, params: Params) -> httpx.Response:
+        data: dict[str, str | builtins.list[str]] = {"action": action, "API": self._key.reveal()}
+        for field, value in params.items():
+            data[field] = value if isinstance(value, str) else builtins.list(value)
+        started = time.monotonic()
+        try:
+            response = await self._http.post(self.settings.base_url, data=data)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached Hostwinds: safe to send again, whatever the action.
+            raise ProviderError(
+                f"Hostwinds unreachable for {action}: {self._describe(exc)}", retryable=True
+            ) from None
+        except httpx.TransportError as exc:
+            raise _OutcomeUnknown(
+                f"Hostwinds {action}: {self._describe(exc)} before an answer"
+            ) from None
+        log.debug(
+            "hostwinds %s: HTTP %d in %.0f ms",
+            action,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    def _describe(self, exc: Exception) -> str:
+        detail = self._key.scrub(str(exc))
+        return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _service_id(instance_id: str) -> str:
+    """Hostwinds ids are integers; anything else cannot name an instance there."""
+    if not instance_id.isdigit():
+        raise ProviderNotFound(f"no Hostwinds instance {instance_id!r}")
+    return instance_id
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_interface(driver: HostwindsProvider) -> Provider:
+        return driver  # mypy checks HostwindsProvider against the Provider protocol
