@@ -14,34 +14,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
-# Filesystems that hold no data of their own (kernel views, RAM, layered or read-only
-# images): reporting them as disks would only be noise.
-PSEUDO_FILESYSTEMS = frozenset(
-    {
-        "autofs",
-        "binfmt_misc",
-        "bpf",
-        "configfs",
-        "debugfs",
-        "devpts",
-        "devtmpfs",
-        "efivarfs",
-        "fusectl",
-        "hugetlbfs",
-        "mqueue",
-        "nsfs",
-        "overlay",
-        "proc",
-        "pstore",
-        "ramfs",
-        "rpc_pipefs",
-        "securityfs",
-        "squashfs",
-        "sysfs",
-        "tmpfs",
-        "tracefs",
-    }
-)
+from agent.metrics import is_real_filesystem
 
 CPUINFO = Path("/proc/cpuinfo")
 # /proc/cpuinfo names the CPU differently per architecture (x86, older ARM, MIPS/POWER).
@@ -111,7 +84,7 @@ def _disks() -> list[dict[str, str | int | None]]:
     for part in psutil.disk_partitions(all=False):
         fstype = str(part.fstype)
         mountpoint = str(part.mountpoint)
-        if fstype in PSEUDO_FILESYSTEMS or fstype.startswith("cgroup") or mountpoint in seen:
+        if not is_real_filesystem(fstype, mountpoint) or mountpoint in seen:
             continue
         seen.add(mountpoint)
         try:

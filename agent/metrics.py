@@ -157,7 +157,7 @@ class Sampler:
         for part in psutil.disk_partitions(all=True):
             visible[part.mountpoint] = part  # a later mount on the same path hides the earlier
         candidates = sorted(
-            (p for p in visible.values() if _is_real(p.fstype, p.mountpoint)),
+            (p for p in visible.values() if is_real_filesystem(p.fstype, p.mountpoint)),
             key=lambda p: (len(p.mountpoint), p.mountpoint),
         )
         seen_devices: set[str] = set()
@@ -224,7 +224,8 @@ class _MonotonicSum:
         return self._retired + sum(current.values())
 
 
-def _is_real(fstype: str, mountpoint: str) -> bool:
+def is_real_filesystem(fstype: str, mountpoint: str) -> bool:
+    """Holds data of its own (not a kernel view, RAM, container layer or image)."""
     if not fstype or fstype in PSEUDO_FSTYPES or fstype.startswith("cgroup"):
         return False
     return not mountpoint.startswith(PSEUDO_MOUNT_PREFIXES)

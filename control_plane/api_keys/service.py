@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.api_keys.models import ApiKey
 from control_plane.api_keys.tokens import Scope, generate_key, hash_key, key_hint, key_scope
 from control_plane.db.base import utcnow
+from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
-from control_plane.errors import InvalidInput, NotFound
+from control_plane.errors import InvalidInput
 from control_plane.tenants.service import get_tenant
 
 # last_used_at is a hint for humans; writing it on every request would make reads write.
@@ -75,10 +76,7 @@ async def verify_key(session: AsyncSession, key: str) -> ApiKey | None:
 
 
 async def get_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
-    record = await session.scalar(select(ApiKey).where(ApiKey.id == key_id))
-    if record is None:
-        raise NotFound("api key", key_id)
-    return record
+    return await get_by_id(session, ApiKey, key_id, "api key")
 
 
 async def list_keys(

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.errors import NotFound
@@ -38,10 +39,7 @@ async def create_server(session: AsyncSession, tenant_id: uuid.UUID, data: Serve
 
 
 async def get_server(session: AsyncSession, server_id: uuid.UUID) -> Server:
-    server = await session.scalar(select(Server).where(Server.id == server_id))
-    if server is None:
-        raise NotFound("server", server_id)
-    return server
+    return await get_by_id(session, Server, server_id, "server")
 
 
 async def list_servers(

@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.errors import NotFound
 from control_plane.tenants.models import Tenant
 from control_plane.tenants.schemas import TenantCreate, TenantUpdate
 
@@ -24,10 +24,7 @@ async def create_tenant(session: AsyncSession, data: TenantCreate) -> Tenant:
 async def get_tenant(
     session: AsyncSession, tenant_id: uuid.UUID, *, field: str | None = None
 ) -> Tenant:
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
-    if tenant is None:
-        raise NotFound("tenant", tenant_id, field=field)
-    return tenant
+    return await get_by_id(session, Tenant, tenant_id, "tenant", field=field)
 
 
 async def list_tenants(session: AsyncSession, after: uuid.UUID | None, limit: int) -> Page[Tenant]:

@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.errors import NotFound
 from control_plane.tenants.service import get_tenant
 from control_plane.workspaces.models import Workspace
 from control_plane.workspaces.schemas import WorkspaceCreate, WorkspaceUpdate
@@ -31,10 +31,7 @@ async def create_workspace(
 
 
 async def get_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> Workspace:
-    workspace = await session.scalar(select(Workspace).where(Workspace.id == workspace_id))
-    if workspace is None:
-        raise NotFound("workspace", workspace_id)
-    return workspace
+    return await get_by_id(session, Workspace, workspace_id, "workspace")
 
 
 async def list_workspaces(

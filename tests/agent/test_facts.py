@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.facts import PSEUDO_FILESYSTEMS, collect_facts
+from agent.facts import collect_facts
+from agent.metrics import PSEUDO_FSTYPES
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +82,9 @@ def test_root_filesystem_and_no_pseudo_ones(facts: dict[str, object]) -> None:
     root = by_mountpoint["/"]
     assert root["total_bytes"] > 0
     assert root["device"]
-    assert root["fstype"] not in PSEUDO_FILESYSTEMS
+    assert root["fstype"] not in PSEUDO_FSTYPES
     for disk in disks:
-        assert disk["fstype"] not in PSEUDO_FILESYSTEMS
+        assert disk["fstype"] not in PSEUDO_FSTYPES
         assert not disk["fstype"].startswith("cgroup")
 
 

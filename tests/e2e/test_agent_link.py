@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from control_plane.db.engine import Database
-from tests.support.openbao import DevOpenBao
-from tests.support.stack import AgentProcess, ControlPlane, agents, control_plane
+from tests.e2e.conftest import PlaneFactory
+from tests.support.stack import AgentProcess, ControlPlane, agents
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def plane(
-    tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
-) -> Iterator[ControlPlane]:
-    with control_plane(tmp_path, openbao, database_url) as running:
-        yield running
 
 
 def test_agents_enroll_answer_commands_and_stream_metrics(
@@ -146,21 +136,11 @@ def test_command_payloads_are_checked_per_kind(plane: ControlPlane) -> None:
     assert unknown.json()["errors"][0]["field"] == "body.kind"
 
 
-@pytest.fixture
-def slow_heartbeat_plane(
-    tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
-) -> Iterator[ControlPlane]:
-    with control_plane(
-        tmp_path, openbao, database_url, MAILFLEET_HEARTBEAT_INTERVAL_SECONDS="5"
-    ) as running:
-        yield running
-
-
 def test_commands_are_answered_without_waiting_for_a_heartbeat(
-    slow_heartbeat_plane: ControlPlane, tmp_path: Path
+    plane_factory: PlaneFactory, tmp_path: Path
 ) -> None:
     """Both sides wake on new work: neither the dispatcher nor the agent's writer idles it."""
-    plane = slow_heartbeat_plane
+    plane = plane_factory(MAILFLEET_HEARTBEAT_INTERVAL_SECONDS="5")
     server_id, toml = plane.new_server("prompt")
     with agents(AgentProcess(tmp_path / "agent", toml)):
         plane.wait_status(server_id, "online")

@@ -8,26 +8,16 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from control_plane.db.engine import Database
-from tests.support.openbao import DevOpenBao
-from tests.support.stack import AgentProcess, ControlPlane, agents, control_plane
+from tests.e2e.conftest import PlaneFactory
+from tests.support.stack import AgentProcess, ControlPlane, agents
 
 pytestmark = pytest.mark.e2e
 PARTITION_SECONDS = float(os.environ.get("PARTITION_TEST_SECONDS", "120"))
-
-
-@pytest.fixture
-def plane(
-    tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
-) -> Iterator[ControlPlane]:
-    with control_plane(tmp_path, openbao, database_url) as running:
-        yield running
 
 
 def starts(agent: AgentProcess) -> Counter[str]:
@@ -122,20 +112,10 @@ def _span(samples: list[dict[str, object]]) -> float:
     return (last - first).total_seconds()
 
 
-@pytest.fixture
-def short_lived_plane(
-    tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
-) -> Iterator[ControlPlane]:
-    with control_plane(
-        tmp_path, openbao, database_url, MAILFLEET_AGENT_CERTIFICATE_TTL_SECONDS="12"
-    ) as running:
-        yield running
-
-
 def test_certificates_rotate_under_load_without_losing_commands(
-    short_lived_plane: ControlPlane, tmp_path: Path
+    plane_factory: PlaneFactory, tmp_path: Path
 ) -> None:
-    plane = short_lived_plane
+    plane = plane_factory(MAILFLEET_AGENT_CERTIFICATE_TTL_SECONDS="12")
     server_id, toml = plane.new_server("rotating")
     agent = AgentProcess(tmp_path / "agent", toml)
     with agents(agent):

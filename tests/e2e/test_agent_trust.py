@@ -7,7 +7,6 @@ import datetime as dt
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,18 +23,9 @@ from control_plane.enrollment.models import JoinToken
 from control_plane.vault.client import Vault
 from control_plane.vault.pki import AgentPki
 from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc
-from tests.support.openbao import DevOpenBao
-from tests.support.stack import AgentProcess, ControlPlane, agents, control_plane
+from tests.support.stack import AgentProcess, ControlPlane, agents
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def plane(
-    tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
-) -> Iterator[ControlPlane]:
-    with control_plane(tmp_path, openbao, database_url) as running:
-        yield running
 
 
 class Client:

@@ -98,11 +98,10 @@ class Running:
         return self.process.returncode
 
 
-@contextmanager
-def serve(env: Mapping[str, str], *args: str) -> Iterator[Running]:
-    """``mailfleet serve`` in its own process group (so its OpenBao child goes with it)."""
+def spawn(command: str, *args: str, env: Mapping[str, str]) -> Running:
+    """A MailFleet executable in its own process group (children go with it), output read."""
     process = subprocess.Popen(
-        [str(BIN / "mailfleet"), "serve", *args],
+        [str(BIN / command), *args],
         env=mailfleet_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -110,7 +109,14 @@ def serve(env: Mapping[str, str], *args: str) -> Iterator[Running]:
         text=True,
         start_new_session=True,
     )
-    running = Running(process)
+    return Running(process)
+
+
+@contextmanager
+def serve(env: Mapping[str, str], *args: str) -> Iterator[Running]:
+    """``mailfleet serve`` (its local OpenBao child stops with it)."""
+    running = spawn("mailfleet", "serve", *args, env=env)
+    process = running.process
     try:
         yield running
     finally:

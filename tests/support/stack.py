@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import httpx
 
 from tests.support.openbao import DevOpenBao
 from tests.support.ports import free_port
-from tests.support.processes import BIN, Running, mailfleet_env
+from tests.support.processes import Running, spawn
 
 FAST_INTERVALS = {
     "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "0.5",
@@ -36,16 +35,7 @@ class ControlPlane:
 
     def start(self, *, bootstrap: bool = False) -> None:
         args = ["--bootstrap-admin-key"] if bootstrap else []
-        process = subprocess.Popen(
-            [str(BIN / "mailfleet"), "serve", *args],
-            env=mailfleet_env(self.env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        self.process = Running(process)
+        self.process = spawn("mailfleet", "serve", *args, env=self.env)
         self.process.wait_for_line("MailFleet API:", 60)
         if bootstrap:
             self.admin_key = self.process.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
@@ -166,16 +156,7 @@ class AgentProcess:
         self.config.write_text(f'state_dir = "{self.state_dir}"\n{toml}\n[agent]\n{tuning}')
 
     def start(self) -> None:
-        process = subprocess.Popen(
-            [str(BIN / "mailfleet-agent"), "run", "--config", str(self.config)],
-            env=mailfleet_env({}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        self.process = Running(process)
+        self.process = spawn("mailfleet-agent", "run", "--config", str(self.config), env={})
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
