@@ -11,10 +11,13 @@ from control_plane.provisioning.providers.base import (
     ProviderUnavailable,
     Region,
 )
+from control_plane.provisioning.providers.local import LocalProvider, LocalSettings
 
 __all__ = [
     "Instance",
     "InstanceStatus",
+    "LocalProvider",
+    "LocalSettings",
     "Plan",
     "Provider",
     "ProviderError",
