@@ -21,6 +21,7 @@ from control_plane.enrollment.csr import validate_csr
 from control_plane.enrollment.models import JoinToken
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.servers.models import AgentCertificate, Server
+from control_plane.vault.client import VaultError
 from control_plane.vault.pki import AgentPki, IssuedCertificate
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,16 @@ async def revoke_agent(session: AsyncSession, server: Server) -> list[str]:
     await session.flush()
     log.info("server %s agent revoked (%d certificates)", server.id, len(serials))
     return serials
+
+
+async def revoke_in_vault(pki: AgentPki, serials: list[str]) -> None:
+    """Put revoked serials on Vault's CRL too. The database is what the gateway checks, so a
+    Vault outage here delays only the CRL, never the revocation itself."""
+    for serial in serials:
+        try:
+            await pki.revoke(serial)
+        except VaultError as exc:
+            log.warning("could not revoke %s in Vault: %s", serial, exc.detail)
 
 
 async def admitted(

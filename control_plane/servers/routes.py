@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import timedelta
 
@@ -15,10 +14,8 @@ from control_plane.servers import service
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import JoinTokenOut, ServerCreate, ServerOut
 from control_plane.servers.status import server_out
-from control_plane.vault.client import VaultError
 
 router = APIRouter(prefix="/api/v1/servers", tags=["servers"])
-log = logging.getLogger(__name__)
 
 
 def _out(ctx: RequestContext, server: Server) -> ServerOut:
@@ -69,9 +66,5 @@ async def revoke_agent(server_id: uuid.UUID, ctx: Ctx) -> ServerOut:
         serials = await enrollment.revoke_agent(session, server)
         out = _out(ctx, server)
     ctx.hub.close(server_id, "agent revoked")
-    for serial in serials:  # the database is authoritative; Vault's CRL follows best-effort
-        try:
-            await ctx.pki.revoke(serial)
-        except VaultError as exc:
-            log.warning("could not revoke %s in Vault: %s", serial, exc.detail)
+    await enrollment.revoke_in_vault(ctx.pki, serials)
     return out
