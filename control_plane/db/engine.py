@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -15,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 import control_plane.db.models  # noqa: F401  (registers every model)
 from control_plane.db.tenancy import SESSION_TENANT_KEY
 from control_plane.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -30,6 +34,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     ):
         cursor.execute(pragma)
     cursor.close()
+
+
+T = TypeVar("T")
+
+
+def _report(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("database work finished after its caller left, and failed: %r", task.exception())
+
+
+async def to_completion(work: Coroutine[Any, Any, T]) -> T:
+    """Finish database work even if the caller is cancelled (a stream closing mid-write).
+
+    An abandoned transaction would hold SQLite's write lock (BEGIN IMMEDIATE) until its
+    connection is reclaimed, and every other writer would wait on it.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_report)
+        raise
 
 
 class Database:

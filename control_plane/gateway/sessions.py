@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
-from control_plane.db.engine import Database
+from control_plane.db.engine import Database, to_completion
 from control_plane.gateway.hub import AgentHub, AgentSession
 from control_plane.gateway.identity import PeerIdentity
 from control_plane.gateway.telemetry import GatewayTelemetry
@@ -72,7 +72,7 @@ class SessionService:
         Raises ``StreamClosed`` when the control plane ended it (revoked, expired, replaced).
         """
         agreed = sorted(CAPABILITIES & set(hello.capabilities))
-        tenant_id = await self._record_hello(peer.server_id, hello, agreed)
+        tenant_id = await to_completion(self._record_hello(peer.server_id, hello, agreed))
         session = AgentSession(
             server_id=peer.server_id, tenant_id=tenant_id, certificate_serial=peer.serial
         )
@@ -178,25 +178,9 @@ class SessionService:
         except ValueError:
             log.warning("server %s reported on a malformed command id", session.server_id)
             return
-        final = FINAL_STATES.get(update_.state)
-        async with self.db.session() as db_session:
-            if final is None:
-                await commands.record_progress(
-                    db_session,
-                    session.server_id,
-                    command_id,
-                    update_.progress_percent,
-                    update_.progress_message,
-                )
-                return
-            result = update_.result_json.decode() if update_.result_json else None
-            if result is not None:
-                json.loads(result)  # refuse to store something that is not JSON
-            known = await commands.record_result(
-                db_session, session.server_id, command_id, final, result, update_.error or None
-            )
+        known = await to_completion(self._store_update(session.server_id, command_id, update_))
         if known:
-            log.debug("command %s settled: %s", command_id, final)
+            log.debug("command %s settled", command_id)
             self.hub.command_settled(command_id)
             started = self._delivered_at.pop(command_id, None)
             if started is not None:
@@ -204,12 +188,39 @@ class SessionService:
             self._cancels_sent.discard(command_id)
             session.send(agent_pb2.ControlMessage(command_ack=agent_pb2.CommandAck(id=update_.id)))
 
-    async def _deliver(self, server_ids: list[uuid.UUID], *, redeliver: bool = False) -> None:
+    async def _store_update(
+        self, server_id: uuid.UUID, command_id: uuid.UUID, update_: agent_pb2.CommandUpdate
+    ) -> bool:
+        """Progress, or the final report; True if a final report for a known command."""
+        final = FINAL_STATES.get(update_.state)
+        async with self.db.session() as db_session:
+            if final is None:
+                await commands.record_progress(
+                    db_session,
+                    server_id,
+                    command_id,
+                    update_.progress_percent,
+                    update_.progress_message,
+                )
+                return False
+            result = update_.result_json.decode() if update_.result_json else None
+            if result is not None:
+                json.loads(result)  # refuse to store something that is not JSON
+            return await commands.record_result(
+                db_session, server_id, command_id, final, result, update_.error or None
+            )
+
+    async def _claim(
+        self, server_ids: list[uuid.UUID], redeliver: bool
+    ) -> tuple[list[commands.Delivery], list[tuple[uuid.UUID, uuid.UUID]]]:
         async with self.db.session() as db_session:
             deliveries = await commands.claim_for_delivery(
                 db_session, server_ids, redeliver=redeliver
             )
-            cancels = await commands.pending_cancels(db_session, server_ids)
+            return deliveries, await commands.pending_cancels(db_session, server_ids)
+
+    async def _deliver(self, server_ids: list[uuid.UUID], *, redeliver: bool = False) -> None:
+        deliveries, cancels = await to_completion(self._claim(server_ids, redeliver))
         for delivery in deliveries:
             log.debug("delivering command %s", delivery.command_id)
             session = self.hub.get(delivery.server_id)

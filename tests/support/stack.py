@@ -52,6 +52,10 @@ class ControlPlane:
 
     def api(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 500:  # show the server's side of it
+            time.sleep(0.2)
+            tail = "\n".join(self.output()[-60:])
+            raise AssertionError(f"{method} {path}: {response.status_code}\n{tail}")
         assert response.status_code == expect, (method, path, response.status_code, response.text)
         return response.json() if response.content else None
 
