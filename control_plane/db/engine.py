@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,6 +112,15 @@ class Database:
         scoped = self._sessions(info={SESSION_TENANT_KEY: tenant_id})
         async with scoped as session, session.begin():
             yield session
+
+    async def transact(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """``work`` in one system transaction that finishes even if the caller is cancelled."""
+
+        async def run() -> T:
+            async with self.session() as session:
+                return await work(session)
+
+        return await to_completion(run())
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

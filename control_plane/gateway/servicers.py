@@ -11,7 +11,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.db.base import utcnow
-from control_plane.db.engine import Database, to_completion
+from control_plane.db.engine import Database
 from control_plane.enrollment import service as enrollment
 from control_plane.errors import Forbidden, InvalidInput, MailFleetError, Unauthorized
 from control_plane.gateway.identity import NoIdentity, PeerIdentity, peer_identity
@@ -57,10 +57,9 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
         self, request: agent_pb2.EnrollRequest, context: Context
     ) -> agent_pb2.EnrollResponse:
         ttl = timedelta(seconds=self.settings.agent_certificate_ttl_seconds)
-
-        async def enroll() -> enrollment.Enrolled:
-            async with self.db.session() as session:
-                return await enrollment.enroll(
+        try:
+            enrolled = await self.db.transact(
+                lambda session: enrollment.enroll(
                     session,
                     self.pki,
                     token=request.join_token,
@@ -70,9 +69,7 @@ class EnrollmentServicer(agent_pb2_grpc.EnrollmentServicer):
                     hostname=request.hostname,
                     certificate_ttl=ttl,
                 )
-
-        try:
-            enrolled = await to_completion(enroll())
+            )
         except MailFleetError as exc:
             log.warning("enrollment from %s refused: %s", context.peer(), exc.detail)
             await abort_with(context, exc)
@@ -98,11 +95,9 @@ class AgentLinkServicer(agent_pb2_grpc.AgentLinkServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             raise
 
-        async def admitted() -> object:
-            async with self.db.session() as session:
-                return await enrollment.admitted(session, peer.server_id, peer.serial, utcnow())
-
-        server = await to_completion(admitted())
+        server = await self.db.transact(
+            lambda session: enrollment.admitted(session, peer.server_id, peer.serial, utcnow())
+        )
         if server is None:
             log.warning(
                 "agent link refused for server %s: certificate %s revoked or unknown",
@@ -117,19 +112,16 @@ class AgentLinkServicer(agent_pb2_grpc.AgentLinkServicer):
     ) -> agent_pb2.RenewResponse:
         peer = await self._admit(context)
         ttl = timedelta(seconds=self.settings.agent_certificate_ttl_seconds)
-
-        async def renew() -> IssuedCertificate:
-            async with self.db.session() as session:
-                return await enrollment.renew(
+        try:
+            issued = await self.db.transact(
+                lambda session: enrollment.renew(
                     session,
                     self.pki,
                     server_id=peer.server_id,
                     csr_pem=request.csr_pem,
                     certificate_ttl=ttl,
                 )
-
-        try:
-            issued = await to_completion(renew())
+            )
         except MailFleetError as exc:
             await abort_with(context, exc)
             raise
