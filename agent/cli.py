@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG, ConfigError
+from agent.config import DEFAULT_CONFIG, ConfigError, under_root
 
 app = typer.Typer(
     name="mailfleet-agent",
@@ -42,7 +42,13 @@ def systemd_unit() -> None:
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Option(help="agent.toml to read.")] = DEFAULT_CONFIG,
+    config: Annotated[
+        Path | None, typer.Option(help=f"agent.toml to read [default: ROOT{DEFAULT_CONFIG}].")
+    ] = None,
+    root: Annotated[
+        Path,
+        typer.Option(help="The machine's filesystem root; the agent's paths are placed under it."),
+    ] = Path("/"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Enroll if needed, then stay connected to the control plane until stopped."""
@@ -52,7 +58,10 @@ def run(
     from agent.daemon import Agent  # heavy imports only for the long-running command
 
     try:
-        agent = Agent(config)
+        if not root.is_dir():
+            raise ConfigError(f"--root {root}: not a directory")
+        root = root.resolve()
+        agent = Agent(config or under_root(root, DEFAULT_CONFIG), root)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

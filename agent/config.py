@@ -23,6 +23,18 @@ _PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
 
+def under_root(root: Path, path: Path) -> Path:
+    """``path`` on a machine whose filesystem starts at ``root`` (``/`` on a real VPS).
+
+    The agent keeps every path it uses absolute in its own terms (``/etc/…``,
+    ``/var/lib/…``) and places them with this, so the same agent runs on a VPS and inside a
+    local provider's namespace, whose files live under a directory of the host.
+    """
+    if root == Path("/"):
+        return path
+    return root / path.relative_to(path.anchor) if path.is_absolute() else root / path
+
+
 class ConfigError(Exception):
     """agent.toml is missing or wrong; the message names the key."""
 
@@ -47,7 +59,8 @@ def _string(table: dict[str, object], key: str, where: str) -> str:
     return value
 
 
-def load_config(path: Path) -> AgentConfig:
+def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
+    """Read ``path`` (already placed under ``root``); ``state_dir`` is placed under ``root``."""
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
@@ -91,6 +104,6 @@ def load_config(path: Path) -> AgentConfig:
         enroll_address=enroll,
         ca_pin=pin,
         join_token=token or None,
-        state_dir=Path(state_dir),
+        state_dir=under_root(root, Path(state_dir)),
         **options,  # type: ignore[arg-type]
     )

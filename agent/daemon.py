@@ -64,9 +64,10 @@ def sample_to_proto(sample: MetricSample) -> agent_pb2.MetricSample:
 
 
 class Agent:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, root: Path = Path("/")) -> None:
         self.config_path = config_path
-        self.config: AgentConfig = load_config(config_path)
+        self.root = root
+        self.config: AgentConfig = load_config(config_path, root)
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = IdentityStore(state)
@@ -97,7 +98,8 @@ class Agent:
 
     async def _credentials(self) -> Credentials:
         with contextlib.suppress(ConfigError):
-            self.config = load_config(self.config_path)  # a new join token may have arrived
+            # a new join token may have arrived
+            self.config = load_config(self.config_path, self.root)
         credentials = self.store.load()
         if credentials and not self._needs_enrollment and credentials.not_after > datetime.now(UTC):
             return credentials

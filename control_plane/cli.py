@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -25,6 +26,7 @@ from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import MailFleetError
 from control_plane.logs import configure_logging
 from control_plane.servers import service as servers
+from control_plane.servers.schemas import ServerCreate
 from control_plane.servers.status import agent_status
 from control_plane.settings import Settings, SettingsError, load_settings
 from control_plane.tenants import service as tenants
@@ -255,6 +257,8 @@ def server_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) 
                     s.name,
                     str(s.tenant_id),
                     s.provider,
+                    s.state,
+                    s.ipv4 or "-",
                     agent_status(s, now, unknown_after),
                     s.hostname or "-",
                 )
@@ -262,8 +266,65 @@ def server_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) 
             ]
 
     _table(
-        ("id", "name", "tenant", "provider", "status", "hostname"), run_async(with_database(rows))
+        ("id", "name", "tenant", "provider", "state", "ipv4", "agent", "hostname"),
+        run_async(with_database(rows)),
     )
+
+
+@server_app.command("create")
+def server_create(
+    name: str,
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id.")],
+    provider: Annotated[str, typer.Option(help="manual, local, hostwinds, …")] = "manual",
+    region: Annotated[str | None, typer.Option(help="Default: the provider's only one.")] = None,
+    plan: Annotated[str | None, typer.Option(help="Default: the provider's first plan.")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Workspace id.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the workflow until ready or failed.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
+) -> None:
+    """Order a server; a running `mailfleet serve` provisions it. Prints the server id."""
+    from control_plane.provisioning.cli import create_server
+
+    body = _server_create(name, provider, region, plan, tenant, workspace)
+    limit = timeout if wait else None
+    server_id = run_async(with_database(lambda db: create_server(db, settings(), body, limit)))
+    typer.echo(server_id)
+
+
+@server_app.command("delete")
+def server_delete(
+    server_id: str,
+    wait: Annotated[bool, typer.Option(help="Wait until it is gone.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
+) -> None:
+    """Deprovision a server: terminate its VPS, revoke its agent, destroy its secrets."""
+    from control_plane.provisioning.cli import delete_server
+
+    ident = _uuid(server_id, "SERVER_ID")
+    limit = timeout if wait else None
+    run_async(with_database(lambda db: delete_server(db, settings(), ident, limit)))
+
+
+def _server_create(
+    name: str,
+    provider: str,
+    region: str | None,
+    plan: str | None,
+    tenant: str,
+    workspace: str | None,
+) -> ServerCreate:
+    try:
+        return ServerCreate(
+            name=name,
+            provider=provider,
+            region=region,
+            plan=plan,
+            tenant_id=_uuid(tenant, "--tenant"),
+            workspace_id=_uuid(workspace, "--workspace") if workspace else None,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", 2) from None
 
 
 def _uuid(value: str, name: str) -> uuid.UUID:

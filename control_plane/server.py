@@ -18,6 +18,9 @@ from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
+from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.runner import ProvisioningRunner
+from control_plane.provisioning.workflow import Workflow
 from control_plane.settings import Settings, parse_host_port
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
@@ -89,19 +92,31 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
                 gateway_ttl_seconds=settings.gateway_certificate_ttl_seconds,
             )
             hub = AgentHub()
-            gateway = Gateway(settings, db, pki, hub)
-            await gateway.start()
+            providers = ProviderRegistry(settings, vault)
             try:
-                app = create_app(
-                    settings,
-                    database=db,
-                    vault=vault,
-                    hub=hub,
-                    telemetry=gateway.telemetry.registry,
-                )
-                return await _serve_api(settings, app, db, bootstrap_admin_key)
+                gateway = Gateway(settings, db, pki, hub, extra_hosts=await providers.start())
+                await gateway.start()
+                workflow = Workflow(settings, db, vault, pki, hub, providers)
+                runner = ProvisioningRunner(settings, db, workflow)
+                runner_task = asyncio.create_task(runner.run())
+                try:
+                    app = create_app(
+                        settings,
+                        database=db,
+                        vault=vault,
+                        hub=hub,
+                        telemetry=gateway.telemetry.registry,
+                        providers=providers,
+                        wake_workflow=runner.wake,
+                    )
+                    return await _serve_api(settings, app, db, bootstrap_admin_key)
+                finally:
+                    runner_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await runner_task
+                    await gateway.stop()
             finally:
-                await gateway.stop()
+                await providers.aclose()
     finally:
         await db.dispose()
 

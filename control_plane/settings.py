@@ -105,6 +105,44 @@ class Settings(BaseSettings):
     local_vault_addr: HostPort = "127.0.0.1:8200"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).
+    provision_poll_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="How often a waiting step looks again."
+    )
+    provision_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description="A step's claim on a server; renewed while it runs, taken over once stale.",
+    )
+    provision_concurrency: int = Field(default=8, ge=1, le=256)
+    provision_create_timeout_seconds: float = Field(default=600, gt=0)
+    provision_boot_timeout_seconds: float = Field(default=900, gt=0)
+    provision_enroll_timeout_seconds: float = Field(default=600, gt=0)
+    provision_deprovision_timeout_seconds: float = Field(default=1800, gt=0)
+    agent_package: str = Field(
+        default="mailfleet",
+        description="What install-agent.sh pip-installs on a new VPS (a spec, wheel path or URL).",
+    )
+
+    # The local provider: "VPSs" as network namespaces on this host (demos, tests).
+    local_provider: bool = Field(default=False, description="Offer the `local` provider.")
+    local_provider_dir: Path | None = Field(
+        default=None, description="Its state; default MAILFLEET_HOME/local-provider."
+    )
+    local_provider_bridge: str = Field(default="mfbr0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    local_provider_bridge_address: str = Field(
+        default="198.18.0.1/15", description="The host's address on the bridge, with prefix."
+    )
+    local_provider_pool: str = Field(
+        default="198.18.1.0/24", description="Comma-separated networks VPS addresses come from."
+    )
+    local_provider_prefix: str = Field(default="mf", pattern=r"^[a-z][a-z0-9]{0,5}$")
+    local_provider_agent_command: Path | None = Field(
+        default=None,
+        description="The mailfleet-agent executable local VPSs run; default: next to Python's.",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str | None) -> str | None:
@@ -138,6 +176,10 @@ class Settings(BaseSettings):
     @property
     def advertised_enroll(self) -> str:
         return self.enroll_advertise_addr or self.enroll_addr
+
+    @property
+    def local_provider_state_dir(self) -> Path:
+        return self.local_provider_dir or self.home / "local-provider"
 
     @property
     def managed_vault(self) -> bool:

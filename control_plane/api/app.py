@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -19,6 +19,8 @@ from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.metrics.routes import router as metrics_router
+from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.routes import router as provisioning_router
 from control_plane.servers.routes import router as servers_router
 from control_plane.settings import Settings
 from control_plane.tenants.routes import router as tenants_router
@@ -32,6 +34,7 @@ ROUTERS = (
     workspaces_router,
     api_keys_router,
     servers_router,
+    provisioning_router,
     commands_router,
     metrics_router,
 )
@@ -55,8 +58,14 @@ def create_app(
     vault: Vault | None = None,
     hub: AgentHub | None = None,
     telemetry: CollectorRegistry | None = None,
+    providers: ProviderRegistry | None = None,
+    wake_workflow: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """Build the app. Resources not passed in are opened from settings for its lifetime."""
+    """Build the app. Resources not passed in are opened from settings for its lifetime.
+
+    Without ``wake_workflow`` (no provisioning runner in this process) new work waits for a
+    runner's next poll, which is what a replica serving only the API does.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +76,9 @@ def create_app(
             if vault is None:
                 app.state.vault = await stack.enter_async_context(open_vault(settings))
                 app.state.pki = AgentPki(app.state.vault, settings.vault_pki_mount)
+            if providers is None:
+                app.state.providers = ProviderRegistry(settings, app.state.vault)
+                stack.push_async_callback(app.state.providers.aclose)
             yield
 
     app = FastAPI(
@@ -81,6 +93,11 @@ def create_app(
     if vault is not None:
         app.state.vault = vault
         app.state.pki = AgentPki(vault, settings.vault_pki_mount)
+        if providers is None:
+            app.state.providers = ProviderRegistry(settings, vault)
+    if providers is not None:
+        app.state.providers = providers
+    app.state.wake_workflow = wake_workflow or (lambda: None)
     app.state.hub = hub if hub is not None else AgentHub()  # an empty hub is falsy
     app.state.telemetry_registry = telemetry
     install_problem_handlers(app)

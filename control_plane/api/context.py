@@ -7,6 +7,7 @@ get sessions that can only see their tenant's rows; the route code is the same e
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated
@@ -19,6 +20,7 @@ from control_plane.api_keys.service import verify_key
 from control_plane.db.engine import Database
 from control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from control_plane.gateway.hub import AgentHub
+from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from control_plane.vault.pki import AgentPki
@@ -45,6 +47,8 @@ class RequestContext:
     settings: Settings
     pki: AgentPki
     hub: AgentHub
+    providers: ProviderRegistry
+    wake_workflow: Callable[[], None]
 
     def session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A transaction scoped to what the caller may see."""
@@ -95,6 +99,8 @@ def request_context(
         settings=state.settings,
         pki=state.pki,
         hub=state.hub,
+        providers=state.providers,
+        wake_workflow=state.wake_workflow,
     )
 
 

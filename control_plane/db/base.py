@@ -8,6 +8,7 @@ keyset pagination by id follows creation order and B-tree inserts stay local).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,13 +30,32 @@ NAMING_CONVENTION = {
 }
 
 
+_id_lock = threading.Lock()
+_last: tuple[int, int] = (0, 0)  # (milliseconds, 74-bit counter) of the last id made
+
+
 def new_id() -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return uuid.UUID(int=value)
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits.
+
+    Monotonic within the process (RFC 9562 §6.2, method 3): an id made in the same
+    millisecond as the previous one, or while the clock stepped back, takes the previous
+    one's time and its random part plus a random increment. Readers that follow a history
+    "after the last id seen" (event streams) would otherwise miss an event that sorted
+    before its predecessor.
+    """
+    global _last
+    millis = time.time_ns() // 1_000_000 & (2**48 - 1)
+    counter = int.from_bytes(os.urandom(10), "big") >> 6  # 74 bits
+    with _id_lock:
+        last_millis, last_counter = _last
+        if millis <= last_millis:
+            millis = last_millis
+            counter = last_counter + 1 + (int.from_bytes(os.urandom(4), "big") >> 8)
+            if counter >= 2**74:  # counter exhausted: borrow the next millisecond
+                millis, counter = millis + 1, counter - 2**74
+        _last = (millis, counter)
+    rand_a, rand_b = counter >> 62, counter & (2**62 - 1)
+    return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0x2 << 62 | rand_b)
 
 
 def utcnow() -> datetime:

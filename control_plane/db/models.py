@@ -5,6 +5,7 @@ from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.enrollment.models import JoinToken
 from control_plane.metrics.models import MetricRollup, MetricSample
+from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
 from control_plane.workspaces.models import Workspace
@@ -18,6 +19,7 @@ __all__ = [
     "MetricRollup",
     "MetricSample",
     "Server",
+    "ServerEvent",
     "Tenant",
     "Workspace",
 ]

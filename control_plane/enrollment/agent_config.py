@@ -25,14 +25,22 @@ class JoinConfig:
 
 
 async def issue_join_config(
-    session: AsyncSession, pki: AgentPki, settings: Settings, server: Server
+    session: AsyncSession,
+    pki: AgentPki,
+    settings: Settings,
+    server: Server,
+    addresses: tuple[str, str] | None = None,
 ) -> JoinConfig:
-    """A fresh one-time token for ``server`` and everything its agent needs around it."""
+    """A fresh one-time token for ``server`` and everything its agent needs around it.
+
+    ``addresses`` (agent link, enrollment) replace the advertised ones for machines that
+    reach the control plane another way (the local provider's namespaces).
+    """
     ca_pin = await pki.ca_pin()
     issued = await create_join_token(
         session, server, timedelta(seconds=settings.join_token_ttl_seconds)
     )
-    gateway, enroll = settings.advertised_gateway, settings.advertised_enroll
+    gateway, enroll = addresses or (settings.advertised_gateway, settings.advertised_enroll)
     return JoinConfig(
         token=issued.token,
         expires_at=issued.expires_at,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+from collections.abc import Sequence
 
 import grpc
 
@@ -16,7 +17,7 @@ from control_plane.gateway.sessions import SessionService
 from control_plane.gateway.telemetry import GatewayTelemetry
 from control_plane.metrics.ingest import MetricIngest
 from control_plane.metrics.retention import prune_forever
-from control_plane.settings import Settings
+from control_plane.settings import Settings, parse_host_port
 from control_plane.vault.pki import AgentPki
 from mailfleet.agent.v1 import agent_pb2_grpc
 
@@ -46,8 +47,27 @@ def _split_names(names: str) -> tuple[list[str], list[str]]:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, db: Database, pki: AgentPki, hub: AgentHub) -> None:
+    """Both listeners; ``extra_hosts`` get the same two ports (the local provider's bridge
+    address, where agents in network namespaces reach the host)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        pki: AgentPki,
+        hub: AgentHub,
+        extra_hosts: Sequence[str] = (),
+    ) -> None:
         self.settings, self.db, self.pki, self.hub = settings, db, pki, hub
+        self.listen = [(settings.grpc_addr, settings.enroll_addr)]
+        for host in extra_hosts:
+            shown = f"[{host}]" if ":" in host else host
+            self.listen.append(
+                (
+                    f"{shown}:{parse_host_port(settings.grpc_addr)[1]}",
+                    f"{shown}:{parse_host_port(settings.enroll_addr)[1]}",
+                )
+            )
         self.telemetry = GatewayTelemetry()
         self.ingest = MetricIngest(db)
         self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry)
@@ -56,7 +76,7 @@ class Gateway:
 
     async def start(self) -> None:
         dns, ips = _split_names(self.settings.gateway_tls_names)
-        for addr in (self.settings.grpc_addr, self.settings.enroll_addr):
+        for addr in (a for pair in self.listen for a in pair):
             host = addr.rpartition(":")[0].strip("[]")
             (ips if _is_ip(host) else dns).append(host)
         dns, ips = sorted(set(dns)), sorted(set(ips) - {"0.0.0.0", "::"})  # noqa: S104
@@ -81,10 +101,11 @@ class Gateway:
             [(key, chain)], root_certificates=ca, require_client_auth=True
         )
         server_only = grpc.ssl_server_credentials([(key, chain)])
-        if not server.add_secure_port(self.settings.grpc_addr, mutual):
-            raise OSError(f"cannot listen on {self.settings.grpc_addr}")
-        if not server.add_secure_port(self.settings.enroll_addr, server_only):
-            raise OSError(f"cannot listen on {self.settings.enroll_addr}")
+        for link, enroll in self.listen:
+            if not server.add_secure_port(link, mutual):
+                raise OSError(f"cannot listen on {link}")
+            if not server.add_secure_port(enroll, server_only):
+                raise OSError(f"cannot listen on {enroll}")
         await server.start()
         self._server = server
         self._loops = [
@@ -92,11 +113,8 @@ class Gateway:
             asyncio.create_task(self.ingest.run()),
             asyncio.create_task(prune_forever(self.db)),
         ]
-        log.info(
-            "agent gateway on %s (mutual TLS), enrollment on %s",
-            self.settings.grpc_addr,
-            self.settings.enroll_addr,
-        )
+        for link, enroll in self.listen:
+            log.info("agent gateway on %s (mutual TLS), enrollment on %s", link, enroll)
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:

@@ -3,17 +3,27 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, TenantOwned, TimestampMixin
 
 
 class Server(IdMixin, TimestampMixin, TenantOwned, Base):
-    """A VPS. ``agent_state`` is the enrollment lifecycle; online/unknown derive from heartbeats."""
+    """A VPS and its provisioning workflow.
+
+    ``agent_state`` is the enrollment lifecycle (online/unknown derive from heartbeats).
+    ``state`` is the provisioning workflow (see ``provisioning/workflow.py``); the columns
+    after it are the workflow's bookkeeping: when its current step may run again, until when
+    that step may take, and which control-plane replica holds it (a lease, so a step's slow
+    provider call never runs inside an open transaction).
+    """
 
     __tablename__ = "servers"
-    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_servers_tenant_name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", name="uq_servers_tenant_name"),
+        Index("ix_servers_workflow_due", "state", "next_step_at"),
+    )
 
     workspace_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
@@ -29,6 +39,22 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
     certificate_serial: Mapped[str | None] = mapped_column(String(128))
     certificate_not_after: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    region: Mapped[str | None] = mapped_column(String(64))
+    plan: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(128))
+    ipv4: Mapped[str | None] = mapped_column(String(45))
+    ssh_public_key: Mapped[str | None] = mapped_column(Text)
+    ssh_key_downloaded_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(24), default="requested")
+    state_changed_at: Mapped[datetime | None]
+    failed_step: Mapped[str | None] = mapped_column(String(24))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    next_step_at: Mapped[datetime | None]
+    step_deadline_at: Mapped[datetime | None]
+    step_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class AgentCertificate(TenantOwned, Base):

@@ -11,15 +11,32 @@ from control_plane.schemas import Name, RequestModel, ResponseModel
 AgentStatus = Literal["pending", "online", "unknown", "revoked"]
 
 
+ProvisionState = Literal[
+    "requested", "creating", "booting", "enrolling", "ready", "failed", "deprovisioning"
+]
+
+
 class ServerCreate(RequestModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "mx1", "provider": "manual"}]}
+        json_schema_extra={
+            "examples": [
+                {"name": "mx1", "provider": "manual"},
+                {"name": "mx2", "provider": "local", "region": "local", "plan": "local-small"},
+            ]
+        }
     )
 
     name: Name
-    provider: Literal["manual"] = Field(
-        default="manual", description="`manual`: a VPS the customer made, enrolled by join token."
+    provider: str = Field(
+        default="manual",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description=(
+            "`manual`: a VPS the customer made, enrolled by join token; otherwise a provider "
+            "MailFleet rents the VPS from (`local`, `hostwinds`, … as configured)."
+        ),
     )
+    region: str | None = Field(default=None, max_length=64, description="Provider region id.")
+    plan: str | None = Field(default=None, max_length=64, description="Provider plan id.")
     workspace_id: uuid.UUID | None = None
     tenant_id: uuid.UUID | None = Field(
         default=None, description="Required with an admin key; a tenant key uses its own tenant."
@@ -32,6 +49,15 @@ class ServerOut(ResponseModel):
     workspace_id: uuid.UUID | None
     name: str
     provider: str
+    region: str | None
+    plan: str | None
+    state: ProvisionState = Field(description="Where the provisioning workflow is.")
+    state_changed_at: datetime | None
+    failed_step: str | None
+    failure_reason: str | None
+    instance_id: str | None = Field(description="The provider's id for the VPS.")
+    ipv4: str | None
+    ssh_public_key: str | None
     status: AgentStatus = Field(description="The agent's status, from enrollment and heartbeats.")
     agent_version: str | None
     hostname: str | None
@@ -51,3 +77,16 @@ class JoinTokenOut(ResponseModel):
     gateway_address: str
     enroll_address: str
     agent_toml: str = Field(description="A ready /etc/mailfleet/agent.toml for this server.")
+
+
+class ServerEventOut(ResponseModel):
+    id: uuid.UUID
+    at: datetime
+    state: str
+    kind: Literal["state", "progress", "retry", "failed", "note"]
+    message: str
+
+
+class SshKeyOut(ResponseModel):
+    private_key: str = Field(description="OpenSSH private key; shown once.")
+    public_key: str

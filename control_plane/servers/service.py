@@ -1,4 +1,4 @@
-"""Server records. Provisioning (later) creates them too; ``manual`` ones are made by hand."""
+"""Server records; ``provisioning.service.order_server`` creates them and starts their workflow."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ async def create_server(session: AsyncSession, tenant_id: uuid.UUID, data: Serve
         if workspace is None:
             raise NotFound("workspace", data.workspace_id, field="body.workspace_id")
     server = Server(
-        tenant_id=tenant_id, workspace_id=data.workspace_id, name=data.name, provider=data.provider
+        tenant_id=tenant_id,
+        workspace_id=data.workspace_id,
+        name=data.name,
+        provider=data.provider,
+        region=data.region,
+        plan=data.plan,
     )
     session.add(server)
     await flush_unique(

@@ -301,6 +301,16 @@ class LocalProvider:
 
     # -- local extras ----------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Make the bridge now rather than at the first ``create``.
+
+        The control plane listens on the bridge's host address for the agents inside the
+        namespaces (their 127.0.0.1 is their own), and can only bind it once it exists.
+        """
+        await self._require_host()
+        async with self._locked():
+            await self._ip.ensure_bridge(self.settings.bridge, self.gateway)
+
     async def describe(self, instance_id: str) -> LocalRecord:
         """Everything recorded about the VPS: namespace, limits, reverse DNS, boot processes."""
         await self._require_host()

@@ -1,0 +1,69 @@
+"""Cloud-init user data that turns a fresh VPS into an enrolled MailFleet server.
+
+The user data carries exactly three things: the agent's ``agent.toml`` (control-plane
+addresses, the CA pin and a one-time join token), the install script, and the command that
+runs it. Nothing else secret: the join token is single use, short-lived and bound to this
+server, and the CA pin is public. The agent makes its own key on the VPS and enrolls.
+
+How the agent gets there depends on the machine (``AgentInstall``):
+
+- ``pip``: a real VPS. ``install-agent.sh`` (shipped in this package, also at
+  ``packaging/install-agent.sh``) makes a virtualenv, pip-installs the agent and enables its
+  systemd unit.
+- ``preinstalled``: the image already holds the agent (the local provider's namespaces
+  share this host's filesystem, so they use the control plane's own installation). The
+  agent runs in the foreground of the boot, with ``--root`` set to the machine's root
+  directory — ``$MAILFLEET_LOCAL_ROOT`` where the provider re-roots files, ``/`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+_yaml: Any = importlib.import_module("yaml")  # untyped; see local_boot for why by name
+
+AGENT_CONFIG_PATH = "/etc/mailfleet/agent.toml"
+INSTALL_SCRIPT_PATH = "/usr/local/sbin/mailfleet-install-agent"
+
+
+@dataclass(frozen=True)
+class AgentInstall:
+    """How a provider's machines get the agent."""
+
+    method: Literal["pip", "preinstalled"]
+    package: str = "mailfleet"  # pip: what to install
+    command: str = "mailfleet-agent"  # preinstalled: the executable
+
+    @classmethod
+    def pip(cls, package: str) -> AgentInstall:
+        return cls("pip", package=package)
+
+    @classmethod
+    def preinstalled(cls, command: str) -> AgentInstall:
+        return cls("preinstalled", command=command)
+
+
+def install_script() -> str:
+    return resources.files("control_plane.provisioning").joinpath("install-agent.sh").read_text()
+
+
+def render_user_data(agent_toml: str, install: AgentInstall) -> str:
+    """``#cloud-config`` user data for one server (see the module docstring)."""
+    files: list[dict[str, str]] = [
+        {"path": AGENT_CONFIG_PATH, "permissions": "0600", "content": agent_toml}
+    ]
+    if install.method == "pip":
+        files.append(
+            {"path": INSTALL_SCRIPT_PATH, "permissions": "0700", "content": install_script()}
+        )
+        runcmd: list[Any] = [[INSTALL_SCRIPT_PATH, "--package", install.package]]
+    else:
+        command = shlex.quote(install.command)
+        runcmd = [f'exec {command} run --root "${{MAILFLEET_LOCAL_ROOT:-/}}"']
+    document = {"write_files": files, "runcmd": runcmd}
+    body: str = _yaml.safe_dump(document, sort_keys=False, width=1000)
+    return "#cloud-config\n" + body

@@ -1,0 +1,90 @@
+"""Ordering, deleting and retrying servers: the workflow's entry points for API and CLI."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.base import utcnow
+from control_plane.errors import Conflict, InvalidInput
+from control_plane.provisioning import events, ssh
+from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.workflow import step_timeout
+from control_plane.servers import service as servers
+from control_plane.servers.models import Server
+from control_plane.servers.schemas import ServerCreate
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+
+
+def _enter(server: Server, state: str, settings: Settings) -> None:
+    now = utcnow()
+    server.state, server.state_changed_at, server.step_attempts = state, now, 0
+    server.next_step_at = now
+    timeout = step_timeout(settings, state) if server.provider != MANUAL else None
+    server.step_deadline_at = now + timedelta(seconds=timeout) if timeout else None
+
+
+async def order_server(
+    session: AsyncSession,
+    providers: ProviderRegistry,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    data: ServerCreate,
+) -> Server:
+    """Record a new server and start its workflow; an unknown provider/region/plan is a 422."""
+    if data.provider == MANUAL:
+        for name in ("region", "plan"):
+            if getattr(data, name) is not None:
+                raise InvalidInput(f"a manual server takes no {name}", field=f"body.{name}")
+    else:
+        await providers.check_order(data.provider, data.region, data.plan)
+    server = await servers.create_server(session, tenant_id, data)
+    if data.provider == MANUAL:
+        _enter(server, "enrolling", settings)
+        events.record(session, server, "state", "registered; waiting for its agent to enroll")
+    else:
+        _enter(server, "requested", settings)
+        where = f"{data.provider} {data.region}, plan {data.plan}"
+        events.record(session, server, "state", f"requested from {where}")
+    await session.flush()
+    return server
+
+
+async def deprovision(session: AsyncSession, server: Server, settings: Settings) -> Server:
+    """Start tearing the server down (also cancels a provisioning under way). Idempotent."""
+    if server.state != "deprovisioning":
+        _enter(server, "deprovisioning", settings)
+        server.failed_step = server.failure_reason = None
+        events.record(session, server, "state", "deprovisioning requested")
+        await session.flush()
+    return server
+
+
+async def retry(session: AsyncSession, server: Server, settings: Settings) -> Server:
+    """Run a failed server's failed step again, with a fresh deadline."""
+    if server.state != "failed" or server.failed_step is None:
+        raise Conflict(f"server {server.id} is {server.state}; only a failed server is retried")
+    step = server.failed_step
+    _enter(server, step, settings)
+    server.failed_step = server.failure_reason = None
+    events.record(session, server, "state", f"retrying {step}")
+    await session.flush()
+    return server
+
+
+async def take_ssh_key(session: AsyncSession, vault: Vault, server: Server) -> ssh.SshKeyPair:
+    """The admin private key, handed out once; afterwards only a rotation makes a new one."""
+    if server.ssh_key_downloaded_at is not None:
+        raise Conflict(
+            f"the SSH key of server {server.id} was already downloaded; rotate it for a new one"
+        )
+    pair = await ssh.read_admin_key(vault, server.tenant_id, server.id)
+    if pair is None:
+        raise Conflict(f"server {server.id} has no SSH key yet (state {server.state})")
+    server.ssh_key_downloaded_at = utcnow()
+    events.record(session, server, "note", "admin SSH private key downloaded")
+    await session.flush()
+    return pair

@@ -1,0 +1,96 @@
+"""Each server's admin SSH key pair: made here, the private half kept only in Vault.
+
+The public half goes to the provider (and so into the VPS's ``authorized_keys``); the
+private half is read from Vault when someone needs a shell, and a tenant may take one copy
+of it (``download_once``). Rotation writes a new pair as a new Vault version, so the old
+one stays readable in the version history until the new key is known to be installed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from control_plane.vault.client import Vault, VaultError, secret_path
+
+
+@dataclass(frozen=True)
+class SshKeyPair:
+    private_key: str  # OpenSSH PEM
+    public_key: str  # one authorized_keys line
+
+
+def admin_key_path(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
+    return secret_path("vps", tenant_id, server_id, "admin_ssh")
+
+
+def server_secrets_prefix(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
+    """Everything MailFleet keeps in Vault for one server lives under this prefix."""
+    return secret_path("vps", tenant_id, server_id)
+
+
+def new_key_pair(comment: str) -> SshKeyPair:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    return SshKeyPair(private_key=private, public_key=f"{public} {comment}")
+
+
+async def ensure_admin_key(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
+    """The server's public key, making the pair on first call (idempotent, race-safe).
+
+    Written with check-and-set 0 ("only if absent"): if two replicas ever race here, one
+    write is refused and both read back the same winner.
+    """
+    path = admin_key_path(tenant_id, server_id)
+    stored = await vault.get(path)
+    if stored is None:
+        pair = new_key_pair(f"mailfleet-{server_id}")
+        try:
+            await vault.put(
+                path, {"private_key": pair.private_key, "public_key": pair.public_key}, cas=0
+            )
+        except VaultError:  # another writer won the check-and-set
+            stored = await vault.get(path)
+            if stored is None:
+                raise
+            return stored["public_key"]
+        return pair.public_key
+    return stored["public_key"]
+
+
+async def rotate_admin_key(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> SshKeyPair:
+    pair = new_key_pair(f"mailfleet-{server_id}")
+    await vault.put(
+        admin_key_path(tenant_id, server_id),
+        {"private_key": pair.private_key, "public_key": pair.public_key},
+    )
+    return pair
+
+
+async def read_admin_key(
+    vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID
+) -> SshKeyPair | None:
+    stored = await vault.get(admin_key_path(tenant_id, server_id))
+    if stored is None:
+        return None
+    return SshKeyPair(private_key=stored["private_key"], public_key=stored["public_key"])
+
+
+async def delete_server_secrets(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> None:
+    """Destroy every secret under the server's prefix (all versions)."""
+    prefix = server_secrets_prefix(tenant_id, server_id)
+    for name in await vault.list(prefix):
+        if not name.endswith("/"):
+            await vault.delete(f"{prefix}/{name}")

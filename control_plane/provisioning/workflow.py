@@ -1,0 +1,204 @@
+"""The provisioning workflow: what each step does, as a function of the server's row.
+
+States::
+
+    requested → creating → booting → enrolling → ready
+         (any of them) ──DELETE──→ deprovisioning → (row deleted)
+         (any step) ──error / timeout──→ failed (failed_step kept; retry or delete)
+
+A step looks at the server as stored and returns an outcome (``Advance``, ``Wait``,
+``Fail``, ``Deleted``); the runner (``runner.py``) applies it under the server's lease.
+Steps are idempotent, so a step cut short by a crash simply runs again:
+
+- requested: the admin SSH key pair exists in Vault (made once, check-and-set).
+- creating: a fresh join token goes into the user data and the instance is ordered under a
+  name derived from the server id; a provider that already has an instance of that name
+  returns it instead of renting a second (``Provider.create``'s contract).
+- booting: polls the provider until the instance runs and has an address.
+- enrolling: waits until the agent has enrolled and its stream is up (first heartbeat).
+- deprovisioning: terminates every instance of the server's name (so one ordered just
+  before a crash is found too), revokes the agent, destroys the server's Vault secrets,
+  then deletes the row (its history with it).
+
+``manual`` servers skip to ``enrolling`` and wait there without a deadline: a person
+installs their agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from control_plane.db.engine import Database
+from control_plane.enrollment import service as enrollment
+from control_plane.enrollment.agent_config import issue_join_config
+from control_plane.gateway.hub import AgentHub
+from control_plane.provisioning import ssh
+from control_plane.provisioning.bootstrap import render_user_data
+from control_plane.provisioning.providers.base import ProviderNotFound
+from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
+
+log = logging.getLogger(__name__)
+
+PROVISION_STEPS = ("requested", "creating", "booting", "enrolling")
+ACTIVE_STATES = (*PROVISION_STEPS, "deprovisioning")
+ALL_STATES = (*ACTIVE_STATES, "ready", "failed")
+
+
+@dataclass(frozen=True)
+class Advance:
+    to: str
+    message: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Not yet; look again later. ``message`` is recorded when it differs from the last."""
+
+    message: str
+    seconds: float | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fail:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Failed in a way that may pass (provider busy, Vault down): back off and run again."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Deleted:
+    message: str
+
+
+Outcome = Advance | Wait | Retry | Fail | Deleted
+
+
+def instance_name(server_id: uuid.UUID) -> str:
+    """The provider-side name: unique per server, so ``create`` is idempotent across crashes."""
+    return f"mf-{server_id}"
+
+
+def step_timeout(settings: Settings, state: str) -> float | None:
+    """How long a step may take in all (None: no deadline)."""
+    return {
+        "requested": settings.provision_create_timeout_seconds,
+        "creating": settings.provision_create_timeout_seconds,
+        "booting": settings.provision_boot_timeout_seconds,
+        "enrolling": settings.provision_enroll_timeout_seconds,
+        "deprovisioning": settings.provision_deprovision_timeout_seconds,
+    }.get(state)
+
+
+class Workflow:
+    """The steps, with everything they touch."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        vault: Vault,
+        pki: AgentPki,
+        hub: AgentHub,
+        providers: ProviderRegistry,
+    ) -> None:
+        self.settings, self.db, self.vault, self.pki = settings, db, vault, pki
+        self.hub, self.providers = hub, providers
+
+    async def step(self, server: Server) -> Outcome:
+        handler = {
+            "requested": self._requested,
+            "creating": self._creating,
+            "booting": self._booting,
+            "enrolling": self._enrolling,
+            "deprovisioning": self._deprovisioning,
+        }[server.state]
+        return await handler(server)
+
+    async def _requested(self, server: Server) -> Outcome:
+        await self.providers.get(server.provider, field="provider")
+        public_key = await ssh.ensure_admin_key(self.vault, server.tenant_id, server.id)
+        return Advance("creating", "admin SSH key ready", {"ssh_public_key": public_key})
+
+    async def _creating(self, server: Server) -> Outcome:
+        entry = await self.providers.get(server.provider, field="provider")
+        addresses = (entry.gateway_address, entry.enroll_address)
+
+        async def join(session: Any) -> str:
+            row = await session.get(Server, server.id)
+            issued = await issue_join_config(session, self.pki, self.settings, row, addresses)
+            return issued.agent_toml
+
+        agent_toml = await self.db.transact(join)
+        user_data = render_user_data(agent_toml, entry.install)
+        assert server.region is not None and server.plan is not None
+        assert server.ssh_public_key is not None
+        instance = await entry.provider.create(
+            instance_name(server.id), server.region, server.plan, user_data, server.ssh_public_key
+        )
+        return Advance(
+            "booting",
+            f"instance {instance.id} ordered from {server.provider}",
+            {"instance_id": instance.id, "ipv4": instance.ipv4[0] if instance.ipv4 else None},
+        )
+
+    async def _booting(self, server: Server) -> Outcome:
+        entry = await self.providers.get(server.provider, field="provider")
+        assert server.instance_id is not None
+        try:
+            instance = await entry.provider.get(server.instance_id)
+        except ProviderNotFound:
+            return Fail(f"instance {server.instance_id} disappeared at {server.provider}")
+        if instance.status in ("error", "terminated"):
+            return Fail(f"instance {instance.id} is {instance.status} at {server.provider}")
+        if instance.status == "running" and instance.ipv4:
+            return Advance(
+                "enrolling",
+                f"instance {instance.id} running at {instance.ipv4[0]}; waiting for its agent",
+                {"ipv4": instance.ipv4[0]},
+            )
+        return Wait(f"instance {instance.id} is {instance.status}")
+
+    async def _enrolling(self, server: Server) -> Outcome:
+        if server.revoked_at is not None:
+            return Fail("the agent was revoked before it came online")
+        if server.enrolled_at is None:
+            seconds = 10.0 if server.provider == MANUAL else None
+            return Wait("waiting for the agent to enroll", seconds)
+        if server.last_heartbeat_at is None:
+            return Wait("agent enrolled; waiting for its stream to connect")
+        version = server.agent_version or "unknown version"
+        return Advance("ready", f"agent {version} enrolled and connected")
+
+    async def _deprovisioning(self, server: Server) -> Outcome:
+        if server.provider != MANUAL:
+            provider = (await self.providers.get(server.provider, field="provider")).provider
+            doomed = {server.instance_id} if server.instance_id else set()
+            name = instance_name(server.id)
+            doomed |= {i.id for i in await provider.list() if i.name == name}
+            for instance_id in sorted(doomed):
+                await provider.terminate(instance_id)
+                log.info("server %s: instance %s terminated", server.id, instance_id)
+
+        async def revoke(session: Any) -> list[str]:
+            row = await session.get(Server, server.id)
+            return await enrollment.revoke_agent(session, row) if row is not None else []
+
+        serials = await self.db.transact(revoke)
+        self.hub.close(server.id, "server deprovisioned")
+        await enrollment.revoke_in_vault(self.pki, serials)
+        await ssh.delete_server_secrets(self.vault, server.tenant_id, server.id)
+        return Deleted(f"server {server.name} deprovisioned")
