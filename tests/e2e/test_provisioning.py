@@ -1,0 +1,316 @@
+"""Provisioning on the local provider: real namespaces, a real `mailfleet serve`, real agents.
+
+Each test gets its own prefix, bridge and /24 inside 198.19.0.0/16 (see tests/support/netns),
+and a sweep at the end fails the test if any namespace, link, process or file is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+from sqlalchemy import text
+
+from control_plane.db.engine import Database
+from tests.e2e.conftest import PlaneFactory
+from tests.support.netns import (
+    ip,
+    links,
+    namespace_pids,
+    namespaces,
+    netns_unavailable,
+    pick_subnet,
+)
+from tests.support.openbao import DevOpenBao
+from tests.support.processes import run_cli
+from tests.support.stack import ControlPlane
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class LocalNet:
+    prefix: str
+    bridge: str
+    subnet: ipaddress.IPv4Network
+    state_dir: Path
+
+    def settings(self) -> dict[str, str]:
+        gateway = self.subnet.network_address + 1
+        return {
+            "MAILFLEET_LOCAL_PROVIDER": "1",
+            "MAILFLEET_LOCAL_PROVIDER_DIR": str(self.state_dir),
+            "MAILFLEET_LOCAL_PROVIDER_PREFIX": self.prefix,
+            "MAILFLEET_LOCAL_PROVIDER_BRIDGE": self.bridge,
+            "MAILFLEET_LOCAL_PROVIDER_BRIDGE_ADDRESS": f"{gateway}/{self.subnet.prefixlen}",
+            "MAILFLEET_LOCAL_PROVIDER_POOL": f"{self.subnet.network_address + 16}/28",
+            "MAILFLEET_PROVISION_POLL_SECONDS": "0.2",
+            "MAILFLEET_PROVISION_LEASE_SECONDS": "2",
+        }
+
+    def instances(self) -> list[dict[str, Any]]:
+        """The provider's own records (what it rented), read from its state directory."""
+        if not self.state_dir.exists():
+            return []
+        records = sorted(self.state_dir.glob("*/instance.json"))
+        return [json.loads(r.read_text()) for r in records]
+
+    def leftovers(self) -> list[str]:
+        found = [f"namespace {n}" for n in namespaces() if n.startswith(self.prefix + "-")]
+        found += [f"link {n}" for n in links() if n.startswith(self.prefix)]
+        if self.state_dir.exists():
+            found += [f"file {p.name}" for p in self.state_dir.iterdir() if p.name != ".lock"]
+        return found
+
+
+@pytest.fixture
+def local_net(tmp_path: Path) -> Iterator[LocalNet]:
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    prefix = "p" + secrets.token_hex(2)
+    net = LocalNet(prefix, f"{prefix}br", pick_subnet(), tmp_path / "local-provider")
+    try:
+        yield net
+    finally:
+        problems = [p for p in net.leftovers() if not p.startswith(f"link {net.bridge}")]
+        for namespace in (n for n in namespaces() if n.startswith(prefix + "-")):
+            for pid in namespace_pids(namespace):
+                os.kill(pid, signal.SIGKILL)
+            ip("netns", "delete", namespace, check=False)
+        for link in (n for n in links() if n.startswith(prefix)):
+            ip("link", "delete", "dev", link, check=False)
+    if problems:
+        pytest.fail("left behind after the test: " + "; ".join(problems))
+
+
+@pytest.fixture
+def local_plane(local_net: LocalNet, plane_factory: PlaneFactory) -> ControlPlane:
+    """A control plane offering the local provider (set up after, torn down before, the net)."""
+    return plane_factory(**local_net.settings())
+
+
+def order(plane: ControlPlane, tenant_id: str, name: str, expect: int = 201, **extra: Any) -> Any:
+    body = {"name": name, "provider": "local", "region": "local", "plan": "local-small"}
+    return plane.api(
+        "POST", "/api/v1/servers", expect, json={**body, "tenant_id": tenant_id, **extra}
+    )
+
+
+def wait_state(plane: ControlPlane, server_id: str, state: str, timeout: float = 60) -> Any:
+    def settled(server: dict[str, Any]) -> bool:
+        assert server["state"] != "failed" or state == "failed", server
+        return bool(server["state"] == state)
+
+    return plane.wait_until(f"/api/v1/servers/{server_id}", settled, timeout)
+
+
+def wait_gone(plane: ControlPlane, server_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while plane.http.get(f"/api/v1/servers/{server_id}").status_code != 404:
+        assert time.monotonic() < deadline, f"server {server_id} still there"
+        time.sleep(0.2)
+
+
+def vault_secret(openbao: DevOpenBao, path: str) -> dict[str, Any] | None:
+    client = hvac.Client(url=openbao.url, token=openbao.token)
+    try:
+        response = client.secrets.kv.v2.read_secret_version(
+            path=path, mount_point="mailfleet", raise_on_deleted_version=True
+        )
+    except hvac.exceptions.InvalidPath:
+        return None
+    return dict(response["data"]["data"])
+
+
+def test_two_vpss_provision_enroll_stream_metrics_and_leave_nothing(
+    local_plane: ControlPlane, local_net: LocalNet, openbao: DevOpenBao
+) -> None:
+    plane = local_plane
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    first = order(plane, tenant["id"], "mx1")
+    assert first["state"] == "requested"
+    created = run_cli(
+        "server", "create", "mx2", "--tenant", tenant["id"], "--provider", "local",
+        "--wait", "--timeout", "60",
+        env=plane.env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    second_id = created.stdout.strip().splitlines()[-1]
+    assert "enrolling" in created.stderr and "ready" in created.stderr  # the progress it showed
+
+    servers = [wait_state(plane, first["id"], "ready"), wait_state(plane, second_id, "ready")]
+    addresses = {ipaddress.ip_address(s["ipv4"]) for s in servers}
+    assert len(addresses) == 2 and all(a in local_net.subnet for a in addresses)
+    assert all(s["status"] == "online" and s["instance_id"] for s in servers)
+    assert len(local_net.instances()) == 2
+
+    history = plane.api("GET", f"/api/v1/servers/{first['id']}/events")["items"]
+    states = [e["state"] for e in history if e["kind"] == "state"]
+    assert states == ["requested", "creating", "booting", "enrolling", "ready"]
+    with plane.http.stream(
+        "GET", f"/api/v1/servers/{first['id']}/events", headers={"Accept": "text/event-stream"}
+    ) as stream:
+        body = "".join(stream.iter_text())
+    assert body.count("event: state") == 5 and body.rstrip().endswith('data: {"state": "ready"}')
+
+    # the private key lives in Vault only; the user data carried the join token and no key
+    key_path = f"vps/{tenant['id']}/{first['id']}/admin_ssh"
+    stored = vault_secret(openbao, key_path)
+    assert stored is not None and stored["public_key"] == servers[0]["ssh_public_key"]
+    instance_dir = local_net.state_dir / servers[0]["instance_id"]
+    user_data = (instance_dir / "user-data").read_text()
+    assert "mfjoin_" in user_data and "PRIVATE KEY" not in user_data
+    toml = instance_dir / "rootfs/etc/mailfleet/agent.toml"
+    assert toml.stat().st_mode & 0o777 == 0o600
+
+    for server in servers:
+        deadline = time.monotonic() + 20
+        samples: list[Any] = []
+        while not samples and time.monotonic() < deadline:
+            time.sleep(0.5)
+            samples = plane.api(
+                "GET", f"/api/v1/servers/{server['id']}/metrics", params={"step": "raw"}
+            )["samples"]
+        assert samples, f"no metrics from {server['name']}"
+
+    key = plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key", 201)
+    assert key["private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key", 409)
+
+    gone = plane.api("DELETE", f"/api/v1/servers/{first['id']}", 202)
+    assert gone["state"] == "deprovisioning"
+    deleted = run_cli("server", "delete", servers[1]["id"], "--wait", env=plane.env)
+    assert deleted.returncode == 0, deleted.stderr
+    for server in servers:
+        wait_gone(plane, server["id"])
+    assert local_net.leftovers() == [f"link {local_net.bridge}"]
+    assert vault_secret(openbao, key_path) is None
+
+
+def test_orders_naming_unknown_things_are_refused(local_plane: ControlPlane) -> None:
+    plane = local_plane
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    for field, extra in (
+        ("body.provider", {"provider": "nimbus"}),
+        ("body.region", {"region": "mars-1"}),
+        ("body.plan", {"plan": "local-huge"}),
+        ("body.plan", {"plan": None}),
+    ):
+        problem = order(plane, tenant["id"], "bad", 422, **extra)
+        assert problem["errors"][0]["field"] == field, problem
+    assert plane.api("GET", "/api/v1/servers", params={"tenant_id": tenant["id"]})["items"] == []
+    offered = {p["name"]: p for p in plane.api("GET", "/api/v1/providers")}
+    assert set(offered) == {"manual", "local"}
+    assert [r["id"] for r in offered["local"]["regions"]] == ["local"]
+
+
+# -- kill -9 in each step -------------------------------------------------------------------
+
+
+def freeze_when(plane: ControlPlane, check: Callable[[], bool], timeout: float = 30) -> None:
+    """SIGSTOP the control plane at a moment ``check`` holds, then SIGKILL it there.
+
+    Checking while it is stopped means the state read is the state it dies in.
+    """
+    assert plane.process is not None
+    pid = plane.process.process.pid
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if check():
+            plane.stop(signal.SIGKILL)
+            return
+        os.kill(pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, "the moment to kill never came"
+        time.sleep(0.005)
+
+
+async def server_row(db: Database, server_id: str) -> dict[str, Any]:
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT state, lease_owner, instance_id FROM servers WHERE id = :id"),
+                {"id": server_id.replace("-", "") if db.dialect == "sqlite" else server_id},
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+@pytest.mark.parametrize("moment", ["requested", "creating", "ordered", "enrolling"])
+async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
+    moment: str, local_plane: ControlPlane, local_net: LocalNet, db: Database, database_url: str
+) -> None:
+    if moment == "ordered" and not database_url.startswith("postgresql"):
+        pytest.skip("holds a row lock to stop the runner after the order: PostgreSQL only")
+    if moment != "ordered" and database_url.startswith("sqlite"):
+        pytest.skip("the restart path is the same on both databases; run once, on PostgreSQL")
+    plane = local_plane
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    lock_fd = None
+    if moment == "creating":  # hold the provider's own lock: the order waits for it
+        local_net.state_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(local_net.state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        import fcntl
+
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    server = order(plane, tenant["id"], f"k-{moment}")
+    loop = asyncio.get_running_loop()
+
+    def state_is(wanted: str) -> Callable[[], bool]:
+        def check() -> bool:
+            future = asyncio.run_coroutine_threadsafe(server_row(db, server["id"]), loop)
+            return bool(future.result(10)["state"] == wanted)
+
+        return check
+
+    holder = None
+    if moment == "ordered":  # let the order reach the provider, stop the runner recording it
+        deadline = time.monotonic() + 30
+        while (row := await server_row(db, server["id"]))["lease_owner"] is None or (
+            row["state"] != "creating"
+        ):
+            assert time.monotonic() < deadline, "the runner never claimed the server"
+            await asyncio.sleep(0.005)
+        holder = await db.engine.connect()
+        await holder.begin()
+        await holder.execute(
+            text("SELECT 1 FROM servers WHERE id = :id FOR NO KEY UPDATE"), {"id": server["id"]}
+        )
+        deadline = time.monotonic() + 30
+        while not any(i["status"] == "running" for i in local_net.instances()):
+            assert time.monotonic() < deadline, "the instance was never ordered"
+            await asyncio.sleep(0.05)
+        plane.stop(signal.SIGKILL)
+        await holder.rollback()
+        await holder.close()
+    elif moment == "creating":
+        await loop.run_in_executor(None, freeze_when, plane, state_is("creating"))
+        assert local_net.instances() == []
+        assert lock_fd is not None
+        os.close(lock_fd)
+    else:
+        await loop.run_in_executor(None, freeze_when, plane, state_is(moment))
+    died_in = await server_row(db, server["id"])
+    assert died_in["state"] == ("creating" if moment == "ordered" else moment)
+
+    plane.start()
+    ready = await loop.run_in_executor(None, wait_state, plane, server["id"], "ready")
+    assert len(local_net.instances()) == 1  # no second VPS rented
+    assert local_net.instances()[0]["id"] == ready["instance_id"]
+    history = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
+    assert [e["state"] for e in history if e["kind"] == "state"][-1] == "ready"
+    assert sum(e["state"] == "ready" for e in history) == 1
+    plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
+    await loop.run_in_executor(None, wait_gone, plane, server["id"])
