@@ -143,9 +143,7 @@ class ProvisioningRunner:
         try:
             return await self.workflow.step(server)
         except ProviderError as exc:
-            if exc.retryable:
-                return Retry(f"{server.provider}: {exc.message}")
-            return Fail(f"{server.provider}: {exc.message}")
+            return Retry(exc.message) if exc.retryable else Fail(exc.message)
         except MailFleetError as exc:
             return Retry(exc.detail)
         except Exception as exc:
