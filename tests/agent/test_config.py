@@ -60,3 +60,37 @@ def test_agent_run_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> No
     assert result.stderr.strip().splitlines() == [
         "error: control_plane.address: required, a non-empty string"
     ]
+
+
+def test_a_root_places_the_state_under_it(tmp_path: Path) -> None:
+    text = GOOD.format(state="/var/lib/mailfleet-agent", pin="b" * 64)
+    config = load_config(write(tmp_path, text), root=tmp_path / "vps")
+    assert config.state_dir == tmp_path / "vps" / "var" / "lib" / "mailfleet-agent"
+    assert load_config(write(tmp_path, text)).state_dir == Path("/var/lib/mailfleet-agent")
+
+
+def test_agent_run_reads_its_config_under_the_root(tmp_path: Path) -> None:
+    """Without --config, the agent reads ROOT/etc/mailfleet/agent.toml (a local VPS's)."""
+    config = tmp_path / "etc" / "mailfleet" / "agent.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[control_plane]\naddress = 1\n")
+    result = subprocess.run(
+        [str(BIN / "mailfleet-agent"), "run", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "control_plane.address" in result.stderr
+    missing = subprocess.run(
+        [str(BIN / "mailfleet-agent"), "run", "--root", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: --root {tmp_path / 'nowhere'}: not a directory"
+    ]

@@ -63,3 +63,11 @@ async def test_upgrade_twice_is_a_no_op(empty_db: Database) -> None:
     before = await tables(empty_db)
     await migrate.upgrade(empty_db)
     assert await tables(empty_db) == before
+
+
+def test_ids_are_time_ordered_even_within_one_millisecond() -> None:
+    from control_plane.db.base import new_id
+
+    ids = [new_id() for _ in range(50_000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {i.version for i in ids} == {7}

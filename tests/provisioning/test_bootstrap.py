@@ -1,0 +1,60 @@
+"""Cloud-init user data: what a new VPS is given, checked with the local provider's parser."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from control_plane.enrollment.agent_config import render_agent_toml
+from control_plane.provisioning.bootstrap import (
+    AGENT_CONFIG_PATH,
+    INSTALL_SCRIPT_PATH,
+    AgentInstall,
+    install_script,
+    render_user_data,
+)
+from control_plane.provisioning.providers.local_boot import parse_user_data
+from control_plane.provisioning.ssh import new_key_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+TOML = render_agent_toml(
+    server_id="0190-x",
+    server_name='mx "one"',
+    gateway_address="cp.example.net:8443",
+    enroll_address="cp.example.net:8444",
+    ca_pin="sha256:" + "c" * 64,
+    join_token="mfjoin_abc",
+    expires_at=datetime(2026, 11, 28, tzinfo=UTC),
+)
+
+
+def test_pip_user_data_writes_the_config_and_runs_the_install_script() -> None:
+    plan = parse_user_data(render_user_data(TOML, AgentInstall.pip("mailfleet==0.1.0")))
+    assert plan.kind == "cloud-config" and plan.ignored == ()
+    files = {f.path: f for f in plan.write_files}
+    assert files[AGENT_CONFIG_PATH].content.decode() == TOML
+    assert files[AGENT_CONFIG_PATH].permissions == 0o600
+    assert files[INSTALL_SCRIPT_PATH].content.decode() == install_script()
+    assert files[INSTALL_SCRIPT_PATH].permissions == 0o700
+    assert plan.runcmd == (f"{INSTALL_SCRIPT_PATH} --package mailfleet==0.1.0",)
+
+
+def test_preinstalled_user_data_runs_the_agent_under_the_machine_root() -> None:
+    plan = parse_user_data(render_user_data(TOML, AgentInstall.preinstalled("/opt/m f/agent")))
+    assert [f.path for f in plan.write_files] == [AGENT_CONFIG_PATH]
+    assert plan.runcmd == ("exec '/opt/m f/agent' run --root \"${MAILFLEET_LOCAL_ROOT:-/}\"",)
+
+
+def test_the_shipped_install_script_is_the_packaged_one_and_valid_shell() -> None:
+    assert (ROOT / "packaging" / "install-agent.sh").read_text() == install_script()
+    subprocess.run(["sh", "-n", str(ROOT / "packaging" / "install-agent.sh")], check=True)
+
+
+def test_ssh_key_pairs_are_ed25519_openssh() -> None:
+    pair = new_key_pair("mailfleet-test")
+    assert pair.public_key.startswith("ssh-ed25519 ") and pair.public_key.endswith(
+        " mailfleet-test"
+    )
+    assert pair.private_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert new_key_pair("x").public_key != new_key_pair("x").public_key
