@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make run` offers the local provider (VPSs as network namespaces) when it runs as root.
+LOCAL_PROVIDER ?= $(shell [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0)
+
 run: $(STAMP)
-	$(BIN)/mailfleet serve --bootstrap-admin-key
+	MAILFLEET_LOCAL_PROVIDER=$${MAILFLEET_LOCAL_PROVIDER:-$(LOCAL_PROVIDER)} \
+	  $(BIN)/mailfleet serve --bootstrap-admin-key
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do \

@@ -31,6 +31,7 @@ from control_plane.gateway.translate import (
     sample_rows,
 )
 from control_plane.metrics.ingest import MetricIngest
+from control_plane.provisioning.nudge import nudge_workflow
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from mailfleet.agent.v1 import agent_pb2
@@ -135,7 +136,9 @@ class SessionService:
                 )
             )
             tenant_id = await session.scalar(select(Server.tenant_id).where(Server.id == server_id))
+            await nudge_workflow(session, server_id)
         assert tenant_id is not None  # admitted just before
+        self.hub.workflow_wanted.set()
         return tenant_id
 
     async def _read(

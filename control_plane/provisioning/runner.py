@@ -61,7 +61,7 @@ class ProvisioningRunner:
         self.settings, self.db, self.workflow = settings, db, workflow
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease = timedelta(seconds=settings.provision_lease_seconds)
-        self._wake = asyncio.Event()
+        self._wake = workflow.hub.workflow_wanted  # also set by the gateway (agents arriving)
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
