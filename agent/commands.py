@@ -12,9 +12,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, ssh_keys
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
 from mailfleet.agent.v1 import agent_pb2
@@ -41,6 +42,15 @@ async def collect_facts_command(payload: dict[str, Any], progress: Progress) -> 
 
 
 HANDLERS: dict[str, Handler] = {"ping": ping, "collect-facts": collect_facts_command}
+
+
+def handlers_for(root: Path) -> dict[str, Handler]:
+    """Every command this agent runs, for a machine whose filesystem starts at ``root``."""
+
+    async def ssh_authorize(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        return await asyncio.to_thread(ssh_keys.authorize, root, str(payload.get("public_key")))
+
+    return {**HANDLERS, "ssh.authorize": ssh_authorize}
 
 
 class CommandRunner:

@@ -15,7 +15,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.backoff import Backoff
-from agent.commands import CommandRunner
+from agent.commands import CommandRunner, handlers_for
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.enrollment import EnrollmentError, enroll
 from agent.identity import Credentials, IdentityStore, TrustError
@@ -74,7 +74,7 @@ class Agent:
         self.journal = CommandJournal(state / "commands.journal")
         self.spool = Spool(state / "metrics", self.config.metrics_buffer_bytes)
         self.outbox = Outbox()
-        self.commands = CommandRunner(self.journal, self.outbox.put)
+        self.commands = CommandRunner(self.journal, self.outbox.put, handlers_for(root))
         self.intervals = Intervals()
         self.connected = asyncio.Event()
         self.backoff = Backoff(

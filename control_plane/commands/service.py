@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,29 +46,54 @@ async def create_command(
                     field="body.idempotency_key",
                 )
             return existing, False
+    command = _queue(
+        session, server, data.kind, payload, data.idempotency_key, data.timeout_seconds,
+        data.expires_in_seconds,
+    )  # fmt: skip
+    # Two requests racing with one key: the loser gets 409 and its retry returns the winner.
+    await flush_unique(session, "body.idempotency_key", "this idempotency key is being used now")
+    return command, True
+
+
+async def queue_system_command(
+    session: AsyncSession, server: Server, kind: str, payload: dict[str, Any], run_seconds: float
+) -> Command:
+    """A command MailFleet itself sends (e.g. ``ssh.authorize``): not open to API callers,
+    whose kinds are limited to what ``CommandCreate`` accepts."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    command = _queue(session, server, kind, text, None, run_seconds, None)
+    await session.flush()
+    return command
+
+
+def _queue(
+    session: AsyncSession,
+    server: Server,
+    kind: str,
+    payload: str,
+    idempotency_key: str | None,
+    timeout_seconds: float,
+    expires_in_seconds: float | None,
+) -> Command:
     command_id = new_id()
     now = utcnow()
     command = Command(
         id=command_id,
         tenant_id=server.tenant_id,
         server_id=server.id,
-        idempotency_key=data.idempotency_key or str(command_id),
-        kind=data.kind,
+        idempotency_key=idempotency_key or str(command_id),
+        kind=kind,
         payload=payload,
         state="queued",
         attempts=0,
         progress_percent=0,
         progress_message="",
-        timeout_seconds=data.timeout_seconds,
+        timeout_seconds=timeout_seconds,
         created_at=now,
-        expires_at=now + timedelta(seconds=data.expires_in_seconds)
-        if data.expires_in_seconds
-        else None,
+        expires_at=now + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None,
     )
     session.add(command)
-    # Two requests racing with one key: the loser gets 409 and its retry returns the winner.
-    await flush_unique(session, "body.idempotency_key", "this idempotency key is being used now")
-    return command, True
+    return command
 
 
 async def get_command(

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 
 from control_plane.api.context import AdminCtx, Ctx
+from control_plane.commands.schemas import CommandOut
 from control_plane.errors import InvalidInput
 from control_plane.provisioning import events, service
 from control_plane.provisioning.schemas import ProviderOut, provider_out
 from control_plane.provisioning.stream import follow
 from control_plane.schemas import After, Limit, PageOut
 from control_plane.servers.routes import server_response
-from control_plane.servers.schemas import ServerEventOut, ServerOut, SshKeyOut
+from control_plane.servers.schemas import ServerEventOut, ServerOut, SshKeyOut, SshKeyRotationOut
 from control_plane.servers.service import get_server
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
@@ -86,6 +87,18 @@ async def download_ssh_key(server_id: uuid.UUID, ctx: Ctx) -> SshKeyOut:
     async with ctx.session() as session:
         pair = await service.take_ssh_key(session, ctx.vault, await get_server(session, server_id))
     return SshKeyOut(private_key=pair.private_key, public_key=pair.public_key)
+
+
+@router.post("/servers/{server_id}/ssh-key/rotate", status_code=status.HTTP_202_ACCEPTED)
+async def rotate_ssh_key(server_id: uuid.UUID, ctx: Ctx) -> SshKeyRotationOut:
+    """A new admin key pair; the agent installs it (follow the command). The new private key
+    can then be downloaded once with ``POST …/ssh-key``."""
+    async with ctx.session() as session:
+        server = await get_server(session, server_id)
+        pair, command = await service.rotate_ssh_key(session, ctx.vault, server)
+        out = SshKeyRotationOut(public_key=pair.public_key, command=CommandOut.of(command))
+    ctx.hub.wake_dispatcher()
+    return out
 
 
 @router.get("/providers")

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import service as commands
+from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput
 from control_plane.provisioning import events, ssh
@@ -73,6 +75,24 @@ async def retry(session: AsyncSession, server: Server, settings: Settings) -> Se
     events.record(session, server, "state", f"retrying {step}")
     await session.flush()
     return server
+
+
+async def rotate_ssh_key(
+    session: AsyncSession, vault: Vault, server: Server
+) -> tuple[ssh.SshKeyPair, Command]:
+    """A new admin key pair: written to Vault (a new version; the old one stays readable in
+    the history until the agent confirms), then installed on the VPS by its agent, which
+    replaces MailFleet's line in root's authorized_keys and keeps the customer's own."""
+    if server.state != "ready":
+        raise Conflict(f"server {server.id} is {server.state}; its key is rotated once ready")
+    pair = await ssh.rotate_admin_key(vault, server.tenant_id, server.id)
+    command = await commands.queue_system_command(
+        session, server, "ssh.authorize", {"public_key": pair.public_key}, run_seconds=60
+    )
+    server.ssh_public_key, server.ssh_key_downloaded_at = pair.public_key, None
+    events.record(session, server, "note", f"admin SSH key rotated; command {command.id}")
+    await session.flush()
+    return pair, command
 
 
 async def take_ssh_key(session: AsyncSession, vault: Vault, server: Server) -> ssh.SshKeyPair:

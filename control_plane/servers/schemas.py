@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from control_plane.commands.schemas import CommandOut
 from control_plane.schemas import Name, RequestModel, ResponseModel
 
 AgentStatus = Literal["pending", "online", "unknown", "revoked"]
@@ -90,3 +91,8 @@ class ServerEventOut(ResponseModel):
 class SshKeyOut(ResponseModel):
     private_key: str = Field(description="OpenSSH private key; shown once.")
     public_key: str
+
+
+class SshKeyRotationOut(ResponseModel):
+    public_key: str
+    command: CommandOut = Field(description="The agent installing the new key; follow it.")

@@ -47,15 +47,19 @@ def test_bad_configs_name_the_key(tmp_path: Path, text: str, message: str) -> No
         load_config(write(tmp_path, text.format(state=tmp_path, pin="a" * 64)))
 
 
-def test_agent_run_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "[control_plane]\naddress = 1\n")
-    result = subprocess.run(
-        [str(BIN / "mailfleet-agent"), "run", "--config", str(path)],
+def agent_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "mailfleet-agent"), "run", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_agent_run_with_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[control_plane]\naddress = 1\n")
+    result = agent_run("--config", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: control_plane.address: required, a non-empty string"
@@ -74,22 +78,10 @@ def test_agent_run_reads_its_config_under_the_root(tmp_path: Path) -> None:
     config = tmp_path / "etc" / "mailfleet" / "agent.toml"
     config.parent.mkdir(parents=True)
     config.write_text("[control_plane]\naddress = 1\n")
-    result = subprocess.run(
-        [str(BIN / "mailfleet-agent"), "run", "--root", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = agent_run("--root", str(tmp_path))
     assert result.returncode == 2
     assert "control_plane.address" in result.stderr
-    missing = subprocess.run(
-        [str(BIN / "mailfleet-agent"), "run", "--root", str(tmp_path / "nowhere")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    missing = agent_run("--root", str(tmp_path / "nowhere"))
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
         f"error: --root {tmp_path / 'nowhere'}: not a directory"

@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from control_plane.db.engine import Database
 from tests.e2e.conftest import PlaneFactory
+from tests.fakes.hostwinds import hostwinds_double
 from tests.support.netns import (
     ip,
     links,
@@ -186,8 +187,24 @@ def test_two_vpss_provision_enroll_stream_metrics_and_leave_nothing(
         assert samples, f"no metrics from {server['name']}"
 
     key = plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key", 201)
-    assert key["private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert key["private_key"] == stored["private_key"]
     plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key", 409)
+
+    # rotation: Vault gets the new pair, the agent swaps MailFleet's line, the customer's stays
+    authorized = instance_dir / "rootfs/root/.ssh/authorized_keys"
+    authorized.parent.mkdir(mode=0o700, parents=True)
+    authorized.write_text(f"ssh-rsa AAAAB3NzaC1yc2E alice@laptop\n{stored['public_key']}\n")
+    rotation = plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key/rotate", 202)
+    assert rotation["public_key"] != stored["public_key"]
+    done = plane.wait_command(first["id"], rotation["command"]["id"])
+    assert done["state"] == "succeeded" and done["result"]["replaced"] == 1
+    assert authorized.read_text() == (
+        f"ssh-rsa AAAAB3NzaC1yc2E alice@laptop\n{rotation['public_key']}\n"
+    )
+    rotated = vault_secret(openbao, key_path)
+    assert rotated is not None and rotated["public_key"] == rotation["public_key"]
+    fresh = plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key", 201)
+    assert fresh["private_key"] == rotated["private_key"] != key["private_key"]
 
     gone = plane.api("DELETE", f"/api/v1/servers/{first['id']}", 202)
     assert gone["state"] == "deprovisioning"
@@ -314,3 +331,43 @@ async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
     assert sum(e["state"] == "ready" for e in history) == 1
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     await loop.run_in_executor(None, wait_gone, plane, server["id"])
+
+
+async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
+    plane_factory: PlaneFactory, db: Database, database_url: str, openbao: DevOpenBao
+) -> None:
+    """Booting only polls the provider; a Hostwinds VPS that takes a while to come up is
+    polled on by the restarted control plane, and never ordered twice."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("the restart path is the same on both databases; run once, on PostgreSQL")
+    kv = hvac.Client(url=openbao.url, token=openbao.token).secrets.kv.v2
+    with hostwinds_double(api_key="hwk-boot", create_delay=4.0) as api:
+        account = {"api_key": "hwk-boot", "template": "debian-12", "regions": "1=Seattle"}
+        kv.create_or_update_secret(
+            path="providers/hostwinds",
+            mount_point="mailfleet",
+            secret={**account, "base_url": api.url},
+        )
+        try:
+            plane = plane_factory(
+                MAILFLEET_PROVISION_POLL_SECONDS="0.2", MAILFLEET_PROVISION_LEASE_SECONDS="2"
+            )
+            tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+            server = order(plane, tenant["id"], "hw1", provider="hostwinds", region="1", plan="11")
+            loop = asyncio.get_running_loop()
+
+            def booting() -> bool:
+                future = asyncio.run_coroutine_threadsafe(server_row(db, server["id"]), loop)
+                return bool(future.result(10)["state"] == "booting")
+
+            await loop.run_in_executor(None, freeze_when, plane, booting)
+            assert len(api.instances) == 1
+            plane.start()
+            after = await loop.run_in_executor(None, wait_state, plane, server["id"], "enrolling")
+            assert after["instance_id"] == str(next(iter(api.instances)))
+            assert len(api.calls_of("add_instance")) == 1 and len(api.instances) == 1
+            plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
+            await loop.run_in_executor(None, wait_gone, plane, server["id"])
+            assert api.instances == {}
+        finally:
+            kv.delete_metadata_and_all_versions(path="providers/hostwinds", mount_point="mailfleet")

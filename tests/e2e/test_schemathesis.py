@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-from control_plane.db.engine import Database
-from tests.conftest import bearer
+from tests.conftest import bearer, fresh_database_url
 from tests.support.openbao import DevOpenBao
 from tests.support.ports import free_port
+from tests.support.postgres import drop_database
 from tests.support.processes import BIN, mailfleet_env, serve
+
+
+@pytest_asyncio.fixture
+async def own_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own: the fuzzer revokes keys and deletes objects at random, which
+    must not reach the session's shared database (its admin key, other tests' servers)."""
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    url = await fresh_database_url(backend, tmp_path)
+    yield url
+    if backend == "postgresql":
+        await drop_database(url)
 
 
 @pytest.mark.e2e
 def test_fuzzing_the_api_finds_no_server_errors(
-    database_url: str, db: Database, openbao: DevOpenBao, tmp_path: Path
+    own_database_url: str, openbao: DevOpenBao, tmp_path: Path
 ) -> None:
+    database_url = own_database_url
     token_file = tmp_path / "vault-token"
     token_file.write_text(openbao.token)
     token_file.chmod(0o600)
