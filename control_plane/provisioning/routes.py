@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 
-from control_plane.api.context import AdminCtx, Ctx
+from control_plane.api.context import Ctx
 from control_plane.commands.schemas import CommandOut
 from control_plane.errors import InvalidInput
 from control_plane.provisioning import events, service
@@ -102,6 +102,6 @@ async def rotate_ssh_key(server_id: uuid.UUID, ctx: Ctx) -> SshKeyRotationOut:
 
 
 @router.get("/providers")
-async def list_providers(ctx: AdminCtx) -> list[ProviderOut]:
+async def list_providers(ctx: Ctx) -> list[ProviderOut]:
     """The providers this control plane offers, with their regions and plans."""
     return [await provider_out(ctx.providers, name) for name in await ctx.providers.names()]

@@ -46,6 +46,7 @@ from control_plane.vault.pki import AgentPki
 
 log = logging.getLogger(__name__)
 
+MANUAL_BACKSTOP_SECONDS = 300.0
 PROVISION_STEPS = ("requested", "creating", "booting", "enrolling")
 ACTIVE_STATES = (*PROVISION_STEPS, "deprovisioning")
 ALL_STATES = (*ACTIVE_STATES, "ready", "failed")
@@ -176,7 +177,9 @@ class Workflow:
         if server.revoked_at is not None:
             return Fail("the agent was revoked before it came online")
         if server.enrolled_at is None:
-            seconds = 10.0 if server.provider == MANUAL else None
+            # A manual server waits on a person, for as long as it takes: the gateway's
+            # nudge (``nudge.py``) wakes it when the agent connects; the poll is a backstop.
+            seconds = MANUAL_BACKSTOP_SECONDS if server.provider == MANUAL else None
             return Wait("waiting for the agent to enroll", seconds)
         if server.last_heartbeat_at is None:
             return Wait("agent enrolled; waiting for its stream to connect")

@@ -32,6 +32,7 @@ from tests.support.netns import (
     namespaces,
     netns_unavailable,
     pick_subnet,
+    running,
 )
 from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
@@ -206,6 +207,8 @@ def test_two_vpss_provision_enroll_stream_metrics_and_leave_nothing(
     fresh = plane.api("POST", f"/api/v1/servers/{first['id']}/ssh-key", 201)
     assert fresh["private_key"] == rotated["private_key"] != key["private_key"]
 
+    pids = {pid for record in local_net.instances() for pid in namespace_pids(record["namespace"])}
+    assert pids, "the agents run inside their namespaces"
     gone = plane.api("DELETE", f"/api/v1/servers/{first['id']}", 202)
     assert gone["state"] == "deprovisioning"
     deleted = run_cli("server", "delete", servers[1]["id"], "--wait", env=plane.env)
@@ -213,6 +216,7 @@ def test_two_vpss_provision_enroll_stream_metrics_and_leave_nothing(
     for server in servers:
         wait_gone(plane, server["id"])
     assert local_net.leftovers() == [f"link {local_net.bridge}"]
+    assert not [pid for pid in pids if running(pid)]
     assert vault_secret(openbao, key_path) is None
 
 

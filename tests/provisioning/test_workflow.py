@@ -218,7 +218,8 @@ async def test_runners_never_claim_the_same_server_and_take_over_stale_leases(
     claims = await asyncio.gather(first.claim(10_000), second.claim(10_000))
     a, b = ({s.id for s in claimed} & ours for claimed in claims)
     assert not a & b and a | b == ours
-    assert {s.lease_owner for s in claims[0]} == {first.owner}
+    for runner_, claimed in zip((first, second), claims, strict=True):
+        assert {s.lease_owner for s in claimed} <= {runner_.owner}
 
     third = runner()
     assert not {s.id for s in await third.claim(10_000)} & ours  # leases still held

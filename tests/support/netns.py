@@ -56,6 +56,15 @@ def namespace_pids(namespace: str) -> set[int]:
     return {int(p) for p in ip("netns", "pids", namespace).split()}
 
 
+def _octets() -> range:
+    """Third octets this pytest worker may use: parallel workers get disjoint ranges."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    width = 256 // max(count, 1)
+    return range(index * width, (index + 1) * width)
+
+
 def pick_subnet() -> ipaddress.IPv4Network:
     """A /24 of 198.19.0.0/16 that no address on this host is in."""
     taken = {
@@ -64,7 +73,7 @@ def pick_subnet() -> ipaddress.IPv4Network:
         for info in link.get("addr_info", [])  # type: ignore[attr-defined]
     }
     for _ in range(50):
-        subnet = ipaddress.IPv4Network(f"198.19.{secrets.randbelow(256)}.0/24")
+        subnet = ipaddress.IPv4Network(f"198.19.{secrets.choice(_octets())}.0/24")
         if not any(address in subnet for address in taken):
             return subnet
     raise AssertionError("no free /24 in 198.19.0.0/16")
