@@ -46,8 +46,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers: the suite spends much of its time waiting (process start-up, a 2-minute
+# partition), so on this 2-core machine it finishes in about half the time. Every test
+# makes its own names, ports, databases and subnets, so workers never meet.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps postgres lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
