@@ -31,9 +31,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from control_plane.db.engine import Database
 from control_plane.enrollment import service as enrollment
 from control_plane.enrollment.agent_config import issue_join_config
+from control_plane.errors import NotFound
 from control_plane.gateway.hub import AgentHub
 from control_plane.provisioning import ssh
 from control_plane.provisioning.bootstrap import render_user_data
@@ -138,15 +141,18 @@ class Workflow:
         entry = await self.providers.get(server.provider, field="provider")
         addresses = (entry.gateway_address, entry.enroll_address)
 
-        async def join(session: Any) -> str:
+        if server.region is None or server.plan is None or server.ssh_public_key is None:
+            return Fail("the order has no region, plan or SSH key")
+
+        async def join(session: AsyncSession) -> str:
             row = await session.get(Server, server.id)
+            if row is None:
+                raise NotFound("server", server.id)
             issued = await issue_join_config(session, self.pki, self.settings, row, addresses)
             return issued.agent_toml
 
         agent_toml = await self.db.transact(join)
         user_data = render_user_data(agent_toml, entry.install)
-        assert server.region is not None and server.plan is not None
-        assert server.ssh_public_key is not None
         instance = await entry.provider.create(
             instance_name(server.id), server.region, server.plan, user_data, server.ssh_public_key
         )
@@ -158,7 +164,8 @@ class Workflow:
 
     async def _booting(self, server: Server) -> Outcome:
         entry = await self.providers.get(server.provider, field="provider")
-        assert server.instance_id is not None
+        if server.instance_id is None:
+            return Fail("no instance was recorded for this server")
         try:
             instance = await entry.provider.get(server.instance_id)
         except ProviderNotFound:
@@ -196,7 +203,7 @@ class Workflow:
                 await provider.terminate(instance_id)
                 log.info("server %s: instance %s terminated", server.id, instance_id)
 
-        async def revoke(session: Any) -> list[str]:
+        async def revoke(session: AsyncSession) -> list[str]:
             row = await session.get(Server, server.id)
             return await enrollment.revoke_agent(session, row) if row is not None else []
 
