@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, ssh_keys
+from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
+from agent.mailu import install as mailu
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
 State = agent_pb2.CommandState
 Progress = Callable[[int, str], None]
 Handler = Callable[[dict[str, Any], Progress], Awaitable[dict[str, Any]]]
+RootedHandler = Callable[[Path, dict[str, Any], Progress], Awaitable[dict[str, Any]]]
 Send = Callable[[agent_pb2.AgentMessage], None]
 
 
@@ -50,7 +53,16 @@ def handlers_for(root: Path) -> dict[str, Handler]:
     async def ssh_authorize(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return await asyncio.to_thread(ssh_keys.authorize, root, str(payload.get("public_key")))
 
-    return {**HANDLERS, "ssh.authorize": ssh_authorize}
+    def on_root(run: RootedHandler) -> Handler:
+        return lambda payload, progress: run(root, payload, progress)
+
+    return {
+        **HANDLERS,
+        "ssh.authorize": ssh_authorize,
+        "mailu.install": on_root(mailu.install),
+        "mailu.status": on_root(mailu.status),
+        "mailu.uninstall": on_root(mailu.uninstall),
+    }
 
 
 class CommandRunner:
@@ -128,6 +140,8 @@ class CommandRunner:
                 if command.id not in self._cancel_requested:
                     raise  # the agent is stopping: left "started", reported as interrupted
                 self._finish(command.id, State.COMMAND_STATE_CANCELLED, error="cancelled")
+            except CommandError as exc:
+                self._finish(command.id, State.COMMAND_STATE_FAILED, error=str(exc))
             except Exception as exc:  # a failed command is a result, not an agent crash
                 log.exception("command %s (%s) failed", command.id, command.kind)
                 self._finish(

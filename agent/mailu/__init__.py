@@ -1,0 +1,1 @@
+"""MailU on the VPS: rendering its compose project, driving ``docker compose``, its status."""

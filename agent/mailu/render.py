@@ -1,0 +1,174 @@
+"""``docker-compose.yml`` and ``mailu.env`` for a spec, the way Mailu's setup utility lays
+them out for its compose flavor (services, images pinned to one release, the data root's
+sub-directories as bind mounts, a private subnet with the resolver at a fixed address, the
+mail ports published on the VPS address only). Our own rendering of those facts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from agent.mailu.spec import REDIS_IMAGE, MailuSpec
+
+_yaml: Any = importlib.import_module("yaml")  # untyped library, imported by name
+
+MAIL_PORTS = (25, 465, 587, 110, 995, 143, 993, 4190)
+WEB_PORTS = (80, 443)
+DATA_DIRECTORIES = (
+    "data", "dkim", "mail", "mailqueue", "filter", "redis", "certs", "webmail",
+    "overrides/nginx", "overrides/dovecot", "overrides/postfix", "overrides/rspamd",
+    "overrides/roundcube",
+)  # fmt: skip
+
+
+def render_env(spec: MailuSpec) -> str:
+    settings: dict[str, str] = {
+        "SECRET_KEY": spec.secret_key,
+        "SUBNET": spec.subnet,
+        "DOMAIN": spec.domain,
+        "HOSTNAMES": ",".join(spec.hostnames),
+        "POSTMASTER": spec.postmaster,
+        "TLS_FLAVOR": spec.tls_flavor,
+        "AUTH_RATELIMIT_IP": spec.auth_ratelimit_ip,
+        "AUTH_RATELIMIT_USER": spec.auth_ratelimit_user,
+        "DISABLE_STATISTICS": "True",
+        "ADMIN": "true",
+        "WEB_ADMIN": "/admin",
+        "WEBMAIL": spec.webmail,
+        "WEB_WEBMAIL": "/webmail",
+        "API": "true",
+        "WEB_API": "/api",
+        "API_TOKEN": spec.api_token,
+        "WEBDAV": "none",
+        "ANTIVIRUS": "clamav" if spec.antivirus else "none",
+        "SCAN_MACROS": "true",
+        "MESSAGE_SIZE_LIMIT": str(spec.message_size_limit),
+        "MESSAGE_RATELIMIT": spec.message_ratelimit,
+        "RELAYNETS": "",
+        "RELAYHOST": "",
+        "FETCHMAIL_ENABLED": "False",
+        "RECIPIENT_DELIMITER": "+",
+        "DMARC_RUA": spec.postmaster,
+        "DMARC_RUF": spec.postmaster,
+        "WELCOME": "false",
+        "SITENAME": "MailFleet",
+        "LOG_DRIVER": "json-file",
+        "LOG_LEVEL": "WARNING",
+        "TZ": "Etc/UTC",
+        "INITIAL_ADMIN_ACCOUNT": spec.postmaster,
+        "INITIAL_ADMIN_DOMAIN": spec.domain,
+        "INITIAL_ADMIN_PW": spec.admin_password,
+        "INITIAL_ADMIN_MODE": "ifmissing",
+    }
+    header = (
+        "# MailU settings, written by the MailFleet agent: edits are replaced on the next\n"
+        "# install. Holds secrets: mode 0600, read only by MailU's containers.\n"
+    )
+    return header + "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def render_compose(spec: MailuSpec, data_root: Path) -> str:
+    def volume(directory: str, target: str, read_only: bool = False) -> str:
+        return f"{data_root / directory}:{target}" + (":ro" if read_only else "")
+
+    dns = [spec.resolver_address]
+
+    def service(image: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "image": image,
+            "restart": "always",
+            "env_file": "mailu.env",
+            "logging": {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}},
+            **extra,
+        }
+
+    ports = [f"{spec.bind_address}:{port}:{port}" for port in (*WEB_PORTS, *MAIL_PORTS)]
+    services: dict[str, Any] = {
+        "redis": {
+            "image": REDIS_IMAGE,
+            "restart": "always",
+            "volumes": [volume("redis", "/data")],
+            "depends_on": ["resolver"],
+            "dns": dns,
+        },
+        "front": service(
+            spec.image("nginx"),
+            ports=ports,
+            networks=["default", "webmail"] if spec.webmail != "none" else ["default"],
+            volumes=[volume("certs", "/certs"), volume("overrides/nginx", "/overrides", True)],
+            depends_on=["resolver"],
+            dns=dns,
+        ),
+        "resolver": service(
+            spec.image("unbound"),
+            networks={"default": {"ipv4_address": spec.resolver_address}},
+        ),
+        "admin": service(
+            spec.image("admin"),
+            volumes=[volume("data", "/data"), volume("dkim", "/dkim")],
+            depends_on=["redis", "resolver"],
+            dns=dns,
+        ),
+        "imap": service(
+            spec.image("dovecot"),
+            volumes=[volume("mail", "/mail"), volume("overrides/dovecot", "/overrides", True)],
+            depends_on=["front", "resolver"],
+            dns=dns,
+        ),
+        "smtp": service(
+            spec.image("postfix"),
+            volumes=[
+                volume("mailqueue", "/queue"),
+                volume("overrides/postfix", "/overrides", True),
+            ],
+            depends_on=["front", "resolver"],
+            dns=dns,
+        ),
+        "oletools": service(
+            spec.image("oletools"),
+            hostname="oletools",
+            networks=["noinet"],
+            depends_on=["resolver"],
+            dns=dns,
+        ),
+        "antispam": service(
+            spec.image("rspamd"),
+            hostname="antispam",
+            networks=["default", "noinet"],
+            volumes=[
+                volume("filter", "/var/lib/rspamd"),
+                volume("overrides/rspamd", "/overrides", True),
+            ],
+            depends_on=["front", "redis", "oletools", "resolver"],
+            dns=dns,
+        ),
+    }
+    if spec.antivirus:
+        services["antivirus"] = service(
+            spec.image("clamav"),
+            volumes=[volume("filter/clamav", "/data")],
+            depends_on=["resolver"],
+            dns=dns,
+        )
+    if spec.webmail != "none":
+        services["webmail"] = service(
+            spec.image("webmail"),
+            volumes=[volume("webmail", "/data"), volume("overrides/roundcube", "/overrides", True)],
+            networks=["webmail"],
+            depends_on=["front"],
+        )
+    networks: dict[str, Any] = {
+        "default": {
+            "driver": "bridge",
+            "ipam": {"driver": "default", "config": [{"subnet": spec.subnet}]},
+        },
+        "noinet": {"driver": "bridge", "internal": True},
+    }
+    if spec.webmail != "none":
+        networks["webmail"] = {"driver": "bridge"}
+    document = {"name": "mailu", "services": services, "networks": networks}
+    header = "# MailU, rendered by the MailFleet agent from the control plane's settings.\n"
+    body: str = _yaml.safe_dump(document, sort_keys=False, width=1000)
+    return header + body

@@ -1,0 +1,304 @@
+"""A ``docker`` executable double: Docker CLI + Compose v2 as MailFleet's agent uses them.
+
+Put ``install(directory, state)`` 's directory first on the agent's PATH. The double keeps
+its state in a directory (``FAKE_DOCKER_STATE``): ``calls.jsonl`` (every invocation, argv
+and outcome), ``project.json`` (the services it "runs") and ``config.json`` (failure
+modes a test switches on: ``daemon_down``, ``pull_error``, ``unhealthy`` services,
+``healthy_after`` seconds, ``queue`` size).
+
+It follows the real contract where the agent depends on it:
+
+- ``docker version --format …`` prints the server version, or fails the way the CLI does
+  when the daemon is unreachable; ``docker compose version --short`` prints e.g. 2.29.7;
+- ``docker compose --project-name P --project-directory D --file F <command>`` parses and
+  validates F the way Compose would reject it (bad YAML, unknown keys used by MailFleet's
+  template missing, relative bind mounts, an ``env_file`` that is missing), plus MailU's
+  own rules (every MailU image pinned to one release, mail ports bound to one address,
+  ``mailu.env`` mode 0600 with the required settings);
+- ``pull`` fails with the registry's "manifest unknown" message when told to;
+- ``up --detach`` recreates only services whose configuration (or env file) changed and
+  reports which, as Compose does; services start "starting" and become "healthy" after
+  ``healthy_after`` seconds (or "unhealthy" when told);
+- ``ps --all --format json`` prints one JSON object per line (Compose ≥ 2.21) with Name,
+  Service, State, Health, Status, Image, Project;
+- ``exec -T smtp postqueue -j`` prints one JSON object per queued message;
+- ``down`` removes the services.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENGINE_VERSION = "27.3.1"
+COMPOSE_VERSION = "2.29.7"
+MAILU_SERVICES = {"front", "resolver", "admin", "imap", "smtp", "antispam", "oletools", "redis"}
+REQUIRED_ENV = {"SECRET_KEY", "DOMAIN", "HOSTNAMES", "POSTMASTER", "TLS_FLAVOR", "API_TOKEN"}
+
+
+def install(directory: Path, state: Path) -> Path:
+    """Write a ``docker`` executable into ``directory`` that runs this double on ``state``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parents[2]
+    script = directory / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"FAKE_DOCKER_STATE='{state}' PYTHONPATH='{root}' "
+        f"exec '{sys.executable}' -m tests.fakes.docker_cli \"$@\"\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def configure(state: Path, **options: Any) -> None:
+    path = state / "config.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(options)
+    path.write_text(json.dumps(current))
+
+
+def calls(state: Path) -> list[dict[str, Any]]:
+    path = state / "calls.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def services(state: Path) -> dict[str, Any]:
+    path = state / "project.json"
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+class Failed(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Double:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.config: dict[str, Any] = (
+            json.loads((state / "config.json").read_text())
+            if (state / "config.json").exists()
+            else {}
+        )
+
+    def run(self, argv: list[str]) -> tuple[int, str, str]:
+        try:
+            out = self.dispatch(argv)
+        except Failed as exc:
+            self.record(argv, f"failed: {exc}")
+            return exc.code, "", f"{exc}\n"
+        self.record(argv, "ok")
+        return 0, out, ""
+
+    def record(self, argv: list[str], outcome: str) -> None:
+        with (self.state / "calls.jsonl").open("a") as handle:
+            handle.write(json.dumps({"argv": argv, "outcome": outcome, "at": time.time()}) + "\n")
+
+    def dispatch(self, argv: list[str]) -> str:
+        if argv[:1] == ["version"]:
+            self.require_daemon()
+            return ENGINE_VERSION + "\n"
+        if argv[:2] == ["compose", "version"]:
+            return (
+                COMPOSE_VERSION + "\n"
+                if "--short" in argv
+                else f"Docker Compose version v{COMPOSE_VERSION}\n"
+            )
+        if argv[:1] == ["compose"]:
+            return self.compose(argv[1:])
+        raise Failed(f"docker: '{argv[0] if argv else ''}' is not a docker command.")
+
+    def require_daemon(self) -> None:
+        if self.config.get("daemon_down"):
+            raise Failed(
+                "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                "Is the docker daemon running?"
+            )
+
+    # -- compose ---------------------------------------------------------------------------
+
+    def compose(self, argv: list[str]) -> str:
+        options: dict[str, str] = {}
+        while argv and argv[0].startswith("--"):
+            options[argv[0]] = argv[1]
+            argv = argv[2:]
+        if options.get("--project-name") != "mailu":
+            raise Failed("the double only knows the project 'mailu'")
+        directory = Path(options["--project-directory"])
+        document = self.load(Path(options["--file"]), directory)
+        self.require_daemon()
+        command, rest = argv[0], argv[1:]
+        if command == "pull":
+            return self.pull(document)
+        if command == "up":
+            return self.up(document, directory, rest)
+        if command == "ps":
+            return self.ps(document)
+        if command == "exec":
+            return self.exec(rest)
+        if command == "down":
+            (self.state / "project.json").unlink(missing_ok=True)
+            return ""
+        raise Failed(f'unknown docker command: "compose {command}"')
+
+    def load(self, path: Path, directory: Path) -> dict[str, Any]:
+        try:
+            document = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise Failed(f"open {path}: no such file or directory") from None
+        except yaml.YAMLError as exc:
+            raise Failed(f"yaml: {exc}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
+            raise Failed(f"{path}: services must be a mapping")
+        services_ = document["services"]
+        missing = MAILU_SERVICES - set(services_)
+        if missing:
+            raise Failed(f"MailU project lacks services: {sorted(missing)}")
+        versions = set()
+        for name, service in services_.items():
+            image = str(service.get("image", ""))
+            if image.startswith("ghcr.io/mailu/"):
+                _, _, tag = image.rpartition(":")
+                if not tag or tag == "latest":
+                    raise Failed(f"service {name}: image {image} is not pinned")
+                versions.add(tag)
+            elif not image:
+                raise Failed(f"service {name} has neither an image nor a build context specified")
+            for volume in service.get("volumes", []):
+                source = str(volume).split(":")[0]
+                if not source.startswith("/"):
+                    raise Failed(f"service {name}: bind mount {source} is not absolute")
+            env_file = service.get("env_file")
+            if env_file is not None:
+                self.check_env(directory / str(env_file))
+        if len(versions) != 1:
+            raise Failed(f"MailU images mix releases: {sorted(versions)}")
+        for port in services_["front"].get("ports", []):
+            if str(port).count(":") != 2:
+                raise Failed(f"front publishes {port} on every address; bind it to one")
+        return document
+
+    def check_env(self, path: Path) -> None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            raise Failed(
+                f"env file {path} not found: stat {path}: no such file or directory"
+            ) from None
+        if mode != 0o600:
+            raise Failed(f"{path} holds secrets but has mode {mode:o}")
+        keys = {
+            line.split("=", 1)[0]
+            for line in path.read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        }
+        if not keys >= REQUIRED_ENV:
+            raise Failed(f"{path} lacks {sorted(REQUIRED_ENV - keys)}")
+
+    def pull(self, document: dict[str, Any]) -> str:
+        broken = self.config.get("pull_error")
+        if broken:
+            image = document["services"]["front"]["image"]
+            raise Failed(
+                f"Error response from daemon: manifest for {image} not found: "
+                "manifest unknown: manifest unknown",
+                18,
+            )
+        return ""
+
+    def up(self, document: dict[str, Any], directory: Path, argv: list[str]) -> str:
+        if "--detach" not in argv and "-d" not in argv:
+            raise Failed("the double runs only detached")
+        running = services(self.state)
+        now = time.time()
+        result: dict[str, Any] = {}
+        report = []
+        for name, service in document["services"].items():
+            digest = hashlib.sha256(json.dumps(service, sort_keys=True).encode())
+            if service.get("env_file"):
+                digest.update((directory / service["env_file"]).read_bytes())
+            config_hash = digest.hexdigest()
+            old = running.get(name)
+            if old is not None and old["config_hash"] == config_hash:
+                result[name] = old
+                report.append(f"Container mailu-{name}-1 Running")
+                continue
+            result[name] = {
+                "image": service["image"],
+                "config_hash": config_hash,
+                "started": now,
+                "healthcheck": str(service["image"]).startswith("ghcr.io/mailu/"),
+            }
+            report.append(f"Container mailu-{name}-1 {'Recreated' if old else 'Created'}")
+        (self.state / "project.json").write_text(json.dumps(result))
+        sys.stderr.write("".join(f" {line}\n" for line in report))
+        return ""
+
+    def ps(self, document: dict[str, Any]) -> str:
+        running = services(self.state)
+        lines = []
+        for name, service in running.items():
+            health = ""
+            if service["healthcheck"]:
+                if name in self.config.get("unhealthy", []):
+                    health = "unhealthy"
+                elif time.time() - service["started"] >= float(
+                    self.config.get("healthy_after", 0.3)
+                ):
+                    health = "healthy"
+                else:
+                    health = "starting"
+            status = "Up 1 second" + (f" ({health})" if health else "")
+            lines.append(
+                json.dumps(
+                    {
+                        "Name": f"mailu-{name}-1",
+                        "Service": name,
+                        "Project": "mailu",
+                        "State": "running",
+                        "Health": health,
+                        "Status": status,
+                        "Image": service["image"],
+                        "ExitCode": 0,
+                    }
+                )
+            )
+        return "".join(line + "\n" for line in lines)
+
+    def exec(self, argv: list[str]) -> str:
+        if argv[:1] == ["-T"]:
+            argv = argv[1:]
+        service, command = argv[0], argv[1:]
+        if service not in services(self.state):
+            raise Failed(f'service "{service}" is not running')
+        if command == ["postqueue", "-j"]:
+            count = int(self.config.get("queue", 0))
+            return "".join(
+                json.dumps({"queue_name": "deferred", "queue_id": f"Q{n}"}) + "\n"
+                for n in range(count)
+            )
+        raise Failed(f"the double cannot run {command}")
+
+
+def main() -> None:
+    double = Double(Path(os.environ["FAKE_DOCKER_STATE"]))
+    code, out, err = double.run(sys.argv[1:])
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
