@@ -10,14 +10,14 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from agent.mailu.spec import REDIS_IMAGE, MailuSpec
+from agent.mailu.spec import CLAMAV_IMAGE, REDIS_IMAGE, MailuSpec
 
 _yaml: Any = importlib.import_module("yaml")  # untyped library, imported by name
 
-MAIL_PORTS = (25, 465, 587, 110, 995, 143, 993, 4190)
+MAIL_PORTS = (25, 465, 587, 110, 995, 143, 993, 4190)  # all ten published, as Mailu does
 WEB_PORTS = (80, 443)
 DATA_DIRECTORIES = (
-    "data", "dkim", "mail", "mailqueue", "filter", "redis", "certs", "webmail",
+    "data", "dkim", "mail", "mailqueue", "filter", "clamav", "redis", "certs", "webmail",
     "overrides/nginx", "overrides/dovecot", "overrides/postfix", "overrides/rspamd",
     "overrides/roundcube",
 )  # fmt: skip
@@ -43,6 +43,9 @@ def render_env(spec: MailuSpec) -> str:
         "API_TOKEN": spec.api_token,
         "WEBDAV": "none",
         "ANTIVIRUS": "clamav" if spec.antivirus else "none",
+        # Mailu serves 25,80,443,465,993,995,4190 by default; submission (587) is how
+        # mailboxes send with their SMTP credentials, so it is served too.
+        "PORTS": "25,80,443,465,587,993,995,4190",
         "SCAN_MACROS": "true",
         "MESSAGE_SIZE_LIMIT": str(spec.message_size_limit),
         "MESSAGE_RATELIMIT": spec.message_ratelimit,
@@ -126,32 +129,39 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
             depends_on=["front", "resolver"],
             dns=dns,
         ),
-        "oletools": service(
-            spec.image("oletools"),
-            hostname="oletools",
-            networks=["noinet"],
-            depends_on=["resolver"],
-            dns=dns,
-        ),
+        "oletools": {
+            "image": spec.image("oletools"),
+            "restart": "always",
+            "hostname": "oletools",
+            "networks": ["oletools"],
+            "depends_on": ["resolver"],
+            "dns": dns,
+        },
         "antispam": service(
             spec.image("rspamd"),
             hostname="antispam",
-            networks=["default", "noinet"],
+            networks=["default", "oletools", *(["clamav"] if spec.antivirus else [])],
             volumes=[
                 volume("filter", "/var/lib/rspamd"),
                 volume("overrides/rspamd", "/overrides", True),
             ],
-            depends_on=["front", "redis", "oletools", "resolver"],
+            depends_on=[
+                "front",
+                "redis",
+                "oletools",
+                *(["antivirus"] if spec.antivirus else []),
+                "resolver",
+            ],
             dns=dns,
         ),
     }
     if spec.antivirus:
-        services["antivirus"] = service(
-            spec.image("clamav"),
-            volumes=[volume("filter/clamav", "/data")],
-            depends_on=["resolver"],
-            dns=dns,
-        )
+        services["antivirus"] = {
+            "image": CLAMAV_IMAGE,
+            "restart": "always",
+            "volumes": [volume("clamav", "/var/lib/clamav")],
+            "networks": ["clamav"],
+        }
     if spec.webmail != "none":
         services["webmail"] = service(
             spec.image("webmail"),
@@ -164,8 +174,10 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
             "driver": "bridge",
             "ipam": {"driver": "default", "config": [{"subnet": spec.subnet}]},
         },
-        "noinet": {"driver": "bridge", "internal": True},
+        "oletools": {"driver": "bridge", "internal": True},
     }
+    if spec.antivirus:
+        networks["clamav"] = {"driver": "bridge"}
     if spec.webmail != "none":
         networks["webmail"] = {"driver": "bridge"}
     document = {"name": "mailu", "services": services, "networks": networks}

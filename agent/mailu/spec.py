@@ -16,7 +16,8 @@ from agent.errors import CommandError
 
 MAILU_VERSION = "2024.06"
 IMAGE_REGISTRY = "ghcr.io/mailu"
-REDIS_IMAGE = "redis:7.2-alpine"
+REDIS_IMAGE = "redis:7.2-alpine"  # Mailu's template says redis:alpine; pinned here
+CLAMAV_IMAGE = "clamav/clamav-debian:1.4"
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 _RATE = re.compile(r"^\d{1,9}/(second|minute|hour|day)$")
 _LOCAL = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")

@@ -192,3 +192,15 @@ async def test_bad_specs_are_refused_before_anything_runs(
     with pytest.raises(CommandError, match=field):
         await install(tmp_path / "vps", {**PAYLOAD, **change}, lambda p, m: None)
     assert docker_cli.calls(docker.state) == []
+
+
+async def test_optional_services_follow_the_spec(tmp_path: Path, docker: Docker) -> None:
+    payload = {**PAYLOAD, "antivirus": True, "webmail": "roundcube"}
+    await install(tmp_path / "vps", payload, lambda p, m: None)
+    compose = yaml.safe_load((tmp_path / "vps" / "mailu" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["antivirus"]["image"] == "clamav/clamav-debian:1.4"
+    assert "clamav" in services["antispam"]["networks"]
+    assert services["webmail"]["networks"] == ["webmail"]
+    assert compose["networks"]["oletools"]["internal"] is True
+    assert "WEBMAIL=roundcube" in (tmp_path / "vps" / "mailu" / "mailu.env").read_text()
