@@ -279,13 +279,19 @@ def server_create(
     region: Annotated[str | None, typer.Option(help="Default: the provider's only one.")] = None,
     plan: Annotated[str | None, typer.Option(help="Default: the provider's first plan.")] = None,
     workspace: Annotated[str | None, typer.Option("--workspace", help="Workspace id.")] = None,
+    mail_stack: Annotated[str, typer.Option(help="mailu, or none (no Docker needed)")] = "mailu",
+    mail_hostname: Annotated[
+        str | None, typer.Option(help="The mail host's name, e.g. mx1.example.net (MailU).")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the workflow until ready or failed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
 ) -> None:
     """Order a server; a running `mailfleet serve` provisions it. Prints the server id."""
     from control_plane.provisioning.cli import create_server
 
-    body = _server_create(name, provider, region, plan, tenant, workspace)
+    body = _server_create(
+        name, provider, region, plan, tenant, workspace, mail_stack, mail_hostname
+    )
     limit = timeout if wait else None
     server_id = run_async(with_database(lambda db: create_server(db, settings(), body, limit)))
     typer.echo(server_id)
@@ -312,6 +318,8 @@ def _server_create(
     plan: str | None,
     tenant: str,
     workspace: str | None,
+    mail_stack: str,
+    mail_hostname: str | None,
 ) -> ServerCreate:
     try:
         return ServerCreate(
@@ -319,6 +327,8 @@ def _server_create(
             provider=provider,
             region=region,
             plan=plan,
+            mail_stack=mail_stack,
+            mail_hostname=mail_hostname,
             tenant_id=_uuid(tenant, "--tenant"),
             workspace_id=_uuid(workspace, "--workspace") if workspace else None,
         )

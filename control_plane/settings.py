@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     provision_create_timeout_seconds: float = Field(default=600, gt=0)
     provision_boot_timeout_seconds: float = Field(default=900, gt=0)
     provision_enroll_timeout_seconds: float = Field(default=600, gt=0)
+    provision_mail_timeout_seconds: float = Field(default=2400, gt=0)
     provision_deprovision_timeout_seconds: float = Field(default=1800, gt=0)
     agent_package: str = Field(
         default="mailfleet",
@@ -138,6 +139,11 @@ class Settings(BaseSettings):
         default="198.18.1.0/24", description="Comma-separated networks VPS addresses come from."
     )
     local_provider_prefix: str = Field(default="mf", pattern=r"^[a-z][a-z0-9]{0,5}$")
+    local_provider_extra_path: str = Field(
+        default="",
+        description="Directories put first on local VPSs' PATH (colon-separated), e.g. a "
+        "docker CLI's.",
+    )
     local_provider_agent_command: Path | None = Field(
         default=None,
         description="The mailfleet-agent executable local VPSs run; default: next to Python's.",

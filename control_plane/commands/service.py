@@ -56,12 +56,26 @@ async def create_command(
 
 
 async def queue_system_command(
-    session: AsyncSession, server: Server, kind: str, payload: dict[str, Any], run_seconds: float
+    session: AsyncSession,
+    server: Server,
+    kind: str,
+    payload: dict[str, Any],
+    run_seconds: float,
+    idempotency_key: str | None = None,
 ) -> Command:
     """A command MailFleet itself sends (e.g. ``ssh.authorize``): not open to API callers,
-    whose kinds are limited to what ``CommandCreate`` accepts."""
+    whose kinds are limited to what ``CommandCreate`` accepts. With ``idempotency_key``, a
+    command already queued under it is returned instead of a second one."""
+    if idempotency_key is not None:
+        existing = await session.scalar(
+            select(Command).where(
+                Command.server_id == server.id, Command.idempotency_key == idempotency_key
+            )
+        )
+        if existing is not None:
+            return existing
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    command = _queue(session, server, kind, text, None, run_seconds, None)
+    command = _queue(session, server, kind, text, idempotency_key, run_seconds, None)
     await session.flush()
     return command
 
@@ -138,6 +152,7 @@ async def request_cancel(session: AsyncSession, command: Command) -> Command:
 class Delivery:
     command_id: uuid.UUID
     server_id: uuid.UUID
+    tenant_id: uuid.UUID
     kind: str
     payload: str
     timeout_seconds: float
@@ -182,6 +197,7 @@ async def claim_for_delivery(
                 Delivery(
                     command_id=command.id,
                     server_id=command.server_id,
+                    tenant_id=command.tenant_id,
                     kind=command.kind,
                     payload=command.payload,
                     timeout_seconds=command.timeout_seconds,

@@ -70,7 +70,7 @@ class Gateway:
             )
         self.telemetry = GatewayTelemetry()
         self.ingest = MetricIngest(db)
-        self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry)
+        self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry, pki.vault)
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
 

@@ -13,14 +13,18 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import secrets
 from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database, to_completion
+from control_plane.errors import MailFleetError
 from control_plane.gateway.hub import AgentHub, AgentSession
 from control_plane.gateway.identity import PeerIdentity
 from control_plane.gateway.telemetry import GatewayTelemetry
@@ -34,6 +38,7 @@ from control_plane.metrics.ingest import MetricIngest
 from control_plane.provisioning.nudge import nudge_workflow
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from control_plane.vault.client import Vault
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -54,8 +59,9 @@ class SessionService:
         settings: Settings,
         ingest: MetricIngest,
         telemetry: GatewayTelemetry,
+        vault: Vault,
     ) -> None:
-        self.db, self.hub, self.settings = db, hub, settings
+        self.db, self.hub, self.settings, self.vault = db, hub, settings, vault
         self.ingest, self.telemetry = ingest, telemetry
         self._heartbeats: dict[uuid.UUID, datetime] = {}
         self._expiry: dict[uuid.UUID, datetime] = {}
@@ -229,12 +235,35 @@ class SessionService:
             session = self.hub.get(delivery.server_id)
             if session is None:
                 continue  # it left meanwhile; the command is re-sent at its next hello
+            try:
+                payload = await secrets.resolve(
+                    self.vault, delivery.server_id, delivery.tenant_id, delivery.payload
+                )
+            except MailFleetError as exc:  # Vault down, or the secret is gone: say so
+                await self._fail_undeliverable(delivery, exc.detail)
+                continue
             self._delivered_at.setdefault(delivery.command_id, time.monotonic())
-            session.send(command_message(delivery))
+            session.send(command_message(replace(delivery, payload=payload)))
             self.telemetry.commands_sent.inc()
         for server_id, command_id in cancels:
             if redeliver or command_id not in self._cancels_sent:
                 self._send_cancel(server_id, command_id)
+
+    async def _fail_undeliverable(self, delivery: commands.Delivery, reason: str) -> None:
+        log.warning("command %s cannot be delivered: %s", delivery.command_id, reason)
+
+        async def fail(db_session: AsyncSession) -> bool:
+            return await commands.record_result(
+                db_session,
+                delivery.server_id,
+                delivery.command_id,
+                "failed",
+                None,
+                f"could not deliver: {reason}",
+            )
+
+        await self.db.transact(fail)
+        self.hub.command_settled(delivery.command_id)
 
     def _send_cancel(self, server_id: uuid.UUID, command_id: uuid.UUID) -> None:
         session = self.hub.get(server_id)

@@ -204,4 +204,5 @@ def local_settings(settings: Settings) -> LocalSettings:
         bridge_address=settings.local_provider_bridge_address,
         pools=pools,
         prefix=settings.local_provider_prefix,
+        extra_path=tuple(p for p in settings.local_provider_extra_path.split(":") if p),
     )

@@ -35,7 +35,6 @@ from control_plane.db.engine import Database
 from control_plane.errors import MailFleetError
 from control_plane.provisioning import events
 from control_plane.provisioning.providers.base import ProviderError
-from control_plane.provisioning.registry import MANUAL
 from control_plane.provisioning.workflow import (
     ACTIVE_STATES,
     Advance,
@@ -45,6 +44,7 @@ from control_plane.provisioning.workflow import (
     Retry,
     Wait,
     Workflow,
+    enter,
     step_timeout,
 )
 from control_plane.servers.models import Server
@@ -195,7 +195,7 @@ class ProvisioningRunner:
             await session.execute(delete(Server).where(Server.id == row.id))
             return
         if isinstance(outcome, Advance):
-            self._enter(row, outcome.to)
+            enter(row, outcome.to, self.settings)
             events.record(session, row, "state", outcome.message)
             log.info("provisioning: %s %s: %s", row.id, row.state, outcome.message)
             return
@@ -221,13 +221,6 @@ class ProvisioningRunner:
         row.next_step_at = now + timedelta(seconds=delay)
         if await events.last_message(session, row.id) != message:
             events.record(session, row, kind, message)
-
-    def _enter(self, row: Server, state: str) -> None:
-        now = utcnow()
-        row.state, row.state_changed_at, row.step_attempts = state, now, 0
-        timeout = step_timeout(self.settings, state) if row.provider != MANUAL else None
-        row.step_deadline_at = now + timedelta(seconds=timeout) if timeout else None
-        row.next_step_at = now if state in ACTIVE_STATES else None
 
     def _fail(self, session: AsyncSession, row: Server, reason: str) -> None:
         log.warning("provisioning: %s failed in %s: %s", row.id, row.state, reason)

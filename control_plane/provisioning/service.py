@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,20 +12,12 @@ from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput
 from control_plane.provisioning import events, ssh
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
-from control_plane.provisioning.workflow import step_timeout
+from control_plane.provisioning.workflow import enter
 from control_plane.servers import service as servers
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
-
-
-def _enter(server: Server, state: str, settings: Settings) -> None:
-    now = utcnow()
-    server.state, server.state_changed_at, server.step_attempts = state, now, 0
-    server.next_step_at = now
-    timeout = step_timeout(settings, state) if server.provider != MANUAL else None
-    server.step_deadline_at = now + timedelta(seconds=timeout) if timeout else None
 
 
 async def order_server(
@@ -45,10 +36,10 @@ async def order_server(
         await providers.check_order(data.provider, data.region, data.plan)
     server = await servers.create_server(session, tenant_id, data)
     if data.provider == MANUAL:
-        _enter(server, "enrolling", settings)
+        enter(server, "enrolling", settings)
         events.record(session, server, "state", "registered; waiting for its agent to enroll")
     else:
-        _enter(server, "requested", settings)
+        enter(server, "requested", settings)
         where = f"{data.provider} {data.region}, plan {data.plan}"
         events.record(session, server, "state", f"requested from {where}")
     await session.flush()
@@ -58,7 +49,7 @@ async def order_server(
 async def deprovision(session: AsyncSession, server: Server, settings: Settings) -> Server:
     """Start tearing the server down (also cancels a provisioning under way). Idempotent."""
     if server.state != "deprovisioning":
-        _enter(server, "deprovisioning", settings)
+        enter(server, "deprovisioning", settings)
         server.failed_step = server.failure_reason = None
         events.record(session, server, "state", "deprovisioning requested")
         await session.flush()
@@ -70,7 +61,7 @@ async def retry(session: AsyncSession, server: Server, settings: Settings) -> Se
     if server.state != "failed" or server.failed_step is None:
         raise Conflict(f"server {server.id} is {server.state}; only a failed server is retried")
     step = server.failed_step
-    _enter(server, step, settings)
+    enter(server, step, settings)
     server.failed_step = server.failure_reason = None
     events.record(session, server, "state", f"retrying {step}")
     await session.flush()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from control_plane.vault.client import Vault, VaultError, secret_path
+from control_plane.vault.client import Vault, secret_path
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ def admin_key_path(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
 def server_secrets_prefix(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
     """Everything MailFleet keeps in Vault for one server lives under this prefix."""
     return secret_path("vps", tenant_id, server_id)
+
+
+def _as_secret(pair: SshKeyPair) -> dict[str, str]:
+    return {"private_key": pair.private_key, "public_key": pair.public_key}
 
 
 def new_key_pair(comment: str) -> SshKeyPair:
@@ -48,26 +52,12 @@ def new_key_pair(comment: str) -> SshKeyPair:
 
 
 async def ensure_admin_key(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
-    """The server's public key, making the pair on first call (idempotent, race-safe).
+    """The server's public key, making the pair on first call (idempotent, race-safe)."""
 
-    Written with check-and-set 0 ("only if absent"): if two replicas ever race here, one
-    write is refused and both read back the same winner.
-    """
-    path = admin_key_path(tenant_id, server_id)
-    stored = await vault.get(path)
-    if stored is None:
-        pair = new_key_pair(f"mailfleet-{server_id}")
-        try:
-            await vault.put(
-                path, {"private_key": pair.private_key, "public_key": pair.public_key}, cas=0
-            )
-        except VaultError:  # another writer won the check-and-set
-            stored = await vault.get(path)
-            if stored is None:
-                raise
-            return stored["public_key"]
-        return pair.public_key
-    return stored["public_key"]
+    def make() -> dict[str, str]:
+        return _as_secret(new_key_pair(f"mailfleet-{server_id}"))
+
+    return (await vault.ensure(admin_key_path(tenant_id, server_id), make))["public_key"]
 
 
 async def rotate_admin_key(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> SshKeyPair:

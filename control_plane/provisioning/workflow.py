@@ -29,15 +29,20 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import service as commands
+from control_plane.commands.models import Command
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.enrollment import service as enrollment
 from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import NotFound
 from control_plane.gateway.hub import AgentHub
+from control_plane.mail import stack
 from control_plane.provisioning import ssh
 from control_plane.provisioning.bootstrap import render_user_data
 from control_plane.provisioning.providers.base import ProviderNotFound
@@ -50,7 +55,7 @@ from control_plane.vault.pki import AgentPki
 log = logging.getLogger(__name__)
 
 MANUAL_BACKSTOP_SECONDS = 300.0
-PROVISION_STEPS = ("requested", "creating", "booting", "enrolling")
+PROVISION_STEPS = ("requested", "creating", "booting", "enrolling", "installing_mail")
 ACTIVE_STATES = (*PROVISION_STEPS, "deprovisioning")
 ALL_STATES = (*ACTIVE_STATES, "ready", "failed")
 
@@ -103,8 +108,20 @@ def step_timeout(settings: Settings, state: str) -> float | None:
         "creating": settings.provision_create_timeout_seconds,
         "booting": settings.provision_boot_timeout_seconds,
         "enrolling": settings.provision_enroll_timeout_seconds,
+        "installing_mail": settings.provision_mail_timeout_seconds,
         "deprovisioning": settings.provision_deprovision_timeout_seconds,
     }.get(state)
+
+
+def enter(server: Server, state: str, settings: Settings) -> None:
+    """Move ``server`` into ``state``: a fresh step, due now, with the step's own deadline
+    (none for manual servers, which wait on a person)."""
+    now = utcnow()
+    server.state, server.state_changed_at, server.step_attempts = state, now, 0
+    server.step_command_id = None
+    timeout = step_timeout(settings, state) if server.provider != MANUAL else None
+    server.step_deadline_at = now + timedelta(seconds=timeout) if timeout else None
+    server.next_step_at = now if state in ACTIVE_STATES else None
 
 
 class Workflow:
@@ -128,6 +145,7 @@ class Workflow:
             "creating": self._creating,
             "booting": self._booting,
             "enrolling": self._enrolling,
+            "installing_mail": self._installing_mail,
             "deprovisioning": self._deprovisioning,
         }[server.state]
         return await handler(server)
@@ -191,7 +209,42 @@ class Workflow:
         if server.last_heartbeat_at is None:
             return Wait("agent enrolled; waiting for its stream to connect")
         version = server.agent_version or "unknown version"
-        return Advance("ready", f"agent {version} enrolled and connected")
+        following = "installing_mail" if server.mail_stack == "mailu" else "ready"
+        return Advance(following, f"agent {version} enrolled and connected")
+
+    async def _installing_mail(self, server: Server) -> Outcome:
+        """Queue ``mailu.install`` once per entry into this step, then follow the command."""
+        if server.step_command_id is None:
+            secrets_path = await stack.ensure_mailu_secrets(self.vault, server)
+            entered = server.state_changed_at.timestamp() if server.state_changed_at else 0
+            key = f"workflow:installing_mail:{entered:.6f}"
+
+            async def queue(session: AsyncSession) -> uuid.UUID:
+                row = await session.get(Server, server.id)
+                if row is None:
+                    raise NotFound("server", server.id)
+                command = await commands.queue_system_command(
+                    session,
+                    row,
+                    "mailu.install",
+                    stack.install_payload(row, secrets_path),
+                    stack.INSTALL_SECONDS,
+                    idempotency_key=key,
+                )
+                return command.id
+
+            command_id = await self.db.transact(queue)
+            self.hub.wake_dispatcher()
+            return Wait("installing MailU", changes={"step_command_id": command_id})
+        async with self.db.session() as session:
+            command = await session.get(Command, server.step_command_id)
+        if command is None:
+            return Retry("the MailU install command is gone; queueing it again")
+        if command.state == "succeeded":
+            return Advance("ready", "MailU installed and healthy", {"step_command_id": None})
+        if command.state in ("failed", "timed_out", "cancelled"):
+            return Fail(f"MailU install {command.state}: {command.error or 'no reason given'}")
+        return Wait(f"installing MailU: {command.progress_message or command.state}")
 
     async def _deprovisioning(self, server: Server) -> Outcome:
         if server.provider != MANUAL:

@@ -55,6 +55,9 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
     step_attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    step_command_id: Mapped[uuid.UUID | None]
+    mail_stack: Mapped[str] = mapped_column(String(16), default="mailu")
+    mail_hostname: Mapped[str | None] = mapped_column(String(253))
 
 
 class AgentCertificate(TenantOwned, Base):

@@ -13,7 +13,14 @@ AgentStatus = Literal["pending", "online", "unknown", "revoked"]
 
 
 ProvisionState = Literal[
-    "requested", "creating", "booting", "enrolling", "ready", "failed", "deprovisioning"
+    "requested",
+    "creating",
+    "booting",
+    "enrolling",
+    "installing_mail",
+    "ready",
+    "failed",
+    "deprovisioning",
 ]
 
 
@@ -21,8 +28,15 @@ class ServerCreate(RequestModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"name": "mx1", "provider": "manual"},
-                {"name": "mx2", "provider": "local", "region": "local", "plan": "local-small"},
+                {"name": "mx1", "provider": "manual", "mail_stack": "none"},
+                {
+                    "name": "mx2",
+                    "provider": "local",
+                    "region": "local",
+                    "plan": "local-small",
+                    "mail_stack": "mailu",
+                    "mail_hostname": "mx2.example.net",
+                },
             ]
         }
     )
@@ -38,6 +52,17 @@ class ServerCreate(RequestModel):
     )
     region: str | None = Field(default=None, max_length=64, description="Provider region id.")
     plan: str | None = Field(default=None, max_length=64, description="Provider plan id.")
+    mail_stack: Literal["mailu", "none"] = Field(
+        default="mailu",
+        description="`mailu`: the agent installs MailU; `none`: an agent that only monitors "
+        "and backs up (e.g. a machine without Docker).",
+    )
+    mail_hostname: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The mail host's name (e.g. mx1.example.net), required with MailU; "
+        "internationalised names are accepted and stored in IDNA form.",
+    )
     workspace_id: uuid.UUID | None = None
     tenant_id: uuid.UUID | None = Field(
         default=None, description="Required with an admin key; a tenant key uses its own tenant."
@@ -58,6 +83,8 @@ class ServerOut(ResponseModel):
     failure_reason: str | None
     instance_id: str | None = Field(description="The provider's id for the VPS.")
     ipv4: str | None
+    mail_stack: str
+    mail_hostname: str | None
     ssh_public_key: str | None
     status: AgentStatus = Field(description="The agent's status, from enrollment and heartbeats.")
     agent_version: str | None

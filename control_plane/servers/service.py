@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+import idna
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.errors import NotFound
+from control_plane.errors import InvalidInput, NotFound
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
 from control_plane.tenants.service import get_tenant
@@ -34,6 +35,8 @@ async def create_server(session: AsyncSession, tenant_id: uuid.UUID, data: Serve
         provider=data.provider,
         region=data.region,
         plan=data.plan,
+        mail_stack=data.mail_stack,
+        mail_hostname=mail_hostname(data),
     )
     session.add(server)
     await flush_unique(
@@ -41,6 +44,27 @@ async def create_server(session: AsyncSession, tenant_id: uuid.UUID, data: Serve
     )
     await session.refresh(server)
     return server
+
+
+def mail_hostname(data: ServerCreate) -> str | None:
+    """The mail host name in IDNA form; required (and checked) when the server runs MailU."""
+    if data.mail_hostname is None:
+        if data.mail_stack == "mailu":
+            raise InvalidInput(
+                "mail_hostname is required with mail_stack mailu (or choose mail_stack none)",
+                field="body.mail_hostname",
+            )
+        return None
+    try:
+        name = idna.encode(data.mail_hostname.strip().rstrip(".").lower(), uts46=True).decode()
+    except idna.IDNAError as exc:
+        raise InvalidInput(f"not a host name: {exc}", field="body.mail_hostname") from None
+    if name.count(".") < 2:
+        raise InvalidInput(
+            "a mail host name has a host label and a domain, e.g. mx1.example.net",
+            field="body.mail_hostname",
+        )
+    return name
 
 
 async def get_server(session: AsyncSession, server_id: uuid.UUID) -> Server:

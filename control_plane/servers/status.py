@@ -31,6 +31,8 @@ def server_out(server: Server, now: datetime, unknown_after: timedelta) -> Serve
         failure_reason=server.failure_reason,
         instance_id=server.instance_id,
         ipv4=server.ipv4,
+        mail_stack=server.mail_stack,
+        mail_hostname=server.mail_hostname,
         ssh_public_key=server.ssh_public_key,
         status=agent_status(server, now, unknown_after),
         agent_version=server.agent_version,

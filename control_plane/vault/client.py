@@ -113,6 +113,25 @@ class Vault:
         )
         return int(response["data"]["version"])
 
+    async def ensure(self, path: str, make: Callable[[], dict[str, str]]) -> dict[str, str]:
+        """The secret at ``path``, written from ``make()`` first if absent.
+
+        The write is check-and-set 0 ("only if absent"): when two writers race, one is
+        refused and both read back the winner, so a secret is never silently replaced.
+        """
+        stored = await self.get(path)
+        if stored is not None:
+            return stored
+        fresh = make()
+        try:
+            await self.put(path, fresh, cas=0)
+        except VaultError:
+            stored = await self.get(path)
+            if stored is None:
+                raise
+            return stored
+        return fresh
+
     async def get(self, path: str) -> dict[str, str] | None:
         """The latest version's data, or None when the secret does not exist."""
 

@@ -105,7 +105,7 @@ async def test_join_config_prints_a_ready_agent_toml(
     )
     server = await client.post(
         "/api/v1/servers",
-        json={"name": "edge", "tenant_id": tenant.json()["id"]},
+        json={"name": "edge", "tenant_id": tenant.json()["id"], "mail_stack": "none"},
         headers=admin_headers,
     )
     token_file = tmp_path / "token"

@@ -15,7 +15,9 @@ async def test_long_poll_returns_when_the_wait_is_over(
 ) -> None:
     tenant = await make_tenant()
     server = (
-        await client.post("/api/v1/servers", json={"name": "lp"}, headers=tenant.headers)
+        await client.post(
+            "/api/v1/servers", json={"name": "lp", "mail_stack": "none"}, headers=tenant.headers
+        )
     ).json()
     command = (
         await client.post(
@@ -46,7 +48,9 @@ async def test_cancelling_a_queued_command_is_immediate_and_final(
 ) -> None:
     tenant = await make_tenant()
     server = (
-        await client.post("/api/v1/servers", json={"name": "c"}, headers=tenant.headers)
+        await client.post(
+            "/api/v1/servers", json={"name": "c", "mail_stack": "none"}, headers=tenant.headers
+        )
     ).json()
     base = f"/api/v1/servers/{server['id']}/commands"
     command = (

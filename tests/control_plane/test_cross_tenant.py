@@ -50,7 +50,9 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
     ws = await client.post("/api/v1/workspaces", json={"name": "victim"}, headers=tenant.headers)
     assert ws.status_code == 201
     server = await client.post(
-        "/api/v1/servers", json={"name": "victim", "provider": "manual"}, headers=tenant.headers
+        "/api/v1/servers",
+        json={"name": "victim", "provider": "manual", "mail_stack": "none"},
+        headers=tenant.headers,
     )
     assert server.status_code == 201
     command = await client.post(

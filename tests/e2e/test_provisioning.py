@@ -104,7 +104,13 @@ def local_plane(local_net: LocalNet, plane_factory: PlaneFactory) -> ControlPlan
 
 
 def order(plane: ControlPlane, tenant_id: str, name: str, expect: int = 201, **extra: Any) -> Any:
-    body = {"name": name, "provider": "local", "region": "local", "plan": "local-small"}
+    body = {
+        "name": name,
+        "provider": "local",
+        "region": "local",
+        "plan": "local-small",
+        "mail_stack": "none",
+    }
     return plane.api(
         "POST", "/api/v1/servers", expect, json={**body, "tenant_id": tenant_id, **extra}
     )
@@ -145,6 +151,7 @@ def test_two_vpss_provision_enroll_stream_metrics_and_leave_nothing(
     assert first["state"] == "requested"
     created = run_cli(
         "server", "create", "mx2", "--tenant", tenant["id"], "--provider", "local",
+        "--mail-stack", "none",
         "--wait", "--timeout", "60",
         env=plane.env,
     )  # fmt: skip

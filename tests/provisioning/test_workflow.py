@@ -34,7 +34,7 @@ from tests.conftest import MakeTenant, TenantHandle
 from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 
 API_KEY = "hwk-0123456789abcdef0123456789abcdef"
-ORDER = {"name": "mx1", "provider": "hostwinds", "region": "2", "plan": "12"}
+ORDER = {"name": "mx1", "provider": "hostwinds", "region": "2", "plan": "12", "mail_stack": "none"}
 
 
 @pytest.fixture

@@ -67,7 +67,12 @@ class ControlPlane:
             "POST",
             "/api/v1/servers",
             201,
-            json={"name": name, "provider": "manual", "tenant_id": tenant["id"]},
+            json={
+                "name": name,
+                "provider": "manual",
+                "tenant_id": tenant["id"],
+                "mail_stack": "none",
+            },
         )
         return server["id"], self.join_toml(server["id"])
 

@@ -97,6 +97,7 @@ class LocalSettings:
     command_timeout: float = 10.0  # seconds, per `ip` command
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL
     lock_timeout: float = 60.0  # seconds to wait for another create/terminate to finish
+    extra_path: tuple[str, ...] = ()  # directories put first on the VPS's PATH
 
 
 class LocalProvider:
@@ -442,7 +443,7 @@ class LocalProvider:
         if command is None:
             return ()
         argv = [self.settings.ip_binary, "netns", "exec", record.namespace, *command]
-        env = boot.boot_environment(record.id, rootfs)
+        env = boot.boot_environment(record.id, rootfs, self.settings.extra_path)
         ref = await asyncio.to_thread(
             boot.spawn, argv, cwd=rootfs, env=env, log_path=directory / boot.BOOT_LOG
         )

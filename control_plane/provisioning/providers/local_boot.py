@@ -275,10 +275,12 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) ->
     return ProcessRef(process.pid, start)
 
 
-def boot_environment(instance_id: str, rootfs: Path) -> dict[str, str]:
+def boot_environment(
+    instance_id: str, rootfs: Path, extra_path: tuple[str, ...] = ()
+) -> dict[str, str]:
     """A clean environment: a VPS must not inherit the control plane's variables."""
     return {
-        "PATH": BOOT_PATH,
+        "PATH": ":".join([*extra_path, BOOT_PATH]),
         "HOME": str(rootfs / "root"),
         "LANG": "C.UTF-8",
         "MAILFLEET_LOCAL_ROOT": str(rootfs),

@@ -1,0 +1,1 @@
+"""Mail: the MailU stack on each server, its domains and mailboxes."""
