@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from control_plane.db.engine import Database
 from tests.e2e.conftest import PlaneFactory
+from tests.fakes import docker_cli
 from tests.fakes.hostwinds import hostwinds_double
 from tests.support.netns import (
     ip,
@@ -382,3 +383,58 @@ async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
             assert api.instances == {}
         finally:
             kv.delete_metadata_and_all_versions(path="providers/hostwinds", mount_point="mailfleet")
+
+
+def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_the_step(
+    local_net: LocalNet, plane_factory: PlaneFactory, openbao: DevOpenBao, tmp_path: Path
+) -> None:
+    """MailU runs only under a Docker engine, which this machine lacks: the local VPSs get
+    the docker CLI double first on their PATH, and the real agent drives it."""
+    state = tmp_path / "docker-state"
+    docker_cli.install(tmp_path / "docker-bin", state)
+    plane = plane_factory(
+        **local_net.settings(), MAILFLEET_LOCAL_PROVIDER_EXTRA_PATH=str(tmp_path / "docker-bin")
+    )
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    mail = {"mail_stack": "mailu", "mail_hostname": "MX1.bücher.example"}
+    server = order(plane, tenant["id"], "mail1", **mail)
+    assert server["mail_hostname"] == "mx1.xn--bcher-kva.example"  # IDNA, not refused
+    ready = wait_state(plane, server["id"], "ready", timeout=90)
+    events = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
+    assert [e["state"] for e in events if e["kind"] == "state"][-2:] == ["installing_mail", "ready"]
+
+    secrets = vault_secret(openbao, f"vps/{tenant['id']}/{server['id']}/mailu")
+    assert secrets is not None and len(secrets["api_token"]) >= 32
+    mailu = local_net.state_dir / ready["instance_id"] / "rootfs" / "mailu"
+    env = (mailu / "mailu.env").read_text()
+    assert (mailu / "mailu.env").stat().st_mode & 0o777 == 0o600
+    assert f"API_TOKEN={secrets['api_token']}" in env
+    assert "HOSTNAMES=mx1.xn--bcher-kva.example" in env and "DOMAIN=xn--bcher-kva.example" in env
+    assert f"{ready['ipv4']}:25:25" in (mailu / "docker-compose.yml").read_text()
+    installs = plane.api("GET", f"/api/v1/servers/{server['id']}/commands")["items"]
+    (install,) = [c for c in installs if c["kind"] == "mailu.install"]
+    assert install["state"] == "succeeded"
+    stored = json.dumps(install["payload"])  # what the database holds: a reference only
+    assert "secrets_from" in stored and secrets["api_token"] not in stored
+
+    docker_cli.configure(state, daemon_down=True)
+    broken = order(
+        plane, tenant["id"], "mail2", mail_stack="mailu", mail_hostname="mx2.example.net"
+    )
+    failed = wait_state(plane, broken["id"], "failed", timeout=90)
+    assert failed["failed_step"] == "installing_mail"
+    assert "Cannot connect to the Docker daemon" in failed["failure_reason"]
+    assert not (
+        local_net.state_dir / failed["instance_id"] / "rootfs" / "mailu" / "mailu.env"
+    ).exists()
+    docker_cli.configure(state, daemon_down=False)
+    plane.api("POST", f"/api/v1/servers/{broken['id']}/retry", 200)
+    wait_state(plane, broken["id"], "ready", timeout=90)
+
+    problem = order(plane, tenant["id"], "mail3", 422, mail_stack="mailu")
+    assert problem["errors"][0]["field"] == "body.mail_hostname"
+    for item in (server, broken):
+        plane.api("DELETE", f"/api/v1/servers/{item['id']}", 202)
+    for item in (server, broken):
+        wait_gone(plane, item["id"])
+    assert vault_secret(openbao, f"vps/{tenant['id']}/{server['id']}/mailu") is None

@@ -2,7 +2,8 @@
 
 Put ``install(directory, state)`` 's directory first on the agent's PATH. The double keeps
 its state in a directory (``FAKE_DOCKER_STATE``): ``calls.jsonl`` (every invocation, argv
-and outcome), ``project.json`` (the services it "runs") and ``config.json`` (failure
+and outcome), ``project-<hash of the project directory>.json`` (the services it "runs" for
+each VPS's MailU directory) and ``config.json`` (failure
 modes a test switches on: ``daemon_down``, ``pull_error``, ``unhealthy`` services,
 ``healthy_after`` seconds, ``queue`` size).
 
@@ -73,8 +74,17 @@ def calls(state: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def services(state: Path) -> dict[str, Any]:
-    path = state / "project.json"
+def project_file(state: Path, directory: Path | None = None) -> Path:
+    """The running services of the project in ``directory`` (the only one if omitted)."""
+    if directory is None:
+        found = sorted(state.glob("project-*.json"))
+        return found[0] if found else state / "project-none.json"
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+    return state / f"project-{digest}.json"
+
+
+def services(state: Path, directory: Path | None = None) -> dict[str, Any]:
+    path = project_file(state, directory)
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
@@ -145,11 +155,11 @@ class Double:
         if command == "up":
             return self.up(document, directory, rest)
         if command == "ps":
-            return self.ps(document)
+            return self.ps(directory)
         if command == "exec":
-            return self.exec(rest)
+            return self.exec(directory, rest)
         if command == "down":
-            (self.state / "project.json").unlink(missing_ok=True)
+            project_file(self.state, directory).unlink(missing_ok=True)
             return ""
         raise Failed(f'unknown docker command: "compose {command}"')
 
@@ -221,7 +231,7 @@ class Double:
     def up(self, document: dict[str, Any], directory: Path, argv: list[str]) -> str:
         if "--detach" not in argv and "-d" not in argv:
             raise Failed("the double runs only detached")
-        running = services(self.state)
+        running = services(self.state, directory)
         now = time.time()
         result: dict[str, Any] = {}
         report = []
@@ -242,12 +252,12 @@ class Double:
                 "healthcheck": str(service["image"]).startswith("ghcr.io/mailu/"),
             }
             report.append(f"Container mailu-{name}-1 {'Recreated' if old else 'Created'}")
-        (self.state / "project.json").write_text(json.dumps(result))
+        project_file(self.state, directory).write_text(json.dumps(result))
         sys.stderr.write("".join(f" {line}\n" for line in report))
         return ""
 
-    def ps(self, document: dict[str, Any]) -> str:
-        running = services(self.state)
+    def ps(self, directory: Path) -> str:
+        running = services(self.state, directory)
         lines = []
         for name, service in running.items():
             health = ""
@@ -277,11 +287,11 @@ class Double:
             )
         return "".join(line + "\n" for line in lines)
 
-    def exec(self, argv: list[str]) -> str:
+    def exec(self, directory: Path, argv: list[str]) -> str:
         if argv[:1] == ["-T"]:
             argv = argv[1:]
         service, command = argv[0], argv[1:]
-        if service not in services(self.state):
+        if service not in services(self.state, directory):
             raise Failed(f'service "{service}" is not running')
         if command == ["postqueue", "-j"]:
             count = int(self.config.get("queue", 0))
