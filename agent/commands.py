@@ -20,6 +20,7 @@ from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
 from agent.mailu import install as mailu
+from agent.mailu import mail
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ def handlers_for(root: Path) -> dict[str, Handler]:
         "mailu.install": on_root(mailu.install),
         "mailu.status": on_root(mailu.status),
         "mailu.uninstall": on_root(mailu.uninstall),
+        "mailu.domain.ensure": on_root(mail.domain_ensure),
+        "mailu.domain.delete": on_root(mail.domain_delete),
+        "mailu.mailbox.ensure": on_root(mail.mailbox_ensure),
+        "mailu.mailbox.delete": on_root(mail.mailbox_delete),
     }
 
 

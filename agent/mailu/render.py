@@ -110,6 +110,9 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
         ),
         "admin": service(
             spec.image("admin"),
+            # The REST API for the agent, on the VPS's loopback only: front would serve it
+            # over HTTPS alone, and the control plane never needs Mailu's ports open.
+            ports=[f"127.0.0.1:{spec.api_port}:8080"],
             volumes=[volume("data", "/data"), volume("dkim", "/dkim")],
             depends_on=["redis", "resolver"],
             dns=dns,

@@ -44,6 +44,7 @@ class MailuSpec:
     auth_ratelimit_ip: str = "5/hour"
     auth_ratelimit_user: str = "50/day"
     version: str = MAILU_VERSION
+    api_port: int = 8080  # admin's REST API, published on the VPS's loopback only
 
     @property
     def resolver_address(self) -> str:
@@ -123,7 +124,14 @@ def parse_spec(payload: dict[str, Any]) -> MailuSpec:
         auth_ratelimit_ip=text("auth_ratelimit_ip", "5/hour"),
         auth_ratelimit_user=text("auth_ratelimit_user", "50/day"),
         version=_version(text("version", MAILU_VERSION)),
+        api_port=_port(payload.get("api_port", 8080)),
     )
+
+
+def _port(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1024 <= value <= 65535:
+        raise CommandError("payload.api_port: a port number from 1024 to 65535")
+    return value
 
 
 def _version(value: str) -> str:

@@ -1,0 +1,94 @@
+"""Domains and mailboxes in the installed MailU, through its REST API on the VPS.
+
+Commands: ``mailu.domain.ensure`` / ``.delete`` (``{"domain": …}``) and
+``mailu.mailbox.ensure`` / ``.delete`` (``{"email": …, "quota_bytes": …, "enabled": …,
+"displayed_name": …}`` plus ``raw_password``, which the control plane's gateway adds from
+Vault at delivery). "Ensure" is idempotent: repeating it leaves MailU as asked.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CommandError
+from agent.mailu.api import MailuApi
+from agent.mailu.install import Progress, mailu_dir
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+
+
+def _domain(payload: dict[str, Any]) -> str:
+    name = str(payload.get("domain", "")).lower()
+    if not _DOMAIN.match(name):
+        raise CommandError("payload.domain: a domain name in IDNA form")
+    return name
+
+
+def _email(payload: dict[str, Any]) -> str:
+    email = str(payload.get("email", "")).lower()
+    local, _, domain = email.rpartition("@")
+    if not _LOCAL.match(local) or not _DOMAIN.match(domain):
+        raise CommandError("payload.email: an address local@domain (domain in IDNA form)")
+    return email
+
+
+async def _with_api(root: Path, work: Any) -> dict[str, Any]:
+    api = MailuApi.for_install(mailu_dir(root))
+    try:
+        result: dict[str, Any] = await work(api)
+        return result
+    finally:
+        await api.aclose()
+
+
+async def domain_ensure(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    name = _domain(payload)
+
+    async def work(api: MailuApi) -> dict[str, Any]:
+        return {"domain": name, "created": await api.ensure_domain(name)}
+
+    return await _with_api(root, work)
+
+
+async def domain_delete(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    name = _domain(payload)
+
+    async def work(api: MailuApi) -> dict[str, Any]:
+        return {"domain": name, "deleted": await api.delete_domain(name)}
+
+    return await _with_api(root, work)
+
+
+async def mailbox_ensure(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    email = _email(payload)
+    password = payload.get("raw_password")
+    if not isinstance(password, str) or len(password) < 12:
+        raise CommandError("payload.raw_password: required, at least 12 characters")
+    quota = payload.get("quota_bytes", 10**9)
+    if not isinstance(quota, int) or isinstance(quota, bool) or quota < 0:
+        raise CommandError("payload.quota_bytes: a number of bytes (0: no limit)")
+    fields: dict[str, Any] = {
+        "raw_password": password,
+        "quota_bytes": quota,
+        "enabled": payload.get("enabled", True) is not False,
+        "displayed_name": str(payload.get("displayed_name", ""))[:160],
+        "enable_imap": True,
+        "enable_pop": False,
+    }
+
+    async def work(api: MailuApi) -> dict[str, Any]:
+        return {"email": email, "action": await api.ensure_user(email, fields)}
+
+    return await _with_api(root, work)
+
+
+async def mailbox_delete(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    email = _email(payload)
+
+    async def work(api: MailuApi) -> dict[str, Any]:
+        return {"email": email, "deleted": await api.delete_user(email)}
+
+    return await _with_api(root, work)

@@ -1,0 +1,83 @@
+"""Domains and mailboxes through Mailu's REST API (the API double) after a real install
+(against the docker double): the agent finds the API port and token in the files it wrote."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import CommandError
+from agent.mailu.install import install
+from agent.mailu.mail import domain_delete, domain_ensure, mailbox_delete, mailbox_ensure
+from tests.agent.test_mailu_install import PAYLOAD, SECRETS, Docker
+from tests.fakes import mailu_api
+from tests.fakes.mailu_api import MailuApi
+
+
+def quiet(percent: int, message: str) -> None:
+    pass
+
+
+@pytest.fixture
+def api() -> Iterator[MailuApi]:
+    with mailu_api.serve(SECRETS["api_token"]) as double:
+        yield double
+
+
+@pytest.fixture
+async def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: MailuApi) -> Path:
+    Docker(tmp_path, monkeypatch)
+    port = int(api.url.split(":")[2].split("/")[0])
+    await install(tmp_path / "vps", {**PAYLOAD, "api_port": port}, quiet)
+    return tmp_path / "vps"
+
+
+async def test_domains_and_mailboxes_are_ensured_idempotently(root: Path, api: MailuApi) -> None:
+    assert await domain_ensure(root, {"domain": "example.net"}, quiet) == {
+        "domain": "example.net",
+        "created": True,
+    }
+    assert (await domain_ensure(root, {"domain": "example.net"}, quiet))["created"] is False
+    mailbox: dict[str, Any] = {
+        "email": "sales@example.net",
+        "raw_password": "first-password-123",
+        "quota_bytes": 2 * 10**9,
+        "displayed_name": "Sales",
+    }
+    assert (await mailbox_ensure(root, mailbox, quiet))["action"] == "created"
+    stored = api.users["sales@example.net"]
+    assert stored["raw_password"] == "first-password-123" and stored["quota_bytes"] == 2 * 10**9
+    assert stored["enable_pop"] is False and stored["enabled"] is True
+
+    rotated = {**mailbox, "raw_password": "second-password-456", "enabled": False}
+    assert (await mailbox_ensure(root, rotated, quiet))["action"] == "updated"
+    assert api.users["sales@example.net"]["raw_password"] == "second-password-456"
+    assert api.users["sales@example.net"]["enabled"] is False
+
+    assert (await mailbox_delete(root, {"email": "sales@example.net"}, quiet))["deleted"] is True
+    assert (await mailbox_delete(root, {"email": "sales@example.net"}, quiet))["deleted"] is False
+    assert (await domain_delete(root, {"domain": "example.net"}, quiet))["deleted"] is True
+    assert api.domains == {} and api.users == {}
+
+
+async def test_mailu_refusals_come_back_as_clear_reasons(root: Path, api: MailuApi) -> None:
+    mailbox = {"email": "x@nowhere.example", "raw_password": "long-enough-pass"}
+    with pytest.raises(CommandError, match=r"404 Domain nowhere\.example does not exist"):
+        await mailbox_ensure(root, mailbox, quiet)
+    with pytest.raises(CommandError, match=r"payload\.raw_password"):
+        await mailbox_ensure(root, {"email": "x@example.net", "raw_password": "short"}, quiet)
+    with pytest.raises(CommandError, match=r"payload\.domain"):
+        await domain_ensure(root, {"domain": "bad domain"}, quiet)
+
+    env = root / "mailu" / "mailu.env"
+    env.write_text(env.read_text().replace(SECRETS["api_token"], "a-wrong-token-000"))
+    with pytest.raises(CommandError, match="403 Invalid API token"):
+        await domain_ensure(root, {"domain": "example.net"}, quiet)
+
+
+async def test_without_mailu_installed_the_commands_say_so(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="MailU is not installed"):
+        await domain_ensure(tmp_path, {"domain": "example.net"}, quiet)
