@@ -18,6 +18,7 @@ from control_plane.api_keys.routes import router as api_keys_router
 from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
+from control_plane.mail.routes import router as mail_router
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.routes import router as provisioning_router
@@ -36,6 +37,7 @@ ROUTERS = (
     servers_router,
     provisioning_router,
     commands_router,
+    mail_router,
     metrics_router,
 )
 

@@ -23,15 +23,38 @@ class SecretUnavailable(MailFleetError):
 
 
 async def resolve(vault: Vault, server_id: uuid.UUID, tenant_id: uuid.UUID, payload: str) -> str:
+    """The payload to send: ``secrets_from`` replaced by the secret's fields.
+
+    ``secrets_from`` is a Vault path (every field merged as is) or ``{"path": …, "fields":
+    {"<vault field>": "<payload key>", …}}`` (only those, renamed). Paths must lie under the
+    server's prefix ``vps/<tenant>/<server>/`` or the tenant's mailbox credentials
+    ``smtp/<tenant>/``.
+    """
     if SECRETS_KEY not in payload:
         return payload
     data = json.loads(payload)
-    path = data.pop(SECRETS_KEY, None)
-    if path is None:
+    reference = data.pop(SECRETS_KEY, None)
+    if reference is None:
         return payload
-    if not isinstance(path, str) or not path.startswith(f"vps/{tenant_id}/{server_id}/"):
-        raise SecretUnavailable(f"secrets_from {path!r} is not under this server's prefix")
+    path, fields = (reference, None) if isinstance(reference, str) else _parts(reference)
+    allowed = (f"vps/{tenant_id}/{server_id}/", f"smtp/{tenant_id}/")
+    if not path.startswith(allowed):
+        raise SecretUnavailable(f"secrets_from {path!r} is outside this server's secrets")
     secret = await vault.get(path)
     if secret is None:
         raise SecretUnavailable(f"no secret at {path}")
+    if fields is not None:
+        missing = sorted(set(fields) - set(secret))
+        if missing:
+            raise SecretUnavailable(f"the secret at {path} lacks {', '.join(missing)}")
+        secret = {key: secret[name] for name, key in fields.items()}
     return json.dumps({**data, **secret})
+
+
+def _parts(reference: object) -> tuple[str, dict[str, str]]:
+    if not isinstance(reference, dict) or not isinstance(reference.get("path"), str):
+        raise SecretUnavailable("secrets_from must be a path or {path, fields}")
+    fields = reference.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise SecretUnavailable("secrets_from.fields must map vault fields to payload keys")
+    return reference["path"], {str(k): str(v) for k, v in fields.items()}

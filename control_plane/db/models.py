@@ -4,6 +4,7 @@ from control_plane.api_keys.models import ApiKey
 from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.enrollment.models import JoinToken
+from control_plane.mail.models import Mailbox, MailDomain
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
@@ -16,6 +17,8 @@ __all__ = [
     "Base",
     "Command",
     "JoinToken",
+    "MailDomain",
+    "Mailbox",
     "MetricRollup",
     "MetricSample",
     "Server",

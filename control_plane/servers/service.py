@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import idna
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +11,7 @@ from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.errors import InvalidInput, NotFound
+from control_plane.mail.names import idna_name
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
 from control_plane.tenants.service import get_tenant
@@ -55,16 +55,7 @@ def mail_hostname(data: ServerCreate) -> str | None:
                 field="body.mail_hostname",
             )
         return None
-    try:
-        name = idna.encode(data.mail_hostname.strip().rstrip(".").lower(), uts46=True).decode()
-    except idna.IDNAError as exc:
-        raise InvalidInput(f"not a host name: {exc}", field="body.mail_hostname") from None
-    if name.count(".") < 2:
-        raise InvalidInput(
-            "a mail host name has a host label and a domain, e.g. mx1.example.net",
-            field="body.mail_hostname",
-        )
-    return name
+    return idna_name(data.mail_hostname, "body.mail_hostname", min_labels=3)
 
 
 async def get_server(session: AsyncSession, server_id: uuid.UUID) -> Server:

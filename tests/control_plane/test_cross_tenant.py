@@ -61,12 +61,32 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )
     assert command.status_code == 201
+    mail_server = await client.post(
+        "/api/v1/servers",
+        json={"name": "victim-mail", "provider": "manual", "mail_hostname": "mx.victim.example"},
+        headers=tenant.headers,
+    )
+    assert mail_server.status_code == 201, mail_server.text
+    domain = await client.post(
+        "/api/v1/domains",
+        json={"name": f"victim-{tenant.id[-12:]}.example", "server_id": mail_server.json()["id"]},
+        headers=tenant.headers,
+    )
+    assert domain.status_code == 201, domain.text
+    mailbox = await client.post(
+        f"/api/v1/domains/{domain.json()['id']}/mailboxes",
+        json={"local_part": "victim"},
+        headers=tenant.headers,
+    )
+    assert mailbox.status_code == 201, mailbox.text
     return {
         "tenant_id": tenant.id,
         "workspace_id": ws.json()["id"],
         "api_key_id": tenant.key_id,
         "server_id": server.json()["id"],
         "command_id": command.json()["id"],
+        "domain_id": domain.json()["id"],
+        "mailbox_id": mailbox.json()["id"],
     }
 
 

@@ -1,0 +1,166 @@
+"""Mail domains and mailboxes of a tenant (tenant keys see only their own)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.api.context import Ctx
+from control_plane.mail import service
+from control_plane.mail.models import Mailbox, MailDomain
+from control_plane.mail.schemas import (
+    CredentialsOut,
+    DomainCreate,
+    DomainOut,
+    MailboxCreate,
+    MailboxOut,
+    MailboxUpdate,
+)
+from control_plane.schemas import After, Limit, PageOut
+from control_plane.servers.models import Server
+
+router = APIRouter(prefix="/api/v1/domains", tags=["mail"])
+
+
+async def domain_out(session: AsyncSession, domain: MailDomain) -> DomainOut:
+    state, error = await service.change_state(session, domain.command_id)
+    return DomainOut(
+        id=domain.id,
+        tenant_id=domain.tenant_id,
+        server_id=domain.server_id,
+        name=domain.name,
+        state=state,
+        error=error,
+        created_at=domain.created_at,
+    )
+
+
+async def mailbox_out(session: AsyncSession, mailbox: Mailbox) -> MailboxOut:
+    state, error = await service.change_state(session, mailbox.command_id)
+    return MailboxOut(
+        id=mailbox.id,
+        tenant_id=mailbox.tenant_id,
+        domain_id=mailbox.domain_id,
+        address=mailbox.address,
+        quota_bytes=mailbox.quota_bytes,
+        displayed_name=mailbox.displayed_name,
+        enabled=mailbox.enabled,
+        state=state,
+        error=error,
+        credentials_taken=mailbox.credentials_taken_at is not None,
+        created_at=mailbox.created_at,
+        updated_at=mailbox.updated_at,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_domain(body: DomainCreate, ctx: Ctx) -> DomainOut:
+    """Add a mail domain to a MailU server; the agent creates it in MailU (see ``state``)."""
+    async with ctx.session() as session:
+        out = await domain_out(session, await service.create_domain(session, body))
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.get("")
+async def list_domains(
+    ctx: Ctx, server_id: uuid.UUID | None = None, after: After = None, limit: Limit = 100
+) -> PageOut[DomainOut]:
+    async with ctx.session() as session:
+        page = await service.list_domains(session, server_id, after, limit)
+        items = [await domain_out(session, d) for d in page.items]
+    return PageOut(items=items, next_after=page.next_after)
+
+
+@router.get("/{domain_id}")
+async def get_domain(domain_id: uuid.UUID, ctx: Ctx) -> DomainOut:
+    async with ctx.session() as session:
+        return await domain_out(session, await service.get_domain(session, domain_id))
+
+
+@router.delete("/{domain_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_domain(domain_id: uuid.UUID, ctx: Ctx) -> None:
+    """Remove the domain and its mailboxes from MailU, and their credentials from Vault."""
+    async with ctx.session() as session:
+        await service.delete_domain(
+            session, ctx.vault, await service.get_domain(session, domain_id)
+        )
+    ctx.hub.wake_dispatcher()
+
+
+@router.post("/{domain_id}/mailboxes", status_code=status.HTTP_201_CREATED)
+async def create_mailbox(domain_id: uuid.UUID, body: MailboxCreate, ctx: Ctx) -> MailboxOut:
+    """A mailbox; its password (generated unless given) is kept in Vault and can be taken
+    once with ``POST …/credentials``."""
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        mailbox = await service.create_mailbox(session, ctx.vault, domain, body)
+        out = await mailbox_out(session, mailbox)
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.get("/{domain_id}/mailboxes")
+async def list_mailboxes(
+    domain_id: uuid.UUID, ctx: Ctx, after: After = None, limit: Limit = 100
+) -> PageOut[MailboxOut]:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        page = await service.list_mailboxes(session, domain, after, limit)
+        items = [await mailbox_out(session, m) for m in page.items]
+    return PageOut(items=items, next_after=page.next_after)
+
+
+@router.get("/{domain_id}/mailboxes/{mailbox_id}")
+async def get_mailbox(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: Ctx) -> MailboxOut:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        return await mailbox_out(session, await service.get_mailbox(session, domain, mailbox_id))
+
+
+@router.patch("/{domain_id}/mailboxes/{mailbox_id}")
+async def update_mailbox(
+    domain_id: uuid.UUID, mailbox_id: uuid.UUID, body: MailboxUpdate, ctx: Ctx
+) -> MailboxOut:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        mailbox = await service.get_mailbox(session, domain, mailbox_id)
+        await service.update_mailbox(session, domain, mailbox, body)
+        out = await mailbox_out(session, mailbox)
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.delete("/{domain_id}/mailboxes/{mailbox_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_mailbox(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: Ctx) -> None:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        mailbox = await service.get_mailbox(session, domain, mailbox_id)
+        await service.delete_mailbox(session, ctx.vault, domain, mailbox)
+    ctx.hub.wake_dispatcher()
+
+
+@router.post("/{domain_id}/mailboxes/{mailbox_id}/credentials", status_code=201)
+async def take_credentials(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: Ctx) -> CredentialsOut:
+    """The mailbox's SMTP/IMAP login, once; afterwards 409 until it is rotated."""
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        mailbox = await service.get_mailbox(session, domain, mailbox_id)
+        stored = await service.take_credentials(session, ctx.vault, mailbox)
+        server = await session.get(Server, domain.server_id)
+    host = server.mail_hostname if server is not None else None
+    return CredentialsOut(username=stored["username"], password=stored["password"], smtp_host=host)
+
+
+@router.post("/{domain_id}/mailboxes/{mailbox_id}/credentials/rotate")
+async def rotate_credentials(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: Ctx) -> MailboxOut:
+    """A new password, in Vault and in MailU; take it with ``POST …/credentials``."""
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        mailbox = await service.get_mailbox(session, domain, mailbox_id)
+        await service.rotate_credentials(session, ctx.vault, domain, mailbox)
+        out = await mailbox_out(session, mailbox)
+    ctx.hub.wake_dispatcher()
+    return out

@@ -1,0 +1,179 @@
+"""Mail domains and mailboxes through the API: rows, Vault credentials and the agent commands
+that carry the change to MailU (the agent side is tested in tests/agent/test_mailu_*)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from control_plane.commands import secrets
+from control_plane.commands import service as commands
+from control_plane.db.engine import Database
+from control_plane.vault.client import Vault
+from tests.conftest import MakeTenant, TenantHandle
+
+
+async def mail_server(client: httpx.AsyncClient, tenant: TenantHandle, stack: str = "mailu") -> str:
+    body: dict[str, Any] = {"name": f"mx-{uuid.uuid4().hex[:6]}", "mail_stack": stack}
+    if stack == "mailu":
+        body["mail_hostname"] = "mx1.example.org"
+    response = await client.post("/api/v1/servers", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def unique_domain(label: str = "shop") -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}.example"
+
+
+async def queued(
+    client: httpx.AsyncClient, tenant: TenantHandle, server_id: str, kind: str | None = None
+) -> list[Any]:
+    response = await client.get(f"/api/v1/servers/{server_id}/commands", headers=tenant.headers)
+    return [c for c in response.json()["items"] if kind is None or c["kind"] == kind]
+
+
+async def test_a_domain_is_stored_in_idna_form_and_sent_to_the_agent(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database
+) -> None:
+    tenant = await make_tenant()
+    server_id = await mail_server(client, tenant)
+    label = f"bücher{uuid.uuid4().hex[:6]}"
+    response = await client.post(
+        "/api/v1/domains", json={"name": f"{label}.Example", "server_id": server_id},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    domain = response.json()
+    assert domain["name"].startswith("xn--") and domain["state"] == "pending"
+    (command,) = [
+        c for c in await queued(client, tenant, server_id) if c["kind"] == "mailu.domain.ensure"
+    ]
+    assert command["payload"] == {"domain": domain["name"]}
+
+    async with db.session() as session:  # the agent reports back
+        await commands.record_result(
+            session, uuid.UUID(server_id), uuid.UUID(command["id"]), "failed", None, "Mailu said no"
+        )
+    failed = (await client.get(f"/api/v1/domains/{domain['id']}", headers=tenant.headers)).json()
+    assert (failed["state"], failed["error"]) == ("failed", "Mailu said no")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"name": "not a domain!"}, 422, "body.name"),
+        ({"name": "localhost"}, 422, "body.name"),
+        ({"server_id": "none-stack"}, 409, "body.server_id"),
+        ({"server_id": "other-tenant"}, 404, "body.server_id"),
+        ({"name": "taken"}, 409, "body.name"),
+    ],
+)
+async def test_bad_domains_are_refused_naming_the_field(
+    client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    body: dict[str, str],
+    status: int,
+    field: str,
+) -> None:
+    tenant, other = await make_tenant(), await make_tenant()
+    servers = {
+        "none-stack": await mail_server(client, tenant, "none"),
+        "other-tenant": await mail_server(client, other),
+    }
+    server_id = await mail_server(client, tenant)
+    taken = unique_domain("taken")
+    first = await client.post(
+        "/api/v1/domains", json={"name": taken, "server_id": await mail_server(client, other)},
+        headers=other.headers,
+    )  # fmt: skip
+    assert first.status_code == 201
+    request = {"name": unique_domain(), "server_id": server_id}
+    request.update({k: servers.get(v, v) for k, v in body.items()})
+    if request["name"] == "taken":
+        request["name"] = taken
+    response = await client.post("/api/v1/domains", json=request, headers=tenant.headers)
+    assert response.status_code == status, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_mailbox_credentials_live_in_vault_are_shown_once_and_rotate(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    server_id = await mail_server(client, tenant)
+    domain = (
+        await client.post(
+            "/api/v1/domains", json={"name": unique_domain(), "server_id": server_id},
+            headers=tenant.headers,
+        )
+    ).json()  # fmt: skip
+    base = f"/api/v1/domains/{domain['id']}/mailboxes"
+    created = await client.post(
+        base, json={"local_part": "Sales", "quota_bytes": 2 * 1024**3}, headers=tenant.headers
+    )
+    assert created.status_code == 201, created.text
+    mailbox = created.json()
+    assert mailbox["address"] == f"sales@{domain['name']}" and mailbox["state"] == "pending"
+    stored = await vault.get(f"smtp/{tenant.id}/{mailbox['id']}")
+    assert stored is not None and len(stored["password"]) >= 20
+    ensure = [
+        c for c in await queued(client, tenant, server_id) if c["kind"] == "mailu.mailbox.ensure"
+    ]
+    assert stored["password"] not in json.dumps(ensure)  # the database holds a reference only
+    assert ensure[0]["payload"]["secrets_from"]["path"] == f"smtp/{tenant.id}/{mailbox['id']}"
+
+    item = f"{base}/{mailbox['id']}"
+    taken = await client.post(f"{item}/credentials", headers=tenant.headers)
+    assert taken.status_code == 201
+    assert taken.json()["password"] == stored["password"]
+    assert taken.json()["smtp_host"] == "mx1.example.org"
+    assert (await client.post(f"{item}/credentials", headers=tenant.headers)).status_code == 409
+
+    rotated = await client.post(f"{item}/credentials/rotate", headers=tenant.headers)
+    assert rotated.status_code == 200 and rotated.json()["credentials_taken"] is False
+    fresh = await client.post(f"{item}/credentials", headers=tenant.headers)
+    assert fresh.json()["password"] != stored["password"]
+    assert (await vault.get(f"smtp/{tenant.id}/{mailbox['id']}"))["password"] == fresh.json()[
+        "password"
+    ]  # type: ignore[index]
+
+    duplicate = await client.post(base, json={"local_part": "sales"}, headers=tenant.headers)
+    assert (
+        duplicate.status_code == 409 and duplicate.json()["errors"][0]["field"] == "body.local_part"
+    )
+    for bad, field in (
+        ({"local_part": "sales", "quota_bytes": -1}, "body.quota_bytes"),
+        ({"local_part": "a b"}, "body.local_part"),
+        ({"local_part": "x", "password": "short"}, "body.password"),
+    ):
+        response = await client.post(base, json=bad, headers=tenant.headers)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == field
+
+    patched = await client.patch(item, json={"enabled": False}, headers=tenant.headers)
+    assert patched.json()["enabled"] is False and patched.json()["state"] == "pending"
+    assert (await client.delete(item, headers=tenant.headers)).status_code == 204
+    assert await vault.get(f"smtp/{tenant.id}/{mailbox['id']}") is None
+    kinds = [c["kind"] for c in await queued(client, tenant, server_id)]
+    assert kinds.count("mailu.mailbox.ensure") == 3 and "mailu.mailbox.delete" in kinds
+
+
+async def test_secret_references_resolve_only_within_the_servers_tenant(vault: Vault) -> None:
+    tenant, server, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await vault.put(f"smtp/{tenant}/box", {"username": "a@b.example", "password": "pw-123456789"})
+    payload = json.dumps(
+        {"email": "a@b.example", "secrets_from": {"path": f"smtp/{tenant}/box",
+                                                  "fields": {"password": "raw_password"}}}
+    )  # fmt: skip
+    resolved = json.loads(await secrets.resolve(vault, server, tenant, payload))
+    assert resolved == {"email": "a@b.example", "raw_password": "pw-123456789"}
+    with pytest.raises(secrets.SecretUnavailable, match="outside"):
+        await secrets.resolve(vault, server, other, payload)
+    missing = json.dumps({"secrets_from": f"vps/{tenant}/{server}/gone"})
+    with pytest.raises(secrets.SecretUnavailable, match="no secret"):
+        await secrets.resolve(vault, server, tenant, missing)
+    await vault.delete(f"smtp/{tenant}/box")
