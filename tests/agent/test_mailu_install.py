@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from agent.errors import CommandError
 from agent.mailu.install import install, status, uninstall
 from tests.fakes import docker_cli
+from tests.support.ports import free_port
 
 yaml: Any = importlib.import_module("yaml")
 SECRETS = {
@@ -26,6 +28,7 @@ PAYLOAD = {
     "tls_flavor": "cert",
     "bind_address": "198.18.1.7",
     "health_timeout_seconds": 10,
+    "api_port": free_port(),  # the docker double runs Mailu's API there (this host's loopback)
     **SECRETS,
 }
 
@@ -48,8 +51,10 @@ class Docker:
 
 
 @pytest.fixture
-def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Docker:
-    return Docker(tmp_path, monkeypatch)
+def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Docker]:
+    double = Docker(tmp_path, monkeypatch)
+    yield double
+    docker_cli.stop_all(double.state)
 
 
 def progress_log() -> tuple[list[tuple[int, str]], Any]:

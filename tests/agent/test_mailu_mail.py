@@ -1,41 +1,50 @@
-"""Domains and mailboxes through Mailu's REST API (the API double) after a real install
-(against the docker double): the agent finds the API port and token in the files it wrote."""
+"""Domains and mailboxes through Mailu's REST API after a real install against the docker
+double, whose "admin container" is the Mailu API double: the agent finds the API's port and
+token in the files it wrote."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from agent.errors import CommandError
 from agent.mailu.install import install
 from agent.mailu.mail import domain_delete, domain_ensure, mailbox_delete, mailbox_ensure
 from tests.agent.test_mailu_install import PAYLOAD, SECRETS, Docker
-from tests.fakes import mailu_api
-from tests.fakes.mailu_api import MailuApi
+from tests.fakes import docker_cli
 
 
 def quiet(percent: int, message: str) -> None:
     pass
 
 
-@pytest.fixture
-def api() -> Iterator[MailuApi]:
-    with mailu_api.serve(SECRETS["api_token"]) as double:
-        yield double
+class Installed:
+    def __init__(self, root: Path, docker: Docker) -> None:
+        self.root, self.docker = root, docker
+
+    def mailu(self) -> dict[str, Any]:
+        """What the Mailu API double holds (its state file)."""
+        path = docker_cli.api_state_file(self.docker.state, self.root / "mailu")
+        return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
-@pytest.fixture
-async def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: MailuApi) -> Path:
-    Docker(tmp_path, monkeypatch)
-    port = int(api.url.split(":")[2].split("/")[0])
-    await install(tmp_path / "vps", {**PAYLOAD, "api_port": port}, quiet)
-    return tmp_path / "vps"
+@pytest_asyncio.fixture
+async def vps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Installed]:
+    docker = Docker(tmp_path, monkeypatch)
+    try:
+        await install(tmp_path / "vps", PAYLOAD, quiet)
+        yield Installed(tmp_path / "vps", docker)
+    finally:
+        docker_cli.stop_all(docker.state)
 
 
-async def test_domains_and_mailboxes_are_ensured_idempotently(root: Path, api: MailuApi) -> None:
+async def test_domains_and_mailboxes_are_ensured_idempotently(vps: Installed) -> None:
+    root = vps.root
     assert await domain_ensure(root, {"domain": "example.net"}, quiet) == {
         "domain": "example.net",
         "created": True,
@@ -48,22 +57,23 @@ async def test_domains_and_mailboxes_are_ensured_idempotently(root: Path, api: M
         "displayed_name": "Sales",
     }
     assert (await mailbox_ensure(root, mailbox, quiet))["action"] == "created"
-    stored = api.users["sales@example.net"]
+    stored = vps.mailu()["users"]["sales@example.net"]
     assert stored["raw_password"] == "first-password-123" and stored["quota_bytes"] == 2 * 10**9
     assert stored["enable_pop"] is False and stored["enabled"] is True
 
     rotated = {**mailbox, "raw_password": "second-password-456", "enabled": False}
     assert (await mailbox_ensure(root, rotated, quiet))["action"] == "updated"
-    assert api.users["sales@example.net"]["raw_password"] == "second-password-456"
-    assert api.users["sales@example.net"]["enabled"] is False
+    assert vps.mailu()["users"]["sales@example.net"]["raw_password"] == "second-password-456"
+    assert vps.mailu()["users"]["sales@example.net"]["enabled"] is False
 
     assert (await mailbox_delete(root, {"email": "sales@example.net"}, quiet))["deleted"] is True
     assert (await mailbox_delete(root, {"email": "sales@example.net"}, quiet))["deleted"] is False
     assert (await domain_delete(root, {"domain": "example.net"}, quiet))["deleted"] is True
-    assert api.domains == {} and api.users == {}
+    assert vps.mailu()["domains"] == {} and vps.mailu()["users"] == {}
 
 
-async def test_mailu_refusals_come_back_as_clear_reasons(root: Path, api: MailuApi) -> None:
+async def test_mailu_refusals_come_back_as_clear_reasons(vps: Installed) -> None:
+    root = vps.root
     mailbox = {"email": "x@nowhere.example", "raw_password": "long-enough-pass"}
     with pytest.raises(CommandError, match=r"404 Domain nowhere\.example does not exist"):
         await mailbox_ensure(root, mailbox, quiet)

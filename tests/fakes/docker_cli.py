@@ -31,7 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import socket
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,7 +80,7 @@ def calls(state: Path) -> list[dict[str, Any]]:
 def project_file(state: Path, directory: Path | None = None) -> Path:
     """The running services of the project in ``directory`` (the only one if omitted)."""
     if directory is None:
-        found = sorted(state.glob("project-*.json"))
+        found = sorted(p for p in state.glob("project-*.json") if ".mailu-api" not in p.name)
         return found[0] if found else state / "project-none.json"
     digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
     return state / f"project-{digest}.json"
@@ -85,7 +88,67 @@ def project_file(state: Path, directory: Path | None = None) -> Path:
 
 def services(state: Path, directory: Path | None = None) -> dict[str, Any]:
     path = project_file(state, directory)
+    if path.name.endswith(".mailu-api.json"):
+        return {}
     return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def api_state_file(state: Path, directory: Path) -> Path:
+    """Where the Mailu API double of the project in ``directory`` keeps its data."""
+    return project_file(state, directory).with_suffix(".mailu-api.json")
+
+
+def start_admin_api(state: Path, directory: Path, service: dict[str, Any]) -> int | None:
+    """Start the Mailu API double where the admin port is published (in the caller's
+    network namespace: a local VPS's own loopback), with the token from ``mailu.env``."""
+    ports = [str(p) for p in service.get("ports", []) if str(p).endswith(":8080")]
+    if not ports:
+        return None
+    host, port, _ = ports[0].rsplit(":", 2)
+    env_text = (directory / str(service["env_file"])).read_text()
+    token = next(
+        line.split("=", 1)[1] for line in env_text.splitlines() if line.startswith("API_TOKEN=")
+    )
+    root = Path(__file__).resolve().parents[2]
+    with (state / "mailu-api.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.mailu_api", port, token,
+             str(api_state_file(state, directory)), host],
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # answer only once the "container" listens
+        with socket.socket() as probe:
+            if probe.connect_ex((host, int(port))) == 0:
+                return process.pid
+        time.sleep(0.05)
+    raise Failed(f"the admin container did not start listening on {host}:{port}")
+
+
+def stop_container(container: dict[str, Any], grace: float = 5.0) -> None:
+    """Stop the container's process (if it has one) and wait until it is gone."""
+    pid = container.get("pid")
+    if not pid:
+        return
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.kill(int(pid), 0)
+            time.sleep(0.02)
+        os.kill(int(pid), signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def stop_all(state: Path) -> None:
+    """Stop every "container" process the double started (a test's cleanup)."""
+    for path in state.glob("project-*.json"):
+        if path.name.endswith(".mailu-api.json"):
+            continue
+        for container in json.loads(path.read_text()).values():
+            stop_container(container)
 
 
 class Failed(Exception):
@@ -159,6 +222,8 @@ class Double:
         if command == "exec":
             return self.exec(directory, rest)
         if command == "down":
+            for container in services(self.state, directory).values():
+                stop_container(container)
             project_file(self.state, directory).unlink(missing_ok=True)
             return ""
         raise Failed(f'unknown docker command: "compose {command}"')
@@ -251,6 +316,10 @@ class Double:
                 "started": now,
                 "healthcheck": str(service["image"]).startswith("ghcr.io/mailu/"),
             }
+            if old is not None:
+                stop_container(old)
+            if name == "admin":  # MailU's admin serves the REST API: run the API double
+                result[name]["pid"] = start_admin_api(self.state, directory, service)
             report.append(f"Container mailu-{name}-1 {'Recreated' if old else 'Created'}")
         project_file(self.state, directory).write_text(json.dumps(result))
         sys.stderr.write("".join(f" {line}\n" for line in report))

@@ -275,8 +275,9 @@ def serve(token: str, host: str = "127.0.0.1", port: int = 0) -> Iterator[MailuA
 
 def main() -> None:
     port, token, state = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
     api = MailuApi(token, state)
-    uvicorn.run(api.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(api.app, host=host, port=port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":
