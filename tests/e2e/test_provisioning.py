@@ -417,6 +417,28 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     stored = json.dumps(install["payload"])  # what the database holds: a reference only
     assert "secrets_from" in stored and secrets["api_token"] not in stored
 
+    # a domain and a mailbox, created in MailU by the agent through Mailu's REST API
+    def mailu_state() -> dict[str, Any]:
+        path = docker_cli.api_state_file(state, mailu)
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+
+    domain = plane.api(
+        "POST", "/api/v1/domains", 201, json={"name": "bücher.example", "server_id": server["id"]}
+    )
+    plane.wait_until(f"/api/v1/domains/{domain['id']}", lambda d: d["state"] == "active", 30)
+    assert "xn--bcher-kva.example" in mailu_state()["domains"]
+    boxes = f"/api/v1/domains/{domain['id']}/mailboxes"
+    box = plane.api("POST", boxes, 201, json={"local_part": "sales"})
+    plane.wait_until(f"{boxes}/{box['id']}", lambda m: m["state"] == "active", 30)
+    login = plane.api("POST", f"{boxes}/{box['id']}/credentials", 201)
+    assert mailu_state()["users"][box["address"]]["raw_password"] == login["password"]
+    plane.api("POST", f"{boxes}/{box['id']}/credentials", 409)
+    plane.api("POST", f"{boxes}/{box['id']}/credentials/rotate", 200)
+    plane.wait_until(f"{boxes}/{box['id']}", lambda m: m["state"] == "active", 30)
+    fresh = plane.api("POST", f"{boxes}/{box['id']}/credentials", 201)
+    assert fresh["password"] != login["password"]
+    assert mailu_state()["users"][box["address"]]["raw_password"] == fresh["password"]
+
     docker_cli.configure(state, daemon_down=True)
     broken = order(
         plane, tenant["id"], "mail2", mail_stack="mailu", mail_hostname="mx2.example.net"
