@@ -184,7 +184,7 @@ class ProvisioningRunner:
             return
         now = utcnow()
         row.lease_owner, row.lease_expires_at = None, None
-        if isinstance(outcome, Advance | Wait):
+        if isinstance(outcome, Advance | Wait | Retry):
             for name, value in outcome.changes.items():
                 setattr(row, name, value)  # facts learned stand even if the state moved on
         if row.state != claimed.state:

@@ -86,6 +86,7 @@ class Retry:
     """Failed in a way that may pass (provider busy, Vault down): back off and run again."""
 
     message: str
+    changes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ class Workflow:
         if server.step_command_id is None:
             secrets_path = await stack.ensure_mailu_secrets(self.vault, server)
             entered = server.state_changed_at.timestamp() if server.state_changed_at else 0
-            key = f"workflow:installing_mail:{entered:.6f}"
+            key = f"workflow:installing_mail:{entered:.6f}:{server.step_attempts}"
 
             async def queue(session: AsyncSession) -> uuid.UUID:
                 row = await session.get(Server, server.id)
@@ -242,6 +243,13 @@ class Workflow:
             return Retry("the MailU install command is gone; queueing it again")
         if command.state == "succeeded":
             return Advance("ready", "MailU installed and healthy", {"step_command_id": None})
+        if command.state == "failed" and (command.error or "").startswith("interrupted"):
+            # The agent restarted mid-install (crash, reboot, upgrade): install is
+            # idempotent, so run it again rather than failing the server.
+            return Retry(
+                "the agent restarted during the install; installing again",
+                {"step_command_id": None},
+            )
         if command.state in ("failed", "timed_out", "cancelled"):
             return Fail(f"MailU install {command.state}: {command.error or 'no reason given'}")
         return Wait(f"installing MailU: {command.progress_message or command.state}")

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from tests.support.netns import (
     running,
 )
 from tests.support.openbao import DevOpenBao
-from tests.support.processes import run_cli
+from tests.support.processes import BIN, run_cli
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.e2e
@@ -460,3 +461,56 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     for item in (server, broken):
         wait_gone(plane, item["id"])
     assert vault_secret(openbao, f"vps/{tenant['id']}/{server['id']}/mailu") is None
+
+
+def test_an_agent_killed_mid_install_is_restarted_and_the_install_finishes(
+    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("the agent's side is the same on both databases; run once, on PostgreSQL")
+    state, docker_bin = tmp_path / "docker-state", tmp_path / "docker-bin"
+    docker_cli.install(docker_bin, state)
+    docker_cli.configure(state, pull_seconds=4)
+    plane = plane_factory(
+        **local_net.settings(), MAILFLEET_LOCAL_PROVIDER_EXTRA_PATH=str(docker_bin)
+    )
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    server = order(plane, tenant["id"], "k9", mail_stack="mailu", mail_hostname="mx.k9.example")
+    commands = f"/api/v1/servers/{server['id']}/commands"
+    deadline = time.monotonic() + 60
+    while not any(
+        c["kind"] == "mailu.install" and "pulling" in c["progress_message"]
+        for c in plane.api("GET", commands)["items"]
+    ):
+        assert time.monotonic() < deadline, "the install never reached its pull"
+        time.sleep(0.05)
+    (record,) = local_net.instances()
+    agents = [
+        pid
+        for pid in namespace_pids(record["namespace"])
+        if b"mailfleet-agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(agents) == 1
+    os.kill(agents[0], signal.SIGKILL)  # mid-pull
+
+    # what systemd's Restart=always does on a real VPS
+    rootfs = local_net.state_dir / record["id"] / "rootfs"
+    restarted = subprocess.Popen(
+        ["ip", "netns", "exec", record["namespace"], str(BIN / "mailfleet-agent"), "run",
+         "--root", str(rootfs)],
+        env={"PATH": f"{docker_bin}:/usr/sbin:/usr/bin:/sbin:/bin"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_state(plane, server["id"], "ready", timeout=90)
+        installs = [c for c in plane.api("GET", commands)["items"] if c["kind"] == "mailu.install"]
+        assert [c["state"] for c in installs] == ["failed", "succeeded"]
+        assert installs[0]["error"].startswith("interrupted")
+        mailu = rootfs / "mailu"
+        assert (mailu / "mailu.env").stat().st_mode & 0o777 == 0o600
+        assert not list(mailu.glob(".*.tmp"))  # no half-written file left behind
+        plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
+        wait_gone(plane, server["id"])
+    finally:
+        restarted.kill()
+        restarted.wait(10)

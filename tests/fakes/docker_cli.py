@@ -283,6 +283,7 @@ class Double:
             raise Failed(f"{path} lacks {sorted(REQUIRED_ENV - keys)}")
 
     def pull(self, document: dict[str, Any]) -> str:
+        time.sleep(float(self.config.get("pull_seconds", 0)))  # a slow registry
         broken = self.config.get("pull_error")
         if broken:
             image = document["services"]["front"]["image"]
