@@ -8,15 +8,19 @@ Vault at delivery). "Ensure" is idempotent: repeating it leaves MailU as asked.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+import idna
 
 from agent.errors import CommandError
 from agent.mailu.api import MailuApi
 from agent.mailu.install import Progress, mailu_dir
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+_SELECTOR = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
 
 
@@ -45,12 +49,49 @@ async def _with_api(root: Path, work: Any) -> dict[str, Any]:
 
 
 async def domain_ensure(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """The domain in MailU and, when the payload carries one, its DKIM key in place."""
     name = _domain(payload)
+    key = payload.get("dkim_private_key")
+    selector = str(payload.get("dkim_selector", ""))
+    if key is not None:
+        if not isinstance(key, str) or not key.startswith("-----BEGIN PRIVATE KEY-----"):
+            raise CommandError("payload.dkim_private_key: a PKCS#8 PEM private key")
+        if not _SELECTOR.match(selector):
+            raise CommandError("payload.dkim_selector: a DNS label")
 
     async def work(api: MailuApi) -> dict[str, Any]:
-        return {"domain": name, "created": await api.ensure_domain(name)}
+        created = await api.ensure_domain(name)
+        result: dict[str, Any] = {"domain": name, "created": created}
+        if key is not None:
+            path = install_dkim_key(mailu_dir(root), name, selector, key)
+            result["dkim_key"] = str(path.relative_to(mailu_dir(root)))
+        return result
 
     return await _with_api(root, work)
+
+
+def install_dkim_key(directory: Path, domain: str, selector: str, key: str) -> Path:
+    """Write the key where Mailu's admin reads it: ``dkim/<domain>.<selector>.key``.
+
+    Mailu names the file after the domain as it stores it (Unicode for IDNs, its DKIM_PATH
+    default). Mode 0600, owned like the ``dkim`` directory: Mailu's admin container owns
+    that directory and must read the key; nobody else may.
+    """
+    unicode_name = idna.decode(domain)
+    target = directory / "dkim" / f"{unicode_name}.{selector}.key"
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    owner = target.parent.stat()
+    temporary = target.with_name(f".{target.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.fchown(fd, owner.st_uid, owner.st_gid)
+        os.write(fd, key.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    temporary.replace(target)
+    return target
 
 
 async def domain_delete(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:

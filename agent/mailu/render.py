@@ -46,6 +46,7 @@ def render_env(spec: MailuSpec) -> str:
         # Mailu serves 25,80,443,465,993,995,4190 by default; submission (587) is how
         # mailboxes send with their SMTP credentials, so it is served too.
         "PORTS": "25,80,443,465,587,993,995,4190",
+        "DKIM_SELECTOR": spec.dkim_selector,
         "SCAN_MACROS": "true",
         "MESSAGE_SIZE_LIMIT": str(spec.message_size_limit),
         "MESSAGE_RATELIMIT": spec.message_ratelimit,

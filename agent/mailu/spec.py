@@ -45,6 +45,7 @@ class MailuSpec:
     auth_ratelimit_user: str = "50/day"
     version: str = MAILU_VERSION
     api_port: int = 8080  # admin's REST API, published on the VPS's loopback only
+    dkim_selector: str = "dkim"  # Mailu signs every domain with this one selector
 
     @property
     def resolver_address(self) -> str:
@@ -125,7 +126,14 @@ def parse_spec(payload: dict[str, Any]) -> MailuSpec:
         auth_ratelimit_user=text("auth_ratelimit_user", "50/day"),
         version=_version(text("version", MAILU_VERSION)),
         api_port=_port(payload.get("api_port", 8080)),
+        dkim_selector=_selector(text("dkim_selector", "dkim")),
     )
+
+
+def _selector(value: str) -> str:
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", value):
+        raise CommandError("payload.dkim_selector: a DNS label such as 'mf202611'")
+    return value
 
 
 def _port(value: object) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 from control_plane.errors import MailFleetError
 from control_plane.vault.client import Vault
@@ -22,13 +23,20 @@ class SecretUnavailable(MailFleetError):
     """The command's secrets could not be read; the command fails with this reason."""
 
 
-async def resolve(vault: Vault, server_id: uuid.UUID, tenant_id: uuid.UUID, payload: str) -> str:
+async def resolve(
+    vault: Vault,
+    server_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    payload: str,
+    owns_domain: Callable[[str], Awaitable[bool]] | None = None,
+) -> str:
     """The payload to send: ``secrets_from`` replaced by the secret's fields.
 
     ``secrets_from`` is a Vault path (every field merged as is) or ``{"path": …, "fields":
     {"<vault field>": "<payload key>", …}}`` (only those, renamed). Paths must lie under the
-    server's prefix ``vps/<tenant>/<server>/`` or the tenant's mailbox credentials
-    ``smtp/<tenant>/``.
+    server's prefix ``vps/<tenant>/<server>/``, the tenant's mailbox credentials
+    ``smtp/<tenant>/``, or ``dkim/<domain>/`` of a domain ``owns_domain`` confirms is the
+    tenant's (domain names are unique across tenants, so the path itself names no tenant).
     """
     if SECRETS_KEY not in payload:
         return payload
@@ -38,7 +46,7 @@ async def resolve(vault: Vault, server_id: uuid.UUID, tenant_id: uuid.UUID, payl
         return payload
     path, fields = (reference, None) if isinstance(reference, str) else _parts(reference)
     allowed = (f"vps/{tenant_id}/{server_id}/", f"smtp/{tenant_id}/")
-    if not path.startswith(allowed):
+    if not path.startswith(allowed) and not await _owned_dkim(path, owns_domain):
         raise SecretUnavailable(f"secrets_from {path!r} is outside this server's secrets")
     secret = await vault.get(path)
     if secret is None:
@@ -49,6 +57,13 @@ async def resolve(vault: Vault, server_id: uuid.UUID, tenant_id: uuid.UUID, payl
             raise SecretUnavailable(f"the secret at {path} lacks {', '.join(missing)}")
         secret = {key: secret[name] for name, key in fields.items()}
     return json.dumps({**data, **secret})
+
+
+async def _owned_dkim(path: str, owns_domain: Callable[[str], Awaitable[bool]] | None) -> bool:
+    parts = path.split("/")
+    if owns_domain is None or len(parts) != 3 or parts[0] != "dkim":
+        return False
+    return await owns_domain(parts[1])
 
 
 def _parts(reference: object) -> tuple[str, dict[str, str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ from control_plane.gateway.translate import (
     command_message,
     sample_rows,
 )
+from control_plane.mail import service as mail
 from control_plane.metrics.ingest import MetricIngest
 from control_plane.provisioning.nudge import nudge_workflow
 from control_plane.servers.models import Server
@@ -237,7 +239,11 @@ class SessionService:
                 continue  # it left meanwhile; the command is re-sent at its next hello
             try:
                 payload = await secrets.resolve(
-                    self.vault, delivery.server_id, delivery.tenant_id, delivery.payload
+                    self.vault,
+                    delivery.server_id,
+                    delivery.tenant_id,
+                    delivery.payload,
+                    owns_domain=functools.partial(self._owns_domain, delivery.tenant_id),
                 )
             except MailFleetError as exc:  # Vault down, or the secret is gone: say so
                 await self._fail_undeliverable(delivery, exc.detail)
@@ -248,6 +254,10 @@ class SessionService:
         for server_id, command_id in cancels:
             if redeliver or command_id not in self._cancels_sent:
                 self._send_cancel(server_id, command_id)
+
+    async def _owns_domain(self, tenant_id: uuid.UUID, name: str) -> bool:
+        async with self.db.session() as db_session:
+            return await mail.domain_owned_by(db_session, name, tenant_id)
 
     async def _fail_undeliverable(self, delivery: commands.Delivery, reason: str) -> None:
         log.warning("command %s cannot be delivered: %s", delivery.command_id, reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, TenantOwned, TimestampMixin
@@ -20,6 +20,8 @@ class MailDomain(IdMixin, TimestampMixin, TenantOwned, Base):
         ForeignKey("servers.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(253))  # IDNA, lower case
+    dkim_selector: Mapped[str] = mapped_column(String(63))
+    dkim_public_key: Mapped[str] = mapped_column(Text)  # base64 SubjectPublicKeyInfo
     command_id: Mapped[uuid.UUID | None]
 
 

@@ -8,10 +8,11 @@ from fastapi import APIRouter, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
-from control_plane.mail import service
+from control_plane.mail import dkim, service
 from control_plane.mail.models import Mailbox, MailDomain
 from control_plane.mail.schemas import (
     CredentialsOut,
+    DkimRecordOut,
     DomainCreate,
     DomainOut,
     MailboxCreate,
@@ -31,6 +32,11 @@ async def domain_out(session: AsyncSession, domain: MailDomain) -> DomainOut:
         tenant_id=domain.tenant_id,
         server_id=domain.server_id,
         name=domain.name,
+        dkim_selector=domain.dkim_selector,
+        dkim_record=DkimRecordOut(
+            name=f"{domain.dkim_selector}._domainkey.{domain.name}",
+            value=dkim.dns_value(domain.dkim_public_key),
+        ),
         state=state,
         error=error,
         created_at=domain.created_at,
@@ -59,7 +65,7 @@ async def mailbox_out(session: AsyncSession, mailbox: Mailbox) -> MailboxOut:
 async def create_domain(body: DomainCreate, ctx: Ctx) -> DomainOut:
     """Add a mail domain to a MailU server; the agent creates it in MailU (see ``state``)."""
     async with ctx.session() as session:
-        out = await domain_out(session, await service.create_domain(session, body))
+        out = await domain_out(session, await service.create_domain(session, ctx.vault, body))
     ctx.hub.wake_dispatcher()
     return out
 

@@ -29,11 +29,18 @@ class DomainCreate(RequestModel):
     server_id: uuid.UUID = Field(description="The MailU server the domain lives on.")
 
 
+class DkimRecordOut(ResponseModel):
+    name: str = Field(description="The TXT record's owner name.")
+    value: str = Field(description="The TXT record's value (v=DKIM1; k=rsa; p=…).")
+
+
 class DomainOut(ResponseModel):
     id: uuid.UUID
     tenant_id: uuid.UUID
     server_id: uuid.UUID
     name: str
+    dkim_selector: str
+    dkim_record: DkimRecordOut
     state: ChangeState = Field(description="Whether MailU has the domain yet.")
     error: str | None
     created_at: datetime

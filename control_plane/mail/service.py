@@ -23,6 +23,7 @@ from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.errors import Conflict, NotFound
+from control_plane.mail import dkim
 from control_plane.mail.models import Mailbox, MailDomain
 from control_plane.mail.names import idna_name
 from control_plane.mail.schemas import ChangeState, DomainCreate, MailboxCreate, MailboxUpdate
@@ -53,20 +54,44 @@ async def _server_of(session: AsyncSession, domain: MailDomain) -> Server:
     return await get_by_id(session, Server, domain.server_id, "server")
 
 
-async def create_domain(session: AsyncSession, data: DomainCreate) -> MailDomain:
+async def create_domain(session: AsyncSession, vault: Vault, data: DomainCreate) -> MailDomain:
+    """The domain, its DKIM key (private half to Vault only), and the command adding both
+    to MailU."""
     name = idna_name(data.name, "body.name")
     server = await get_by_id(session, Server, data.server_id, "server", field="body.server_id")
     if server.mail_stack != "mailu":
         raise Conflict(f"server {server.id} runs no mail stack", field="body.server_id")
-    domain = MailDomain(tenant_id=server.tenant_id, server_id=server.id, name=name)
+    selector = server.dkim_selector or dkim.default_selector(utcnow())
+    server.dkim_selector = selector
+    domain = MailDomain(
+        tenant_id=server.tenant_id,
+        server_id=server.id,
+        name=name,
+        dkim_selector=selector,
+        dkim_public_key="",
+    )
     session.add(domain)
     await flush_unique(session, "body.name", f"the domain {name} is already managed")
+    domain.dkim_public_key = await dkim.ensure_key(vault, name, selector)
+    payload = {
+        "domain": name,
+        "dkim_selector": selector,
+        "secrets_from": {
+            "path": dkim.key_path(name, selector),
+            "fields": {"private_key": "dkim_private_key"},
+        },
+    }
     command = await commands.queue_system_command(
-        session, server, "mailu.domain.ensure", {"domain": name}, COMMAND_SECONDS
+        session, server, "mailu.domain.ensure", payload, COMMAND_SECONDS
     )
     domain.command_id = command.id
     await session.flush()
     return domain
+
+
+async def domain_owned_by(session: AsyncSession, name: str, tenant_id: uuid.UUID) -> bool:
+    owner = await session.scalar(select(MailDomain.tenant_id).where(MailDomain.name == name))
+    return owner == tenant_id
 
 
 async def get_domain(session: AsyncSession, domain_id: uuid.UUID) -> MailDomain:
@@ -92,6 +117,8 @@ async def delete_domain(session: AsyncSession, vault: Vault, domain: MailDomain)
     )
     for mailbox in mailboxes:
         await vault.delete(credentials_path(mailbox))
+    for selector in await vault.list(secret_path("dkim", domain.name)):
+        await vault.delete(dkim.key_path(domain.name, selector.rstrip("/")))
     await session.delete(domain)
     await session.flush()
 

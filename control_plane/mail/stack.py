@@ -50,5 +50,6 @@ def install_payload(server: Server, secrets_path: str) -> dict[str, Any]:
         # serves plain SMTP on 25 and refuses TLS ports, which is what a new server needs.
         "tls_flavor": "cert",
         "bind_address": server.ipv4,
+        "dkim_selector": server.dkim_selector or "dkim",
         "secrets_from": secrets_path,
     }

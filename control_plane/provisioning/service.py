@@ -10,6 +10,7 @@ from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput
+from control_plane.mail import dkim
 from control_plane.provisioning import events, ssh
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
 from control_plane.provisioning.workflow import enter
@@ -35,6 +36,8 @@ async def order_server(
     else:
         await providers.check_order(data.provider, data.region, data.plan)
     server = await servers.create_server(session, tenant_id, data)
+    if server.mail_stack == "mailu":
+        server.dkim_selector = dkim.default_selector(utcnow())
     if data.provider == MANUAL:
         enter(server, "enrolling", settings)
         events.record(session, server, "state", "registered; waiting for its agent to enroll")

@@ -58,6 +58,7 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
     step_command_id: Mapped[uuid.UUID | None]
     mail_stack: Mapped[str] = mapped_column(String(16), default="mailu")
     mail_hostname: Mapped[str | None] = mapped_column(String(253))
+    dkim_selector: Mapped[str | None] = mapped_column(String(63))
 
 
 class AgentCertificate(TenantOwned, Base):

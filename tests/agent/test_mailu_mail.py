@@ -91,3 +91,30 @@ async def test_mailu_refusals_come_back_as_clear_reasons(vps: Installed) -> None
 async def test_without_mailu_installed_the_commands_say_so(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="MailU is not installed"):
         await domain_ensure(tmp_path, {"domain": "example.net"}, quiet)
+
+
+async def test_a_domains_dkim_key_is_installed_where_mailu_reads_it(vps: Installed) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    payload = {
+        "domain": "xn--bcher-kva.example",
+        "dkim_selector": "mf202611",
+        "dkim_private_key": key,
+    }
+    result = await domain_ensure(vps.root, payload, quiet)
+    assert result["dkim_key"] == "dkim/bücher.example.mf202611.key"  # Mailu's file name: Unicode
+    path = vps.root / "mailu" / result["dkim_key"]
+    assert path.read_text() == key and path.stat().st_mode & 0o777 == 0o600
+    assert "DKIM_SELECTOR=dkim" in (vps.root / "mailu" / "mailu.env").read_text()
+    with pytest.raises(CommandError, match=r"payload\.dkim_private_key"):
+        await domain_ensure(vps.root, {**payload, "dkim_private_key": "not a key"}, quiet)

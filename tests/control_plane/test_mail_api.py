@@ -4,11 +4,14 @@ that carry the change to MailU (the agent side is tested in tests/agent/test_mai
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from control_plane.commands import secrets
 from control_plane.commands import service as commands
@@ -38,7 +41,7 @@ async def queued(
 
 
 async def test_a_domain_is_stored_in_idna_form_and_sent_to_the_agent(
-    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
 ) -> None:
     tenant = await make_tenant()
     server_id = await mail_server(client, tenant)
@@ -50,10 +53,19 @@ async def test_a_domain_is_stored_in_idna_form_and_sent_to_the_agent(
     assert response.status_code == 201, response.text
     domain = response.json()
     assert domain["name"].startswith("xn--") and domain["state"] == "pending"
-    (command,) = [
-        c for c in await queued(client, tenant, server_id) if c["kind"] == "mailu.domain.ensure"
-    ]
-    assert command["payload"] == {"domain": domain["name"]}
+    selector = domain["dkim_selector"]
+    assert re.fullmatch(r"mf\d{6}", selector)
+    key = await vault.get(f"dkim/{domain['name']}/{selector}")
+    assert key is not None and domain["dkim_record"] == {
+        "name": f"{selector}._domainkey.{domain['name']}",
+        "value": f"v=DKIM1; k=rsa; p={key['public_key']}",
+    }
+    private = serialization.load_pem_private_key(key["private_key"].encode(), None)
+    assert isinstance(private, rsa.RSAPrivateKey) and private.key_size == 2048
+    (command,) = await queued(client, tenant, server_id, "mailu.domain.ensure")
+    assert command["payload"]["domain"] == domain["name"]
+    assert command["payload"]["secrets_from"]["path"] == f"dkim/{domain['name']}/{selector}"
+    assert "PRIVATE KEY" not in json.dumps(command["payload"])
 
     async with db.session() as session:  # the agent reports back
         await commands.record_result(
@@ -61,6 +73,9 @@ async def test_a_domain_is_stored_in_idna_form_and_sent_to_the_agent(
         )
     failed = (await client.get(f"/api/v1/domains/{domain['id']}", headers=tenant.headers)).json()
     assert (failed["state"], failed["error"]) == ("failed", "Mailu said no")
+    gone = await client.delete(f"/api/v1/domains/{domain['id']}", headers=tenant.headers)
+    assert gone.status_code == 204
+    assert await vault.get(f"dkim/{domain['name']}/{selector}") is None
 
 
 @pytest.mark.parametrize(
@@ -173,6 +188,20 @@ async def test_secret_references_resolve_only_within_the_servers_tenant(vault: V
     assert resolved == {"email": "a@b.example", "raw_password": "pw-123456789"}
     with pytest.raises(secrets.SecretUnavailable, match="outside"):
         await secrets.resolve(vault, server, other, payload)
+    dkim_ref = json.dumps({"secrets_from": "dkim/shop.example/mf202611"})
+    await vault.put("dkim/shop.example/mf202611", {"private_key": "k"})
+
+    async def owner(name: str) -> bool:
+        return name == "shop.example"
+
+    async def stranger(name: str) -> bool:
+        return False
+
+    resolved_key = json.loads(await secrets.resolve(vault, server, tenant, dkim_ref, owner))
+    assert resolved_key == {"private_key": "k"}
+    with pytest.raises(secrets.SecretUnavailable, match="outside"):
+        await secrets.resolve(vault, server, tenant, dkim_ref, stranger)
+    await vault.delete("dkim/shop.example/mf202611")
     missing = json.dumps({"secrets_from": f"vps/{tenant}/{server}/gone"})
     with pytest.raises(secrets.SecretUnavailable, match="no secret"):
         await secrets.resolve(vault, server, tenant, missing)

@@ -428,6 +428,13 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     )
     plane.wait_until(f"/api/v1/domains/{domain['id']}", lambda d: d["state"] == "active", 30)
     assert "xn--bcher-kva.example" in mailu_state()["domains"]
+    selector = domain["dkim_selector"]
+    dkim = vault_secret(openbao, f"dkim/xn--bcher-kva.example/{selector}")
+    assert dkim is not None and dkim["public_key"] in domain["dkim_record"]["value"]
+    key_file = mailu / "dkim" / f"bücher.example.{selector}.key"  # where Mailu's admin reads it
+    assert key_file.read_text() == dkim["private_key"]
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert f"DKIM_SELECTOR={selector}" in (mailu / "mailu.env").read_text()
     boxes = f"/api/v1/domains/{domain['id']}/mailboxes"
     box = plane.api("POST", boxes, 201, json={"local_part": "sales"})
     plane.wait_until(f"{boxes}/{box['id']}", lambda m: m["state"] == "active", 30)

@@ -1,4 +1,5 @@
-"""Mail domains and mailboxes, with row-level security.
+"""Mail domains (with their DKIM selector and public key) and mailboxes, with row-level
+security; the DKIM selector each MailU server signs with.
 
 Revision ID: 0006
 Revises: 0005
@@ -47,6 +48,8 @@ def upgrade() -> None:
             index=True,
         ),
         sa.Column("name", sa.String(253), nullable=False),
+        sa.Column("dkim_selector", sa.String(63), nullable=False),
+        sa.Column("dkim_public_key", sa.Text(), nullable=False),
         sa.UniqueConstraint("name", name="uq_mail_domains_name"),
     )
     op.create_table(
@@ -68,9 +71,11 @@ def upgrade() -> None:
     )
     for table in ("mail_domains", "mailboxes"):
         enable_tenant_rls(table)
+    op.add_column("servers", sa.Column("dkim_selector", sa.String(63), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("servers", "dkim_selector")
     for table in ("mailboxes", "mail_domains"):
         disable_tenant_rls(table)
         op.drop_table(table)
