@@ -20,7 +20,6 @@ from control_plane.mail.schemas import (
     MailboxUpdate,
 )
 from control_plane.schemas import After, Limit, PageOut
-from control_plane.servers.models import Server
 
 router = APIRouter(prefix="/api/v1/domains", tags=["mail"])
 
@@ -154,10 +153,7 @@ async def take_credentials(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: Ctx
     async with ctx.session() as session:
         domain = await service.get_domain(session, domain_id)
         mailbox = await service.get_mailbox(session, domain, mailbox_id)
-        stored = await service.take_credentials(session, ctx.vault, mailbox)
-        server = await session.get(Server, domain.server_id)
-    host = server.mail_hostname if server is not None else None
-    return CredentialsOut(username=stored["username"], password=stored["password"], smtp_host=host)
+        return await service.take_credentials(session, ctx.vault, domain, mailbox)
 
 
 @router.post("/{domain_id}/mailboxes/{mailbox_id}/credentials/rotate")

@@ -26,7 +26,13 @@ from control_plane.errors import Conflict, NotFound
 from control_plane.mail import dkim
 from control_plane.mail.models import Mailbox, MailDomain
 from control_plane.mail.names import idna_name
-from control_plane.mail.schemas import ChangeState, DomainCreate, MailboxCreate, MailboxUpdate
+from control_plane.mail.schemas import (
+    ChangeState,
+    CredentialsOut,
+    DomainCreate,
+    MailboxCreate,
+    MailboxUpdate,
+)
 from control_plane.servers.models import Server
 from control_plane.vault.client import Vault, secret_path
 
@@ -162,7 +168,10 @@ async def rotate_credentials(
     return mailbox
 
 
-async def take_credentials(session: AsyncSession, vault: Vault, mailbox: Mailbox) -> dict[str, str]:
+async def take_credentials(
+    session: AsyncSession, vault: Vault, domain: MailDomain, mailbox: Mailbox
+) -> CredentialsOut:
+    """The mailbox's login and where to use it, once."""
     if mailbox.credentials_taken_at is not None:
         raise Conflict(
             f"the credentials of {mailbox.address} were already taken; rotate them for new ones"
@@ -172,7 +181,10 @@ async def take_credentials(session: AsyncSession, vault: Vault, mailbox: Mailbox
         raise NotFound("credentials of mailbox", mailbox.id)
     mailbox.credentials_taken_at = utcnow()
     await session.flush()
-    return stored
+    server = await _server_of(session, domain)
+    return CredentialsOut(
+        username=stored["username"], password=stored["password"], smtp_host=server.mail_hostname
+    )
 
 
 async def delete_mailbox(

@@ -94,6 +94,18 @@ class MailuApi:
             return JSONResponse({"message": "Invalid API token"}, 403)
         return None
 
+    async def admit(
+        self, request: Request, required: tuple[str, ...] = (), *, body_on: str = "POST"
+    ) -> dict[str, Any] | JSONResponse:
+        """The request's body (or {}), or the refusal: validation first, as flask_restx
+        validates before the handler's auth decorator runs, then the token."""
+        data: dict[str, Any] | JSONResponse = {}
+        if request.method == body_on:
+            data = await self.body(request, required)
+        if isinstance(data, JSONResponse):
+            return data
+        return self.denied(request) or data
+
     @staticmethod
     async def body(request: Request, required: tuple[str, ...]) -> dict[str, Any] | JSONResponse:
         try:
@@ -112,11 +124,9 @@ class MailuApi:
         return dict(data)
 
     async def domain_collection(self, request: Request) -> JSONResponse:
-        data = await self.body(request, ("name",)) if request.method == "POST" else {}
+        data = await self.admit(request, ("name",))
         if isinstance(data, JSONResponse):
             return data
-        if (denied := self.denied(request)) is not None:
-            return denied
         with self.lock:
             if request.method == "GET":
                 return JSONResponse(list(self.domains.values()))
@@ -159,13 +169,9 @@ class MailuApi:
         return result(200, f"DKIM/DMARC keys have been generated for domain {name}")
 
     async def user_collection(self, request: Request) -> JSONResponse:
-        data = (
-            await self.body(request, ("email", "raw_password")) if request.method == "POST" else {}
-        )
+        data = await self.admit(request, ("email", "raw_password"))
         if isinstance(data, JSONResponse):
             return data
-        if (denied := self.denied(request)) is not None:
-            return denied
         with self.lock:
             if request.method == "GET":
                 return JSONResponse([self.public(u) for u in self.users.values()])
@@ -185,13 +191,9 @@ class MailuApi:
         return result(200, f"User {email} has been created")
 
     async def user_item(self, request: Request) -> JSONResponse:
-        data: dict[str, Any] | JSONResponse = {}
-        if request.method == "PATCH":
-            data = await self.body(request, ())
-            if isinstance(data, JSONResponse):
-                return data
-        if (denied := self.denied(request)) is not None:
-            return denied
+        data = await self.admit(request, body_on="PATCH")
+        if isinstance(data, JSONResponse):
+            return data
         email = request.path_params["email"].lower()
         with self.lock:
             if email not in self.users:
@@ -202,18 +204,15 @@ class MailuApi:
                 del self.users[email]
                 self.save()
                 return result(200, f"User {email} has been deleted")
-            assert isinstance(data, dict)
             data.pop("email", None)
             self.users[email].update(data)
             self.save()
         return result(200, f"User {email} has been updated")
 
     async def alias_collection(self, request: Request) -> JSONResponse:
-        data = await self.body(request, ("email",)) if request.method == "POST" else {}
+        data = await self.admit(request, ("email",))
         if isinstance(data, JSONResponse):
             return data
-        if (denied := self.denied(request)) is not None:
-            return denied
         with self.lock:
             if request.method == "GET":
                 return JSONResponse(list(self.aliases.values()))
