@@ -9,7 +9,6 @@ only if the SHA-256 of its public key equals the pin from agent.toml (as kubeadm
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from agent.files import write_atomically
 
 
 class TrustError(Exception):
@@ -78,16 +79,6 @@ def fetch_pinned_ca(address: str, pin: str, timeout: float = 10.0) -> bytes:
     raise TrustError(f"the CA presented by {address} does not match ca_pin {pin}")
 
 
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class Credentials:
     server_id: str
@@ -137,10 +128,10 @@ class IdentityStore:
 
     def save(self, credentials: Credentials) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self._path("agent.key"), credentials.key_pem)
-        _write_private(self._path("agent.crt"), credentials.certificate_pem, 0o644)
-        _write_private(self._path("ca.crt"), credentials.ca_pem, 0o644)
-        _write_private(self._path("server_id"), credentials.server_id.encode() + b"\n", 0o644)
+        write_atomically(self._path("agent.key"), credentials.key_pem)
+        write_atomically(self._path("agent.crt"), credentials.certificate_pem, 0o644)
+        write_atomically(self._path("ca.crt"), credentials.ca_pem, 0o644)
+        write_atomically(self._path("server_id"), credentials.server_id.encode() + b"\n", 0o644)
 
     def token_spent(self, token: str) -> bool:
         try:
@@ -152,7 +143,7 @@ class IdentityStore:
     def mark_token_spent(self, token: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         digest = hashlib.sha256(token.encode()).hexdigest()
-        _write_private(self._path("spent_token"), digest.encode() + b"\n")
+        write_atomically(self._path("spent_token"), digest.encode() + b"\n")
 
 
 def new_key_and_csr(hostname: str) -> tuple[bytes, bytes]:

@@ -12,8 +12,9 @@ import os
 import re
 from pathlib import Path
 
+from agent.files import TEMP_SUFFIX, fsync_directory, write_atomically
+
 BATCH_SUFFIX = ".batch"
-TEMP_SUFFIX = ".tmp"
 COUNTER_NAME = "sequence"
 _BATCH_NAME = re.compile(r"^(\d{20})\.batch$")
 
@@ -46,7 +47,7 @@ class Spool:
                 os.unlink(entry.path)  # a write a crash interrupted: never acknowledged
             elif match := _BATCH_NAME.match(entry.name):
                 found[int(match.group(1))] = entry.stat().st_size
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         for sequence in sorted(found):
             self._sizes[sequence] = found[sequence]
             self._size += found[sequence]
@@ -76,7 +77,7 @@ class Spool:
             )
         sequence = self._next
         # Written before anything is dropped, so a full disk loses the new batch, not old ones.
-        _write_atomically(self._path(sequence), payload)
+        write_atomically(self._path(sequence), payload)
         self._next = sequence + 1
         self._sizes[sequence] = len(payload)
         self._size += len(payload)
@@ -124,41 +125,12 @@ class Spool:
             return
         if self._next - 1 in sequences:
             # The newest file is what recovers the counter on open; persist it first.
-            _write_atomically(self.directory / COUNTER_NAME, f"{self._next}\n".encode("ascii"))
+            write_atomically(self.directory / COUNTER_NAME, f"{self._next}\n".encode("ascii"))
         for sequence in sequences:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(sequence))
             self._size -= self._sizes.pop(sequence)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
 
     def _path(self, sequence: int) -> Path:
         return self.directory / f"{sequence:020d}{BATCH_SUFFIX}"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers, even after a crash, see all or nothing."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)  # e.g. disk full: do not leave the partial copy taking space
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make renames and unlinks in ``directory`` survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

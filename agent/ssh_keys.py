@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from agent.config import under_root
+from agent.files import write_atomically
 
 AUTHORIZED_KEYS = Path("/root/.ssh/authorized_keys")
 _KEY = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/]+={0,2} (?P<comment>mailfleet-[0-9a-f-]{36})$")
@@ -57,11 +57,5 @@ def authorize(root: Path, public_key: str) -> dict[str, Any]:
         lines = []
     kept = [existing for existing in lines if not existing.rstrip().endswith(" " + comment)]
     replaced = len(lines) - len(kept)
-    temporary = path.with_name(path.name + ".mailfleet-tmp")
-    with temporary.open("w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write("".join(f"{existing}\n" for existing in [*kept, line]))
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
+    write_atomically(path, "".join(f"{existing}\n" for existing in [*kept, line]), 0o600)
     return {"path": str(AUTHORIZED_KEYS), "fingerprint": print_, "replaced": replaced}

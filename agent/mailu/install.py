@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 from agent.config import under_root
 from agent.errors import CommandError
+from agent.files import write_atomically
 from agent.mailu.compose import Compose, ServiceState
 from agent.mailu.render import DATA_DIRECTORIES, render_compose, render_env
 from agent.mailu.spec import parse_spec
@@ -166,7 +166,7 @@ def _lay_out(directory: Path, files: dict[str, tuple[str, int]]) -> None:
     for sub in DATA_DIRECTORIES:
         (directory / sub).mkdir(mode=0o755, parents=True, exist_ok=True)
     for name, (text, mode) in files.items():
-        _write_atomically(directory / name, text, mode)
+        write_atomically(directory / name, text, mode)
 
 
 def _restore(directory: Path, previous: dict[str, str | None]) -> None:
@@ -174,17 +174,4 @@ def _restore(directory: Path, previous: dict[str, str | None]) -> None:
         if text is None:
             (directory / name).unlink(missing_ok=True)
         else:
-            _write_atomically(directory / name, text, 0o600 if name == ENV_FILE else 0o644)
-
-
-def _write_atomically(path: Path, text: str, mode: int) -> None:
-    """Write, fsync, rename: readers see the old file or the new one, never a part."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask must not widen or narrow it
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    temporary.replace(path)
+            write_atomically(directory / name, text, 0o600 if name == ENV_FILE else 0o644)

@@ -8,7 +8,6 @@ Vault at delivery). "Ensure" is idempotent: repeating it leaves MailU as asked.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import idna
 
 from agent.errors import CommandError
+from agent.files import write_atomically
 from agent.mailu.api import MailuApi
 from agent.mailu.install import Progress, mailu_dir
 
@@ -81,16 +81,7 @@ def install_dkim_key(directory: Path, domain: str, selector: str, key: str) -> P
     target = directory / "dkim" / f"{unicode_name}.{selector}.key"
     target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     owner = target.parent.stat()
-    temporary = target.with_name(f".{target.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.fchown(fd, owner.st_uid, owner.st_gid)
-        os.write(fd, key.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    temporary.replace(target)
+    write_atomically(target, key, 0o600, (owner.st_uid, owner.st_gid))
     return target
 
 
