@@ -67,6 +67,9 @@ def handlers_for(root: Path) -> dict[str, Handler]:
         "mailu.domain.delete": on_root(mail.domain_delete),
         "mailu.mailbox.ensure": on_root(mail.mailbox_ensure),
         "mailu.mailbox.delete": on_root(mail.mailbox_delete),
+        "mailu.alias.ensure": on_root(mail.alias_ensure),
+        "mailu.alias.delete": on_root(mail.alias_delete),
+        "mailu.dkim.remove": on_root(mail.dkim_remove),
     }
 
 

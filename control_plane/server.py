@@ -18,10 +18,13 @@ from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
+from control_plane.mail import dkim
+from control_plane.periodic import Job, PeriodicJobs
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.workflow import Workflow
 from control_plane.settings import Settings, parse_host_port
+from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
 
@@ -81,6 +84,10 @@ async def _serve_api(
     return 0 if server.started else 1
 
 
+def periodic_jobs(vault: Vault) -> list[Job]:
+    return [Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault))]
+
+
 async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
     db = Database.from_settings(settings)
     try:
@@ -99,6 +106,10 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
                 workflow = Workflow(settings, db, vault, pki, hub, providers)
                 runner = ProvisioningRunner(settings, db, workflow)
                 runner_task = asyncio.create_task(runner.run())
+                periodic = PeriodicJobs(
+                    db, periodic_jobs(vault), settings.periodic_seconds, hub.wake_dispatcher
+                )
+                periodic_task = asyncio.create_task(periodic.run())
                 try:
                     app = create_app(
                         settings,
@@ -111,9 +122,10 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
                     )
                     return await _serve_api(settings, app, db, bootstrap_admin_key)
                 finally:
-                    runner_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await runner_task
+                    for task in (runner_task, periodic_task):
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                     await gateway.stop()
             finally:
                 await providers.aclose()

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     local_vault_addr: HostPort = "127.0.0.1:8200"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    periodic_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How often the periodic jobs (DKIM rotations, backup schedules) look for "
+        "due work.",
+    )
+
     # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).
     provision_poll_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How often a waiting step looks again."

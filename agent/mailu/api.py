@@ -72,6 +72,19 @@ class MailuApi:
         status, _ = await self._call("DELETE", f"/user/{email}", ok=(200, 404))
         return status == 200
 
+    async def ensure_alias(self, email: str, destination: list[str], comment: str) -> str:
+        """Create the alias, or bring an existing one to these destinations."""
+        fields = {"destination": destination, "comment": comment}
+        status, _ = await self._call("POST", "/alias", {"email": email, **fields}, ok=(200, 409))
+        if status == 200:
+            return "created"
+        await self._call("PATCH", f"/alias/{email}", fields, ok=(200,))
+        return "updated"
+
+    async def delete_alias(self, email: str) -> bool:
+        status, _ = await self._call("DELETE", f"/alias/{email}", ok=(200, 404))
+        return status == 200
+
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, ok: tuple[int, ...]
     ) -> tuple[int, Any]:

@@ -1,9 +1,11 @@
 """Domains and mailboxes in the installed MailU, through its REST API on the VPS.
 
-Commands: ``mailu.domain.ensure`` / ``.delete`` (``{"domain": …}``) and
+Commands: ``mailu.domain.ensure`` / ``.delete`` (``{"domain": …}``),
 ``mailu.mailbox.ensure`` / ``.delete`` (``{"email": …, "quota_bytes": …, "enabled": …,
 "displayed_name": …}`` plus ``raw_password``, which the control plane's gateway adds from
-Vault at delivery). "Ensure" is idempotent: repeating it leaves MailU as asked.
+Vault at delivery), ``mailu.alias.ensure`` / ``.delete`` (``{"email": …, "destination":
+[…], "comment": …}``) and ``mailu.dkim.remove`` (``{"selector": …, "domains": […]}``, a
+retired selector's key files). "Ensure" is idempotent: repeating it leaves MailU as asked.
 """
 
 from __future__ import annotations
@@ -124,3 +126,43 @@ async def mailbox_delete(root: Path, payload: dict[str, Any], progress: Progress
         return {"email": email, "deleted": await api.delete_user(email)}
 
     return await _with_api(root, work)
+
+
+async def alias_ensure(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    email = _email(payload)
+    raw = payload.get("destination")
+    if not isinstance(raw, list) or not raw:
+        raise CommandError("payload.destination: a non-empty list of addresses")
+    destination = [_email({"email": d}) for d in raw]
+    comment = str(payload.get("comment", ""))[:255]
+
+    async def work(api: MailuApi) -> dict[str, Any]:
+        return {"email": email, "action": await api.ensure_alias(email, destination, comment)}
+
+    return await _with_api(root, work)
+
+
+async def alias_delete(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    email = _email(payload)
+
+    async def work(api: MailuApi) -> dict[str, Any]:
+        return {"email": email, "deleted": await api.delete_alias(email)}
+
+    return await _with_api(root, work)
+
+
+async def dkim_remove(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Remove a retired selector's key files (MailU no longer signs with it)."""
+    selector = str(payload.get("selector", ""))
+    if not _SELECTOR.match(selector):
+        raise CommandError("payload.selector: a DNS label")
+    domains = payload.get("domains")
+    if not isinstance(domains, list):
+        raise CommandError("payload.domains: a list of domain names")
+    removed = []
+    for name in (_domain({"domain": d}) for d in domains):
+        target = mailu_dir(root) / "dkim" / f"{idna.decode(name)}.{selector}.key"
+        if target.exists():
+            target.unlink()
+            removed.append(str(target.relative_to(mailu_dir(root))))
+    return {"selector": selector, "removed": removed}

@@ -64,7 +64,9 @@ def render_env(spec: MailuSpec) -> str:
         "INITIAL_ADMIN_ACCOUNT": spec.postmaster,
         "INITIAL_ADMIN_DOMAIN": spec.domain,
         "INITIAL_ADMIN_PW": spec.admin_password,
-        "INITIAL_ADMIN_MODE": "ifmissing",
+        # Vault holds the password: "update" re-applies it on every start, so a rotation
+        # (a re-render) takes effect.
+        "INITIAL_ADMIN_MODE": "update",
     }
     header = (
         "# MailU settings, written by the MailFleet agent: edits are replaced on the next\n"

@@ -19,6 +19,7 @@ from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.mail.routes import router as mail_router
+from control_plane.mail.stack_routes import router as mail_stack_router
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.routes import router as provisioning_router
@@ -38,6 +39,7 @@ ROUTERS = (
     provisioning_router,
     commands_router,
     mail_router,
+    mail_stack_router,
     metrics_router,
 )
 

@@ -20,9 +20,24 @@ class MailDomain(IdMixin, TimestampMixin, TenantOwned, Base):
         ForeignKey("servers.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(253))  # IDNA, lower case
-    dkim_selector: Mapped[str] = mapped_column(String(63))
-    dkim_public_key: Mapped[str] = mapped_column(Text)  # base64 SubjectPublicKeyInfo
     command_id: Mapped[uuid.UUID | None]
+
+
+class DkimKey(IdMixin, TimestampMixin, TenantOwned, Base):
+    """A domain's DKIM key for one selector (the private half is in Vault only).
+
+    Its role comes from the server's selectors: the one MailU signs with, the next one
+    (published ahead of a switch) or the retiring one (still published after a switch).
+    """
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_selector"),)
+
+    domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mail_domains.id", ondelete="CASCADE"), index=True
+    )
+    selector: Mapped[str] = mapped_column(String(63))
+    public_key: Mapped[str] = mapped_column(Text)  # base64 SubjectPublicKeyInfo
 
 
 class Mailbox(IdMixin, TimestampMixin, TenantOwned, Base):
@@ -38,3 +53,19 @@ class Mailbox(IdMixin, TimestampMixin, TenantOwned, Base):
     displayed_name: Mapped[str] = mapped_column(String(160), default="")
     command_id: Mapped[uuid.UUID | None]
     credentials_taken_at: Mapped[datetime | None]
+
+
+class MailAlias(IdMixin, TimestampMixin, TenantOwned, Base):
+    """An address that delivers to mailboxes of the same server (Mailu accepts only local
+    users as alias destinations)."""
+
+    __tablename__ = "mail_aliases"
+    __table_args__ = (UniqueConstraint("address", name="uq_mail_aliases_address"),)
+
+    domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mail_domains.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(String(320))
+    destinations: Mapped[str] = mapped_column(Text)  # addresses, one per line
+    comment: Mapped[str] = mapped_column(String(255), default="")
+    command_id: Mapped[uuid.UUID | None]

@@ -16,3 +16,11 @@ def idna_name(value: str, field: str, *, min_labels: int = 2) -> str:
     if name.count(".") < min_labels - 1:
         raise InvalidInput(f"{name!r} needs at least {min_labels} labels", field=field)
     return name
+
+
+def idna_address(value: str, field: str) -> str:
+    """``local@domain`` with the domain in IDNA form and the whole address in lower case."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local:
+        raise InvalidInput(f"{value!r} is not an address local@domain", field=field)
+    return f"{local.lower()}@{idna_name(domain, field)}"

@@ -8,9 +8,12 @@ from fastapi import APIRouter, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
-from control_plane.mail import dkim, service
-from control_plane.mail.models import Mailbox, MailDomain
+from control_plane.mail import aliases, dkim, service
+from control_plane.mail.models import MailAlias, Mailbox, MailDomain
 from control_plane.mail.schemas import (
+    AliasCreate,
+    AliasOut,
+    AliasUpdate,
     CredentialsOut,
     DkimRecordOut,
     DomainCreate,
@@ -26,16 +29,22 @@ router = APIRouter(prefix="/api/v1/domains", tags=["mail"])
 
 async def domain_out(session: AsyncSession, domain: MailDomain) -> DomainOut:
     state, error = await service.change_state(session, domain.command_id)
+    server = await service.server_of(session, domain)
     return DomainOut(
         id=domain.id,
         tenant_id=domain.tenant_id,
         server_id=domain.server_id,
         name=domain.name,
-        dkim_selector=domain.dkim_selector,
-        dkim_record=DkimRecordOut(
-            name=f"{domain.dkim_selector}._domainkey.{domain.name}",
-            value=dkim.dns_value(domain.dkim_public_key),
-        ),
+        dkim_selector=server.dkim_selector or "",
+        dkim_records=[
+            DkimRecordOut(
+                selector=key.selector,
+                role=role,
+                name=f"{key.selector}._domainkey.{domain.name}",
+                value=dkim.dns_value(key.public_key),
+            )
+            for key, role in await dkim.published_keys(session, server, domain)
+        ],
         state=state,
         error=error,
         created_at=domain.created_at,
@@ -57,6 +66,22 @@ async def mailbox_out(session: AsyncSession, mailbox: Mailbox) -> MailboxOut:
         credentials_taken=mailbox.credentials_taken_at is not None,
         created_at=mailbox.created_at,
         updated_at=mailbox.updated_at,
+    )
+
+
+async def alias_out(session: AsyncSession, alias: MailAlias) -> AliasOut:
+    state, error = await service.change_state(session, alias.command_id)
+    return AliasOut(
+        id=alias.id,
+        tenant_id=alias.tenant_id,
+        domain_id=alias.domain_id,
+        address=alias.address,
+        destinations=aliases.destinations_of(alias),
+        comment=alias.comment,
+        state=state,
+        error=error,
+        created_at=alias.created_at,
+        updated_at=alias.updated_at,
     )
 
 
@@ -166,3 +191,53 @@ async def rotate_credentials(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: C
         out = await mailbox_out(session, mailbox)
     ctx.hub.wake_dispatcher()
     return out
+
+
+@router.post("/{domain_id}/aliases", status_code=status.HTTP_201_CREATED)
+async def create_alias(domain_id: uuid.UUID, body: AliasCreate, ctx: Ctx) -> AliasOut:
+    """An alias delivering to mailboxes on the same server."""
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        out = await alias_out(session, await aliases.create_alias(session, domain, body))
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.get("/{domain_id}/aliases")
+async def list_aliases(
+    domain_id: uuid.UUID, ctx: Ctx, after: After = None, limit: Limit = 100
+) -> PageOut[AliasOut]:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        page = await aliases.list_aliases(session, domain, after, limit)
+        items = [await alias_out(session, a) for a in page.items]
+    return PageOut(items=items, next_after=page.next_after)
+
+
+@router.get("/{domain_id}/aliases/{alias_id}")
+async def get_alias(domain_id: uuid.UUID, alias_id: uuid.UUID, ctx: Ctx) -> AliasOut:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        return await alias_out(session, await aliases.get_alias(session, domain, alias_id))
+
+
+@router.patch("/{domain_id}/aliases/{alias_id}")
+async def update_alias(
+    domain_id: uuid.UUID, alias_id: uuid.UUID, body: AliasUpdate, ctx: Ctx
+) -> AliasOut:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        alias = await aliases.get_alias(session, domain, alias_id)
+        out = await alias_out(session, await aliases.update_alias(session, domain, alias, body))
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.delete("/{domain_id}/aliases/{alias_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_alias(domain_id: uuid.UUID, alias_id: uuid.UUID, ctx: Ctx) -> None:
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        await aliases.delete_alias(
+            session, domain, await aliases.get_alias(session, domain, alias_id)
+        )
+    ctx.hub.wake_dispatcher()

@@ -24,7 +24,7 @@ from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.errors import Conflict, NotFound
 from control_plane.mail import dkim
-from control_plane.mail.models import Mailbox, MailDomain
+from control_plane.mail.models import MailAlias, Mailbox, MailDomain
 from control_plane.mail.names import idna_name
 from control_plane.mail.schemas import (
     ChangeState,
@@ -56,7 +56,7 @@ async def change_state(
     return "failed", command.error or command.state
 
 
-async def _server_of(session: AsyncSession, domain: MailDomain) -> Server:
+async def server_of(session: AsyncSession, domain: MailDomain) -> Server:
     return await get_by_id(session, Server, domain.server_id, "server")
 
 
@@ -67,30 +67,12 @@ async def create_domain(session: AsyncSession, vault: Vault, data: DomainCreate)
     server = await get_by_id(session, Server, data.server_id, "server", field="body.server_id")
     if server.mail_stack != "mailu":
         raise Conflict(f"server {server.id} runs no mail stack", field="body.server_id")
-    selector = server.dkim_selector or dkim.default_selector(utcnow())
-    server.dkim_selector = selector
-    domain = MailDomain(
-        tenant_id=server.tenant_id,
-        server_id=server.id,
-        name=name,
-        dkim_selector=selector,
-        dkim_public_key="",
-    )
+    server.dkim_selector = server.dkim_selector or dkim.default_selector(utcnow())
+    domain = MailDomain(tenant_id=server.tenant_id, server_id=server.id, name=name)
     session.add(domain)
     await flush_unique(session, "body.name", f"the domain {name} is already managed")
-    domain.dkim_public_key = await dkim.ensure_key(vault, name, selector)
-    payload = {
-        "domain": name,
-        "dkim_selector": selector,
-        "secrets_from": {
-            "path": dkim.key_path(name, selector),
-            "fields": {"private_key": "dkim_private_key"},
-        },
-    }
-    command = await commands.queue_system_command(
-        session, server, "mailu.domain.ensure", payload, COMMAND_SECONDS
-    )
-    domain.command_id = command.id
+    for selector in dkim.live_selectors(server):
+        await dkim.add_key(session, vault, server, domain, selector)
     await session.flush()
     return domain
 
@@ -116,7 +98,7 @@ async def list_domains(
 async def delete_domain(session: AsyncSession, vault: Vault, domain: MailDomain) -> None:
     """Remove the domain (and its mailboxes) from MailU and from MailFleet, with their
     credentials."""
-    server = await _server_of(session, domain)
+    server = await server_of(session, domain)
     mailboxes = (await session.scalars(select(Mailbox).where(Mailbox.domain_id == domain.id))).all()
     await commands.queue_system_command(
         session, server, "mailu.domain.delete", {"domain": domain.name}, COMMAND_SECONDS
@@ -181,7 +163,7 @@ async def take_credentials(
         raise NotFound("credentials of mailbox", mailbox.id)
     mailbox.credentials_taken_at = utcnow()
     await session.flush()
-    server = await _server_of(session, domain)
+    server = await server_of(session, domain)
     return CredentialsOut(
         username=stored["username"], password=stored["password"], smtp_host=server.mail_hostname
     )
@@ -190,7 +172,24 @@ async def take_credentials(
 async def delete_mailbox(
     session: AsyncSession, vault: Vault, domain: MailDomain, mailbox: Mailbox
 ) -> None:
-    server = await _server_of(session, domain)
+    """Refused while an alias delivers to it: Mailu would keep forwarding into nothing."""
+    server = await server_of(session, domain)
+    pointing = [
+        alias.address
+        for alias in (
+            await session.scalars(
+                select(MailAlias)
+                .join(MailDomain, MailDomain.id == MailAlias.domain_id)
+                .where(MailDomain.server_id == server.id)
+            )
+        ).all()
+        if mailbox.address in alias.destinations.splitlines()
+    ]
+    if pointing:
+        raise Conflict(
+            f"the aliases {', '.join(sorted(pointing))} deliver to {mailbox.address}; "
+            "change or delete them first"
+        )
     await commands.queue_system_command(
         session, server, "mailu.mailbox.delete", {"email": mailbox.address}, COMMAND_SECONDS
     )
@@ -216,7 +215,7 @@ async def list_mailboxes(
 
 
 async def _ensure_in_mailu(session: AsyncSession, domain: MailDomain, mailbox: Mailbox) -> None:
-    server = await _server_of(session, domain)
+    server = await server_of(session, domain)
     payload: dict[str, Any] = {
         "email": mailbox.address,
         "quota_bytes": mailbox.quota_bytes,

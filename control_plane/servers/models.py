@@ -58,7 +58,13 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
     step_command_id: Mapped[uuid.UUID | None]
     mail_stack: Mapped[str] = mapped_column(String(16), default="mailu")
     mail_hostname: Mapped[str | None] = mapped_column(String(253))
+    # DKIM rotation (mail/dkim.py): the selector MailU signs with, the next one (published
+    # until the switch) and the retiring one (published until it is retired).
     dkim_selector: Mapped[str | None] = mapped_column(String(63))
+    dkim_next_selector: Mapped[str | None] = mapped_column(String(63))
+    dkim_switch_at: Mapped[datetime | None]
+    dkim_retiring_selector: Mapped[str | None] = mapped_column(String(63))
+    dkim_retire_at: Mapped[datetime | None]
 
 
 class AgentCertificate(TenantOwned, Base):

@@ -14,7 +14,15 @@ import pytest_asyncio
 
 from agent.errors import CommandError
 from agent.mailu.install import install
-from agent.mailu.mail import domain_delete, domain_ensure, mailbox_delete, mailbox_ensure
+from agent.mailu.mail import (
+    alias_delete,
+    alias_ensure,
+    dkim_remove,
+    domain_delete,
+    domain_ensure,
+    mailbox_delete,
+    mailbox_ensure,
+)
 from tests.agent.test_mailu_install import PAYLOAD, SECRETS, Docker
 from tests.fakes import docker_cli
 
@@ -118,3 +126,34 @@ async def test_a_domains_dkim_key_is_installed_where_mailu_reads_it(vps: Install
     assert "DKIM_SELECTOR=dkim" in (vps.root / "mailu" / "mailu.env").read_text()
     with pytest.raises(CommandError, match=r"payload\.dkim_private_key"):
         await domain_ensure(vps.root, {**payload, "dkim_private_key": "not a key"}, quiet)
+
+    # A rotation installs the next selector's key beside it, then retires the old one.
+    await domain_ensure(vps.root, {**payload, "dkim_selector": "mf202612"}, quiet)
+    retire = {"selector": "mf202611", "domains": ["xn--bcher-kva.example"]}
+    assert (await dkim_remove(vps.root, retire, quiet))["removed"] == [result["dkim_key"]]
+    assert not path.exists()
+    assert (vps.root / "mailu" / "dkim" / "bücher.example.mf202612.key").exists()
+    assert (await dkim_remove(vps.root, retire, quiet))["removed"] == []  # idempotent
+
+
+async def test_aliases_deliver_only_to_mailu_users_and_are_ensured_idempotently(
+    vps: Installed,
+) -> None:
+    root = vps.root
+    await domain_ensure(root, {"domain": "example.net"}, quiet)
+    for name in ("sales", "ops"):
+        box = {"email": f"{name}@example.net", "raw_password": "long-enough-pass"}
+        await mailbox_ensure(root, box, quiet)
+    alias = {"email": "info@example.net", "destination": ["sales@example.net"], "comment": "web"}
+    assert (await alias_ensure(root, alias, quiet))["action"] == "created"
+    moved = {**alias, "destination": ["sales@example.net", "ops@example.net"]}
+    assert (await alias_ensure(root, moved, quiet))["action"] == "updated"
+    stored = vps.mailu()["aliases"]["info@example.net"]
+    assert stored["destination"] == ["sales@example.net", "ops@example.net"]
+    stranger = {**alias, "destination": ["nobody@example.net"]}
+    with pytest.raises(CommandError, match="404 Provided destination email address nobody"):
+        await alias_ensure(root, stranger, quiet)
+    with pytest.raises(CommandError, match=r"payload\.destination"):
+        await alias_ensure(root, {**alias, "destination": []}, quiet)
+    assert (await alias_delete(root, {"email": "info@example.net"}, quiet))["deleted"] is True
+    assert (await alias_delete(root, {"email": "info@example.net"}, quiet))["deleted"] is False

@@ -79,6 +79,12 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )
     assert mailbox.status_code == 201, mailbox.text
+    alias = await client.post(
+        f"/api/v1/domains/{domain.json()['id']}/aliases",
+        json={"local_part": "info", "destinations": [mailbox.json()["address"]]},
+        headers=tenant.headers,
+    )
+    assert alias.status_code == 201, alias.text
     return {
         "tenant_id": tenant.id,
         "workspace_id": ws.json()["id"],
@@ -87,6 +93,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "command_id": command.json()["id"],
         "domain_id": domain.json()["id"],
         "mailbox_id": mailbox.json()["id"],
+        "alias_id": alias.json()["id"],
     }
 
 

@@ -430,7 +430,7 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     assert "xn--bcher-kva.example" in mailu_state()["domains"]
     selector = domain["dkim_selector"]
     dkim = vault_secret(openbao, f"dkim/xn--bcher-kva.example/{selector}")
-    assert dkim is not None and dkim["public_key"] in domain["dkim_record"]["value"]
+    assert dkim is not None and dkim["public_key"] in domain["dkim_records"][0]["value"]
     key_file = mailu / "dkim" / f"bücher.example.{selector}.key"  # where Mailu's admin reads it
     assert key_file.read_text() == dkim["private_key"]
     assert key_file.stat().st_mode & 0o777 == 0o600

@@ -75,6 +75,11 @@ class MailuApi:
                     f"{prefix}/user/{{email}}", self.user_item, methods=["GET", "PATCH", "DELETE"]
                 ),
                 Route(f"{prefix}/alias", self.alias_collection, methods=["GET", "POST"]),
+                Route(
+                    f"{prefix}/alias/{{alias}}",
+                    self.alias_item,
+                    methods=["GET", "PATCH", "DELETE"],
+                ),
             ]
         )
 
@@ -237,6 +242,31 @@ class MailuApi:
         return result(
             200, f"Alias {email} to destination(s) {data.get('destination', [])} has been created"
         )
+
+    async def alias_item(self, request: Request) -> JSONResponse:
+        data = await self.admit(request, body_on="PATCH")
+        if isinstance(data, JSONResponse):
+            return data
+        email = request.path_params["alias"].lower()
+        with self.lock:
+            if email not in self.aliases:
+                return result(404, f"Alias {email} cannot be found")
+            if request.method == "GET":
+                return JSONResponse(self.aliases[email])
+            if request.method == "DELETE":
+                del self.aliases[email]
+                self.save()
+                return result(200, f"Alias {email} has been deleted")
+            for destination in data.get("destination", []):
+                if destination not in self.users:
+                    return result(
+                        404, f"Provided destination email address {destination} does not exist"
+                    )
+            for field in ("comment", "destination", "wildcard"):
+                if field in data:
+                    self.aliases[email][field] = data[field]
+            self.save()
+        return result(200, f"Alias {email} has been updated")
 
     @staticmethod
     def public(user: dict[str, Any]) -> dict[str, Any]:

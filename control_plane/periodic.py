@@ -1,0 +1,61 @@
+"""Periodic jobs: small transactions that look for due work (a DKIM switch, a scheduled
+backup) and turn it into rows and agent commands.
+
+Every replica runs them; each job claims its rows ``FOR UPDATE SKIP LOCKED`` (or SQLite's
+single writer), so two replicas never do the same piece of work. A failing job is logged
+and tried again on the next round; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.engine import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: Callable[[AsyncSession], Awaitable[int]]  # returns how many items it moved
+
+
+class PeriodicJobs:
+    def __init__(
+        self,
+        db: Database,
+        jobs: Sequence[Job],
+        interval: float,
+        after_work: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db, self.jobs, self.interval, self.after_work = db, jobs, interval, after_work
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> dict[str, int]:
+        """Every job once, each in its own transaction; how many items each moved."""
+        moved: dict[str, int] = {}
+        for job in self.jobs:
+            try:
+                moved[job.name] = await self.db.transact(job.run)
+            except Exception:
+                log.exception("periodic job %s failed; trying again next round", job.name)
+        if any(moved.values()):
+            self.after_work()
+        return moved
+
+    async def run(self) -> None:
+        while True:
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
