@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, ssh_keys
+from agent.backup import commands as backup
 from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
@@ -70,6 +71,12 @@ def handlers_for(root: Path) -> dict[str, Handler]:
         "mailu.alias.ensure": on_root(mail.alias_ensure),
         "mailu.alias.delete": on_root(mail.alias_delete),
         "mailu.dkim.remove": on_root(mail.dkim_remove),
+        "backup.run": on_root(backup.run),
+        "backup.snapshots": on_root(backup.snapshots),
+        "backup.restore": on_root(backup.restore),
+        "backup.restore.finish": on_root(backup.restore_finish),
+        "backup.check": on_root(backup.check),
+        "backup.forget": on_root(backup.forget),
     }
 
 

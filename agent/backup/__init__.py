@@ -1,0 +1,1 @@
+"""restic backups of the server's data, driven by the control plane's commands."""

@@ -1,0 +1,238 @@
+"""A thin typed adapter over the restic CLI and its ``--json`` output.
+
+Why not resticpy: it keeps the repository and password in module globals (one repository
+per process, where a backup run talks to a primary and an offsite repository at once),
+reads the password only from a file, and runs restic to completion, so it cannot stream
+the progress lines restic prints while a backup runs.
+
+Secrets never touch disk or another process's environment: the repository password goes to
+restic through a pipe (``--password-file /dev/fd/N``), and backend credentials (S3 keys,
+…) are put only into the environment of the restic child itself. Each restic child dies
+with the agent (``PR_SET_PDEATHSIG``), so a killed agent leaves at most a stale lock,
+which the next run removes (``restic unlock`` removes only locks whose holder is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CommandError
+
+PR_SET_PDEATHSIG = 1
+# restic exits 3 when a snapshot was made but some files could not be read (a message moved
+# by the MTA while restic walked the directory): the snapshot is usable, with warnings.
+PARTIAL = 3
+_BASE_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")
+NO_REPOSITORY = "no restic repository at this location"
+LOCKED = "the repository is locked by another restic process"
+_DIAGNOSES = (
+    ("wrong password or no key found", "wrong repository password"),
+    ("unable to open config file", NO_REPOSITORY),
+    ("no space left on device", "the repository's storage is full (no space left on device)"),
+    ("repository is already locked", LOCKED),
+    ("connection refused", "the repository is unreachable (connection refused)"),
+    ("no such host", "the repository is unreachable (unknown host)"),
+    ("i/o timeout", "the repository is unreachable (timeout)"),
+    ("permission denied", "permission denied at the repository"),
+)
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where snapshots go: any restic backend URL, its password and backend credentials."""
+
+    url: str
+    password: str = field(repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_payload(cls, url: Any, password: Any, env: Any, name: str) -> Repository:
+        if not isinstance(url, str) or not url:
+            raise CommandError(f"payload.{name}.url: a restic repository URL")
+        if not isinstance(password, str) or not password:
+            raise CommandError(f"payload.{name}: no repository password was delivered")
+        if env is None:
+            env = {}
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise CommandError(f"payload.{name}.env: a map of environment names to strings")
+        return cls(url, password, dict(env))
+
+
+class ResticError(CommandError):
+    """restic failed; ``reason`` is the diagnosis, the message adds restic's own words."""
+
+    def __init__(self, action: str, stderr: str) -> None:
+        text = " ".join(stderr.split())
+        lowered = text.lower()
+        self.reason = next((why for needle, why in _DIAGNOSES if needle in lowered), None)
+        detail = self.reason or (text[-300:] if text else "restic failed without a message")
+        super().__init__(f"restic {action}: {detail}")
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _password_pipes(*passwords: str) -> Iterator[list[int]]:
+    """Read ends of pipes holding each password (small enough for the pipe buffer)."""
+    ends: list[int] = []
+    try:
+        for password in passwords:
+            read, write = os.pipe()
+            ends.append(read)
+            try:
+                os.write(write, password.encode())
+            finally:
+                os.close(write)
+        yield ends
+    finally:
+        for fd in ends:
+            os.close(fd)
+
+
+class Restic:
+    """restic against one repository (and, for ``copy``, a source repository)."""
+
+    def __init__(self, repository: Repository, cache_dir: Path, binary: str = "restic") -> None:
+        self.repository, self.cache_dir, self.binary = repository, cache_dir, binary
+
+    async def run(
+        self,
+        action: str,
+        *args: str,
+        on_json: Callable[[dict[str, Any]], None] | None = None,
+        source: Repository | None = None,
+        ok: tuple[int, ...] = (0,),
+        limit_seconds: float = 24 * 3600.0,
+    ) -> tuple[int, list[dict[str, Any]], str]:
+        """Run ``restic <action> <args>``; returns the exit code, every JSON line printed
+        (each also given to ``on_json`` as it arrives) and the last of stdout's text."""
+        passwords = [self.repository.password] + ([source.password] if source else [])
+        env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+        env.update(self.repository.env)
+        env["RESTIC_PROGRESS_FPS"] = "2"
+        with _password_pipes(*passwords) as fds:
+            command = [
+                self.binary,
+                action,
+                "--repo",
+                self.repository.url,
+                "--password-file",
+                f"/dev/fd/{fds[0]}",
+                "--cache-dir",
+                str(self.cache_dir),
+            ]
+            if source is not None:
+                env.update({k: v for k, v in source.env.items() if k not in env})
+                command += ["--from-repo", source.url, "--from-password-file", f"/dev/fd/{fds[1]}"]
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *command,
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                    pass_fds=fds,
+                    preexec_fn=_die_with_parent,
+                )
+            except FileNotFoundError:
+                raise CommandError("restic is not installed on this server") from None
+        try:
+            code, messages, text, stderr = await asyncio.wait_for(
+                self._collect(process, on_json), limit_seconds
+            )
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)  # restic removes its lock on SIGINT
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+            raise
+        if code not in ok:
+            raise ResticError(action, stderr or text)
+        return code, messages, text
+
+    @staticmethod
+    async def _collect(
+        process: asyncio.subprocess.Process, on_json: Callable[[dict[str, Any]], None] | None
+    ) -> tuple[int, list[dict[str, Any]], str, str]:
+        assert process.stdout is not None and process.stderr is not None
+        messages: list[dict[str, Any]] = []
+        text: list[str] = []
+        stderr_task = asyncio.create_task(process.stderr.read())
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith(("{", "[")):
+                try:
+                    parsed = json.loads(line)
+                except ValueError:
+                    text.append(line)
+                    continue
+                for item in parsed if isinstance(parsed, list) else [parsed]:
+                    if isinstance(item, dict):
+                        messages.append(item)
+                        if on_json is not None:
+                            on_json(item)
+                continue
+            if line:
+                text = [*text, line][-20:]
+        code = await process.wait()
+        stderr = (await stderr_task).decode(errors="replace")
+        return code, messages, "\n".join(text), stderr[-4000:]
+
+    # -- the operations MailFleet uses --------------------------------------------------------
+
+    async def run_prepared(
+        self,
+        action: str,
+        *args: str,
+        create: bool = False,
+        chunker_from: Repository | None = None,
+        **options: Any,
+    ) -> tuple[int, list[dict[str, Any]], str, bool]:
+        """``run``, removing stale locks — and with ``create``, making a missing repository —
+        when restic says so (each restic start costs a key derivation, so nothing is checked
+        up front). The last value says whether the repository was created."""
+        created = unlocked = False
+        while True:
+            try:
+                return (*await self.run(action, *args, **options), created)
+            except ResticError as exc:
+                if exc.reason == NO_REPOSITORY and create and not created:
+                    await self.init(chunker_from)
+                    created = True
+                elif exc.reason == LOCKED and not unlocked:
+                    await self.unlock_stale()  # a live lock stays, and the retry says so
+                    unlocked = True
+                else:
+                    raise
+
+    async def init(self, chunker_from: Repository | None = None) -> None:
+        """Create the repository. An offsite copy takes the primary's chunker parameters so
+        ``restic copy`` deduplicates."""
+        extra = ("--copy-chunker-params",) if chunker_from else ()
+        await self.run("init", *extra, source=chunker_from, limit_seconds=300)
+
+    async def unlock_stale(self) -> None:
+        """Remove locks left by a restic that is gone (a killed agent); live ones stay."""
+        await self.run("unlock", limit_seconds=300)
+
+    async def snapshots(self, *args: str) -> list[dict[str, Any]]:
+        _, messages, _ = await self.run("snapshots", "--json", *args, limit_seconds=600)
+        return messages

@@ -1,0 +1,97 @@
+"""What a backup reads, and how it stays consistent without stopping mail.
+
+The MailU data root is crash-consistent by construction except for its SQLite databases:
+Maildir delivers by writing a file in ``tmp/`` and renaming it into ``new/`` (a snapshot
+sees a message whole or not at all), Postfix moves queue files by rename, Redis writes
+``dump.rdb`` to a temporary file and renames it. A SQLite file copied while the admin
+writes can be torn, so each one named in ``sqlite`` is first copied with SQLite's online
+backup API (a consistent copy taken page by page, writers wait only for the page being
+read) to ``<db>.mailfleet-snapshot``; restic stores the copy instead of the live file, and a
+restore puts it back under the database's name. Mail keeps flowing throughout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.config import under_root
+from agent.errors import CommandError
+from agent.mailu.install import COMPOSE_FILE, ENV_FILE, mailu_dir
+
+SNAPSHOT_SUFFIX = ".mailfleet-snapshot"
+MAILU_ENTRIES = (
+    "data", "dkim", "mail", "mailqueue", "filter", "redis", "certs", "overrides", "webmail",
+    "dav", COMPOSE_FILE, ENV_FILE,
+)  # fmt: skip
+MAILU_SQLITE = ("data/main.db", "webmail/roundcube.db")
+
+
+def default_paths(root: Path) -> list[Path]:
+    return [mailu_dir(root) / entry for entry in MAILU_ENTRIES]
+
+
+def default_sqlite(root: Path) -> list[Path]:
+    return [mailu_dir(root) / name for name in MAILU_SQLITE]
+
+
+def _absolute_list(root: Path, payload: dict[str, Any], key: str) -> list[Path] | None:
+    raw = payload.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p.startswith("/") for p in raw):
+        raise CommandError(f"payload.{key}: a list of absolute paths")
+    return [under_root(root, Path(p)) for p in raw]
+
+
+def chosen_paths(root: Path, payload: dict[str, Any]) -> list[Path]:
+    """The paths to back up that exist (MailU's data root by default)."""
+    wanted = _absolute_list(root, payload, "paths") or default_paths(root)
+    present = [p for p in wanted if p.exists()]
+    if not present:
+        shown = ", ".join(str(p) for p in wanted[:3])
+        raise CommandError(f"nothing to back up: none of the paths exist ({shown}, …)")
+    return present
+
+
+def chosen_sqlite(root: Path, payload: dict[str, Any]) -> list[Path]:
+    listed = _absolute_list(root, payload, "sqlite")
+    return [p for p in (default_sqlite(root) if listed is None else listed) if p.is_file()]
+
+
+@contextmanager
+def consistent_sqlite_copies(databases: list[Path]) -> Iterator[list[str]]:
+    """Online-backup copies of each database for the snapshot; yields restic ``--exclude``
+    arguments for the live files. The copies are removed afterwards, whatever happens."""
+    made: list[Path] = []
+    excludes: list[str] = []
+    try:
+        for db in databases:
+            copy = db.with_name(db.name + SNAPSHOT_SUFFIX)
+            source = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+            try:
+                target = sqlite3.connect(copy)
+                made.append(copy)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            except sqlite3.Error as exc:
+                raise CommandError(f"consistent copy of {db.name} failed: {exc}") from None
+            finally:
+                source.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                excludes += ["--exclude", f"{db}{suffix}"]
+        yield excludes
+    finally:
+        for copy in made:
+            copy.unlink(missing_ok=True)
+
+
+def put_back_sqlite_copies(tree: Path) -> None:
+    """In a restored tree, every ``<db>.mailfleet-snapshot`` becomes ``<db>`` again."""
+    for copy in tree.rglob("*" + SNAPSHOT_SUFFIX):
+        copy.replace(copy.with_name(copy.name.removesuffix(SNAPSHOT_SUFFIX)))

@@ -1,0 +1,321 @@
+"""Backups with real restic on real files: point-in-time restore byte for byte, in place with
+the previous state kept aside, consistent SQLite copies, and clear failures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.backup import commands as backup
+from agent.errors import CommandError
+
+PASSWORD = "correct horse battery staple"
+
+
+def _content(path: Path) -> bytes:
+    """A file's bytes; a SQLite database's rows (its consistent copy is the same database,
+    not the same bytes: the online backup rewrites header counters)."""
+    if path.suffix != ".db":
+        return path.read_bytes()
+    db = sqlite3.connect(path)
+    try:
+        return "\n".join(db.iterdump()).encode()
+    finally:
+        db.close()
+
+
+def tree_digest(top: Path) -> dict[str, str]:
+    """Every file under ``top`` (relative path → SHA-256), for byte-for-byte comparison."""
+    return {
+        str(p.relative_to(top)): hashlib.sha256(_content(p)).hexdigest()
+        for p in sorted(top.rglob("*"))
+        if p.is_file() and ".mailfleet-" not in str(p)
+    }
+
+
+def make_maildir(mailu: Path, mailboxes: int = 12, messages: int = 250) -> list[Path]:
+    """A MailU data root with ``mailboxes × messages`` messages and an admin database."""
+    rng = random.Random(7)
+    made = []
+    for b in range(mailboxes):
+        cur = mailu / "mail" / f"user{b}@example.net" / "cur"
+        cur.mkdir(parents=True)
+        (cur.parent / "new").mkdir()
+        (cur.parent / "tmp").mkdir()
+        for m in range(messages):
+            path = cur / f"{1700000000 + m}.M{m}P{b}.mx,S={2000}:2,S"
+            body = rng.randbytes(1500).hex()[:1800]
+            path.write_text(f"From: a@example.org\nSubject: {m}\n\n{body}\n")
+            made.append(path)
+    (mailu / "data").mkdir()
+    db = sqlite3.connect(mailu / "data" / "main.db")
+    db.execute("CREATE TABLE user (email TEXT PRIMARY KEY, quota INTEGER)")
+    db.executemany(
+        "INSERT INTO user VALUES (?, ?)", [(f"user{b}@example.net", b) for b in range(mailboxes)]
+    )
+    db.commit()
+    db.close()
+    (mailu / "mailu.env").write_text("SECRET_KEY=x\n")
+    return made
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An initialised primary and offsite repository (same chunker parameters), copied by
+    each test: ``restic init`` derives its key for seconds, and once per module is enough
+    (the first test below still has the agent create its repository)."""
+    top = tmp_path_factory.mktemp("restic-templates")
+    primary, offsite = top / "primary", top / "offsite"
+    env = {"PATH": os.environ["PATH"], "RESTIC_PASSWORD": PASSWORD,
+           "RESTIC_FROM_PASSWORD": PASSWORD}  # fmt: skip
+    for args in (
+        ["init", "--repo", str(primary)],
+        ["init", "--repo", str(offsite), "--from-repo", str(primary), "--copy-chunker-params"],
+    ):
+        subprocess.run(["restic", *args, "--no-cache"], env=env, check=True, capture_output=True)
+    return primary, offsite
+
+
+def repo_copy(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target)
+    return target
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB filesystem that fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def exist(paths: list[str]) -> bool:
+    return bool(paths) and all(Path(p).exists() for p in paths)
+
+
+def payload(repo: Path | str, **extra: Any) -> dict[str, Any]:
+    return {
+        "repository": {"url": str(repo)},
+        "repository_password": PASSWORD,
+        "host": "server-1",
+        **extra,
+    }
+
+
+def recorder() -> tuple[list[tuple[int, str]], Any]:
+    seen: list[tuple[int, str]] = []
+    return seen, lambda percent, message: seen.append((percent, message))
+
+
+async def test_point_in_time_restore_in_place_keeps_the_previous_state_until_finished(
+    tmp_path: Path,
+) -> None:
+    root, repo = tmp_path / "vps", tmp_path / "repo"
+    mailu = root / "mailu"
+    messages = make_maildir(mailu)
+    seen, progress = recorder()
+    first = await backup.run(root, payload(repo), progress)
+    assert first["repository_created"] is True and first["files_new"] >= len(messages)
+    assert seen[-1][0] == 100 and any("bytes" in m for _, m in seen)
+    at_first = tree_digest(mailu)
+    assert not list(mailu.rglob("*.mailfleet-snapshot"))  # the consistent copies are gone
+
+    # 1 % of the mail changes; the admin database too.
+    rng = random.Random(1)
+    for path in rng.sample(messages, len(messages) // 100):
+        path.write_text(path.read_text() + "\nedited\n")
+    (mailu / "mail" / "user0@example.net" / "new" / "fresh:2,").write_text("new mail\n")
+    db = sqlite3.connect(mailu / "data" / "main.db")
+    db.execute("UPDATE user SET quota = 99")
+    db.commit()
+    db.close()
+    second = await backup.run(root, payload(repo), progress)
+    assert second["repository_created"] is False
+    assert second["files_new"] + second["files_changed"] <= len(messages) // 100 + 3
+    at_second = tree_digest(mailu)
+    assert at_second != at_first
+
+    listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
+    assert [s["short_id"] for s in listed] == [first["short_id"], second["short_id"]]
+
+    restored = await backup.restore(
+        root, payload(repo, snapshot=first["short_id"], target="in_place",
+                      snapshot_root=first["root"]), progress,
+    )  # fmt: skip
+    assert tree_digest(mailu) == at_first  # byte for byte, database included
+    assert exist(restored["kept_aside"])
+    back = {"restore_id": restored["restore_id"], "keep": "previous"}
+    await backup.restore_finish(root, back, progress)
+    assert tree_digest(mailu) == at_second
+    assert not list(mailu.glob("*.mailfleet-previous-*"))
+    with pytest.raises(CommandError, match="no restore"):
+        await backup.restore_finish(root, back, progress)
+
+    # A single mailbox, in place; then keep it.
+    box = str(mailu / "mail" / "user3@example.net")
+    one = await backup.restore(
+        root, payload(repo, snapshot=first["short_id"], target="in_place", include=[box],
+                      snapshot_root=first["root"]), progress,
+    )  # fmt: skip
+    assert one["restored"] == [box]
+    await backup.restore_finish(
+        root, {"restore_id": one["restore_id"], "keep": "restored"}, progress
+    )
+    assert not list((mailu / "mail").glob("*.mailfleet-previous-*"))
+
+    # To another directory, leaving the live data alone.
+    elsewhere = await backup.restore(
+        root, payload(repo, snapshot=first["short_id"], target="/restore-check"), progress
+    )
+    assert elsewhere["in_place"] is False
+    copy = root / "restore-check" / mailu.relative_to("/")
+    assert tree_digest(copy) == at_first
+
+
+async def test_an_offsite_copy_holds_the_same_snapshot(
+    tmp_path: Path, templates: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "vps"
+    make_maildir(root / "mailu", mailboxes=2, messages=20)
+    repo = repo_copy(templates[0], tmp_path / "repo")
+    offsite = repo_copy(templates[1], tmp_path / "offsite")
+    extra = {"offsite": {"url": str(offsite)}, "offsite_password": PASSWORD}
+    _, progress = recorder()
+    result = await backup.run(root, payload(repo, **extra), progress)
+    assert result["offsite_copied"] is True and result["repository_created"] is False
+    there = await backup.snapshots(root, payload(offsite), progress)
+    assert len(there["snapshots"]) == 1
+    assert there["snapshots"][0]["paths"] == result["paths"]
+
+
+async def test_failures_are_clear_and_leave_the_snapshots_alone(
+    tmp_path: Path, templates: tuple[Path, Path]
+) -> None:
+    root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+    make_maildir(root / "mailu", mailboxes=1, messages=5)
+    _, progress = recorder()
+    await backup.run(root, payload(repo), progress)
+    wrong = {**payload(repo), "repository_password": "not the password"}
+    with pytest.raises(CommandError, match="wrong repository password"):
+        await backup.run(root, wrong, progress)
+    closed = f"rest:http://127.0.0.1:{_closed_port()}/"
+    with pytest.raises(CommandError, match="unreachable"):
+        await backup.run(root, payload(closed), progress)
+    with pytest.raises(CommandError, match="nothing to back up"):
+        await backup.run(root, payload(repo, paths=["/no/such/dir"]), progress)
+    with pytest.raises(CommandError, match=r"payload\.keep"):
+        await backup.forget(root, payload(repo, keep={"fortnightly": 2}), progress)
+    assert len((await backup.snapshots(root, payload(repo), progress))["snapshots"]) == 1
+    check = await backup.check(root, payload(repo, read_data_subset="1/3"), progress)
+    assert check["ok"] is True
+
+
+def _closed_port() -> int:
+    from tests.support.ports import free_port
+
+    return free_port()
+
+
+async def test_a_full_repository_disk_fails_clearly(
+    tmp_path: Path, tmpfs: Path, templates: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "vps"
+    mailu = root / "mailu"
+    make_maildir(mailu, mailboxes=1, messages=5)
+    repo = tmpfs / "repo"
+    shutil.copytree(templates[0], repo)
+    _, progress = recorder()
+    first = await backup.run(root, payload(repo), progress)
+    (mailu / "mail" / "big").write_bytes(os.urandom(8 * 1024 * 1024))
+    with pytest.raises(CommandError, match="full"):
+        await backup.run(root, payload(repo), progress)
+    listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
+    assert [s["short_id"] for s in listed] == [first["short_id"]]
+
+
+RUNNER = """
+import asyncio, json, sys
+from pathlib import Path
+from agent.backup import commands
+payload = json.loads(sys.stdin.read())
+def progress(percent, message):
+    print(percent, message, flush=True)
+asyncio.run(commands.run(Path(sys.argv[1]), payload, progress))
+"""
+
+
+def restic_processes(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if cmdline.startswith("restic") and marker in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def kill_mid_backup(root: Path, body: dict[str, Any], marker: str) -> list[int]:
+    """Run ``backup.run`` in its own process and SIGKILL it once restic reports progress;
+    the restic processes still alive a few seconds later."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(body))
+    process.stdin.close()
+    try:
+        deadline = time.monotonic() + 30
+        for line in process.stdout:
+            if "bytes" in line or time.monotonic() > deadline:
+                break
+        assert time.monotonic() <= deadline, "restic never reported progress"
+    finally:
+        process.kill()
+        process.wait(10)
+        process.stdout.close()
+    deadline = time.monotonic() + 10
+    while restic_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return restic_processes(marker)
+
+
+async def test_killing_the_agent_mid_backup_leaves_a_clean_repository(
+    tmp_path: Path, templates: tuple[Path, Path]
+) -> None:
+    root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+    mail = root / "mailu" / "mail"
+    mail.mkdir(parents=True)
+    (mail / "large").write_bytes(os.urandom(12 * 1024 * 1024))
+    body = payload(repo, limit_upload_kib=1024)
+    assert await asyncio.to_thread(kill_mid_backup, root, body, str(repo)) == []  # restic died
+    assert list((repo / "locks").iterdir())  # ...leaving its lock behind
+
+    _, progress = recorder()
+    result = await backup.run(root, payload(repo), progress)  # the stale lock is no obstacle
+    assert result["total_bytes_processed"] == 12 * 1024 * 1024
+    assert (await backup.check(root, payload(repo), progress))["ok"] is True
+    assert not list((repo / "locks").iterdir())
+    listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
+    assert [s["short_id"] for s in listed] == [result["short_id"]]
