@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +321,65 @@ async def test_killing_the_agent_mid_backup_leaves_a_clean_repository(
     assert not list((repo / "locks").iterdir())
     listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
     assert [s["short_id"] for s in listed] == [result["short_id"]]
+
+
+def expected_kept(times: list[datetime], keep: dict[str, int]) -> set[datetime]:
+    """restic's documented policy: newest first, each rule keeps the newest snapshot of
+    each of its last ``n`` buckets (hour, day, ISO week, month); kept by any rule, kept."""
+    buckets = {
+        "hourly": lambda t: t.strftime("%Y%m%d%H"),
+        "daily": lambda t: t.strftime("%Y%m%d"),
+        "weekly": lambda t: "{}{:02d}".format(*t.isocalendar()[:2]),
+        "monthly": lambda t: t.strftime("%Y%m"),
+    }
+    left, last = dict(keep), dict.fromkeys(keep, "")
+    kept = set()
+    for t in sorted(times, reverse=True):
+        for rule, bucket in buckets.items():
+            if left.get(rule, 0) > 0 and bucket(t) != last[rule]:
+                last[rule], left[rule] = bucket(t), left[rule] - 1
+                kept.add(t)
+    return kept
+
+
+async def test_a_simulated_year_is_forgotten_exactly_as_the_policy_says(
+    tmp_path: Path, templates: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+    data = root / "mailu" / "mail"
+    data.mkdir(parents=True)
+    (data / "msg").write_text("hello\n")
+    now = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+    hours = [0, 1, 2, 3, 5, 26, 50, 74, 98, 240, 408, 576, 960, 1680, 2400, 4800, 7200, 8736]
+    times = [now - timedelta(hours=h) for h in hours]
+    env = {"PATH": os.environ["PATH"], "RESTIC_PASSWORD": PASSWORD, "TZ": "UTC"}
+
+    def snapshot(when: datetime, host: str = "server-1", tag: str = "mailfleet") -> None:
+        subprocess.run(
+            ["restic", "backup", "--repo", str(repo), "--no-cache", "--host", host, "--tag",
+             tag, "--time", when.strftime("%Y-%m-%d %H:%M:%S"), str(data)],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+
+    def make_all() -> None:
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(snapshot, times))
+            pool.submit(snapshot, now - timedelta(days=300), "other-server").result()
+            pool.submit(snapshot, now - timedelta(days=300), "server-1", "manual").result()
+
+    await asyncio.to_thread(make_all)
+    keep = {"hourly": 3, "daily": 3, "weekly": 2, "monthly": 3}
+    _, progress = recorder()
+    result = await backup.forget(root, payload(repo, keep=keep), progress)
+    listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
+    left = {
+        datetime.fromisoformat(s["time"]).astimezone(UTC).replace(microsecond=0)
+        for s in listed
+        if s["hostname"] == "server-1" and s["tags"] == ["mailfleet"]
+    }
+    assert left == expected_kept(times, keep)
+    assert len(result["removed"]) == len(times) - len(left) and result["pruned"] is True
+    others = [(s["hostname"], s["tags"]) for s in listed if s["tags"] != ["mailfleet"]
+              or s["hostname"] != "server-1"]  # fmt: skip
+    assert sorted(others) == [("other-server", ["mailfleet"]), ("server-1", ["manual"])]
