@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key
+from control_plane.backups import schedule
 from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
@@ -85,7 +86,11 @@ async def _serve_api(
 
 
 def periodic_jobs(vault: Vault) -> list[Job]:
-    return [Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault))]
+    return [
+        Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault)),
+        Job("backup-results", schedule.absorb_finished),
+        Job("backup-schedule", schedule.queue_due),
+    ]
 
 
 async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:

@@ -15,6 +15,7 @@ from control_plane.api import health
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
 from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from control_plane.api_keys.routes import router as api_keys_router
+from control_plane.backups.routes import router as backups_router
 from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
@@ -40,6 +41,7 @@ ROUTERS = (
     commands_router,
     mail_router,
     mail_stack_router,
+    backups_router,
     metrics_router,
 )
 

@@ -1,10 +1,11 @@
 """Imports every model so the metadata is complete (Alembic, tenancy registry)."""
 
 from control_plane.api_keys.models import ApiKey
+from control_plane.backups.models import BackupPolicy, BackupSnapshot
 from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.enrollment.models import JoinToken
-from control_plane.mail.models import Mailbox, MailDomain
+from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
@@ -14,9 +15,13 @@ from control_plane.workspaces.models import Workspace
 __all__ = [
     "AgentCertificate",
     "ApiKey",
+    "BackupPolicy",
+    "BackupSnapshot",
     "Base",
     "Command",
+    "DkimKey",
     "JoinToken",
+    "MailAlias",
     "MailDomain",
     "Mailbox",
     "MetricRollup",

@@ -61,6 +61,12 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )
     assert command.status_code == 201
+    policy = await client.put(
+        f"/api/v1/servers/{server.json()['id']}/backup-policy",
+        json={"repository_url": "/srv/restic/victim"},
+        headers=tenant.headers,
+    )
+    assert policy.status_code == 200, policy.text
     mail_server = await client.post(
         "/api/v1/servers",
         json={"name": "victim-mail", "provider": "manual", "mail_hostname": "mx.victim.example"},

@@ -1,0 +1,136 @@
+"""A server's backups: its policy, snapshots, runs and restores (tenant-scoped)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from control_plane.api.context import Ctx
+from control_plane.backups import service
+from control_plane.backups.models import BackupPolicy, BackupSnapshot
+from control_plane.backups.schemas import (
+    BackupsOut,
+    PolicyIn,
+    PolicyOut,
+    RestoreFinish,
+    RestoreIn,
+    Retention,
+    SnapshotOut,
+)
+from control_plane.commands.schemas import CommandOut
+from control_plane.db.base import utcnow
+from control_plane.db.lookup import get_by_id
+from control_plane.servers.models import Server
+
+router = APIRouter(prefix="/api/v1/servers/{server_id}", tags=["backups"])
+
+
+def policy_out(policy: BackupPolicy) -> PolicyOut:
+    return PolicyOut(
+        id=policy.id,
+        server_id=policy.server_id,
+        repository_url=policy.repository_url,
+        offsite_url=policy.offsite_url,
+        env_names=policy.env_names.splitlines(),
+        paths=policy.paths.splitlines(),
+        enabled=policy.enabled,
+        interval_seconds=policy.interval_seconds,
+        retention=Retention(**service.retention(policy)),
+        forget_interval_seconds=policy.forget_interval_seconds,
+        check_interval_seconds=policy.check_interval_seconds,
+        check_subsets=policy.check_subsets,
+        limit_upload_kib=policy.limit_upload_kib,
+        next_backup_at=policy.next_backup_at,
+        last_success_at=policy.last_success_at,
+        last_failure_at=policy.last_failure_at,
+        last_error=policy.last_error,
+        last_check_at=policy.last_check_at,
+        last_check_error=policy.last_check_error,
+    )
+
+
+def snapshot_out(snapshot: BackupSnapshot) -> SnapshotOut:
+    return SnapshotOut(
+        short_id=snapshot.short_id,
+        taken_at=snapshot.taken_at,
+        age_seconds=(utcnow() - snapshot.taken_at).total_seconds(),
+        data_added=snapshot.data_added,
+        bytes_processed=snapshot.bytes_processed,
+        files=snapshot.files,
+        duration_seconds=snapshot.duration_seconds,
+        offsite_copied=snapshot.offsite_copied,
+    )
+
+
+@router.get("/backup-policy")
+async def get_policy(server_id: uuid.UUID, ctx: Ctx) -> PolicyOut:
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        return policy_out(await service.require_policy(session, server))
+
+
+@router.put("/backup-policy")
+async def put_policy(server_id: uuid.UUID, body: PolicyIn, ctx: Ctx) -> PolicyOut:
+    """Create or replace the policy. Credentials go to Vault and are never shown again; the
+    repository password is generated unless one is given for an existing repository."""
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        return policy_out(await service.put_policy(session, ctx.vault, server, body))
+
+
+@router.delete("/backup-policy", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_policy(server_id: uuid.UUID, ctx: Ctx) -> None:
+    """Stop backing up; the repository keeps its snapshots."""
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        await service.delete_policy(session, server)
+
+
+@router.get("/backups")
+async def list_backups(server_id: uuid.UUID, ctx: Ctx) -> BackupsOut:
+    """Snapshots (newest first, with sizes and ages), the policy, and what is wrong."""
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        policy = await service.get_policy(session, server)
+        if policy is not None:
+            await service.absorb_results(session, policy)
+        snapshots = await service.list_snapshots(session, server)
+        return BackupsOut(
+            policy=policy_out(policy) if policy else None,
+            findings=service.findings(policy, utcnow()),
+            snapshots=[snapshot_out(s) for s in snapshots],
+        )
+
+
+@router.post("/backups", status_code=status.HTTP_202_ACCEPTED)
+async def run_backup(server_id: uuid.UUID, ctx: Ctx) -> CommandOut:
+    """Back up now; follow the command for progress (409 while another backup job runs)."""
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        out = CommandOut.of(await service.run_now(session, server))
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.post("/restore", status_code=status.HTTP_202_ACCEPTED)
+async def restore(server_id: uuid.UUID, body: RestoreIn, ctx: Ctx) -> CommandOut:
+    """Restore the state at a time (or a snapshot), in place or into a directory, the whole
+    data or one mailbox. In place, the previous state is kept aside until
+    ``POST …/restore/finish`` keeps the restored one or rolls back."""
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        command, _ = await service.restore(session, server, body)
+        out = CommandOut.of(command)
+    ctx.hub.wake_dispatcher()
+    return out
+
+
+@router.post("/restore/finish", status_code=status.HTTP_202_ACCEPTED)
+async def finish_restore(server_id: uuid.UUID, body: RestoreFinish, ctx: Ctx) -> CommandOut:
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        command = await service.finish_restore(session, server, body.restore_id, body.keep)
+        out = CommandOut.of(command)
+    ctx.hub.wake_dispatcher()
+    return out

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from control_plane.schemas import RequestModel, ResponseModel
+
+HOUR, DAY = 3600, 86400
+# Backends restic speaks (a local path is an absolute path).
+SCHEMES = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_SNAPSHOT = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def _repository_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.startswith("/") or value.startswith(SCHEMES):
+        return value
+    raise ValueError(f"a restic repository: an absolute path or one of {', '.join(SCHEMES)}…")
+
+
+def _env(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is not None:
+        bad = [name for name in value if not _ENV_NAME.match(name) or name.startswith("RESTIC_")]
+        if bad:
+            raise ValueError(f"not a backend credential name: {', '.join(sorted(bad))}")
+    return value
+
+
+class Retention(RequestModel):
+    """restic's ``--keep-*``: the newest snapshot of each of the last n hours, days, …"""
+
+    hourly: int = Field(default=24, ge=0, le=10_000)
+    daily: int = Field(default=30, ge=0, le=10_000)
+    weekly: int = Field(default=12, ge=0, le=10_000)
+    monthly: int = Field(default=12, ge=0, le=10_000)
+    yearly: int = Field(default=0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def keeps_something(self) -> Retention:
+        if not any((self.hourly, self.daily, self.weekly, self.monthly, self.yearly)):
+            raise ValueError("a retention that keeps nothing would delete every snapshot")
+        return self
+
+
+class PolicyIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "repository_url": "s3:https://s3.example.net/backups/mx1",
+                    "repository_env": {"AWS_ACCESS_KEY_ID": "…", "AWS_SECRET_ACCESS_KEY": "…"},
+                    "offsite_url": "sftp:backup@offsite.example.org:/srv/restic/mx1",
+                }
+            ]
+        }
+    )
+
+    repository_url: str = Field(min_length=2, max_length=1000)
+    repository_env: dict[str, str] | None = Field(
+        default=None, description="Backend credentials (kept in Vault; only names shown)."
+    )
+    repository_password: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=1024,
+        description="For an existing repository; generated (and kept in Vault) when omitted.",
+    )
+    offsite_url: str | None = Field(default=None, min_length=2, max_length=1000)
+    offsite_env: dict[str, str] | None = None
+    paths: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Absolute paths on the server; empty: MailU's whole data root.",
+    )
+    enabled: bool = True
+    interval_seconds: int = Field(default=HOUR, ge=300, le=7 * DAY, description="RPO.")
+    retention: Retention = Field(default_factory=Retention)
+    forget_interval_seconds: int = Field(default=DAY, ge=HOUR, le=30 * DAY)
+    check_interval_seconds: int = Field(default=7 * DAY, ge=HOUR, le=90 * DAY)
+    check_subsets: int = Field(
+        default=12, ge=1, le=1000, description="Each check reads 1/n of the data, rotating."
+    )
+    limit_upload_kib: int | None = Field(default=None, ge=64, le=10_000_000)
+
+    _urls = field_validator("repository_url", "offsite_url")(_repository_url)
+    _envs = field_validator("repository_env", "offsite_env")(_env)
+
+    @field_validator("paths")
+    @classmethod
+    def absolute(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or "\n" in path or "/../" in f"{path}/":
+                raise ValueError(f"{path!r} is not an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def offsite_differs(self) -> PolicyIn:
+        if self.offsite_url is not None and self.offsite_url == self.repository_url:
+            raise ValueError("offsite_url must be another repository than repository_url")
+        return self
+
+
+class Finding(ResponseModel):
+    severity: Literal["warning", "critical"]
+    code: str
+    message: str
+
+
+class PolicyOut(ResponseModel):
+    id: uuid.UUID
+    server_id: uuid.UUID
+    repository_url: str
+    offsite_url: str | None
+    env_names: list[str] = Field(description="Names of the stored backend credentials.")
+    paths: list[str]
+    enabled: bool
+    interval_seconds: int
+    retention: Retention
+    forget_interval_seconds: int
+    check_interval_seconds: int
+    check_subsets: int
+    limit_upload_kib: int | None
+    next_backup_at: datetime | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    last_check_at: datetime | None
+    last_check_error: str | None
+
+
+class SnapshotOut(ResponseModel):
+    short_id: str
+    taken_at: datetime
+    age_seconds: float
+    data_added: int
+    bytes_processed: int
+    files: int
+    duration_seconds: float
+    offsite_copied: bool
+
+
+class BackupsOut(ResponseModel):
+    policy: PolicyOut | None
+    findings: list[Finding]
+    snapshots: list[SnapshotOut] = Field(description="Newest first.")
+
+
+class RestoreIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"at": "2026-11-20T14:00:00Z", "target": "in_place"}]}
+    )
+
+    at: datetime | None = Field(
+        default=None, description="Restore the state at this time (the newest snapshot before)."
+    )
+    snapshot: str | None = Field(default=None, description="Or a snapshot id.")
+    target: str = Field(
+        default="in_place",
+        description="in_place (the previous state is kept aside until finished), or an "
+        "absolute directory on the server.",
+    )
+    mailbox: str | None = Field(default=None, description="Restore only this mailbox.")
+
+    @field_validator("snapshot")
+    @classmethod
+    def snapshot_id(cls, value: str | None) -> str | None:
+        if value is not None and not _SNAPSHOT.match(value):
+            raise ValueError("a snapshot id (hex)")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def target_kind(cls, value: str) -> str:
+        if value != "in_place" and not (value.startswith("/") and "/../" not in f"{value}/"):
+            raise ValueError("in_place, or an absolute directory")
+        return value
+
+
+class RestoreFinish(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"restore_id": "3f2a9c01d4e5b6a7", "keep": "restored"}]}
+    )
+
+    restore_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="From the restore's result.")
+    keep: Literal["restored", "previous"]

@@ -1,0 +1,344 @@
+"""Backup policies, the commands that carry them out, and what their results mean.
+
+The agent's reports arrive as command results; ``absorb_results`` folds each finished
+``backup.*`` command into the policy and the snapshot list exactly once (a cursor on the
+policy, idempotent steps), from the periodic job or from a read that wants fresh data.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.backups.models import BackupPolicy, BackupSnapshot
+from control_plane.backups.schemas import Finding, PolicyIn, RestoreIn
+from control_plane.commands import service as commands
+from control_plane.commands.models import Command
+from control_plane.db.base import utcnow
+from control_plane.errors import Conflict, InvalidInput, NotFound
+from control_plane.provisioning import events
+from control_plane.servers.models import Server
+from control_plane.vault.client import Vault, secret_path
+
+KINDS = ("backup.run", "backup.snapshots", "backup.restore", "backup.restore.finish",
+         "backup.check", "backup.forget")  # fmt: skip
+LIVE = ("queued", "sent", "running")
+FINAL = ("succeeded", "failed", "timed_out", "cancelled")
+RUN_SECONDS = 6 * 3600.0
+MAILU_MAIL = "/mailu/mail"  # where the agent keeps MailU's maildirs (agent/mailu/install.py)
+
+
+def secrets_path(server: Server) -> str:
+    return secret_path("vps", server.tenant_id, server.id, "backup")
+
+
+async def get_policy(session: AsyncSession, server: Server) -> BackupPolicy | None:
+    return await session.scalar(select(BackupPolicy).where(BackupPolicy.server_id == server.id))
+
+
+async def require_policy(session: AsyncSession, server: Server) -> BackupPolicy:
+    policy = await get_policy(session, server)
+    if policy is None:
+        raise NotFound("backup policy of server", server.id)
+    return policy
+
+
+async def put_policy(
+    session: AsyncSession, vault: Vault, server: Server, data: PolicyIn
+) -> BackupPolicy:
+    """Create or replace the policy; secrets to Vault (a new version), the rest here."""
+    policy = await get_policy(session, server)
+    if policy is None:
+        policy = BackupPolicy(tenant_id=server.tenant_id, server_id=server.id)
+        session.add(policy)
+    path = secrets_path(server)
+    stored: dict[str, Any] = dict(await vault.get(path) or {})
+    if (
+        stored
+        and stored.get("repository_url") != data.repository_url
+        and not (data.repository_password)
+    ):
+        # Another repository: a new one, with its own password.
+        stored = {}
+    stored = {
+        "repository_url": data.repository_url,
+        "password": data.repository_password or stored.get("password") or secrets.token_urlsafe(32),
+        "env": data.repository_env if data.repository_env is not None else stored.get("env", {}),
+        "offsite_password": stored.get("offsite_password") or secrets.token_urlsafe(32),
+        "offsite_env": (
+            data.offsite_env if data.offsite_env is not None else stored.get("offsite_env", {})
+        ),
+    }
+    await vault.put(path, stored)
+    retention = data.retention
+    policy.repository_url = data.repository_url
+    policy.offsite_url = data.offsite_url
+    policy.env_names = "\n".join(sorted({*stored["env"], *stored["offsite_env"]}))
+    policy.paths = "\n".join(data.paths)
+    policy.enabled = data.enabled
+    policy.interval_seconds = data.interval_seconds
+    policy.keep_hourly, policy.keep_daily = retention.hourly, retention.daily
+    policy.keep_weekly, policy.keep_monthly = retention.weekly, retention.monthly
+    policy.keep_yearly = retention.yearly
+    policy.forget_interval_seconds = data.forget_interval_seconds
+    policy.check_interval_seconds = data.check_interval_seconds
+    policy.check_subsets = data.check_subsets
+    policy.check_next_subset = min(policy.check_next_subset or 1, data.check_subsets)
+    policy.limit_upload_kib = data.limit_upload_kib
+    now = utcnow()
+    policy.next_backup_at = policy.next_backup_at or now
+    policy.next_forget_at = policy.next_forget_at or now + timedelta(
+        seconds=data.forget_interval_seconds
+    )
+    policy.next_check_at = policy.next_check_at or now + timedelta(
+        seconds=data.check_interval_seconds
+    )
+    await session.flush()
+    return policy
+
+
+async def delete_policy(session: AsyncSession, server: Server) -> None:
+    """Stop backing up; the repository and its snapshots stay where they are."""
+    await session.delete(await require_policy(session, server))
+    await session.flush()
+
+
+def payload(policy: BackupPolicy, server: Server, **extra: Any) -> dict[str, Any]:
+    """A ``backup.*`` payload: repositories by URL, their secrets by Vault reference."""
+    fields = {"password": "repository_password", "env": "repository_env"}
+    body: dict[str, Any] = {
+        "repository": {"url": policy.repository_url},
+        "host": str(server.id),
+        **extra,
+    }
+    if policy.offsite_url:
+        body["offsite"] = {"url": policy.offsite_url}
+        fields |= {"offsite_password": "offsite_password", "offsite_env": "offsite_env"}
+    if policy.paths:
+        body["paths"] = policy.paths.splitlines()
+    if policy.limit_upload_kib:
+        body["limit_upload_kib"] = policy.limit_upload_kib
+    body["secrets_from"] = {"path": secrets_path(server), "fields": fields}
+    return body
+
+
+async def busy(session: AsyncSession, server: Server) -> Command | None:
+    """The backup job running for this server's repository, if any: one at a time."""
+    return await session.scalar(
+        select(Command)
+        .where(Command.server_id == server.id, Command.kind.in_(KINDS), Command.state.in_(LIVE))
+        .limit(1)
+    )
+
+
+async def queue(
+    session: AsyncSession, server: Server, policy: BackupPolicy, kind: str, **extra: Any
+) -> Command:
+    running = await busy(session, server)
+    if running is not None:
+        raise Conflict(f"{running.kind} ({running.id}) is still {running.state} for this server")
+    command = await commands.queue_system_command(
+        session, server, kind, payload(policy, server, **extra), RUN_SECONDS
+    )
+    events.record(session, server, "backup", f"{kind} queued")
+    return command
+
+
+async def run_now(session: AsyncSession, server: Server) -> Command:
+    policy = await require_policy(session, server)
+    return await queue(session, server, policy, "backup.run")
+
+
+def retention(policy: BackupPolicy) -> dict[str, int]:
+    return {
+        "hourly": policy.keep_hourly,
+        "daily": policy.keep_daily,
+        "weekly": policy.keep_weekly,
+        "monthly": policy.keep_monthly,
+        "yearly": policy.keep_yearly,
+    }
+
+
+async def snapshot_for(session: AsyncSession, server: Server, data: RestoreIn) -> BackupSnapshot:
+    """The snapshot a restore request means: by id, or the newest at or before ``at``."""
+    stmt = select(BackupSnapshot).where(BackupSnapshot.server_id == server.id)
+    if data.snapshot is not None:
+        found = await session.scalar(stmt.where(BackupSnapshot.short_id == data.snapshot[:8]))
+        if found is None:
+            raise InvalidInput(f"no snapshot {data.snapshot} of this server", field="body.snapshot")
+        return found
+    if data.at is not None:
+        stmt = stmt.where(BackupSnapshot.taken_at <= data.at)
+    found = await session.scalar(stmt.order_by(BackupSnapshot.taken_at.desc()).limit(1))
+    if found is None:
+        when = f"at or before {data.at.isoformat()}" if data.at else "yet"
+        raise InvalidInput(f"this server has no snapshot {when}", field="body.at")
+    return found
+
+
+async def restore(
+    session: AsyncSession, server: Server, data: RestoreIn
+) -> tuple[Command, BackupSnapshot]:
+    policy = await require_policy(session, server)
+    await absorb_results(session, policy)
+    snapshot = await snapshot_for(session, server, data)
+    include = []
+    if data.mailbox is not None:
+        address = data.mailbox.strip().lower()
+        if "@" not in address or "/" in address:
+            raise InvalidInput("an address local@domain", field="body.mailbox")
+        include = [f"{snapshot.root.rstrip('/')}{MAILU_MAIL}/{address}"]
+    command = await queue(
+        session, server, policy, "backup.restore",
+        snapshot=snapshot.short_id, target=data.target, include=include,
+        snapshot_root=snapshot.root,
+    )  # fmt: skip
+    return command, snapshot
+
+
+async def finish_restore(
+    session: AsyncSession, server: Server, restore_id: str, keep: str
+) -> Command:
+    policy = await require_policy(session, server)
+    return await queue(
+        session, server, policy, "backup.restore.finish", restore_id=restore_id, keep=keep
+    )
+
+
+async def list_snapshots(session: AsyncSession, server: Server) -> list[BackupSnapshot]:
+    stmt = (
+        select(BackupSnapshot)
+        .where(BackupSnapshot.server_id == server.id)
+        .order_by(BackupSnapshot.taken_at.desc())
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
+    """What a health check should raise about this server's backups."""
+    if policy is None or not policy.enabled:
+        return [Finding(severity="warning", code="backup.none", message="no backups are taken")]
+    found = []
+    interval = timedelta(seconds=policy.interval_seconds)
+    newest = policy.last_success_at
+    if newest is None or now - newest > 2 * interval:
+        age = "never" if newest is None else f"{(now - newest).total_seconds() / 3600:.1f} h ago"
+        found.append(
+            Finding(
+                severity="critical",
+                code="backup.stale",
+                message=f"the last good backup was {age}; the policy wants one every "
+                f"{policy.interval_seconds // 60} min",
+            )
+        )
+    if policy.last_failure_at and (newest is None or policy.last_failure_at > newest):
+        found.append(
+            Finding(severity="critical", code="backup.failed", message=f"{policy.last_error}")
+        )
+    if policy.last_check_error:
+        found.append(
+            Finding(
+                severity="critical",
+                code="backup.check_failed",
+                message=f"restic check failed: {policy.last_check_error}",
+            )
+        )
+    return found
+
+
+async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
+    """Fold finished ``backup.*`` commands into the policy and snapshots, each once."""
+    stmt = select(Command).where(
+        Command.server_id == policy.server_id,
+        Command.kind.in_(KINDS),
+        Command.state.in_(FINAL),
+    )
+    if policy.results_seen_at is not None:
+        stmt = stmt.where(Command.finished_at > policy.results_seen_at)
+    done = list((await session.scalars(stmt.order_by(Command.finished_at))).all())
+    server = await session.get(Server, policy.server_id)
+    for command in done:
+        result = json.loads(command.result) if command.result else {}
+        ok = command.state == "succeeded"
+        reason = command.error or command.state
+        if command.kind == "backup.run":
+            await _absorb_backup(session, policy, command, result if ok else None, reason)
+        elif command.kind == "backup.forget" and ok:
+            await _absorb_forget(session, policy, result)
+        elif command.kind == "backup.snapshots" and ok:
+            await _absorb_listing(session, policy, result)
+        elif command.kind == "backup.check":
+            policy.last_check_at = command.finished_at
+            policy.last_check_error = None if ok else reason
+        if server is not None:
+            message = "succeeded" if ok else f"{command.state}: {reason}"
+            events.record(session, server, "backup", f"{command.kind} {message}")
+        policy.results_seen_at = command.finished_at
+    await session.flush()
+    return len(done)
+
+
+async def _absorb_backup(
+    session: AsyncSession,
+    policy: BackupPolicy,
+    command: Command,
+    result: dict[str, Any] | None,
+    reason: str,
+) -> None:
+    if result is None:
+        policy.last_failure_at, policy.last_error = command.finished_at, reason
+        return
+    policy.last_success_at = command.finished_at
+    exists = await session.scalar(
+        select(BackupSnapshot.id).where(
+            BackupSnapshot.server_id == policy.server_id,
+            BackupSnapshot.short_id == result["short_id"],
+        )
+    )
+    if exists is None:
+        session.add(
+            BackupSnapshot(
+                tenant_id=policy.tenant_id,
+                server_id=policy.server_id,
+                short_id=result["short_id"],
+                taken_at=datetime.fromisoformat(result["time"]),
+                root=result.get("root", "/"),
+                paths="\n".join(result.get("paths", [])),
+                data_added=result.get("data_added", 0),
+                bytes_processed=result.get("total_bytes_processed", 0),
+                files=result.get("total_files_processed", 0),
+                duration_seconds=result.get("duration_seconds", 0.0),
+                offsite_copied=bool(result.get("offsite_copied")),
+            )
+        )
+
+
+async def _absorb_forget(
+    session: AsyncSession, policy: BackupPolicy, result: dict[str, Any]
+) -> None:
+    removed = [str(s)[:8] for s in result.get("removed", [])]
+    if removed:
+        await session.execute(
+            delete(BackupSnapshot).where(
+                BackupSnapshot.server_id == policy.server_id,
+                BackupSnapshot.short_id.in_(removed),
+            )
+        )
+
+
+async def _absorb_listing(
+    session: AsyncSession, policy: BackupPolicy, result: dict[str, Any]
+) -> None:
+    """The repository is the truth: rows for snapshots it no longer has go."""
+    present = [str(s.get("short_id") or s.get("id", ""))[:8] for s in result.get("snapshots", [])]
+    await session.execute(
+        delete(BackupSnapshot).where(
+            BackupSnapshot.server_id == policy.server_id,
+            BackupSnapshot.short_id.not_in(present),
+        )
+    )

@@ -1,0 +1,93 @@
+"""Backup policies and snapshots, with row-level security.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-29
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from control_plane.db.base import UTCDateTime
+from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+_COUNTS = (
+    "interval_seconds", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+    "keep_yearly", "forget_interval_seconds", "check_interval_seconds", "check_subsets",
+    "check_next_subset",
+)  # fmt: skip
+_TIMES = (
+    "next_backup_at", "next_forget_at", "next_check_at", "last_success_at", "last_failure_at",
+    "last_check_at", "results_seen_at",
+)  # fmt: skip
+
+
+def _owned(*, server_index: bool) -> list[sa.Column[object]]:
+    return [
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "tenant_id",
+            sa.Uuid(),
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "server_id",
+            sa.Uuid(),
+            sa.ForeignKey("servers.id", ondelete="CASCADE"),
+            nullable=False,
+            index=server_index,
+        ),
+    ]
+
+
+def upgrade() -> None:
+    integer = sa.Integer()
+    op.create_table(
+        "backup_policies",
+        *_owned(server_index=False),  # the unique constraint indexes it
+        sa.Column("repository_url", sa.String(1000), nullable=False),
+        sa.Column("offsite_url", sa.String(1000), nullable=True),
+        sa.Column("env_names", sa.Text(), nullable=False),
+        sa.Column("paths", sa.Text(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        *[sa.Column(name, integer, nullable=False) for name in _COUNTS],
+        sa.Column("limit_upload_kib", integer, nullable=True),
+        *[sa.Column(name, UTCDateTime(), nullable=True) for name in _TIMES],
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("last_check_error", sa.Text(), nullable=True),
+        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        sa.UniqueConstraint("server_id", name="uq_backup_policies_server"),
+    )
+    op.create_table(
+        "backup_snapshots",
+        *_owned(server_index=True),
+        sa.Column("short_id", sa.String(16), nullable=False),
+        sa.Column("taken_at", UTCDateTime(), nullable=False, index=True),
+        sa.Column("root", sa.String(1000), nullable=False),
+        sa.Column("paths", sa.Text(), nullable=False),
+        sa.Column("data_added", sa.BigInteger(), nullable=False),
+        sa.Column("bytes_processed", sa.BigInteger(), nullable=False),
+        sa.Column("files", integer, nullable=False),
+        sa.Column("duration_seconds", sa.Float(), nullable=False),
+        sa.Column("offsite_copied", sa.Boolean(), nullable=False),
+        sa.UniqueConstraint("server_id", "short_id", name="uq_backup_snapshots_id"),
+    )
+    for table in ("backup_policies", "backup_snapshots"):
+        enable_tenant_rls(table)
+
+
+def downgrade() -> None:
+    for table in ("backup_snapshots", "backup_policies"):
+        disable_tenant_rls(table)
+        op.drop_table(table)

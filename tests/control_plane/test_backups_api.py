@@ -1,0 +1,192 @@
+"""Backup policies, runs, restores and the schedule through the API and the periodic jobs;
+the agent side (real restic) is tested in tests/agent/test_backup.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from control_plane.backups import schedule
+from control_plane.backups.models import BackupPolicy
+from control_plane.commands import service as commands
+from control_plane.db.engine import Database
+from control_plane.servers.models import Server
+from control_plane.vault.client import Vault
+from tests.conftest import MakeTenant, TenantHandle
+
+
+async def ready_server(client: httpx.AsyncClient, tenant: TenantHandle, db: Database) -> str:
+    response = await client.post(
+        "/api/v1/servers", json={"name": f"bk-{uuid.uuid4().hex[:6]}", "mail_stack": "none"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    server_id = str(response.json()["id"])
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(server_id))
+        assert server is not None
+        server.state = "ready"
+    return server_id
+
+
+async def report(
+    db: Database, server_id: str, command_id: str, result: dict[str, Any] | None, error: str = ""
+) -> None:
+    """What the agent would send back for a command."""
+    async with db.session() as session:
+        await commands.record_result(
+            session, uuid.UUID(server_id), uuid.UUID(command_id),
+            "succeeded" if result is not None else "failed",
+            json.dumps(result) if result is not None else None, error or None,
+        )  # fmt: skip
+
+
+def backup_result(short_id: str, at: datetime) -> dict[str, Any]:
+    return {"short_id": short_id, "time": at.isoformat(), "root": "/", "paths": ["/mailu/mail"],
+            "data_added": 1000, "total_bytes_processed": 5000, "total_files_processed": 12,
+            "duration_seconds": 1.5, "offsite_copied": True}  # fmt: skip
+
+
+async def test_a_policy_keeps_its_secrets_in_vault_and_refuses_bad_input(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    server_id = await ready_server(client, tenant, db)
+    url = f"/api/v1/servers/{server_id}/backup-policy"
+    assert (await client.get(url, headers=tenant.headers)).status_code == 404
+    for body, field in (
+        ({"repository_url": "relative/path"}, "body.repository_url"),
+        ({"repository_url": "/r", "offsite_url": "/r"}, "body"),
+        ({"repository_url": "/r", "repository_env": {"lower": "x"}}, "body.repository_env"),
+        ({"repository_url": "/r", "interval_seconds": 10}, "body.interval_seconds"),
+        (
+            {
+                "repository_url": "/r",
+                "retention": {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0},
+            },
+            "body.retention",
+        ),
+        ({"repository_url": "/r", "paths": ["mail"]}, "body.paths"),
+    ):
+        response = await client.put(url, json=body, headers=tenant.headers)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["errors"][0]["field"] == field, response.json()
+    assert (await client.get(url, headers=tenant.headers)).status_code == 404  # nothing kept
+
+    body = {
+        "repository_url": "s3:https://s3.example.net/b/mx",
+        "offsite_url": "/srv/offsite",
+        "repository_env": {"AWS_ACCESS_KEY_ID": "AKIA-test", "AWS_SECRET_ACCESS_KEY": "s3cr3t"},
+    }
+    created = await client.put(url, json=body, headers=tenant.headers)  # fmt: skip
+    assert created.status_code == 200, created.text
+    shown = created.json()
+    assert shown["env_names"] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert shown["retention"] == {"hourly": 24, "daily": 30, "weekly": 12, "monthly": 12,
+                                  "yearly": 0}  # fmt: skip
+    stored = await vault.get(f"vps/{tenant.id}/{server_id}/backup")
+    assert stored is not None and len(stored["password"]) >= 32
+    assert "s3cr3t" not in created.text and stored["password"] not in created.text
+    again = await client.put(url, json={**body, "repository_env": None}, headers=tenant.headers)
+    assert again.status_code == 200
+    kept = await vault.get(f"vps/{tenant.id}/{server_id}/backup")
+    assert kept is not None and kept["password"] == stored["password"]
+    assert kept["env"] == stored["env"]  # credentials stay unless replaced
+
+    run = await client.post(f"/api/v1/servers/{server_id}/backups", headers=tenant.headers)
+    assert run.status_code == 202 and run.json()["kind"] == "backup.run"
+    payload = run.json()["payload"]
+    assert payload["secrets_from"]["path"] == f"vps/{tenant.id}/{server_id}/backup"
+    assert payload["offsite"] == {"url": "/srv/offsite"} and "s3cr3t" not in json.dumps(payload)
+    busy = await client.post(f"/api/v1/servers/{server_id}/backups", headers=tenant.headers)
+    assert busy.status_code == 409 and "backup.run" in busy.json()["detail"]
+    await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
+
+
+async def test_runs_are_absorbed_and_restores_pick_the_snapshot_by_time(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    server_id = await ready_server(client, tenant, db)
+    base = f"/api/v1/servers/{server_id}"
+    await client.put(f"{base}/backup-policy", json={"repository_url": "/srv/r"},
+                     headers=tenant.headers)  # fmt: skip
+    listed = (await client.get(f"{base}/backups", headers=tenant.headers)).json()
+    assert [f["code"] for f in listed["findings"]] == ["backup.stale"]
+
+    t1 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    for short_id, at in (("aaaa1111", t1), ("bbbb2222", t1 + timedelta(hours=3))):
+        run = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
+        await report(db, server_id, run["id"], backup_result(short_id, at))
+    failed = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
+    await report(db, server_id, failed["id"], None, "restic backup: wrong repository password")
+    listed = (await client.get(f"{base}/backups", headers=tenant.headers)).json()
+    assert [s["short_id"] for s in listed["snapshots"]] == ["bbbb2222", "aaaa1111"]
+    assert listed["policy"]["last_error"] == "restic backup: wrong repository password"
+    codes = {f["code"] for f in listed["findings"]}
+    assert "backup.failed" in codes
+
+    between = (t1 + timedelta(hours=2)).isoformat()
+    restore = await client.post(f"{base}/restore", json={"at": between, "mailbox": "A@x.example"},
+                                headers=tenant.headers)  # fmt: skip
+    assert restore.status_code == 202, restore.text
+    assert restore.json()["payload"]["snapshot"] == "aaaa1111"
+    assert restore.json()["payload"]["include"] == ["/mailu/mail/a@x.example"]
+    await report(db, server_id, restore.json()["id"], {"restore_id": "0123456789abcdef"})
+    early = await client.post(f"{base}/restore", json={"at": "2020-01-01T00:00:00Z"},
+                              headers=tenant.headers)  # fmt: skip
+    assert early.status_code == 422 and early.json()["errors"][0]["field"] == "body.at"
+    bad = await client.post(f"{base}/restore", json={"target": "relative"}, headers=tenant.headers)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.target"
+    body = {"restore_id": "0123456789abcdef", "keep": "restored"}
+    finish = await client.post(f"{base}/restore/finish", json=body, headers=tenant.headers)
+    assert finish.status_code == 202 and finish.json()["payload"]["keep"] == "restored"
+    await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
+
+
+async def test_the_schedule_runs_one_job_at_a_time_and_rotates_checks(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    server_id = await ready_server(client, tenant, db)
+    base = f"/api/v1/servers/{server_id}"
+    await client.put(f"{base}/backup-policy", json={"repository_url": "/srv/r"},
+                     headers=tenant.headers)  # fmt: skip
+
+    async def kinds() -> list[str]:
+        response = await client.get(f"{base}/commands", headers=tenant.headers)
+        return [c["kind"] for c in response.json()["items"]]
+
+    async def tick() -> list[str]:
+        async with db.session() as session:
+            await schedule.absorb_finished(session)
+            await schedule.queue_due(session)
+        return await kinds()
+
+    assert await tick() == ["backup.run"]  # a new policy backs up at once
+    assert await tick() == ["backup.run"]  # not twice while it runs
+    (run,) = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
+    await report(db, server_id, run["id"], backup_result("cccc3333", datetime.now(UTC)))
+    async with db.session() as session:
+        policy = await session.scalar(
+            select(BackupPolicy).where(BackupPolicy.server_id == uuid.UUID(server_id))
+        )
+        assert policy is not None
+        policy.next_forget_at = policy.next_check_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert (await tick())[-1] == "backup.forget"
+    items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
+    assert items[-1]["payload"]["keep"]["daily"] == 30
+    await report(db, server_id, items[-1]["id"], {"kept": [], "removed": ["cccc3333ffff"],
+                                                  "pruned": True})  # fmt: skip
+    assert (await tick())[-1] == "backup.check"
+    items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
+    assert items[-1]["payload"]["read_data_subset"] == "1/12"
+    listed = (await client.get(f"{base}/backups", headers=tenant.headers)).json()
+    assert listed["snapshots"] == []  # forgotten
+    assert listed["policy"]["last_success_at"] is not None
+    await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
