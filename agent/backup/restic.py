@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
+import shutil
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +27,6 @@ from typing import Any
 
 from agent.errors import CommandError
 
-PR_SET_PDEATHSIG = 1
 # restic exits 3 when a snapshot was made but some files could not be read (a message moved
 # by the MTA while restic walked the directory): the snapshot is usable, with warnings.
 PARTIAL = 3
@@ -72,17 +71,24 @@ class Repository:
 class ResticError(CommandError):
     """restic failed; ``reason`` is the diagnosis, the message adds restic's own words."""
 
-    def __init__(self, action: str, stderr: str) -> None:
+    def __init__(self, action: str, stderr: str, code: int | None = None) -> None:
         text = " ".join(stderr.split())
         lowered = text.lower()
         self.reason = next((why for needle, why in _DIAGNOSES if needle in lowered), None)
-        detail = self.reason or (text[-300:] if text else "restic failed without a message")
+        if code is not None and code < 0:
+            ended = f"killed by signal {-code}"
+        else:
+            ended = f"exit code {code}"
+        detail = self.reason or (text[-300:] if text else f"failed without a message ({ended})")
         super().__init__(f"restic {action}: {detail}")
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _with_parent_death() -> list[str]:
+    """A prefix making the child die with the agent (``PR_SET_PDEATHSIG`` through
+    util-linux's ``setpriv``, which every Debian/Ubuntu has). Not ``preexec_fn``: Python
+    code between fork and exec runs gRPC's fork handlers in the child, which abort."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 @contextlib.contextmanager
@@ -125,8 +131,11 @@ class Restic:
         env.update(self.repository.env)
         env["RESTIC_PROGRESS_FPS"] = "2"
         with _password_pipes(*passwords) as fds:
+            binary = shutil.which(self.binary, path=env.get("PATH"))
+            if binary is None:
+                raise CommandError("restic is not installed on this server")
             command = [
-                self.binary,
+                binary,
                 action,
                 "--repo",
                 self.repository.url,
@@ -138,19 +147,16 @@ class Restic:
             if source is not None:
                 env.update({k: v for k, v in source.env.items() if k not in env})
                 command += ["--from-repo", source.url, "--from-password-file", f"/dev/fd/{fds[1]}"]
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *command,
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env=env,
-                    pass_fds=fds,
-                    preexec_fn=_die_with_parent,
-                )
-            except FileNotFoundError:
-                raise CommandError("restic is not installed on this server") from None
+            process = await asyncio.create_subprocess_exec(
+                *_with_parent_death(),
+                *command,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                pass_fds=fds,
+            )
         try:
             code, messages, text, stderr = await asyncio.wait_for(
                 self._collect(process, on_json), limit_seconds
@@ -165,7 +171,7 @@ class Restic:
                 await process.wait()
             raise
         if code not in ok:
-            raise ResticError(action, stderr or text)
+            raise ResticError(action, stderr or text, code)
         return code, messages, text
 
     @staticmethod

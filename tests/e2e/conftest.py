@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
@@ -9,6 +12,15 @@ from pathlib import Path
 import pytest
 
 from control_plane.db.engine import Database
+from tests.e2e.local import LocalNet
+from tests.support.netns import (
+    ip,
+    links,
+    namespace_pids,
+    namespaces,
+    netns_unavailable,
+    pick_subnet,
+)
 from tests.support.openbao import DevOpenBao
 from tests.support.stack import ControlPlane, control_plane
 
@@ -34,3 +46,30 @@ def plane_factory(
 @pytest.fixture
 def plane(plane_factory: PlaneFactory) -> ControlPlane:
     return plane_factory()
+
+
+@pytest.fixture
+def local_net(tmp_path: Path) -> Iterator[LocalNet]:
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    prefix = "p" + secrets.token_hex(2)
+    net = LocalNet(prefix, f"{prefix}br", pick_subnet(), tmp_path / "local-provider")
+    try:
+        yield net
+    finally:
+        problems = [p for p in net.leftovers() if not p.startswith(f"link {net.bridge}")]
+        for namespace in (n for n in namespaces() if n.startswith(prefix + "-")):
+            for pid in namespace_pids(namespace):
+                os.kill(pid, signal.SIGKILL)
+            ip("netns", "delete", namespace, check=False)
+        for link in (n for n in links() if n.startswith(prefix)):
+            ip("link", "delete", "dev", link, check=False)
+    if problems:
+        pytest.fail("left behind after the test: " + "; ".join(problems))
+
+
+@pytest.fixture
+def local_plane(local_net: LocalNet, plane_factory: PlaneFactory) -> ControlPlane:
+    """A control plane offering the local provider (set up after, torn down before, the net)."""
+    return plane_factory(**local_net.settings())

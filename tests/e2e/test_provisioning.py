@@ -10,12 +10,10 @@ import asyncio
 import ipaddress
 import json
 import os
-import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +23,11 @@ from sqlalchemy import text
 
 from control_plane.db.engine import Database
 from tests.e2e.conftest import PlaneFactory
+from tests.e2e.local import LocalNet, order, vault_secret, wait_gone, wait_state
 from tests.fakes import docker_cli
 from tests.fakes.hostwinds import hostwinds_double
 from tests.support.netns import (
-    ip,
-    links,
     namespace_pids,
-    namespaces,
-    netns_unavailable,
-    pick_subnet,
     running,
 )
 from tests.support.openbao import DevOpenBao
@@ -41,107 +35,6 @@ from tests.support.processes import BIN, run_cli
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class LocalNet:
-    prefix: str
-    bridge: str
-    subnet: ipaddress.IPv4Network
-    state_dir: Path
-
-    def settings(self) -> dict[str, str]:
-        gateway = self.subnet.network_address + 1
-        return {
-            "MAILFLEET_LOCAL_PROVIDER": "1",
-            "MAILFLEET_LOCAL_PROVIDER_DIR": str(self.state_dir),
-            "MAILFLEET_LOCAL_PROVIDER_PREFIX": self.prefix,
-            "MAILFLEET_LOCAL_PROVIDER_BRIDGE": self.bridge,
-            "MAILFLEET_LOCAL_PROVIDER_BRIDGE_ADDRESS": f"{gateway}/{self.subnet.prefixlen}",
-            "MAILFLEET_LOCAL_PROVIDER_POOL": f"{self.subnet.network_address + 16}/28",
-            "MAILFLEET_PROVISION_POLL_SECONDS": "0.2",
-            "MAILFLEET_PROVISION_LEASE_SECONDS": "2",
-        }
-
-    def instances(self) -> list[dict[str, Any]]:
-        """The provider's own records (what it rented), read from its state directory."""
-        if not self.state_dir.exists():
-            return []
-        records = sorted(self.state_dir.glob("*/instance.json"))
-        return [json.loads(r.read_text()) for r in records]
-
-    def leftovers(self) -> list[str]:
-        found = [f"namespace {n}" for n in namespaces() if n.startswith(self.prefix + "-")]
-        found += [f"link {n}" for n in links() if n.startswith(self.prefix)]
-        if self.state_dir.exists():
-            found += [f"file {p.name}" for p in self.state_dir.iterdir() if p.name != ".lock"]
-        return found
-
-
-@pytest.fixture
-def local_net(tmp_path: Path) -> Iterator[LocalNet]:
-    reason = netns_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    prefix = "p" + secrets.token_hex(2)
-    net = LocalNet(prefix, f"{prefix}br", pick_subnet(), tmp_path / "local-provider")
-    try:
-        yield net
-    finally:
-        problems = [p for p in net.leftovers() if not p.startswith(f"link {net.bridge}")]
-        for namespace in (n for n in namespaces() if n.startswith(prefix + "-")):
-            for pid in namespace_pids(namespace):
-                os.kill(pid, signal.SIGKILL)
-            ip("netns", "delete", namespace, check=False)
-        for link in (n for n in links() if n.startswith(prefix)):
-            ip("link", "delete", "dev", link, check=False)
-    if problems:
-        pytest.fail("left behind after the test: " + "; ".join(problems))
-
-
-@pytest.fixture
-def local_plane(local_net: LocalNet, plane_factory: PlaneFactory) -> ControlPlane:
-    """A control plane offering the local provider (set up after, torn down before, the net)."""
-    return plane_factory(**local_net.settings())
-
-
-def order(plane: ControlPlane, tenant_id: str, name: str, expect: int = 201, **extra: Any) -> Any:
-    body = {
-        "name": name,
-        "provider": "local",
-        "region": "local",
-        "plan": "local-small",
-        "mail_stack": "none",
-    }
-    return plane.api(
-        "POST", "/api/v1/servers", expect, json={**body, "tenant_id": tenant_id, **extra}
-    )
-
-
-def wait_state(plane: ControlPlane, server_id: str, state: str, timeout: float = 60) -> Any:
-    def settled(server: dict[str, Any]) -> bool:
-        assert server["state"] != "failed" or state == "failed", server
-        return bool(server["state"] == state)
-
-    return plane.wait_until(f"/api/v1/servers/{server_id}", settled, timeout)
-
-
-def wait_gone(plane: ControlPlane, server_id: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while plane.http.get(f"/api/v1/servers/{server_id}").status_code != 404:
-        assert time.monotonic() < deadline, f"server {server_id} still there"
-        time.sleep(0.2)
-
-
-def vault_secret(openbao: DevOpenBao, path: str) -> dict[str, Any] | None:
-    client = hvac.Client(url=openbao.url, token=openbao.token)
-    try:
-        response = client.secrets.kv.v2.read_secret_version(
-            path=path, mount_point="mailfleet", raise_on_deleted_version=True
-        )
-    except hvac.exceptions.InvalidPath:
-        return None
-    return dict(response["data"]["data"])
 
 
 def test_two_vpss_provision_enroll_stream_metrics_and_leave_nothing(

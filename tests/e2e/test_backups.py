@@ -1,0 +1,71 @@
+"""Backups end to end: a local VPS's agent runs real restic on the schedule and on demand,
+and restores a point in time in place through the API."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import PlaneFactory
+from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.support.stack import ControlPlane
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_snapshots(plane: ControlPlane, server_id: str, count: int) -> list[dict[str, Any]]:
+    listed = plane.wait_until(
+        f"/api/v1/servers/{server_id}/backups", lambda b: len(b["snapshots"]) >= count, 60
+    )
+    return list(listed["snapshots"])
+
+
+def test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback(
+    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
+) -> None:
+    plane = plane_factory(**local_net.settings(), MAILFLEET_PERIODIC_SECONDS="0.5")
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    server = wait_state(plane, order(plane, tenant["id"], "bk1")["id"], "ready")
+    mailu = local_net.state_dir / server["instance_id"] / "rootfs" / "mailu"
+    inbox = mailu / "mail" / "sales@shop.example" / "cur"
+    inbox.mkdir(parents=True)
+    for n in range(50):
+        (inbox / f"{n}.eml").write_text(f"Subject: {n}\n\nbody {n}\n")
+    (mailu / "data").mkdir()
+    with sqlite3.connect(mailu / "data" / "main.db") as db:
+        db.execute("CREATE TABLE user (email TEXT)")
+        db.execute("INSERT INTO user VALUES ('sales@shop.example')")
+
+    base = f"/api/v1/servers/{server['id']}"
+    policy = {"repository_url": str(tmp_path / "repo"), "offsite_url": str(tmp_path / "offsite")}
+    plane.api("PUT", f"{base}/backup-policy", json=policy)
+    (first,) = wait_snapshots(plane, server["id"], 1)  # the schedule backs a new policy up
+    assert first["offsite_copied"] is True and first["files"] >= 51
+
+    (inbox / "7.eml").write_text("Subject: 7\n\nedited after the first backup\n")
+    run = plane.api("POST", f"{base}/backups", 202)
+    done = plane.wait_command(server["id"], run["id"], 60)
+    assert done["state"] == "succeeded", done
+    assert done["result"]["files_changed"] + done["result"]["files_new"] >= 1
+    assert len(wait_snapshots(plane, server["id"], 2)) == 2
+
+    restore = plane.api("POST", f"{base}/restore", 202, json={"at": first["taken_at"]})
+    assert restore["payload"]["snapshot"] == first["short_id"]
+    restored = plane.wait_command(server["id"], restore["id"], 60)
+    assert restored["state"] == "succeeded", restored
+    assert (inbox / "7.eml").read_text() == "Subject: 7\n\nbody 7\n"
+    assert all(Path(p).exists() for p in restored["result"]["kept_aside"])
+
+    body = {"restore_id": restored["result"]["restore_id"], "keep": "previous"}
+    rollback = plane.api("POST", f"{base}/restore/finish", 202, json=body)
+    assert plane.wait_command(server["id"], rollback["id"], 30)["state"] == "succeeded"
+    assert "edited after the first backup" in (inbox / "7.eml").read_text()
+    listed = plane.api("GET", f"{base}/backups")
+    assert listed["findings"] == [] and listed["policy"]["last_error"] is None
+
+    plane.api("DELETE", base, 202)
+    wait_gone(plane, server["id"])
