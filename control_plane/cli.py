@@ -46,10 +46,12 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 server_app = typer.Typer(help="Servers and their agents.", no_args_is_help=True)
+backup_app = typer.Typer(help="Backups of a server (restic).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(server_app, name="server")
 app.add_typer(key_app, name="api-key")
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(backup_app, name="backup")
 err = Console(stderr=True, highlight=False)
 
 
@@ -342,6 +344,82 @@ def _uuid(value: str, name: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise fail(f"{name}: not a valid id: {value!r}", 2) from None
+
+
+@backup_app.command("run")
+def backup_run(
+    server_id: str,
+    wait: Annotated[bool, typer.Option(help="Follow it with a progress bar.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 6 * 3600,
+) -> None:
+    """Back the server up now (its policy says where)."""
+    from control_plane.backups.cli import run_backup
+
+    ident = _uuid(server_id, "SERVER_ID")
+    limit = timeout if wait else None
+    typer.echo(run_async(with_database(lambda db: run_backup(db, ident, limit))))
+
+
+@backup_app.command("list")
+def backup_list(server_id: str) -> None:
+    """The server's snapshots, newest first, and what is wrong with its backups."""
+    from control_plane.backups.cli import snapshots
+
+    ident = _uuid(server_id, "SERVER_ID")
+    _table(
+        ("snapshot", "taken (UTC)", "age", "bytes", "added", "offsite"),
+        run_async(with_database(lambda db: snapshots(db, ident))),
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    server_id: str,
+    at: Annotated[
+        str | None, typer.Option(help="The state at this time, e.g. 2026-11-20T14:00Z.")
+    ] = None,
+    snapshot: Annotated[str | None, typer.Option(help="Or a snapshot id.")] = None,
+    mailbox: Annotated[str | None, typer.Option(help="Only this mailbox.")] = None,
+    target: Annotated[
+        str, typer.Option(help="in_place (previous state kept aside), or a directory.")
+    ] = "in_place",
+    wait: Annotated[bool, typer.Option(help="Follow it with a progress bar.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 6 * 3600,
+) -> None:
+    """Restore a point in time, in place or into a directory; the whole data or a mailbox."""
+    from control_plane.backups.cli import restore
+    from control_plane.backups.schemas import RestoreIn
+
+    ident = _uuid(server_id, "SERVER_ID")
+    try:
+        body = RestoreIn(at=at, snapshot=snapshot, mailbox=mailbox, target=target)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"--{first['loc'][0]}: {first['msg']}", 2) from None
+    limit = timeout if wait else None
+    typer.echo(run_async(with_database(lambda db: restore(db, ident, body, limit))))
+
+
+@backup_app.command("finish")
+def backup_finish(
+    server_id: str,
+    restore_id: str,
+    keep: Annotated[str, typer.Option(help="restored, or previous to roll back.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 3600,
+) -> None:
+    """Finish an in-place restore: keep the restored state, or roll back to the previous."""
+    from control_plane.backups.cli import finish
+    from control_plane.backups.schemas import RestoreFinish
+
+    ident = _uuid(server_id, "SERVER_ID")
+    try:
+        body = RestoreFinish(restore_id=restore_id, keep=keep)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"{first['loc'][0]}: {first['msg']}", 2) from None
+    typer.echo(
+        run_async(with_database(lambda db: finish(db, ident, body.restore_id, body.keep, timeout)))
+    )
 
 
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

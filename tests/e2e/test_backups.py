@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.support.processes import run_cli
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.e2e
@@ -47,11 +48,19 @@ def test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback(
     assert first["offsite_copied"] is True and first["files"] >= 51
 
     (inbox / "7.eml").write_text("Subject: 7\n\nedited after the first backup\n")
-    run = plane.api("POST", f"{base}/backups", 202)
-    done = plane.wait_command(server["id"], run["id"], 60)
-    assert done["state"] == "succeeded", done
-    assert done["result"]["files_changed"] + done["result"]["files_new"] >= 1
+    ran = run_cli("backup", "run", server["id"], "--timeout", "60", env=plane.env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("snapshot ") and "bytes added" in ran.stdout
     assert len(wait_snapshots(plane, server["id"], 2)) == 2
+    listed_cli = run_cli("backup", "list", server["id"], env=plane.env)
+    assert listed_cli.returncode == 0 and first["short_id"] in listed_cli.stdout
+    for args, code, words in (
+        (["--target", "relative/dir"], 2, "--target"),
+        (["--at", "2001-01-01T00:00:00Z"], 1, "no snapshot at or before"),
+    ):
+        refused = run_cli("backup", "restore", server["id"], *args, env=plane.env)
+        assert refused.returncode == code and words in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
     restore = plane.api("POST", f"{base}/restore", 202, json={"at": first["taken_at"]})
     assert restore["payload"]["snapshot"] == first["short_id"]
