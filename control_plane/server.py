@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key
-from control_plane.backups import schedule
+from control_plane.backups import recovery, schedule
 from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
@@ -85,11 +85,12 @@ async def _serve_api(
     return 0 if server.started else 1
 
 
-def periodic_jobs(vault: Vault) -> list[Job]:
+def periodic_jobs(vault: Vault, settings: Settings) -> list[Job]:
     return [
         Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault)),
         Job("backup-results", schedule.absorb_finished),
         Job("backup-schedule", schedule.queue_due),
+        Job("recoveries", recovery.advance_job(vault, settings)),
     ]
 
 
@@ -112,7 +113,10 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
                 runner = ProvisioningRunner(settings, db, workflow)
                 runner_task = asyncio.create_task(runner.run())
                 periodic = PeriodicJobs(
-                    db, periodic_jobs(vault), settings.periodic_seconds, hub.wake_dispatcher
+                    db,
+                    periodic_jobs(vault, settings),
+                    settings.periodic_seconds,
+                    hub.wake_dispatcher,
                 )
                 periodic_task = asyncio.create_task(periodic.run())
                 try:

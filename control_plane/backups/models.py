@@ -65,3 +65,23 @@ class BackupSnapshot(IdMixin, TenantOwned, Base):
     files: Mapped[int] = mapped_column(Integer, default=0)
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     offsite_copied: Mapped[bool] = mapped_column(default=False)
+
+
+class ServerRecovery(IdMixin, TenantOwned, Base):
+    """Disaster recovery of a server onto a new VPS, step by step, with its RTO."""
+
+    __tablename__ = "server_recoveries"
+
+    old_server_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("servers.id", ondelete="SET NULL"), index=True
+    )
+    new_server_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("servers.id", ondelete="SET NULL"), index=True
+    )
+    snapshot_short_id: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24), default="provisioning")
+    step_command_id: Mapped[uuid.UUID | None]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    rto_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -7,12 +7,14 @@ import uuid
 from fastapi import APIRouter, status
 
 from control_plane.api.context import Ctx
-from control_plane.backups import service
-from control_plane.backups.models import BackupPolicy, BackupSnapshot
+from control_plane.backups import recovery, service
+from control_plane.backups.models import BackupPolicy, BackupSnapshot, ServerRecovery
 from control_plane.backups.schemas import (
     BackupsOut,
     PolicyIn,
     PolicyOut,
+    RecoverIn,
+    RecoveryOut,
     RestoreFinish,
     RestoreIn,
     Retention,
@@ -134,3 +136,39 @@ async def finish_restore(server_id: uuid.UUID, body: RestoreFinish, ctx: Ctx) ->
         out = CommandOut.of(command)
     ctx.hub.wake_dispatcher()
     return out
+
+
+def recovery_out(found: ServerRecovery) -> RecoveryOut:
+    return RecoveryOut(
+        id=found.id,
+        old_server_id=found.old_server_id,
+        new_server_id=found.new_server_id,
+        snapshot=found.snapshot_short_id,
+        state=found.state,
+        started_at=found.started_at,
+        finished_at=found.finished_at,
+        rto_seconds=found.rto_seconds,
+        error=found.error,
+    )
+
+
+@router.post("/recover", status_code=status.HTTP_202_ACCEPTED)
+async def recover(server_id: uuid.UUID, body: RecoverIn, ctx: Ctx) -> RecoveryOut:
+    """Rebuild the server on a new VPS from a snapshot (default: the newest): the new server
+    takes over its repository, MailU secrets and domains; the old one is retired once the
+    new one serves. Follow it with ``GET …/recovery`` (on either server)."""
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        started = await recovery.start(
+            session, ctx.vault, ctx.providers, ctx.settings, server, body
+        )
+        out = recovery_out(started)
+    ctx.wake_workflow()
+    return out
+
+
+@router.get("/recovery")
+async def get_recovery(server_id: uuid.UUID, ctx: Ctx) -> RecoveryOut:
+    async with ctx.session() as session:
+        server = await get_by_id(session, Server, server_id, "server")
+        return recovery_out(await recovery.for_server(session, server.id))

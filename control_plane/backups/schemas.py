@@ -189,3 +189,29 @@ class RestoreFinish(RequestModel):
 
     restore_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="From the restore's result.")
     keep: Literal["restored", "previous"]
+
+
+class RecoverIn(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"at": "2026-11-20T14:00Z"}]})
+
+    at: datetime | None = Field(
+        default=None, description="The state at this time; default: the newest."
+    )
+    snapshot: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$")
+    region: str | None = Field(default=None, max_length=64, description="Default: the old one's.")
+    plan: str | None = Field(default=None, max_length=64, description="Default: the old one's.")
+
+
+class RecoveryOut(ResponseModel):
+    id: uuid.UUID
+    old_server_id: uuid.UUID | None
+    new_server_id: uuid.UUID | None
+    snapshot: str
+    state: str = Field(
+        description="provisioning → restoring → finishing → (reconfiguring) → retiring → done, "
+        "or failed"
+    )
+    started_at: datetime
+    finished_at: datetime | None
+    rto_seconds: float | None = Field(description="From the request to a serving new server.")
+    error: str | None

@@ -1,7 +1,7 @@
 """Imports every model so the metadata is complete (Alembic, tenancy registry)."""
 
 from control_plane.api_keys.models import ApiKey
-from control_plane.backups.models import BackupPolicy, BackupSnapshot
+from control_plane.backups.models import BackupPolicy, BackupSnapshot, ServerRecovery
 from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.enrollment.models import JoinToken
@@ -28,6 +28,7 @@ __all__ = [
     "MetricSample",
     "Server",
     "ServerEvent",
+    "ServerRecovery",
     "Tenant",
     "Workspace",
 ]

@@ -3,6 +3,9 @@ and restores a point in time in place through the API."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.support.netns import ip, namespace_pids
 from tests.support.processes import run_cli
 from tests.support.stack import ControlPlane
 
@@ -78,3 +82,51 @@ def test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback(
 
     plane.api("DELETE", base, 202)
     wait_gone(plane, server["id"])
+
+
+def digest(top: Path) -> dict[str, str]:
+    return {str(p.relative_to(top)): p.read_text() for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+def test_a_destroyed_vps_is_recovered_onto_a_new_one_from_its_backup(
+    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
+) -> None:
+    plane = plane_factory(**local_net.settings(), MAILFLEET_PERIODIC_SECONDS="0.5")
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    old = wait_state(plane, order(plane, tenant["id"], "lost")["id"], "ready")
+    old_root = local_net.state_dir / old["instance_id"] / "rootfs"
+    mail = old_root / "mailu" / "mail" / "ceo@corp.example" / "cur"
+    mail.mkdir(parents=True)
+    for n in range(30):
+        (mail / f"{n}.eml").write_text(f"Subject: {n}\n\nkeep me {n}\n")
+    wanted = digest(old_root / "mailu")
+    base = f"/api/v1/servers/{old['id']}"
+    plane.api("PUT", f"{base}/backup-policy", json={"repository_url": str(tmp_path / "repo")})
+    wait_snapshots(plane, old["id"], 1)
+
+    # The VPS is lost: its processes, network and disk are gone.
+    (record,) = [r for r in local_net.instances() if r["id"] == old["instance_id"]]
+    for pid in namespace_pids(record["namespace"]):
+        os.kill(pid, signal.SIGKILL)
+    ip("netns", "delete", record["namespace"], check=False)
+    shutil.rmtree(old_root / "mailu")
+
+    started = plane.api("POST", f"{base}/recover", 202, json={})
+    assert started["state"] == "provisioning" and started["new_server_id"]
+    plane.api("POST", f"{base}/recover", 409, json={})  # one at a time
+    done = plane.wait_until(
+        f"/api/v1/servers/{started['new_server_id']}/recovery",
+        lambda r: r["state"] in ("done", "failed"), 120,
+    )  # fmt: skip
+    assert done["state"] == "done", done
+    assert done["rto_seconds"] is not None and done["rto_seconds"] < 120
+    new = plane.api("GET", f"/api/v1/servers/{started['new_server_id']}")
+    assert new["ipv4"] != old["ipv4"]
+    new_root = local_net.state_dir / new["instance_id"] / "rootfs"
+    assert digest(new_root / "mailu") == wanted  # the mail is back, byte for byte
+    wait_gone(plane, old["id"])  # the old server was retired
+    listed = plane.api("GET", f"/api/v1/servers/{new['id']}/backups")
+    assert listed["policy"]["enabled"] is True and len(listed["snapshots"]) >= 1
+
+    plane.api("DELETE", f"/api/v1/servers/{new['id']}", 202)
+    wait_gone(plane, new["id"])

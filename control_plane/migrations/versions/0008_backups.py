@@ -1,4 +1,4 @@
-"""Backup policies and snapshots, with row-level security.
+"""Backup policies, snapshots and disaster recoveries, with row-level security.
 
 Revision ID: 0008
 Revises: 0007
@@ -83,11 +83,39 @@ def upgrade() -> None:
         sa.Column("offsite_copied", sa.Boolean(), nullable=False),
         sa.UniqueConstraint("server_id", "short_id", name="uq_backup_snapshots_id"),
     )
-    for table in ("backup_policies", "backup_snapshots"):
+    op.create_table(
+        "server_recoveries",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "tenant_id",
+            sa.Uuid(),
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        *[
+            sa.Column(
+                name,
+                sa.Uuid(),
+                sa.ForeignKey("servers.id", ondelete="SET NULL"),
+                nullable=True,
+                index=True,
+            )
+            for name in ("old_server_id", "new_server_id")
+        ],
+        sa.Column("snapshot_short_id", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(24), nullable=False),
+        sa.Column("step_command_id", sa.Uuid(), nullable=True),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("finished_at", UTCDateTime(), nullable=True),
+        sa.Column("rto_seconds", sa.Float(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+    )
+    for table in ("backup_policies", "backup_snapshots", "server_recoveries"):
         enable_tenant_rls(table)
 
 
 def downgrade() -> None:
-    for table in ("backup_snapshots", "backup_policies"):
+    for table in ("server_recoveries", "backup_snapshots", "backup_policies"):
         disable_tenant_rls(table)
         op.drop_table(table)
