@@ -76,6 +76,7 @@ def handlers_for(root: Path) -> dict[str, Handler]:
         "backup.restore": on_root(backup.restore),
         "backup.restore.finish": on_root(backup.restore_finish),
         "backup.check": on_root(backup.check),
+        "backup.drill": on_root(backup.drill),
         "backup.forget": on_root(backup.forget),
     }
 

@@ -7,6 +7,7 @@ control plane names (passwords and backend credentials delivered from Vault).
 ``backup.restore``   a snapshot to a directory, or in place with the previous state kept
                      aside until ``backup.restore.finish`` keeps or rolls back
 ``backup.check``     ``restic check`` with a rotating ``--read-data-subset``
+``backup.drill``     restore a sample of the newest snapshot to scratch and compare it
 ``backup.forget``    ``restic forget`` by the retention policy, then ``prune``
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backup import sources
+from agent.backup.drill import drill as restore_drill
 from agent.backup.restic import PARTIAL, Repository, Restic
 from agent.backup.restore import finish_restore, restore_snapshot
 from agent.config import under_root
@@ -140,6 +142,11 @@ async def restore(root: Path, payload: dict[str, Any], progress: Progress) -> di
 
 async def restore_finish(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return await finish_restore(root, payload)
+
+
+async def drill(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    primary, _ = repositories(root, payload)
+    return await restore_drill(root, primary, payload, progress)
 
 
 async def check(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:

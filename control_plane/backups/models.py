@@ -34,16 +34,21 @@ class BackupPolicy(IdMixin, TimestampMixin, TenantOwned, Base):
     check_interval_seconds: Mapped[int] = mapped_column(Integer, default=7 * 86400)
     check_subsets: Mapped[int] = mapped_column(Integer, default=12)
     check_next_subset: Mapped[int] = mapped_column(Integer, default=1)
+    drill_interval_seconds: Mapped[int] = mapped_column(Integer, default=7 * 86400)
+    drill_sample: Mapped[int] = mapped_column(Integer, default=100)
     limit_upload_kib: Mapped[int | None] = mapped_column(Integer)
 
     next_backup_at: Mapped[datetime | None]
     next_forget_at: Mapped[datetime | None]
     next_check_at: Mapped[datetime | None]
+    next_drill_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_failure_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     last_check_at: Mapped[datetime | None]
     last_check_error: Mapped[str | None] = mapped_column(Text)
+    last_drill_at: Mapped[datetime | None]
+    last_drill_error: Mapped[str | None] = mapped_column(Text)
     results_seen_at: Mapped[datetime | None]  # the agent reports absorbed up to here
 
 

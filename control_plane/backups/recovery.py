@@ -38,6 +38,7 @@ _POLICY_FIELDS = (
     "repository_url", "offsite_url", "env_names", "paths", "interval_seconds", "keep_hourly",
     "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "forget_interval_seconds",
     "check_interval_seconds", "check_subsets", "check_next_subset", "limit_upload_kib",
+    "drill_interval_seconds", "drill_sample",
 )  # fmt: skip
 _SNAPSHOT_FIELDS = ("short_id", "taken_at", "root", "paths", "data_added", "bytes_processed",
                     "files", "duration_seconds", "offsite_copied")  # fmt: skip

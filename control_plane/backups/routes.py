@@ -42,6 +42,8 @@ def policy_out(policy: BackupPolicy) -> PolicyOut:
         forget_interval_seconds=policy.forget_interval_seconds,
         check_interval_seconds=policy.check_interval_seconds,
         check_subsets=policy.check_subsets,
+        drill_interval_seconds=policy.drill_interval_seconds,
+        drill_sample=policy.drill_sample,
         limit_upload_kib=policy.limit_upload_kib,
         next_backup_at=policy.next_backup_at,
         last_success_at=policy.last_success_at,
@@ -49,6 +51,8 @@ def policy_out(policy: BackupPolicy) -> PolicyOut:
         last_error=policy.last_error,
         last_check_at=policy.last_check_at,
         last_check_error=policy.last_check_error,
+        last_drill_at=policy.last_drill_at,
+        last_drill_error=policy.last_drill_error,
     )
 
 

@@ -33,8 +33,8 @@ async def absorb_finished(session: AsyncSession) -> int:
 
 
 async def queue_due(session: AsyncSession) -> int:
-    """Queue what is due: a backup first, then forget+prune, then a check of the next
-    ``1/n`` of the data. A server whose repository is busy waits for the next round."""
+    """Queue what is due: a backup first, then forget+prune, a restore drill, a check of the
+    next ``1/n`` of the data. A server whose repository is busy waits for the next round."""
     now = utcnow()
     due = (
         await session.scalars(
@@ -45,6 +45,7 @@ async def queue_due(session: AsyncSession) -> int:
                     BackupPolicy.next_backup_at <= now,
                     BackupPolicy.next_forget_at <= now,
                     BackupPolicy.next_check_at <= now,
+                    BackupPolicy.next_drill_at <= now,
                 ),
             )
             .with_for_update(skip_locked=True)
@@ -62,6 +63,9 @@ async def queue_due(session: AsyncSession) -> int:
             keep = service.retention(policy)
             await service.queue(session, server, policy, "backup.forget", keep=keep)
             policy.next_forget_at = now + timedelta(seconds=policy.forget_interval_seconds)
+        elif policy.next_drill_at is not None and policy.next_drill_at <= now:
+            await service.queue(session, server, policy, "backup.drill", sample=policy.drill_sample)
+            policy.next_drill_at = now + timedelta(seconds=policy.drill_interval_seconds)
         else:
             subset = f"{policy.check_next_subset}/{policy.check_subsets}"
             await service.queue(session, server, policy, "backup.check", read_data_subset=subset)

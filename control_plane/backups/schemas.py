@@ -86,6 +86,10 @@ class PolicyIn(RequestModel):
     check_subsets: int = Field(
         default=12, ge=1, le=1000, description="Each check reads 1/n of the data, rotating."
     )
+    drill_interval_seconds: int = Field(
+        default=7 * DAY, ge=HOUR, le=90 * DAY, description="How often a restore drill runs."
+    )
+    drill_sample: int = Field(default=100, ge=1, le=10_000, description="Files per drill.")
     limit_upload_kib: int | None = Field(default=None, ge=64, le=10_000_000)
 
     _urls = field_validator("repository_url", "offsite_url")(_repository_url)
@@ -125,6 +129,8 @@ class PolicyOut(ResponseModel):
     forget_interval_seconds: int
     check_interval_seconds: int
     check_subsets: int
+    drill_interval_seconds: int
+    drill_sample: int
     limit_upload_kib: int | None
     next_backup_at: datetime | None
     last_success_at: datetime | None
@@ -132,6 +138,8 @@ class PolicyOut(ResponseModel):
     last_error: str | None
     last_check_at: datetime | None
     last_check_error: str | None
+    last_drill_at: datetime | None
+    last_drill_error: str | None
 
 
 class SnapshotOut(ResponseModel):

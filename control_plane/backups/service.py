@@ -26,7 +26,7 @@ from control_plane.servers.models import Server
 from control_plane.vault.client import Vault, secret_path
 
 KINDS = ("backup.run", "backup.snapshots", "backup.restore", "backup.restore.finish",
-         "backup.check", "backup.forget")  # fmt: skip
+         "backup.check", "backup.drill", "backup.forget")  # fmt: skip
 LIVE = ("queued", "sent", "running")
 FINAL = ("succeeded", "failed", "timed_out", "cancelled")
 RUN_SECONDS = 6 * 3600.0
@@ -90,6 +90,10 @@ async def put_policy(
     policy.check_subsets = data.check_subsets
     policy.check_next_subset = min(policy.check_next_subset or 1, data.check_subsets)
     policy.limit_upload_kib = data.limit_upload_kib
+    policy.drill_interval_seconds, policy.drill_sample = (
+        data.drill_interval_seconds,
+        data.drill_sample,
+    )
     now = utcnow()
     policy.next_backup_at = policy.next_backup_at or now
     policy.next_forget_at = policy.next_forget_at or now + timedelta(
@@ -97,6 +101,9 @@ async def put_policy(
     )
     policy.next_check_at = policy.next_check_at or now + timedelta(
         seconds=data.check_interval_seconds
+    )
+    policy.next_drill_at = policy.next_drill_at or now + timedelta(
+        seconds=data.drill_interval_seconds
     )
     await session.flush()
     return policy
@@ -248,6 +255,14 @@ def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
                 message=f"restic check failed: {policy.last_check_error}",
             )
         )
+    if policy.last_drill_error:
+        found.append(
+            Finding(
+                severity="critical",
+                code="backup.drill_failed",
+                message=f"the restore drill failed: {policy.last_drill_error}",
+            )
+        )
     return found
 
 
@@ -275,6 +290,9 @@ async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
         elif command.kind == "backup.check":
             policy.last_check_at = command.finished_at
             policy.last_check_error = None if ok else reason
+        elif command.kind == "backup.drill":
+            policy.last_drill_at = command.finished_at
+            policy.last_drill_error = None if ok else reason
         if server is not None:
             message = "succeeded" if ok else f"{command.state}: {reason}"
             events.record(session, server, "backup", f"{command.kind} {message}")

@@ -383,3 +383,25 @@ async def test_a_simulated_year_is_forgotten_exactly_as_the_policy_says(
     others = [(s["hostname"], s["tags"]) for s in listed if s["tags"] != ["mailfleet"]
               or s["hostname"] != "server-1"]  # fmt: skip
     assert sorted(others) == [("other-server", ["mailfleet"]), ("server-1", ["manual"])]
+
+
+async def test_the_restore_drill_compares_a_sample_and_catches_corruption(
+    tmp_path: Path, templates: tuple[Path, Path]
+) -> None:
+    root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+    messages = make_maildir(root / "mailu", mailboxes=2, messages=30)
+    _, progress = recorder()
+    await backup.run(root, payload(repo), progress)
+    clean = await backup.drill(root, payload(repo, sample=1000), progress)
+    # Every message compared; the database's consistent copy has no live twin to compare with.
+    assert clean["compared"] >= len(messages)
+    assert clean["restored"] == clean["compared"] + clean["changed_since"]
+    assert not list((root / "var/lib/mailfleet-agent/drills").iterdir())  # scratch removed
+
+    messages[0].write_text(messages[0].read_text() + "changed\n")  # newer: skipped, not wrong
+    victim = messages[1]  # same size and time, other bytes: what bit rot in a backup looks like
+    stat, text = victim.stat(), victim.read_text()
+    victim.write_text(text[:-2] + ("x" if text[-2] != "x" else "y") + text[-1])
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(CommandError, match=r"content differs"):
+        await backup.drill(root, payload(repo, sample=1000), progress)

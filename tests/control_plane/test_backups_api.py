@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from control_plane.backups import schedule
+from control_plane.backups import recovery, schedule
 from control_plane.backups.models import BackupPolicy
 from control_plane.commands import service as commands
 from control_plane.db.engine import Database
 from control_plane.servers.models import Server
+from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant, TenantHandle
 
@@ -177,16 +178,101 @@ async def test_the_schedule_runs_one_job_at_a_time_and_rotates_checks(
             select(BackupPolicy).where(BackupPolicy.server_id == uuid.UUID(server_id))
         )
         assert policy is not None
-        policy.next_forget_at = policy.next_check_at = datetime.now(UTC) - timedelta(seconds=1)
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        policy.next_forget_at = policy.next_check_at = policy.next_drill_at = past
     assert (await tick())[-1] == "backup.forget"
     items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
     assert items[-1]["payload"]["keep"]["daily"] == 30
     await report(db, server_id, items[-1]["id"], {"kept": [], "removed": ["cccc3333ffff"],
                                                   "pruned": True})  # fmt: skip
+    assert (await tick())[-1] == "backup.drill"
+    items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
+    assert items[-1]["payload"]["sample"] == 100
+    await report(db, server_id, items[-1]["id"], None, "restore drill of cccc3333: 1 of 100 "
+                 "files wrong")  # fmt: skip
     assert (await tick())[-1] == "backup.check"
     items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
     assert items[-1]["payload"]["read_data_subset"] == "1/12"
     listed = (await client.get(f"{base}/backups", headers=tenant.headers)).json()
     assert listed["snapshots"] == []  # forgotten
     assert listed["policy"]["last_success_at"] is not None
+    assert "backup.drill_failed" in {f["code"] for f in listed["findings"]}
     await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
+
+
+async def test_recovering_a_mail_server_takes_over_its_secrets_and_domains(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    response = await client.post(
+        "/api/v1/servers", headers=tenant.headers,
+        json={"name": "mx-old", "mail_stack": "mailu", "mail_hostname": "mx.corp.example"},
+    )  # fmt: skip
+    old_id = response.json()["id"]
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(old_id))
+        assert server is not None
+        server.state, server.ipv4 = "ready", "198.18.0.20"
+    base = f"/api/v1/servers/{old_id}"
+    plane_domain = await client.post(
+        "/api/v1/domains", json={"name": f"corp-{uuid.uuid4().hex[:6]}.example",
+                                 "server_id": old_id}, headers=tenant.headers,
+    )  # fmt: skip
+    await client.put(f"{base}/backup-policy", json={"repository_url": "/srv/r"},
+                     headers=tenant.headers)  # fmt: skip
+    refused = await client.post(f"{base}/recover", json={}, headers=tenant.headers)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "body.at"
+    run = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
+    await report(db, old_id, run["id"], backup_result("dddd4444", datetime.now(UTC)))
+    await vault.put(f"vps/{tenant.id}/{old_id}/mailu", {"secret_key": "k", "api_token": "t",
+                                                         "admin_password": "p"})  # fmt: skip
+
+    started = await client.post(f"{base}/recover", json={}, headers=tenant.headers)
+    assert started.status_code == 202, started.text
+    new_id = started.json()["new_server_id"]
+    assert await vault.get(f"vps/{tenant.id}/{new_id}/mailu") == {
+        "secret_key": "k", "api_token": "t", "admin_password": "p"}  # fmt: skip
+    moved = await client.get(f"/api/v1/domains/{plane_domain.json()['id']}", headers=tenant.headers)
+    assert moved.json()["server_id"] == new_id
+    new_backups = (await client.get(f"/api/v1/servers/{new_id}/backups",
+                                    headers=tenant.headers)).json()  # fmt: skip
+    assert [s["short_id"] for s in new_backups["snapshots"]] == ["dddd4444"]
+    assert new_backups["policy"]["enabled"] is False  # no backup over the restore
+
+    async def step() -> dict[str, Any]:
+        async with db.session() as session:
+            await recovery.advance(session, vault, Settings())
+        response = await client.get(f"/api/v1/servers/{new_id}/recovery", headers=tenant.headers)
+        return dict(response.json())
+
+    assert (await step())["state"] == "provisioning"
+    async with db.session() as session:
+        new = await session.get(Server, uuid.UUID(new_id))
+        assert new is not None
+        new.state, new.ipv4 = "ready", "198.18.0.21"
+    assert (await step())["state"] == "restoring"
+    for kind, result, state in (
+        ("backup.restore", {"restore_id": "0123456789abcdef", "in_place": True}, "finishing"),
+        ("backup.restore.finish", {"kept": "restored"}, "reconfiguring"),
+        ("mailu.install", {"changed_files": ["docker-compose.yml"]}, "done"),
+    ):
+        items = (await client.get(f"/api/v1/servers/{new_id}/commands",
+                                  headers=tenant.headers)).json()["items"]  # fmt: skip
+        (command,) = [c for c in items if c["kind"] == kind]
+        if kind == "backup.restore":
+            assert command["payload"]["snapshot"] == "dddd4444"
+        if kind == "mailu.install":
+            assert command["payload"]["bind_address"] == "198.18.0.21"
+        await report(db, new_id, command["id"], result)
+        assert (await step())["state"] == state
+    finished = await step()
+    assert finished["rto_seconds"] is not None
+    old = (await client.get(base, headers=tenant.headers)).json()
+    assert old["state"] == "deprovisioning"
+    for path in (
+        f"vps/{tenant.id}/{new_id}/mailu",
+        f"vps/{tenant.id}/{new_id}/backup",
+        f"vps/{tenant.id}/{old_id}/mailu",
+        f"vps/{tenant.id}/{old_id}/backup",
+    ):
+        await vault.delete(path)  # fmt: skip

@@ -22,11 +22,11 @@ depends_on: str | Sequence[str] | None = None
 _COUNTS = (
     "interval_seconds", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
     "keep_yearly", "forget_interval_seconds", "check_interval_seconds", "check_subsets",
-    "check_next_subset",
+    "check_next_subset", "drill_interval_seconds", "drill_sample",
 )  # fmt: skip
 _TIMES = (
     "next_backup_at", "next_forget_at", "next_check_at", "last_success_at", "last_failure_at",
-    "last_check_at", "results_seen_at",
+    "last_check_at", "results_seen_at", "next_drill_at", "last_drill_at",
 )  # fmt: skip
 
 
@@ -65,6 +65,7 @@ def upgrade() -> None:
         *[sa.Column(name, UTCDateTime(), nullable=True) for name in _TIMES],
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_check_error", sa.Text(), nullable=True),
+        sa.Column("last_drill_error", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
         sa.UniqueConstraint("server_id", name="uq_backup_policies_server"),
