@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -420,6 +420,57 @@ def backup_finish(
     typer.echo(
         run_async(with_database(lambda db: finish(db, ident, body.restore_id, body.keep, timeout)))
     )
+
+
+@app.command("backup-control-plane")
+def backup_control_plane() -> None:
+    """Back up the database and Vault (raft snapshot) into the state repository
+    (MAILFLEET_STATE_BACKUP_REPOSITORY); run it hourly, e.g. from a systemd timer."""
+    from control_plane.backups.state import backup_state
+
+    loaded = settings()
+
+    async def run(db: Database) -> dict[str, str]:
+        vault = running_vault(loaded)
+        try:
+            return await backup_state(loaded, db, vault)
+        finally:
+            vault.close()
+
+    stored = run_async(with_database(run))
+    typer.echo(f"backed up {', '.join(stored.values())}")
+
+
+@app.command("restore-control-plane")
+def restore_control_plane(
+    at: Annotated[
+        str | None, typer.Option(help="The state at this time (default: the newest backup).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this replaces all state.")] = False,
+) -> None:
+    """Replace the database and Vault with a backup. Stop every `mailfleet serve` first."""
+    from control_plane.backups.state import restore_state
+    from control_plane.vault.connect import open_vault
+
+    if not yes:
+        raise fail("this replaces the database and Vault; pass --yes to go ahead", 2)
+    when = _when(at, "--at") if at else None
+    loaded = settings()
+
+    async def run(db: Database) -> dict[str, str]:
+        async with open_vault(loaded) as vault:
+            return await restore_state(loaded, db, vault, when)
+
+    restored = run_async(with_database(run, require_current=False))
+    typer.echo(f"restored {', '.join(restored.values())}")
+
+
+def _when(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"{name}: not a time like 2026-11-20T14:00Z", 2) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

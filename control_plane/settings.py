@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     database_password_file: Path | None = Field(
         default=None, description="File holding the database password (kept out of the URL)."
     )
+    state_backup_repository: str | None = Field(
+        default=None,
+        description="restic repository for the control plane's own state (database dump and "
+        "Vault raft snapshot): `mailfleet backup-control-plane`.",
+    )
+    state_backup_password_file: Path | None = Field(
+        default=None, description="File holding that repository's password."
+    )
     api_addr: HostPort = "127.0.0.1:8080"
     grpc_addr: HostPort = Field(default="127.0.0.1:8443", description="Agent link (mutual TLS).")
     enroll_addr: HostPort = Field(

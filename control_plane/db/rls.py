@@ -18,20 +18,22 @@ def _is_postgres() -> bool:
     return bool(op.get_bind().dialect.name == "postgresql")
 
 
+# Also run before restoring a dump into a new cluster, whose GRANTs name the role.
+CREATE_TENANT_ROLE = f"""
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TENANT_ROLE}') THEN
+        CREATE ROLE {TENANT_ROLE} NOLOGIN NOINHERIT NOBYPASSRLS;
+      END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END $$
+"""
+
+
 def ensure_tenant_role() -> None:
     """Create the cluster-wide role once and let the migrating user switch to it."""
     if not _is_postgres():
         return
-    op.execute(
-        f"""
-        DO $$ BEGIN
-          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TENANT_ROLE}') THEN
-            CREATE ROLE {TENANT_ROLE} NOLOGIN NOINHERIT NOBYPASSRLS;
-          END IF;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-        END $$
-        """
-    )
+    op.execute(CREATE_TENANT_ROLE)
     op.execute(f"GRANT {TENANT_ROLE} TO CURRENT_USER")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {TENANT_ROLE}")
 

@@ -1,0 +1,272 @@
+"""The control plane's own state into restic: the database and Vault.
+
+``backup_state`` stores two snapshots in the repository ``MAILFLEET_STATE_BACKUP_REPOSITORY``
+(tag ``mailfleet-state``): ``/database.pgdump`` (``pg_dump --format=custom``) or
+``/database.sqlite3`` (SQLite's online backup API: consistent while the control plane
+writes), and ``/vault.snap`` (``sys/storage/raft/snapshot``: integrated raft storage, which
+the embedded OpenBao uses and production Vault should). Nothing touches disk unencrypted
+except the SQLite copy, in a private temporary directory, and every stream goes straight
+into ``restic backup --stdin``.
+
+``restore_state`` reverses it with the control plane stopped: ``pg_restore --clean
+--single-transaction`` (all or nothing) or the SQLite file swapped in whole (the old one kept
+beside it), and ``sys/storage/raft/snapshot-force``.
+
+restic runs here through a few lines of its own rather than the agent's adapter: the
+control plane never imports agent code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from control_plane.db.engine import Database
+from control_plane.db.rls import CREATE_TENANT_ROLE
+from control_plane.errors import MailFleetError
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+
+TAG = "mailfleet-state"
+PG_DUMP, SQLITE_COPY, VAULT_SNAPSHOT = "database.pgdump", "database.sqlite3", "vault.snap"
+
+
+class StateBackupError(MailFleetError):
+    """The control plane's state could not be backed up or restored."""
+
+
+def _repository(settings: Settings) -> tuple[str, str]:
+    if not settings.state_backup_repository or settings.state_backup_password_file is None:
+        raise StateBackupError(
+            "set MAILFLEET_STATE_BACKUP_REPOSITORY and MAILFLEET_STATE_BACKUP_PASSWORD_FILE"
+        )
+    try:
+        password = settings.state_backup_password_file.read_text().strip()
+    except OSError as exc:
+        raise StateBackupError(f"MAILFLEET_STATE_BACKUP_PASSWORD_FILE: {exc.strerror}") from None
+    return settings.state_backup_repository, password
+
+
+def _libpq(url: URL) -> tuple[str, dict[str, str]]:
+    """A libpq URI without the password, which goes into the child's PGPASSWORD."""
+    plain = url.set(drivername="postgresql", password=None)
+    env = {"PGPASSWORD": url.password} if url.password else {}
+    return plain.render_as_string(hide_password=False), {k: str(v) for k, v in env.items()}
+
+
+async def _pipe(
+    producer: list[str] | None,
+    consumer: list[str],
+    *,
+    producer_env: dict[str, str] | None = None,
+    consumer_env: dict[str, str] | None = None,
+    stdin_data: bytes | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> bytes:
+    """``producer | consumer`` (or ``stdin_data`` into the consumer); the consumer's stdout.
+    Either side failing fails the whole, with its own words."""
+    base = {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
+    read, write = os.pipe()
+    first = None
+    try:
+        if producer is not None:
+            first = await asyncio.create_subprocess_exec(
+                *producer, stdout=write, stderr=asyncio.subprocess.PIPE,
+                env={**base, **(producer_env or {})},
+            )  # fmt: skip
+        second = await asyncio.create_subprocess_exec(
+            *consumer, stdin=read, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**base, **(consumer_env or {})},
+            pass_fds=pass_fds,
+        )  # fmt: skip
+    finally:
+        os.close(read)
+        if producer is not None:
+            os.close(write)
+    if stdin_data is not None:
+        await asyncio.to_thread(_write_all, write, stdin_data)
+    out, err = await second.communicate()
+    if first is not None:
+        _, first_err = await first.communicate()
+        if first.returncode != 0:
+            raise StateBackupError(f"{producer[0] if producer else ''}: {_tail(first_err)}")
+    if second.returncode != 0:
+        raise StateBackupError(f"{Path(consumer[0]).name} {consumer[1]}: {_tail(err)}")
+    return out
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _tail(raw: bytes) -> str:
+    return " ".join(raw.decode(errors="replace").split())[-300:] or "failed without a message"
+
+
+def _restic(repository: str, password_fd: int, *args: str) -> list[str]:
+    binary = shutil.which("restic")
+    if binary is None:
+        raise StateBackupError("restic is not installed on the control plane's host")
+    return [binary, args[0], "--repo", repository, "--password-file", f"/dev/fd/{password_fd}",
+            "--no-cache", *args[1:]]  # fmt: skip
+
+
+def _password_fd(password: str) -> int:
+    """The read end of a pipe holding the password (restic's ``--password-file``)."""
+    read, write = os.pipe()
+    os.write(write, password.encode())
+    os.close(write)
+    return read
+
+
+async def ensure_repository(repository: str, password: str) -> None:
+    """Create the state repository on first use."""
+    read = _password_fd(password)
+    try:
+        await _pipe(None, _restic(repository, read, "cat", "config"), stdin_data=b"",
+                    pass_fds=(read,))  # fmt: skip
+        return
+    except StateBackupError as exc:
+        if "unable to open config file" not in str(exc):
+            raise
+    finally:
+        os.close(read)
+    read = _password_fd(password)
+    try:
+        await _pipe(None, _restic(repository, read, "init"), stdin_data=b"", pass_fds=(read,))
+    finally:
+        os.close(read)
+
+
+async def _into_restic(
+    repository: str, password: str, name: str, producer: list[str] | None, **kwargs: Any
+) -> None:
+    read = _password_fd(password)
+    try:
+        command = _restic(repository, read, "backup", "--stdin", "--stdin-filename", name,
+                          "--tag", TAG, "--host", socket.gethostname())  # fmt: skip
+        await _pipe(producer, command, pass_fds=(read,), **kwargs)
+    finally:
+        os.close(read)
+
+
+async def _from_restic(repository: str, password: str, name: str, at: datetime | None) -> bytes:
+    read = _password_fd(password)
+    try:
+        snapshot = await _snapshot_at(repository, read, name, at)
+        read2 = _password_fd(password)
+        try:
+            return await _pipe(None, _restic(repository, read2, "dump", snapshot, f"/{name}"),
+                               stdin_data=b"", pass_fds=(read2,))  # fmt: skip
+        finally:
+            os.close(read2)
+    finally:
+        os.close(read)
+
+
+async def _snapshot_at(repository: str, password_fd: int, name: str, at: datetime | None) -> str:
+    listed = await _pipe(
+        None, _restic(repository, password_fd, "snapshots", "--json", "--tag", TAG, "--path",
+                      f"/{name}"), stdin_data=b"", pass_fds=(password_fd,),
+    )  # fmt: skip
+    snapshots = sorted(json.loads(listed or b"[]"), key=lambda s: str(s["time"]))
+    if at is not None:
+        snapshots = [s for s in snapshots if datetime.fromisoformat(s["time"]) <= at]
+    if not snapshots:
+        when = f" at or before {at.isoformat()}" if at else ""
+        raise StateBackupError(f"no backup of {name}{when} in the state repository")
+    return str(snapshots[-1]["id"])
+
+
+async def backup_state(settings: Settings, db: Database, vault: Vault) -> dict[str, str]:
+    """Both snapshots, the database first; what was stored."""
+    repository, password = _repository(settings)
+    await ensure_repository(repository, password)
+    stored: dict[str, str] = {}
+    if db.dialect == "postgresql":
+        uri, env = _libpq(db.url)
+        dump = ["pg_dump", "--format=custom", "--no-owner", f"--dbname={uri}"]
+        await _into_restic(repository, password, PG_DUMP, dump, producer_env=env)
+        stored["database"] = PG_DUMP
+    else:
+        source = Path(str(db.url.database))
+        with tempfile.TemporaryDirectory(prefix="mailfleet-state-") as scratch:
+            copy = Path(scratch) / SQLITE_COPY
+            await asyncio.to_thread(_sqlite_copy, source, copy)
+            await _into_restic(repository, password, SQLITE_COPY, ["cat", str(copy)])
+        stored["database"] = SQLITE_COPY
+    snapshot = await vault.call(lambda: vault.client.sys.take_raft_snapshot(), "raft snapshot")
+    if getattr(snapshot, "status_code", 200) != 200:
+        raise StateBackupError(f"Vault raft snapshot: HTTP {snapshot.status_code}")
+    await _into_restic(repository, password, VAULT_SNAPSHOT, None, stdin_data=snapshot.content)
+    stored["vault"] = VAULT_SNAPSHOT
+    return stored
+
+
+def _swap_sqlite(target: Path, data: bytes) -> None:
+    """The restored file in place of the current one, which is kept as ``.before-restore``."""
+    incoming = target.with_name(target.name + ".restoring")
+    incoming.write_bytes(data)
+    if target.exists():
+        target.replace(target.with_name(target.name + ".before-restore"))
+    for suffix in ("-wal", "-shm"):
+        target.with_name(target.name + suffix).unlink(missing_ok=True)
+    incoming.replace(target)
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+async def restore_state(
+    settings: Settings, db: Database, vault: Vault, at: datetime | None
+) -> dict[str, str]:
+    """The database and Vault as they were at ``at`` (default: the newest backup). Run with
+    every ``mailfleet serve`` stopped."""
+    repository, password = _repository(settings)
+    restored: dict[str, str] = {}
+    if db.dialect == "postgresql":
+        dump = await _from_restic(repository, password, PG_DUMP, at)
+        async with db.engine.begin() as conn:
+            await conn.execute(text(CREATE_TENANT_ROLE))
+        await db.engine.dispose()
+        uri, env = _libpq(db.url)
+        restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                   f"--dbname={uri}"]  # fmt: skip
+        await _pipe(None, restore, stdin_data=dump, consumer_env=env)
+        restored["database"] = PG_DUMP
+    else:
+        data = await _from_restic(repository, password, SQLITE_COPY, at)
+        await db.engine.dispose()
+        await asyncio.to_thread(_swap_sqlite, Path(str(db.url.database)), data)
+        restored["database"] = SQLITE_COPY
+    snapshot = await _from_restic(repository, password, VAULT_SNAPSHOT, at)
+    await vault.call(
+        lambda: vault.client.sys.force_restore_raft_snapshot(snapshot), "raft snapshot restore"
+    )
+    restored["vault"] = VAULT_SNAPSHOT
+    return restored
