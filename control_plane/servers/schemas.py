@@ -111,7 +111,7 @@ class ServerEventOut(ResponseModel):
     id: uuid.UUID
     at: datetime
     state: str
-    kind: Literal["state", "progress", "retry", "failed", "note"]
+    kind: Literal["state", "progress", "retry", "failed", "note", "backup", "recovery"]
     message: str
 
 

@@ -266,13 +266,16 @@ asyncio.run(commands.run(Path(sys.argv[1]), payload, progress))
 
 
 def restic_processes(marker: str) -> list[int]:
+    """restic processes for this repository, zombies included: restic's stale-lock check
+    sees a dead holder that is not yet reaped as alive."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
+            comm = Path(f"/proc/{pid}/stat").read_text().split(" ", 2)[1]
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if cmdline.startswith("restic") and marker in cmdline:
+        if comm == "(restic)" and (marker in cmdline or not cmdline):
             found.append(int(pid))
     return found
 
