@@ -24,6 +24,9 @@ from tests.support.postgres import create_database, drop_database
 
 BACKENDS = ("sqlite", "postgresql")
 
+# Real DNS and ACME servers for the DNS/TLS tests (fixtures: knot_primary, knot_pair, pebble).
+pytest_plugins = ["tests.support.knot", "tests.support.pebble"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # The suite must not pick up a developer's own MailFleet settings.
