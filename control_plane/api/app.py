@@ -18,6 +18,7 @@ from control_plane.api_keys.routes import router as api_keys_router
 from control_plane.backups.routes import router as backups_router
 from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
+from control_plane.dns.routes import router as dns_router
 from control_plane.gateway.hub import AgentHub
 from control_plane.mail.routes import router as mail_router
 from control_plane.mail.stack_routes import router as mail_stack_router
@@ -42,6 +43,7 @@ ROUTERS = (
     mail_router,
     mail_stack_router,
     backups_router,
+    dns_router,
     metrics_router,
 )
 

@@ -38,3 +38,4 @@ class DomainDns(IdMixin, TimestampMixin, TenantOwned, Base):
     dmarc_rua: Mapped[str] = mapped_column(Text, default="")  # addresses, one per line
     tls_rpt_rua: Mapped[str] = mapped_column(Text, default="")
     spf_includes: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[str] = mapped_column(Text, default="[]")  # MailFleet's values, as applied

@@ -32,6 +32,7 @@ from octodns.record import Create, Delete, Update
 from octodns.record import Record as OctoRecord
 from octodns.zone import Zone
 
+from control_plane.dns import desired
 from control_plane.dns.record import Record
 from control_plane.errors import MailFleetError
 
@@ -95,6 +96,10 @@ def _relative(name: str, zone: str) -> str | None:
 
 def _octodns_data(record: Record) -> dict[str, Any]:
     """Presentation values → the shapes octoDNS's records take."""
+    if record.type == "TXT":
+        # octoDNS keeps a TXT value as one text with ``;`` escaped and splits it itself.
+        values: list[Any] = [desired.octodns_txt(v) for v in record.values]
+        return {"type": "TXT", "ttl": record.ttl, "values": values}
     parsed = [
         dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(record.type), value)
         for value in record.values
@@ -107,11 +112,6 @@ def _octodns_data(record: Record) -> dict[str, Any]:
 def _value(rdata: dns.rdata.Rdata) -> Any:
     if isinstance(rdata, MX):
         return {"preference": rdata.preference, "exchange": rdata.exchange.to_text()}
-    if isinstance(rdata, TXT):
-        # octoDNS keeps a TXT value as one text with ``;`` escaped, and splits it into
-        # 255-byte strings itself when it writes the record.
-        text = b"".join(rdata.strings).decode()
-        return text.replace("\\", "\\\\").replace(";", "\\;")
     if isinstance(rdata, CAA):
         return {"flags": rdata.flags, "tag": rdata.tag.decode(), "value": rdata.value.decode()}
     return rdata.to_text()

@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
+from control_plane.dns import service as dns
 from control_plane.mail import aliases, dkim, service
 from control_plane.mail.models import MailAlias, Mailbox, MailDomain
 from control_plane.mail.schemas import (
@@ -112,11 +113,12 @@ async def get_domain(domain_id: uuid.UUID, ctx: Ctx) -> DomainOut:
 
 @router.delete("/{domain_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_domain(domain_id: uuid.UUID, ctx: Ctx) -> None:
-    """Remove the domain and its mailboxes from MailU, and their credentials from Vault."""
+    """Remove the domain's records from its zone, the domain and its mailboxes from MailU,
+    and their credentials from Vault."""
     async with ctx.session() as session:
-        await service.delete_domain(
-            session, ctx.vault, await service.get_domain(session, domain_id)
-        )
+        domain = await service.get_domain(session, domain_id)
+        await dns.withdraw(session, ctx.vault, domain)  # its records leave the zone first
+        await service.delete_domain(session, ctx.vault, domain)
     ctx.hub.wake_dispatcher()
 
 

@@ -91,6 +91,13 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )
     assert alias.status_code == 201, alias.text
+    provider = await client.post(
+        "/api/v1/dns-providers",
+        json={"name": "victim-dns", "kind": "rfc2136", "secret": {"key_secret": "c2VjcmV0"},
+              "settings": {"host": "127.0.0.1", "port": 53, "key_name": "victim"}},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert provider.status_code == 201, provider.text
     return {
         "tenant_id": tenant.id,
         "workspace_id": ws.json()["id"],
@@ -100,6 +107,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "domain_id": domain.json()["id"],
         "mailbox_id": mailbox.json()["id"],
         "alias_id": alias.json()["id"],
+        "provider_id": provider.json()["id"],
     }
 
 

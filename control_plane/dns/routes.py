@@ -1,0 +1,128 @@
+"""DNS providers, and each mail domain's records: settings, desired vs published, apply."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from control_plane.api.context import Ctx
+from control_plane.dns import service
+from control_plane.dns.models import DnsProvider
+from control_plane.dns.record import Record
+from control_plane.dns.schemas import (
+    ApplyOut,
+    ChangeOut,
+    DomainDnsIn,
+    DomainDnsOut,
+    ProviderCreate,
+    ProviderOut,
+    RecordOut,
+)
+from control_plane.mail.service import get_domain
+from control_plane.schemas import After, Limit, PageOut
+
+router = APIRouter(tags=["dns"])
+
+
+def provider_out(provider: DnsProvider) -> ProviderOut:
+    return ProviderOut(
+        id=provider.id,
+        tenant_id=provider.tenant_id,
+        name=provider.name,
+        kind=provider.kind,
+        settings=json.loads(provider.settings),
+        created_at=provider.created_at,
+    )
+
+
+@router.post("/api/v1/dns-providers", status_code=status.HTTP_201_CREATED)
+async def create_provider(body: ProviderCreate, ctx: Ctx) -> ProviderOut:
+    """A DNS provider; its secret goes to Vault and is never shown again."""
+    tenant_id = ctx.owning_tenant(body.tenant_id)
+    async with ctx.session() as session:
+        return provider_out(await service.create_provider(session, ctx.vault, tenant_id, body))
+
+
+@router.get("/api/v1/dns-providers")
+async def list_providers(ctx: Ctx, after: After = None, limit: Limit = 100) -> PageOut[ProviderOut]:
+    async with ctx.session() as session:
+        page = await service.list_providers(session, after, limit)
+    return PageOut(items=[provider_out(p) for p in page.items], next_after=page.next_after)
+
+
+@router.get("/api/v1/dns-providers/{provider_id}")
+async def get_provider(provider_id: uuid.UUID, ctx: Ctx) -> ProviderOut:
+    async with ctx.session() as session:
+        return provider_out(await service.get_provider(session, provider_id))
+
+
+@router.delete("/api/v1/dns-providers/{provider_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_provider(provider_id: uuid.UUID, ctx: Ctx) -> None:
+    """409 while domains publish through it."""
+    async with ctx.session() as session:
+        provider = await service.get_provider(session, provider_id)
+        await service.delete_provider(session, ctx.vault, provider)
+
+
+@router.put("/api/v1/domains/{domain_id}/dns")
+async def put_dns(domain_id: uuid.UUID, body: DomainDnsIn, ctx: Ctx) -> DomainDnsOut:
+    """Where and how the domain's records are published (nothing is published yet)."""
+    async with ctx.session() as session:
+        domain = await get_domain(session, domain_id)
+        row = await service.put_settings(session, domain, body)
+        records = await service.desired_records(session, domain, row)
+    return DomainDnsOut(
+        domain_id=domain.id,
+        provider_id=row.provider_id,
+        zone=row.zone,
+        records=[RecordOut(**_record(r)) for r in records],
+    )
+
+
+@router.get("/api/v1/domains/{domain_id}/dns")
+async def get_dns(domain_id: uuid.UUID, ctx: Ctx) -> DomainDnsOut:
+    """Desired records beside what the provider serves now."""
+    async with ctx.session() as session:
+        domain = await get_domain(session, domain_id)
+        row, compared = await service.compare(session, ctx.vault, domain)
+    return DomainDnsOut(
+        domain_id=domain.id,
+        provider_id=row.provider_id,
+        zone=row.zone,
+        records=[
+            RecordOut(**_record(record), status=state,
+                      published_values=list(there) if there is not None else None)
+            for record, state, there in compared
+        ],
+    )  # fmt: skip
+
+
+@router.post("/api/v1/domains/{domain_id}/dns/apply")
+async def apply_dns(domain_id: uuid.UUID, ctx: Ctx, dry_run: bool = False) -> ApplyOut:
+    """Publish the domain's records: the plan, applied in one update (``dry_run``: only
+    the plan). Only MailFleet's values change; the zone's other records stay as they are."""
+    async with ctx.session() as session:
+        domain = await get_domain(session, domain_id)
+        zone, changes = await service.apply(session, ctx.vault, domain, dry_run=dry_run)
+    return ApplyOut(
+        zone=zone,
+        applied=not dry_run,
+        changes=[
+            ChangeOut(action=c.action, name=c.name, type=c.type, ttl=c.ttl,
+                      values=list(c.values), previous=list(c.previous))
+            for c in changes
+        ],
+    )  # fmt: skip
+
+
+def _record(record: Record) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "type": record.type,
+        "ttl": record.ttl,
+        "values": list(record.values),
+        "purpose": record.purpose,
+    }

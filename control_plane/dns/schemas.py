@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from control_plane.schemas import RequestModel, ResponseModel
+
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
+SECRET_FIELDS = {
+    "rfc2136": ("key_secret",),
+    "cloudflare": ("token",),
+    "route53": ("access_key_id", "secret_access_key"),
+}
+
+
+class ProviderCreate(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "knot-primary",
+                    "kind": "rfc2136",
+                    "settings": {"host": "192.0.2.53", "port": 53, "key_name": "mailfleet",
+                                 "key_algorithm": "hmac-sha256"},
+                    "secret": {"key_secret": "c2VjcmV0LXRzaWcta2V5LWJhc2U2NA=="},
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    name: str = Field(min_length=1, max_length=100)
+    tenant_id: uuid.UUID | None = Field(default=None, description="Admin keys name the tenant.")
+    kind: Literal["rfc2136", "cloudflare", "route53"]
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="rfc2136: host, port, key_name, key_algorithm; cloudflare: account_id.",
+    )
+    secret: dict[str, str] = Field(
+        description="rfc2136: key_secret (base64 TSIG); cloudflare: token; route53: "
+        "access_key_id, secret_access_key. Kept in Vault, never shown again."
+    )
+
+    @model_validator(mode="after")
+    def complete(self) -> ProviderCreate:
+        missing = [f for f in SECRET_FIELDS[self.kind] if not self.secret.get(f)]
+        if missing:
+            raise ValueError(f"secret needs {', '.join(missing)} for {self.kind}")
+        if self.kind == "rfc2136":
+            host, port = self.settings.get("host"), self.settings.get("port", 53)
+            if not isinstance(host, str) or not host:
+                raise ValueError("settings.host: the primary server's address")
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError("settings.port: 1–65535")
+            if self.settings.get("key_algorithm", "hmac-sha256") not in TSIG_ALGORITHMS:
+                raise ValueError(f"settings.key_algorithm: one of {', '.join(TSIG_ALGORITHMS)}")
+            if not self.settings.get("key_name"):
+                raise ValueError("settings.key_name: the TSIG key's name")
+        return self
+
+
+class ProviderOut(ResponseModel):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    created_at: datetime
+
+
+class DomainDnsIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"provider_id": "01a20000-0000-7000-8000-000000000002",
+                 "dmarc_rua": ["dmarc@example.net"]}
+            ]
+        }
+    )  # fmt: skip
+
+    provider_id: uuid.UUID
+    zone: str | None = Field(default=None, description="Default: the domain itself.")
+    dmarc_policy: Literal["none", "quarantine", "reject"] = "none"
+    dmarc_rua: list[str] = Field(default_factory=list, max_length=10)
+    tls_rpt_rua: list[str] = Field(default_factory=list, max_length=10)
+    spf_includes: list[str] = Field(
+        default_factory=list, max_length=9, description="Other senders, e.g. _spf.google.com."
+    )
+
+
+class RecordOut(ResponseModel):
+    name: str
+    type: str
+    ttl: int
+    values: list[str]
+    purpose: str
+    status: Literal["published", "missing", "different"] | None = None
+    published_values: list[str] | None = None
+
+
+class ChangeOut(ResponseModel):
+    action: Literal["create", "update", "delete"]
+    name: str
+    type: str
+    ttl: int
+    values: list[str]
+    previous: list[str]
+
+
+class DomainDnsOut(ResponseModel):
+    domain_id: uuid.UUID
+    provider_id: uuid.UUID
+    zone: str
+    records: list[RecordOut] = Field(description="Desired, each with what the provider serves.")
+
+
+class ApplyOut(ResponseModel):
+    zone: str
+    applied: bool
+    changes: list[ChangeOut]

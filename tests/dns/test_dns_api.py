@@ -1,0 +1,117 @@
+"""A domain's records through the API into a real Knot server: settings, desired vs
+published, dry run, apply, withdrawal when the domain goes, and clear refusals."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from control_plane.db.engine import Database
+from control_plane.servers.models import Server
+from control_plane.vault.client import Vault
+from tests.conftest import MakeTenant, TenantHandle
+from tests.support.knot import KnotServer, zone_text
+
+ZONE = "corp.test"
+
+
+@pytest.fixture
+def knot_zones() -> dict[str, str]:
+    return {f"{ZONE}.": zone_text(f"{ZONE}.", records=["www A 127.0.0.10"])}
+
+
+async def mail_domain(client: httpx.AsyncClient, tenant: TenantHandle, db: Database) -> Any:
+    created = await client.post(
+        "/api/v1/servers", headers=tenant.headers,
+        json={"name": f"mx-{uuid.uuid4().hex[:6]}", "mail_hostname": f"mx1.{ZONE}"},
+    )  # fmt: skip
+    server_id = created.json()["id"]
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(server_id))
+        assert server is not None
+        server.state, server.ipv4 = "ready", "198.18.0.30"
+    domain = await client.post("/api/v1/domains", json={"name": ZONE, "server_id": server_id},
+                               headers=tenant.headers)  # fmt: skip
+    assert domain.status_code == 201, domain.text
+    return domain.json()
+
+
+def rfc2136(server: KnotServer, secret: str | None = None) -> dict[str, Any]:
+    return {"name": f"knot-{uuid.uuid4().hex[:4]}", "kind": "rfc2136",
+            "settings": {"host": server.host, "port": server.port, "key_name": server.key.name},
+            "secret": {"key_secret": secret or server.key.secret}}  # fmt: skip
+
+
+async def test_records_are_planned_applied_compared_and_withdrawn(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault,
+    knot_primary: KnotServer,
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    domain = await mail_domain(client, tenant, db)
+    incomplete = {**rfc2136(knot_primary), "settings": {"host": "127.0.0.1"}}
+    bad = await client.post("/api/v1/dns-providers", json=incomplete, headers=tenant.headers)
+    assert bad.status_code == 422
+    provider = (await client.post("/api/v1/dns-providers", json=rfc2136(knot_primary),
+                                  headers=tenant.headers)).json()  # fmt: skip
+    assert "secret" not in provider
+    stored = await vault.get(f"dns/{tenant.id}/{provider['id']}")
+    assert stored == {"key_secret": knot_primary.key.secret}
+
+    base = f"/api/v1/domains/{domain['id']}/dns"
+    outside = await client.put(base, json={"provider_id": provider["id"], "zone": "other.test"},
+                               headers=tenant.headers)  # fmt: skip
+    assert outside.status_code == 422 and outside.json()["errors"][0]["field"] == "body.zone"
+    settings = {"provider_id": provider["id"], "dmarc_rua": [f"dmarc@{ZONE}"]}
+    put = await client.put(base, json=settings, headers=tenant.headers)
+    assert put.status_code == 200, put.text
+    purposes = {r["purpose"] for r in put.json()["records"]}
+    assert {"mx", "spf", "dmarc", "mail-host", "caa"} <= purposes
+    assert any(p.startswith("dkim:") for p in purposes)
+
+    shown = (await client.get(base, headers=tenant.headers)).json()
+    assert {r["status"] for r in shown["records"]} == {"missing"}
+    serial = knot_primary.serial(f"{ZONE}.")
+    dry = (await client.post(f"{base}/apply", params={"dry_run": "true"},
+                             headers=tenant.headers)).json()  # fmt: skip
+    assert dry["applied"] is False and {c["action"] for c in dry["changes"]} == {"create"}
+    assert knot_primary.serial(f"{ZONE}.") == serial
+    applied = (await client.post(f"{base}/apply", headers=tenant.headers)).json()
+    assert applied["applied"] is True and len(applied["changes"]) == len(dry["changes"])
+    shown = (await client.get(base, headers=tenant.headers)).json()
+    assert {r["status"] for r in shown["records"]} == {"published"}, shown
+    assert knot_primary.query(f"_dmarc.{ZONE}", "TXT").texts == [
+        f"v=DMARC1; p=none; rua=mailto:dmarc@{ZONE}; adkim=r; aspf=r"]  # fmt: skip
+    again = (await client.post(f"{base}/apply", headers=tenant.headers)).json()
+    assert again["changes"] == []
+
+    busy = await client.delete(f"/api/v1/dns-providers/{provider['id']}", headers=tenant.headers)
+    assert busy.status_code == 409
+    gone = await client.delete(f"/api/v1/domains/{domain['id']}", headers=tenant.headers)
+    assert gone.status_code == 204
+    assert knot_primary.query(f"_dmarc.{ZONE}", "TXT").rcode == "NXDOMAIN"
+    assert knot_primary.query(f"www.{ZONE}", "A").values == ["127.0.0.10"]  # theirs stays
+    freed = await client.delete(f"/api/v1/dns-providers/{provider['id']}", headers=tenant.headers)
+    assert freed.status_code == 204
+    assert await vault.get(f"dns/{tenant.id}/{provider['id']}") is None
+
+
+async def test_a_wrong_tsig_key_is_a_clear_error_and_changes_nothing(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, knot_primary: KnotServer,
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    domain = await mail_domain(client, tenant, db)
+    wrong = "d3JvbmctdHNpZy1zZWNyZXQtd3Jvbmctd3Jvbmc="
+    provider = (await client.post("/api/v1/dns-providers", json=rfc2136(knot_primary, wrong),
+                                  headers=tenant.headers)).json()  # fmt: skip
+    base = f"/api/v1/domains/{domain['id']}/dns"
+    await client.put(base, json={"provider_id": provider["id"]}, headers=tenant.headers)
+    serial = knot_primary.serial(f"{ZONE}.")
+    refused = await client.post(f"{base}/apply", headers=tenant.headers)
+    assert refused.status_code == 502 and "TSIG" in refused.json()["detail"]
+    assert knot_primary.serial(f"{ZONE}.") == serial
+    other = await make_tenant()
+    foreign = await client.put(base, json={"provider_id": provider["id"]}, headers=other.headers)
+    assert foreign.status_code == 404
