@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     database_password_file: Path | None = Field(
         default=None, description="File holding the database password (kept out of the URL)."
     )
+    dns_resolvers: str = Field(
+        default="",
+        description="Recursive resolvers the DNS checks ask, host:port comma-separated; "
+        "empty: the system's (/etc/resolv.conf).",
+    )
     state_backup_repository: str | None = Field(
         default=None,
         description="restic repository for the control plane's own state (database dump and "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -15,8 +16,10 @@ from control_plane.dns.record import Record
 from control_plane.dns.schemas import (
     ApplyOut,
     ChangeOut,
+    DiagnosisOut,
     DomainDnsIn,
     DomainDnsOut,
+    FindingOut,
     ProviderCreate,
     ProviderOut,
     RecordOut,
@@ -116,6 +119,22 @@ async def apply_dns(domain_id: uuid.UUID, ctx: Ctx, dry_run: bool = False) -> Ap
             for c in changes
         ],
     )  # fmt: skip
+
+
+@router.get("/api/v1/domains/{domain_id}/dns/troubleshoot")
+async def troubleshoot_dns(domain_id: uuid.UUID, ctx: Ctx) -> DiagnosisOut:
+    """What is wrong with the domain's DNS as resolvers see it: each finding with its
+    severity, the record that fixes it and how to set it at this provider."""
+    async with ctx.session() as session:
+        domain = await get_domain(session, domain_id)
+        found = await service.troubleshoot(session, ctx.vault, ctx.settings, domain)
+    return DiagnosisOut(
+        domain=found.domain,
+        ok=found.ok,
+        findings=[FindingOut(**asdict(f)) for f in found.findings],
+        spf=found.spf,
+        dmarc=found.dmarc,
+    )
 
 
 def _record(record: Record) -> dict[str, Any]:

@@ -120,3 +120,19 @@ class ApplyOut(ResponseModel):
     zone: str
     applied: bool
     changes: list[ChangeOut]
+
+
+class FindingOut(ResponseModel):
+    severity: Literal["critical", "warning", "info"]
+    code: str
+    message: str
+    fix: str | None = Field(description="The record to set, in zone-file form.")
+    guidance: str | None = Field(description="How to set it at this DNS provider.")
+
+
+class DiagnosisOut(ResponseModel):
+    domain: str
+    ok: bool = Field(description="No critical finding.")
+    findings: list[FindingOut]
+    spf: dict[str, Any]
+    dmarc: dict[str, Any]

@@ -13,6 +13,7 @@ import json
 import uuid
 from typing import Any
 
+import dns.resolver
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,7 @@ from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.dns import desired, publish
+from control_plane.dns import troubleshoot as troubleshooting
 from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import DomainDnsIn, ProviderCreate
@@ -28,6 +30,7 @@ from control_plane.mail import dkim
 from control_plane.mail.models import MailDomain
 from control_plane.mail.names import idna_name
 from control_plane.servers.models import Server
+from control_plane.settings import Settings
 from control_plane.vault.client import Vault, secret_path
 
 
@@ -187,3 +190,43 @@ async def compare(
         want = {publish.canonical(record.type, v) for v in record.values}
         out.append((record, "published" if want <= have else "different", there.values))
     return row, out
+
+
+def resolvers(settings: Settings) -> list[tuple[str, int]]:
+    """The configured recursive resolvers (host, port); empty: the system's."""
+    found = []
+    for item in filter(None, (x.strip() for x in settings.dns_resolvers.split(","))):
+        host, _, port = item.rpartition(":")
+        found.append((host.strip("[]"), int(port)) if host else (item, 53))
+    return found
+
+
+async def troubleshoot(
+    session: AsyncSession, vault: Vault, settings: Settings, domain: MailDomain
+) -> troubleshooting.Diagnosis:
+    """What is wrong with the domain's DNS as the world sees it, and how to fix it."""
+    row = await settings_of(session, domain)
+    records = await desired_records(session, domain, row)
+    provider = await get_by_id(session, DnsProvider, row.provider_id, "DNS provider")
+    server = await get_by_id(session, Server, domain.server_id, "server")
+    target = await _target(session, vault, row)
+    served = await asyncio.to_thread(publish.published, target, row.zone)
+    by_purpose = {r.purpose: r for r in records}
+    expectations = troubleshooting.Expectations(
+        domain=domain.name,
+        mail_host=server.mail_hostname or "",
+        ipv4=(server.ipv4,) if server.ipv4 else (),
+        dkim=tuple(
+            (key.selector, key.public_key)
+            for key, _ in await dkim.published_keys(session, server, domain)
+        ),
+        provider_kind=provider.kind,
+        provider_ns=tuple(
+            v for r in served if r.type == "NS" and r.name == row.zone for v in r.values
+        ),
+        spf=desired.txt_text(by_purpose["spf"].values[0]) if "spf" in by_purpose else None,
+        dmarc=desired.txt_text(by_purpose["dmarc"].values[0]) if "dmarc" in by_purpose else None,
+    )
+    configured = resolvers(settings)
+    resolver = troubleshooting.resolver_for(configured) if configured else dns.resolver.Resolver()
+    return await asyncio.to_thread(troubleshooting.diagnose, expectations, resolver)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from control_plane.db.engine import Database
 from control_plane.servers.models import Server
@@ -47,7 +48,7 @@ def rfc2136(server: KnotServer, secret: str | None = None) -> dict[str, Any]:
 
 async def test_records_are_planned_applied_compared_and_withdrawn(
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault,
-    knot_primary: KnotServer,
+    knot_primary: KnotServer, app: FastAPI,
 ) -> None:  # fmt: skip
     tenant = await make_tenant()
     domain = await mail_domain(client, tenant, db)
@@ -86,6 +87,19 @@ async def test_records_are_planned_applied_compared_and_withdrawn(
         f"v=DMARC1; p=none; rua=mailto:dmarc@{ZONE}; adkim=r; aspf=r"]  # fmt: skip
     again = (await client.post(f"{base}/apply", headers=tenant.headers)).json()
     assert again["changes"] == []
+
+    # Troubleshooting asks the configured resolvers (here: Knot itself).
+    original = app.state.settings
+    app.state.settings = original.model_copy(
+        update={"dns_resolvers": f"{knot_primary.host}:{knot_primary.port}"}
+    )
+    try:
+        diagnosis = (await client.get(f"{base}/troubleshoot", headers=tenant.headers)).json()
+    finally:
+        app.state.settings = original
+    critical = {f["code"]: f["fix"] for f in diagnosis["findings"] if f["severity"] == "critical"}
+    assert critical == {"ptr.missing": f"30.0.18.198.in-addr.arpa. PTR mx1.{ZONE}."}, diagnosis
+    assert diagnosis["spf"]["valid"] is True and diagnosis["dmarc"]["valid"] is True
 
     busy = await client.delete(f"/api/v1/dns-providers/{provider['id']}", headers=tenant.headers)
     assert busy.status_code == 409
