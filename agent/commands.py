@@ -20,8 +20,8 @@ from agent.backup import commands as backup
 from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
+from agent.mailu import certs, mail
 from agent.mailu import install as mailu
-from agent.mailu import mail
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def handlers_for(root: Path) -> dict[str, Handler]:
         "mailu.alias.ensure": on_root(mail.alias_ensure),
         "mailu.alias.delete": on_root(mail.alias_delete),
         "mailu.dkim.remove": on_root(mail.dkim_remove),
+        "mailu.certs.install": on_root(certs.install),
         "backup.run": on_root(backup.run),
         "backup.snapshots": on_root(backup.snapshots),
         "backup.restore": on_root(backup.restore),

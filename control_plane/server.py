@@ -25,6 +25,7 @@ from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.workflow import Workflow
 from control_plane.settings import Settings, parse_host_port
+from control_plane.tls import service as tls
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
@@ -85,12 +86,13 @@ async def _serve_api(
     return 0 if server.started else 1
 
 
-def periodic_jobs(vault: Vault, settings: Settings) -> list[Job]:
+def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
     return [
         Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault)),
         Job("backup-results", schedule.absorb_finished),
         Job("backup-schedule", schedule.queue_due),
         Job("recoveries", recovery.advance_job(vault, settings)),
+        Job("tls-renewal", tls.renew_job(db, vault, settings)),
     ]
 
 
@@ -114,7 +116,7 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
                 runner_task = asyncio.create_task(runner.run())
                 periodic = PeriodicJobs(
                     db,
-                    periodic_jobs(vault, settings),
+                    periodic_jobs(db, vault, settings),
                     settings.periodic_seconds,
                     hub.wake_dispatcher,
                 )

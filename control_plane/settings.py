@@ -73,6 +73,21 @@ class Settings(BaseSettings):
         description="Recursive resolvers the DNS checks ask, host:port comma-separated; "
         "empty: the system's (/etc/resolv.conf).",
     )
+    acme_directory_url: str = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        description="ACME directory; Let's Encrypt staging: "
+        "https://acme-staging-v02.api.letsencrypt.org/directory.",
+    )
+    acme_email: str | None = Field(default=None, description="ACME account contact.")
+    acme_ca_file: Path | None = Field(
+        default=None, description="CA bundle to trust for the ACME server's own HTTPS."
+    )
+    acme_caa_identity: str = Field(
+        default="letsencrypt.org", description="The CA's CAA issuer domain (published in CAA)."
+    )
+    tls_renew_days: int = Field(
+        default=30, ge=1, le=89, description="Renew this long before expiry."
+    )
     state_backup_repository: str | None = Field(
         default=None,
         description="restic repository for the control plane's own state (database dump and "

@@ -64,6 +64,9 @@ class Compose:
     async def down(self) -> None:
         await self._compose("down", "--remove-orphans")
 
+    async def restart(self, *services: str) -> None:
+        await self._compose("restart", *services)
+
     async def ps(self) -> list[ServiceState]:
         out = await self._compose("ps", "--all", "--format", "json")
         return [_service(entry) for entry in _json_entries(out)]

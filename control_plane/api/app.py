@@ -28,6 +28,7 @@ from control_plane.provisioning.routes import router as provisioning_router
 from control_plane.servers.routes import router as servers_router
 from control_plane.settings import Settings
 from control_plane.tenants.routes import router as tenants_router
+from control_plane.tls.routes import router as tls_router
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
@@ -44,6 +45,7 @@ ROUTERS = (
     mail_stack_router,
     backups_router,
     dns_router,
+    tls_router,
     metrics_router,
 )
 

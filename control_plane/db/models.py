@@ -11,6 +11,7 @@ from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
+from control_plane.tls.models import Certificate
 from control_plane.workspaces.models import Workspace
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "BackupPolicy",
     "BackupSnapshot",
     "Base",
+    "Certificate",
     "Command",
     "DkimKey",
     "DnsProvider",

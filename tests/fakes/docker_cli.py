@@ -221,6 +221,15 @@ class Double:
             return self.ps(directory)
         if command == "exec":
             return self.exec(directory, rest)
+        if command == "restart":
+            running = services(self.state, directory)
+            for name in rest or list(running):
+                if name not in running:
+                    raise Failed(f"no such service: {name}")
+                running[name]["started"] = time.time()
+                running[name]["restarts"] = running[name].get("restarts", 0) + 1
+            project_file(self.state, directory).write_text(json.dumps(running))
+            return ""
         if command == "down":
             for container in services(self.state, directory).values():
                 stop_container(container)

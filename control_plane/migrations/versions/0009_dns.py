@@ -1,4 +1,5 @@
-"""DNS providers and each mail domain's DNS settings, with row-level security.
+"""DNS providers, each mail domain's DNS settings and the mail hosts' certificates, with
+row-level security.
 
 Revision ID: 0009
 Revises: 0008
@@ -67,11 +68,29 @@ def upgrade() -> None:
         sa.Column("published", sa.Text(), nullable=False),
         sa.UniqueConstraint("domain_id", name="uq_domain_dns_domain"),
     )
-    for table in ("dns_providers", "domain_dns"):
+    op.create_table(
+        "certificates",
+        *_common(),
+        sa.Column(
+            "server_id",
+            sa.Uuid(),
+            sa.ForeignKey("servers.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("names", sa.Text(), nullable=False),
+        sa.Column("serial", sa.String(64), nullable=True),
+        sa.Column("issued_at", UTCDateTime(), nullable=True),
+        sa.Column("not_after", UTCDateTime(), nullable=True, index=True),
+        sa.Column("renewing_until", UTCDateTime(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("command_id", sa.Uuid(), nullable=True),
+        sa.UniqueConstraint("server_id", name="uq_certificates_server"),
+    )
+    for table in ("dns_providers", "domain_dns", "certificates"):
         enable_tenant_rls(table)
 
 
 def downgrade() -> None:
-    for table in ("domain_dns", "dns_providers"):
+    for table in ("certificates", "domain_dns", "dns_providers"):
         disable_tenant_rls(table)
         op.drop_table(table)

@@ -1,0 +1,197 @@
+"""Mail-host certificates: issue or renew by ACME DNS-01, keep in Vault, deliver to MailU.
+
+The key pair lives at ``vps/<tenant>/<server>/tls`` (so it goes with the server's other
+secrets, and the gateway may hand it to that server's agent). An issuance takes seconds
+to minutes, so it never runs inside a database transaction: a claim (``renewing_until``)
+is taken in a short one, the ACME exchange runs outside, the outcome is written in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import dns.asyncresolver
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.commands import service as commands
+from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
+from control_plane.dns import desired, publish
+from control_plane.dns.models import DnsProvider, DomainDns
+from control_plane.dns.record import Record
+from control_plane.errors import Conflict, NotFound
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+from control_plane.tls import acme_issue
+from control_plane.tls.models import Certificate
+from control_plane.vault.client import Vault, secret_path
+
+log = logging.getLogger(__name__)
+CLAIM = timedelta(minutes=15)
+INSTALL_SECONDS = 300.0
+
+
+def tls_path(server: Server) -> str:
+    return secret_path("vps", server.tenant_id, server.id, "tls")
+
+
+async def zone_for(session: AsyncSession, server: Server) -> DomainDns:
+    """The published zone the mail host's name lies in (the longest match)."""
+    host = server.mail_hostname or ""
+    rows = (
+        await session.scalars(select(DomainDns).where(DomainDns.tenant_id == server.tenant_id))
+    ).all()
+    inside = [r for r in rows if host == r.zone or host.endswith("." + r.zone)]
+    if not host or not inside:
+        raise Conflict(
+            f"no DNS provider publishes the zone of {host or 'the server (it has no mail host)'}:"
+            " set one on a domain of that zone (PUT /api/v1/domains/{id}/dns) first"
+        )
+    return max(inside, key=lambda r: len(r.zone))
+
+
+async def _claim(db: Database, server_id: uuid.UUID) -> tuple[Server, DomainDns, DnsProvider]:
+    async def take(session: AsyncSession) -> tuple[Server, DomainDns, DnsProvider]:
+        server = await session.get(Server, server_id)
+        if server is None:
+            raise NotFound("server", server_id)
+        row = await zone_for(session, server)
+        provider = await session.get(DnsProvider, row.provider_id)
+        assert provider is not None
+        cert = await session.scalar(
+            select(Certificate).where(Certificate.server_id == server.id).with_for_update()
+        )
+        now = utcnow()
+        if cert is None:
+            cert = Certificate(tenant_id=server.tenant_id, server_id=server.id)
+            session.add(cert)
+        elif cert.renewing_until is not None and cert.renewing_until > now:
+            raise Conflict(f"a certificate for {server.mail_hostname} is being issued already")
+        cert.renewing_until = now + CLAIM
+        return server, row, provider
+
+    return await db.transact(take)
+
+
+async def _authoritative(provider: DnsProvider, zone: str) -> tuple[str, int]:
+    """Where to see the challenge first: the RFC 2136 primary, or the zone's first NS."""
+    settings = json.loads(provider.settings)
+    if provider.kind == "rfc2136":
+        return str(settings["host"]), int(settings.get("port", 53))
+    answer = await dns.asyncresolver.resolve(zone, "NS")
+    target = sorted(r.target.to_text() for r in answer)[0]
+    address = await dns.asyncresolver.resolve(target, "A")
+    return str(address[0].address), 53
+
+
+async def issue_for_server(
+    db: Database, vault: Vault, settings: Settings, server_id: uuid.UUID
+) -> Certificate:
+    """Issue (or renew) the mail host's certificate now; the agent gets it next."""
+    server, row, provider = await _claim(db, server_id)
+    assert server.mail_hostname is not None
+    secret = await vault.get(secret_path("dns", provider.tenant_id, provider.id)) or {}
+    target = publish.provider(str(provider.id), provider.kind, json.loads(provider.settings),
+                              secret)  # fmt: skip
+    owned: publish.Owned = {}
+
+    async def publish_txt(name: str, value: str | None) -> None:
+        nonlocal owned
+        records = [Record(name, "TXT", 60, (desired.txt_presentation(value),))] if value else []
+        planned, _, owned = await asyncio.to_thread(publish.plan, target, row.zone, records, owned)
+        await asyncio.to_thread(publish.apply, target, row.zone, planned)
+
+    try:
+        issued = await acme_issue.issue(
+            settings, vault, [server.mail_hostname], publish_txt,
+            await _authoritative(provider, row.zone),
+        )  # fmt: skip
+    except Exception as exc:
+        reason = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+        await db.transact(functools.partial(_failed, server_id=server.id, reason=reason))
+        raise
+    await vault.put(tls_path(server), {"cert_pem": issued.fullchain_pem, "key_pem": issued.key_pem})
+    return await db.transact(lambda session: _issued(session, server.id, issued))
+
+
+async def _failed(session: AsyncSession, server_id: uuid.UUID, reason: str) -> None:
+    cert = await session.scalar(select(Certificate).where(Certificate.server_id == server_id))
+    if cert is not None:
+        cert.renewing_until, cert.last_error = None, reason
+
+
+async def _issued(
+    session: AsyncSession, server_id: uuid.UUID, issued: acme_issue.Issued
+) -> Certificate:
+    server = await session.get(Server, server_id)
+    cert = await session.scalar(select(Certificate).where(Certificate.server_id == server_id))
+    if server is None or cert is None:
+        raise NotFound("server", server_id)
+    cert.names = server.mail_hostname or ""
+    cert.serial, cert.issued_at, cert.not_after = issued.serial, utcnow(), issued.not_after
+    cert.renewing_until, cert.last_error = None, None
+    if server.mail_stack == "mailu":
+        cert.command_id = (await deliver(session, server)).id
+    await session.flush()
+    return cert
+
+
+async def deliver(session: AsyncSession, server: Server) -> Any:
+    """The ``mailu.certs.install`` command: the key pair by reference, resolved at delivery."""
+    payload = {
+        "secrets_from": {
+            "path": tls_path(server),
+            "fields": {"cert_pem": "cert_pem", "key_pem": "key_pem"},
+        }
+    }
+    return await commands.queue_system_command(
+        session, server, "mailu.certs.install", payload, INSTALL_SECONDS
+    )
+
+
+async def get_certificate(session: AsyncSession, server: Server) -> Certificate:
+    cert = await session.scalar(select(Certificate).where(Certificate.server_id == server.id))
+    if cert is None:
+        raise NotFound("certificate of server", server.id)
+    return cert
+
+
+def renew_job(db: Database, vault: Vault, settings: Settings) -> Any:
+    """A periodic job: start the renewal of certificates within ``tls_renew_days`` of expiry
+    (one per round, in the background: an ACME exchange must not hold the transaction)."""
+    running: set[asyncio.Task[Any]] = set()
+
+    async def run(session: AsyncSession) -> int:
+        now = utcnow()
+        due = await session.scalar(
+            select(Certificate)
+            .where(
+                Certificate.not_after <= now + timedelta(days=settings.tls_renew_days),
+                or_(Certificate.renewing_until.is_(None), Certificate.renewing_until < now),
+            )
+            .order_by(Certificate.not_after)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if due is None:
+            return 0
+        task = asyncio.create_task(_renew(db, vault, settings, due.server_id))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        return 1
+
+    return run
+
+
+async def _renew(db: Database, vault: Vault, settings: Settings, server_id: uuid.UUID) -> None:
+    try:
+        await issue_for_server(db, vault, settings, server_id)
+    except Exception:
+        log.exception("renewing the certificate of server %s failed", server_id)

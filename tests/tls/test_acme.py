@@ -1,0 +1,149 @@
+"""Certificates by ACME DNS-01 from a real Pebble, the challenge published through octoDNS
+into a real Knot (which Pebble resolves against): issued, kept in Vault, delivered, renewed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from fastapi import FastAPI
+
+from control_plane.db.engine import Database
+from control_plane.servers.models import Server
+from control_plane.vault.client import Vault
+from tests.conftest import MakeTenant, TenantHandle
+from tests.support.knot import KnotServer, zone_text
+from tests.support.pebble import Pebble
+
+ZONE = "mail-corp.test"
+
+
+@pytest.fixture
+def knot_zones() -> dict[str, str]:
+    return {f"{ZONE}.": zone_text(f"{ZONE}.")}
+
+
+@pytest.fixture
+def acme_settings(app: FastAPI, pebble: Pebble) -> Iterator[None]:
+    original = app.state.settings
+    app.state.settings = original.model_copy(
+        update={"acme_directory_url": pebble.directory_url, "acme_ca_file": Path(pebble.ca_bundle)}
+    )
+    try:
+        yield
+    finally:
+        app.state.settings = original
+
+
+async def mail_server(
+    client: httpx.AsyncClient, tenant: TenantHandle, db: Database, host: str
+) -> str:
+    created = await client.post(
+        "/api/v1/servers",
+        headers=tenant.headers,
+        json={"name": f"mx-{uuid.uuid4().hex[:6]}", "mail_hostname": host},
+    )
+    server_id = str(created.json()["id"])
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(server_id))
+        assert server is not None
+        server.state, server.ipv4 = "ready", "198.18.0.40"
+    return server_id
+
+
+async def publish_zone(
+    client: httpx.AsyncClient, tenant: TenantHandle, knot: KnotServer, server_id: str
+) -> None:
+    domain = (
+        await client.post(
+            "/api/v1/domains", json={"name": ZONE, "server_id": server_id}, headers=tenant.headers
+        )
+    ).json()
+    provider = (
+        await client.post(
+            "/api/v1/dns-providers",
+            headers=tenant.headers,
+            json={
+                "name": f"knot-{uuid.uuid4().hex[:4]}",
+                "kind": "rfc2136",
+                "secret": {"key_secret": knot.key.secret},
+                "settings": {"host": knot.host, "port": knot.port, "key_name": knot.key.name},
+            },
+        )
+    ).json()
+    put = await client.put(
+        f"/api/v1/domains/{domain['id']}/dns",
+        json={"provider_id": provider["id"]},
+        headers=tenant.headers,
+    )
+    assert put.status_code == 200, put.text
+
+
+def leaf_of(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(pem.encode())[0]
+
+
+async def test_a_certificate_is_issued_stored_delivered_and_renewed(
+    client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+    vault: Vault,
+    knot_primary: KnotServer,
+    pebble: Pebble,
+    acme_settings: None,
+) -> None:
+    tenant = await make_tenant()
+    host = f"mx1.{ZONE}"
+    server_id = await mail_server(client, tenant, db, host)
+    await publish_zone(client, tenant, knot_primary, server_id)
+    url = f"/api/v1/servers/{server_id}/tls"
+    assert (await client.get(url, headers=tenant.headers)).status_code == 404
+
+    issued = await client.post(url, headers=tenant.headers)
+    assert issued.status_code == 200, issued.text
+    first = issued.json()
+    assert first["names"] == [host] and first["days_left"] > 30 and not first["renewing"]
+    stored = await vault.get(f"vps/{tenant.id}/{server_id}/tls")
+    assert stored is not None
+    leaf = leaf_of(stored["cert_pem"])
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [host]
+    assert format(leaf.serial_number, "x") == first["serial"]
+    assert first["not_after"].startswith(leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
+    intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
+    leaf.verify_directly_issued_by(intermediate)  # issued by Pebble's CA, not self-made
+    # The challenge record came and went; MailFleet's other records are untouched.
+    assert knot_primary.query(f"_acme-challenge.{host}", "TXT").texts == []
+
+    commands = (
+        await client.get(f"/api/v1/servers/{server_id}/commands", headers=tenant.headers)
+    ).json()["items"]
+    (delivery,) = [c for c in commands if c["kind"] == "mailu.certs.install"]
+    assert delivery["id"] == first["delivery_command_id"]
+    assert delivery["payload"]["secrets_from"]["path"] == f"vps/{tenant.id}/{server_id}/tls"
+    assert "PRIVATE KEY" not in str(delivery["payload"])
+
+    renewed = (await client.post(url, headers=tenant.headers)).json()  # renewal, forced
+    assert renewed["serial"] != first["serial"]
+    again = await vault.get(f"vps/{tenant.id}/{server_id}/tls")
+    assert again is not None and again["key_pem"] != stored["key_pem"]
+    await vault.delete(f"vps/{tenant.id}/{server_id}/tls")
+
+
+async def test_a_host_outside_every_published_zone_is_refused_clearly(
+    client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+    acme_settings: None,
+) -> None:
+    tenant = await make_tenant()
+    server_id = await mail_server(client, tenant, db, "mx1.unmanaged.test")
+    refused = await client.post(f"/api/v1/servers/{server_id}/tls", headers=tenant.headers)
+    assert refused.status_code == 409 and "no DNS provider" in refused.json()["detail"]
+    other = await make_tenant()
+    hidden = await client.post(f"/api/v1/servers/{server_id}/tls", headers=other.headers)
+    assert hidden.status_code == 404
