@@ -38,4 +38,5 @@ class DomainDns(IdMixin, TimestampMixin, TenantOwned, Base):
     dmarc_rua: Mapped[str] = mapped_column(Text, default="")  # addresses, one per line
     tls_rpt_rua: Mapped[str] = mapped_column(Text, default="")
     spf_includes: Mapped[str] = mapped_column(Text, default="")
+    caa_issuers: Mapped[str] = mapped_column(Text, default="")  # CAs allowed, one per line
     published: Mapped[str] = mapped_column(Text, default="[]")  # MailFleet's values, as applied

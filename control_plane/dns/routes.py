@@ -75,7 +75,7 @@ async def put_dns(domain_id: uuid.UUID, body: DomainDnsIn, ctx: Ctx) -> DomainDn
     """Where and how the domain's records are published (nothing is published yet)."""
     async with ctx.session() as session:
         domain = await get_domain(session, domain_id)
-        row = await service.put_settings(session, domain, body)
+        row = await service.put_settings(session, domain, body, ctx.settings.acme_caa_identity)
         records = await service.desired_records(session, domain, row)
     return DomainDnsOut(
         domain_id=domain.id,

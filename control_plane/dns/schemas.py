@@ -88,6 +88,12 @@ class DomainDnsIn(RequestModel):
     spf_includes: list[str] = Field(
         default_factory=list, max_length=9, description="Other senders, e.g. _spf.google.com."
     )
+    caa_issuers: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="CAs allowed to issue for the domain (CAA); default: MailFleet's ACME CA. "
+        "Add the CA your web site uses.",
+    )
 
 
 class RecordOut(ResponseModel):

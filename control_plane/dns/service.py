@@ -79,7 +79,9 @@ async def settings_of(session: AsyncSession, domain: MailDomain) -> DomainDns:
     return found
 
 
-async def put_settings(session: AsyncSession, domain: MailDomain, data: DomainDnsIn) -> DomainDns:
+async def put_settings(
+    session: AsyncSession, domain: MailDomain, data: DomainDnsIn, acme_ca: str
+) -> DomainDns:
     await get_by_id(
         session, DnsProvider, data.provider_id, "DNS provider", field="body.provider_id"
     )
@@ -94,6 +96,7 @@ async def put_settings(session: AsyncSession, domain: MailDomain, data: DomainDn
     row.dmarc_rua = "\n".join(data.dmarc_rua)
     row.tls_rpt_rua = "\n".join(data.tls_rpt_rua)
     row.spf_includes = "\n".join(data.spf_includes)
+    row.caa_issuers = "\n".join(data.caa_issuers if data.caa_issuers is not None else [acme_ca])
     await desired_records(session, domain, row)  # refuse settings that make bad records
     await session.flush()
     return row
@@ -117,6 +120,7 @@ async def desired_records(
             dmarc_rua=tuple(row.dmarc_rua.splitlines()),
             tls_rpt_rua=tuple(row.tls_rpt_rua.splitlines()),
             spf_includes=tuple(row.spf_includes.splitlines()),
+            caa_issuers=tuple(row.caa_issuers.splitlines()),
         )
         return desired.desired_records(facts)
     except desired.InvalidDnsInput as exc:
@@ -220,6 +224,7 @@ async def troubleshoot(
             (key.selector, key.public_key)
             for key, _ in await dkim.published_keys(session, server, domain)
         ),
+        caa_issuer=settings.acme_caa_identity,
         provider_kind=provider.kind,
         provider_ns=tuple(
             v for r in served if r.type == "NS" and r.name == row.zone for v in r.values
