@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     provision_boot_timeout_seconds: float = Field(default=900, gt=0)
     provision_enroll_timeout_seconds: float = Field(default=600, gt=0)
     provision_mail_timeout_seconds: float = Field(default=2400, gt=0)
+    provision_dns_timeout_seconds: float = Field(default=900, gt=0)
+    provision_tls_timeout_seconds: float = Field(default=1800, gt=0)
     provision_deprovision_timeout_seconds: float = Field(default=1800, gt=0)
     agent_package: str = Field(
         default="mailfleet",

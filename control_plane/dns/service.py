@@ -235,3 +235,13 @@ async def troubleshoot(
     configured = resolvers(settings)
     resolver = troubleshooting.resolver_for(configured) if configured else dns.resolver.Resolver()
     return await asyncio.to_thread(troubleshooting.diagnose, expectations, resolver)
+
+
+async def published_domains(session: AsyncSession, server_id: uuid.UUID) -> list[uuid.UUID]:
+    """The server's domains that publish through a DNS provider."""
+    stmt = (
+        select(MailDomain.id)
+        .join(DomainDns, DomainDns.domain_id == MailDomain.id)
+        .where(MailDomain.server_id == server_id)
+    )
+    return list((await session.scalars(stmt)).all())

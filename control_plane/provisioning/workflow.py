@@ -38,24 +38,29 @@ from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.dns import service as dns_service
+from control_plane.dns.publish import DnsProviderError
 from control_plane.enrollment import service as enrollment
 from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import NotFound
 from control_plane.gateway.hub import AgentHub
 from control_plane.mail import stack
+from control_plane.mail.models import MailDomain
 from control_plane.provisioning import ssh
 from control_plane.provisioning.bootstrap import render_user_data
 from control_plane.provisioning.providers.base import ProviderNotFound
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from control_plane.tls import service as tls_service
+from control_plane.tls.acme_issue import AcmeError
 from control_plane.vault.client import Vault
 from control_plane.vault.pki import AgentPki
 
 log = logging.getLogger(__name__)
 
 MANUAL_BACKSTOP_SECONDS = 300.0
-PROVISION_STEPS = ("requested", "creating", "booting", "enrolling", "installing_mail")
+PROVISION_STEPS = ("requested", "creating", "booting", "enrolling", "installing_mail", "dns", "tls")
 ACTIVE_STATES = (*PROVISION_STEPS, "deprovisioning")
 ALL_STATES = (*ACTIVE_STATES, "ready", "failed")
 
@@ -110,6 +115,8 @@ def step_timeout(settings: Settings, state: str) -> float | None:
         "booting": settings.provision_boot_timeout_seconds,
         "enrolling": settings.provision_enroll_timeout_seconds,
         "installing_mail": settings.provision_mail_timeout_seconds,
+        "dns": settings.provision_dns_timeout_seconds,
+        "tls": settings.provision_tls_timeout_seconds,
         "deprovisioning": settings.provision_deprovision_timeout_seconds,
     }.get(state)
 
@@ -147,6 +154,8 @@ class Workflow:
             "booting": self._booting,
             "enrolling": self._enrolling,
             "installing_mail": self._installing_mail,
+            "dns": self._dns,
+            "tls": self._tls,
             "deprovisioning": self._deprovisioning,
         }[server.state]
         return await handler(server)
@@ -242,7 +251,7 @@ class Workflow:
         if command is None:
             return Retry("the MailU install command is gone; queueing it again")
         if command.state == "succeeded":
-            return Advance("ready", "MailU installed and healthy", {"step_command_id": None})
+            return Advance("dns", "MailU installed and healthy", {"step_command_id": None})
         if command.state == "failed" and (command.error or "").startswith("interrupted"):
             # The agent restarted mid-install (crash, reboot, upgrade): install is
             # idempotent, so run it again rather than failing the server.
@@ -253,6 +262,37 @@ class Workflow:
         if command.state in ("failed", "timed_out", "cancelled"):
             return Fail(f"MailU install {command.state}: {command.error or 'no reason given'}")
         return Wait(f"installing MailU: {command.progress_message or command.state}")
+
+    async def _dns(self, server: Server) -> Outcome:
+        """Publish the records of the server's domains (after a recovery: at its address)."""
+        async with self.db.session() as session:
+            ids = await dns_service.published_domains(session, server.id)
+        for domain_id in ids:
+
+            async def publish(session: AsyncSession, domain_id: uuid.UUID = domain_id) -> None:
+                domain = await session.get(MailDomain, domain_id)
+                if domain is not None:
+                    await dns_service.apply(session, self.vault, domain)
+
+            try:
+                await self.db.transact(publish)
+            except DnsProviderError as exc:
+                return Retry(f"publishing DNS: {exc.detail}")
+        if not ids:
+            return Advance("tls", "no domain of this server publishes through a DNS provider yet")
+        return Advance("tls", f"DNS records of {len(ids)} domain(s) published")
+
+    async def _tls(self, server: Server) -> Outcome:
+        """The mail host's certificate by ACME DNS-01, when a DNS provider serves its zone."""
+        try:
+            cert = await tls_service.issue_for_server(self.db, self.vault, self.settings, server.id)
+        except tls_service.NoZone as exc:
+            return Advance("ready", f"certificate not issued: {exc.detail}")
+        except (AcmeError, DnsProviderError) as exc:
+            return Retry(f"issuing the certificate: {exc.detail}")
+        return Advance(
+            "ready", f"certificate for {cert.names} valid until {cert.not_after:%Y-%m-%d}"
+        )
 
     async def _deprovisioning(self, server: Server) -> Outcome:
         if server.provider != MANUAL:

@@ -18,6 +18,8 @@ ProvisionState = Literal[
     "booting",
     "enrolling",
     "installing_mail",
+    "dns",
+    "tls",
     "ready",
     "failed",
     "deprovisioning",

@@ -38,6 +38,10 @@ CLAIM = timedelta(minutes=15)
 INSTALL_SECONDS = 300.0
 
 
+class NoZone(Conflict):
+    """No DNS provider publishes the zone of the mail host: no DNS-01 is possible."""
+
+
 def tls_path(server: Server) -> str:
     return secret_path("vps", server.tenant_id, server.id, "tls")
 
@@ -50,7 +54,7 @@ async def zone_for(session: AsyncSession, server: Server) -> DomainDns:
     ).all()
     inside = [r for r in rows if host == r.zone or host.endswith("." + r.zone)]
     if not host or not inside:
-        raise Conflict(
+        raise NoZone(
             f"no DNS provider publishes the zone of {host or 'the server (it has no mail host)'}:"
             " set one on a domain of that zone (PUT /api/v1/domains/{id}/dns) first"
         )

@@ -1,0 +1,62 @@
+"""The provisioning steps ``dns`` and ``tls`` against real Knot and Pebble: a server's domains
+are published at its address, then its mail host gets a certificate."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
+from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.workflow import Advance, Workflow
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+from control_plane.tls.models import Certificate
+from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
+from tests.conftest import MakeTenant
+from tests.support.knot import KnotServer
+from tests.support.pebble import Pebble
+from tests.tls.test_acme import ZONE, knot_zones, mail_server, publish_zone
+
+__all__ = ["knot_zones"]
+
+
+async def test_dns_then_tls_steps_publish_and_certify_at_the_servers_address(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault,
+    pki: AgentPki, settings: Settings, knot_primary: KnotServer, pebble: Pebble,
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    host = f"mx1.{ZONE}"
+    server_id = await mail_server(client, tenant, db, host)
+    await publish_zone(client, tenant, knot_primary, server_id)
+    acme = settings.model_copy(update={"acme_directory_url": pebble.directory_url,
+                                       "acme_ca_file": Path(pebble.ca_bundle)})  # fmt: skip
+    workflow = Workflow(acme, db, vault, pki, AgentHub(), ProviderRegistry(acme, vault))
+
+    async def step(state: str) -> Advance:
+        async with db.session() as session:
+            server = await session.get(Server, uuid.UUID(server_id))
+            assert server is not None
+            server.state = state
+        assert server is not None
+        outcome = await workflow.step(server)
+        assert isinstance(outcome, Advance), outcome
+        return outcome
+
+    published = await step("dns")
+    assert published.to == "tls" and "1 domain" in published.message
+    assert knot_primary.query(host, "A").values == ["198.18.0.40"]
+    assert knot_primary.query(ZONE, "MX").values == [f"10 {host}."]
+    certified = await step("tls")
+    assert certified.to == "ready" and host in certified.message
+    async with db.session() as session:
+        cert = await session.scalar(
+            select(Certificate).where(Certificate.server_id == uuid.UUID(server_id))
+        )
+        assert cert is not None and cert.serial and cert.command_id
+    await vault.delete(f"vps/{tenant.id}/{server_id}/tls")
