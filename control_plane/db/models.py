@@ -4,7 +4,7 @@ from control_plane.api_keys.models import ApiKey
 from control_plane.backups.models import BackupPolicy, BackupSnapshot, ServerRecovery
 from control_plane.commands.models import Command
 from control_plane.db.base import Base
-from control_plane.dns.models import DnsProvider, DomainDns
+from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.enrollment.models import JoinToken
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.metrics.models import MetricRollup, MetricSample
@@ -23,6 +23,7 @@ __all__ = [
     "Certificate",
     "Command",
     "DkimKey",
+    "DnsCheck",
     "DnsProvider",
     "DomainDns",
     "JoinToken",

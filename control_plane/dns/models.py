@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -40,3 +41,17 @@ class DomainDns(IdMixin, TimestampMixin, TenantOwned, Base):
     spf_includes: Mapped[str] = mapped_column(Text, default="")
     caa_issuers: Mapped[str] = mapped_column(Text, default="")  # CAs allowed, one per line
     published: Mapped[str] = mapped_column(Text, default="[]")  # MailFleet's values, as applied
+
+
+class DnsCheck(IdMixin, TenantOwned, Base):
+    """One propagation check of a domain and its report (the history of "Test DNS")."""
+
+    __tablename__ = "dns_checks"
+
+    domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mail_domains.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    propagated: Mapped[bool]
+    report: Mapped[str] = mapped_column(Text)  # JSON

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
+from fastapi.responses import StreamingResponse
 
 from control_plane.api.context import Ctx
 from control_plane.dns import service
-from control_plane.dns.models import DnsProvider
+from control_plane.dns.models import DnsCheck, DnsProvider
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import (
     ApplyOut,
     ChangeOut,
+    CheckOut,
     DiagnosisOut,
     DomainDnsIn,
     DomainDnsOut,
@@ -24,7 +28,9 @@ from control_plane.dns.schemas import (
     ProviderOut,
     RecordOut,
 )
+from control_plane.errors import MailFleetError
 from control_plane.mail.service import get_domain
+from control_plane.provisioning.stream import sse
 from control_plane.schemas import After, Limit, PageOut
 
 router = APIRouter(tags=["dns"])
@@ -135,6 +141,67 @@ async def troubleshoot_dns(domain_id: uuid.UUID, ctx: Ctx) -> DiagnosisOut:
         spf=found.spf,
         dmarc=found.dmarc,
     )
+
+
+def check_out(found: DnsCheck) -> CheckOut:
+    return CheckOut(
+        id=found.id,
+        domain_id=found.domain_id,
+        started_at=found.started_at,
+        finished_at=found.finished_at,
+        propagated=found.propagated,
+        report=json.loads(found.report),
+    )
+
+
+@router.post("/api/v1/domains/{domain_id}/dns/check", response_model=CheckOut)
+async def check_dns(domain_id: uuid.UUID, ctx: Ctx, request: Request) -> Any:
+    """ "Test DNS": every authoritative server and resolver, every record, now. The report is
+    kept; with ``Accept: text/event-stream`` each result streams as it arrives, then the
+    report."""
+    async with ctx.session() as session:
+        domain = await get_domain(session, domain_id)  # 404 before any stream starts
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        async with ctx.session() as session:
+            domain = await get_domain(session, domain_id)
+            found = await service.check(session, ctx.vault, ctx.settings, domain)
+            return check_out(found)
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            async with ctx.session() as session:
+                domain = await get_domain(session, domain_id)
+                found = await service.check(
+                    session, ctx.vault, ctx.settings, domain,
+                    lambda r: queue.put_nowait(sse("result", json.dumps(r.to_dict()))),
+                )  # fmt: skip
+                queue.put_nowait(sse("report", check_out(found).model_dump_json()))
+        except MailFleetError as exc:
+            queue.put_nowait(sse("error", json.dumps({"detail": exc.detail})))
+        finally:
+            queue.put_nowait(None)
+
+    async def stream() -> AsyncIterator[str]:
+        task = asyncio.create_task(run())
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            task.cancel()
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.get("/api/v1/domains/{domain_id}/dns/checks")
+async def list_checks(
+    domain_id: uuid.UUID, ctx: Ctx, after: After = None, limit: Limit = 100
+) -> PageOut[CheckOut]:
+    """Earlier checks with their reports, oldest first."""
+    async with ctx.session() as session:
+        domain = await get_domain(session, domain_id)
+        page = await service.list_checks(session, domain, after, limit)
+    return PageOut(items=[check_out(c) for c in page.items], next_after=page.next_after)
 
 
 def _record(record: Record) -> dict[str, Any]:

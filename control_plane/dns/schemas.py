@@ -142,3 +142,15 @@ class DiagnosisOut(ResponseModel):
     findings: list[FindingOut]
     spf: dict[str, Any]
     dmarc: dict[str, Any]
+
+
+class CheckOut(ResponseModel):
+    id: uuid.UUID
+    domain_id: uuid.UUID
+    started_at: datetime
+    finished_at: datetime
+    propagated: bool
+    report: dict[str, Any] = Field(
+        description="Per record and server: matching, stale, missing, different or error, the "
+        "serial each server has, and an ETA from the zone's TTLs."
+    )

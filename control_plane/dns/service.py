@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import dns.resolver
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.dns import desired, publish
+from control_plane.dns import checker, desired, publish
 from control_plane.dns import troubleshoot as troubleshooting
-from control_plane.dns.models import DnsProvider, DomainDns
+from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import DomainDnsIn, ProviderCreate
 from control_plane.errors import Conflict, InvalidInput, NotFound
@@ -245,3 +247,64 @@ async def published_domains(session: AsyncSession, server_id: uuid.UUID) -> list
         .where(MailDomain.server_id == server_id)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def _nameservers(
+    provider: DnsProvider, zone: str, settings: Settings
+) -> list[checker.Nameserver]:
+    """The zone's authoritative servers: as the provider's settings list them
+    (``nameservers``: host:port, for servers not on port 53), else as the world finds them."""
+    listed = json.loads(provider.settings).get("nameservers") or []
+    if listed:
+        found = []
+        for item in listed:
+            host, _, port = str(item).rpartition(":")
+            found.append(checker.Nameserver(host or str(item), host or str(item),
+                                            int(port) if host else 53))  # fmt: skip
+        return found
+    configured = resolvers(settings)
+    try:
+        return await checker.find_authoritative(zone, configured[0] if configured else None)
+    except checker.AuthoritativeLookupError as exc:
+        raise InvalidInput(f"the nameservers of {zone} cannot be found: {exc}") from None
+
+
+async def check(
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    domain: MailDomain,
+    on_progress: Callable[[checker.ServerResult], None] | None = None,
+) -> DnsCheck:
+    """Ask every authoritative server and the configured resolvers for every desired record
+    now; the report is kept."""
+    row = await settings_of(session, domain)
+    records = await desired_records(session, domain, row)
+    provider = await get_by_id(session, DnsProvider, row.provider_id, "DNS provider")
+    inside = [r for r in records if r.name == row.zone or r.name.endswith("." + row.zone)]
+    started = utcnow()
+    report = await checker.check(
+        inside,
+        await _nameservers(provider, row.zone, settings),
+        resolvers(settings),
+        zones=[row.zone],
+        on_progress=on_progress,
+    )
+    result = DnsCheck(
+        tenant_id=domain.tenant_id,
+        domain_id=domain.id,
+        started_at=started,
+        finished_at=utcnow(),
+        propagated=report.propagated,
+        report=json.dumps(report.to_dict()),
+    )
+    session.add(result)
+    await session.flush()
+    return result
+
+
+async def list_checks(
+    session: AsyncSession, domain: MailDomain, after: uuid.UUID | None, limit: int
+) -> Page[DnsCheck]:
+    stmt = select(DnsCheck).where(DnsCheck.domain_id == domain.id)
+    return await paginate(session, stmt, DnsCheck.id, after, limit)

@@ -26,44 +26,62 @@ def knot_zones() -> dict[str, str]:
 
 async def mail_domain(client: httpx.AsyncClient, tenant: TenantHandle, db: Database) -> Any:
     created = await client.post(
-        "/api/v1/servers", headers=tenant.headers,
+        "/api/v1/servers",
+        headers=tenant.headers,
         json={"name": f"mx-{uuid.uuid4().hex[:6]}", "mail_hostname": f"mx1.{ZONE}"},
-    )  # fmt: skip
+    )
     server_id = created.json()["id"]
     async with db.session() as session:
         server = await session.get(Server, uuid.UUID(server_id))
         assert server is not None
         server.state, server.ipv4 = "ready", "198.18.0.30"
-    domain = await client.post("/api/v1/domains", json={"name": ZONE, "server_id": server_id},
-                               headers=tenant.headers)  # fmt: skip
+    domain = await client.post(
+        "/api/v1/domains", json={"name": ZONE, "server_id": server_id}, headers=tenant.headers
+    )
     assert domain.status_code == 201, domain.text
     return domain.json()
 
 
 def rfc2136(server: KnotServer, secret: str | None = None) -> dict[str, Any]:
-    return {"name": f"knot-{uuid.uuid4().hex[:4]}", "kind": "rfc2136",
-            "settings": {"host": server.host, "port": server.port, "key_name": server.key.name},
-            "secret": {"key_secret": secret or server.key.secret}}  # fmt: skip
+    return {
+        "name": f"knot-{uuid.uuid4().hex[:4]}",
+        "kind": "rfc2136",
+        "settings": {
+            "host": server.host,
+            "port": server.port,
+            "key_name": server.key.name,
+            "nameservers": [f"{server.host}:{server.port}"],
+        },
+        "secret": {"key_secret": secret or server.key.secret},
+    }
 
 
 async def test_records_are_planned_applied_compared_and_withdrawn(
-    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault,
-    knot_primary: KnotServer, app: FastAPI,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+    vault: Vault,
+    knot_primary: KnotServer,
+    app: FastAPI,
+) -> None:
     tenant = await make_tenant()
     domain = await mail_domain(client, tenant, db)
     incomplete = {**rfc2136(knot_primary), "settings": {"host": "127.0.0.1"}}
     bad = await client.post("/api/v1/dns-providers", json=incomplete, headers=tenant.headers)
     assert bad.status_code == 422
-    provider = (await client.post("/api/v1/dns-providers", json=rfc2136(knot_primary),
-                                  headers=tenant.headers)).json()  # fmt: skip
+    provider = (
+        await client.post(
+            "/api/v1/dns-providers", json=rfc2136(knot_primary), headers=tenant.headers
+        )
+    ).json()
     assert "secret" not in provider
     stored = await vault.get(f"dns/{tenant.id}/{provider['id']}")
     assert stored == {"key_secret": knot_primary.key.secret}
 
     base = f"/api/v1/domains/{domain['id']}/dns"
-    outside = await client.put(base, json={"provider_id": provider["id"], "zone": "other.test"},
-                               headers=tenant.headers)  # fmt: skip
+    outside = await client.put(
+        base, json={"provider_id": provider["id"], "zone": "other.test"}, headers=tenant.headers
+    )
     assert outside.status_code == 422 and outside.json()["errors"][0]["field"] == "body.zone"
     settings = {"provider_id": provider["id"], "dmarc_rua": [f"dmarc@{ZONE}"]}
     put = await client.put(base, json=settings, headers=tenant.headers)
@@ -75,8 +93,9 @@ async def test_records_are_planned_applied_compared_and_withdrawn(
     shown = (await client.get(base, headers=tenant.headers)).json()
     assert {r["status"] for r in shown["records"]} == {"missing"}
     serial = knot_primary.serial(f"{ZONE}.")
-    dry = (await client.post(f"{base}/apply", params={"dry_run": "true"},
-                             headers=tenant.headers)).json()  # fmt: skip
+    dry = (
+        await client.post(f"{base}/apply", params={"dry_run": "true"}, headers=tenant.headers)
+    ).json()
     assert dry["applied"] is False and {c["action"] for c in dry["changes"]} == {"create"}
     assert knot_primary.serial(f"{ZONE}.") == serial
     applied = (await client.post(f"{base}/apply", headers=tenant.headers)).json()
@@ -84,7 +103,8 @@ async def test_records_are_planned_applied_compared_and_withdrawn(
     shown = (await client.get(base, headers=tenant.headers)).json()
     assert {r["status"] for r in shown["records"]} == {"published"}, shown
     assert knot_primary.query(f"_dmarc.{ZONE}", "TXT").texts == [
-        f"v=DMARC1; p=none; rua=mailto:dmarc@{ZONE}; adkim=r; aspf=r"]  # fmt: skip
+        f"v=DMARC1; p=none; rua=mailto:dmarc@{ZONE}; adkim=r; aspf=r"
+    ]
     again = (await client.post(f"{base}/apply", headers=tenant.headers)).json()
     assert again["changes"] == []
 
@@ -95,8 +115,23 @@ async def test_records_are_planned_applied_compared_and_withdrawn(
     )
     try:
         diagnosis = (await client.get(f"{base}/troubleshoot", headers=tenant.headers)).json()
+        checked = (await client.post(f"{base}/check", headers=tenant.headers)).json()
+        async with client.stream(
+            "POST", f"{base}/check", headers={**tenant.headers, "Accept": "text/event-stream"}
+        ) as stream:
+            events = [
+                line
+                for line in [x async for x in stream.aiter_lines()]
+                if line.startswith("event: ")
+            ]
+        history = (await client.get(f"{base}/checks", headers=tenant.headers)).json()["items"]
     finally:
         app.state.settings = original
+    assert checked["propagated"] is True, checked["report"]
+    statuses = {r["status"] for r in checked["report"]["records"]}
+    assert statuses == {"matching"}
+    assert events[-1] == "event: report" and events.count("event: result") >= len(shown["records"])
+    assert [c["propagated"] for c in history] == [True, True]
     critical = {f["code"]: f["fix"] for f in diagnosis["findings"] if f["severity"] == "critical"}
     assert critical == {"ptr.missing": f"30.0.18.198.in-addr.arpa. PTR mx1.{ZONE}."}, diagnosis
     assert diagnosis["spf"]["valid"] is True and diagnosis["dmarc"]["valid"] is True
@@ -113,13 +148,19 @@ async def test_records_are_planned_applied_compared_and_withdrawn(
 
 
 async def test_a_wrong_tsig_key_is_a_clear_error_and_changes_nothing(
-    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, knot_primary: KnotServer,
-) -> None:  # fmt: skip
+    client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+    knot_primary: KnotServer,
+) -> None:
     tenant = await make_tenant()
     domain = await mail_domain(client, tenant, db)
     wrong = "d3JvbmctdHNpZy1zZWNyZXQtd3Jvbmctd3Jvbmc="
-    provider = (await client.post("/api/v1/dns-providers", json=rfc2136(knot_primary, wrong),
-                                  headers=tenant.headers)).json()  # fmt: skip
+    provider = (
+        await client.post(
+            "/api/v1/dns-providers", json=rfc2136(knot_primary, wrong), headers=tenant.headers
+        )
+    ).json()
     base = f"/api/v1/domains/{domain['id']}/dns"
     await client.put(base, json={"provider_id": provider["id"]}, headers=tenant.headers)
     serial = knot_primary.serial(f"{ZONE}.")

@@ -87,11 +87,33 @@ def upgrade() -> None:
         sa.Column("command_id", sa.Uuid(), nullable=True),
         sa.UniqueConstraint("server_id", name="uq_certificates_server"),
     )
-    for table in ("dns_providers", "domain_dns", "certificates"):
+    op.create_table(
+        "dns_checks",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "tenant_id",
+            sa.Uuid(),
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "domain_id",
+            sa.Uuid(),
+            sa.ForeignKey("mail_domains.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("finished_at", UTCDateTime(), nullable=False),
+        sa.Column("propagated", sa.Boolean(), nullable=False),
+        sa.Column("report", sa.Text(), nullable=False),
+    )
+    for table in ("dns_providers", "domain_dns", "certificates", "dns_checks"):
         enable_tenant_rls(table)
 
 
 def downgrade() -> None:
-    for table in ("certificates", "domain_dns", "dns_providers"):
+    for table in ("dns_checks", "certificates", "domain_dns", "dns_providers"):
         disable_tenant_rls(table)
         op.drop_table(table)
