@@ -243,26 +243,14 @@ def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
                 f"{policy.interval_seconds // 60} min",
             )
         )
-    if policy.last_failure_at and (newest is None or policy.last_failure_at > newest):
-        found.append(
-            Finding(severity="critical", code="backup.failed", message=f"{policy.last_error}")
-        )
-    if policy.last_check_error:
-        found.append(
-            Finding(
-                severity="critical",
-                code="backup.check_failed",
-                message=f"restic check failed: {policy.last_check_error}",
-            )
-        )
-    if policy.last_drill_error:
-        found.append(
-            Finding(
-                severity="critical",
-                code="backup.drill_failed",
-                message=f"the restore drill failed: {policy.last_drill_error}",
-            )
-        )
+    failed = policy.last_failure_at and (newest is None or policy.last_failure_at > newest)
+    for code, error, prefix in (
+        ("backup.failed", policy.last_error if failed else None, ""),
+        ("backup.check_failed", policy.last_check_error, "restic check failed: "),
+        ("backup.drill_failed", policy.last_drill_error, "the restore drill failed: "),
+    ):
+        if error:
+            found.append(Finding(severity="critical", code=code, message=f"{prefix}{error}"))
     return found
 
 

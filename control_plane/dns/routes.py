@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 
 from control_plane.api.context import Ctx
-from control_plane.dns import service
+from control_plane.dns import checks, service
 from control_plane.dns.models import DnsCheck, DnsProvider
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import (
@@ -133,7 +133,7 @@ async def troubleshoot_dns(domain_id: uuid.UUID, ctx: Ctx) -> DiagnosisOut:
     severity, the record that fixes it and how to set it at this provider."""
     async with ctx.session() as session:
         domain = await get_domain(session, domain_id)
-        found = await service.troubleshoot(session, ctx.vault, ctx.settings, domain)
+        found = await checks.troubleshoot(session, ctx.vault, ctx.settings, domain)
     return DiagnosisOut(
         domain=found.domain,
         ok=found.ok,
@@ -164,7 +164,7 @@ async def check_dns(domain_id: uuid.UUID, ctx: Ctx, request: Request) -> Any:
     if "text/event-stream" not in request.headers.get("accept", ""):
         async with ctx.session() as session:
             domain = await get_domain(session, domain_id)
-            found = await service.check(session, ctx.vault, ctx.settings, domain)
+            found = await checks.check(session, ctx.vault, ctx.settings, domain)
             return check_out(found)
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -172,7 +172,7 @@ async def check_dns(domain_id: uuid.UUID, ctx: Ctx, request: Request) -> Any:
         try:
             async with ctx.session() as session:
                 domain = await get_domain(session, domain_id)
-                found = await service.check(
+                found = await checks.check(
                     session, ctx.vault, ctx.settings, domain,
                     lambda r: queue.put_nowait(sse("result", json.dumps(r.to_dict()))),
                 )  # fmt: skip
@@ -200,7 +200,7 @@ async def list_checks(
     """Earlier checks with their reports, oldest first."""
     async with ctx.session() as session:
         domain = await get_domain(session, domain_id)
-        page = await service.list_checks(session, domain, after, limit)
+        page = await checks.list_checks(session, domain, after, limit)
     return PageOut(items=[check_out(c) for c in page.items], next_after=page.next_after)
 
 

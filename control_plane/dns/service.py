@@ -11,20 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import dns.resolver
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.dns import checker, desired, publish
-from control_plane.dns import troubleshoot as troubleshooting
-from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
+from control_plane.dns import desired, publish
+from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import DomainDnsIn, ProviderCreate
 from control_plane.errors import Conflict, InvalidInput, NotFound
@@ -32,7 +28,6 @@ from control_plane.mail import dkim
 from control_plane.mail.models import MailDomain
 from control_plane.mail.names import idna_name
 from control_plane.servers.models import Server
-from control_plane.settings import Settings
 from control_plane.vault.client import Vault, secret_path
 
 
@@ -129,7 +124,7 @@ async def desired_records(
         raise InvalidInput(exc.reason, field=f"body.{exc.field}") from None
 
 
-async def _target(session: AsyncSession, vault: Vault, row: DomainDns) -> Any:
+async def provider_target(session: AsyncSession, vault: Vault, row: DomainDns) -> Any:
     provider = await get_by_id(session, DnsProvider, row.provider_id, "DNS provider")
     secret = await vault.get(_secret_path(provider)) or {}
     return publish.provider(str(provider.id), provider.kind, json.loads(provider.settings), secret)
@@ -164,7 +159,7 @@ async def withdraw(session: AsyncSession, vault: Vault, domain: MailDomain) -> N
 async def _publish(
     session: AsyncSession, vault: Vault, row: DomainDns, records: list[Record], dry_run: bool
 ) -> list[publish.Change]:
-    target = await _target(session, vault, row)
+    target = await provider_target(session, vault, row)
     planned, changes, owned = await asyncio.to_thread(
         publish.plan, target, row.zone, records, _owned(row)
     )
@@ -183,7 +178,7 @@ async def compare(
     row = await settings_of(session, domain)
     records = await desired_records(session, domain, row)
     served = await asyncio.to_thread(
-        publish.published, await _target(session, vault, row), row.zone
+        publish.published, await provider_target(session, vault, row), row.zone
     )
     by_key = {r.key: r for r in served}
     out: list[tuple[Record, str, tuple[str, ...] | None]] = []
@@ -198,47 +193,6 @@ async def compare(
     return row, out
 
 
-def resolvers(settings: Settings) -> list[tuple[str, int]]:
-    """The configured recursive resolvers (host, port); empty: the system's."""
-    found = []
-    for item in filter(None, (x.strip() for x in settings.dns_resolvers.split(","))):
-        host, _, port = item.rpartition(":")
-        found.append((host.strip("[]"), int(port)) if host else (item, 53))
-    return found
-
-
-async def troubleshoot(
-    session: AsyncSession, vault: Vault, settings: Settings, domain: MailDomain
-) -> troubleshooting.Diagnosis:
-    """What is wrong with the domain's DNS as the world sees it, and how to fix it."""
-    row = await settings_of(session, domain)
-    records = await desired_records(session, domain, row)
-    provider = await get_by_id(session, DnsProvider, row.provider_id, "DNS provider")
-    server = await get_by_id(session, Server, domain.server_id, "server")
-    target = await _target(session, vault, row)
-    served = await asyncio.to_thread(publish.published, target, row.zone)
-    by_purpose = {r.purpose: r for r in records}
-    expectations = troubleshooting.Expectations(
-        domain=domain.name,
-        mail_host=server.mail_hostname or "",
-        ipv4=(server.ipv4,) if server.ipv4 else (),
-        dkim=tuple(
-            (key.selector, key.public_key)
-            for key, _ in await dkim.published_keys(session, server, domain)
-        ),
-        caa_issuer=settings.acme_caa_identity,
-        provider_kind=provider.kind,
-        provider_ns=tuple(
-            v for r in served if r.type == "NS" and r.name == row.zone for v in r.values
-        ),
-        spf=desired.txt_text(by_purpose["spf"].values[0]) if "spf" in by_purpose else None,
-        dmarc=desired.txt_text(by_purpose["dmarc"].values[0]) if "dmarc" in by_purpose else None,
-    )
-    configured = resolvers(settings)
-    resolver = troubleshooting.resolver_for(configured) if configured else dns.resolver.Resolver()
-    return await asyncio.to_thread(troubleshooting.diagnose, expectations, resolver)
-
-
 async def published_domains(session: AsyncSession, server_id: uuid.UUID) -> list[uuid.UUID]:
     """The server's domains that publish through a DNS provider."""
     stmt = (
@@ -247,64 +201,3 @@ async def published_domains(session: AsyncSession, server_id: uuid.UUID) -> list
         .where(MailDomain.server_id == server_id)
     )
     return list((await session.scalars(stmt)).all())
-
-
-async def _nameservers(
-    provider: DnsProvider, zone: str, settings: Settings
-) -> list[checker.Nameserver]:
-    """The zone's authoritative servers: as the provider's settings list them
-    (``nameservers``: host:port, for servers not on port 53), else as the world finds them."""
-    listed = json.loads(provider.settings).get("nameservers") or []
-    if listed:
-        found = []
-        for item in listed:
-            host, _, port = str(item).rpartition(":")
-            found.append(checker.Nameserver(host or str(item), host or str(item),
-                                            int(port) if host else 53))  # fmt: skip
-        return found
-    configured = resolvers(settings)
-    try:
-        return await checker.find_authoritative(zone, configured[0] if configured else None)
-    except checker.AuthoritativeLookupError as exc:
-        raise InvalidInput(f"the nameservers of {zone} cannot be found: {exc}") from None
-
-
-async def check(
-    session: AsyncSession,
-    vault: Vault,
-    settings: Settings,
-    domain: MailDomain,
-    on_progress: Callable[[checker.ServerResult], None] | None = None,
-) -> DnsCheck:
-    """Ask every authoritative server and the configured resolvers for every desired record
-    now; the report is kept."""
-    row = await settings_of(session, domain)
-    records = await desired_records(session, domain, row)
-    provider = await get_by_id(session, DnsProvider, row.provider_id, "DNS provider")
-    inside = [r for r in records if r.name == row.zone or r.name.endswith("." + row.zone)]
-    started = utcnow()
-    report = await checker.check(
-        inside,
-        await _nameservers(provider, row.zone, settings),
-        resolvers(settings),
-        zones=[row.zone],
-        on_progress=on_progress,
-    )
-    result = DnsCheck(
-        tenant_id=domain.tenant_id,
-        domain_id=domain.id,
-        started_at=started,
-        finished_at=utcnow(),
-        propagated=report.propagated,
-        report=json.dumps(report.to_dict()),
-    )
-    session.add(result)
-    await session.flush()
-    return result
-
-
-async def list_checks(
-    session: AsyncSession, domain: MailDomain, after: uuid.UUID | None, limit: int
-) -> Page[DnsCheck]:
-    stmt = select(DnsCheck).where(DnsCheck.domain_id == domain.id)
-    return await paginate(session, stmt, DnsCheck.id, after, limit)

@@ -19,12 +19,16 @@ from tests.conftest import MakeTenant, TenantHandle
 from tests.support.knot import KnotServer, zone_text
 from tests.support.pebble import Pebble
 
-ZONE = "mail-corp.test"
+
+@pytest.fixture
+def zone() -> str:
+    """A zone of its own per test: domain names are unique across the whole database."""
+    return f"mc-{uuid.uuid4().hex[:8]}.test"
 
 
 @pytest.fixture
-def knot_zones() -> dict[str, str]:
-    return {f"{ZONE}.": zone_text(f"{ZONE}.")}
+def knot_zones(zone: str) -> dict[str, str]:
+    return {f"{zone}.": zone_text(f"{zone}.")}
 
 
 @pytest.fixture
@@ -47,6 +51,7 @@ async def mail_server(
         headers=tenant.headers,
         json={"name": f"mx-{uuid.uuid4().hex[:6]}", "mail_hostname": host},
     )
+    assert created.status_code == 201, created.text
     server_id = str(created.json()["id"])
     async with db.session() as session:
         server = await session.get(Server, uuid.UUID(server_id))
@@ -56,11 +61,11 @@ async def mail_server(
 
 
 async def publish_zone(
-    client: httpx.AsyncClient, tenant: TenantHandle, knot: KnotServer, server_id: str
+    client: httpx.AsyncClient, tenant: TenantHandle, knot: KnotServer, server_id: str, zone: str
 ) -> None:
     domain = (
         await client.post(
-            "/api/v1/domains", json={"name": ZONE, "server_id": server_id}, headers=tenant.headers
+            "/api/v1/domains", json={"name": zone, "server_id": server_id}, headers=tenant.headers
         )
     ).json()
     provider = (
@@ -95,11 +100,12 @@ async def test_a_certificate_is_issued_stored_delivered_and_renewed(
     knot_primary: KnotServer,
     pebble: Pebble,
     acme_settings: None,
+    zone: str,
 ) -> None:
     tenant = await make_tenant()
-    host = f"mx1.{ZONE}"
+    host = f"mx1.{zone}"
     server_id = await mail_server(client, tenant, db, host)
-    await publish_zone(client, tenant, knot_primary, server_id)
+    await publish_zone(client, tenant, knot_primary, server_id, zone)
     url = f"/api/v1/servers/{server_id}/tls"
     assert (await client.get(url, headers=tenant.headers)).status_code == 404
 

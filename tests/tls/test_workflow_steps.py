@@ -21,19 +21,20 @@ from control_plane.vault.pki import AgentPki
 from tests.conftest import MakeTenant
 from tests.support.knot import KnotServer
 from tests.support.pebble import Pebble
-from tests.tls.test_acme import ZONE, knot_zones, mail_server, publish_zone
+from tests.tls.test_acme import knot_zones, mail_server, publish_zone
+from tests.tls.test_acme import zone as zone
 
-__all__ = ["knot_zones"]
+__all__ = ["knot_zones", "zone"]
 
 
 async def test_dns_then_tls_steps_publish_and_certify_at_the_servers_address(
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault,
-    pki: AgentPki, settings: Settings, knot_primary: KnotServer, pebble: Pebble,
+    pki: AgentPki, settings: Settings, knot_primary: KnotServer, pebble: Pebble, zone: str,
 ) -> None:  # fmt: skip
     tenant = await make_tenant()
-    host = f"mx1.{ZONE}"
+    host = f"mx1.{zone}"
     server_id = await mail_server(client, tenant, db, host)
-    await publish_zone(client, tenant, knot_primary, server_id)
+    await publish_zone(client, tenant, knot_primary, server_id, zone)
     acme = settings.model_copy(update={"acme_directory_url": pebble.directory_url,
                                        "acme_ca_file": Path(pebble.ca_bundle)})  # fmt: skip
     workflow = Workflow(acme, db, vault, pki, AgentHub(), ProviderRegistry(acme, vault))
@@ -51,7 +52,7 @@ async def test_dns_then_tls_steps_publish_and_certify_at_the_servers_address(
     published = await step("dns")
     assert published.to == "tls" and "1 domain" in published.message
     assert knot_primary.query(host, "A").values == ["198.18.0.40"]
-    assert knot_primary.query(ZONE, "MX").values == [f"10 {host}."]
+    assert knot_primary.query(zone, "MX").values == [f"10 {host}."]
     certified = await step("tls")
     assert certified.to == "ready" and host in certified.message
     async with db.session() as session:
