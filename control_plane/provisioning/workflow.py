@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -265,22 +266,32 @@ class Workflow:
 
     async def _dns(self, server: Server) -> Outcome:
         """Publish the records of the server's domains (after a recovery: at its address)."""
+        count, error = await self._each_published_domain(server, dns_service.apply)
+        if error is not None:
+            return Retry(f"publishing DNS: {error}")
+        if not count:
+            return Advance("tls", "no domain of this server publishes through a DNS provider yet")
+        return Advance("tls", f"DNS records of {count} domain(s) published")
+
+    async def _each_published_domain(
+        self, server: Server, work: Callable[[AsyncSession, Vault, MailDomain], Awaitable[Any]]
+    ) -> tuple[int, str | None]:
+        """``work`` on each domain of the server that publishes DNS, each in a transaction of
+        its own; how many, and the DNS provider's refusal if one stopped it."""
         async with self.db.session() as session:
             ids = await dns_service.published_domains(session, server.id)
         for domain_id in ids:
 
-            async def publish(session: AsyncSession, domain_id: uuid.UUID = domain_id) -> None:
+            async def one(session: AsyncSession, domain_id: uuid.UUID = domain_id) -> None:
                 domain = await session.get(MailDomain, domain_id)
                 if domain is not None:
-                    await dns_service.apply(session, self.vault, domain)
+                    await work(session, self.vault, domain)
 
             try:
-                await self.db.transact(publish)
+                await self.db.transact(one)
             except DnsProviderError as exc:
-                return Retry(f"publishing DNS: {exc.detail}")
-        if not ids:
-            return Advance("tls", "no domain of this server publishes through a DNS provider yet")
-        return Advance("tls", f"DNS records of {len(ids)} domain(s) published")
+                return len(ids), exc.detail
+        return len(ids), None
 
     async def _tls(self, server: Server) -> Outcome:
         """The mail host's certificate by ACME DNS-01, when a DNS provider serves its zone."""
@@ -295,6 +306,10 @@ class Workflow:
         )
 
     async def _deprovisioning(self, server: Server) -> Outcome:
+        # MailFleet's DNS records of the server's domains go first (the domains go with it).
+        _, error = await self._each_published_domain(server, dns_service.withdraw)
+        if error is not None:
+            return Retry(f"removing DNS records: {error}")
         if server.provider != MANUAL:
             provider = (await self.providers.get(server.provider, field="provider")).provider
             doomed = {server.instance_id} if server.instance_id else set()

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.provisioning.registry import ProviderRegistry
-from control_plane.provisioning.workflow import Advance, Workflow
+from control_plane.provisioning.workflow import Advance, Deleted, Workflow
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.tls.models import Certificate
@@ -39,13 +39,16 @@ async def test_dns_then_tls_steps_publish_and_certify_at_the_servers_address(
                                        "acme_ca_file": Path(pebble.ca_bundle)})  # fmt: skip
     workflow = Workflow(acme, db, vault, pki, AgentHub(), ProviderRegistry(acme, vault))
 
-    async def step(state: str) -> Advance:
+    async def run(state: str) -> object:
         async with db.session() as session:
             server = await session.get(Server, uuid.UUID(server_id))
             assert server is not None
             server.state = state
         assert server is not None
-        outcome = await workflow.step(server)
+        return await workflow.step(server)
+
+    async def step(state: str) -> Advance:
+        outcome = await run(state)
         assert isinstance(outcome, Advance), outcome
         return outcome
 
@@ -60,4 +63,9 @@ async def test_dns_then_tls_steps_publish_and_certify_at_the_servers_address(
             select(Certificate).where(Certificate.server_id == uuid.UUID(server_id))
         )
         assert cert is not None and cert.serial and cert.command_id
-    await vault.delete(f"vps/{tenant.id}/{server_id}/tls")
+
+    # Deprovisioning takes MailFleet's records out of the zone before the server goes.
+    assert isinstance(await run("deprovisioning"), Deleted)
+    assert knot_primary.query(zone, "MX").values == []
+    assert knot_primary.query(host, "A").values == []
+    assert await vault.get(f"vps/{tenant.id}/{server_id}/tls") is None
