@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key
-from control_plane.backups import recovery, schedule
+from control_plane.backups import recovery, schedule, workspace
 from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
@@ -90,6 +90,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
     return [
         Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault)),
         Job("backup-results", schedule.absorb_finished),
+        Job("backup-workspace-policies", workspace.adopt_job(vault)),
         Job("backup-schedule", schedule.queue_due),
         Job("recoveries", recovery.advance_job(vault, settings)),
         Job("tls-renewal", tls.renew_job(db, vault, settings)),

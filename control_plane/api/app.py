@@ -16,6 +16,7 @@ from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
 from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from control_plane.api_keys.routes import router as api_keys_router
 from control_plane.backups.routes import router as backups_router
+from control_plane.backups.routes import workspace_router as workspace_backups_router
 from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
@@ -44,6 +45,7 @@ ROUTERS = (
     mail_router,
     mail_stack_router,
     backups_router,
+    workspace_backups_router,
     dns_router,
     tls_router,
     metrics_router,

@@ -50,6 +50,7 @@ class BackupPolicy(IdMixin, TimestampMixin, TenantOwned, Base):
     last_drill_at: Mapped[datetime | None]
     last_drill_error: Mapped[str | None] = mapped_column(Text)
     results_seen_at: Mapped[datetime | None]  # the agent reports absorbed up to here
+    inherited: Mapped[bool] = mapped_column(default=False)  # made from the workspace's policy
 
 
 class BackupSnapshot(IdMixin, TenantOwned, Base):
@@ -90,3 +91,14 @@ class ServerRecovery(IdMixin, TenantOwned, Base):
     finished_at: Mapped[datetime | None]
     rto_seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkspaceBackupPolicy(IdMixin, TimestampMixin, TenantOwned, Base):
+    """The policy every server of a workspace gets unless it has its own: the request body
+    (``repository_url`` with ``{server_id}``) as JSON; its secrets in Vault."""
+
+    __tablename__ = "workspace_backup_policies"
+    __table_args__ = (UniqueConstraint("workspace_id", name="uq_workspace_backup_policies"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    template: Mapped[str] = mapped_column(Text)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from fastapi import APIRouter, status
 
 from control_plane.api.context import Ctx
-from control_plane.backups import recovery, service
-from control_plane.backups.models import BackupPolicy, BackupSnapshot, ServerRecovery
+from control_plane.backups import recovery, service, workspace
+from control_plane.backups.models import (
+    BackupPolicy,
+    BackupSnapshot,
+    ServerRecovery,
+    WorkspaceBackupPolicy,
+)
 from control_plane.backups.schemas import (
     BackupsOut,
     PolicyIn,
@@ -19,13 +25,19 @@ from control_plane.backups.schemas import (
     RestoreIn,
     Retention,
     SnapshotOut,
+    WorkspacePolicyOut,
 )
 from control_plane.commands.schemas import CommandOut
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.servers.models import Server
+from control_plane.vault.client import Vault, secret_path
+from control_plane.workspaces.service import get_workspace
 
 router = APIRouter(prefix="/api/v1/servers/{server_id}", tags=["backups"])
+workspace_router = APIRouter(
+    prefix="/api/v1/workspaces/{workspace_id}/backup-policy", tags=["backups"]
+)
 
 
 def policy_out(policy: BackupPolicy) -> PolicyOut:
@@ -176,3 +188,39 @@ async def get_recovery(server_id: uuid.UUID, ctx: Ctx) -> RecoveryOut:
     async with ctx.session() as session:
         server = await get_by_id(session, Server, server_id, "server")
         return recovery_out(await recovery.for_server(session, server.id))
+
+
+async def workspace_policy_out(vault: Vault, row: WorkspaceBackupPolicy) -> WorkspacePolicyOut:
+    secret = await vault.get(secret_path("workspace", row.tenant_id, row.workspace_id, "backup"))
+    names = {*((secret or {}).get("env") or {}), *((secret or {}).get("offsite_env") or {})}
+    return WorkspacePolicyOut(
+        workspace_id=row.workspace_id, policy=json.loads(row.template), env_names=sorted(names)
+    )
+
+
+@workspace_router.get("")
+async def get_workspace_policy(workspace_id: uuid.UUID, ctx: Ctx) -> WorkspacePolicyOut:
+    async with ctx.session() as session:
+        found = await workspace.get(session, await get_workspace(session, workspace_id))
+    return await workspace_policy_out(ctx.vault, found)
+
+
+@workspace_router.put("")
+async def put_workspace_policy(
+    workspace_id: uuid.UUID, body: PolicyIn, ctx: Ctx
+) -> WorkspacePolicyOut:
+    """The policy the workspace's servers get unless they have their own (``{server_id}``
+    in the repository URLs: one repository per server). Servers that inherited the previous
+    one are brought up to date now; new servers get it once ready."""
+    async with ctx.session() as session:
+        row = await workspace.put(
+            session, ctx.vault, await get_workspace(session, workspace_id), body
+        )
+    return await workspace_policy_out(ctx.vault, row)
+
+
+@workspace_router.delete("", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_workspace_policy(workspace_id: uuid.UUID, ctx: Ctx) -> None:
+    """New servers no longer get it; servers that have it keep backing up."""
+    async with ctx.session() as session:
+        await workspace.delete(session, ctx.vault, await get_workspace(session, workspace_id))

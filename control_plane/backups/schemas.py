@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -73,6 +73,9 @@ class PolicyIn(RequestModel):
     )
     offsite_url: str | None = Field(default=None, min_length=2, max_length=1000)
     offsite_env: dict[str, str] | None = None
+    offsite_password: str | None = Field(
+        default=None, min_length=16, max_length=1024, description="For an existing repository."
+    )
     paths: list[str] = Field(
         default_factory=list,
         max_length=100,
@@ -223,3 +226,15 @@ class RecoveryOut(ResponseModel):
     finished_at: datetime | None
     rto_seconds: float | None = Field(description="From the request to a serving new server.")
     error: str | None
+
+
+SECRET_FIELDS = {"repository_password", "offsite_password", "repository_env", "offsite_env"}
+
+
+class WorkspacePolicyOut(ResponseModel):
+    workspace_id: uuid.UUID
+    policy: dict[str, Any] = Field(
+        description="What each server of the workspace gets ({server_id} filled in), without "
+        "secrets."
+    )
+    env_names: list[str]

@@ -69,7 +69,9 @@ async def put_policy(
         "repository_url": data.repository_url,
         "password": data.repository_password or stored.get("password") or secrets.token_urlsafe(32),
         "env": data.repository_env if data.repository_env is not None else stored.get("env", {}),
-        "offsite_password": stored.get("offsite_password") or secrets.token_urlsafe(32),
+        "offsite_password": data.offsite_password
+        or stored.get("offsite_password")
+        or secrets.token_urlsafe(32),
         "offsite_env": (
             data.offsite_env if data.offsite_env is not None else stored.get("offsite_env", {})
         ),
@@ -90,6 +92,7 @@ async def put_policy(
     policy.check_subsets = data.check_subsets
     policy.check_next_subset = min(policy.check_next_subset or 1, data.check_subsets)
     policy.limit_upload_kib = data.limit_upload_kib
+    policy.inherited = False  # the server's own, until the workspace's policy is applied
     policy.drill_interval_seconds, policy.drill_sample = (
         data.drill_interval_seconds,
         data.drill_sample,

@@ -1,7 +1,12 @@
 """Imports every model so the metadata is complete (Alembic, tenancy registry)."""
 
 from control_plane.api_keys.models import ApiKey
-from control_plane.backups.models import BackupPolicy, BackupSnapshot, ServerRecovery
+from control_plane.backups.models import (
+    BackupPolicy,
+    BackupSnapshot,
+    ServerRecovery,
+    WorkspaceBackupPolicy,
+)
 from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
@@ -37,4 +42,5 @@ __all__ = [
     "ServerRecovery",
     "Tenant",
     "Workspace",
+    "WorkspaceBackupPolicy",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from control_plane.backups import recovery, schedule
+from control_plane.backups import recovery, schedule, workspace
 from control_plane.backups.models import BackupPolicy
 from control_plane.commands import service as commands
 from control_plane.db.engine import Database
@@ -23,9 +23,10 @@ from tests.conftest import MakeTenant, TenantHandle
 
 async def ready_server(client: httpx.AsyncClient, tenant: TenantHandle, db: Database) -> str:
     response = await client.post(
-        "/api/v1/servers", json={"name": f"bk-{uuid.uuid4().hex[:6]}", "mail_stack": "none"},
+        "/api/v1/servers",
+        json={"name": f"bk-{uuid.uuid4().hex[:6]}", "mail_stack": "none"},
         headers=tenant.headers,
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.text
     server_id = str(response.json()["id"])
     async with db.session() as session:
@@ -41,16 +42,27 @@ async def report(
     """What the agent would send back for a command."""
     async with db.session() as session:
         await commands.record_result(
-            session, uuid.UUID(server_id), uuid.UUID(command_id),
+            session,
+            uuid.UUID(server_id),
+            uuid.UUID(command_id),
             "succeeded" if result is not None else "failed",
-            json.dumps(result) if result is not None else None, error or None,
-        )  # fmt: skip
+            json.dumps(result) if result is not None else None,
+            error or None,
+        )
 
 
 def backup_result(short_id: str, at: datetime) -> dict[str, Any]:
-    return {"short_id": short_id, "time": at.isoformat(), "root": "/", "paths": ["/mailu/mail"],
-            "data_added": 1000, "total_bytes_processed": 5000, "total_files_processed": 12,
-            "duration_seconds": 1.5, "offsite_copied": True}  # fmt: skip
+    return {
+        "short_id": short_id,
+        "time": at.isoformat(),
+        "root": "/",
+        "paths": ["/mailu/mail"],
+        "data_added": 1000,
+        "total_bytes_processed": 5000,
+        "total_files_processed": 12,
+        "duration_seconds": 1.5,
+        "offsite_copied": True,
+    }
 
 
 async def test_a_policy_keeps_its_secrets_in_vault_and_refuses_bad_input(
@@ -84,12 +96,17 @@ async def test_a_policy_keeps_its_secrets_in_vault_and_refuses_bad_input(
         "offsite_url": "/srv/offsite",
         "repository_env": {"AWS_ACCESS_KEY_ID": "AKIA-test", "AWS_SECRET_ACCESS_KEY": "s3cr3t"},
     }
-    created = await client.put(url, json=body, headers=tenant.headers)  # fmt: skip
+    created = await client.put(url, json=body, headers=tenant.headers)
     assert created.status_code == 200, created.text
     shown = created.json()
     assert shown["env_names"] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
-    assert shown["retention"] == {"hourly": 24, "daily": 30, "weekly": 12, "monthly": 12,
-                                  "yearly": 0}  # fmt: skip
+    assert shown["retention"] == {
+        "hourly": 24,
+        "daily": 30,
+        "weekly": 12,
+        "monthly": 12,
+        "yearly": 0,
+    }
     stored = await vault.get(f"vps/{tenant.id}/{server_id}/backup")
     assert stored is not None and len(stored["password"]) >= 32
     assert "s3cr3t" not in created.text and stored["password"] not in created.text
@@ -115,8 +132,9 @@ async def test_runs_are_absorbed_and_restores_pick_the_snapshot_by_time(
     tenant = await make_tenant()
     server_id = await ready_server(client, tenant, db)
     base = f"/api/v1/servers/{server_id}"
-    await client.put(f"{base}/backup-policy", json={"repository_url": "/srv/r"},
-                     headers=tenant.headers)  # fmt: skip
+    await client.put(
+        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
+    )
     listed = (await client.get(f"{base}/backups", headers=tenant.headers)).json()
     assert [f["code"] for f in listed["findings"]] == ["backup.stale"]
 
@@ -133,14 +151,16 @@ async def test_runs_are_absorbed_and_restores_pick_the_snapshot_by_time(
     assert "backup.failed" in codes
 
     between = (t1 + timedelta(hours=2)).isoformat()
-    restore = await client.post(f"{base}/restore", json={"at": between, "mailbox": "A@x.example"},
-                                headers=tenant.headers)  # fmt: skip
+    restore = await client.post(
+        f"{base}/restore", json={"at": between, "mailbox": "A@x.example"}, headers=tenant.headers
+    )
     assert restore.status_code == 202, restore.text
     assert restore.json()["payload"]["snapshot"] == "aaaa1111"
     assert restore.json()["payload"]["include"] == ["/mailu/mail/a@x.example"]
     await report(db, server_id, restore.json()["id"], {"restore_id": "0123456789abcdef"})
-    early = await client.post(f"{base}/restore", json={"at": "2020-01-01T00:00:00Z"},
-                              headers=tenant.headers)  # fmt: skip
+    early = await client.post(
+        f"{base}/restore", json={"at": "2020-01-01T00:00:00Z"}, headers=tenant.headers
+    )
     assert early.status_code == 422 and early.json()["errors"][0]["field"] == "body.at"
     bad = await client.post(f"{base}/restore", json={"target": "relative"}, headers=tenant.headers)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.target"
@@ -156,8 +176,9 @@ async def test_the_schedule_runs_one_job_at_a_time_and_rotates_checks(
     tenant = await make_tenant()
     server_id = await ready_server(client, tenant, db)
     base = f"/api/v1/servers/{server_id}"
-    await client.put(f"{base}/backup-policy", json={"repository_url": "/srv/r"},
-                     headers=tenant.headers)  # fmt: skip
+    await client.put(
+        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
+    )
 
     async def kinds() -> list[str]:
         response = await client.get(f"{base}/commands", headers=tenant.headers)
@@ -183,13 +204,15 @@ async def test_the_schedule_runs_one_job_at_a_time_and_rotates_checks(
     assert (await tick())[-1] == "backup.forget"
     items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
     assert items[-1]["payload"]["keep"]["daily"] == 30
-    await report(db, server_id, items[-1]["id"], {"kept": [], "removed": ["cccc3333ffff"],
-                                                  "pruned": True})  # fmt: skip
+    await report(
+        db, server_id, items[-1]["id"], {"kept": [], "removed": ["cccc3333ffff"], "pruned": True}
+    )
     assert (await tick())[-1] == "backup.drill"
     items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
     assert items[-1]["payload"]["sample"] == 100
-    await report(db, server_id, items[-1]["id"], None, "restore drill of cccc3333: 1 of 100 "
-                 "files wrong")  # fmt: skip
+    await report(
+        db, server_id, items[-1]["id"], None, "restore drill of cccc3333: 1 of 100 files wrong"
+    )
     assert (await tick())[-1] == "backup.check"
     items = (await client.get(f"{base}/commands", headers=tenant.headers)).json()["items"]
     assert items[-1]["payload"]["read_data_subset"] == "1/12"
@@ -205,9 +228,10 @@ async def test_recovering_a_mail_server_takes_over_its_secrets_and_domains(
 ) -> None:
     tenant = await make_tenant()
     response = await client.post(
-        "/api/v1/servers", headers=tenant.headers,
+        "/api/v1/servers",
+        headers=tenant.headers,
         json={"name": "mx-old", "mail_stack": "mailu", "mail_hostname": "mx.corp.example"},
-    )  # fmt: skip
+    )
     old_id = response.json()["id"]
     async with db.session() as session:
         server = await session.get(Server, uuid.UUID(old_id))
@@ -215,27 +239,35 @@ async def test_recovering_a_mail_server_takes_over_its_secrets_and_domains(
         server.state, server.ipv4 = "ready", "198.18.0.20"
     base = f"/api/v1/servers/{old_id}"
     plane_domain = await client.post(
-        "/api/v1/domains", json={"name": f"corp-{uuid.uuid4().hex[:6]}.example",
-                                 "server_id": old_id}, headers=tenant.headers,
-    )  # fmt: skip
-    await client.put(f"{base}/backup-policy", json={"repository_url": "/srv/r"},
-                     headers=tenant.headers)  # fmt: skip
+        "/api/v1/domains",
+        json={"name": f"corp-{uuid.uuid4().hex[:6]}.example", "server_id": old_id},
+        headers=tenant.headers,
+    )
+    await client.put(
+        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
+    )
     refused = await client.post(f"{base}/recover", json={}, headers=tenant.headers)
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "body.at"
     run = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
     await report(db, old_id, run["id"], backup_result("dddd4444", datetime.now(UTC)))
-    await vault.put(f"vps/{tenant.id}/{old_id}/mailu", {"secret_key": "k", "api_token": "t",
-                                                         "admin_password": "p"})  # fmt: skip
+    await vault.put(
+        f"vps/{tenant.id}/{old_id}/mailu",
+        {"secret_key": "k", "api_token": "t", "admin_password": "p"},
+    )
 
     started = await client.post(f"{base}/recover", json={}, headers=tenant.headers)
     assert started.status_code == 202, started.text
     new_id = started.json()["new_server_id"]
     assert await vault.get(f"vps/{tenant.id}/{new_id}/mailu") == {
-        "secret_key": "k", "api_token": "t", "admin_password": "p"}  # fmt: skip
+        "secret_key": "k",
+        "api_token": "t",
+        "admin_password": "p",
+    }
     moved = await client.get(f"/api/v1/domains/{plane_domain.json()['id']}", headers=tenant.headers)
     assert moved.json()["server_id"] == new_id
-    new_backups = (await client.get(f"/api/v1/servers/{new_id}/backups",
-                                    headers=tenant.headers)).json()  # fmt: skip
+    new_backups = (
+        await client.get(f"/api/v1/servers/{new_id}/backups", headers=tenant.headers)
+    ).json()
     assert [s["short_id"] for s in new_backups["snapshots"]] == ["dddd4444"]
     assert new_backups["policy"]["enabled"] is False  # no backup over the restore
 
@@ -256,8 +288,9 @@ async def test_recovering_a_mail_server_takes_over_its_secrets_and_domains(
         ("backup.restore.finish", {"kept": "restored"}, "reconfiguring"),
         ("mailu.install", {"changed_files": ["docker-compose.yml"]}, "done"),
     ):
-        items = (await client.get(f"/api/v1/servers/{new_id}/commands",
-                                  headers=tenant.headers)).json()["items"]  # fmt: skip
+        items = (
+            await client.get(f"/api/v1/servers/{new_id}/commands", headers=tenant.headers)
+        ).json()["items"]
         (command,) = [c for c in items if c["kind"] == kind]
         if kind == "backup.restore":
             assert command["payload"]["snapshot"] == "dddd4444"
@@ -275,4 +308,74 @@ async def test_recovering_a_mail_server_takes_over_its_secrets_and_domains(
         f"vps/{tenant.id}/{old_id}/mailu",
         f"vps/{tenant.id}/{old_id}/backup",
     ):
-        await vault.delete(path)  # fmt: skip
+        await vault.delete(path)
+
+
+async def test_a_workspace_policy_reaches_its_servers_each_with_a_repository_of_its_own(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    ws = (
+        await client.post("/api/v1/workspaces", json={"name": "acme"}, headers=tenant.headers)
+    ).json()
+    url = f"/api/v1/workspaces/{ws['id']}/backup-policy"
+    shared = await client.put(url, json={"repository_url": "/srv/r/acme"}, headers=tenant.headers)
+    assert (
+        shared.status_code == 422 and shared.json()["errors"][0]["field"] == "body.repository_url"
+    )
+    body = {
+        "repository_url": "/srv/r/{server_id}",
+        "interval_seconds": 1800,
+        "repository_env": {"AWS_ACCESS_KEY_ID": "AKIA-SECRET-VALUE-1"},
+    }
+    put = await client.put(url, json=body, headers=tenant.headers)
+    assert put.status_code == 200, put.text
+    assert put.json()["env_names"] == ["AWS_ACCESS_KEY_ID"] and "AKIA-SECRET" not in put.text
+
+    servers = []
+    for name in ("a", "b"):
+        created = await client.post(
+            "/api/v1/servers",
+            headers=tenant.headers,
+            json={
+                "name": f"ws-{name}-{uuid.uuid4().hex[:4]}",
+                "mail_stack": "none",
+                "workspace_id": ws["id"],
+            },
+        )
+        servers.append(created.json()["id"])
+    own = servers[1]
+    await client.put(
+        f"/api/v1/servers/{own}/backup-policy",
+        json={"repository_url": "/srv/own"},
+        headers=tenant.headers,
+    )
+    async with db.session() as session:
+        for server_id in servers:
+            server = await session.get(Server, uuid.UUID(server_id))
+            assert server is not None
+            server.state = "ready"
+    async with db.session() as session:
+        assert await workspace.adopt_job(vault)(session) == 1
+        assert await workspace.adopt_job(vault)(session) == 0
+    first = (
+        await client.get(f"/api/v1/servers/{servers[0]}/backup-policy", headers=tenant.headers)
+    ).json()
+    assert first["repository_url"] == f"/srv/r/{servers[0]}" and first["interval_seconds"] == 1800
+    kept = (await client.get(f"/api/v1/servers/{own}/backup-policy", headers=tenant.headers)).json()
+    assert kept["repository_url"] == "/srv/own"  # a server's own policy wins
+
+    await client.put(url, json={**body, "interval_seconds": 900}, headers=tenant.headers)
+    updated = (
+        await client.get(f"/api/v1/servers/{servers[0]}/backup-policy", headers=tenant.headers)
+    ).json()
+    assert updated["interval_seconds"] == 900
+    ws_secret = await vault.get(f"workspace/{tenant.id}/{ws['id']}/backup")
+    server_secret = await vault.get(f"vps/{tenant.id}/{servers[0]}/backup")
+    assert ws_secret is not None and server_secret is not None
+    assert server_secret["password"] == ws_secret["password"]
+    assert (await client.delete(url, headers=tenant.headers)).status_code == 204
+    still = await client.get(f"/api/v1/servers/{servers[0]}/backup-policy", headers=tenant.headers)
+    assert still.status_code == 200
+    for server_id in servers:
+        await vault.delete(f"vps/{tenant.id}/{server_id}/backup")

@@ -63,6 +63,7 @@ def upgrade() -> None:
         *[sa.Column(name, integer, nullable=False) for name in _COUNTS],
         sa.Column("limit_upload_kib", integer, nullable=True),
         *[sa.Column(name, UTCDateTime(), nullable=True) for name in _TIMES],
+        sa.Column("inherited", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_check_error", sa.Text(), nullable=True),
         sa.Column("last_drill_error", sa.Text(), nullable=True),
@@ -112,11 +113,42 @@ def upgrade() -> None:
         sa.Column("rto_seconds", sa.Float(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
     )
-    for table in ("backup_policies", "backup_snapshots", "server_recoveries"):
+    op.create_table(
+        "workspace_backup_policies",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column(
+            "tenant_id",
+            sa.Uuid(),
+            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(
+            "workspace_id",
+            sa.Uuid(),
+            sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("template", sa.Text(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        sa.UniqueConstraint("workspace_id", name="uq_workspace_backup_policies"),
+    )
+    for table in (
+        "backup_policies",
+        "backup_snapshots",
+        "server_recoveries",
+        "workspace_backup_policies",
+    ):
         enable_tenant_rls(table)
 
 
 def downgrade() -> None:
-    for table in ("server_recoveries", "backup_snapshots", "backup_policies"):
+    for table in (
+        "workspace_backup_policies",
+        "server_recoveries",
+        "backup_snapshots",
+        "backup_policies",
+    ):
         disable_tenant_rls(table)
         op.drop_table(table)
