@@ -49,7 +49,7 @@ from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
 from control_plane.provisioning import ssh
 from control_plane.provisioning.bootstrap import render_user_data
-from control_plane.provisioning.providers.base import ProviderNotFound
+from control_plane.provisioning.providers.base import ProviderError, ProviderNotFound
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -265,13 +265,28 @@ class Workflow:
         return Wait(f"installing MailU: {command.progress_message or command.state}")
 
     async def _dns(self, server: Server) -> Outcome:
-        """Publish the records of the server's domains (after a recovery: at its address)."""
+        """Reverse DNS through the VPS provider (forward-confirmed once the mail host's A is
+        published), then the records of the server's domains (after a recovery: at its new
+        address)."""
+        ptr = "reverse DNS is the customer's to set (manual server)"
+        if server.provider != MANUAL and server.instance_id and server.ipv4:
+            host = server.mail_hostname or ""
+            provider = (await self.providers.get(server.provider, field="provider")).provider
+            try:
+                await provider.set_reverse_dns(server.instance_id, server.ipv4, host)
+            except ProviderError as exc:
+                if exc.retryable:
+                    return Retry(f"setting reverse DNS: {exc.detail}")
+                return Fail(f"setting reverse DNS of {server.ipv4} to {host}: {exc.detail}")
+            ptr = f"PTR {server.ipv4} → {host}"
         count, error = await self._each_published_domain(server, dns_service.apply)
         if error is not None:
             return Retry(f"publishing DNS: {error}")
         if not count:
-            return Advance("tls", "no domain of this server publishes through a DNS provider yet")
-        return Advance("tls", f"DNS records of {count} domain(s) published")
+            return Advance(
+                "tls", f"{ptr}; no domain of this server publishes through a DNS provider yet"
+            )
+        return Advance("tls", f"{ptr}; DNS records of {count} domain(s) published")
 
     async def _each_published_domain(
         self, server: Server, work: Callable[[AsyncSession, Vault, MailDomain], Awaitable[Any]]

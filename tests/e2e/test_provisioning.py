@@ -299,6 +299,10 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     assert [state for state, _ in steps][-4:] == ["installing_mail", "dns", "tls", "ready"]
     # No DNS provider serves the mail host's zone yet: both steps say so and move on.
     assert "no domain of this server publishes" in steps[-2][1]
+    # Reverse DNS went through the VPS provider, to the mail host.
+    (record,) = [r for r in local_net.instances() if r["id"] == ready["instance_id"]]
+    assert record["reverse_dns"] == {ready["ipv4"]: "mx1.xn--bcher-kva.example"}
+    assert f"PTR {ready['ipv4']} → mx1.xn--bcher-kva.example" in steps[-2][1]
     assert "certificate not issued: no DNS provider publishes the zone" in steps[-1][1]
 
     secrets = vault_secret(openbao, f"vps/{tenant['id']}/{server['id']}/mailu")
