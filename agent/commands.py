@@ -20,7 +20,7 @@ from agent.backup import commands as backup
 from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
-from agent.mailu import certs, mail
+from agent.mailu import certs, mail, mta_sts
 from agent.mailu import install as mailu
 from mailfleet.agent.v1 import agent_pb2
 
@@ -72,6 +72,7 @@ def handlers_for(root: Path) -> dict[str, Handler]:
         "mailu.alias.delete": on_root(mail.alias_delete),
         "mailu.dkim.remove": on_root(mail.dkim_remove),
         "mailu.certs.install": on_root(certs.install),
+        "mailu.mta_sts.set": on_root(mta_sts.set_policies),
         "backup.run": on_root(backup.run),
         "backup.snapshots": on_root(backup.snapshots),
         "backup.restore": on_root(backup.restore),

@@ -40,6 +40,7 @@ class DomainDns(IdMixin, TimestampMixin, TenantOwned, Base):
     tls_rpt_rua: Mapped[str] = mapped_column(Text, default="")
     spf_includes: Mapped[str] = mapped_column(Text, default="")
     caa_issuers: Mapped[str] = mapped_column(Text, default="")  # CAs allowed, one per line
+    mta_sts_mode: Mapped[str] = mapped_column(String(16), default="none")
     published: Mapped[str] = mapped_column(Text, default="[]")  # MailFleet's values, as applied
 
 

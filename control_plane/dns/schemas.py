@@ -88,6 +88,11 @@ class DomainDnsIn(RequestModel):
     spf_includes: list[str] = Field(
         default_factory=list, max_length=9, description="Other senders, e.g. _spf.google.com."
     )
+    mta_sts_mode: Literal["none", "testing", "enforce"] = Field(
+        default="none",
+        description="MTA-STS (RFC 8461): the policy is served by MailU's front at "
+        "https://mta-sts.<domain>/.well-known/mta-sts.txt; start with testing.",
+    )
     caa_issuers: list[str] | None = Field(
         default=None,
         max_length=10,

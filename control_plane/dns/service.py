@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import service as commands
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
@@ -94,9 +95,30 @@ async def put_settings(
     row.tls_rpt_rua = "\n".join(data.tls_rpt_rua)
     row.spf_includes = "\n".join(data.spf_includes)
     row.caa_issuers = "\n".join(data.caa_issuers if data.caa_issuers is not None else [acme_ca])
+    row.mta_sts_mode = data.mta_sts_mode
     await desired_records(session, domain, row)  # refuse settings that make bad records
     await session.flush()
     return row
+
+
+def mta_sts_policy(server: Server, row: DomainDns) -> str | None:
+    """The domain's MTA-STS policy text, or None when MTA-STS is off."""
+    if row.mta_sts_mode == "none" or not server.mail_hostname:
+        return None
+    return desired.mta_sts_policy(row.mta_sts_mode, [server.mail_hostname])  # type: ignore[arg-type]
+
+
+async def mta_sts_policies(session: AsyncSession, server: Server) -> dict[str, str]:
+    """Every MTA-STS policy the server's front must serve, by ``mta-sts.<domain>`` host."""
+    rows = (
+        await session.execute(
+            select(MailDomain.name, DomainDns)
+            .join(DomainDns, DomainDns.domain_id == MailDomain.id)
+            .where(MailDomain.server_id == server.id)
+        )
+    ).all()
+    found = {f"mta-sts.{name}": mta_sts_policy(server, row) for name, row in rows}
+    return {host: policy for host, policy in found.items() if policy}
 
 
 async def desired_records(
@@ -107,6 +129,7 @@ async def desired_records(
     if not server.mail_hostname or not server.ipv4:
         raise Conflict(f"server {server.id} has no mail host name or address yet")
     keys = await dkim.published_keys(session, server, domain)
+    policy = mta_sts_policy(server, row)
     try:
         facts = desired.DomainFacts(
             domain=domain.name,
@@ -118,6 +141,7 @@ async def desired_records(
             tls_rpt_rua=tuple(row.tls_rpt_rua.splitlines()),
             spf_includes=tuple(row.spf_includes.splitlines()),
             caa_issuers=tuple(row.caa_issuers.splitlines()),
+            mta_sts_id=desired.mta_sts_policy_id(policy) if policy else None,
         )
         return desired.desired_records(facts)
     except desired.InvalidDnsInput as exc:
@@ -144,7 +168,20 @@ async def apply(
     if row is None:
         raise NotFound("DNS settings of domain", domain.id)
     records = await desired_records(session, domain, row)
-    return row.zone, await _publish(session, vault, row, records, dry_run)
+    changes = await _publish(session, vault, row, records, dry_run)
+    if not dry_run:
+        await deliver_mta_sts(session, await get_by_id(session, Server, domain.server_id, "server"))
+    return row.zone, changes
+
+
+async def deliver_mta_sts(session: AsyncSession, server: Server) -> None:
+    """The MTA-STS policies MailU's front serves (``mailu.mta_sts.set``; idempotent)."""
+    if server.mail_stack != "mailu":
+        return
+    policies = await mta_sts_policies(session, server)
+    await commands.queue_system_command(
+        session, server, "mailu.mta_sts.set", {"policies": policies}, 300.0
+    )
 
 
 async def withdraw(session: AsyncSession, vault: Vault, domain: MailDomain) -> None:

@@ -46,6 +46,7 @@ class AcmeError(MailFleetError):
 
 @dataclass(frozen=True)
 class Issued:
+    names: list[str]
     fullchain_pem: str
     key_pem: str
     serial: str
@@ -119,7 +120,7 @@ async def issue(
     vault: Vault,
     names: list[str],
     publish_txt: PublishTxt,
-    authoritative: tuple[str, int],
+    authoritative: Callable[[str], Awaitable[tuple[str, int]]],
 ) -> Issued:
     """A certificate for ``names`` (the first is the subject), by DNS-01."""
     acme = await _client(settings, vault)
@@ -144,7 +145,7 @@ async def issue(
             record = challenge.chall.validation_domain_name(authz.body.identifier.value)
             await publish_txt(record, validation)
             published.append(record)
-            await wait_visible(authoritative, record, validation, VISIBLE_SECONDS)
+            await wait_visible(await authoritative(record), record, validation, VISIBLE_SECONDS)
             await asyncio.to_thread(acme.answer_challenge, challenge, response)
         order = await asyncio.to_thread(acme.poll_and_finalize, order, deadline)
     except (errors.Error, messages.Error) as exc:
@@ -155,6 +156,7 @@ async def issue(
     fullchain = str(order.fullchain_pem)
     leaf = x509.load_pem_x509_certificate(fullchain.encode())
     return Issued(
+        names=names,
         fullchain_pem=fullchain,
         key_pem=key_pem.decode(),
         serial=format(leaf.serial_number, "x"),

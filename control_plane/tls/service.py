@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.dns import desired, publish
+from control_plane.dns import service as dns_service
 from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.errors import Conflict, NotFound
@@ -46,29 +48,46 @@ def tls_path(server: Server) -> str:
     return secret_path("vps", server.tenant_id, server.id, "tls")
 
 
-async def zone_for(session: AsyncSession, server: Server) -> DomainDns:
-    """The published zone the mail host's name lies in (the longest match)."""
-    host = server.mail_hostname or ""
-    rows = (
-        await session.scalars(select(DomainDns).where(DomainDns.tenant_id == server.tenant_id))
-    ).all()
-    inside = [r for r in rows if host == r.zone or host.endswith("." + r.zone)]
-    if not host or not inside:
+async def zone_for(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> DomainDns:
+    """The published zone ``name`` lies in (the longest match), among the tenant's."""
+    rows = (await session.scalars(select(DomainDns).where(DomainDns.tenant_id == tenant_id))).all()
+    inside = [r for r in rows if name == r.zone or name.endswith("." + r.zone)]
+    if not name or not inside:
         raise NoZone(
-            f"no DNS provider publishes the zone of {host or 'the server (it has no mail host)'}:"
+            f"no DNS provider publishes the zone of {name or 'the server (it has no mail host)'}:"
             " set one on a domain of that zone (PUT /api/v1/domains/{id}/dns) first"
         )
     return max(inside, key=lambda r: len(r.zone))
 
 
-async def _claim(db: Database, server_id: uuid.UUID) -> tuple[Server, DomainDns, DnsProvider]:
-    async def take(session: AsyncSession) -> tuple[Server, DomainDns, DnsProvider]:
+@dataclass
+class _Zone:
+    """Where one certificate name's challenge is published."""
+
+    row: DomainDns
+    provider: DnsProvider
+    target: Any = None
+    owned: publish.Owned = field(default_factory=dict)
+
+
+async def _claim(db: Database, server_id: uuid.UUID) -> tuple[Server, dict[str, _Zone]]:
+    """Claim the server's certificate (one issuance at a time) and find each name's zone:
+    the mail host and, for domains with MTA-STS, ``mta-sts.<domain>``."""
+
+    async def take(session: AsyncSession) -> tuple[Server, dict[str, _Zone]]:
         server = await session.get(Server, server_id)
         if server is None:
             raise NotFound("server", server_id)
-        row = await zone_for(session, server)
-        provider = await session.get(DnsProvider, row.provider_id)
-        assert provider is not None
+        names = [
+            server.mail_hostname or "",
+            *sorted(await dns_service.mta_sts_policies(session, server)),
+        ]
+        zones = {}
+        for name in names:
+            row = await zone_for(session, server.tenant_id, name)
+            provider = await session.get(DnsProvider, row.provider_id)
+            assert provider is not None
+            zones[name] = _Zone(row, provider)
         cert = await session.scalar(
             select(Certificate).where(Certificate.server_id == server.id).with_for_update()
         )
@@ -79,7 +98,7 @@ async def _claim(db: Database, server_id: uuid.UUID) -> tuple[Server, DomainDns,
         elif cert.renewing_until is not None and cert.renewing_until > now:
             raise Conflict(f"a certificate for {server.mail_hostname} is being issued already")
         cert.renewing_until = now + CLAIM
-        return server, row, provider
+        return server, zones
 
     return await db.transact(take)
 
@@ -98,25 +117,32 @@ async def _authoritative(provider: DnsProvider, zone: str) -> tuple[str, int]:
 async def issue_for_server(
     db: Database, vault: Vault, settings: Settings, server_id: uuid.UUID
 ) -> Certificate:
-    """Issue (or renew) the mail host's certificate now; the agent gets it next."""
-    server, row, provider = await _claim(db, server_id)
-    assert server.mail_hostname is not None
-    secret = await vault.get(secret_path("dns", provider.tenant_id, provider.id)) or {}
-    target = publish.provider(str(provider.id), provider.kind, json.loads(provider.settings),
-                              secret)  # fmt: skip
-    owned: publish.Owned = {}
+    """Issue (or renew) the server's certificate now; the agent gets it next."""
+    server, zones = await _claim(db, server_id)
+    for zone in zones.values():
+        secret = await vault.get(secret_path("dns", zone.provider.tenant_id, zone.provider.id))
+        zone.target = publish.provider(
+            str(zone.provider.id), zone.provider.kind, json.loads(zone.provider.settings),
+            secret or {},
+        )  # fmt: skip
 
-    async def publish_txt(name: str, value: str | None) -> None:
-        nonlocal owned
-        records = [Record(name, "TXT", 60, (desired.txt_presentation(value),))] if value else []
-        planned, _, owned = await asyncio.to_thread(publish.plan, target, row.zone, records, owned)
-        await asyncio.to_thread(publish.apply, target, row.zone, planned)
+    def zone_of(record: str) -> _Zone:
+        return zones[record.removeprefix("_acme-challenge.")]
+
+    async def publish_txt(record: str, value: str | None) -> None:
+        zone = zone_of(record)
+        records = [Record(record, "TXT", 60, (desired.txt_presentation(value),))] if value else []
+        planned, _, zone.owned = await asyncio.to_thread(
+            publish.plan, zone.target, zone.row.zone, records, zone.owned
+        )
+        await asyncio.to_thread(publish.apply, zone.target, zone.row.zone, planned)
+
+    async def authoritative(record: str) -> tuple[str, int]:
+        zone = zone_of(record)
+        return await _authoritative(zone.provider, zone.row.zone)
 
     try:
-        issued = await acme_issue.issue(
-            settings, vault, [server.mail_hostname], publish_txt,
-            await _authoritative(provider, row.zone),
-        )  # fmt: skip
+        issued = await acme_issue.issue(settings, vault, list(zones), publish_txt, authoritative)
     except Exception as exc:
         reason = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
         await db.transact(functools.partial(_failed, server_id=server.id, reason=reason))
@@ -138,7 +164,7 @@ async def _issued(
     cert = await session.scalar(select(Certificate).where(Certificate.server_id == server_id))
     if server is None or cert is None:
         raise NotFound("server", server_id)
-    cert.names = server.mail_hostname or ""
+    cert.names = "\n".join(issued.names)
     cert.serial, cert.issued_at, cert.not_after = issued.serial, utcnow(), issued.not_after
     cert.renewing_until, cert.last_error = None, None
     if server.mail_stack == "mailu":

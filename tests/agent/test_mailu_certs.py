@@ -63,3 +63,31 @@ async def test_certificates_are_installed_once_and_the_front_restarted(
         assert (certs / "cert.pem").read_text() == cert  # a bad delivery changes nothing
     finally:
         docker_cli.stop_all(docker.state)
+
+
+async def test_mta_sts_policies_are_served_by_the_front_by_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.mailu.mta_sts import FILE, set_policies
+
+    docker = Docker(tmp_path, monkeypatch)
+    root = tmp_path / "vps"
+    policy = "version: STSv1\r\nmode: testing\r\nmx: mx1.example.net\r\nmax_age: 604800\r\n"
+    try:
+        await install(root, PAYLOAD, quiet)
+        body = {"policies": {"mta-sts.example.net": policy}}
+        first = await set_policies(root, body, quiet)
+        assert first == {"hosts": ["mta-sts.example.net"], "changed": True, "restarted_front": True}
+        conf = (root / "mailu" / FILE).read_text()
+        assert 'if ($host = "mta-sts.example.net")' in conf
+        assert "mode: testing\\r\\nmx: mx1.example.net" in conf and conf.count("{") == 2
+        assert (await set_policies(root, body, quiet))["changed"] is False
+        with pytest.raises(CommandError, match="not an RFC 8461 policy"):
+            await set_policies(root, {"policies": {"mta-sts.example.net": 'x"; return 500'}}, quiet)
+        with pytest.raises(CommandError, match="not an mta-sts"):
+            await set_policies(root, {"policies": {"evil.example.net": policy}}, quiet)
+        assert (await set_policies(root, {"policies": {}}, quiet))["changed"] is True
+        assert not (root / "mailu" / FILE).exists()
+        assert docker.commands().count("restart") == 2
+    finally:
+        docker_cli.stop_all(docker.state)

@@ -61,8 +61,13 @@ async def mail_server(
 
 
 async def publish_zone(
-    client: httpx.AsyncClient, tenant: TenantHandle, knot: KnotServer, server_id: str, zone: str
-) -> None:
+    client: httpx.AsyncClient,
+    tenant: TenantHandle,
+    knot: KnotServer,
+    server_id: str,
+    zone: str,
+    mta_sts: str = "none",
+) -> str:
     domain = (
         await client.post(
             "/api/v1/domains", json={"name": zone, "server_id": server_id}, headers=tenant.headers
@@ -82,10 +87,11 @@ async def publish_zone(
     ).json()
     put = await client.put(
         f"/api/v1/domains/{domain['id']}/dns",
-        json={"provider_id": provider["id"]},
+        json={"provider_id": provider["id"], "mta_sts_mode": mta_sts},
         headers=tenant.headers,
     )
     assert put.status_code == 200, put.text
+    return str(domain["id"])
 
 
 def leaf_of(pem: str) -> x509.Certificate:
@@ -105,19 +111,25 @@ async def test_a_certificate_is_issued_stored_delivered_and_renewed(
     tenant = await make_tenant()
     host = f"mx1.{zone}"
     server_id = await mail_server(client, tenant, db, host)
-    await publish_zone(client, tenant, knot_primary, server_id, zone)
+    domain_id = await publish_zone(client, tenant, knot_primary, server_id, zone, "testing")
+    applied = await client.post(f"/api/v1/domains/{domain_id}/dns/apply", headers=tenant.headers)
+    assert applied.status_code == 200, applied.text
+    sts = knot_primary.query(f"_mta-sts.{zone}", "TXT").texts
+    assert len(sts) == 1 and sts[0].startswith("v=STSv1; id=")
+    assert knot_primary.query(f"mta-sts.{zone}", "A").values == ["198.18.0.40"]
     url = f"/api/v1/servers/{server_id}/tls"
     assert (await client.get(url, headers=tenant.headers)).status_code == 404
 
     issued = await client.post(url, headers=tenant.headers)
     assert issued.status_code == 200, issued.text
     first = issued.json()
-    assert first["names"] == [host] and first["days_left"] > 30 and not first["renewing"]
+    names = [host, f"mta-sts.{zone}"]  # the policy host needs the certificate too
+    assert first["names"] == names and first["days_left"] > 30 and not first["renewing"]
     stored = await vault.get(f"vps/{tenant.id}/{server_id}/tls")
     assert stored is not None
     leaf = leaf_of(stored["cert_pem"])
-    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == [host]
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(names)
     assert format(leaf.serial_number, "x") == first["serial"]
     assert first["not_after"].startswith(leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
     intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
@@ -129,6 +141,9 @@ async def test_a_certificate_is_issued_stored_delivered_and_renewed(
         await client.get(f"/api/v1/servers/{server_id}/commands", headers=tenant.headers)
     ).json()["items"]
     (delivery,) = [c for c in commands if c["kind"] == "mailu.certs.install"]
+    (policy,) = [c for c in commands if c["kind"] == "mailu.mta_sts.set"]
+    served = policy["payload"]["policies"][f"mta-sts.{zone}"]
+    assert served == f"version: STSv1\r\nmode: testing\r\nmx: {host}\r\nmax_age: 604800\r\n"
     assert delivery["id"] == first["delivery_command_id"]
     assert delivery["payload"]["secrets_from"]["path"] == f"vps/{tenant.id}/{server_id}/tls"
     assert "PRIVATE KEY" not in str(delivery["payload"])

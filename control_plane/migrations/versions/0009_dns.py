@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("tls_rpt_rua", sa.Text(), nullable=False),
         sa.Column("spf_includes", sa.Text(), nullable=False),
         sa.Column("caa_issuers", sa.Text(), nullable=False),
+        sa.Column("mta_sts_mode", sa.String(16), nullable=False, server_default="none"),
         sa.Column("published", sa.Text(), nullable=False),
         sa.UniqueConstraint("domain_id", name="uq_domain_dns_domain"),
     )
