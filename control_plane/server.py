@@ -17,6 +17,7 @@ from control_plane.api_keys.service import issue_key
 from control_plane.backups import recovery, schedule, workspace
 from control_plane.db import migrate
 from control_plane.db.engine import Database
+from control_plane.dns import service as dns_service
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
 from control_plane.mail import dkim
@@ -94,6 +95,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("backup-schedule", schedule.queue_due),
         Job("recoveries", recovery.advance_job(vault, settings)),
         Job("tls-renewal", tls.renew_job(db, vault, settings)),
+        Job("dmarc-progression", dns_service.dmarc_progression_job(vault)),
     ]
 
 

@@ -36,6 +36,8 @@ class DomainDns(IdMixin, TimestampMixin, TenantOwned, Base):
     )
     zone: Mapped[str] = mapped_column(String(253))
     dmarc_policy: Mapped[str] = mapped_column(String(16), default="none")
+    dmarc_policy_since: Mapped[datetime | None]
+    dmarc_step_days: Mapped[int] = mapped_column(default=0)  # 0: the policy moves by hand
     dmarc_rua: Mapped[str] = mapped_column(Text, default="")  # addresses, one per line
     tls_rpt_rua: Mapped[str] = mapped_column(Text, default="")
     spf_includes: Mapped[str] = mapped_column(Text, default="")

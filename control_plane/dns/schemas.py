@@ -83,6 +83,13 @@ class DomainDnsIn(RequestModel):
     provider_id: uuid.UUID
     zone: str | None = Field(default=None, description="Default: the domain itself.")
     dmarc_policy: Literal["none", "quarantine", "reject"] = "none"
+    dmarc_step_days: int = Field(
+        default=0,
+        ge=0,
+        le=365,
+        description="Move the DMARC policy one step (none → quarantine → reject) after this "
+        "many days at the current one; 0: only by hand. Watch the rua reports meanwhile.",
+    )
     dmarc_rua: list[str] = Field(default_factory=list, max_length=10)
     tls_rpt_rua: list[str] = Field(default_factory=list, max_length=10)
     spf_includes: list[str] = Field(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import service as commands
+from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
@@ -90,7 +92,10 @@ async def put_settings(
     if row is None:
         row = DomainDns(tenant_id=domain.tenant_id, domain_id=domain.id, published="[]")
         session.add(row)
+    if row.dmarc_policy != data.dmarc_policy or row.dmarc_policy_since is None:
+        row.dmarc_policy_since = utcnow()
     row.provider_id, row.zone, row.dmarc_policy = data.provider_id, zone, data.dmarc_policy
+    row.dmarc_step_days = data.dmarc_step_days
     row.dmarc_rua = "\n".join(data.dmarc_rua)
     row.tls_rpt_rua = "\n".join(data.tls_rpt_rua)
     row.spf_includes = "\n".join(data.spf_includes)
@@ -238,3 +243,40 @@ async def published_domains(session: AsyncSession, server_id: uuid.UUID) -> list
         .where(MailDomain.server_id == server_id)
     )
     return list((await session.scalars(stmt)).all())
+
+
+def dmarc_progression_job(vault: Vault) -> Callable[[AsyncSession], Awaitable[int]]:
+    """A periodic job: domains whose DMARC policy has been in place for its ``step_days``
+    move one step (none → quarantine → reject) and are published again."""
+
+    async def run(session: AsyncSession) -> int:
+        now = utcnow()
+        rows = (
+            await session.scalars(
+                select(DomainDns)
+                .where(DomainDns.dmarc_step_days > 0, DomainDns.dmarc_policy != "reject")
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        moved = 0
+        for row in rows:
+            since = row.dmarc_policy_since or now
+            days = (now - since).total_seconds() / 86400
+            # Failure rates would come from aggregate (rua) reports; until MailFleet reads
+            # them, the policy steps on time alone.
+            step = desired.next_dmarc_policy(
+                row.dmarc_policy,  # type: ignore[arg-type]
+                days,
+                0.0,
+                days_per_step=row.dmarc_step_days,
+            )
+            if step == row.dmarc_policy:
+                continue
+            row.dmarc_policy, row.dmarc_policy_since = step, now
+            domain = await session.get(MailDomain, row.domain_id)
+            if domain is not None:
+                await apply(session, vault, domain)
+            moved += 1
+        return moved
+
+    return run

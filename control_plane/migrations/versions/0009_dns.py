@@ -62,6 +62,8 @@ def upgrade() -> None:
         ),
         sa.Column("zone", sa.String(253), nullable=False),
         sa.Column("dmarc_policy", sa.String(16), nullable=False),
+        sa.Column("dmarc_policy_since", UTCDateTime(), nullable=True),
+        sa.Column("dmarc_step_days", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("dmarc_rua", sa.Text(), nullable=False),
         sa.Column("tls_rpt_rua", sa.Text(), nullable=False),
         sa.Column("spf_includes", sa.Text(), nullable=False),
