@@ -120,7 +120,7 @@ async def issue(
     vault: Vault,
     names: list[str],
     publish_txt: PublishTxt,
-    authoritative: Callable[[str], Awaitable[tuple[str, int]]],
+    authoritative: Callable[[str], Awaitable[list[tuple[str, int]]]],
 ) -> Issued:
     """A certificate for ``names`` (the first is the subject), by DNS-01."""
     acme = await _client(settings, vault)
@@ -145,7 +145,11 @@ async def issue(
             record = challenge.chall.validation_domain_name(authz.body.identifier.value)
             await publish_txt(record, validation)
             published.append(record)
-            await wait_visible(await authoritative(record), record, validation, VISIBLE_SECONDS)
+            # The CA may ask any of the zone's servers: every one must serve the answer.
+            servers = await authoritative(record)
+            await asyncio.gather(
+                *(wait_visible(s, record, validation, VISIBLE_SECONDS) for s in servers)
+            )
             await asyncio.to_thread(acme.answer_challenge, challenge, response)
         order = await asyncio.to_thread(acme.poll_and_finalize, order, deadline)
     except (errors.Error, messages.Error) as exc:

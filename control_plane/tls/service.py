@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import dns.asyncresolver
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
-from control_plane.dns import desired, publish
+from control_plane.dns import checker, desired, publish
 from control_plane.dns import service as dns_service
 from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
@@ -103,15 +102,20 @@ async def _claim(db: Database, server_id: uuid.UUID) -> tuple[Server, dict[str, 
     return await db.transact(take)
 
 
-async def _authoritative(provider: DnsProvider, zone: str) -> tuple[str, int]:
-    """Where to see the challenge first: the RFC 2136 primary, or the zone's first NS."""
+async def _authoritative(provider: DnsProvider, zone: str) -> list[tuple[str, int]]:
+    """The servers that must show a challenge before the CA is asked: those the provider's
+    settings list (``nameservers``, host:port), else the zone's NS as the world finds them
+    (an RFC 2136 primary without a list: the primary itself)."""
     settings = json.loads(provider.settings)
+    listed = settings.get("nameservers") or []
+    if listed:
+        return [
+            (str(item).rpartition(":")[0], int(str(item).rpartition(":")[2])) for item in listed
+        ]
     if provider.kind == "rfc2136":
-        return str(settings["host"]), int(settings.get("port", 53))
-    answer = await dns.asyncresolver.resolve(zone, "NS")
-    target = sorted(r.target.to_text() for r in answer)[0]
-    address = await dns.asyncresolver.resolve(target, "A")
-    return str(address[0].address), 53
+        return [(str(settings["host"]), int(settings.get("port", 53)))]
+    servers = await checker.find_authoritative(zone)
+    return [(ns.address, ns.port) for ns in servers]
 
 
 async def issue_for_server(
@@ -122,9 +126,11 @@ async def issue_for_server(
     for zone in zones.values():
         secret = await vault.get(secret_path("dns", zone.provider.tenant_id, zone.provider.id))
         zone.target = publish.provider(
-            str(zone.provider.id), zone.provider.kind, json.loads(zone.provider.settings),
+            str(zone.provider.id),
+            zone.provider.kind,
+            json.loads(zone.provider.settings),
             secret or {},
-        )  # fmt: skip
+        )
 
     def zone_of(record: str) -> _Zone:
         return zones[record.removeprefix("_acme-challenge.")]
@@ -137,7 +143,7 @@ async def issue_for_server(
         )
         await asyncio.to_thread(publish.apply, zone.target, zone.row.zone, planned)
 
-    async def authoritative(record: str) -> tuple[str, int]:
+    async def authoritative(record: str) -> list[tuple[str, int]]:
         zone = zone_of(record)
         return await _authoritative(zone.provider, zone.row.zone)
 
