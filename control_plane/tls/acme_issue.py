@@ -10,6 +10,7 @@ The ``acme`` client is synchronous: its calls run in threads.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,9 +34,12 @@ from control_plane.vault.client import Vault
 
 ACCOUNT_PATH = "acme/account"
 ORDER_SECONDS = 180.0
+ORDER_ATTEMPTS = 2
+RETRY_PAUSE_SECONDS = 5.0
 VISIBLE_SECONDS = 120.0
 USER_AGENT = "mailfleet"
 
+log = logging.getLogger(__name__)
 PublishTxt = Callable[[str, str | None], Awaitable[None]]  # (name, value or None to remove)
 
 
@@ -122,7 +126,27 @@ async def issue(
     publish_txt: PublishTxt,
     authoritative: Callable[[str], Awaitable[list[tuple[str, int]]]],
 ) -> Issued:
-    """A certificate for ``names`` (the first is the subject), by DNS-01."""
+    """A certificate for ``names`` (the first is the subject), by DNS-01. A failed order is
+    tried once more with a fresh one after a pause (a CA's resolver may have been early)."""
+    attempt = 1
+    while True:
+        try:
+            return await _issue_once(settings, vault, names, publish_txt, authoritative)
+        except AcmeError as exc:
+            if attempt >= ORDER_ATTEMPTS:
+                raise
+            log.warning("ACME order for %s failed (%s); trying a fresh order", names, exc.detail)
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            attempt += 1
+
+
+async def _issue_once(
+    settings: Settings,
+    vault: Vault,
+    names: list[str],
+    publish_txt: PublishTxt,
+    authoritative: Callable[[str], Awaitable[list[tuple[str, int]]]],
+) -> Issued:
     acme = await _client(settings, vault)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_pem = key.private_bytes(
@@ -134,6 +158,8 @@ async def issue(
     try:
         order = await asyncio.to_thread(acme.new_order, csr)
         for authz in order.authorizations:
+            if authz.body.status == messages.STATUS_VALID:
+                continue  # the CA still trusts an earlier validation (Let's Encrypt: 30 days)
             challenge = next(
                 (c for c in authz.body.challenges if isinstance(c.chall, challenges.DNS01)), None
             )

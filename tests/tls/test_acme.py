@@ -148,7 +148,9 @@ async def test_a_certificate_is_issued_stored_delivered_and_renewed(
     assert delivery["payload"]["secrets_from"]["path"] == f"vps/{tenant.id}/{server_id}/tls"
     assert "PRIVATE KEY" not in str(delivery["payload"])
 
-    renewed = (await client.post(url, headers=tenant.headers)).json()  # renewal, forced
+    renewal = await client.post(url, headers=tenant.headers)  # renewal, forced
+    assert renewal.status_code == 200, renewal.text
+    renewed = renewal.json()
     assert renewed["serial"] != first["serial"]
     again = await vault.get(f"vps/{tenant.id}/{server_id}/tls")
     assert again is not None and again["key_pem"] != stored["key_pem"]
