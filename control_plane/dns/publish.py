@@ -230,8 +230,9 @@ def published(target: Any, zone: str) -> list[Record]:
 
 
 def _ours(record: Any) -> Record:
-    fqdn, ttl, rtype, rdatas = record.rrs
-    return Record(str(fqdn).rstrip(".").lower(), rtype, int(ttl), tuple(sorted(rdatas)))
+    rrset = record.to_rrset()  # octoDNS's: name, _type, ttl, rdatas in presentation form
+    name = str(rrset.name).rstrip(".").lower()
+    return Record(name, rrset._type, int(rrset.ttl), tuple(sorted(rrset.rdatas)))
 
 
 def _changes(planned: Plan | None) -> list[Change]:
