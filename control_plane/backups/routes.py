@@ -31,7 +31,7 @@ from control_plane.commands.schemas import CommandOut
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.servers.models import Server
-from control_plane.vault.client import Vault, secret_path
+from control_plane.vault.client import Vault
 from control_plane.workspaces.service import get_workspace
 
 router = APIRouter(prefix="/api/v1/servers/{server_id}", tags=["backups"])
@@ -191,10 +191,10 @@ async def get_recovery(server_id: uuid.UUID, ctx: Ctx) -> RecoveryOut:
 
 
 async def workspace_policy_out(vault: Vault, row: WorkspaceBackupPolicy) -> WorkspacePolicyOut:
-    secret = await vault.get(secret_path("workspace", row.tenant_id, row.workspace_id, "backup"))
-    names = {*((secret or {}).get("env") or {}), *((secret or {}).get("offsite_env") or {})}
     return WorkspacePolicyOut(
-        workspace_id=row.workspace_id, policy=json.loads(row.template), env_names=sorted(names)
+        workspace_id=row.workspace_id,
+        policy=json.loads(row.template),
+        env_names=await workspace.credential_names(vault, row),
     )
 
 

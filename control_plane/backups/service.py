@@ -23,7 +23,7 @@ from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.provisioning import events
 from control_plane.servers.models import Server
-from control_plane.vault.client import Vault, secret_path
+from control_plane.vault.client import Vault, server_secret_path
 
 KINDS = ("backup.run", "backup.snapshots", "backup.restore", "backup.restore.finish",
          "backup.check", "backup.drill", "backup.forget")  # fmt: skip
@@ -34,7 +34,30 @@ MAILU_MAIL = "/mailu/mail"  # where the agent keeps MailU's maildirs (agent/mail
 
 
 def secrets_path(server: Server) -> str:
-    return secret_path("vps", server.tenant_id, server.id, "backup")
+    return server_secret_path(server.tenant_id, server.id, "backup")
+
+
+def merged_secret(data: PolicyIn, stored: dict[str, Any]) -> dict[str, Any]:
+    """Passwords and backend credentials after a PUT: what the request gives, else what is
+    stored, else (passwords) new ones."""
+
+    def password(given: str | None, name: str) -> str:
+        return given or stored.get(name) or secrets.token_urlsafe(32)
+
+    def env(given: dict[str, str] | None, name: str) -> dict[str, str]:
+        return given if given is not None else dict(stored.get(name) or {})
+
+    return {
+        "password": password(data.repository_password, "password"),
+        "env": env(data.repository_env, "env"),
+        "offsite_password": password(data.offsite_password, "offsite_password"),
+        "offsite_env": env(data.offsite_env, "offsite_env"),
+    }
+
+
+def credential_names(secret: dict[str, Any]) -> list[str]:
+    """The names of the backend credentials a backup secret holds (never their values)."""
+    return sorted({*(secret.get("env") or {}), *(secret.get("offsite_env") or {})})
 
 
 async def get_policy(session: AsyncSession, server: Server) -> BackupPolicy | None:
@@ -65,22 +88,12 @@ async def put_policy(
     ):
         # Another repository: a new one, with its own password.
         stored = {}
-    stored = {
-        "repository_url": data.repository_url,
-        "password": data.repository_password or stored.get("password") or secrets.token_urlsafe(32),
-        "env": data.repository_env if data.repository_env is not None else stored.get("env", {}),
-        "offsite_password": data.offsite_password
-        or stored.get("offsite_password")
-        or secrets.token_urlsafe(32),
-        "offsite_env": (
-            data.offsite_env if data.offsite_env is not None else stored.get("offsite_env", {})
-        ),
-    }
+    stored = {"repository_url": data.repository_url, **merged_secret(data, stored)}
     await vault.put(path, stored)
     retention = data.retention
     policy.repository_url = data.repository_url
     policy.offsite_url = data.offsite_url
-    policy.env_names = "\n".join(sorted({*stored["env"], *stored["offsite_env"]}))
+    policy.env_names = "\n".join(credential_names(stored))
     policy.paths = "\n".join(data.paths)
     policy.enabled = data.enabled
     policy.interval_seconds = data.interval_seconds

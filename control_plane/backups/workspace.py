@@ -6,7 +6,6 @@ workspace's (Vault ``workspace/<tenant>/<workspace>/backup``), copied to each se
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 from sqlalchemy import select
@@ -49,16 +48,7 @@ async def put(
             )
     path = _secret_path(workspace.id, workspace.tenant_id)
     stored: dict[str, Any] = dict(await vault.get(path) or {})
-    secret: dict[str, Any] = {
-        "password": data.repository_password or stored.get("password") or secrets.token_urlsafe(32),
-        "offsite_password": data.offsite_password
-        or stored.get("offsite_password")
-        or secrets.token_urlsafe(32),
-        "env": data.repository_env if data.repository_env is not None else stored.get("env", {}),
-        "offsite_env": (
-            data.offsite_env if data.offsite_env is not None else stored.get("offsite_env", {})
-        ),
-    }
+    secret = service.merged_secret(data, stored)
     await vault.put(path, secret)
     row = await session.scalar(
         select(WorkspaceBackupPolicy).where(WorkspaceBackupPolicy.workspace_id == workspace.id)
@@ -78,6 +68,11 @@ async def put(
     for server in inheriting:
         await apply_to(session, vault, server, row, secret)
     return row
+
+
+async def credential_names(vault: Vault, row: WorkspaceBackupPolicy) -> list[str]:
+    secret = await vault.get(_secret_path(row.workspace_id, row.tenant_id))
+    return service.credential_names(dict(secret or {}))
 
 
 async def delete(session: AsyncSession, vault: Vault, workspace: Workspace) -> None:

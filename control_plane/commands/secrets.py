@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from control_plane.errors import MailFleetError
-from control_plane.vault.client import Vault
+from control_plane.vault.client import Vault, server_secret_path
 
 SECRETS_KEY = "secrets_from"
 
@@ -45,7 +45,7 @@ async def resolve(
     if reference is None:
         return payload
     path, fields = (reference, None) if isinstance(reference, str) else _parts(reference)
-    allowed = (f"vps/{tenant_id}/{server_id}/", f"smtp/{tenant_id}/")
+    allowed = (server_secret_path(tenant_id, server_id) + "/", f"smtp/{tenant_id}/")
     if not path.startswith(allowed) and not await _owned_dkim(path, owns_domain):
         raise SecretUnavailable(f"secrets_from {path!r} is outside this server's secrets")
     secret = await vault.get(path)

@@ -26,13 +26,13 @@ import dns.rdataclass
 import dns.rdatatype
 from dns.rdtypes.ANY.CAA import CAA
 from dns.rdtypes.ANY.MX import MX
-from dns.rdtypes.ANY.TXT import TXT
 from octodns.provider.plan import Plan
 from octodns.record import Create, Delete, Update
 from octodns.record import Record as OctoRecord
 from octodns.zone import Zone
 
 from control_plane.dns import desired
+from control_plane.dns.checker import normalise_value
 from control_plane.dns.record import Record
 from control_plane.errors import MailFleetError
 
@@ -129,21 +129,12 @@ def desired_zone(zone: str, records: Sequence[Record]) -> Zone:
 Owned = dict[tuple[str, str], tuple[str, ...]]  # (name, type) → MailFleet's values
 
 
-def canonical(rtype: str, value: str) -> str:
-    """A value in one spelling, for comparing: TXT as its joined text, the rest as dnspython
-    writes it (absolute names, normalised spacing)."""
-    rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), value)
-    if isinstance(rdata, TXT):
-        return b"".join(rdata.strings).decode()
-    return str(rdata.to_text()).lower()
-
-
 def merge(
     rtype: str, current: Sequence[str], previous: Sequence[str], ours: Sequence[str]
 ) -> list[str]:
     """The record set after MailFleet's change: the others' values, then ours."""
-    mine = {canonical(rtype, v) for v in previous} | {canonical(rtype, v) for v in ours}
-    theirs = [v for v in current if canonical(rtype, v) not in mine]
+    mine = {normalise_value(rtype, v) for v in previous} | {normalise_value(rtype, v) for v in ours}
+    theirs = [v for v in current if normalise_value(rtype, v) not in mine]
     ours = list(ours)
     spf = [i for i, v in enumerate(ours) if rtype == "TXT" and _is_spf(v)]
     if spf:
@@ -154,15 +145,15 @@ def merge(
 
 
 def _is_spf(value: str) -> bool:
-    return canonical("TXT", value).lower().startswith("v=spf1")
+    return normalise_value("TXT", value).lower().startswith("v=spf1")
 
 
 def _merge_spf(ours: str, foreign: Sequence[str]) -> str:
     """Our SPF with the foreign SPFs' mechanisms added before our ``all``."""
-    terms = canonical("TXT", ours).split()
+    terms = normalise_value("TXT", ours).split()
     final = terms.pop() if terms and terms[-1].endswith("all") else "-all"
     for other in foreign:
-        for term in canonical("TXT", other).split()[1:]:
+        for term in normalise_value("TXT", other).split()[1:]:
             if not term.endswith("all") and term not in terms:
                 terms.append(term)
     return '"' + " ".join([*terms, final]) + '"'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from control_plane.api.context import Ctx
 from control_plane.dns import checks, service
+from control_plane.dns.checker import ServerResult
 from control_plane.dns.models import DnsCheck, DnsProvider
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import (
@@ -159,31 +160,30 @@ async def check_dns(domain_id: uuid.UUID, ctx: Ctx, request: Request) -> Any:
     """ "Test DNS": every authoritative server and resolver, every record, now. The report is
     kept; with ``Accept: text/event-stream`` each result streams as it arrives, then the
     report."""
-    async with ctx.session() as session:
-        domain = await get_domain(session, domain_id)  # 404 before any stream starts
-    if "text/event-stream" not in request.headers.get("accept", ""):
+
+    async def run(on_progress: Callable[[ServerResult], None] | None = None) -> CheckOut:
         async with ctx.session() as session:
             domain = await get_domain(session, domain_id)
-            found = await checks.check(session, ctx.vault, ctx.settings, domain)
+            found = await checks.check(session, ctx.vault, ctx.settings, domain, on_progress)
             return check_out(found)
+
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await run()
+    async with ctx.session() as session:
+        await get_domain(session, domain_id)  # 404 before the stream starts
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
-    async def run() -> None:
+    async def produce() -> None:
         try:
-            async with ctx.session() as session:
-                domain = await get_domain(session, domain_id)
-                found = await checks.check(
-                    session, ctx.vault, ctx.settings, domain,
-                    lambda r: queue.put_nowait(sse("result", json.dumps(r.to_dict()))),
-                )  # fmt: skip
-                queue.put_nowait(sse("report", check_out(found).model_dump_json()))
+            out = await run(lambda r: queue.put_nowait(sse("result", json.dumps(r.to_dict()))))
+            queue.put_nowait(sse("report", out.model_dump_json()))
         except MailFleetError as exc:
             queue.put_nowait(sse("error", json.dumps({"detail": exc.detail})))
         finally:
             queue.put_nowait(None)
 
     async def stream() -> AsyncIterator[str]:
-        task = asyncio.create_task(run())
+        task = asyncio.create_task(produce())
         try:
             while (item := await queue.get()) is not None:
                 yield item

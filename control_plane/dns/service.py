@@ -22,7 +22,7 @@ from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.dns import desired, publish
+from control_plane.dns import checker, desired, publish
 from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import DomainDnsIn, ProviderCreate
@@ -229,8 +229,8 @@ async def compare(
         if there is None:
             out.append((record, "missing", None))
             continue
-        have = {publish.canonical(record.type, v) for v in there.values}
-        want = {publish.canonical(record.type, v) for v in record.values}
+        have = {checker.normalise_value(record.type, v) for v in there.values}
+        want = {checker.normalise_value(record.type, v) for v in record.values}
         out.append((record, "published" if want <= have else "different", there.values))
     return row, out
 

@@ -22,7 +22,7 @@ from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.errors import Conflict
 from control_plane.servers.models import Server
-from control_plane.vault.client import Vault, secret_path
+from control_plane.vault.client import Vault, server_secret_path
 
 INSTALL_SECONDS = 1800.0  # image pulls on a fresh VPS can be slow
 STATUS_SECONDS = 60.0
@@ -30,7 +30,7 @@ SECRET_FIELDS = ("secret_key", "api_token", "admin_password")
 
 
 def mailu_secrets_path(server: Server) -> str:
-    return secret_path("vps", server.tenant_id, server.id, "mailu")
+    return server_secret_path(server.tenant_id, server.id, "mailu")
 
 
 _SECRET_BYTES = {"secret_key": 32, "api_token": 32, "admin_password": 24}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from control_plane.vault.client import Vault, secret_path
+from control_plane.vault.client import Vault, server_secret_path
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,7 @@ class SshKeyPair:
 
 
 def admin_key_path(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
-    return secret_path("vps", tenant_id, server_id, "admin_ssh")
-
-
-def server_secrets_prefix(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
-    """Everything MailFleet keeps in Vault for one server lives under this prefix."""
-    return secret_path("vps", tenant_id, server_id)
+    return server_secret_path(tenant_id, server_id, "admin_ssh")
 
 
 def _as_secret(pair: SshKeyPair) -> dict[str, str]:
@@ -80,7 +75,7 @@ async def read_admin_key(
 
 async def delete_server_secrets(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> None:
     """Destroy every secret under the server's prefix (all versions)."""
-    prefix = server_secrets_prefix(tenant_id, server_id)
+    prefix = server_secret_path(tenant_id, server_id)
     for name in await vault.list(prefix):
         if not name.endswith("/"):
             await vault.delete(f"{prefix}/{name}")

@@ -32,7 +32,7 @@ from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.tls import acme_issue
 from control_plane.tls.models import Certificate
-from control_plane.vault.client import Vault, secret_path
+from control_plane.vault.client import Vault, secret_path, server_secret_path
 
 log = logging.getLogger(__name__)
 CLAIM = timedelta(minutes=15)
@@ -44,7 +44,7 @@ class NoZone(Conflict):
 
 
 def tls_path(server: Server) -> str:
-    return secret_path("vps", server.tenant_id, server.id, "tls")
+    return server_secret_path(server.tenant_id, server.id, "tls")
 
 
 async def zone_for(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> DomainDns:

@@ -37,6 +37,12 @@ def secret_path(*parts: object) -> str:
     return "/".join(segments)
 
 
+def server_secret_path(tenant_id: object, server_id: object, *name: str) -> str:
+    """Where a server's secrets live (``vps/<tenant>/<server>/…``): its agent may be handed
+    them, and deprovisioning deletes the whole prefix."""
+    return secret_path("vps", tenant_id, server_id, *name)
+
+
 class Vault:
     """KV v2 secrets under one mount, plus health. One instance per process."""
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.processes import Running
+from tests.support.processes import Running, started_on_fresh_ports
 
 HOST = "127.0.0.1"
 KEY_NAME = "mailfleet-test"
@@ -567,24 +567,16 @@ def run_knot_primary(
     """A primary serving ``zones`` (name → zone file text); updates and AXFR need ``key``."""
     zones = default_zones() if zones is None else zones
     key = key or TsigKey.generate()
-    for attempt in range(START_ATTEMPTS):
+
+    def start(stack: contextlib.ExitStack) -> KnotServer:
         server = _new_primary(zones, key, free_port(), None)
-        try:
-            server.start()
-            server.wait_loaded()
-        except _PortTaken:
-            server.stop()
-            if attempt == START_ATTEMPTS - 1:
-                raise
-            continue
-        except BaseException:
-            server.stop()
-            raise
-        try:
-            yield server
-        finally:
-            server.stop()
-        return
+        stack.callback(server.stop)
+        server.start()
+        server.wait_loaded()
+        return server
+
+    with started_on_fresh_ports(start, _PortTaken, START_ATTEMPTS) as server:
+        yield server
 
 
 @contextmanager
@@ -595,37 +587,21 @@ def run_knot_pair(
     body runs; the primary NOTIFYs the secondary after each change."""
     zones = default_zones() if zones is None else zones
     key = key or TsigKey.generate()
-    for attempt in range(START_ATTEMPTS):
+
+    def start(stack: contextlib.ExitStack) -> KnotPair:
         secondary_port = free_port()
         primary = _new_primary(zones, key, free_port(), secondary_port)
-        secondary: KnotSecondary | None = None
-        try:
-            primary.start()
-            primary.wait_loaded()
-            secondary = _new_secondary(primary, secondary_port)
-            secondary.start()
-            secondary.wait_until(secondary.in_sync, "initial transfer", START_TIMEOUT)
-        except _PortTaken:
-            _stop_all(secondary, primary)
-            if attempt == START_ATTEMPTS - 1:
-                raise
-            continue
-        except BaseException:
-            _stop_all(secondary, primary)
-            raise
-        try:
-            yield KnotPair(primary, secondary)
-        finally:
-            _stop_all(secondary, primary)
-        return
+        stack.callback(primary.stop)
+        primary.start()
+        primary.wait_loaded()
+        secondary = _new_secondary(primary, secondary_port)
+        stack.callback(secondary.stop)  # stopped first: the stack unwinds in reverse
+        secondary.start()
+        secondary.wait_until(secondary.in_sync, "initial transfer", START_TIMEOUT)
+        return KnotPair(primary, secondary)
 
-
-def _stop_all(*servers: KnotServer | None) -> None:
-    """Stop every server even if stopping one of them fails."""
-    with contextlib.ExitStack() as stack:
-        for server in servers:
-            if server is not None:
-                stack.callback(server.stop)
+    with started_on_fresh_ports(start, _PortTaken, START_ATTEMPTS) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ management API (``root_pem()``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -31,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.knot import KnotServer
 from tests.support.ports import free_port
-from tests.support.processes import Running
+from tests.support.processes import Running, started_on_fresh_ports
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
@@ -246,24 +247,16 @@ class Pebble:
 @contextmanager
 def run_pebble(dns_server: tuple[str, int]) -> Iterator[Pebble]:
     """Pebble whose VA resolves everything (DNS-01 TXT lookups included) at ``dns_server``."""
-    for attempt in range(START_ATTEMPTS):
+
+    def start(stack: contextlib.ExitStack) -> Pebble:
         server = Pebble(Path(tempfile.mkdtemp(prefix="mailfleet-pebble-")), dns_server)
-        try:
-            server.start()
-            server.wait_ready()
-        except _PortTaken:
-            server.stop()
-            if attempt == START_ATTEMPTS - 1:
-                raise
-            continue
-        except BaseException:
-            server.stop()
-            raise
-        try:
-            yield server
-        finally:
-            server.stop()
-        return
+        stack.callback(server.stop)
+        server.start()
+        server.wait_ready()
+        return server
+
+    with started_on_fresh_ports(start, _PortTaken, START_ATTEMPTS) as server:
+        yield server
 
 
 @pytest.fixture

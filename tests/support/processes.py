@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 def mailfleet_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -123,3 +125,27 @@ def serve(env: Mapping[str, str], *args: str) -> Iterator[Running]:
         running.stop()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # anything the process group left behind
+
+
+@contextmanager
+def started_on_fresh_ports(
+    start: Callable[[contextlib.ExitStack], T], port_taken: type[BaseException], attempts: int
+) -> Iterator[T]:
+    """Start a server on freshly picked ports and stop it on exit. ``start`` registers how to
+    stop what it started on the stack; when a port turns out taken (another xdist worker got
+    it between ``free_port()`` and the bind), that is stopped and it starts again on others."""
+    for attempt in range(attempts):
+        stack = contextlib.ExitStack()
+        try:
+            started = start(stack)
+        except port_taken:
+            stack.close()
+            if attempt == attempts - 1:
+                raise
+            continue
+        except BaseException:
+            stack.close()
+            raise
+        with stack:
+            yield started
+        return

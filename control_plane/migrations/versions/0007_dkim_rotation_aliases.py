@@ -14,6 +14,7 @@ from alembic import op
 
 from control_plane.db.base import UTCDateTime
 from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
+from control_plane.migrations.columns import reference, tenant_row, timestamps
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -28,27 +29,14 @@ _SERVER_COLUMNS = (
 )
 
 
-def _tenant_row(table: str, *columns: sa.Column[object]) -> None:
+def _domain_row(table: str, *columns: sa.Column[object]) -> None:
+    """A tenant table hanging off a mail domain."""
     op.create_table(
         table,
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        sa.Column(
-            "domain_id",
-            sa.Uuid(),
-            sa.ForeignKey("mail_domains.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
+        *tenant_row(),
+        reference("domain_id", "mail_domains"),
         *columns,
-        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        *timestamps(),
     )
     enable_tenant_rls(table)
 
@@ -58,13 +46,13 @@ def upgrade() -> None:
     # copy of mail_domains would cascade-delete its mailboxes.
     for name, type_ in _SERVER_COLUMNS:
         op.add_column("servers", sa.Column(name, type_, nullable=True))
-    _tenant_row(
+    _domain_row(
         "dkim_keys",
         sa.Column("selector", sa.String(63), nullable=False),
         sa.Column("public_key", sa.Text(), nullable=False),
         sa.UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_selector"),
     )
-    _tenant_row(
+    _domain_row(
         "mail_aliases",
         sa.Column("address", sa.String(320), nullable=False),
         sa.Column("destinations", sa.Text(), nullable=False),

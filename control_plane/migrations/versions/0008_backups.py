@@ -12,6 +12,7 @@ from alembic import op
 
 from control_plane.db.base import UTCDateTime
 from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
+from control_plane.migrations.columns import reference, tenant_row, timestamps
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -30,31 +31,12 @@ _TIMES = (
 )  # fmt: skip
 
 
-def _owned(*, server_index: bool) -> list[sa.Column[object]]:
-    return [
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        sa.Column(
-            "server_id",
-            sa.Uuid(),
-            sa.ForeignKey("servers.id", ondelete="CASCADE"),
-            nullable=False,
-            index=server_index,
-        ),
-    ]
-
-
 def upgrade() -> None:
     integer = sa.Integer()
     op.create_table(
         "backup_policies",
-        *_owned(server_index=False),  # the unique constraint indexes it
+        *tenant_row(),
+        reference("server_id", "servers", index=False),  # the unique constraint indexes it
         sa.Column("repository_url", sa.String(1000), nullable=False),
         sa.Column("offsite_url", sa.String(1000), nullable=True),
         sa.Column("env_names", sa.Text(), nullable=False),
@@ -67,13 +49,13 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_check_error", sa.Text(), nullable=True),
         sa.Column("last_drill_error", sa.Text(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        *timestamps(),
         sa.UniqueConstraint("server_id", name="uq_backup_policies_server"),
     )
     op.create_table(
         "backup_snapshots",
-        *_owned(server_index=True),
+        *tenant_row(),
+        reference("server_id", "servers"),
         sa.Column("short_id", sa.String(16), nullable=False),
         sa.Column("taken_at", UTCDateTime(), nullable=False, index=True),
         sa.Column("root", sa.String(1000), nullable=False),
@@ -87,24 +69,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "server_recoveries",
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        *[
-            sa.Column(
-                name,
-                sa.Uuid(),
-                sa.ForeignKey("servers.id", ondelete="SET NULL"),
-                nullable=True,
-                index=True,
-            )
-            for name in ("old_server_id", "new_server_id")
-        ],
+        *tenant_row(),
+        reference("old_server_id", "servers", nullable=True, ondelete="SET NULL"),
+        reference("new_server_id", "servers", nullable=True, ondelete="SET NULL"),
         sa.Column("snapshot_short_id", sa.String(16), nullable=False),
         sa.Column("state", sa.String(24), nullable=False),
         sa.Column("step_command_id", sa.Uuid(), nullable=True),
@@ -115,23 +82,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "workspace_backup_policies",
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        sa.Column(
-            "workspace_id",
-            sa.Uuid(),
-            sa.ForeignKey("workspaces.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        *tenant_row(),
+        reference("workspace_id", "workspaces", index=False),
         sa.Column("template", sa.Text(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
+        *timestamps(),
         sa.UniqueConstraint("workspace_id", name="uq_workspace_backup_policies"),
     )
     for table in (

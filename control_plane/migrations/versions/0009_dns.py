@@ -13,6 +13,7 @@ from alembic import op
 
 from control_plane.db.base import UTCDateTime
 from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
+from control_plane.migrations.columns import reference, tenant_row, timestamps
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -20,25 +21,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _common() -> list[sa.Column[object]]:
-    return [
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        sa.Column("created_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
-    ]
-
-
 def upgrade() -> None:
     op.create_table(
         "dns_providers",
-        *_common(),
+        *tenant_row(),
+        *timestamps(),
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("settings", sa.Text(), nullable=False),
@@ -46,20 +33,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "domain_dns",
-        *_common(),
-        sa.Column(
-            "domain_id",
-            sa.Uuid(),
-            sa.ForeignKey("mail_domains.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column(
-            "provider_id",
-            sa.Uuid(),
-            sa.ForeignKey("dns_providers.id", ondelete="RESTRICT"),
-            nullable=False,
-            index=True,
-        ),
+        *tenant_row(),
+        *timestamps(),
+        reference("domain_id", "mail_domains", index=False),  # unique below
+        reference("provider_id", "dns_providers", ondelete="RESTRICT"),
         sa.Column("zone", sa.String(253), nullable=False),
         sa.Column("dmarc_policy", sa.String(16), nullable=False),
         sa.Column("dmarc_policy_since", UTCDateTime(), nullable=True),
@@ -74,13 +51,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "certificates",
-        *_common(),
-        sa.Column(
-            "server_id",
-            sa.Uuid(),
-            sa.ForeignKey("servers.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        *tenant_row(),
+        *timestamps(),
+        reference("server_id", "servers", index=False),  # unique below
         sa.Column("names", sa.Text(), nullable=False),
         sa.Column("serial", sa.String(64), nullable=True),
         sa.Column("issued_at", UTCDateTime(), nullable=True),
@@ -92,21 +65,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "dns_checks",
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column(
-            "tenant_id",
-            sa.Uuid(),
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
-        sa.Column(
-            "domain_id",
-            sa.Uuid(),
-            sa.ForeignKey("mail_domains.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        ),
+        *tenant_row(),
+        reference("domain_id", "mail_domains"),
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("finished_at", UTCDateTime(), nullable=False),
         sa.Column("propagated", sa.Boolean(), nullable=False),
