@@ -22,4 +22,7 @@ class Certificate(IdMixin, TimestampMixin, TenantOwned, Base):
     not_after: Mapped[datetime | None] = mapped_column(index=True)
     renewing_until: Mapped[datetime | None]  # a claim, so one replica renews at a time
     last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(default=0, server_default="0")  # in a row
+    next_attempt_at: Mapped[datetime | None]  # backoff after a failure
+    last_failure_at: Mapped[datetime | None]
     command_id: Mapped[uuid.UUID | None]  # the delivery to the agent
