@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.identity import fetch_pinned_ca, new_key_and_csr  # noqa: E402
+from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc  # noqa: E402
 from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
@@ -278,6 +279,7 @@ async def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_out_argument(parser, "agent_fleet")
     parser.add_argument("--sizes", default="100,1000,2500")
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=5.0, help="pings per second while measuring")
@@ -355,20 +357,16 @@ def main() -> None:
                         process.kill()
     finally:
         asyncio.run(drop_database(database_url))
-    out = ROOT / "benchmarks" / "results" / "agent_fleet.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "agent_fleet",
-                "target": {"agents": 10_000, "metrics_interval_seconds": 15, "p99_ms": 250},
-                "workers": WORKERS,
-                "cpus": os.cpu_count(),
-                "steps": results,
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-            indent=2,
-        )
-        + "\n"
+    write_result(
+        args.out,
+        {
+            "benchmark": "agent_fleet",
+            "target": {"agents": 10_000, "metrics_interval_seconds": 15, "p99_ms": 250},
+            "workers": WORKERS,
+            "cpus": os.cpu_count(),
+            "steps": results,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
     )
 
 

@@ -23,6 +23,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.stack import AgentProcess, agents, control_plane  # noqa: E402
 
@@ -32,6 +33,7 @@ TARGET_CPU_PERCENT = 0.5
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_out_argument(parser, "agent_footprint")
     parser.add_argument("--seconds", type=float, default=300.0)
     args = parser.parse_args()
     shipped = {
@@ -74,8 +76,7 @@ def main() -> None:
         "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = ROOT / "benchmarks" / "results" / "agent_footprint.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result, indent=2))
 
 

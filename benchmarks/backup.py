@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.backup import commands  # noqa: E402
+from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 
 PASSWORD = secrets.token_urlsafe(24)
 
@@ -131,9 +132,9 @@ async def measure(work: Path, root: Path, messages: list[Path], rounds: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_out_argument(parser, "backup")
     parser.add_argument("--gigabytes", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/backup.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mailfleet-bench-backup-"))
     try:
@@ -160,8 +161,7 @@ def main() -> None:
             "restic": version.stdout.split()[1],
             "cpus": os.cpu_count(),
         }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.out, result)
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -38,6 +38,7 @@ import dns.rdtypes.ANY.SOA
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 from control_plane.dns.checker import CheckReport, Nameserver, check  # noqa: E402
 from control_plane.dns.record import Record  # noqa: E402
 from tests.support.knot import (  # noqa: E402
@@ -179,6 +180,7 @@ def run_check(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_out_argument(parser, "dns_check")
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -239,8 +241,7 @@ def main() -> None:
         "target_seconds": HEALTH_CYCLE_SECONDS,
         "domains_per_health_cycle_estimate": int(args.domains * HEALTH_CYCLE_SECONDS / max(walls)),
     }
-    out = ROOT / "benchmarks" / "results" / "dns_check.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("runs",)}, indent=2))
 
 

@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 from tests.support.netns import netns_unavailable, pick_subnet  # noqa: E402
 from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
@@ -89,6 +90,7 @@ def one_run(plane: ControlPlane, tenant_id: str, n: int, limit: float) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_out_argument(parser, "provision")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--limit", type=float, default=300.0, help="seconds per run at most")
@@ -127,8 +129,7 @@ def main() -> None:
         "note": "steps so far: requested → creating → booting → enrolling → ready "
         "(MailU, DNS and TLS steps come with their issues)",
     }
-    out = ROOT / "benchmarks" / "results" / "provision.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 
 

@@ -26,6 +26,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import add_out_argument, write_result  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from backup import generate  # noqa: E402
@@ -116,6 +119,7 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_out_argument(parser, "recover")
     parser.add_argument("--gigabytes", type=float, default=5.0)
     parser.add_argument("--limit", type=float, default=1800.0)
     args = parser.parse_args()
@@ -148,8 +152,7 @@ def main() -> None:
         **result,
         "cpus": os.cpu_count(),
     }
-    out = ROOT / "benchmarks" / "results" / "recover.json"
-    out.write_text(json.dumps(output, indent=2) + "\n")
+    write_result(args.out, output)
     print(json.dumps(output, indent=2))
 
 

@@ -1,0 +1,82 @@
+"""Each benchmark harness, run tiny, so none of them rots between the runs that measure.
+
+The figures themselves come from full runs (README, issue notes); here each harness must
+finish and write a result with the fields its readers expect, to a file of the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.netns import netns_unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_benchmark(name: str, tmp_path: Path, *args: str, timeout: float = 240) -> dict[str, Any]:
+    out = tmp_path / f"{name}.json"
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    assert result["benchmark"] == name
+    return result
+
+
+def needs_netns() -> None:
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def test_backup_harness(tmp_path: Path) -> None:
+    result = run_benchmark("backup", tmp_path, "--gigabytes", "0.005", "--rounds", "1")
+    assert result["messages"] > 0
+    assert result["mailfleet_initial_s"] > 0 and result["raw_incremental_s"] > 0
+    assert result["ratio_incremental"] > 0
+
+
+def test_dns_check_harness(tmp_path: Path) -> None:
+    result = run_benchmark("dns_check", tmp_path, "--domains", "5", "--runs", "1", "--sweep", "4")
+    assert result["domains"] == 5
+    assert result["median_wall_seconds"] > 0
+    assert result["median_queries_per_second"] > 0
+
+
+def test_agent_footprint_harness(tmp_path: Path) -> None:
+    result = run_benchmark("agent_footprint", tmp_path, "--seconds", "2")
+    assert result["rss_mb"]["max"] > 10
+    assert result["cpu_percent_of_one_core"]["mean"] >= 0
+
+
+def test_agent_fleet_harness(tmp_path: Path) -> None:
+    result = run_benchmark("agent_fleet", tmp_path, "--sizes", "4", "--window", "2", "--rate", "2")
+    (step,) = result["steps"]
+    assert step["connected"] == 4
+    assert step["commands"] > 0 and step["command_failures"] == 0
+    assert step["command_round_trip_ms"]["p50"] > 0
+
+
+def test_provision_harness(tmp_path: Path) -> None:
+    needs_netns()
+    result = run_benchmark("provision", tmp_path, "--runs", "1", "--limit", "120")
+    assert result["median_to_ready_seconds"] > 0
+    assert result["median_deprovision_seconds"] > 0
+
+
+def test_recover_harness(tmp_path: Path) -> None:
+    needs_netns()
+    result = run_benchmark("recover", tmp_path, "--gigabytes", "0.002", "--limit", "180")
+    assert result["restored_messages"] == result["messages"] > 0
+    assert result["rto_seconds"] > 0
