@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from control_plane import __version__
 from control_plane.api import health
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
+from control_plane.api.docs import install_docs
 from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from control_plane.api_keys.routes import router as api_keys_router
 from control_plane.backups.routes import router as backups_router
@@ -98,6 +99,8 @@ def create_app(
         version=__version__,
         description="Control plane for a company's sending-mail servers.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves them from packaged files
+        redoc_url=None,
     )
     app.state.settings = settings
     if database is not None:
@@ -113,6 +116,7 @@ def create_app(
     app.state.hub = hub if hub is not None else AgentHub()  # an empty hub is falsy
     app.state.telemetry_registry = telemetry
     install_problem_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     for router in ROUTERS:
         _mark_admin_routes(router)
