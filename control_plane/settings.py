@@ -116,7 +116,11 @@ class Settings(BaseSettings):
         default="mailfleet-pki", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
     )
     agent_certificate_ttl_seconds: int = Field(default=86_400, ge=10, le=30 * 86_400)
-    gateway_certificate_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
+    gateway_certificate_ttl_seconds: int = Field(
+        default=30 * 86_400,
+        ge=20,
+        description="Gateway certificate lifetime; renewed at 70-90 % of it, without a restart.",
+    )
     join_token_ttl_seconds: int = Field(default=1800, ge=60, le=3600)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0, le=300)
     agent_unknown_after_seconds: float = Field(default=40.0, gt=0, le=3600)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from collections.abc import Sequence
 
 import grpc
 
 from control_plane.db.engine import Database
+from control_plane.gateway.certificate import GatewayCertificate
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentServicer
 from control_plane.gateway.sessions import SessionService
@@ -32,18 +32,6 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
-
-
-def _split_names(names: str) -> tuple[list[str], list[str]]:
-    dns, ips = [], []
-    for name in (n.strip() for n in names.split(",")):
-        if not name:
-            continue
-        try:
-            ips.append(str(ipaddress.ip_address(name)))
-        except ValueError:
-            dns.append(name)
-    return dns, ips
 
 
 class Gateway:
@@ -69,27 +57,28 @@ class Gateway:
                 )
             )
         self.telemetry = GatewayTelemetry()
+        self.certificate = GatewayCertificate(
+            pki,
+            self.certificate_names(),
+            settings.gateway_certificate_ttl_seconds,
+            on_issued=lambda issued: self.telemetry.certificate_expiry.set(
+                issued.not_after.timestamp()
+            ),
+        )
         self.ingest = MetricIngest(db)
         self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry, pki.vault)
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
 
+    def certificate_names(self) -> list[str]:
+        """Every name an agent may dial: the listen and advertised hosts, and the extra names."""
+        addresses = [a for pair in self.listen for a in pair]
+        addresses += [self.settings.advertised_gateway, self.settings.advertised_enroll]
+        hosts = [parse_host_port(address)[0] for address in addresses]
+        return [*self.settings.gateway_tls_names.split(","), *hosts]
+
     async def start(self) -> None:
-        dns, ips = _split_names(self.settings.gateway_tls_names)
-        for addr in (a for pair in self.listen for a in pair):
-            host = addr.rpartition(":")[0].strip("[]")
-            (ips if _is_ip(host) else dns).append(host)
-        dns, ips = sorted(set(dns)), sorted(set(ips) - {"0.0.0.0", "::"})  # noqa: S104
-        cert = await self.pki.issue_gateway_certificate(
-            common_name=(dns or ips)[0],
-            dns_names=dns,
-            ip_sans=ips,
-            ttl_seconds=self.settings.gateway_certificate_ttl_seconds,
-        )
-        assert cert.private_key_pem is not None
-        key = cert.private_key_pem.encode()
-        chain = (cert.certificate_pem + cert.ca_chain_pem).encode()
-        ca = cert.ca_chain_pem.encode()
+        await self.certificate.issue()
         server = grpc.aio.server(options=SERVER_OPTIONS)
         agent_pb2_grpc.add_EnrollmentServicer_to_server(
             EnrollmentServicer(self.db, self.pki, self.settings), server
@@ -97,14 +86,10 @@ class Gateway:
         agent_pb2_grpc.add_AgentLinkServicer_to_server(
             AgentLinkServicer(self.db, self.pki, self.settings, self.sessions), server
         )
-        mutual = grpc.ssl_server_credentials(
-            [(key, chain)], root_certificates=ca, require_client_auth=True
-        )
-        server_only = grpc.ssl_server_credentials([(key, chain)])
         for link, enroll in self.listen:
-            if not server.add_secure_port(link, mutual):
+            if not server.add_secure_port(link, self.certificate.credentials(mutual=True)):
                 raise OSError(f"cannot listen on {link}")
-            if not server.add_secure_port(enroll, server_only):
+            if not server.add_secure_port(enroll, self.certificate.credentials(mutual=False)):
                 raise OSError(f"cannot listen on {enroll}")
         await server.start()
         self._server = server
@@ -112,6 +97,7 @@ class Gateway:
             asyncio.create_task(self.sessions.maintain()),
             asyncio.create_task(self.ingest.run()),
             asyncio.create_task(prune_forever(self.db)),
+            asyncio.create_task(self.certificate.renew_forever()),
         ]
         for link, enroll in self.listen:
             log.info("agent gateway on %s (mutual TLS), enrollment on %s", link, enroll)
@@ -125,11 +111,3 @@ class Gateway:
                 await task
         await self.ingest.flush()
         await self.sessions.flush_heartbeats()
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -48,3 +48,9 @@ class GatewayTelemetry:
             "Agent streams refused at admission.",
             registry=self.registry,
         )
+        self.certificate_expiry = Gauge(
+            "mailfleet_gateway_certificate_expiry_seconds",
+            "When the certificate the gateway presents expires (unix time); it is renewed "
+            "at 70-90 % of its lifetime.",
+            registry=self.registry,
+        )
