@@ -49,8 +49,12 @@ async def collect_facts_command(payload: dict[str, Any], progress: Progress) -> 
 HANDLERS: dict[str, Handler] = {"ping": ping, "collect-facts": collect_facts_command}
 
 
-def handlers_for(root: Path) -> dict[str, Handler]:
-    """Every command this agent runs, for a machine whose filesystem starts at ``root``."""
+def handlers_for(root: Path, vps_cgroup: str | None = None) -> dict[str, Handler]:
+    """Every command this agent runs, for a machine whose filesystem starts at ``root``
+    (and whose memory and CPUs are those of ``vps_cgroup``, when set)."""
+
+    async def facts(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        return await asyncio.to_thread(collect_facts, __version__, vps_cgroup)
 
     async def ssh_authorize(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return await asyncio.to_thread(ssh_keys.authorize, root, str(payload.get("public_key")))
@@ -60,6 +64,7 @@ def handlers_for(root: Path) -> dict[str, Handler]:
 
     return {
         **HANDLERS,
+        "collect-facts": facts,
         "ssh.authorize": ssh_authorize,
         "mailu.install": on_root(mailu.install),
         "mailu.status": on_root(mailu.status),

@@ -2,6 +2,7 @@
 
 ```toml
 state_dir = "/var/lib/mailfleet-agent"      # optional
+vps_cgroup = "/mailfleet-local/mf-1a2b3c4d" # optional: memory and CPU are this cgroup's
 [control_plane]
 address = "cp.example.com:8443"             # agent link (mutual TLS)
 enroll_address = "cp.example.com:8444"      # enrollment (TLS, join token)
@@ -20,6 +21,7 @@ from pathlib import Path
 DEFAULT_CONFIG = Path("/etc/mailfleet/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/mailfleet-agent")
 _PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
+_CGROUP = re.compile(r"^(/[A-Za-z0-9_.:@-]+)+$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
 
@@ -46,6 +48,8 @@ class AgentConfig:
     ca_pin: str
     join_token: str | None
     state_dir: Path
+    # The VPS's cgroup where the "VPS" is a cgroup on a bigger host (agent.cgroup).
+    vps_cgroup: str | None = None
     # Tunables for tests and odd networks; the defaults are what ships.
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 120.0
@@ -99,11 +103,17 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
     state_dir = data.get("state_dir", str(DEFAULT_STATE_DIR))
     if not isinstance(state_dir, str):
         raise ConfigError("state_dir: must be a path string")
+    vps_cgroup = data.get("vps_cgroup")
+    if vps_cgroup is not None and not (
+        isinstance(vps_cgroup, str) and _CGROUP.match(vps_cgroup) and ".." not in vps_cgroup
+    ):
+        raise ConfigError("vps_cgroup: expected a cgroup path such as /mailfleet-local/mf-1")
     return AgentConfig(
         address=address,
         enroll_address=enroll,
         ca_pin=pin,
         join_token=token or None,
         state_dir=under_root(root, Path(state_dir)),
+        vps_cgroup=vps_cgroup,
         **options,  # type: ignore[arg-type]
     )

@@ -74,7 +74,9 @@ class Agent:
         self.journal = CommandJournal(state / "commands.journal")
         self.spool = Spool(state / "metrics", self.config.metrics_buffer_bytes)
         self.outbox = Outbox()
-        self.commands = CommandRunner(self.journal, self.outbox.put, handlers_for(root))
+        self.commands = CommandRunner(
+            self.journal, self.outbox.put, handlers_for(root, self.config.vps_cgroup)
+        )
         self.intervals = Intervals()
         self.connected = asyncio.Event()
         self.backoff = Backoff(
@@ -131,7 +133,7 @@ class Agent:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _sample(self, stop: asyncio.Event) -> None:
-        sampler = Sampler()
+        sampler = Sampler(vps_cgroup=self.config.vps_cgroup)
         next_at = time.monotonic()
         while not stop.is_set():
             sample = await asyncio.to_thread(sampler.sample)

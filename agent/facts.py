@@ -7,6 +7,7 @@ mount we may not stat) come back as None instead of failing the whole command.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import socket
@@ -14,21 +15,41 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
-from agent.metrics import is_real_filesystem
+from agent.cgroup import CgroupError, VpsCgroup
+from agent.errors import CommandError
+from agent.metrics import cgroup_cpus, cgroup_memory, is_real_filesystem
 
 CPUINFO = Path("/proc/cpuinfo")
 # /proc/cpuinfo names the CPU differently per architecture (x86, older ARM, MIPS/POWER).
 _CPU_MODEL_KEYS = ("model name", "Processor", "cpu model", "cpu")
 
 
-def collect_facts(agent_version: str) -> dict[str, object]:
-    """Describe this host; every value is JSON-serialisable."""
+def collect_facts(agent_version: str, vps_cgroup: str | None = None) -> dict[str, object]:
+    """Describe this host; every value is JSON-serialisable.
+
+    With ``vps_cgroup`` the memory and CPU count are the VPS cgroup's (see ``agent.cgroup``)
+    and ``cgroup`` says which; if it cannot be read the command fails rather than report
+    the host's figures as the VPS's.
+    """
+    cpu = _cpu()
+    memory_total = int(psutil.virtual_memory().total)
+    cgroup: dict[str, object] | None = None
+    if vps_cgroup is not None:
+        try:
+            reading = VpsCgroup(vps_cgroup).read()
+        except CgroupError as exc:
+            raise CommandError(str(exc)) from None
+        memory_total = cgroup_memory(reading, memory_total)[0]
+        cpus = cgroup_cpus(reading, os.cpu_count() or 1)
+        cpu["logical_count"] = max(1, math.ceil(cpus))
+        cgroup = {"path": vps_cgroup, "cpus": cpus, "memory_limit_bytes": memory_total}
     return {
         "hostname": socket.gethostname(),
         "os": _os_release(),
         "kernel": _kernel(),
-        "cpu": _cpu(),
-        "memory_total_bytes": int(psutil.virtual_memory().total),
+        "cpu": cpu,
+        "cgroup": cgroup,
+        "memory_total_bytes": memory_total,
         "swap_total_bytes": int(psutil.swap_memory().total),
         "disks": _disks(),
         "addresses": _addresses(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -11,6 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+
+from agent.cgroup import CgroupError, CgroupReading, VpsCgroup
+
+log = logging.getLogger(__name__)
 
 # Filesystems that hold no user data: kernel interfaces, memory-backed, container layers and
 # read-only images. Their "usage" is noise (or a duplicate of the disk underneath).
@@ -95,13 +100,23 @@ class MetricSample:
 
 
 class Sampler:
-    """Takes ``MetricSample``s; CPU use is measured over the time since the previous call."""
+    """Takes ``MetricSample``s; CPU use is measured over the time since the previous call.
 
-    def __init__(self, statfs_timeout: float = 1.0) -> None:
+    With ``vps_cgroup`` (agent.toml) memory and CPU are the VPS cgroup's (``agent.cgroup``):
+    total = its limit (never more than the machine has), used = its working set, CPU % =
+    its CPU time over its CPU quota. While that cgroup cannot be read the machine's figures
+    are reported, with a warning in the log.
+    """
+
+    def __init__(self, statfs_timeout: float = 1.0, vps_cgroup: str | None = None) -> None:
         # Our own CPU baseline, not psutil.cpu_percent(interval=None): psutil keeps that
         # baseline per calling thread, so sampling from a thread pool (asyncio.to_thread)
         # would measure against a stale or empty baseline.
         self._cpu_times: dict[str, float] = psutil.cpu_times()._asdict()
+        self._vps_cgroup = vps_cgroup
+        self._cgroup: VpsCgroup | None = None
+        self._cgroup_cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
+        self._cgroup_problem: str | None = None
         self._statfs_timeout = statfs_timeout
         # statvfs() on a dead NFS server blocks in the kernel; such a mount is skipped until
         # the call that hung finally returns, instead of stalling every sample.
@@ -117,6 +132,11 @@ class Sampler:
         cpu = self._cpu_percent()
         load1, load5, load15 = psutil.getloadavg()
         memory = psutil.virtual_memory()
+        total, used, available = int(memory.total), int(memory.used), int(memory.available)
+        reading = self._cgroup_reading()
+        if reading is not None:
+            total, used, available = cgroup_memory(reading, total)
+            cpu = self._cgroup_cpu_percent(reading)
         swap = psutil.swap_memory()
         disks = _disk_counters()
         nics = _net_counters()
@@ -126,9 +146,9 @@ class Sampler:
             load1=float(load1),
             load5=float(load5),
             load15=float(load15),
-            memory_total_bytes=int(memory.total),
-            memory_used_bytes=int(memory.used),
-            memory_available_bytes=int(memory.available),
+            memory_total_bytes=total,
+            memory_used_bytes=used,
+            memory_available_bytes=available,
             swap_total_bytes=int(swap.total),
             swap_used_bytes=int(swap.used),
             filesystems=self._filesystems(),
@@ -150,6 +170,33 @@ class Sampler:
         if total <= 0:
             return 0.0
         return min(100.0, max(0.0, 100.0 * busy / total))
+
+    def _cgroup_reading(self) -> CgroupReading | None:
+        """The VPS cgroup now, or None (none configured, or unreadable: logged once)."""
+        if self._vps_cgroup is None:
+            return None
+        try:
+            if self._cgroup is None:
+                self._cgroup = VpsCgroup(self._vps_cgroup)
+            reading = self._cgroup.read()
+        except CgroupError as exc:
+            self._cgroup = self._cgroup_cpu = None  # find it again next time
+            if str(exc) != self._cgroup_problem:
+                log.warning("%s; reporting the machine's memory and CPU meanwhile", exc)
+            self._cgroup_problem = str(exc)
+            return None
+        self._cgroup_problem = None
+        return reading
+
+    def _cgroup_cpu_percent(self, reading: CgroupReading) -> float:
+        """The cgroup's CPU time since the last sample over what its quota allows (0..100)."""
+        now = time.monotonic()
+        previous, self._cgroup_cpu = self._cgroup_cpu, (now, reading.cpu_seconds)
+        if previous is None or now <= previous[0]:
+            return 0.0
+        cpus = cgroup_cpus(reading, os.cpu_count() or 1)
+        busy = max(0.0, reading.cpu_seconds - previous[1])
+        return min(100.0, 100.0 * busy / ((now - previous[0]) * cpus))
 
     def _filesystems(self) -> tuple[FilesystemUsage, ...]:
         """Real filesystems, each device once (at its shortest mountpoint)."""
@@ -222,6 +269,22 @@ class _MonotonicSum:
                 self._retired += last
         self._last = current
         return self._retired + sum(current.values())
+
+
+def cgroup_memory(reading: CgroupReading, machine_total: int) -> tuple[int, int, int]:
+    """(total, used, available) of a VPS cgroup: its limit, capped by the machine's memory."""
+    total = machine_total
+    if reading.memory_limit_bytes is not None:
+        total = min(total, reading.memory_limit_bytes)
+    used = min(reading.memory_used_bytes, total)
+    return total, used, total - used
+
+
+def cgroup_cpus(reading: CgroupReading, machine_cpus: int) -> float:
+    """The CPUs a VPS cgroup may use: its quota, capped by the machine's count."""
+    if reading.cpu_limit is None:
+        return float(machine_cpus)
+    return min(float(machine_cpus), reading.cpu_limit)
 
 
 def is_real_filesystem(fstype: str, mountpoint: str) -> bool:

@@ -201,6 +201,9 @@ class Workflow:
             return Fail(f"instance {server.instance_id} disappeared at {server.provider}")
         if instance.status in ("error", "terminated"):
             return Fail(f"instance {instance.id} is {instance.status} at {server.provider}")
+        failure = await entry.provider.boot_failure(instance.id)
+        if failure is not None:
+            return Fail(failure)
         if instance.status == "running" and instance.ipv4:
             return Advance(
                 "enrolling",
@@ -213,6 +216,9 @@ class Workflow:
         if server.revoked_at is not None:
             return Fail("the agent was revoked before it came online")
         if server.enrolled_at is None:
+            failure = await self._boot_failure(server)
+            if failure is not None:
+                return Fail(failure)
             # A manual server waits on a person, for as long as it takes: the gateway's
             # nudge (``nudge.py``) wakes it when the agent connects; the poll is a backstop.
             seconds = MANUAL_BACKSTOP_SECONDS if server.provider == MANUAL else None
@@ -222,6 +228,13 @@ class Workflow:
         version = server.agent_version or "unknown version"
         following = "installing_mail" if server.mail_stack == "mailu" else "ready"
         return Advance(following, f"agent {version} enrolled and connected")
+
+    async def _boot_failure(self, server: Server) -> str | None:
+        """The provider's word that the VPS's boot failed: fail now, not at the deadline."""
+        if server.provider == MANUAL or server.instance_id is None:
+            return None
+        provider = (await self.providers.get(server.provider, field="provider")).provider
+        return await provider.boot_failure(server.instance_id)
 
     async def _installing_mail(self, server: Server) -> Outcome:
         """Queue ``mailu.install`` once per entry into this step, then follow the command."""

@@ -147,6 +147,11 @@ class Provider(Protocol):
         """Destroy the instance; an instance already gone counts as done."""
         ...
 
+    async def boot_failure(self, instance_id: str) -> str | None:
+        """Why the instance's boot failed, if the provider can tell (None: it cannot, or the
+        boot has not failed), so provisioning fails at once instead of at its deadline."""
+        ...
+
     async def resize(self, instance_id: str, plan: str) -> Instance:
         """Start moving the instance to ``plan``; confirm or revert it afterwards."""
         ...

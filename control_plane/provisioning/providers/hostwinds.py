@@ -234,6 +234,9 @@ class HostwindsProvider:
         except ProviderNotFound:
             log.info("hostwinds: instance %s already gone", instance_id)
 
+    async def boot_failure(self, instance_id: str) -> str | None:
+        return None  # the API shows no boot output; a failed boot ends at the enroll deadline
+
     async def resize(self, instance_id: str, plan: str) -> Instance:
         service = {"serviceid": _service_id(instance_id)}
 

@@ -14,8 +14,17 @@ Layout on the host::
   really talks to. The bridge address is the VPS's default gateway; IPv4 forwarding and
   NAT are never enabled, so a VPS reaches the host and the other VPSs, and nothing else.
 - Each VPS has a state directory ``<state_dir>/<id>/``: ``instance.json`` (see
-  ``local_state``), ``user-data``, ``boot.log`` and ``rootfs/`` where ``write_files`` land
-  (see ``local_boot`` for the cloud-init subset and why files are re-rooted).
+  ``local_state``), ``user-data``, ``boot.log``, ``boot.status`` once the boot ended, and
+  ``rootfs/`` where ``write_files`` land (see ``local_boot`` for the cloud-init subset and
+  why files are re-rooted). ``state_dir`` is made absolute when the provider is built: the
+  boot runs in the VPS's own root directory, where a relative path means something else.
+- Each VPS has a cgroup sized from its plan (see ``local_cgroup``); its path goes into the
+  VPS's agent.toml as ``vps_cgroup``, and the boot joins it before it starts anything.
+- The boot enters only the VPS's network namespace (``nsenter --net``), not a mount
+  namespace of its own as ``ip netns exec`` would make: that one hides ``/sys/fs/cgroup``,
+  which the agent reads its cgroup from.
+- A boot that exits with an error (or is killed) before its agent enrolled is reported by
+  ``boot_failure`` with the end of its ``boot.log``, so provisioning fails at once.
 - Allocation (ids, addresses) is derived from those records plus the host's own addresses,
   under a file lock, so it survives control-plane restarts and works across replicas.
 
@@ -35,8 +44,10 @@ import asyncio
 import builtins
 import contextlib
 import ipaddress
+import json
 import logging
 import os
+import posixpath
 import re
 import secrets
 import shutil
@@ -48,6 +59,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from control_plane.provisioning.bootstrap import AGENT_CONFIG_PATH
 from control_plane.provisioning.providers import local_boot as boot
 from control_plane.provisioning.providers import local_proc as proc
 from control_plane.provisioning.providers.base import (
@@ -59,6 +71,7 @@ from control_plane.provisioning.providers.base import (
     ProviderNotFound,
     Region,
 )
+from control_plane.provisioning.providers.local_cgroup import Cgroups
 from control_plane.provisioning.providers.local_net import IpRoute
 from control_plane.provisioning.providers.local_state import InstanceStore, Limits, LocalRecord
 
@@ -74,7 +87,11 @@ PLANS = (
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
-_NEED = "the local provider needs root and iproute2 (`ip` with network namespace support)"
+_NEED = (
+    "the local provider needs root and iproute2 (`ip` with network namespace support), "
+    "nsenter, and cgroups with the memory and cpu controllers"
+)
+NETNS_DIR = Path("/var/run/netns")  # where `ip netns add` puts a namespace's handle
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,8 @@ class LocalSettings:
     pools: tuple[str, ...] = ("198.18.1.0/24",)
     prefix: str = "mf"
     ip_binary: str = "ip"
+    nsenter_binary: str = "nsenter"
+    cgroup_parent: str = "mailfleet-local"  # VPS cgroups are /<cgroup_parent>/<namespace>
     command_timeout: float = 10.0  # seconds, per `ip` command
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL
     lock_timeout: float = 60.0  # seconds to wait for another create/terminate to finish
@@ -106,8 +125,10 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, settings: LocalSettings | None = None) -> None:
-        self.settings = settings or LocalSettings()
-        s = self.settings
+        s = settings or LocalSettings()
+        # Resolved once, here: the boot runs with the VPS's root as its working directory,
+        # and the control plane's own working directory may change later.
+        s = self.settings = replace(s, state_dir=s.state_dir.resolve())
         if not _IFNAME.match(s.bridge):
             raise ValueError(f"bridge name {s.bridge!r} is not a valid interface name")
         if not _PREFIX.match(s.prefix):
@@ -126,6 +147,7 @@ class LocalProvider:
                 raise ValueError(f"address pool {pool} is not inside the bridge network {network}")
         self._ip = IpRoute(s.ip_binary, s.command_timeout)
         self._store = InstanceStore(s.state_dir, s.lock_timeout)
+        self._cgroups = Cgroups(s.cgroup_parent)
         self._lock = asyncio.Lock()
         self._host_ok = False
 
@@ -240,6 +262,7 @@ class LocalProvider:
                 previous_plan=record.plan,
                 previous_limits=record.limits,
             )
+            await self._apply_limits(record)
             self._store.save(record)
             return await self._instance(record)
 
@@ -300,7 +323,24 @@ class LocalProvider:
             reverse = {**record.reverse_dns, address: name}
             self._store.save(replace(record, reverse_dns=reverse))
 
+    async def boot_failure(self, instance_id: str) -> str | None:
+        """Why the VPS's boot failed — it exited non-zero or was killed — with the end of its
+        ``boot.log``; None while it runs or after it finished well (or with no boot)."""
+        await self._require_host()
+        record = self._store.load(instance_id)
+        if record is None or not record.boot or record.status == "terminated":
+            return None
+        directory = self._store.directory(record.id)
+        failure = await asyncio.to_thread(_boot_failure, directory, record.boot[0])
+        return None if failure is None else f"local instance {record.id}: {failure}"
+
     # -- local extras ----------------------------------------------------------------------
+
+    async def set_limits(self, instance_id: str, limits: Limits) -> None:
+        """Give the VPS's cgroup ``limits`` (memory and CPUs) now: what a resize changes."""
+        await self._require_host()
+        async with self._locked():
+            await self._apply_limits(replace(self._record(instance_id), limits=limits))
 
     async def prepare(self) -> None:
         """Make the bridge now rather than at the first ``create``.
@@ -338,6 +378,7 @@ class LocalProvider:
                     f"{', '.join(sorted(ports))}"
                 )
             await self._ip.delete_link(self.settings.bridge)
+            await asyncio.to_thread(self._cgroups.remove_parent)
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -347,10 +388,12 @@ class LocalProvider:
             return
         if os.geteuid() != 0:
             raise ProviderError(f"{_NEED}; this process runs as uid {os.geteuid()}")
-        if shutil.which(self.settings.ip_binary) is None:
-            raise ProviderError(f"{_NEED}; `{self.settings.ip_binary}` was not found")
+        for binary in (self.settings.ip_binary, self.settings.nsenter_binary):
+            if shutil.which(binary) is None:
+                raise ProviderError(f"{_NEED}; `{binary}` was not found")
         try:
             await self._ip.namespaces()
+            self._cgroups.layout()
         except ProviderError as exc:
             raise ProviderError(f"{_NEED}; {exc.message}") from None
         self._host_ok = True
@@ -402,6 +445,7 @@ class LocalProvider:
             bridge=self.settings.bridge,
             ssh_public_key=ssh_public_key.strip(),
             created_at=time.time(),
+            cgroup=self._cgroups.path(namespace),
         )
 
     async def _free_addresses(self, count: int) -> builtins.list[ipaddress.IPv4Address]:
@@ -439,13 +483,25 @@ class LocalProvider:
         await self._ip.configure_guest(
             record.namespace, [self._interface(a) for a in addresses], self.gateway.ip
         )
+        procs: builtins.list[Path] = []
+        if record.cgroup is not None:
+            await asyncio.to_thread(self._cgroups.create, record.cgroup, record.limits)
+            procs = self._cgroups.procs_files(record.cgroup)
+            plan = _with_vps_cgroup(plan, record.cgroup)
         command = await asyncio.to_thread(self._lay_out_files, directory, rootfs, plan, user_data)
         if command is None:
             return ()
-        argv = [self.settings.ip_binary, "netns", "exec", record.namespace, *command]
+        netns = f"--net={NETNS_DIR / record.namespace}"
         env = boot.boot_environment(record.id, rootfs, self.settings.extra_path)
         ref = await asyncio.to_thread(
-            boot.spawn, argv, cwd=rootfs, env=env, log_path=directory / boot.BOOT_LOG
+            boot.spawn,
+            command,
+            cwd=rootfs,
+            env=env,
+            log_path=directory / boot.BOOT_LOG,
+            status_path=directory / boot.BOOT_STATUS,
+            cgroup_procs=procs,
+            enter=(self.settings.nsenter_binary, netns, "--"),
         )
         log.info("local: %s boot started as pid %d", record.id, ref.pid)
         return (ref,)
@@ -474,6 +530,8 @@ class LocalProvider:
     async def _dismantle(self, record: LocalRecord) -> None:
         """Processes, namespace, veth, cached neighbours: everything but the state dir."""
         await self._stop_processes(record)
+        if record.cgroup is not None:
+            await asyncio.to_thread(self._cgroups.remove, record.cgroup)
         # The veth first: deleting one end removes its peer at once, whereas a deleted
         # namespace is destroyed by the kernel in the background, its veth with it.
         await self._ip.delete_link(record.host_veth)
@@ -490,10 +548,12 @@ class LocalProvider:
                 await self._ip.flush_neighbour(address, other.namespace)
 
     async def _processes(self, record: LocalRecord) -> set[int]:
-        """Every process of the VPS: in its namespace, or in its boot's process group."""
+        """Every process of the VPS: in its namespace, its cgroup or its boot's process group."""
         pids = await self._ip.namespace_pids(record.namespace)
         for ref in record.boot:
             pids |= await asyncio.to_thread(proc.group_members, ref)
+        if record.cgroup is not None:
+            pids |= await asyncio.to_thread(self._cgroups.members, record.cgroup)
         pids.discard(os.getpid())
         return pids
 
@@ -519,6 +579,10 @@ class LocalProvider:
                 retryable=True,
             )
 
+    async def _apply_limits(self, record: LocalRecord) -> None:
+        if record.cgroup is not None:
+            await asyncio.to_thread(self._cgroups.set_limits, record.cgroup, record.limits)
+
     async def _finish_resize(self, instance_id: str, *, keep: bool) -> Instance:
         await self._require_host()
         async with self._locked():
@@ -539,8 +603,38 @@ class LocalProvider:
                     previous_plan=None,
                     previous_limits=None,
                 )
+                await self._apply_limits(record)
             self._store.save(record)
             return await self._instance(record)
+
+
+def _with_vps_cgroup(plan: boot.BootPlan, cgroup: str) -> boot.BootPlan:
+    """The plan with the VPS's cgroup told to its agent: ``vps_cgroup`` put first in the
+    agent.toml it writes (a top-level TOML key must come before any table)."""
+    line = f"vps_cgroup = {json.dumps(cgroup)}\n".encode()
+    files = tuple(
+        replace(entry, content=line + entry.content)
+        if posixpath.normpath("/" + entry.path.lstrip("/")) == AGENT_CONFIG_PATH
+        and not entry.append
+        else entry
+        for entry in plan.write_files
+    )
+    return replace(plan, write_files=files)
+
+
+def _boot_failure(directory: Path, ref: proc.ProcessRef) -> str | None:
+    """How the boot failed (see ``LocalProvider.boot_failure``), from its status and log."""
+    code = boot.exit_status(directory)
+    if code is None and proc.is_running(ref.pid, ref.start):
+        return None
+    code = boot.exit_status(directory)  # it may have ended between the two looks
+    if code == 0:
+        return None
+    what = "was killed" if code is None else f"exited with status {code}"
+    tail = boot.log_tail(directory)
+    if not tail:
+        return f"its boot {what}; boot.log is empty"
+    return f"its boot {what}; last lines of boot.log:\n{tail}"
 
 
 def _region(region: str) -> None:

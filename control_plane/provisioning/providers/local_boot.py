@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import importlib
 import logging
@@ -45,6 +46,7 @@ import posixpath
 import shlex
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,7 +64,19 @@ BOOT_LOG = "boot.log"
 USER_DATA = "user-data"
 RUNCMD = "runcmd.sh"
 ROOTFS = "rootfs"
+BOOT_STATUS = "boot.status"
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TAIL_LINES = 20  # lines of boot.log a failed boot reports
+TAIL_BYTES = 64 * 1024
+TAIL_LINE_CHARS = 500
+# $1: the status file; then cgroup.procs/tasks files up to "--"; then the boot's argv.
+# A failure to join the cgroup is reported (exit 125) rather than booting outside it.
+_WRAPPER = (
+    "status=$1; shift; code=0; "
+    'while [ "$1" != -- ]; do echo $$ > "$1" || code=125; shift; done; shift; '
+    'if [ "$code" = 0 ]; then "$@"; code=$?; fi; '
+    'echo "$code" > "$status.tmp" && mv -f "$status.tmp" "$status"; exit "$code"'
+)
 
 _ENCODINGS = {
     "text/plain": (),
@@ -215,6 +229,30 @@ def reroot(path: str, rootfs: Path) -> Path:
     return Path(root + normal) if normal != "/" else rootfs
 
 
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data``, never readable by others on the way.
+
+    The temporary file is created 0600 (whatever the umask), gets ``mode`` only once it
+    holds everything, and is renamed over ``path``: user data and agent.toml carry a join
+    token, so there is no moment at which a wider file holds it.
+    """
+    temporary = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()  # a leftover (crash) may have any mode: never write into it
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
 def write_files(plan: BootPlan, rootfs: Path) -> list[Path]:
     """Carry out ``write_files`` under ``rootfs``; returns the host paths written."""
     written: list[Path] = []
@@ -223,25 +261,29 @@ def write_files(plan: BootPlan, rootfs: Path) -> list[Path]:
         if target == rootfs:
             raise ValueError(f"write_files path {entry.path!r} names the root directory")
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        with target.open("ab" if entry.append else "wb") as handle:
-            handle.write(entry.content)
-        os.chmod(target, entry.permissions)
+        data = entry.content
+        if entry.append:
+            with contextlib.suppress(FileNotFoundError):
+                data = target.read_bytes() + data
+        write_private(target, data, entry.permissions)
         written.append(target)
     return written
 
 
 def prepare(plan: BootPlan, user_data: str, instance_dir: Path) -> list[str] | None:
-    """Write the user data (and runcmd script); the command to run in the namespace, if any."""
+    """Write the user data (and runcmd script); the command to run in the namespace, if any.
+
+    Both hold the join token: written 0600/0700 from the first byte (``write_private``).
+    """
     script = instance_dir / USER_DATA
-    script.write_text(user_data)
-    script.chmod(0o700 if plan.kind == "script" else 0o600)
+    write_private(script, user_data.encode(), 0o700 if plan.kind == "script" else 0o600)
     if plan.kind == "script":
         return [str(script)]
     if not plan.runcmd:
         return None
     runcmd = instance_dir / RUNCMD
-    runcmd.write_text("#!/bin/sh\n" + "".join(line + "\n" for line in plan.runcmd))
-    runcmd.chmod(0o700)
+    text = "#!/bin/sh\n" + "".join(line + "\n" for line in plan.runcmd)
+    write_private(runcmd, text.encode(), 0o700)
     return ["/bin/sh", str(runcmd)]
 
 
@@ -251,17 +293,34 @@ def note(instance_dir: Path, message: str) -> None:
         handle.write(f"mailfleet-local: {message}\n")
 
 
-def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> ProcessRef:
+def spawn(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    status_path: Path,
+    cgroup_procs: Sequence[Path] = (),
+    enter: Sequence[str] = (),
+) -> ProcessRef:
     """Start the boot in the background, in a new session, its output appended to ``log_path``.
+
+    ``argv`` runs under a small ``/bin/sh`` (``_WRAPPER``, itself started by ``enter``, the
+    command that puts it into the VPS's namespace) that first joins the VPS's cgroup by writing its pid into each ``cgroup_procs`` file — so everything the
+    boot starts is born inside it, with no window outside — and afterwards writes the boot's
+    exit status to ``status_path``, where ``exit_status`` finds it even after a control-plane
+    restart.
 
     ``subprocess.Popen`` rather than asyncio's subprocesses: the boot outlives the call (and
     may outlive the event loop), and asyncio ties a child's bookkeeping to its loop. A
     daemon thread waits for it, so it never lingers as a zombie of the control plane. The
     start time is read before that thread can reap it, so the reference is always complete.
     """
+    wrapped = [*enter, "/bin/sh", "-c", _WRAPPER, "mailfleet-boot", str(status_path)]
+    wrapped += [*map(str, cgroup_procs), "--", *argv]
     with log_path.open("ab") as output:
         process = subprocess.Popen(
-            argv,
+            wrapped,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -273,6 +332,27 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) ->
     start = stat.start if stat is not None else -1
     threading.Thread(target=process.wait, name=f"local-boot-{process.pid}", daemon=True).start()
     return ProcessRef(process.pid, start)
+
+
+def exit_status(instance_dir: Path) -> int | None:
+    """How the boot ended (``spawn`` records it), or None while it runs (or was killed)."""
+    try:
+        return int((instance_dir / BOOT_STATUS).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def log_tail(instance_dir: Path, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of the boot log (each cut to a sane length)."""
+    try:
+        with (instance_dir / BOOT_LOG).open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - TAIL_BYTES))
+            text = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    kept = [line[:TAIL_LINE_CHARS] for line in text.splitlines()[-lines:]]
+    return "\n".join(kept)
 
 
 def boot_environment(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import json
 import shlex
@@ -136,13 +137,18 @@ class IpRoute:
             raise ProviderError(f"`ip link delete dev {name}` failed: {result.stderr}")
 
     async def ensure_bridge(self, bridge: str, address: ipaddress.IPv4Interface) -> None:
-        """Create the bridge with its host address (idempotent) and bring it up.
+        """Create the bridge with its fixed MAC and host address (idempotent), bring it up.
 
         Only the bridge and its address are touched: no forwarding, no NAT. The namespaces
         reach each other over the bridge and the host through its address, nothing more.
+        A bridge left to itself takes the lowest MAC among its ports, so removing one VPS
+        would change the gateway's MAC under every other VPS (their cached neighbour entry
+        goes stale and their connections to the host stall until it expires): an address
+        set by hand stays.
         """
         if not await self.link_exists(bridge):
             await self.run("link", "add", "name", bridge, "type", "bridge")
+        await self.run("link", "set", "dev", bridge, "address", bridge_mac(bridge))
         await self.run("addr", "replace", str(address), "dev", bridge)
         await self.run("link", "set", "dev", bridge, "up")
 
@@ -203,6 +209,17 @@ class IpRoute:
         a minute after the address moves to a new namespace.
         """
         await self.run(*_in(namespace), "neigh", "flush", "to", str(address), check=False)
+
+
+def bridge_mac(bridge: str) -> str:
+    """A MAC for ``bridge``: the same for the same name, locally administered, unicast.
+
+    Derived from the name so every control plane on the host (and every restart) agrees,
+    and two bridges with different names do not collide.
+    """
+    digest = hashlib.sha256(f"mailfleet bridge {bridge}".encode()).digest()
+    octets = bytes([0x02, *digest[:5]])  # 0x02: locally administered (bit 1), unicast (bit 0)
+    return ":".join(f"{octet:02x}" for octet in octets)
 
 
 def _in(namespace: str | None) -> list[str]:

@@ -66,6 +66,7 @@ class LocalRecord:
     previous_limits: Limits | None = None
     reverse_dns: dict[str, str] = field(default_factory=dict)
     boot: tuple[ProcessRef, ...] = ()
+    cgroup: str | None = None  # its cgroup path (local_cgroup); None for older records
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,7 @@ class LocalRecord:
             previous_limits=Limits(**previous) if previous else None,
             reverse_dns={str(k): str(v) for k, v in data.get("reverse_dns", {}).items()},
             boot=tuple(ProcessRef(int(p["pid"]), int(p["start"])) for p in data.get("boot", [])),
+            cgroup=data.get("cgroup"),
         )
 
 
