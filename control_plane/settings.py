@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     state_backup_password_file: Path | None = Field(
         default=None, description="File holding that repository's password."
     )
+    state_backup_env_file: Path | None = Field(
+        default=None,
+        description="File (mode 0600) of NAME=value lines: that repository's backend "
+        "credentials (AWS_*, B2_*, …), never kept in Vault.",
+    )
     api_addr: HostPort = "127.0.0.1:8080"
     grpc_addr: HostPort = Field(default="127.0.0.1:8443", description="Agent link (mutual TLS).")
     enroll_addr: HostPort = Field(

@@ -55,7 +55,7 @@ async def drill(
         raise CommandError("the newest snapshot holds no files to drill with")
     chosen = secrets.SystemRandom().sample(files, min(sample, len(files)))
     scratch = under_root(root, DRILL_DIR) / secrets.token_hex(6)
-    scratch.mkdir(parents=True)
+    scratch.mkdir(mode=0o700, parents=True)
     try:
         progress(20, f"restoring {len(chosen)} files of {snapshot.get('short_id')}")
         includes = [arg for node in chosen for arg in ("--include", str(node["path"]))]

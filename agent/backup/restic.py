@@ -7,17 +7,28 @@ the progress lines restic prints while a backup runs.
 
 Secrets never touch disk or another process's environment: the repository password goes to
 restic through a pipe (``--password-file /dev/fd/N``), and backend credentials (S3 keys,
-…) are put only into the environment of the restic child itself. Each restic child dies
-with the agent (``PR_SET_PDEATHSIG``), so a killed agent leaves at most a stale lock,
-which the next run removes (``restic unlock`` removes only locks whose holder is gone).
+…) are put only into the environment of the restic child itself. That environment is
+fixed — ``mailfleet.restic.SAFE_PATH``, root's home, UTC, and the backend credentials the
+shared allowlist accepts — never the agent's own, and restic runs by absolute path: a
+payload cannot set ``PATH`` or ``LD_PRELOAD`` for a process that runs as root.
+
+Each restic child dies with the agent (``PR_SET_PDEATHSIG``), so a killed agent leaves at
+most a stale lock. Every restic run against a repository leaves a marker in the cache
+directory while it runs; a marker whose agent is gone means that run was interrupted, and
+the next run against the repository first removes the stale locks (``restic unlock``
+removes only locks whose holder is gone, or older than 30 minutes): a lock left beside a
+shared one would otherwise refuse an operator's ``restic check`` until someone unlocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
+import pwd
+import secrets
 import shutil
 import signal
 from collections.abc import Callable, Iterator, Mapping
@@ -26,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CommandError
+from mailfleet.restic import SAFE_PATH, env_problem, repository_url_problem
 
 # restic exits 3 when a snapshot was made but some files could not be read (a message moved
 # by the MTA while restic walked the directory): the snapshot is usable, with warnings.
 PARTIAL = 3
-_BASE_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")
+RUNNING_DIR = "running"  # under the cache directory: one marker per restic run
+_NO_MARKER = ("init", "unlock", "version")
 NO_REPOSITORY = "no restic repository at this location"
 LOCKED = "the repository is locked by another restic process"
 _DIAGNOSES = (
@@ -59,12 +72,18 @@ class Repository:
             raise CommandError(f"payload.{name}.url: a restic repository URL")
         if not isinstance(password, str) or not password:
             raise CommandError(f"payload.{name}: no repository password was delivered")
+        problem = repository_url_problem(url)
+        if problem is not None:
+            raise CommandError(f"payload.{name}.url: {problem}")
         if env is None:
             env = {}
         if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
-            raise CommandError(f"payload.{name}.env: a map of environment names to strings")
+            raise CommandError(f"payload.{name}_env: a map of environment names to strings")
+        refused = env_problem(env)
+        if refused is not None:
+            raise CommandError(f"payload.{name}_env.{refused[0]}: {refused[1]}")
         return cls(url, password, dict(env))
 
 
@@ -87,8 +106,27 @@ def _with_parent_death() -> list[str]:
     """A prefix making the child die with the agent (``PR_SET_PDEATHSIG`` through
     util-linux's ``setpriv``, which every Debian/Ubuntu has). Not ``preexec_fn``: Python
     code between fork and exec runs gRPC's fork handlers in the child, which abort."""
-    setpriv = shutil.which("setpriv")
+    setpriv = shutil.which("setpriv", path=SAFE_PATH)
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+def child_env(backend: Mapping[str, str]) -> dict[str, str]:
+    """restic's whole environment: fixed values and the (allowlisted) backend credentials.
+    ``HOME`` is the account's, for ``ssh`` (sftp) and rclone's configuration; ``TZ`` is
+    UTC so retention buckets days the same on every server."""
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    return {"PATH": SAFE_PATH, "HOME": home, "TZ": "UTC", **backend,
+            "RESTIC_PROGRESS_FPS": "2"}  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -113,7 +151,41 @@ class Restic:
     """restic against one repository (and, for ``copy``, a source repository)."""
 
     def __init__(self, repository: Repository, cache_dir: Path, binary: str = "restic") -> None:
-        self.repository, self.cache_dir, self.binary = repository, cache_dir, binary
+        self.repository, self.cache_dir = repository, cache_dir
+        found = binary if binary.startswith("/") else shutil.which(binary, path=SAFE_PATH)
+        self.binary = found
+
+    def _digest(self, repository: Repository) -> str:
+        return hashlib.sha256(repository.url.encode()).hexdigest()[:24]
+
+    @contextlib.contextmanager
+    def _marked(self, action: str, source: Repository | None) -> Iterator[None]:
+        """A marker naming this process for each repository restic locks while it runs."""
+        if action in _NO_MARKER:
+            yield
+            return
+        directory = self.cache_dir / RUNNING_DIR
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = f"{os.getpid()}.{secrets.token_hex(4)}"
+        locked = [self.repository] + ([source] if source else [])
+        markers = [directory / f"{self._digest(r)}.{token}" for r in locked]
+        try:
+            for marker in markers:
+                marker.touch(mode=0o600)
+            yield
+        finally:
+            for marker in markers:
+                marker.unlink(missing_ok=True)
+
+    def interrupted_runs(self) -> list[Path]:
+        """Markers of runs against this repository whose agent process is gone."""
+        directory, digest = self.cache_dir / RUNNING_DIR, self._digest(self.repository)
+        found = []
+        for marker in directory.glob(f"{digest}.*") if directory.is_dir() else ():
+            pid = marker.name.split(".")[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                found.append(marker)
+        return found
 
     async def run(
         self,
@@ -127,15 +199,15 @@ class Restic:
         """Run ``restic <action> <args>``; returns the exit code, every JSON line printed
         (each also given to ``on_json`` as it arrives) and the last of stdout's text."""
         passwords = [self.repository.password] + ([source.password] if source else [])
-        env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
-        env.update(self.repository.env)
-        env["RESTIC_PROGRESS_FPS"] = "2"
-        with _password_pipes(*passwords) as fds:
-            binary = shutil.which(self.binary, path=env.get("PATH"))
-            if binary is None:
-                raise CommandError("restic is not installed on this server")
+        backend = dict(self.repository.env)
+        if source is not None:
+            backend.update({k: v for k, v in source.env.items() if k not in backend})
+        env = child_env(backend)
+        if self.binary is None:
+            raise CommandError("restic is not installed on this server")
+        with _password_pipes(*passwords) as fds, self._marked(action, source):
             command = [
-                binary,
+                self.binary,
                 action,
                 "--repo",
                 self.repository.url,
@@ -145,7 +217,6 @@ class Restic:
                 str(self.cache_dir),
             ]
             if source is not None:
-                env.update({k: v for k, v in source.env.items() if k not in env})
                 command += ["--from-repo", source.url, "--from-password-file", f"/dev/fd/{fds[1]}"]
             process = await asyncio.create_subprocess_exec(
                 *_with_parent_death(),
@@ -157,19 +228,22 @@ class Restic:
                 env=env,
                 pass_fds=fds,
             )
-        try:
-            code, messages, text, stderr = await asyncio.wait_for(
-                self._collect(process, on_json), limit_seconds
-            )
-        except (TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)  # restic removes its lock on SIGINT
+            for fd in fds:  # restic holds its copies; the pipes close with it
+                os.close(fd)
+            fds.clear()
             try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-            raise
+                code, messages, text, stderr = await asyncio.wait_for(
+                    self._collect(process, on_json), limit_seconds
+                )
+            except (TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGINT)  # restic removes its lock on SIGINT
+                try:
+                    await asyncio.wait_for(process.wait(), 10)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+                raise
         if code not in ok:
             raise ResticError(action, stderr or text, code)
         return code, messages, text
@@ -216,6 +290,10 @@ class Restic:
         when restic says so (each restic start costs a key derivation, so nothing is checked
         up front). The last value says whether the repository was created."""
         created = unlocked = False
+        stale = self.interrupted_runs()
+        if stale:
+            await self._unlock_after_interruption(stale)
+            unlocked = True
         while True:
             try:
                 return (*await self.run(action, *args, **options), created)
@@ -238,6 +316,17 @@ class Restic:
     async def unlock_stale(self) -> None:
         """Remove locks left by a restic that is gone (a killed agent); live ones stay."""
         await self.run("unlock", limit_seconds=300)
+
+    async def _unlock_after_interruption(self, markers: list[Path]) -> None:
+        """A run against this repository was killed with its agent: its lock goes before
+        anything else runs (a missing repository has no locks to remove)."""
+        try:
+            await self.unlock_stale()
+        except ResticError as exc:
+            if exc.reason != NO_REPOSITORY:
+                raise
+        for marker in markers:
+            marker.unlink(missing_ok=True)
 
     async def snapshots(self, *args: str) -> list[dict[str, Any]]:
         _, messages, _ = await self.run("snapshots", "--json", *args, limit_seconds=600)

@@ -27,9 +27,11 @@ from agent.errors import CommandError
 from agent.files import write_atomically
 from agent.mailu.compose import Compose
 from agent.mailu.install import COMPOSE_FILE, Progress, mailu_dir
+from mailfleet.restic import path_problem, readable_path_problem, writable_path_problem
 
 RESTORES_DIR = Path("/var/lib/mailfleet-agent/restores")
 _ID_CHARS = set("0123456789abcdef")
+_GLOB = set("*?[\\")  # restic --include patterns: an include names one path
 
 
 def _manifest(root: Path, restore_id: str) -> Path:
@@ -44,7 +46,11 @@ def _here(root: Path, snapshot_root: Path, path: str) -> Path:
         relative = Path(path).relative_to(snapshot_root)
     except ValueError:
         raise CommandError(f"snapshot path {path} is outside snapshot_root") from None
-    return under_root(root, Path("/") / relative)
+    here = str(Path("/") / relative)
+    problem = readable_path_problem(here)  # a crafted snapshot must not swap /etc in
+    if problem is not None:
+        raise CommandError(f"snapshot path {path}: {problem}")
+    return under_root(root, Path(here))
 
 
 async def _mail_stopped(root: Path, units: list[Path]) -> Compose | None:
@@ -67,16 +73,20 @@ async def restore_snapshot(
         raise CommandError("payload.snapshot: a snapshot id or 'latest'")
     include = payload.get("include") or []
     if not isinstance(include, list) or not all(
-        isinstance(p, str) and p.startswith("/") for p in include
+        isinstance(p, str) and path_problem(p) is None and not _GLOB & set(p) for p in include
     ):
         raise CommandError("payload.include: a list of absolute paths in the snapshot")
-    target = payload.get("target")
-    if target != "in_place" and not (isinstance(target, str) and target.startswith("/")):
-        raise CommandError("payload.target: 'in_place' or an absolute directory")
+    target = str(payload.get("target"))
+    if target != "in_place":
+        problem = writable_path_problem(target)
+        if problem is not None:
+            raise CommandError(f"payload.target: 'in_place' or an absolute directory: {problem}")
     args = [arg for path in include for arg in ("--include", path)]
     if target != "in_place":
         destination = under_root(root, Path(target))
-        destination.mkdir(parents=True, exist_ok=True)
+        if destination.is_dir() and any(destination.iterdir()):
+            raise CommandError(f"payload.target: {target} is not empty; name a new directory")
+        destination.mkdir(mode=0o700, parents=True, exist_ok=True)
         progress(5, f"restoring {snapshot} to {target}")
         await restic.run("restore", snapshot, "--target", str(destination), *args)
         sources.put_back_sqlite_copies(destination)
@@ -88,7 +98,7 @@ async def restore_snapshot(
     units = [_here(root, snapshot_root, p) for p in (include or found["paths"])]
     restore_id = secrets.token_hex(8)
     staging = under_root(root, RESTORES_DIR) / restore_id
-    staging.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         progress(5, f"restoring {found['short_id']} into a staging tree")
         await restic.run("restore", found["id"], "--target", str(staging), *args)

@@ -12,7 +12,10 @@ restore puts it back under the database's name. Mail keeps flowing throughout.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 from agent.config import under_root
 from agent.errors import CommandError
 from agent.mailu.install import COMPOSE_FILE, ENV_FILE, mailu_dir
+from mailfleet.restic import readable_path_problem
 
 SNAPSHOT_SUFFIX = ".mailfleet-snapshot"
 MAILU_ENTRIES = (
@@ -42,8 +46,12 @@ def _absolute_list(root: Path, payload: dict[str, Any], key: str) -> list[Path] 
     raw = payload.get(key)
     if raw is None:
         return None
-    if not isinstance(raw, list) or not all(isinstance(p, str) and p.startswith("/") for p in raw):
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise CommandError(f"payload.{key}: a list of absolute paths")
+    for path in raw:
+        problem = readable_path_problem(path)
+        if problem is not None:
+            raise CommandError(f"payload.{key}: {path!r}: {problem}")
     return [under_root(root, Path(p)) for p in raw]
 
 
@@ -73,12 +81,14 @@ def consistent_sqlite_copies(databases: list[Path]) -> Iterator[list[str]]:
             copy = db.with_name(db.name + SNAPSHOT_SUFFIX)
             source = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
             try:
-                target = sqlite3.connect(copy)
+                _private_file(copy)  # the copy holds what the database holds: 0600 at once
                 made.append(copy)
+                target = sqlite3.connect(copy)
                 try:
                     source.backup(target)
                 finally:
                     target.close()
+                _same_mode_and_owner(copy, db)  # restored under the database's name
             except sqlite3.Error as exc:
                 raise CommandError(f"consistent copy of {db.name} failed: {exc}") from None
             finally:
@@ -89,6 +99,20 @@ def consistent_sqlite_copies(databases: list[Path]) -> Iterator[list[str]]:
     finally:
         for copy in made:
             copy.unlink(missing_ok=True)
+
+
+def _private_file(path: Path) -> None:
+    """An empty file only the owner may read, replacing any earlier leftover."""
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+
+
+def _same_mode_and_owner(copy: Path, db: Path) -> None:
+    """The copy as the database is: a restore puts it back in the database's place."""
+    info = db.stat()
+    with contextlib.suppress(PermissionError):
+        os.chown(copy, info.st_uid, info.st_gid)
+    os.chmod(copy, stat.S_IMODE(info.st_mode))
 
 
 def put_back_sqlite_copies(tree: Path) -> None:

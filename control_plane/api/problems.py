@@ -66,7 +66,8 @@ def problem_response(
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
+    """``body.repository_env.PATH`` for a refused map key (pydantic appends ``[key]``)."""
+    return ".".join(str(part) for part in loc if part != "[key]") or "body"
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -83,9 +84,27 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             f"request body is not valid JSON: {message}",
             [FieldError(field="body", message="invalid JSON")],
         )
+    sent_as = _not_json(request)
+    if sent_as is not None and any(e["loc"][:1] == ("body",) for e in raw):
+        message = f"send the body as JSON with Content-Type: application/json (not {sent_as})"
+        return problem_response(
+            request, 422, "Invalid input", message, [FieldError(field="body", message=message)]
+        )
     errors = [FieldError(field=_field_path(tuple(e["loc"])), message=e["msg"]) for e in raw]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem_response(request, 422, "Invalid input", detail, errors)
+
+
+def _not_json(request: Request) -> str | None:
+    """The media type a body came as when it is not JSON (``curl -d`` sends a form); FastAPI
+    then validates the raw bytes and its errors would not say what was wrong."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return None  # FastAPI reads a body without a type as JSON
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return None
+    return media_type
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,33 +3,52 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from control_plane.schemas import RequestModel, ResponseModel
+from mailfleet import restic
 
 HOUR, DAY = 3600, 86400
 # Backends restic speaks (a local path is an absolute path).
 SCHEMES = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _SNAPSHOT = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+_MAILBOX = re.compile(r"^[a-z0-9!#$%&'+=^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}$")
 
 
 def _repository_url(value: str | None) -> str | None:
     if value is None:
         return None
-    if value.startswith("/") or value.startswith(SCHEMES):
-        return value
-    raise ValueError(f"a restic repository: an absolute path or one of {', '.join(SCHEMES)}…")
-
-
-def _env(value: dict[str, str] | None) -> dict[str, str] | None:
-    if value is not None:
-        bad = [name for name in value if not _ENV_NAME.match(name) or name.startswith("RESTIC_")]
-        if bad:
-            raise ValueError(f"not a backend credential name: {', '.join(sorted(bad))}")
+    if not (value.startswith("/") or value.startswith(SCHEMES)):
+        raise ValueError(f"a restic repository: an absolute path or one of {', '.join(SCHEMES)}…")
+    problem = restic.repository_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
+
+
+def _env_name(name: str) -> str:
+    if restic.refused_env([name]):
+        raise ValueError(
+            "not a backend credential restic documents; one of "
+            + ", ".join(sorted(restic.BACKEND_ENV))
+        )
+    return name
+
+
+def _env_value(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("a value without NUL characters")
+    return value
+
+
+# Checked key by key, so a refusal names the variable: ``body.repository_env.PATH``.
+BackendEnv = dict[
+    Annotated[str, AfterValidator(_env_name)], Annotated[str, AfterValidator(_env_value)]
+]
 
 
 class Retention(RequestModel):
@@ -62,7 +81,7 @@ class PolicyIn(RequestModel):
     )
 
     repository_url: str = Field(min_length=2, max_length=1000)
-    repository_env: dict[str, str] | None = Field(
+    repository_env: BackendEnv | None = Field(
         default=None, description="Backend credentials (kept in Vault; only names shown)."
     )
     repository_password: str | None = Field(
@@ -72,7 +91,7 @@ class PolicyIn(RequestModel):
         description="For an existing repository; generated (and kept in Vault) when omitted.",
     )
     offsite_url: str | None = Field(default=None, min_length=2, max_length=1000)
-    offsite_env: dict[str, str] | None = None
+    offsite_env: BackendEnv | None = None
     offsite_password: str | None = Field(
         default=None, min_length=16, max_length=1024, description="For an existing repository."
     )
@@ -96,14 +115,14 @@ class PolicyIn(RequestModel):
     limit_upload_kib: int | None = Field(default=None, ge=64, le=10_000_000)
 
     _urls = field_validator("repository_url", "offsite_url")(_repository_url)
-    _envs = field_validator("repository_env", "offsite_env")(_env)
 
     @field_validator("paths")
     @classmethod
     def absolute(cls, value: list[str]) -> list[str]:
         for path in value:
-            if not path.startswith("/") or "\n" in path or "/../" in f"{path}/":
-                raise ValueError(f"{path!r} is not an absolute path")
+            problem = restic.readable_path_problem(path)
+            if problem is not None:
+                raise ValueError(f"{path!r}: {problem}")
         return value
 
     @model_validator(mode="after")
@@ -176,7 +195,9 @@ class RestoreIn(RequestModel):
         description="in_place (the previous state is kept aside until finished), or an "
         "absolute directory on the server.",
     )
-    mailbox: str | None = Field(default=None, description="Restore only this mailbox.")
+    mailbox: str | None = Field(
+        default=None, max_length=320, description="Restore only this mailbox (local@domain)."
+    )
 
     @field_validator("snapshot")
     @classmethod
@@ -188,9 +209,24 @@ class RestoreIn(RequestModel):
     @field_validator("target")
     @classmethod
     def target_kind(cls, value: str) -> str:
-        if value != "in_place" and not (value.startswith("/") and "/../" not in f"{value}/"):
-            raise ValueError("in_place, or an absolute directory")
+        if value == "in_place":
+            return value
+        problem = restic.writable_path_problem(value)
+        if problem is not None:
+            raise ValueError(f"in_place, or an absolute directory: {problem}")
         return value
+
+    @field_validator("mailbox")
+    @classmethod
+    def mailbox_address(cls, value: str | None) -> str | None:
+        """The address becomes a path and a restic ``--include`` pattern: no ``/``, no
+        wildcards, no ``..``."""
+        if value is None:
+            return None
+        address = value.strip().lower()
+        if not _MAILBOX.match(address) or ".." in address or address.startswith("."):
+            raise ValueError("an address local@domain")
+        return address
 
 
 class RestoreFinish(RequestModel):

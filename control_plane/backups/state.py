@@ -12,6 +12,12 @@ into ``restic backup --stdin``.
 --single-transaction`` (all or nothing) or the SQLite file swapped in whole (the old one kept
 beside it), and ``sys/storage/raft/snapshot-force``.
 
+A remote repository's backend credentials (S3 keys, …) come from the file named by
+``MAILFLEET_STATE_BACKUP_ENV_FILE`` (``NAME=value`` lines, readable by its owner only), never
+from Vault: this repository holds the Vault snapshot a recovery needs. restic runs by
+absolute path with a fixed environment plus those credentials, under the same allowlist
+the agents use (``mailfleet.restic``).
+
 restic runs here through a few lines of its own rather than the agent's adapter: the
 control plane never imports agent code.
 """
@@ -21,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import shutil
 import socket
 import sqlite3
+import stat
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,7 @@ from control_plane.db.rls import CREATE_TENANT_ROLE
 from control_plane.errors import MailFleetError
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+from mailfleet.restic import SAFE_PATH, env_problem
 
 TAG = "mailfleet-state"
 PG_DUMP, SQLITE_COPY, VAULT_SNAPSHOT = "database.pgdump", "database.sqlite3", "vault.snap"
@@ -46,7 +56,14 @@ class StateBackupError(MailFleetError):
     """The control plane's state could not be backed up or restored."""
 
 
-def _repository(settings: Settings) -> tuple[str, str]:
+@dataclass(frozen=True)
+class StateRepository:
+    url: str
+    password: str = field(repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def _repository(settings: Settings) -> StateRepository:
     if not settings.state_backup_repository or settings.state_backup_password_file is None:
         raise StateBackupError(
             "set MAILFLEET_STATE_BACKUP_REPOSITORY and MAILFLEET_STATE_BACKUP_PASSWORD_FILE"
@@ -55,7 +72,42 @@ def _repository(settings: Settings) -> tuple[str, str]:
         password = settings.state_backup_password_file.read_text().strip()
     except OSError as exc:
         raise StateBackupError(f"MAILFLEET_STATE_BACKUP_PASSWORD_FILE: {exc.strerror}") from None
-    return settings.state_backup_repository, password
+    env = read_env_file(settings.state_backup_env_file) if settings.state_backup_env_file else {}
+    return StateRepository(settings.state_backup_repository, password, env)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments, blank lines); only restic's backend credential
+    names, and only from a file no one but its owner can read."""
+    where = "MAILFLEET_STATE_BACKUP_ENV_FILE"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with os.fdopen(fd, encoding="utf-8") as handle:
+            if stat.S_IMODE(os.fstat(handle.fileno()).st_mode) & 0o077:
+                raise StateBackupError(f"{where}: {path} is readable by others; chmod 600 it")
+            text = handle.read()
+    except OSError as exc:
+        raise StateBackupError(f"{where}: {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise StateBackupError(f"{where}: {path} is not UTF-8 text") from None
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        if not equals:
+            raise StateBackupError(f"{where}: line {number} is not NAME=value")
+        env[name.strip()] = value
+    refused = env_problem(env)
+    if refused is not None:
+        raise StateBackupError(f"{where}: {refused[0]}: {refused[1]}")
+    return env
+
+
+def _restic_env(repository: StateRepository) -> dict[str, str]:
+    """restic's whole environment: fixed, plus the backend credentials."""
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    return {"PATH": SAFE_PATH, "HOME": home, "TZ": "UTC", **repository.env}
 
 
 def _libpq(url: URL) -> tuple[str, dict[str, str]]:
@@ -75,19 +127,20 @@ async def _pipe(
     pass_fds: tuple[int, ...] = (),
 ) -> bytes:
     """``producer | consumer`` (or ``stdin_data`` into the consumer); the consumer's stdout.
-    Either side failing fails the whole, with its own words."""
-    base = {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
+    Either side failing fails the whole, with its own words. Each side's environment is the
+    one given, else a few of this process's variables."""
     read, write = os.pipe()
     first = None
     try:
         if producer is not None:
             first = await asyncio.create_subprocess_exec(
                 *producer, stdout=write, stderr=asyncio.subprocess.PIPE,
-                env={**base, **(producer_env or {})},
+                env=producer_env or _inherited(),
             )  # fmt: skip
         second = await asyncio.create_subprocess_exec(
             *consumer, stdin=read, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**base, **(consumer_env or {})},
+            stderr=asyncio.subprocess.PIPE,
+            env=consumer_env or _inherited(),
             pass_fds=pass_fds,
         )  # fmt: skip
     finally:
@@ -106,6 +159,11 @@ async def _pipe(
     return out
 
 
+def _inherited() -> dict[str, str]:
+    """What pg_dump and pg_restore get of this process's environment (the operator's)."""
+    return {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
+
+
 def _write_all(fd: int, data: bytes) -> None:
     try:
         view = memoryview(data)
@@ -119,12 +177,12 @@ def _tail(raw: bytes) -> str:
     return " ".join(raw.decode(errors="replace").split())[-300:] or "failed without a message"
 
 
-def _restic(repository: str, password_fd: int, *args: str) -> list[str]:
-    binary = shutil.which("restic")
+def _restic(repository: StateRepository, password_fd: int, *args: str) -> list[str]:
+    binary = shutil.which("restic", path=SAFE_PATH)
     if binary is None:
         raise StateBackupError("restic is not installed on the control plane's host")
-    return [binary, args[0], "--repo", repository, "--password-file", f"/dev/fd/{password_fd}",
-            "--no-cache", *args[1:]]  # fmt: skip
+    return [binary, args[0], "--repo", repository.url, "--password-file",
+            f"/dev/fd/{password_fd}", "--no-cache", *args[1:]]  # fmt: skip
 
 
 def _password_fd(password: str) -> int:
@@ -135,56 +193,52 @@ def _password_fd(password: str) -> int:
     return read
 
 
-async def ensure_repository(repository: str, password: str) -> None:
-    """Create the state repository on first use."""
-    read = _password_fd(password)
+async def _run_restic(
+    repository: StateRepository,
+    *args: str,
+    producer: list[str] | None = None,
+    stdin_data: bytes | None = b"",
+    **kwargs: Any,
+) -> bytes:
+    """``restic <args>`` against the state repository (fed by ``producer`` or
+    ``stdin_data``); its stdout."""
+    read = _password_fd(repository.password)
     try:
-        await _pipe(None, _restic(repository, read, "cat", "config"), stdin_data=b"",
-                    pass_fds=(read,))  # fmt: skip
+        command = _restic(repository, read, *args)
+        return await _pipe(producer, command, stdin_data=None if producer else stdin_data,
+                           consumer_env=_restic_env(repository), pass_fds=(read,),
+                           **kwargs)  # fmt: skip
+    finally:
+        os.close(read)
+
+
+async def ensure_repository(repository: StateRepository) -> None:
+    """Create the state repository on first use."""
+    try:
+        await _run_restic(repository, "cat", "config")
         return
     except StateBackupError as exc:
         if "unable to open config file" not in str(exc):
             raise
-    finally:
-        os.close(read)
-    read = _password_fd(password)
-    try:
-        await _pipe(None, _restic(repository, read, "init"), stdin_data=b"", pass_fds=(read,))
-    finally:
-        os.close(read)
+    await _run_restic(repository, "init")
 
 
 async def _into_restic(
-    repository: str, password: str, name: str, producer: list[str] | None, **kwargs: Any
+    repository: StateRepository, name: str, producer: list[str] | None, **kwargs: Any
 ) -> None:
-    read = _password_fd(password)
-    try:
-        command = _restic(repository, read, "backup", "--stdin", "--stdin-filename", name,
-                          "--tag", TAG, "--host", socket.gethostname())  # fmt: skip
-        await _pipe(producer, command, pass_fds=(read,), **kwargs)
-    finally:
-        os.close(read)
+    await _run_restic(repository, "backup", "--stdin", "--stdin-filename", name, "--tag", TAG,
+                      "--host", socket.gethostname(), producer=producer, **kwargs)  # fmt: skip
 
 
-async def _from_restic(repository: str, password: str, name: str, at: datetime | None) -> bytes:
-    read = _password_fd(password)
-    try:
-        snapshot = await _snapshot_at(repository, read, name, at)
-        read2 = _password_fd(password)
-        try:
-            return await _pipe(None, _restic(repository, read2, "dump", snapshot, f"/{name}"),
-                               stdin_data=b"", pass_fds=(read2,))  # fmt: skip
-        finally:
-            os.close(read2)
-    finally:
-        os.close(read)
+async def _from_restic(repository: StateRepository, name: str, at: datetime | None) -> bytes:
+    snapshot = await _snapshot_at(repository, name, at)
+    return await _run_restic(repository, "dump", snapshot, f"/{name}")
 
 
-async def _snapshot_at(repository: str, password_fd: int, name: str, at: datetime | None) -> str:
-    listed = await _pipe(
-        None, _restic(repository, password_fd, "snapshots", "--json", "--tag", TAG, "--path",
-                      f"/{name}"), stdin_data=b"", pass_fds=(password_fd,),
-    )  # fmt: skip
+async def _snapshot_at(repository: StateRepository, name: str, at: datetime | None) -> str:
+    listed = await _run_restic(
+        repository, "snapshots", "--json", "--tag", TAG, "--path", f"/{name}"
+    )
     snapshots = sorted(json.loads(listed or b"[]"), key=lambda s: str(s["time"]))
     if at is not None:
         snapshots = [s for s in snapshots if datetime.fromisoformat(s["time"]) <= at]
@@ -196,25 +250,25 @@ async def _snapshot_at(repository: str, password_fd: int, name: str, at: datetim
 
 async def backup_state(settings: Settings, db: Database, vault: Vault) -> dict[str, str]:
     """Both snapshots, the database first; what was stored."""
-    repository, password = _repository(settings)
-    await ensure_repository(repository, password)
+    repository = _repository(settings)
+    await ensure_repository(repository)
     stored: dict[str, str] = {}
     if db.dialect == "postgresql":
         uri, env = _libpq(db.url)
         dump = ["pg_dump", "--format=custom", "--no-owner", f"--dbname={uri}"]
-        await _into_restic(repository, password, PG_DUMP, dump, producer_env=env)
+        await _into_restic(repository, PG_DUMP, dump, producer_env={**_inherited(), **env})
         stored["database"] = PG_DUMP
     else:
         source = Path(str(db.url.database))
         with tempfile.TemporaryDirectory(prefix="mailfleet-state-") as scratch:
             copy = Path(scratch) / SQLITE_COPY
             await asyncio.to_thread(_sqlite_copy, source, copy)
-            await _into_restic(repository, password, SQLITE_COPY, ["cat", str(copy)])
+            await _into_restic(repository, SQLITE_COPY, ["cat", str(copy)])
         stored["database"] = SQLITE_COPY
     snapshot = await vault.call(lambda: vault.client.sys.take_raft_snapshot(), "raft snapshot")
     if getattr(snapshot, "status_code", 200) != 200:
         raise StateBackupError(f"Vault raft snapshot: HTTP {snapshot.status_code}")
-    await _into_restic(repository, password, VAULT_SNAPSHOT, None, stdin_data=snapshot.content)
+    await _into_restic(repository, VAULT_SNAPSHOT, None, stdin_data=snapshot.content)
     stored["vault"] = VAULT_SNAPSHOT
     return stored
 
@@ -222,7 +276,12 @@ async def backup_state(settings: Settings, db: Database, vault: Vault) -> dict[s
 def _swap_sqlite(target: Path, data: bytes) -> None:
     """The restored file in place of the current one, which is kept as ``.before-restore``."""
     incoming = target.with_name(target.name + ".restoring")
-    incoming.write_bytes(data)
+    incoming.unlink(missing_ok=True)
+    fd = os.open(incoming, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:  # the whole database: its owner's only, at once
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     if target.exists():
         target.replace(target.with_name(target.name + ".before-restore"))
     for suffix in ("-wal", "-shm"):
@@ -247,24 +306,24 @@ async def restore_state(
 ) -> dict[str, str]:
     """The database and Vault as they were at ``at`` (default: the newest backup). Run with
     every ``mailfleet serve`` stopped."""
-    repository, password = _repository(settings)
+    repository = _repository(settings)
     restored: dict[str, str] = {}
     if db.dialect == "postgresql":
-        dump = await _from_restic(repository, password, PG_DUMP, at)
+        dump = await _from_restic(repository, PG_DUMP, at)
         async with db.engine.begin() as conn:
             await conn.execute(text(CREATE_TENANT_ROLE))
         await db.engine.dispose()
         uri, env = _libpq(db.url)
         restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
                    f"--dbname={uri}"]  # fmt: skip
-        await _pipe(None, restore, stdin_data=dump, consumer_env=env)
+        await _pipe(None, restore, stdin_data=dump, consumer_env={**_inherited(), **env})
         restored["database"] = PG_DUMP
     else:
-        data = await _from_restic(repository, password, SQLITE_COPY, at)
+        data = await _from_restic(repository, SQLITE_COPY, at)
         await db.engine.dispose()
         await asyncio.to_thread(_swap_sqlite, Path(str(db.url.database)), data)
         restored["database"] = SQLITE_COPY
-    snapshot = await _from_restic(repository, password, VAULT_SNAPSHOT, at)
+    snapshot = await _from_restic(repository, VAULT_SNAPSHOT, at)
     await vault.call(
         lambda: vault.client.sys.force_restore_raft_snapshot(snapshot), "raft snapshot restore"
     )

@@ -318,10 +318,16 @@ async def test_killing_the_agent_mid_backup_leaves_a_clean_repository(
     assert list((repo / "locks").iterdir())  # ...leaving its lock behind
 
     _, progress = recorder()
-    result = await backup.run(root, payload(repo), progress)  # the stale lock is no obstacle
+    result = await backup.run(root, payload(repo), progress)  # the stale lock goes first
     assert result["total_bytes_processed"] == 12 * 1024 * 1024
-    assert (await backup.check(root, payload(repo), progress))["ok"] is True
     assert not list((repo / "locks").iterdir())
+    # An operator's plain restic (an exclusive lock) is not refused by a dead one's lock.
+    plain = await asyncio.to_thread(
+        subprocess.run, ["restic", "check", "--repo", str(repo), "--no-cache"],
+        capture_output=True, text=True,
+        env={"PATH": os.environ["PATH"], "RESTIC_PASSWORD": PASSWORD},
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
     listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
     assert [s["short_id"] for s in listed] == [result["short_id"]]
 
@@ -408,3 +414,94 @@ async def test_the_restore_drill_compares_a_sample_and_catches_corruption(
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(CommandError, match=r"content differs"):
         await backup.drill(root, payload(repo, sample=1000), progress)
+
+
+def restic_environ(marker: str, deadline: float) -> dict[str, str]:
+    """The environment of the running restic whose command line names ``marker``."""
+    while time.monotonic() < deadline:
+        for pid in restic_processes(marker):
+            try:
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if raw:
+                return dict(e.split("=", 1) for e in raw.decode().split("\0") if "=" in e)
+        time.sleep(0.02)
+    raise AssertionError("no restic process was seen running")
+
+
+async def test_restic_runs_by_absolute_path_with_a_fixed_environment(
+    tmp_path: Path, templates: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "bin"
+    decoy.mkdir()
+    (decoy / "restic").write_text(f"#!/bin/sh\ntouch {tmp_path / 'decoy-ran'}\nexit 1\n")
+    (decoy / "restic").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{decoy}:{os.environ['PATH']}")
+    monkeypatch.setenv("MAILFLEET_CANARY", "the agent's own environment")
+    root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+    (root / "mailu" / "mail").mkdir(parents=True)
+    (root / "mailu" / "mail" / "big").write_bytes(os.urandom(3 * 1024 * 1024))
+    body = payload(repo, limit_upload_kib=512, repository_env={"AWS_ACCESS_KEY_ID": "AKIAX"})
+    _, progress = recorder()
+    running = asyncio.create_task(backup.run(root, body, progress))
+    seen = await asyncio.to_thread(restic_environ, str(repo), time.monotonic() + 20)
+    result = await running
+    assert result["total_bytes_processed"] == 3 * 1024 * 1024
+    assert not (tmp_path / "decoy-ran").exists()  # restic by absolute path, not the PATH's
+    assert seen == {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": seen["HOME"], "TZ": "UTC",
+        "RESTIC_PROGRESS_FPS": "2", "AWS_ACCESS_KEY_ID": "AKIAX",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"repository_env": {"LD_PRELOAD": "/tmp/evil.so"}}, "payload.repository_env.LD_PRELOAD"),
+        ({"repository_env": {"PATH": "/tmp"}}, "payload.repository_env.PATH"),
+        ({"repository_env": {"RESTIC_PASSWORD_COMMAND": "sh"}}, "payload.repository_env.RESTIC"),
+        ({"offsite": {"url": "/o"}, "offsite_password": PASSWORD,
+          "offsite_env": {"AWS_SHARED_CREDENTIALS_FILE": "/root/x"}},
+         "payload.offsite_env.AWS_SHARED_CREDENTIALS_FILE"),
+        ({"repository": {"url": "sftp:-oProxyCommand=sh:/r"}}, "payload.repository.url"),
+        ({"repository": {"url": "rclone::sftp,ssh=sh:/r"}}, "payload.repository.url"),
+        ({"repository": {"url": "/etc/cron.d/r"}}, "payload.repository.url"),
+        ({"paths": ["/var/lib/mailfleet-agent"]}, "payload.paths"),
+        ({"paths": ["/mailu/../etc"]}, "payload.paths"),
+        ({"paths": ["/var"]}, "payload.paths"),
+    ],
+)  # fmt: skip
+async def test_payloads_that_would_run_code_or_read_secrets_are_refused(
+    tmp_path: Path, extra: dict[str, Any], field: str
+) -> None:
+    root = tmp_path / "vps"
+    (root / "mailu" / "mail").mkdir(parents=True)
+    _, progress = recorder()
+    with pytest.raises(CommandError, match=rf"^{field}"):
+        await backup.run(root, {**payload(tmp_path / "repo"), **extra}, progress)
+    assert not (tmp_path / "repo").exists()  # nothing ran
+
+
+async def test_a_restore_never_writes_into_the_system_or_over_files(
+    tmp_path: Path, templates: tuple[Path, Path]
+) -> None:
+    root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+    make_maildir(root / "mailu", mailboxes=1, messages=3)
+    _, progress = recorder()
+    first = await backup.run(root, payload(repo), progress)
+    for target in ("/", "/etc/systemd/system/x.d", "/root/.ssh", "/usr/local/bin"):
+        with pytest.raises(CommandError, match=r"^payload\.target"):
+            await backup.restore(root, payload(repo, snapshot=first["short_id"], target=target),
+                                 progress)  # fmt: skip
+    (root / "busy").mkdir()
+    (root / "busy" / "file").write_text("kept")
+    with pytest.raises(CommandError, match="not empty"):
+        await backup.restore(root, payload(repo, snapshot=first["short_id"], target="/busy"),
+                             progress)  # fmt: skip
+    with pytest.raises(CommandError, match=r"^payload\.include"):
+        await backup.restore(root, payload(repo, snapshot=first["short_id"], target="/new",
+                                           include=["/mailu/*"]), progress)  # fmt: skip
+    await backup.restore(root, payload(repo, snapshot=first["short_id"], target="/new"), progress)
+    assert (root / "new").stat().st_mode & 0o777 == 0o700
+    assert not list((root / "var/lib/mailfleet-agent/restores").glob("*"))

@@ -75,7 +75,20 @@ async def test_a_policy_keeps_its_secrets_in_vault_and_refuses_bad_input(
     for body, field in (
         ({"repository_url": "relative/path"}, "body.repository_url"),
         ({"repository_url": "/r", "offsite_url": "/r"}, "body"),
-        ({"repository_url": "/r", "repository_env": {"lower": "x"}}, "body.repository_env"),
+        ({"repository_url": "/r", "repository_env": {"lower": "x"}}, "body.repository_env.lower"),
+        ({"repository_url": "/r", "repository_env": {"PATH": "/tmp"}}, "body.repository_env.PATH"),
+        (
+            {"repository_url": "/r", "offsite_url": "/o", "offsite_env": {"LD_PRELOAD": "/x.so"}},
+            "body.offsite_env.LD_PRELOAD",
+        ),
+        (
+            {"repository_url": "/r", "repository_env": {"AWS_SHARED_CREDENTIALS_FILE": "/x"}},
+            "body.repository_env.AWS_SHARED_CREDENTIALS_FILE",
+        ),
+        ({"repository_url": "sftp:-oProxyCommand=sh:/r"}, "body.repository_url"),
+        ({"repository_url": "rclone::sftp,ssh=sh:/r"}, "body.repository_url"),
+        ({"repository_url": "/etc/r"}, "body.repository_url"),
+        ({"repository_url": "/r", "paths": ["/var/lib/mailfleet-agent/key.pem"]}, "body.paths"),
         ({"repository_url": "/r", "interval_seconds": 10}, "body.interval_seconds"),
         (
             {
@@ -162,8 +175,15 @@ async def test_runs_are_absorbed_and_restores_pick_the_snapshot_by_time(
         f"{base}/restore", json={"at": "2020-01-01T00:00:00Z"}, headers=tenant.headers
     )
     assert early.status_code == 422 and early.json()["errors"][0]["field"] == "body.at"
-    bad = await client.post(f"{base}/restore", json={"target": "relative"}, headers=tenant.headers)
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.target"
+    for body, field in (
+        ({"target": "relative"}, "body.target"),
+        ({"target": "/etc/systemd/system/x.d"}, "body.target"),
+        ({"target": "/"}, "body.target"),
+        ({"mailbox": "*@x.example"}, "body.mailbox"),
+        ({"mailbox": "../@x.example"}, "body.mailbox"),
+    ):
+        bad = await client.post(f"{base}/restore", json=body, headers=tenant.headers)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == field, bad.text
     body = {"restore_id": "0123456789abcdef", "keep": "restored"}
     finish = await client.post(f"{base}/restore/finish", json=body, headers=tenant.headers)
     assert finish.status_code == 202 and finish.json()["payload"]["keep"] == "restored"
