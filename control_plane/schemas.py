@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Generic, TypeVar
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -43,3 +44,18 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
 After = Annotated[
     uuid.UUID | None, Query(description="Return objects after this id (from `next_after`).")
 ]
+
+
+FindingState = Literal["failing", "unknown"]
+
+
+class Finding(ResponseModel):
+    """Something a health check raises. ``failing``: it was checked, and it is wrong;
+    ``unknown``: it could not be checked (a lookup or probe got no usable answer), which is
+    neither ok nor a verdict: the message carries what the resolver or probe said."""
+
+    severity: Literal["critical", "warning", "info"]
+    code: str
+    message: str
+    state: FindingState = "failing"
+    since: datetime | None = Field(default=None, description="When it began, when known.")

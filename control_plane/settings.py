@@ -73,6 +73,9 @@ class Settings(BaseSettings):
         description="Recursive resolvers the DNS checks ask, host:port comma-separated; "
         "empty: the system's (/etc/resolv.conf).",
     )
+    dns_lookup_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=60, description="A DNS check's lookup gives up after this."
+    )
     acme_directory_url: str = Field(
         default="https://acme-v02.api.letsencrypt.org/directory",
         description="ACME directory; Let's Encrypt staging: "
@@ -87,6 +90,15 @@ class Settings(BaseSettings):
     )
     tls_renew_days: int = Field(
         default=30, ge=1, le=89, description="Renew this long before expiry."
+    )
+    tls_retry_base_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A failed certificate renewal waits this long before the next attempt, "
+        "twice as long after each further failure in a row.",
+    )
+    tls_retry_max_seconds: float = Field(
+        default=21600.0, gt=0, description="The longest wait between renewal attempts (6 h)."
     )
     state_backup_repository: str | None = Field(
         default=None,

@@ -19,7 +19,7 @@ from control_plane.dns import checker, desired, publish
 from control_plane.dns import troubleshoot as troubleshooting
 from control_plane.dns.models import DnsCheck, DnsProvider
 from control_plane.dns.service import desired_records, provider_target, settings_of
-from control_plane.errors import InvalidInput
+from control_plane.errors import InvalidInput, Unavailable
 from control_plane.mail import dkim
 from control_plane.mail.models import MailDomain
 from control_plane.servers.models import Server
@@ -64,7 +64,12 @@ async def troubleshoot(
         dmarc=desired.txt_text(by_purpose["dmarc"].values[0]) if "dmarc" in by_purpose else None,
     )
     configured = resolvers(settings)
-    resolver = troubleshooting.resolver_for(configured) if configured else dns.resolver.Resolver()
+    timeout = settings.dns_lookup_timeout_seconds
+    if configured:
+        resolver = troubleshooting.resolver_for(configured, timeout)
+    else:
+        resolver = troubleshooting.Resolver()  # the system's (/etc/resolv.conf)
+        resolver.timeout = resolver.lifetime = timeout
     return await asyncio.to_thread(troubleshooting.diagnose, expectations, resolver)
 
 
@@ -83,9 +88,16 @@ async def _nameservers(
         return found
     configured = resolvers(settings)
     try:
-        return await checker.find_authoritative(zone, configured[0] if configured else None)
+        return await checker.find_authoritative(
+            zone, configured[0] if configured else None, timeout=settings.dns_lookup_timeout_seconds
+        )
     except checker.AuthoritativeLookupError as exc:
-        raise InvalidInput(f"the nameservers of {zone} cannot be found: {exc}") from None
+        if isinstance(exc.__cause__, (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer)) or (
+            exc.__cause__ is None
+        ):
+            raise InvalidInput(f"the nameservers of {zone} cannot be found: {exc}") from None
+        # A lookup that got no answer says nothing about the zone: the check could not run.
+        raise Unavailable(f"the nameservers of {zone} could not be looked up: {exc}") from None
 
 
 async def check(
@@ -107,6 +119,7 @@ async def check(
         await _nameservers(provider, row.zone, settings),
         resolvers(settings),
         zones=[row.zone],
+        timeout=settings.dns_lookup_timeout_seconds,
         on_progress=on_progress,
     )
     result = DnsCheck(

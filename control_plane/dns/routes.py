@@ -137,6 +137,7 @@ async def troubleshoot_dns(domain_id: uuid.UUID, ctx: Ctx) -> DiagnosisOut:
         found = await checks.troubleshoot(session, ctx.vault, ctx.settings, domain)
     return DiagnosisOut(
         domain=found.domain,
+        state=found.state,
         ok=found.ok,
         findings=[FindingOut(**asdict(f)) for f in found.findings],
         spf=found.spf,

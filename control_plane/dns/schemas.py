@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from control_plane.schemas import RequestModel, ResponseModel
+from control_plane.schemas import Finding, RequestModel, ResponseModel
 
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 SECRET_FIELDS = {
@@ -140,17 +140,18 @@ class ApplyOut(ResponseModel):
     changes: list[ChangeOut]
 
 
-class FindingOut(ResponseModel):
-    severity: Literal["critical", "warning", "info"]
-    code: str
-    message: str
+class FindingOut(Finding):
     fix: str | None = Field(description="The record to set, in zone-file form.")
     guidance: str | None = Field(description="How to set it at this DNS provider.")
 
 
 class DiagnosisOut(ResponseModel):
     domain: str
-    ok: bool = Field(description="No critical finding.")
+    state: Literal["ok", "failing", "unknown"] = Field(
+        description="failing: a critical finding; unknown: none, but some check could not run "
+        "(a lookup failed); ok: every check ran and none is critical."
+    )
+    ok: bool = Field(description="state is ok.")
     findings: list[FindingOut]
     spf: dict[str, Any]
     dmarc: dict[str, Any]

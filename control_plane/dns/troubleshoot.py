@@ -7,6 +7,11 @@ CNAMEs, forward-confirmed reverse DNS of the sending address, DKIM keys (present
 bits, the one in Vault), CAA records that would stop the ACME CA, and delegation (the NS
 the world sees vs the ones the provider serves). Blocking DNS (checkdmarc is synchronous):
 callers run ``diagnose`` in a thread.
+
+A lookup that gets no usable answer (timeout, REFUSED, SERVFAIL) is a ``<check>.lookup_failed``
+finding in state ``unknown``, with the resolver's words: never a verdict on the record, and
+never a clean bill (checkdmarc reports such a failure as one more error string, so the
+resolver remembers the failures it saw and the check that met one says so).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Literal
 
 import checkdmarc.dmarc
 import checkdmarc.spf
+import checkdmarc.utils
 import dns.exception
 import dns.name
 import dns.resolver
@@ -26,9 +32,12 @@ import dns.reversename
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from control_plane.schemas import FindingState
+
 Severity = Literal["critical", "warning", "info"]
 SPF_LOOKUP_LIMIT = 10
 MIN_DKIM_BITS = 2048
+GIVE_UP_AFTER = 3  # timeouts in a row after which the resolver is not asked again in a run
 
 GUIDANCE: dict[str, dict[str, str]] = {
     "cloudflare": {
@@ -57,6 +66,7 @@ class Finding:
     message: str
     fix: str | None = None  # the record to set, in zone-file form
     guidance: str | None = None  # how to do it at this provider
+    state: FindingState = "failing"
 
 
 @dataclass(frozen=True)
@@ -82,21 +92,71 @@ class Diagnosis:
     dmarc: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def state(self) -> Literal["ok", "failing", "unknown"]:
+        """``failing`` on a critical finding; else ``unknown`` when a check could not run."""
+        if any(f.severity == "critical" and f.state == "failing" for f in self.findings):
+            return "failing"
+        return "unknown" if any(f.state == "unknown" for f in self.findings) else "ok"
+
+    @property
     def ok(self) -> bool:
-        return not any(f.severity == "critical" for f in self.findings)
+        return self.state == "ok"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
+            "state": self.state,
             "ok": self.ok,
             "findings": [asdict(f) for f in self.findings],
         }
 
 
-def diagnose(expect: Expectations, resolver: dns.resolver.Resolver) -> Diagnosis:
+class Resolver(dns.resolver.Resolver):
+    """A resolver that keeps the words of every lookup that got no usable answer (timeout,
+    REFUSED, SERVFAIL, …), and stops asking after ``GIVE_UP_AFTER`` timeouts in a row, so a
+    dead resolver costs a few timeouts rather than one per lookup."""
+
+    def __init__(self, configure: bool = True) -> None:
+        super().__init__(configure=configure)
+        self.failures: list[str] = []
+        self._timeouts = 0
+
+    def resolve(self, *args: Any, **kwargs: Any) -> dns.resolver.Answer:
+        if self._timeouts >= GIVE_UP_AFTER:
+            words = f"not asked: the last {self._timeouts} lookups timed out ({self.failures[-1]})"
+            self.failures.append(words)
+            raise ResolverGaveUp(words)  # type: ignore[no-untyped-call]
+        try:
+            answer = super().resolve(*args, **kwargs)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            self._timeouts = 0
+            raise
+        except dns.exception.DNSException as exc:
+            self._timeouts = self._timeouts + 1 if isinstance(exc, dns.exception.Timeout) else 0
+            self.failures.append(str(exc))
+            raise
+        self._timeouts = 0
+        return answer
+
+
+class ResolverGaveUp(dns.exception.DNSException):
+    """The resolver timed out too often in a row to be asked again in this run."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A lookup that got no usable answer, in the resolver's words."""
+
+    words: str
+
+
+def diagnose(expect: Expectations, resolver: Resolver) -> Diagnosis:
     """Every check, each one's findings; a DNS failure becomes a finding, never a crash."""
     found = Diagnosis(expect.domain)
     guide = GUIDANCE.get(expect.provider_kind, {})
+    # checkdmarc keeps answers for half an hour in a process-wide cache that does not know the
+    # resolver: a run right after a fix would judge the old records.
+    checkdmarc.utils.DNS_CACHE.clear()
 
     def add(
         severity: Severity,
@@ -104,8 +164,9 @@ def diagnose(expect: Expectations, resolver: dns.resolver.Resolver) -> Diagnosis
         message: str,
         fix: str | None = None,
         topic: str | None = None,
+        state: FindingState = "failing",
     ) -> None:
-        found.findings.append(Finding(severity, code, message, fix, guide.get(topic or "")))
+        found.findings.append(Finding(severity, code, message, fix, guide.get(topic or ""), state))
 
     _spf(expect, resolver, found, add)
     _dmarc(expect, resolver, found, add)
@@ -117,29 +178,41 @@ def diagnose(expect: Expectations, resolver: dns.resolver.Resolver) -> Diagnosis
     return found
 
 
-def _answers(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> list[Any] | None:
-    """The rdatas, [] when the name has none of that type, None when DNS failed."""
+def _answers(resolver: Resolver, name: str, rdtype: str) -> list[Any] | Failed:
+    """The rdatas, [] when the name has none of that type, ``Failed`` when DNS failed."""
     try:
         return list(resolver.resolve(name, rdtype, raise_on_no_answer=False) or [])
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return []
-    except dns.exception.DNSException:
-        return None
+    except dns.exception.DNSException as exc:
+        return Failed(str(exc))
+
+
+def _unknown(add: Any, severity: Severity, check: str, what: str, failed: Failed) -> None:
+    """The finding for a check that could not run: what could not be looked up, and why."""
+    add(severity, f"{check}.lookup_failed", f"{what} could not be looked up: {failed.words}",
+        state="unknown")  # fmt: skip
+
+
+def _failed_during(resolver: Resolver, mark: int) -> Failed | None:
+    """The first lookup failure since ``mark`` (a length of ``resolver.failures``)."""
+    return Failed(resolver.failures[mark]) if len(resolver.failures) > mark else None
 
 
 def _texts(rdatas: Sequence[Any]) -> list[str]:
     return [b"".join(r.strings).decode(errors="replace") for r in rdatas]
 
 
-def _spf(expect: Expectations, resolver: dns.resolver.Resolver, found: Diagnosis, add: Any) -> None:
+def _spf(expect: Expectations, resolver: Resolver, found: Diagnosis, add: Any) -> None:
+    fix = f'{expect.domain}. TXT "{expect.spf}"' if expect.spf else None
+    texts = _answers(resolver, expect.domain, "TXT")
+    if isinstance(texts, Failed):
+        _unknown(add, "critical", "spf", f"the TXT records of {expect.domain}", texts)
+        return
+    mark = len(resolver.failures)
     result = checkdmarc.spf.check_spf(expect.domain, resolver=resolver)
     found.spf = {k: v for k, v in result.items() if k != "parsed"}
-    fix = f'{expect.domain}. TXT "{expect.spf}"' if expect.spf else None
-    spf_values = [
-        t
-        for t in _texts(_answers(resolver, expect.domain, "TXT") or [])
-        if t.lower().startswith("v=spf1")
-    ]
+    spf_values = [t for t in _texts(texts) if t.lower().startswith("v=spf1")]
     if len(spf_values) > 1:
         add(
             "critical",
@@ -150,6 +223,9 @@ def _spf(expect: Expectations, resolver: dns.resolver.Resolver, found: Diagnosis
             "txt",
         )
     elif "error" in result:
+        if failed := _failed_during(resolver, mark):  # an include or a redirect, say
+            _unknown(add, "critical", "spf", f"SPF of {expect.domain} ({result['error']})", failed)
+            return
         error = str(result["error"])
         code = (
             "spf.missing"
@@ -182,13 +258,15 @@ def _spf(expect: Expectations, resolver: dns.resolver.Resolver, found: Diagnosis
         add("info", "spf.warning", f"SPF: {warning}")
 
 
-def _dmarc(
-    expect: Expectations, resolver: dns.resolver.Resolver, found: Diagnosis, add: Any
-) -> None:
+def _dmarc(expect: Expectations, resolver: Resolver, found: Diagnosis, add: Any) -> None:
+    mark = len(resolver.failures)
     result = checkdmarc.dmarc.check_dmarc(expect.domain, resolver=resolver)
     found.dmarc = {k: v for k, v in dict(result).items() if k in ("record", "valid", "error")}
     fix = f'_dmarc.{expect.domain}. TXT "{expect.dmarc}"' if expect.dmarc else None
     if "error" in result:
+        if failed := _failed_during(resolver, mark):
+            _unknown(add, "critical", "dmarc", f"the DMARC record of {expect.domain}", failed)
+            return
         error = str(result["error"])
         missing = "does not exist" in error or "missing" in error.lower()
         add(
@@ -202,18 +280,21 @@ def _dmarc(
         add("info", "dmarc.warning", f"DMARC: {warning}")
 
 
-def _mx(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> None:
+def _mx(expect: Expectations, resolver: Resolver, add: Any) -> None:
     fix = f"{expect.domain}. MX 10 {expect.mail_host}."
     records = _answers(resolver, expect.domain, "MX")
-    if records is None:
-        add("warning", "mx.lookup_failed", f"the MX of {expect.domain} could not be looked up")
+    if isinstance(records, Failed):
+        _unknown(add, "critical", "mx", f"the MX of {expect.domain}", records)
         return
     if not records:
         add("critical", "mx.missing", f"{expect.domain} has no MX record.", fix, "mx")
         return
     targets = [r.exchange.to_text().rstrip(".").lower() for r in records]
     for target in targets:
-        if _answers(resolver, target, "CNAME"):
+        cname = _answers(resolver, target, "CNAME")
+        if isinstance(cname, Failed):
+            _unknown(add, "critical", "mx", f"whether the MX target {target} is a CNAME", cname)
+        elif cname:
             add(
                 "critical",
                 "mx.cname",
@@ -233,11 +314,15 @@ def _mx(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> None
         )
 
 
-def _dkim(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> None:
+def _dkim(expect: Expectations, resolver: Resolver, add: Any) -> None:
     for selector, key in expect.dkim:
         name = f"{selector}._domainkey.{expect.domain}"
         fix = f'{name}. TXT "v=DKIM1; k=rsa; p={key}"'
-        texts = _texts(_answers(resolver, name, "TXT") or [])
+        records = _answers(resolver, name, "TXT")
+        if isinstance(records, Failed):
+            _unknown(add, "critical", "dkim", f"the DKIM record at {name}", records)
+            continue
+        texts = _texts(records)
         if not texts:
             add("critical", "dkim.missing", f"no DKIM record at {name}.", fix, "txt")
             continue
@@ -273,13 +358,15 @@ def _dkim(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> No
             )
 
 
-def _ptr(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> None:
+def _ptr(expect: Expectations, resolver: Resolver, add: Any) -> None:
     for ip in expect.ipv4:
         reverse = dns.reversename.from_address(ip).to_text().rstrip(".")
         fix = f"{reverse}. PTR {expect.mail_host}."
-        names = [
-            r.target.to_text().rstrip(".").lower() for r in _answers(resolver, reverse, "PTR") or []
-        ]
+        records = _answers(resolver, reverse, "PTR")
+        if isinstance(records, Failed):
+            _unknown(add, "critical", "ptr", f"the reverse DNS (PTR) of {ip}", records)
+            continue
+        names = [r.target.to_text().rstrip(".").lower() for r in records]
         if not names:
             add(
                 "critical",
@@ -298,8 +385,10 @@ def _ptr(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> Non
                 "ptr",
             )
             continue
-        forward = [r.address for r in _answers(resolver, expect.mail_host, "A") or []]
-        if ip not in forward:
+        forward = _answers(resolver, expect.mail_host, "A")
+        if isinstance(forward, Failed):
+            _unknown(add, "critical", "ptr", f"the address of {expect.mail_host}", forward)
+        elif ip not in [r.address for r in forward]:
             add(
                 "critical",
                 "ptr.not_forward_confirmed",
@@ -310,11 +399,15 @@ def _ptr(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> Non
             )
 
 
-def _caa(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> None:
+def _caa(expect: Expectations, resolver: Resolver, add: Any) -> None:
     """The relevant CAA set is the closest one up the tree (RFC 8659 §3)."""
     name = dns.name.from_text(expect.domain)
     while len(name.labels) > 1:
-        records = _answers(resolver, name.to_text(), "CAA") or []
+        records = _answers(resolver, name.to_text(), "CAA")
+        if isinstance(records, Failed):
+            where = name.to_text().rstrip(".")
+            _unknown(add, "critical", "caa", f"the CAA records of {where}", records)
+            return
         issuers = [
             r.value.decode().split(";")[0].strip()
             for r in records
@@ -334,13 +427,14 @@ def _caa(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> Non
         name = name.parent()
 
 
-def _delegation(expect: Expectations, resolver: dns.resolver.Resolver, add: Any) -> None:
+def _delegation(expect: Expectations, resolver: Resolver, add: Any) -> None:
     if not expect.provider_ns:
         return
-    seen = sorted(
-        r.target.to_text().rstrip(".").lower()
-        for r in _answers(resolver, expect.domain, "NS") or []
-    )
+    records = _answers(resolver, expect.domain, "NS")
+    if isinstance(records, Failed):
+        _unknown(add, "critical", "ns", f"the NS of {expect.domain}", records)
+        return
+    seen = sorted(r.target.to_text().rstrip(".").lower() for r in records)
     served = sorted(ns.rstrip(".").lower() for ns in expect.provider_ns)
     if seen and seen != served:
         add(
@@ -353,11 +447,9 @@ def _delegation(expect: Expectations, resolver: dns.resolver.Resolver, add: Any)
         )
 
 
-def resolver_for(
-    nameservers: Sequence[tuple[str, int]], timeout: float = 3.0
-) -> dns.resolver.Resolver:
+def resolver_for(nameservers: Sequence[tuple[str, int]], timeout: float = 3.0) -> Resolver:
     """A resolver asking exactly these servers (addresses and ports)."""
-    resolver = dns.resolver.Resolver(configure=False)
+    resolver = Resolver(configure=False)
     resolver.nameservers = [
         dns.nameserver.Do53Nameserver(ipaddress.ip_address(a).compressed, p) for a, p in nameservers
     ]

@@ -20,6 +20,7 @@ from typing import Any
 import dns.asyncquery
 import dns.exception
 import dns.message
+import dns.rcode
 import dns.rdatatype
 from acme import challenges, client, errors, messages
 from acme.crypto_util import make_csr
@@ -101,18 +102,28 @@ async def _client(settings: Settings, vault: Vault) -> client.ClientV2:
 
 
 async def wait_visible(server: tuple[str, int], name: str, value: str, limit: float) -> None:
-    """Until ``server`` answers ``value`` among the TXT of ``name`` (bounded)."""
+    """Until ``server`` answers ``value`` among the TXT of ``name`` (bounded). A server that
+    never answered usably (timeout, REFUSED, SERVFAIL) is said to be that, not to lack it."""
     deadline = time.monotonic() + limit
     while True:
         query = dns.message.make_query(name, dns.rdatatype.TXT)
+        problem: str | None = None
         try:
             response = await dns.asyncquery.udp(query, server[0], port=server[1], timeout=2.0)
+            rcode = response.rcode()
+            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                problem = f"it answered {dns.rcode.to_text(rcode)}"
             texts = {b"".join(r.strings).decode() for rrset in response.answer for r in rrset}
             if value in texts:
                 return
-        except (TimeoutError, OSError, dns.exception.DNSException):
-            pass
+        except (TimeoutError, OSError, dns.exception.DNSException) as exc:
+            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if time.monotonic() > deadline:
+            if problem is not None:
+                raise AcmeError(
+                    f"whether {server[0]}:{server[1]} shows the challenge at {name} could not "
+                    f"be seen within {limit:.0f} s: {problem}"
+                )
             raise AcmeError(
                 f"{name} did not show the challenge at {server[0]} within {limit:.0f} s"
             )

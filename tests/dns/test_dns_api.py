@@ -29,7 +29,12 @@ def zone() -> str:
 
 @pytest.fixture
 def knot_zones(zone: str) -> dict[str, str]:
-    return {f"{zone}.": zone_text(f"{zone}.", records=["www A 127.0.0.10"])}
+    """The domain's zone and an empty reverse zone (its PTR is really missing, not REFUSED)."""
+    reverse = "0.18.198.in-addr.arpa."
+    return {
+        f"{zone}.": zone_text(f"{zone}.", records=["www A 127.0.0.10"]),
+        reverse: zone_text(reverse),
+    }
 
 
 async def mail_domain(
@@ -145,6 +150,7 @@ async def test_records_are_planned_applied_compared_and_withdrawn(
     assert [c["propagated"] for c in history] == [True, True]
     critical = {f["code"]: f["fix"] for f in diagnosis["findings"] if f["severity"] == "critical"}
     assert critical == {"ptr.missing": f"30.0.18.198.in-addr.arpa. PTR mx1.{zone}."}, diagnosis
+    assert diagnosis["state"] == "failing" and diagnosis["ok"] is False
     assert diagnosis["spf"]["valid"] is True and diagnosis["dmarc"]["valid"] is True
 
     busy = await client.delete(f"/api/v1/dns-providers/{provider['id']}", headers=tenant.headers)

@@ -4,6 +4,10 @@ finding, with the record that fixes it; a correct domain gives none that is crit
 from __future__ import annotations
 
 import base64
+import socket
+import time
+import uuid
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -50,6 +54,8 @@ def knot_zones() -> dict[str, str]:
         "weak.test.": base("weak.test").replace(DKIM, f'"v=DKIM1; k=rsa; p={WEAK}"'),
         "typo.test.": base("typo.test").replace("p=none", "p=rejet"),
         "caa.test.": base("caa.test", '@ CAA 0 issue "othersca.example"'),
+        # SPF that includes a zone this server refuses: the include cannot be looked up.
+        "include.test.": base("include.test", spf='"v=spf1 include:spf.refused.test -all"'),
         "0.18.198.in-addr.arpa.": zone_text("0.18.198.in-addr.arpa.", records=[
             "10 PTR mx1.good.test.", "20 PTR somewhere-else.test."]),
     }  # fmt: skip
@@ -72,7 +78,7 @@ def test_each_broken_zone_gives_its_finding_with_the_fix(knot_primary: KnotServe
                      dkim=(("mf1", KEY),)),
         resolver_for([knot_primary.address]),
     )  # fmt: skip
-    assert good.ok, good.findings
+    assert good.ok and good.state == "ok", good.findings
     assert good.spf["dns_lookups"] == 0
 
     assert "spf.multiple" in codes(knot_primary, expect("twospf.test"))
@@ -98,3 +104,57 @@ def test_provider_guidance_and_delegation(knot_primary: KnotServer) -> None:
     assert missing.guidance is not None and "Route 53" in missing.guidance
     moved = codes(knot_primary, expect("good.test", provider_ns=("ns1.dns-provider.test",)))
     assert moved["ns.delegation_mismatch"] == "good.test. NS ns1.dns-provider.test."
+
+
+@pytest.fixture
+def silent_resolver() -> Iterator[tuple[str, int]]:
+    """A loopback UDP port that takes queries and never answers: every lookup times out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield "127.0.0.1", int(sock.getsockname()[1])
+
+
+def test_a_refused_lookup_is_unknown_with_the_resolvers_words(knot_primary: KnotServer) -> None:
+    # Knot serves none of this domain (nor the reverse zone of 198.19.0.0/16): it REFUSES.
+    domain = f"elsewhere-{uuid.uuid4().hex[:8]}.test"  # checkdmarc caches by name
+    found = diagnose(expect(domain, ip="198.19.0.10"), resolver_for([knot_primary.address]))
+
+    assert {f.code for f in found.findings} == {
+        "spf.lookup_failed", "dmarc.lookup_failed", "mx.lookup_failed", "dkim.lookup_failed",
+        "ptr.lookup_failed", "caa.lookup_failed",
+    }  # fmt: skip
+    assert found.state == "unknown" and not found.ok, found.findings
+    assert found.to_dict()["state"] == "unknown"
+    for finding in found.findings:
+        assert finding.state == "unknown" and finding.fix is None, finding
+        assert "REFUSED" in finding.message, finding  # what the resolver said
+
+    # A lookup inside SPF (an include) that fails makes SPF unknown, not invalid; what could
+    # be judged still is.
+    partly = diagnose(expect("include.test"), resolver_for([knot_primary.address]))
+    include = {f.code: f for f in partly.findings}
+    assert "spf.invalid" not in include and "spf.missing" not in include, include
+    assert include["spf.lookup_failed"].state == "unknown"
+    assert "spf.refused.test" in include["spf.lookup_failed"].message
+    assert "REFUSED" in include["spf.lookup_failed"].message
+    # 198.18.0.10 points back to mx1.good.test: a verdict, and it outranks the unknown.
+    assert include["ptr.mismatch"].state == "failing" and partly.state == "failing"
+
+
+def test_a_resolver_that_never_answers_gives_unknown_not_a_verdict_and_quickly(
+    silent_resolver: tuple[str, int],
+) -> None:
+    domain = f"silent-{uuid.uuid4().hex[:8]}.test"
+    started = time.monotonic()
+    found = diagnose(expect(domain), resolver_for([silent_resolver], timeout=0.3))
+    elapsed = time.monotonic() - started
+
+    codes = {f.code for f in found.findings}
+    assert codes >= {"spf.lookup_failed", "dmarc.lookup_failed", "mx.lookup_failed"}, codes
+    assert all(c.endswith(".lookup_failed") for c in codes), codes
+    assert found.state == "unknown" and not found.ok, found.findings
+    assert all(f.state == "unknown" for f in found.findings)
+    spf = next(f for f in found.findings if f.code == "spf.lookup_failed")
+    assert "timed out" in spf.message or "lifetime expired" in spf.message, spf.message
+    # After a few timeouts in a row the resolver is not asked again: seconds, not minutes.
+    assert elapsed < 3.0, elapsed
