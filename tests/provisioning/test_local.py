@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import json
 import os
+import re
 import secrets
+import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -26,12 +30,24 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from control_plane.api.app import create_app
+from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
 from control_plane.provisioning.providers import (
     LocalProvider,
     LocalSettings,
     ProviderError,
     ProviderNotFound,
 )
+from control_plane.provisioning.providers.local_cgroup import Cgroups
+from control_plane.provisioning.providers.local_state import Limits
+from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.runner import ProvisioningRunner
+from control_plane.provisioning.workflow import Workflow
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
+from tests.conftest import MakeTenant
 from tests.support.netns import (
     ip,
     ip_json,
@@ -119,6 +135,11 @@ async def clean_up(lab: Lab) -> list[str]:
     for link in sorted(name for name in links() if name.startswith(lab.prefix)):
         problems.append(f"link {link}")
         ip("link", "delete", "dev", link, check=False)
+    cgroups = Cgroups(LocalSettings().cgroup_parent)
+    for path in cgroups.leftovers(lab.prefix + "-"):
+        problems.append(f"cgroup {path}")
+        for directory in cgroups.directories(path):
+            directory.rmdir()
     return problems
 
 
@@ -526,6 +547,8 @@ def every_call(p: LocalProvider) -> list[Callable[[], Awaitable[object]]]:
         lambda: p.remove_ip(vps, "198.18.1.2"),
         lambda: p.set_reverse_dns(vps, "198.18.1.2", "mx.example.com"),
         lambda: p.describe(vps),
+        lambda: p.boot_failure(vps),
+        lambda: p.set_limits(vps, Limits(1, 1024, 10)),
         p.teardown,
     ]
 
@@ -541,3 +564,322 @@ def test_settings_are_checked(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
             LocalProvider(LocalSettings(state_dir=tmp_path, **bad))
+
+
+# -- issue 12: boot failures, relative state, the bridge's MAC, the VPS cgroup ----------------
+
+
+def link_mac(name: str, namespace: str | None = None) -> str:
+    where = ["-n", namespace] if namespace else []
+    return str(ip_json(*where, "link", "show", "dev", name)[0]["address"])
+
+
+def neighbour_mac(namespace: str, address: ipaddress.IPv4Address) -> str | None:
+    entries = ip_json("-n", namespace, "neigh", "show", "to", str(address))
+    return str(entries[0]["lladdr"]) if entries and "lladdr" in entries[0] else None
+
+
+async def test_the_bridge_keeps_its_mac_when_a_vps_goes(lab: Lab) -> None:
+    provider = lab.provider()
+    a = await provider.create("vps-a", "local", "local-small", cloud_config("a"), SSH_KEY)
+    b = await provider.create("vps-b", "local", "local-small", cloud_config("b"), SSH_KEY)
+    records = {i.id: await provider.describe(i.id) for i in (a, b)}
+    ports = {vps_id: link_mac(r.host_veth) for vps_id, r in records.items()}
+    # a bridge left to itself wears its lowest port MAC: remove the VPS behind that port
+    gone, stays = sorted(records, key=lambda vps_id: ports[vps_id])
+    mac = link_mac(lab.bridge)
+    first = int(mac.split(":")[0], 16)
+    assert first & 0b10 and not first & 0b01  # locally administered, unicast
+    assert mac not in ports.values()
+    address = (await provider.get(stays)).ipv4[0]
+    assert await fetch(address) == f"hello from {'ab'[[a.id, b.id].index(stays)]}\n"
+    assert neighbour_mac(records[stays].namespace, lab.gateway) == mac  # cached by the VPS
+
+    await provider.terminate(gone)
+    assert link_mac(lab.bridge) == mac
+    assert neighbour_mac(records[stays].namespace, lab.gateway) == mac  # still right
+    assert await fetch(address, within=2.0)  # answered at once, no stall
+
+
+async def test_a_relative_state_dir_is_fixed_when_the_provider_is_built(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(lab.root)
+    provider = lab.provider(state_dir=Path("var/local-provider"))  # `make run`'s default
+    elsewhere = lab.root / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the control plane's working directory moves on
+    vps = await provider.create("vps", "local", "local-small", cloud_config("r"), SSH_KEY)
+    assert provider.instance_dir(vps.id) == lab.root / "var/local-provider" / vps.id
+    assert await fetch(vps.ipv4[0]) == "hello from r\n"  # its runcmd script was found
+    assert await provider.boot_failure(vps.id) is None
+    assert entries(elsewhere) == []
+
+
+async def test_a_failed_boot_is_reported_with_the_end_of_its_log(lab: Lab) -> None:
+    provider = lab.provider()
+    noise = "".join(f"  - echo line {n}\n" for n in range(30))
+    failing = f"#cloud-config\nruncmd:\n{noise}  - echo 'no agent, 4711' >&2\n  - exit 3\n"
+    vps = await provider.create("vps", "local", "local-small", failing, SSH_KEY)
+    deadline = time.monotonic() + 5
+    while (failure := await provider.boot_failure(vps.id)) is None:
+        assert time.monotonic() < deadline, "the failed boot was never reported"
+        await asyncio.sleep(0.05)
+    head, *tail = failure.splitlines()
+    assert (
+        head == f"local instance {vps.id}: its boot exited with status 3; last lines of boot.log:"
+    )
+    assert tail == [f"line {n}" for n in range(11, 30)] + ["no agent, 4711"]  # the last 20
+
+    healthy = await provider.create("ok", "local", "local-small", cloud_config("ok"), SSH_KEY)
+    assert await fetch(healthy.ipv4[0]) == "hello from ok\n"
+    assert await provider.boot_failure(healthy.id) is None
+    os.kill((await provider.describe(healthy.id)).boot[0].pid, 9)
+    deadline = time.monotonic() + 5
+    while (failure := await provider.boot_failure(healthy.id)) is None:
+        assert time.monotonic() < deadline, "the killed boot was never reported"
+        await asyncio.sleep(0.05)
+    assert "its boot was killed; last lines of boot.log:" in failure
+
+
+AGENT_TOML = f"""\
+[control_plane]
+address = "198.19.0.1:8443"
+enroll_address = "198.19.0.1:8444"
+ca_pin = "sha256:{"a" * 64}"
+join_token = "mfjoin_not_a_real_token"
+"""
+# What the agent reports, measured inside the VPS by the agent's own sampler and facts,
+# with the agent.toml the provider laid out.
+REPORT = """\
+import json, os, time
+from pathlib import Path
+from agent.config import load_config
+from agent.facts import collect_facts
+from agent.metrics import Sampler
+root = Path(os.environ["MAILFLEET_LOCAL_ROOT"])
+config = load_config(root / "etc/mailfleet/agent.toml", root)
+sampler = Sampler(vps_cgroup=config.vps_cgroup)
+sampler.sample()
+end = time.monotonic() + 0.3
+while time.monotonic() < end:
+    pass
+sample = sampler.sample()
+facts = collect_facts("test", config.vps_cgroup)
+report = {
+    "vps_cgroup": config.vps_cgroup,
+    "memory_total": sample.memory_total_bytes,
+    "memory_used": sample.memory_used_bytes,
+    "cpu_percent": sample.cpu_percent,
+    "facts_memory_total": facts["memory_total_bytes"],
+    "facts_cpus": facts["cpu"]["logical_count"],
+    "own_cgroups": Path("/proc/self/cgroup").read_text(),
+}
+(root / "report.json").write_text(json.dumps(report))
+"""
+
+
+def cgroup_file(path: str, name: str) -> Path:
+    """A cgroup's file, read straight from the mounted hierarchy (v1: per controller)."""
+    if Path("/sys/fs/cgroup/memory").is_dir():  # v1 (hybrid)
+        controller = "memory" if name.startswith("cgroup.") else name.split(".")[0]
+        return Path("/sys/fs/cgroup") / controller / path.lstrip("/") / name
+    return Path("/sys/fs/cgroup") / path.lstrip("/") / name
+
+
+def cgroup_limits(path: str) -> tuple[int, str]:
+    """(memory limit, CPU quota/period) as the kernel holds them."""
+    if Path("/sys/fs/cgroup/memory").is_dir():
+        memory = int(cgroup_file(path, "memory.limit_in_bytes").read_text())
+        quota = cgroup_file(path, "cpu.cfs_quota_us").read_text().strip()
+        period = cgroup_file(path, "cpu.cfs_period_us").read_text().strip()
+        return memory, f"{quota} {period}"
+    memory = int(cgroup_file(path, "memory.max").read_text())
+    return memory, cgroup_file(path, "cpu.max").read_text().strip()
+
+
+async def test_a_vps_lives_in_a_cgroup_sized_from_its_plan(lab: Lab) -> None:
+    provider = lab.provider()
+    user_data = "#cloud-config\n" + json.dumps(
+        {
+            "write_files": [
+                {"path": "/etc/mailfleet/agent.toml", "permissions": "0600", "content": AGENT_TOML}
+            ],
+            "runcmd": [[sys.executable, "-c", REPORT], "exec sleep 300"],
+        }
+    )
+    umask = os.umask(0)  # nothing may rely on the umask to keep the join token private
+    try:
+        vps = await provider.create("vps", "local", "local-small", user_data, SSH_KEY)
+    finally:
+        os.umask(umask)
+    record = await provider.describe(vps.id)
+    path = f"/mailfleet-local/{record.namespace}"
+    assert record.cgroup == path
+    assert cgroup_limits(path) == (1024**3, "100000 100000")  # local-small: 1 GiB, 1 CPU
+
+    rootfs = provider.instance_dir(vps.id) / "rootfs"
+    report_file = rootfs / "report.json"
+    await wait_for(report_file.exists, within=15)
+    report = json.loads(report_file.read_text())
+    assert report["vps_cgroup"] == path
+    assert report["memory_total"] == report["facts_memory_total"] == 1024**3
+    assert 0 < report["memory_used"] < 1024**3
+    assert report["facts_cpus"] == 1
+    assert report["cpu_percent"] > 20  # it kept its one CPU busy for the whole interval
+    assert f"memory:{path}\n" in report["own_cgroups"] or f"0::{path}\n" in report["own_cgroups"]
+    boot = record.boot[0].pid  # the boot itself (and so all it starts) joined the cgroup
+    assert boot in {int(p) for p in cgroup_file(path, "cgroup.procs").read_text().split()}
+
+    agent_toml = rootfs / "etc/mailfleet/agent.toml"
+    assert agent_toml.read_text().startswith(f'vps_cgroup = "{path}"\n')
+    directory = provider.instance_dir(vps.id)
+    modes = {
+        f.name: f.stat().st_mode & 0o777
+        for f in (agent_toml, directory / "user-data", directory / "runcmd.sh")
+    }
+    assert modes == {"agent.toml": 0o600, "user-data": 0o600, "runcmd.sh": 0o700}
+
+    await provider.resize(vps.id, "local-medium")  # resizes rewrite the limits
+    assert cgroup_limits(path) == (2 * 1024**3, "200000 100000")
+    await provider.revert_resize(vps.id)
+    assert cgroup_limits(path) == (1024**3, "100000 100000")
+
+    await provider.terminate(vps.id)
+    assert not cgroup_file(path, "cgroup.procs").parent.exists()
+    assert not running(boot)
+
+
+# Lays out a VPS's files as the provider does, with a umask of 0, under strace.
+LAY_OUT = """\
+import os, sys
+from pathlib import Path
+from control_plane.provisioning.providers import local_boot as boot
+os.umask(0)
+directory, user_data = Path(sys.argv[1]), sys.argv[2]
+plan = boot.parse_user_data(user_data)
+boot.write_files(plan, directory / "rootfs")
+boot.prepare(plan, user_data, directory)
+"""
+TRACED = "open,openat,creat,chmod,fchmod,fchmodat"
+_CREATE = re.compile(r'open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)(?:, (0\d+))?\)')
+_CHMOD = re.compile(r'f?chmod(?:at)?\((?:AT_FDCWD, )?(?:"([^"]+)"|\d+)[^,]*, (0\d+)')
+
+
+def test_files_holding_the_join_token_are_never_wider_than_0600(tmp_path: Path) -> None:
+    """Every create and chmod on the way, not just the final mode: no window of 0644."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    user_data = "#cloud-config\n" + json.dumps(
+        {
+            "write_files": [
+                {"path": "/etc/mailfleet/agent.toml", "permissions": "0600", "content": AGENT_TOML}
+            ],
+            "runcmd": ["exec mailfleet-agent run"],
+        }
+    )
+    directory = tmp_path / "vps"
+    (directory / "rootfs").mkdir(parents=True)
+    trace = tmp_path / "trace"
+    subprocess.run(
+        [strace, "-f", "-qq", "-o", str(trace), "-e", f"trace={TRACED}",
+         sys.executable, "-c", LAY_OUT, str(directory), user_data],
+        check=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    lines = [
+        line
+        for line in trace.read_text().splitlines()
+        if str(directory) in line or "fchmod(" in line  # fchmod names no path
+    ]
+    creates = [m.groups() for line in lines if (m := _CREATE.search(line)) and "O_CREAT" in m[2]]
+    assert {Path(path).name for path, _, _ in creates} >= {".agent.toml.tmp", ".user-data.tmp"}
+    for path, flags, mode in creates:
+        assert mode == "0600", f"{path} created {mode} ({flags})"
+    for line in lines:
+        if (m := _CHMOD.search(line)) is not None:
+            assert int(m[2], 8) & 0o077 == 0, line
+    written = [
+        directory / "user-data",
+        directory / "runcmd.sh",
+        directory / "rootfs/etc/mailfleet/agent.toml",
+    ]
+    assert [f.stat().st_mode & 0o777 for f in written] == [0o600, 0o700, 0o600]
+    assert sorted(p.name for p in directory.iterdir()) == ["rootfs", "runcmd.sh", "user-data"]
+
+
+async def test_a_failed_boot_fails_provisioning_at_once_with_its_log(
+    lab: Lab,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    db: Database,
+    vault: Vault,
+    pki: AgentPki,
+    make_tenant: MakeTenant,
+) -> None:
+    """`make run`'s relative home, an agent that cannot start: failed in seconds, saying why
+    (not "running", then a timeout after 600 s)."""
+    agent = lab.root / "mailfleet-agent"
+    agent.write_text("#!/bin/sh\necho 'mailfleet-agent: cannot start, 4711 reasons' >&2\nexit 1\n")
+    agent.chmod(0o755)
+    monkeypatch.chdir(lab.root)
+    local = settings.model_copy(
+        update={
+            "local_provider": True,
+            "local_provider_dir": Path("var/local-provider"),
+            "local_provider_bridge": lab.bridge,
+            "local_provider_bridge_address": f"{lab.gateway}/{lab.subnet.prefixlen}",
+            "local_provider_pool": str(lab.pool),
+            "local_provider_prefix": lab.prefix,
+            "local_provider_agent_command": agent,
+            "provision_poll_seconds": 0.1,
+            "provision_lease_seconds": 2.0,
+        }
+    )
+    assert local.provision_enroll_timeout_seconds >= 60
+    providers = ProviderRegistry(local, vault)
+    assert providers.local is not None
+    lab.providers.append(providers.local)
+    await providers.start()
+    (lab.root / "elsewhere").mkdir()
+    monkeypatch.chdir(lab.root / "elsewhere")
+    hub = AgentHub()
+    runner = ProvisioningRunner(local, db, Workflow(local, db, vault, pki, hub, providers))
+    task = asyncio.create_task(runner.run())
+    app = create_app(
+        local, database=db, vault=vault, hub=hub, providers=providers, wake_workflow=runner.wake
+    )
+    tenant = await make_tenant()
+    order = {"name": "mx1", "provider": "local", "region": "local", "plan": "local-small"}
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://mailfleet.test"
+        ) as plane:
+            response = await plane.post(
+                "/api/v1/servers", json={**order, "mail_stack": "none"}, headers=tenant.headers
+            )
+            assert response.status_code == 201, response.text
+            url = f"/api/v1/servers/{response.json()['id']}"
+            deadline = time.monotonic() + 10
+            while (server := (await plane.get(url, headers=tenant.headers)).json())[
+                "state"
+            ] != "failed":
+                assert time.monotonic() < deadline, f"still {server['state']}"
+                await asyncio.sleep(0.05)
+            assert server["failed_step"] in ("booting", "enrolling")
+            reason = server["failure_reason"]
+            assert "its boot exited with status 1; last lines of boot.log:" in reason
+            assert reason.endswith("mailfleet-agent: cannot start, 4711 reasons")
+            events = (await plane.get(f"{url}/events", headers=tenant.headers)).json()["items"]
+            assert events[-1]["state"] == "failed" and events[-1]["message"] == reason
+
+            assert (await plane.delete(url, headers=tenant.headers)).status_code == 202
+            deadline = time.monotonic() + 20
+            while (await plane.get(url, headers=tenant.headers)).status_code != 404:
+                assert time.monotonic() < deadline, "not deprovisioned"
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await providers.aclose()
