@@ -46,8 +46,12 @@ RUNNING_DIR = "running"  # under the cache directory: one marker per restic run
 _NO_MARKER = ("init", "unlock", "version")
 NO_REPOSITORY = "no restic repository at this location"
 LOCKED = "the repository is locked by another restic process"
+REFUSED_CREDENTIALS = "the repository's storage refused the backend credentials"
 _DIAGNOSES = (
     ("wrong password or no key found", "wrong repository password"),
+    ("signature we calculated does not match", REFUSED_CREDENTIALS),  # S3: wrong secret
+    ("access key id you provided does not exist", REFUSED_CREDENTIALS),  # S3: unknown key
+    ("access denied", REFUSED_CREDENTIALS),
     ("unable to open config file", NO_REPOSITORY),
     ("no space left on device", "the repository's storage is full (no space left on device)"),
     ("repository is already locked", LOCKED),

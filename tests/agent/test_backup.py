@@ -23,6 +23,7 @@ import pytest
 
 from agent.backup import commands as backup
 from agent.errors import CommandError
+from tests.support.moto import S3Server
 
 PASSWORD = "correct horse battery staple"
 
@@ -505,3 +506,22 @@ async def test_a_restore_never_writes_into_the_system_or_over_files(
     await backup.restore(root, payload(repo, snapshot=first["short_id"], target="/new"), progress)
     assert (root / "new").stat().st_mode & 0o777 == 0o700
     assert not list((root / "var/lib/mailfleet-agent/restores").glob("*"))
+
+
+async def test_a_repository_on_s3_with_required_credentials(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    root = tmp_path / "vps"
+    make_maildir(root / "mailu", mailboxes=1, messages=5)
+    url = s3_server.repository()
+    _, progress = recorder()
+    first = await backup.run(root, payload(url, repository_env=s3_server.env), progress)
+    assert first["repository_created"] is True and first["files_new"] >= 5
+    bucket = url.rsplit("/", 1)[1]
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert "config" in keys and any(k.startswith("snapshots/") for k in keys)
+    listed = await backup.snapshots(root, payload(url, repository_env=s3_server.env), progress)
+    assert [s["short_id"] for s in listed["snapshots"]] == [first["short_id"]]
+    wrong = {**s3_server.env, "AWS_SECRET_ACCESS_KEY": "not the secret"}
+    with pytest.raises(CommandError, match="refused the backend credentials"):
+        await backup.run(root, payload(url, repository_env=wrong), progress)

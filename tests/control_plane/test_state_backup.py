@@ -18,6 +18,7 @@ from control_plane.settings import Settings
 from control_plane.tenants.models import Tenant
 from control_plane.vault.client import Vault
 from control_plane.vault.local import LocalOpenBao
+from tests.support.moto import S3Server
 from tests.support.ports import free_port
 from tests.support.postgres import create_database, drop_database
 
@@ -95,3 +96,51 @@ async def test_database_and_vault_come_back_as_they_were(
         await backup_state(
             settings.model_copy(update={"state_backup_password_file": wrong}), own_db, raft_vault
         )
+
+
+def env_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+async def test_a_remote_repository_gets_its_credentials_from_the_env_file(
+    own_db: Database, raft_vault: Vault, tmp_path: Path, s3_server: S3Server
+) -> None:
+    password = tmp_path / "state.pass"
+    password.write_text("state-repository-password\n")
+    url = s3_server.repository()
+    good = env_file(
+        tmp_path / "s3.env",
+        f"# moto on loopback\nAWS_ACCESS_KEY_ID={s3_server.access_key}\n\n"
+        f"AWS_SECRET_ACCESS_KEY={s3_server.secret_key}\n",
+    )
+    settings = Settings(
+        home=tmp_path, state_backup_repository=url, state_backup_password_file=password,
+        state_backup_env_file=good,
+    )  # fmt: skip
+    async with own_db.session() as session:
+        session.add(Tenant(name="remote"))
+    assert set(await backup_state(settings, own_db, raft_vault)) == {"database", "vault"}
+    bucket = url.rsplit("/", 1)[1]
+    listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert sum(o["Key"].startswith("snapshots/") for o in listed) == 2
+    async with own_db.session() as session:
+        session.add(Tenant(name="after"))
+    await restore_state(settings, own_db, raft_vault, None)
+    assert await tenant_names(own_db) == {"remote"}
+
+    for text, mode, words in (
+        (good.read_text().replace("AWS_SECRET_ACCESS_KEY=", "AWS_SECRET_ACCESS_KEY=x"), 0o600,
+         "signature"),
+        (good.read_text(), 0o644, "readable by others"),
+        ("PATH=/tmp\n", 0o600, "PATH"),
+        ("AWS_SHARED_CREDENTIALS_FILE=/root/.aws/credentials\n", 0o600,
+         "AWS_SHARED_CREDENTIALS_FILE"),
+        ("AWS_ACCESS_KEY_ID\n", 0o600, "line 1"),
+    ):  # fmt: skip
+        bad = env_file(tmp_path / "bad.env", text, mode)
+        with pytest.raises(StateBackupError, match=words):
+            await backup_state(
+                settings.model_copy(update={"state_backup_env_file": bad}), own_db, raft_vault
+            )
