@@ -1,36 +1,48 @@
 """``mailfleet``: run the control plane and do admin tasks against its database.
 
-Every failure ends with one line on stderr and a non-zero exit: 2 for bad settings or
-usage, 1 for anything else.
+Every failure ends with one line on stderr and a non-zero exit: 2 for bad input (usage,
+settings, a missing database, anything the API would refuse with a 4xx), 1 for anything else.
+Commands other than ``serve`` find the home by one rule (``settings.find_home``) and take the
+settings the last ``serve`` recorded there, so a second shell needs no variables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from control_plane.api_keys import service as api_keys
+from control_plane.api_keys.schemas import ApiKeyOut
 from control_plane.api_keys.tokens import Scope
 from control_plane.db import migrate
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.enrollment.agent_config import issue_join_config
-from control_plane.errors import MailFleetError
+from control_plane.errors import Conflict, MailFleetError
 from control_plane.logs import configure_logging
 from control_plane.servers import service as servers
-from control_plane.servers.schemas import ServerCreate
-from control_plane.servers.status import agent_status
-from control_plane.settings import Settings, SettingsError, load_settings
+from control_plane.servers.models import Server
+from control_plane.servers.schemas import ServerCreate, ServerOut
+from control_plane.servers.status import server_out
+from control_plane.settings import (
+    Settings,
+    SettingsError,
+    find_home,
+    load_client_settings,
+    load_settings,
+)
 from control_plane.tenants import service as tenants
-from control_plane.tenants.schemas import TenantCreate
+from control_plane.tenants.schemas import TenantCreate, TenantOut
 from control_plane.vault.connect import running_vault
 from control_plane.vault.pki import AgentPki
 
@@ -53,6 +65,36 @@ app.add_typer(key_app, name="api-key")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(backup_app, name="backup")
 err = Console(stderr=True, highlight=False)
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="JSON (the API's shapes) instead of a table.")
+]
+
+# API field names and the flags or arguments that set them: errors speak the CLI's words.
+CLI_NAMES = {
+    "name": "NAME",
+    "tenant_id": "--tenant",
+    "workspace_id": "--workspace",
+    "provider": "--provider",
+    "region": "--region",
+    "plan": "--plan",
+    "mail_stack": "--mail-stack",
+    "mail_hostname": "--mail-hostname",
+    "at": "--at",
+    "snapshot": "--snapshot",
+    "mailbox": "--mailbox",
+    "target": "--target",
+    "restore_id": "RESTORE_ID",
+    "keep": "--keep",
+}
+_FIELD_WORDS = re.compile(r"\b(?:body\.)?(" + "|".join(n for n in CLI_NAMES if "_" in n) + r")\b")
+
+
+def in_cli_terms(message: str, field: str | None) -> str:
+    """An API error in the CLI's words: ``--flag: message``, field names in it as flags."""
+    text = _FIELD_WORDS.sub(lambda m: CLI_NAMES[m[1]], message)
+    name = field.removeprefix("body.").split(".")[0] if field else ""
+    flag = CLI_NAMES.get(name)
+    return f"{flag}: {text}" if flag and flag not in text else text
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -60,12 +102,23 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def bad_input(message: str) -> typer.Exit:
+    """Bad input (usage, settings, a refused request): one line, exit 2."""
+    return fail(message, 2)
+
+
+def invalid(exc: ValidationError) -> typer.Exit:
+    first = exc.errors()[0]
+    return bad_input(in_cli_terms(first["msg"], ".".join(map(str, first["loc"]))))
+
+
 def settings(log_level: str | None = "warning") -> Settings:
-    """Settings, or exit 2 with one line. Admin commands log only warnings and errors."""
+    """Settings for an admin command (the environment, then what ``serve`` recorded in the
+    home), or exit 2 with one line. Admin commands log only warnings and errors."""
     try:
-        loaded = load_settings()
+        loaded, _home = load_client_settings()
     except SettingsError as exc:
-        raise fail(str(exc), 2) from None
+        raise bad_input(str(exc)) from None
     configure_logging(log_level or loaded.log_level)
     return loaded
 
@@ -74,22 +127,45 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except SettingsError as exc:
-        raise fail(str(exc), 2) from None
+        raise bad_input(str(exc)) from None
     except MailFleetError as exc:
-        raise fail(exc.detail) from None
+        raise fail(in_cli_terms(exc.detail, exc.field), 2 if exc.status < 500 else 1) from None
     except OSError as exc:
         raise fail(f"{type(exc).__name__}: {exc}") from None
 
 
+def require_database(loaded: Settings) -> None:
+    """SQLite creates a missing file on connect: a command must not leave an empty database
+    behind (the next one would advise a migration), so say where it looked instead."""
+    path = loaded.sqlite_file
+    if path is None or path.exists():
+        return
+    home = find_home()
+    source = f"home {loaded.home} from {home.source}"
+    if loaded.database_url is not None:
+        source = "MAILFLEET_DATABASE_URL"
+    raise bad_input(
+        f"no MailFleet database at {path} ({source}); "
+        "run 'mailfleet db upgrade' or start 'mailfleet serve'"
+    )
+
+
 async def with_database(
-    action: Callable[[Database], Awaitable[T]], *, require_current: bool = True
+    action: Callable[[Database], Awaitable[T]],
+    *,
+    require_current: bool = True,
+    creates: bool = False,
 ) -> T:
-    db = Database.from_settings(settings())
+    """Run ``action`` on the database; only ``creates`` commands may make a new one."""
+    loaded = settings()
+    if not creates:
+        require_database(loaded)
+    db = Database.from_settings(loaded)
     try:
         if require_current:
             current, head = await migrate.current_revision(db), migrate.head_revision()
             if current != head:
-                raise MailFleetError(
+                raise Conflict(
                     f"database schema is at {current or 'empty'}, expected {head}: "
                     "run 'mailfleet db upgrade'"
                 )
@@ -101,26 +177,40 @@ async def with_database(
 @app.command()
 def serve(
     bootstrap_admin_key: Annotated[
-        bool, typer.Option(help="Create an admin API key at start and print it once.")
+        bool,
+        typer.Option(help="Make an admin API key if none exists and print it once, last."),
     ] = False,
 ) -> None:
-    """Run the control plane (API now; the agent gateway and loop services join later)."""
+    """Run the control plane until stopped: the API, the agent gateway and enrollment, the
+    provisioning workflow and the periodic jobs (backups, DKIM, TLS renewal, DMARC).
+
+    Uses MAILFLEET_HOME (default ./var) and records it, with the settings it was given, for
+    the CLI in other shells."""
     from control_plane.server import run
 
-    loaded = settings(log_level=None)
+    try:
+        loaded = load_settings()
+    except SettingsError as exc:
+        raise bad_input(str(exc)) from None
+    configure_logging(loaded.log_level)
     try:
         code = run(loaded, bootstrap_admin_key=bootstrap_admin_key)
     except SettingsError as exc:
-        raise fail(str(exc), 2) from None
+        raise bad_input(str(exc)) from None
     except MailFleetError as exc:
         raise fail(exc.detail) from None
+    except OSError as exc:
+        raise fail(f"{type(exc).__name__}: {exc}") from None
     raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    run_async(with_database(lambda db: migrate.upgrade(db, revision), require_current=False))
+    upgrade = with_database(
+        lambda db: migrate.upgrade(db, revision), require_current=False, creates=True
+    )
+    run_async(upgrade)
     typer.echo(f"database at {revision}")
 
 
@@ -148,7 +238,7 @@ def key_create(
 ) -> None:
     """Create an API key and print only the key on stdout."""
     if admin == (tenant is not None):
-        raise fail("give exactly one of --admin or --tenant ID", 2)
+        raise bad_input("give exactly one of --admin or --tenant ID")
     scope: Scope = "admin" if admin else "tenant"
     tenant_id = _uuid(tenant, "--tenant") if tenant else None
 
@@ -161,26 +251,32 @@ def key_create(
 
 
 @key_app.command("list")
-def key_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+def key_list(
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None, as_json: JsonOption = False
+) -> None:
     """List live keys (hints only, never the keys)."""
     tenant_id = _uuid(tenant, "--tenant") if tenant else None
 
-    async def rows(db: Database) -> list[tuple[str, ...]]:
+    async def load(db: Database) -> list[ApiKeyOut]:
         async with db.session() as session:
             page = await api_keys.list_keys(session, tenant_id, False, None, 500)
-            return [
-                (
-                    str(k.id),
-                    k.scope,
-                    str(k.tenant_id or "-"),
-                    k.name,
-                    k.hint,
-                    str(k.last_used_at or "never"),
-                )
-                for k in page.items
-            ]
+            return [ApiKeyOut.model_validate(k) for k in page.items]
 
-    _table(("id", "scope", "tenant", "name", "hint", "last used"), run_async(with_database(rows)))
+    keys = run_async(with_database(load))
+    if as_json:
+        return _json(keys)
+    rows = [
+        (
+            str(k.id),
+            k.scope,
+            str(k.tenant_id or "-"),
+            k.name,
+            k.hint,
+            str(k.last_used_at or "never"),
+        )
+        for k in keys
+    ]
+    _table(("id", "scope", "tenant", "name", "hint", "last used"), rows)
 
 
 @key_app.command("revoke")
@@ -202,7 +298,7 @@ def tenant_create(name: str) -> None:
     try:
         data = TenantCreate(name=name)
     except ValueError:
-        raise fail("NAME: 1-200 printable characters", 2) from None
+        raise bad_input("NAME: 1-200 printable characters") from None
 
     async def create(db: Database) -> uuid.UUID:
         async with db.session() as session:
@@ -212,15 +308,20 @@ def tenant_create(name: str) -> None:
 
 
 @tenant_app.command("list")
-def tenant_list() -> None:
+def tenant_list(as_json: JsonOption = False) -> None:
     """List tenants."""
 
-    async def rows(db: Database) -> list[tuple[str, ...]]:
+    async def load(db: Database) -> list[TenantOut]:
         async with db.session() as session:
             page = await tenants.list_tenants(session, None, 500)
-            return [(str(t.id), t.name, t.created_at.isoformat()) for t in page.items]
+            return [TenantOut.model_validate(t) for t in page.items]
 
-    _table(("id", "name", "created"), run_async(with_database(rows)))
+    found = run_async(with_database(load))
+    if as_json:
+        return _json(found)
+    _table(
+        ("id", "name", "created"), [(str(t.id), t.name, t.created_at.isoformat()) for t in found]
+    )
 
 
 @server_app.command("join-config")
@@ -243,34 +344,64 @@ def server_join_config(server_id: str) -> None:
 
 
 @server_app.command("list")
-def server_list(tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+def server_list(
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None, as_json: JsonOption = False
+) -> None:
     """List servers with their agents' status."""
     tenant_id = _uuid(tenant, "--tenant") if tenant else None
-    loaded = settings()
 
-    async def rows(db: Database) -> list[tuple[str, ...]]:
-        unknown_after = timedelta(seconds=loaded.agent_unknown_after_seconds)
+    async def load(db: Database) -> list[ServerOut]:
         async with db.session() as session:
             page = await servers.list_servers(session, tenant_id, None, None, 500)
-            now = utcnow()
-            return [
-                (
-                    str(s.id),
-                    s.name,
-                    str(s.tenant_id),
-                    s.provider,
-                    s.state,
-                    s.ipv4 or "-",
-                    agent_status(s, now, unknown_after),
-                    s.hostname or "-",
-                )
-                for s in page.items
-            ]
+            return _server_outs(page.items)
 
-    _table(
-        ("id", "name", "tenant", "provider", "state", "ipv4", "agent", "hostname"),
-        run_async(with_database(rows)),
-    )
+    found = run_async(with_database(load))
+    if as_json:
+        return _json(found)
+    rows = [
+        (str(s.id), s.name, str(s.tenant_id), s.provider, s.state, s.ipv4 or "-", s.status,
+         s.hostname or "-")
+        for s in found
+    ]  # fmt: skip
+    _table(("id", "name", "tenant", "provider", "state", "ipv4", "agent", "hostname"), rows)
+
+
+@server_app.command("show")
+def server_show(server_id: str, as_json: JsonOption = False) -> None:
+    """One server: its workflow state (and why it failed), machine and agent."""
+    ident = _uuid(server_id, "SERVER_ID")
+
+    async def load(db: Database) -> ServerOut:
+        async with db.session() as session:
+            return _server_outs([await servers.get_server(session, ident)])[0]
+
+    found = run_async(with_database(load))
+    if as_json:
+        return _json(found)
+    values = found.model_dump(mode="json")
+    _table(("field", "value"), [(k, _text(v)) for k, v in values.items()])
+
+
+@server_app.command("retry")
+def server_retry(
+    server_id: str,
+    wait: Annotated[bool, typer.Option(help="Follow the workflow until ready or failed.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
+) -> None:
+    """Run a failed server's failed step again (a running `mailfleet serve` carries it out)."""
+    from control_plane.provisioning.cli import retry_server
+
+    ident = _uuid(server_id, "SERVER_ID")
+    limit = timeout if wait else None
+    step = run_async(with_database(lambda db: retry_server(db, settings(), ident, limit)))
+    typer.echo(f"{ident}: retrying {step}")
+
+
+def _server_outs(found: Sequence[Server]) -> list[ServerOut]:
+    """As the API shows them (the agent's status follows from its last heartbeat)."""
+    unknown_after = timedelta(seconds=settings().agent_unknown_after_seconds)
+    now = utcnow()
+    return [server_out(server, now, unknown_after) for server in found]
 
 
 @server_app.command("create")
@@ -301,15 +432,26 @@ def server_create(
 
 @server_app.command("delete")
 def server_delete(
-    server_id: str,
+    server_id: Annotated[str | None, typer.Argument(help="The server's id.")] = None,
+    all_local: Annotated[
+        bool, typer.Option("--all-local", help="Every server of the local provider instead.")
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Wait until it is gone.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 1800,
 ) -> None:
     """Deprovision a server: terminate its VPS, revoke its agent, destroy its secrets."""
-    from control_plane.provisioning.cli import delete_server
+    from control_plane.provisioning.cli import delete_local_servers, delete_server
 
-    ident = _uuid(server_id, "SERVER_ID")
+    if all_local == (server_id is not None):
+        raise bad_input("give exactly one of SERVER_ID or --all-local")
     limit = timeout if wait else None
+    if server_id is None:
+        gone = run_async(with_database(lambda db: delete_local_servers(db, settings(), limit)))
+        err.print(f"deprovisioning {len(gone)} local server{'' if len(gone) == 1 else 's'}")
+        for ident in gone:
+            typer.echo(str(ident))
+        return
+    ident = _uuid(server_id, "SERVER_ID")
     run_async(with_database(lambda db: delete_server(db, settings(), ident, limit)))
 
 
@@ -335,15 +477,14 @@ def _server_create(
             workspace_id=_uuid(workspace, "--workspace") if workspace else None,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise fail(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", 2) from None
+        raise invalid(exc) from None
 
 
 def _uuid(value: str, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise fail(f"{name}: not a valid id: {value!r}", 2) from None
+        raise bad_input(f"{name}: not a valid id: {value!r}") from None
 
 
 @backup_app.command("run")
@@ -361,15 +502,15 @@ def backup_run(
 
 
 @backup_app.command("list")
-def backup_list(server_id: str) -> None:
+def backup_list(server_id: str, as_json: JsonOption = False) -> None:
     """The server's snapshots, newest first, and what is wrong with its backups."""
-    from control_plane.backups.cli import snapshots
+    from control_plane.backups.cli import backups, snapshot_rows
 
     ident = _uuid(server_id, "SERVER_ID")
-    _table(
-        ("snapshot", "taken (UTC)", "age", "bytes", "added", "offsite"),
-        run_async(with_database(lambda db: snapshots(db, ident))),
-    )
+    found = run_async(with_database(lambda db: backups(db, ident)))
+    if as_json:
+        return _json(found)
+    _table(("snapshot", "taken (UTC)", "age", "bytes", "added", "offsite"), snapshot_rows(found))
 
 
 @backup_app.command("restore")
@@ -394,8 +535,7 @@ def backup_restore(
     try:
         body = RestoreIn(at=at, snapshot=snapshot, mailbox=mailbox, target=target)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise fail(f"--{first['loc'][0]}: {first['msg']}", 2) from None
+        raise invalid(exc) from None
     limit = timeout if wait else None
     typer.echo(run_async(with_database(lambda db: restore(db, ident, body, limit))))
 
@@ -415,8 +555,7 @@ def backup_finish(
     try:
         body = RestoreFinish(restore_id=restore_id, keep=keep)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise fail(f"{first['loc'][0]}: {first['msg']}", 2) from None
+        raise invalid(exc) from None
     typer.echo(
         run_async(with_database(lambda db: finish(db, ident, body.restore_id, body.keep, timeout)))
     )
@@ -453,7 +592,7 @@ def restore_control_plane(
     from control_plane.vault.connect import open_vault
 
     if not yes:
-        raise fail("this replaces the database and Vault; pass --yes to go ahead", 2)
+        raise bad_input("this replaces the database and Vault; pass --yes to go ahead")
     when = _when(at, "--at") if at else None
     loaded = settings()
 
@@ -461,7 +600,7 @@ def restore_control_plane(
         async with open_vault(loaded) as vault:
             return await restore_state(loaded, db, vault, when)
 
-    restored = run_async(with_database(run, require_current=False))
+    restored = run_async(with_database(run, require_current=False, creates=True))
     typer.echo(f"restored {', '.join(restored.values())}")
 
 
@@ -469,15 +608,35 @@ def _when(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise fail(f"{name}: not a time like 2026-11-20T14:00Z", 2) from None
+        raise bad_input(f"{name}: not a time like 2026-11-20T14:00Z") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    table = Table(*columns)
+def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """A table that never cuts a value: folded to fit a terminal, full width into a pipe."""
+    table = Table(*(Column(c, overflow="fold") for c in columns))
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=100_000)
+    console.print(table)
+
+
+def _json(found: BaseModel | Sequence[BaseModel]) -> None:
+    """The API's shapes, so scripts read the CLI and the API alike."""
+    if isinstance(found, BaseModel):
+        typer.echo(found.model_dump_json(indent=2))
+    else:
+        typer.echo(json.dumps([m.model_dump(mode="json") for m in found], indent=2))
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)
 
 
 def main() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Generator
 
@@ -13,19 +15,21 @@ import uvicorn
 from fastapi import FastAPI
 
 from control_plane.api.app import create_app
-from control_plane.api_keys.service import issue_key
+from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
 from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
+from control_plane.listeners import bind, ensure_free
 from control_plane.mail import dkim
 from control_plane.periodic import Job, PeriodicJobs
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.workflow import Workflow
-from control_plane.settings import Settings, parse_host_port
+from control_plane.servers.service import count_machines
+from control_plane.settings import Settings, parse_host_port, record_serve
 from control_plane.tls import service as tls
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
@@ -60,8 +64,36 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> boo
     return True
 
 
+async def _admin_key_line(db: Database) -> str:
+    """A new admin key only when none works: restarts must not pile up live admin keys."""
+    async with db.session() as session:
+        live = await live_admin_key(session)
+        if live is None:
+            issued = await issue_key(
+                session, scope="admin", tenant_id=None, name="bootstrap (serve)"
+            )
+            return f"Admin API key (shown once): {issued.key}"
+    return (
+        f"Admin API key: one exists ({live.hint}, shown when it was made); "
+        "make another with 'mailfleet api-key create --admin'"
+    )
+
+
+async def _local_vpss(db: Database) -> int:
+    async with db.session() as session:
+        return await count_machines(session, "local")
+
+
+def _vpss(count: int) -> str:
+    return f"{count} local VPS" + ("" if count == 1 else "s")
+
+
 async def _serve_api(
-    settings: Settings, app: FastAPI, db: Database, bootstrap_admin_key: bool
+    settings: Settings,
+    app: FastAPI,
+    db: Database,
+    api_socket: socket.socket,
+    bootstrap_admin_key: bool,
 ) -> int:
     host, port = parse_host_port(settings.api_addr)
     config = uvicorn.Config(
@@ -69,21 +101,24 @@ async def _serve_api(
     )
     server = _Server(config)
     _stop_on_signals(server)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[api_socket]))
     if await _wait_started(server, task):
         url_host = f"[{host}]" if ":" in host else host
-        print(f"MailFleet API: http://{url_host}:{port}  (docs at /docs)", flush=True)
-        print(
+        lines = [
+            f"MailFleet API: http://{url_host}:{port}  (docs at /docs)",
             f"Agent gateway: {settings.grpc_addr} (mutual TLS), enrollment: {settings.enroll_addr}",
+        ]
+        if bootstrap_admin_key:
+            lines.append(await _admin_key_line(db))
+        # Last and set apart, so the URL and the key are not lost among start-up output.
+        print("\n" + "\n".join(lines) + "\n", flush=True)
+    await task
+    if server.started and (count := await _local_vpss(db)):
+        print(
+            f"{_vpss(count)} keep{'s' if count == 1 else ''} running (agents reconnect when "
+            "serve starts again; delete them with 'mailfleet server delete --all-local')",
             flush=True,
         )
-        if bootstrap_admin_key:
-            async with db.session() as session:
-                issued = await issue_key(
-                    session, scope="admin", tenant_id=None, name="bootstrap (serve)"
-                )
-            print(f"Admin API key (shown once): {issued.key}", flush=True)
-    await task
     return 0 if server.started else 1
 
 
@@ -100,6 +135,19 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
 
 
 async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
+    """Check every listen address first (one line naming the taken one and its setting),
+    record the settings for the CLI, then start everything."""
+    api_socket = bind(settings.api_addr, "MAILFLEET_API_ADDR")
+    try:
+        ensure_free(settings.grpc_addr, "MAILFLEET_GRPC_ADDR")
+        ensure_free(settings.enroll_addr, "MAILFLEET_ENROLL_ADDR")
+        record_serve(settings, os.getpid())
+        return await _serve(settings, api_socket, bootstrap_admin_key)
+    finally:
+        api_socket.close()
+
+
+async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_key: bool) -> int:
     db = Database.from_settings(settings)
     try:
         async with open_vault(settings) as vault:
@@ -114,6 +162,15 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
             try:
                 gateway = Gateway(settings, db, pki, hub, extra_hosts=await providers.start())
                 await gateway.start()
+                if count := await _local_vpss(db):
+                    if settings.local_provider:
+                        print(f"picked up {_vpss(count)} (their agents reconnect)", flush=True)
+                    else:
+                        print(
+                            f"{_vpss(count)} left unmanaged: the local provider is off "
+                            "(MAILFLEET_LOCAL_PROVIDER=1)",
+                            flush=True,
+                        )
                 workflow = Workflow(settings, db, vault, pki, hub, providers)
                 runner = ProvisioningRunner(settings, db, workflow)
                 runner_task = asyncio.create_task(runner.run())
@@ -134,7 +191,7 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
                         providers=providers,
                         wake_workflow=runner.wake,
                     )
-                    return await _serve_api(settings, app, db, bootstrap_admin_key)
+                    return await _serve_api(settings, app, db, api_socket, bootstrap_admin_key)
                 finally:
                     for task in (runner_task, periodic_task):
                         task.cancel()

@@ -7,14 +7,21 @@ token or AppRole secret id) the setting names a file that holds it.
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
+import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "MAILFLEET_"
+SERVE_RECORD = "serve.json"
+log = logging.getLogger(__name__)
 
 
 class SettingsError(Exception):
@@ -59,7 +66,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     home: Path = Field(
-        default=Path("./var"), description="State directory (SQLite, local OpenBao)."
+        default=Path("./var"),
+        validate_default=True,
+        description="State directory (SQLite, local OpenBao); made absolute once, at start.",
     )
     database_url: str | None = Field(
         default=None,
@@ -208,6 +217,12 @@ class Settings(BaseSettings):
         description="The mailfleet-agent executable local VPSs run; default: next to Python's.",
     )
 
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        """Resolved here, once: later work (a local VPS's boot) runs in other directories."""
+        return value.expanduser().resolve()
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str | None) -> str | None:
@@ -233,6 +248,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.home / 'mailfleet.db').resolve()}"
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, if the database is one (None for PostgreSQL)."""
+        url = make_url(self.resolved_database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database).absolute()
 
     @property
     def advertised_gateway(self) -> str:
@@ -261,3 +284,82 @@ def load_settings(**overrides: object) -> Settings:
         field = str(first["loc"][0]) if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None
+
+
+@dataclass(frozen=True)
+class Home:
+    """Where a command finds its state, and why there (said when something is missing)."""
+
+    path: Path
+    source: str
+
+
+def home_pointer() -> Path:
+    """Where ``serve`` records its home for commands run in other directories."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "mailfleet" / "home"
+
+
+def find_home() -> Home:
+    """The one rule for commands other than ``serve``: ``MAILFLEET_HOME``; else the home the
+    last ``mailfleet serve`` recorded (``home_pointer()``); else ``./var``."""
+    given = os.environ.get(f"{ENV_PREFIX}HOME")
+    if given:
+        return Home(Path(given).expanduser().resolve(), "MAILFLEET_HOME")
+    pointer = home_pointer()
+    try:
+        recorded = Path(pointer.read_text().strip())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded is not None and recorded.is_absolute() and recorded.is_dir():
+        return Home(recorded, f"recorded by 'mailfleet serve' in {pointer}")
+    return Home(Path("var").resolve(), "the default ./var")
+
+
+def _recordable(settings: Settings) -> dict[str, Any]:
+    """The settings ``serve`` was given (the environment holds no secrets; a database URL
+    carrying a password is left out)."""
+    names = set(settings.model_fields_set) - {"home"}
+    if settings.database_url and make_url(settings.database_url).password is not None:
+        names.discard("database_url")
+    return settings.model_dump(mode="json", include=names)
+
+
+def record_serve(settings: Settings, pid: int) -> None:
+    """Leave this ``serve``'s settings in ``$MAILFLEET_HOME/serve.json`` and its home in the
+    user's config, so the CLI in another shell (another directory, no variables set) works
+    on the same state with the same providers."""
+    record = {"pid": pid, "home": str(settings.home), "settings": _recordable(settings)}
+    settings.home.mkdir(parents=True, exist_ok=True)
+    target = settings.home / SERVE_RECORD
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(target)
+    try:
+        pointer = home_pointer()
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(f"{settings.home}\n")
+    except (OSError, RuntimeError) as exc:  # RuntimeError: no home directory to be found
+        log.warning("could not record the home for other shells: %s", exc)
+
+
+def recorded_settings(home: Path) -> dict[str, Any]:
+    """What the last ``serve`` on ``home`` recorded; {} when none did."""
+    try:
+        record = json.loads((home / SERVE_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    found = record.get("settings") if isinstance(record, dict) else None
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def load_client_settings() -> tuple[Settings, Home]:
+    """Settings for commands other than ``serve``: the environment first, then what ``serve``
+    recorded in the home (``find_home``), then the defaults."""
+    home = find_home()
+    recorded = {
+        name: value
+        for name, value in recorded_settings(home.path).items()
+        if f"{ENV_PREFIX}{name.upper()}" not in os.environ
+    }
+    return load_settings(**recorded, home=home.path), home

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +26,20 @@ from tests.support.postgres import create_database, drop_database
 
 BACKENDS = ("sqlite", "postgresql")
 
-# Real DNS, ACME and S3 servers (fixtures: knot_primary, knot_pair, pebble, s3_server).
-pytest_plugins = ["tests.support.knot", "tests.support.pebble", "tests.support.moto"]
+# Real DNS and ACME servers for the DNS/TLS tests (fixtures: knot_primary, knot_pair, pebble).
+pytest_plugins = ["tests.support.knot", "tests.support.pebble"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The suite must not pick up a developer's own MailFleet settings.
+    # The suite must not pick up a developer's own MailFleet settings, nor the home a
+    # `mailfleet serve` recorded in their config (nor record its own there).
     for name in [n for n in os.environ if n.startswith("MAILFLEET_")]:
         del os.environ[name]
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="mailfleet-config-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.get("XDG_CONFIG_HOME", "/nonexistent"), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

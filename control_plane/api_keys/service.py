@@ -79,6 +79,18 @@ async def get_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     return await get_by_id(session, ApiKey, key_id, "api key")
 
 
+async def live_admin_key(session: AsyncSession) -> ApiKey | None:
+    """An admin key that still works (not revoked, not expired), if there is one."""
+    now = utcnow()
+    return await session.scalar(
+        select(ApiKey)
+        .where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))
+        .where((ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now))
+        .order_by(ApiKey.created_at)
+        .limit(1)
+    )
+
+
 async def list_keys(
     session: AsyncSession,
     tenant_id: uuid.UUID | None,

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from control_plane.backups import service
-from control_plane.backups.schemas import RestoreIn
+from control_plane.backups.routes import backups_out
+from control_plane.backups.schemas import BackupsOut, RestoreIn
 from control_plane.commands.models import Command
-from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import MailFleetError
 from control_plane.servers.service import get_server
@@ -68,26 +68,26 @@ async def finish(
     return f"kept the {keep} state"
 
 
-async def snapshots(db: Database, server_id: uuid.UUID) -> list[tuple[str, ...]]:
+async def backups(db: Database, server_id: uuid.UUID) -> BackupsOut:
+    """The server's snapshots, policy and findings, as the API shows them."""
     async with db.session() as session:
-        server = await get_server(session, server_id)
-        policy = await service.get_policy(session, server)
-        if policy is not None:
-            await service.absorb_results(session, policy)
-        rows = await service.list_snapshots(session, server)
-        found = service.findings(policy, utcnow())
-    for finding in found:
+        return await backups_out(session, await get_server(session, server_id))
+
+
+def snapshot_rows(found: BackupsOut) -> list[tuple[str, ...]]:
+    """Table rows; the findings go to stderr first (they are about the table)."""
+    for finding in found.findings:
         console.print(f"[red]{finding.severity}[/]: {finding.message}")
     return [
         (
             s.short_id,
             f"{s.taken_at:%Y-%m-%d %H:%M:%S}",
-            _age((utcnow() - s.taken_at).total_seconds()),
+            _age(s.age_seconds),
             f"{s.bytes_processed:,}",
             f"{s.data_added:,}",
             "yes" if s.offsite_copied else "no",
         )
-        for s in rows
+        for s in found.snapshots
     ]
 
 

@@ -6,6 +6,7 @@ import json
 import uuid
 
 from fastapi import APIRouter, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
 from control_plane.backups import recovery, service, workspace
@@ -105,20 +106,25 @@ async def delete_policy(server_id: uuid.UUID, ctx: Ctx) -> None:
         await service.delete_policy(session, server)
 
 
+async def backups_out(session: AsyncSession, server: Server) -> BackupsOut:
+    """What the API and ``mailfleet backup list`` show (results the agent sent are absorbed
+    first)."""
+    policy = await service.get_policy(session, server)
+    if policy is not None:
+        await service.absorb_results(session, policy)
+    snapshots = await service.list_snapshots(session, server)
+    return BackupsOut(
+        policy=policy_out(policy) if policy else None,
+        findings=service.findings(policy, utcnow()),
+        snapshots=[snapshot_out(s) for s in snapshots],
+    )
+
+
 @router.get("/backups")
 async def list_backups(server_id: uuid.UUID, ctx: Ctx) -> BackupsOut:
     """Snapshots (newest first, with sizes and ages), the policy, and what is wrong."""
     async with ctx.session() as session:
-        server = await get_by_id(session, Server, server_id, "server")
-        policy = await service.get_policy(session, server)
-        if policy is not None:
-            await service.absorb_results(session, policy)
-        snapshots = await service.list_snapshots(session, server)
-        return BackupsOut(
-            policy=policy_out(policy) if policy else None,
-            findings=service.findings(policy, utcnow()),
-            snapshots=[snapshot_out(s) for s in snapshots],
-        )
+        return await backups_out(session, await get_by_id(session, Server, server_id, "server"))
 
 
 @router.post("/backups", status_code=status.HTTP_202_ACCEPTED)

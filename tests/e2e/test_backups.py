@@ -60,7 +60,7 @@ def test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback(
     assert listed_cli.returncode == 0 and first["short_id"] in listed_cli.stdout
     for args, code, words in (
         (["--target", "relative/dir"], 2, "--target"),
-        (["--at", "2001-01-01T00:00:00Z"], 1, "no snapshot at or before"),
+        (["--at", "2001-01-01T00:00:00Z"], 2, "--at: this server has no snapshot at or before"),
     ):
         refused = run_cli("backup", "restore", server["id"], *args, env=plane.env)
         assert refused.returncode == code and words in refused.stderr, refused.stderr

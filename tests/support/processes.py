@@ -26,11 +26,12 @@ def mailfleet_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str], timeout: float = 60
+    *args: str, env: Mapping[str, str], timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "mailfleet"), *args],
         env=mailfleet_env(env),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
