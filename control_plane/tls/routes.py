@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from control_plane.api.context import Ctx
+from control_plane.commands import handlers
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
-from control_plane.schemas import ResponseModel
+from control_plane.schemas import Finding, ResponseModel
 from control_plane.servers.models import Server
 from control_plane.tls import service
 from control_plane.tls.models import Certificate
@@ -28,6 +29,9 @@ class CertificateOut(ResponseModel):
     days_left: float | None = Field(description="For health checks: renewal starts at 30.")
     renewing: bool
     last_error: str | None
+    failures: int = Field(description="Failed attempts in a row (each waits twice as long).")
+    next_attempt_at: datetime | None = Field(description="No automatic attempt before this.")
+    findings: list[Finding] = Field(description="tls.renewal_failed while attempts fail.")
     delivery_command_id: uuid.UUID | None
 
 
@@ -42,6 +46,9 @@ def certificate_out(cert: Certificate) -> CertificateOut:
         days_left=(cert.not_after - now).total_seconds() / 86400 if cert.not_after else None,
         renewing=cert.renewing_until is not None and cert.renewing_until > now,
         last_error=cert.last_error,
+        failures=cert.failures,
+        next_attempt_at=cert.next_attempt_at,
+        findings=service.certificate_findings(cert, now),
         delivery_command_id=cert.command_id,
     )
 
@@ -60,5 +67,5 @@ async def issue_certificate(server_id: uuid.UUID, ctx: Ctx) -> CertificateOut:
     async with ctx.session() as session:
         await get_by_id(session, Server, server_id, "server")  # the caller may see it
     cert = await service.issue_for_server(ctx.db, ctx.vault, ctx.settings, server_id)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return certificate_out(cert)

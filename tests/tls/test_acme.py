@@ -67,6 +67,7 @@ async def publish_zone(
     server_id: str,
     zone: str,
     mta_sts: str = "none",
+    key_secret: str | None = None,
 ) -> str:
     domain = (
         await client.post(
@@ -80,7 +81,7 @@ async def publish_zone(
             json={
                 "name": f"knot-{uuid.uuid4().hex[:4]}",
                 "kind": "rfc2136",
-                "secret": {"key_secret": knot.key.secret},
+                "secret": {"key_secret": key_secret or knot.key.secret},
                 "settings": {"host": knot.host, "port": knot.port, "key_name": knot.key.name},
             },
         )
