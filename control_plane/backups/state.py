@@ -44,6 +44,7 @@ from sqlalchemy.engine import URL
 from control_plane.db.engine import Database
 from control_plane.db.rls import CREATE_TENANT_ROLE
 from control_plane.errors import MailFleetError
+from control_plane.files import write_private
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from mailfleet.restic import SAFE_PATH, env_problem
@@ -276,12 +277,7 @@ async def backup_state(settings: Settings, db: Database, vault: Vault) -> dict[s
 def _swap_sqlite(target: Path, data: bytes) -> None:
     """The restored file in place of the current one, which is kept as ``.before-restore``."""
     incoming = target.with_name(target.name + ".restoring")
-    incoming.unlink(missing_ok=True)
-    fd = os.open(incoming, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:  # the whole database: its owner's only, at once
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_private(incoming, data)  # the whole database: its owner's only, at once
     if target.exists():
         target.replace(target.with_name(target.name + ".before-restore"))
     for suffix in ("-wal", "-shm"):

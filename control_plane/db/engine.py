@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 import control_plane.db.models  # noqa: F401  (registers every model)
 from control_plane.db.tenancy import SESSION_TENANT_KEY
+from control_plane.files import create_private
 from control_plane.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,10 @@ class Database:
         options: dict[str, Any] = {"echo": echo}
         if sa_url.get_backend_name() == "sqlite":
             if sa_url.database and sa_url.database != ":memory:":
-                Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+                # SQLite creates files with the umask (0644) and gives -wal/-shm the
+                # database's mode: an empty 0600 file first (SQLite takes it as empty).
+                Path(sa_url.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                create_private(Path(sa_url.database))
             options["connect_args"] = {"timeout": 10}
         else:
             options.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)

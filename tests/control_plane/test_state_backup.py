@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -84,6 +85,8 @@ async def test_database_and_vault_come_back_as_they_were(
 
     restored = await restore_state(settings, own_db, raft_vault, middle)
     assert restored == stored
+    if own_db.dialect == "sqlite":  # the swapped-in database is the owner's only
+        assert os.stat(str(own_db.url.database)).st_mode & 0o777 == 0o600
     assert await tenant_names(own_db) == {"kept"}
     assert await raft_vault.get("admin/probe") == {"value": "before"}
 
