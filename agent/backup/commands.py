@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.backup import sources
 from agent.backup.drill import drill as restore_drill
-from agent.backup.restic import PARTIAL, Repository, Restic
+from agent.backup.restic import PARTIAL, Repository, Restic, snapshot_host
 from agent.backup.restore import finish_restore, restore_snapshot
 from agent.config import under_root
 from agent.errors import CommandError
@@ -80,7 +80,7 @@ async def run(root: Path, payload: dict[str, Any], progress: Progress) -> dict[s
     primary, offsite = repositories(root, payload)
     paths = sources.chosen_paths(root, payload)
     databases = sources.chosen_sqlite(root, payload)
-    host = str(payload.get("host") or "mailfleet")
+    host = snapshot_host(payload)
     limit = payload.get("limit_upload_kib")
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise CommandError("payload.limit_upload_kib: KiB/s, a positive whole number")
@@ -173,7 +173,7 @@ async def forget(root: Path, payload: dict[str, Any], progress: Progress) -> dic
             raise CommandError(f"payload.keep.{name}: one of {KEEP_FLAGS} with a count ≥ 0")
         if value:
             args += [f"--keep-{name}", str(value)]
-    host = str(payload.get("host") or "mailfleet")
+    host = snapshot_host(payload)
     progress(5, "forgetting snapshots outside the retention policy")
     _, groups, _, _ = await primary.run_prepared(
         "forget", "--json", "--host", host, "--tag", TAG, "--group-by", "host", *args

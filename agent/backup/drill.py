@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.backup.restic import Restic
+from agent.backup.restic import Restic, snapshot_host
 from agent.config import under_root
 from agent.errors import CommandError
 from agent.mailu.install import Progress
@@ -46,7 +46,7 @@ async def drill(
     sample = payload.get("sample", 50)
     if not isinstance(sample, int) or not 1 <= sample <= 10_000:
         raise CommandError("payload.sample: how many files to restore, 1–10000")
-    host = str(payload.get("host") or "mailfleet")
+    host = snapshot_host(payload)
     progress(5, "listing the newest snapshot")
     _, nodes, _ = await restic.run("ls", "--json", "--host", host, "latest")
     snapshot = next((n for n in nodes if n.get("struct_type") == "snapshot"), None)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -89,6 +90,17 @@ class Repository:
         if refused is not None:
             raise CommandError(f"payload.{name}_env.{refused[0]}: {refused[1]}")
         return cls(url, password, dict(env))
+
+
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def snapshot_host(payload: dict[str, Any]) -> str:
+    """The ``--host`` snapshots are filed under (the server's id): a name, never an option."""
+    host = payload.get("host") or "mailfleet"
+    if not isinstance(host, str) or not _HOST.match(host):
+        raise CommandError("payload.host: letters, digits, '.', '_' and '-', not first")
+    return host
 
 
 class ResticError(CommandError):

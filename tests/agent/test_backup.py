@@ -471,6 +471,7 @@ async def test_restic_runs_by_absolute_path_with_a_fixed_environment(
         ({"paths": ["/var/lib/mailfleet-agent"]}, "payload.paths"),
         ({"paths": ["/mailu/../etc"]}, "payload.paths"),
         ({"paths": ["/var"]}, "payload.paths"),
+        ({"host": "--password-command=sh"}, "payload.host"),
     ],
 )  # fmt: skip
 async def test_payloads_that_would_run_code_or_read_secrets_are_refused(
