@@ -16,6 +16,8 @@ from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
 from control_plane.api.docs import install_docs
 from control_plane.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from control_plane.api_keys.routes import router as api_keys_router
+from control_plane.audit.middleware import AuditMiddleware
+from control_plane.audit.routes import router as audit_router
 from control_plane.backups.routes import router as backups_router
 from control_plane.backups.routes import workspace_router as workspace_backups_router
 from control_plane.commands.routes import router as commands_router
@@ -50,6 +52,7 @@ ROUTERS = (
     dns_router,
     tls_router,
     metrics_router,
+    audit_router,
 )
 
 
@@ -117,6 +120,7 @@ def create_app(
     app.state.telemetry_registry = telemetry
     install_problem_handlers(app)
     install_docs(app)
+    app.add_middleware(AuditMiddleware)  # refused and failed changes; see control_plane.audit
     app.include_router(health.router)
     for router in ROUTERS:
         _mark_admin_routes(router)

@@ -7,16 +7,18 @@ get sessions that can only see their tenant's rows; the route code is the same e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api_keys.service import verify_key
+from control_plane.audit.service import PENDING_KEY, SAFE_METHODS, Actor, Pending, api_pending
 from control_plane.db.engine import Database
 from control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from control_plane.gateway.hub import AgentHub
@@ -33,6 +35,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: mf_admin_… or 
 class Principal:
     key_id: uuid.UUID
     tenant_id: uuid.UUID | None
+    key_name: str = ""
+    key_hint: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -49,12 +53,12 @@ class RequestContext:
     hub: AgentHub
     providers: ProviderRegistry
     wake_workflow: Callable[[], None]
+    actor: Actor
+    audit: Pending | None = None  # this request's audit record, if it may change something
 
     def session(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A transaction scoped to what the caller may see."""
-        if self.principal.tenant_id is None:
-            return self.db.session()
-        return self.db.tenant_session(self.principal.tenant_id)
+        """A transaction scoped to what the caller may see; its changes are audit-logged."""
+        return _audited(self.db, self.principal.tenant_id, self.audit)
 
     def owning_tenant(
         self, requested: uuid.UUID | None, field: str = "body.tenant_id"
@@ -68,6 +72,17 @@ class RequestContext:
         if requested is not None and requested != own:
             raise NotFound("tenant", requested, field=field)
         return own
+
+
+@asynccontextmanager
+async def _audited(
+    db: Database, tenant_id: uuid.UUID | None, audit: Pending | None
+) -> AsyncIterator[AsyncSession]:
+    scoped = db.session() if tenant_id is None else db.tenant_session(tenant_id)
+    async with scoped as session:
+        if audit is not None:
+            session.info[PENDING_KEY] = audit  # see control_plane.audit.capture
+        yield session
 
 
 def database(request: Request) -> Database:
@@ -85,13 +100,29 @@ async def authenticate(
         record = await verify_key(session, credentials.credentials)
     if record is None:
         raise Unauthorized("the API key is invalid, expired or revoked")
-    return Principal(key_id=record.id, tenant_id=record.tenant_id)
+    return Principal(
+        key_id=record.id, tenant_id=record.tenant_id, key_name=record.name, key_hint=record.hint
+    )
 
 
 def request_context(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> RequestContext:
     state = request.app.state
+    actor = Actor(
+        kind="api_key",
+        address=request.client.host if request.client else "unknown",
+        key_id=principal.key_id,
+        key_name=principal.key_name,
+        key_hint=principal.key_hint,
+        tenant_id=principal.tenant_id,
+    )
+    audit = None
+    route = request.scope.get("route")
+    if request.method not in SAFE_METHODS and isinstance(route, APIRoute):
+        status = route.status_code or 200
+        audit = api_pending(actor, request.method, route.path, request.path_params, status)
+        request.state.audit = audit  # the middleware records it if no transaction did
     return RequestContext(
         principal=principal,
         db=database(request),
@@ -101,6 +132,8 @@ def request_context(
         hub=state.hub,
         providers=state.providers,
         wake_workflow=state.wake_workflow,
+        actor=actor,
+        audit=audit,
     )
 
 

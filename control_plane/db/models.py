@@ -1,6 +1,8 @@
 """Imports every model so the metadata is complete (Alembic, tenancy registry)."""
 
 from control_plane.api_keys.models import ApiKey
+from control_plane.audit import capture  # noqa: F401  (its session hooks record changes)
+from control_plane.audit.models import AuditEvent
 from control_plane.backups.models import (
     BackupPolicy,
     BackupSnapshot,
@@ -22,6 +24,7 @@ from control_plane.workspaces.models import Workspace
 __all__ = [
     "AgentCertificate",
     "ApiKey",
+    "AuditEvent",
     "BackupPolicy",
     "BackupSnapshot",
     "Base",

@@ -98,6 +98,8 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )  # fmt: skip
     assert provider.status_code == 201, provider.text
+    audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
+    assert audit.status_code == 200 and audit.json()["items"], audit.text
     return {
         "tenant_id": tenant.id,
         "workspace_id": ws.json()["id"],
@@ -108,6 +110,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "mailbox_id": mailbox.json()["id"],
         "alias_id": alias.json()["id"],
         "provider_id": provider.json()["id"],
+        "audit_event_id": audit.json()["items"][0]["id"],
     }
 
 

@@ -1,0 +1,1 @@
+"""Audit log: who changed what, through the API or the CLI, append-only."""
