@@ -173,3 +173,28 @@ async def test_a_server_ready_without_tls_gets_its_certificate_once_a_zone_serve
     assert cert.command_id is not None  # delivered to MailU
     assert await vault.get(f"vps/{tenant.id}/{server}/tls") is not None
     await vault.delete(f"vps/{tenant.id}/{server}/tls")
+
+
+async def test_a_renewal_whose_zone_is_gone_backs_off_too(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault,
+    settings: Settings,
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    server = await mail_server(client, tenant, db, f"mx1.gone-{uuid.uuid4().hex[:8]}.test")
+    async with db.session() as session:  # issued once; no zone serves the host any more
+        session.add(Certificate(tenant_id=uuid.UUID(tenant.id), server_id=uuid.UUID(server),
+                                serial="01", not_after=utcnow() - timedelta(hours=1)))  # fmt: skip
+    job = service.renew_job(db, vault, settings.model_copy(update={"tls_retry_base_seconds": BASE}))
+
+    async def failed() -> bool:
+        cert = await certificate(db, server)
+        return cert is not None and cert.failures > 0
+
+    await run_until(db, job, failed)
+    for _ in range(2):  # not picked again within its backoff
+        await run_round(db, job)
+    cert = await certificate(db, server)
+    assert cert is not None and cert.failures == 1 and cert.renewing_until is None
+    (finding,) = service.certificate_findings(cert, utcnow())
+    assert "no DNS provider publishes the zone" in finding.message
+    assert "there is no valid certificate" in finding.message
