@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import stat
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
+from control_plane.listeners import AddressInUse
+from control_plane.vault.local import LocalOpenBao
 from tests.support.ports import free_port
 from tests.support.processes import serve
 
@@ -38,19 +46,34 @@ def openbao_processes(home: Path) -> list[psutil.Process]:
     return found
 
 
-def test_embedded_defaults_from_first_start_to_restart(tmp_path: Path) -> None:
-    api_port, vault_port = free_port(), free_port(pairs=True)
-    env = {
-        "MAILFLEET_HOME": str(tmp_path / "var"),
-        "MAILFLEET_API_ADDR": f"127.0.0.1:{api_port}",
+def embedded_env(home: Path) -> dict[str, str]:
+    """``make run``'s settings (SQLite and a local OpenBao under the home) on free ports."""
+    return {
+        "MAILFLEET_HOME": str(home),
+        "MAILFLEET_API_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "MAILFLEET_ENROLL_ADDR": f"127.0.0.1:{free_port()}",
-        "MAILFLEET_LOCAL_VAULT_ADDR": f"127.0.0.1:{vault_port}",
+        "MAILFLEET_LOCAL_VAULT_ADDR": f"127.0.0.1:{free_port(pairs=True)}",
     }
-    url = f"http://127.0.0.1:{api_port}"
+
+
+def live_admin_keys(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        query = "SELECT count(*) FROM api_keys WHERE scope = 'admin' AND revoked_at IS NULL"
+        return int(connection.execute(query).fetchone()[0])
+
+
+def test_embedded_defaults_from_first_start_to_restart(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path / "var")
+    url = f"http://{env['MAILFLEET_API_ADDR']}"
     with serve(env, "--bootstrap-admin-key") as server:
         assert server.wait_for_line("MailFleet API:", 60).endswith("(docs at /docs)")
         key = server.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
+        time.sleep(1)
+        started = [line for line in server.output() if line.strip()]
+        assert started[-3].startswith("MailFleet API:"), "URL and key come last, set apart"
+        assert started[-1].startswith("Admin API key (shown once): mf_admin_")
+        assert server.output()[-1] == "", "a blank line after them"
         assert wait_healthy(url, 60) < 60
         ready = httpx.get(f"{url}/readyz", timeout=10)
         assert ready.json() == {"status": "ok", "checks": {"database": "ok", "vault": "ok"}}
@@ -75,12 +98,87 @@ def test_embedded_defaults_from_first_start_to_restart(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "openbao" / "data" / "raft").is_dir()
     assert (tmp_path / "var" / "mailfleet.db").is_file()
 
-    # Second start: OpenBao is already initialised and must be unsealed from the kept key.
-    with serve(env) as server:
+    # Second start: OpenBao is already initialised and must be unsealed from the kept key;
+    # the admin key from the first start still works, so no second one is made.
+    with serve(env, "--bootstrap-admin-key") as server:
         server.wait_for_line("MailFleet API:", 60)
+        line = server.wait_for_line("Admin API key", 10)
+        assert line.startswith("Admin API key: one exists (mf_admin_")
+        assert line.endswith("make another with 'mailfleet api-key create --admin'")
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
         tenants = httpx.get(f"{url}/api/v1/tenants", headers={"Authorization": f"Bearer {key}"})
         assert [t["name"] for t in tenants.json()["items"]] == ["Acme"]
+    assert live_admin_keys(tmp_path / "var" / "mailfleet.db") == 1
+
+
+class _Plain(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html>another program</html>")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def plain_web_server(addr: str) -> Iterator[None]:
+    """Another program's web service on ``addr``."""
+    host, port = addr.rsplit(":", 1)
+    server = ThreadingHTTPServer((host, int(port)), _Plain)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "MAILFLEET_API_ADDR",
+        "MAILFLEET_GRPC_ADDR",
+        "MAILFLEET_ENROLL_ADDR",
+        "MAILFLEET_LOCAL_VAULT_ADDR",
+        "cluster",
+    ],
+)
+def test_a_taken_port_is_one_line_naming_it_and_its_setting(tmp_path: Path, setting: str) -> None:
+    env = embedded_env(tmp_path / "var")
+    if setting == "cluster":  # the local OpenBao's cluster port, the next one up
+        host, port = env["MAILFLEET_LOCAL_VAULT_ADDR"].rsplit(":", 1)
+        taken = f"{host}:{int(port) + 1}"
+        expected = (
+            f"error: {taken} (cluster port of {env['MAILFLEET_LOCAL_VAULT_ADDR']}) is in use; "
+            "set MAILFLEET_LOCAL_VAULT_ADDR to a free address"
+        )
+    else:
+        taken = env[setting]
+        expected = f"error: {taken} is in use by another program; set {setting} to a free address"
+    with plain_web_server(taken), serve(env) as server:
+        server.process.wait(timeout=60)
+        time.sleep(0.2)
+        output = [line for line in server.output() if line.strip()]
+    assert server.process.returncode == 2, output
+    assert output[-1] == expected
+    assert not any("Traceback" in line for line in output), output
+    assert not openbao_processes(tmp_path)
+
+
+async def test_a_web_service_on_the_openbao_address_is_named(tmp_path: Path) -> None:
+    addr = f"127.0.0.1:{free_port()}"
+    bao = LocalOpenBao(tmp_path, addr)
+    with plain_web_server(addr):
+        async with httpx.AsyncClient(base_url=bao.url) as http:
+            with pytest.raises(AddressInUse) as raised:
+                await bao._health(http)
+    assert str(raised.value) == (
+        f"{addr} answers, but not as OpenBao; set MAILFLEET_LOCAL_VAULT_ADDR to a free address"
+    )
 
 
 def test_serve_refuses_bad_settings_with_one_line(tmp_path: Path) -> None:
