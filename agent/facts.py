@@ -28,12 +28,12 @@ def collect_facts(agent_version: str, vps_cgroup: str | None = None) -> dict[str
     """Describe this host; every value is JSON-serialisable.
 
     With ``vps_cgroup`` the memory and CPU count are the VPS cgroup's (see ``agent.cgroup``)
-    and ``cgroup`` says which; if it cannot be read the command fails rather than report
-    the host's figures as the VPS's.
+    and ``cgroup`` (only then present) says which; if it cannot be read the command fails
+    rather than report the host's figures as the VPS's.
     """
     cpu = _cpu()
     memory_total = int(psutil.virtual_memory().total)
-    cgroup: dict[str, object] | None = None
+    extra: dict[str, object] = {}
     if vps_cgroup is not None:
         try:
             reading = VpsCgroup(vps_cgroup).read()
@@ -42,13 +42,12 @@ def collect_facts(agent_version: str, vps_cgroup: str | None = None) -> dict[str
         memory_total = cgroup_memory(reading, memory_total)[0]
         cpus = cgroup_cpus(reading, os.cpu_count() or 1)
         cpu["logical_count"] = max(1, math.ceil(cpus))
-        cgroup = {"path": vps_cgroup, "cpus": cpus, "memory_limit_bytes": memory_total}
+        extra["cgroup"] = {"path": vps_cgroup, "cpus": cpus, "memory_limit_bytes": memory_total}
     return {
         "hostname": socket.gethostname(),
         "os": _os_release(),
         "kernel": _kernel(),
         "cpu": cpu,
-        "cgroup": cgroup,
         "memory_total_bytes": memory_total,
         "swap_total_bytes": int(psutil.swap_memory().total),
         "disks": _disks(),
@@ -56,6 +55,7 @@ def collect_facts(agent_version: str, vps_cgroup: str | None = None) -> dict[str
         "boot_time": int(psutil.boot_time()),
         "python_version": platform.python_version(),
         "agent_version": agent_version,
+        **extra,
     }
 
 

@@ -86,3 +86,13 @@ def test_agent_run_reads_its_config_under_the_root(tmp_path: Path) -> None:
     assert missing.stderr.strip().splitlines() == [
         f"error: --root {tmp_path / 'nowhere'}: not a directory"
     ]
+
+
+@pytest.mark.parametrize("bad", ['"mailfleet-local/mf-1"', '"/a/../b"', '"/a b"', "3"])
+def test_vps_cgroup_is_an_absolute_cgroup_path(tmp_path: Path, bad: str) -> None:
+    base = GOOD.format(state=tmp_path, pin="a" * 64)
+    config = load_config(write(tmp_path, 'vps_cgroup = "/mailfleet-local/mf-1a2b3c4d"\n' + base))
+    assert config.vps_cgroup == "/mailfleet-local/mf-1a2b3c4d"
+    assert load_config(write(tmp_path, base)).vps_cgroup is None
+    with pytest.raises(ConfigError, match="vps_cgroup"):
+        load_config(write(tmp_path, f"vps_cgroup = {bad}\n" + base))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +16,10 @@ from typing import Any
 import psutil
 import pytest
 
-from agent.metrics import PSEUDO_FSTYPES, MetricSample, Sampler
+from agent.cgroup import CgroupError, CgroupReading, VpsCgroup
+from agent.errors import CommandError
+from agent.facts import collect_facts
+from agent.metrics import PSEUDO_FSTYPES, MetricSample, Sampler, cgroup_cpus, cgroup_memory
 
 
 def burn_cpu(seconds: float) -> None:
@@ -210,3 +215,179 @@ def test_missing_counters_read_as_zero(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert (sample.disk_read_bytes, sample.disk_write_bytes) == (0, 0)
     assert (sample.net_rx_bytes, sample.net_tx_bytes) == (0, 0)
+
+
+# -- the VPS cgroup (vps_cgroup in agent.toml) ---------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def fake_hierarchy(top: Path, files: dict[str, str]) -> None:
+    top.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (top / name).write_text(text)
+
+
+def test_cgroup_v1_files_are_read_as_the_kernel_writes_them(tmp_path: Path) -> None:
+    """Files on disk in the kernel's formats; hierarchies found through a mountinfo file."""
+    memory, cpu = tmp_path / "memory", tmp_path / "cpu acct"  # a space: escaped in mountinfo
+    fake_hierarchy(
+        memory / "mf/vps",
+        {
+            "memory.limit_in_bytes": f"{1024 * MIB}\n",
+            "memory.usage_in_bytes": f"{300 * MIB}\n",
+            "memory.stat": f"cache {150 * MIB}\ninactive_file 1\ntotal_inactive_file {100 * MIB}\n",
+        },
+    )
+    fake_hierarchy(
+        cpu / "mf/vps",
+        {
+            "cpu.cfs_quota_us": "150000\n",
+            "cpu.cfs_period_us": "100000\n",
+            "cpuacct.usage": "2500000000\n",
+        },
+    )
+    escaped = str(cpu).replace(" ", "\\040")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"30 22 0:26 / {memory} rw,nosuid shared:10 - cgroup cgroup rw,memory\n"
+        f"31 22 0:27 / {escaped} rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n"
+    )
+    cgroup = VpsCgroup("/mf/vps", mountinfo)
+    assert cgroup.version == 1
+    assert cgroup.read() == CgroupReading(
+        memory_limit_bytes=1024 * MIB,
+        memory_used_bytes=200 * MIB,  # usage minus the inactive file cache
+        cpu_limit=1.5,
+        cpu_seconds=2.5,
+    )
+    (memory / "mf/vps/memory.limit_in_bytes").write_text("9223372036854771712\n")  # unlimited
+    (cpu / "mf/vps/cpu.cfs_quota_us").write_text("-1\n")
+    reading = cgroup.read()
+    assert (reading.memory_limit_bytes, reading.cpu_limit) == (None, None)
+    with pytest.raises(CgroupError, match="not mounted here"):
+        VpsCgroup("/mf/other", mountinfo)
+    (memory / "mf/vps/memory.stat").unlink()  # the cgroup went away under us
+    with pytest.raises(CgroupError, match=r"memory\.stat"):
+        cgroup.read()
+
+
+def test_cgroup_v2_files_are_read_as_the_kernel_writes_them(tmp_path: Path) -> None:
+    unified = tmp_path / "unified"
+    fake_hierarchy(
+        unified / "mf/vps",
+        {
+            "memory.max": f"{512 * MIB}\n",
+            "memory.current": f"{64 * MIB}\n",
+            "memory.stat": f"anon {30 * MIB}\nfile {34 * MIB}\ninactive_file {16 * MIB}\n",
+            "cpu.max": "200000 100000\n",
+            "cpu.stat": "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n",
+        },
+    )
+    mountinfo = tmp_path / "mountinfo"
+    # a container's view: the mount shows only part of the hierarchy (root /lxc/c1)
+    mountinfo.write_text(f"35 22 0:30 /lxc/c1 {unified} rw - cgroup2 cgroup2 rw,nsdelegate\n")
+    cgroup = VpsCgroup("/lxc/c1/mf/vps", mountinfo)
+    assert cgroup.version == 2
+    assert cgroup.read() == CgroupReading(512 * MIB, 48 * MIB, 2.0, 1.5)
+    (unified / "mf/vps/memory.max").write_text("max\n")
+    (unified / "mf/vps/cpu.max").write_text("max 100000\n")
+    assert cgroup.read() == CgroupReading(None, 48 * MIB, None, 1.5)
+    with pytest.raises(CgroupError, match="not mounted here"):
+        VpsCgroup("/elsewhere/mf/vps", mountinfo)  # outside what the mount shows
+    with pytest.raises(CgroupError, match="absolute cgroup path"):
+        VpsCgroup("mf/../../vps", mountinfo)
+
+
+def test_a_cgroup_never_reports_more_than_the_machine_has() -> None:
+    limited = CgroupReading(1024 * MIB, 1500 * MIB, 2.5, 0.0)
+    assert cgroup_memory(limited, 4096 * MIB) == (1024 * MIB, 1024 * MIB, 0)
+    assert cgroup_memory(limited, 512 * MIB) == (512 * MIB, 512 * MIB, 0)
+    assert cgroup_cpus(limited, 8) == 2.5
+    assert cgroup_cpus(limited, 2) == 2.0
+    unlimited = CgroupReading(None, 100 * MIB, None, 0.0)
+    assert cgroup_memory(unlimited, 4096 * MIB) == (4096 * MIB, 100 * MIB, 3996 * MIB)
+    assert cgroup_cpus(unlimited, 8) == 8.0
+
+
+@pytest.fixture
+def real_cgroup() -> Iterator[tuple[str, list[Path]]]:
+    """A cgroup of 512 MiB and 1 CPU on this machine's cgroup fs, made as the provider does."""
+    from control_plane.provisioning.providers.base import ProviderError
+    from control_plane.provisioning.providers.local_cgroup import Cgroups
+    from control_plane.provisioning.providers.local_state import Limits
+
+    if os.geteuid() != 0:
+        pytest.skip("making a cgroup needs root")
+    cgroups = Cgroups("mailfleet-test")
+    try:
+        path = cgroups.path(f"agent-{os.getpid()}-{time.monotonic_ns()}")
+    except ProviderError as exc:
+        pytest.skip(exc.message)
+    cgroups.create(path, Limits(vcpus=1, memory_mb=512, disk_gb=1))
+    try:
+        yield path, cgroups.procs_files(path)
+    finally:
+        for pid in cgroups.members(path):
+            os.kill(pid, 9)
+        deadline = time.monotonic() + 5
+        while cgroups.members(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cgroups.remove(path)
+        cgroups.remove_parent()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_memory() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no MemTotal in /proc/meminfo")
+
+
+def test_the_sampler_and_facts_report_a_real_cgroup(
+    real_cgroup: tuple[str, list[Path]], caplog: pytest.LogCaptureFixture
+) -> None:
+    path, procs = real_cgroup
+    joins = "; ".join(f"echo $$ > {p}" for p in procs)
+    busy = subprocess.Popen(
+        ["/bin/sh", "-c", f'{joins}; exec "$0" -c "$1"', sys.executable, "while True: pass"]
+    )
+    try:
+        sampler = Sampler(vps_cgroup=path)
+        deadline = time.monotonic() + 5
+        while busy.pid not in {int(pid) for pid in procs[0].read_text().split()}:
+            assert time.monotonic() < deadline, "the busy child never joined the cgroup"
+            time.sleep(0.01)
+        sampler.sample()
+        before, started = cpu_seconds(busy.pid), time.monotonic()
+        time.sleep(0.5)
+        sample = sampler.sample()
+        # the child's own CPU time over the same interval, from /proc: the cgroup's use
+        expected = 100 * (cpu_seconds(busy.pid) - before) / (time.monotonic() - started)
+        assert sample.cpu_percent > 5
+        assert abs(sample.cpu_percent - expected) < 15
+        assert sample.memory_total_bytes == 512 * MIB  # the cgroup's limit, not the host's
+        assert 0 < sample.memory_used_bytes < 512 * MIB
+        assert sample.memory_available_bytes == 512 * MIB - sample.memory_used_bytes
+        facts = collect_facts("test", path)
+        assert facts["memory_total_bytes"] == 512 * MIB
+        assert facts["cpu"]["logical_count"] == 1  # type: ignore[index]
+        assert facts["cgroup"] == {"path": path, "cpus": 1.0, "memory_limit_bytes": 512 * MIB}
+    finally:
+        busy.kill()
+        busy.wait()
+
+    # without vps_cgroup: the machine's figures; a cgroup that cannot be read: the same, said
+    assert Sampler().sample().memory_total_bytes == machine_memory()
+    missing = path + "-gone"
+    assert Sampler(vps_cgroup=missing).sample().memory_total_bytes == machine_memory()
+    assert f"cgroup {missing} is not mounted here" in caplog.text
+    with pytest.raises(CommandError, match="is not mounted here"):
+        collect_facts("test", missing)  # a fact is never the host's figure in disguise

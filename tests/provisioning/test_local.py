@@ -661,21 +661,24 @@ root = Path(os.environ["MAILFLEET_LOCAL_ROOT"])
 config = load_config(root / "etc/mailfleet/agent.toml", root)
 sampler = Sampler(vps_cgroup=config.vps_cgroup)
 sampler.sample()
-end = time.monotonic() + 0.3
+start, end = time.process_time(), time.monotonic() + 0.3
 while time.monotonic() < end:
     pass
 sample = sampler.sample()
+own = 100 * (time.process_time() - start) / 0.3
 facts = collect_facts("test", config.vps_cgroup)
 report = {
     "vps_cgroup": config.vps_cgroup,
     "memory_total": sample.memory_total_bytes,
     "memory_used": sample.memory_used_bytes,
     "cpu_percent": sample.cpu_percent,
+    "own_cpu_percent": own,
     "facts_memory_total": facts["memory_total_bytes"],
     "facts_cpus": facts["cpu"]["logical_count"],
     "own_cgroups": Path("/proc/self/cgroup").read_text(),
 }
-(root / "report.json").write_text(json.dumps(report))
+(root / "report.tmp").write_text(json.dumps(report))
+os.replace(root / "report.tmp", root / "report.json")
 """
 
 
@@ -726,7 +729,9 @@ async def test_a_vps_lives_in_a_cgroup_sized_from_its_plan(lab: Lab) -> None:
     assert report["memory_total"] == report["facts_memory_total"] == 1024**3
     assert 0 < report["memory_used"] < 1024**3
     assert report["facts_cpus"] == 1
-    assert report["cpu_percent"] > 20  # it kept its one CPU busy for the whole interval
+    # its own CPU time over the interval is the cgroup's use of its one CPU
+    assert report["cpu_percent"] > 5
+    assert abs(report["cpu_percent"] - report["own_cpu_percent"]) < 15
     assert f"memory:{path}\n" in report["own_cgroups"] or f"0::{path}\n" in report["own_cgroups"]
     boot = record.boot[0].pid  # the boot itself (and so all it starts) joined the cgroup
     assert boot in {int(p) for p in cgroup_file(path, "cgroup.procs").read_text().split()}
