@@ -100,14 +100,16 @@ def _resolve(
 @event.listens_for(Session, "before_commit")
 def _add_record(session: Session) -> None:
     pending = pending_of(session)
+    if pending is None or pending.written:
+        return
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # ids of new rows, and every row written noted by _note_rows
     written: list[Any] = session.info.pop(_WRITTEN_KEY, [])
-    changed = session.info.pop(_CHANGED_KEY, False) or written or session.new or session.dirty
-    if pending is None or pending.written or not changed:
+    if not (session.info.pop(_CHANGED_KEY, False) or written):
         return
     session.info[_ADDED_KEY] = pending
     if pending.claimed:  # audit.service.record wrote it already
         return
-    written.extend(r for r in (*session.new, *session.dirty) if not isinstance(r, AuditEvent))
     object_type, object_id, tenant_id = _resolve(pending, written)
     session.add(
         new_event(

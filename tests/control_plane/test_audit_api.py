@@ -17,6 +17,7 @@ from control_plane.audit import service as audit
 from control_plane.audit.models import AuditEvent
 from control_plane.db.engine import Database
 from control_plane.db.tenancy import TENANT_ROLE
+from control_plane.workspaces.models import Workspace
 from tests.conftest import MakeTenant, TenantHandle
 from tests.support.processes import run_cli
 
@@ -288,3 +289,38 @@ async def test_a_cli_change_is_recorded_as_the_local_cli(
     (key_event,) = await events(client, admin_headers, tenant_id=tenant_id)
     assert (key_event["action"], key_event["object_type"]) == ("api_key.create", "api_key")
     assert key_event["actor_kind"] == "cli"
+
+
+async def test_the_record_commits_with_the_change_not_after_it(
+    db: Database, make_tenant: MakeTenant
+) -> None:
+    """The record is part of the change's own commit (no middleware involved), and a change
+    that rolls back leaves no record claiming it happened."""
+    tenant = await make_tenant()
+    tenant_id = uuid.UUID(tenant.id)
+    actor = audit.Actor(kind="api_key", address="198.51.100.1", tenant_id=tenant_id)
+    pending = audit.api_pending(actor, "POST", "/api/v1/workspaces", {}, 201)
+    async with db.tenant_session(tenant_id) as session:
+        session.info[audit.PENDING_KEY] = pending
+        made = Workspace(name="in-one-commit")
+        session.add(made)
+    assert pending.written
+    rolled_back = audit.api_pending(actor, "POST", "/api/v1/workspaces", {}, 201)
+
+    async def fail_after_writing() -> None:
+        async with db.tenant_session(tenant_id) as session:
+            session.info[audit.PENDING_KEY] = rolled_back
+            session.add(Workspace(name="never"))
+            await session.flush()
+            raise RuntimeError("the route failed after writing")
+
+    with pytest.raises(RuntimeError):
+        await fail_after_writing()
+    assert not rolled_back.written
+    async with db.session() as session:
+        rows = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.address == "198.51.100.1"))
+        ).all()
+    assert [(r.action, r.object_id, r.tenant_id) for r in rows] == [
+        ("workspace.create", made.id, tenant_id)
+    ]
