@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
+from control_plane.commands import handlers
 from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
@@ -178,7 +179,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     db,
                     periodic_jobs(db, vault, settings),
                     settings.periodic_seconds,
-                    hub.wake_dispatcher,
+                    handlers.wake,
                 )
                 periodic_task = asyncio.create_task(periodic.run())
                 try:

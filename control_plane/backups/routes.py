@@ -28,6 +28,7 @@ from control_plane.backups.schemas import (
     SnapshotOut,
     WorkspacePolicyOut,
 )
+from control_plane.commands import handlers
 from control_plane.commands.schemas import CommandOut
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
@@ -133,7 +134,7 @@ async def run_backup(server_id: uuid.UUID, ctx: Ctx) -> CommandOut:
     async with ctx.session() as session:
         server = await get_by_id(session, Server, server_id, "server")
         out = CommandOut.of(await service.run_now(session, server))
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 
@@ -146,7 +147,7 @@ async def restore(server_id: uuid.UUID, body: RestoreIn, ctx: Ctx) -> CommandOut
         server = await get_by_id(session, Server, server_id, "server")
         command, _ = await service.restore(session, server, body)
         out = CommandOut.of(command)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 
@@ -156,7 +157,7 @@ async def finish_restore(server_id: uuid.UUID, body: RestoreFinish, ctx: Ctx) ->
         server = await get_by_id(session, Server, server_id, "server")
         command = await service.finish_restore(session, server, body.restore_id, body.keep)
         out = CommandOut.of(command)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from control_plane.api.context import Ctx
-from control_plane.commands import service
+from control_plane.commands import handlers, service
 from control_plane.commands.models import FINAL_STATES
 from control_plane.commands.schemas import CommandCreate, CommandOut, CommandState
 from control_plane.schemas import After, Limit, PageOut
@@ -29,7 +29,7 @@ async def create_command(
         out = CommandOut.of(command)
     if not created:
         response.status_code = status.HTTP_200_OK  # an idempotent repeat
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 
@@ -76,5 +76,5 @@ async def cancel_command(server_id: uuid.UUID, command_id: uuid.UUID, ctx: Ctx) 
     async with ctx.session() as session:
         command = await service.get_command(session, server_id, command_id)
         out = CommandOut.of(await service.request_cancel(session, command))
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out

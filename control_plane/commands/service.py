@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import handlers
 from control_plane.commands.models import FINAL_STATES, LIVE_STATES, Command
 from control_plane.commands.schemas import CommandCreate
 from control_plane.db.base import UTCDateTime, new_id, utcnow
@@ -254,7 +255,8 @@ async def _finish(
     error: str | None,
     now: datetime,
 ) -> bool:
-    finished = await session.execute(
+    """Settle the command once; the handlers its feature registered for its kind run then."""
+    kind = await session.scalar(
         update(Command)
         .where(Command.id == command_id, Command.state.not_in(FINAL_STATES))
         .values(
@@ -264,8 +266,15 @@ async def _finish(
             finished_at=now,
             progress_percent=100 if state == "succeeded" else Command.progress_percent,
         )
+        .returning(Command.kind)
     )
-    return bool(finished.rowcount == 1)  # type: ignore[attr-defined]
+    if kind is None:
+        return False
+    if handlers.handles_results(kind):
+        command = await session.get(Command, command_id, populate_existing=True)
+        assert command is not None  # just updated
+        await handlers.command_settled(session, command)
+    return True
 
 
 async def expire_overdue(session: AsyncSession, now: datetime) -> list[tuple[uuid.UUID, uuid.UUID]]:

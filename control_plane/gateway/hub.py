@@ -39,8 +39,6 @@ class AgentHub:
     def __init__(self) -> None:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self.dispatch_wanted = asyncio.Event()
-        # Set when an agent's stream comes up: a provisioning step may be waiting for it.
-        self.workflow_wanted = asyncio.Event()
         self._command_waiters: dict[uuid.UUID, list[asyncio.Event]] = {}
 
     def command_settled(self, command_id: uuid.UUID) -> None:

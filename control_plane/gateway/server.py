@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 
+from control_plane.commands import handlers
 from control_plane.db.engine import Database
 from control_plane.gateway.certificate import GatewayCertificate
 from control_plane.gateway.hub import AgentHub
@@ -69,6 +70,7 @@ class Gateway:
         self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry, pki.vault)
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._unsubscribe: Callable[[], None] = lambda: None
 
     def certificate_names(self) -> list[str]:
         """Every name an agent may dial: the listen and advertised hosts, and the extra names."""
@@ -93,6 +95,7 @@ class Gateway:
                 raise OSError(f"cannot listen on {enroll}")
         await server.start()
         self._server = server
+        self._unsubscribe = handlers.on_wake(lambda _server_id: self.hub.wake_dispatcher())
         self._loops = [
             asyncio.create_task(self.sessions.maintain()),
             asyncio.create_task(self.ingest.run()),
@@ -103,6 +106,7 @@ class Gateway:
             log.info("agent gateway on %s (mutual TLS), enrollment on %s", link, enroll)
 
     async def stop(self, grace: float = 5.0) -> None:
+        self._unsubscribe()
         if self._server is not None:
             await self._server.stop(grace)
         for task in self._loops:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.commands import secrets
+from control_plane.commands import handlers, secrets
 from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database, to_completion
@@ -35,9 +35,7 @@ from control_plane.gateway.translate import (
     command_message,
     sample_rows,
 )
-from control_plane.mail import service as mail
 from control_plane.metrics.ingest import MetricIngest
-from control_plane.provisioning.nudge import nudge_workflow
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
@@ -144,9 +142,8 @@ class SessionService:
                 )
             )
             tenant_id = await session.scalar(select(Server.tenant_id).where(Server.id == server_id))
-            await nudge_workflow(session, server_id)
+            await handlers.agent_event(session, handlers.AGENT_CONNECTED, server_id)
         assert tenant_id is not None  # admitted just before
-        self.hub.workflow_wanted.set()
         return tenant_id
 
     async def _read(
@@ -257,7 +254,7 @@ class SessionService:
 
     async def _owns_domain(self, tenant_id: uuid.UUID, name: str) -> bool:
         async with self.db.session() as db_session:
-            return await mail.domain_owned_by(db_session, name, tenant_id)
+            return await handlers.domain_owned_by(db_session, name, tenant_id)
 
     async def _fail_undeliverable(self, delivery: commands.Delivery, reason: str) -> None:
         log.warning("command %s cannot be delivered: %s", delivery.command_id, reason)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
+from control_plane.commands import handlers
 from control_plane.dns import service as dns
 from control_plane.mail import aliases, dkim, service
 from control_plane.mail.models import MailAlias, Mailbox, MailDomain
@@ -91,7 +92,7 @@ async def create_domain(body: DomainCreate, ctx: Ctx) -> DomainOut:
     """Add a mail domain to a MailU server; the agent creates it in MailU (see ``state``)."""
     async with ctx.session() as session:
         out = await domain_out(session, await service.create_domain(session, ctx.vault, body))
-    ctx.hub.wake_dispatcher()
+    handlers.wake(body.server_id)
     return out
 
 
@@ -119,7 +120,7 @@ async def delete_domain(domain_id: uuid.UUID, ctx: Ctx) -> None:
         domain = await service.get_domain(session, domain_id)
         await dns.withdraw(session, ctx.vault, domain)  # its records leave the zone first
         await service.delete_domain(session, ctx.vault, domain)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
 
 
 @router.post("/{domain_id}/mailboxes", status_code=status.HTTP_201_CREATED)
@@ -130,7 +131,7 @@ async def create_mailbox(domain_id: uuid.UUID, body: MailboxCreate, ctx: Ctx) ->
         domain = await service.get_domain(session, domain_id)
         mailbox = await service.create_mailbox(session, ctx.vault, domain, body)
         out = await mailbox_out(session, mailbox)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
     return out
 
 
@@ -161,7 +162,7 @@ async def update_mailbox(
         mailbox = await service.get_mailbox(session, domain, mailbox_id)
         await service.update_mailbox(session, domain, mailbox, body)
         out = await mailbox_out(session, mailbox)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
     return out
 
 
@@ -171,7 +172,7 @@ async def delete_mailbox(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: Ctx) 
         domain = await service.get_domain(session, domain_id)
         mailbox = await service.get_mailbox(session, domain, mailbox_id)
         await service.delete_mailbox(session, ctx.vault, domain, mailbox)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
 
 
 @router.post("/{domain_id}/mailboxes/{mailbox_id}/credentials", status_code=201)
@@ -191,7 +192,7 @@ async def rotate_credentials(domain_id: uuid.UUID, mailbox_id: uuid.UUID, ctx: C
         mailbox = await service.get_mailbox(session, domain, mailbox_id)
         await service.rotate_credentials(session, ctx.vault, domain, mailbox)
         out = await mailbox_out(session, mailbox)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
     return out
 
 
@@ -201,7 +202,7 @@ async def create_alias(domain_id: uuid.UUID, body: AliasCreate, ctx: Ctx) -> Ali
     async with ctx.session() as session:
         domain = await service.get_domain(session, domain_id)
         out = await alias_out(session, await aliases.create_alias(session, domain, body))
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
     return out
 
 
@@ -231,7 +232,7 @@ async def update_alias(
         domain = await service.get_domain(session, domain_id)
         alias = await aliases.get_alias(session, domain, alias_id)
         out = await alias_out(session, await aliases.update_alias(session, domain, alias, body))
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)
     return out
 
 
@@ -242,4 +243,4 @@ async def delete_alias(domain_id: uuid.UUID, alias_id: uuid.UUID, ctx: Ctx) -> N
         await aliases.delete_alias(
             session, domain, await aliases.get_alias(session, domain, alias_id)
         )
-    ctx.hub.wake_dispatcher()
+    handlers.wake(domain.server_id)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import handlers
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
@@ -80,6 +81,9 @@ async def create_domain(session: AsyncSession, vault: Vault, data: DomainCreate)
 async def domain_owned_by(session: AsyncSession, name: str, tenant_id: uuid.UUID) -> bool:
     owner = await session.scalar(select(MailDomain.tenant_id).where(MailDomain.name == name))
     return owner == tenant_id
+
+
+handlers.register_domain_owner(domain_owned_by)  # commands may carry the domain's DKIM key
 
 
 async def get_domain(session: AsyncSession, domain_id: uuid.UUID) -> MailDomain:

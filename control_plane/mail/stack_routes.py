@@ -8,6 +8,7 @@ from datetime import timedelta
 from fastapi import APIRouter, status
 
 from control_plane.api.context import Ctx
+from control_plane.commands import handlers
 from control_plane.commands.schemas import CommandOut
 from control_plane.db.lookup import get_by_id
 from control_plane.mail import dkim, stack
@@ -55,7 +56,7 @@ async def refresh_status(server_id: uuid.UUID, ctx: Ctx) -> CommandOut:
         server = await get_by_id(session, Server, server_id, "server")
         command = await stack.request_status(session, server)
         out = CommandOut.of(command)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 
@@ -66,7 +67,7 @@ async def rotate_secrets(server_id: uuid.UUID, body: MailSecretsRotate, ctx: Ctx
         server = await get_by_id(session, Server, server_id, "server")
         command = await stack.rotate_secrets(session, ctx.vault, server, body.secrets)
         out = CommandOut.of(command)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 
@@ -85,5 +86,5 @@ async def rotate_dkim(server_id: uuid.UUID, body: DkimRotate, ctx: Ctx) -> DkimS
             timedelta(seconds=body.overlap_seconds),
         )
         out = dkim_state(server)
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 
 from control_plane.api.context import Ctx
+from control_plane.commands import handlers
 from control_plane.commands.schemas import CommandOut
 from control_plane.errors import InvalidInput
 from control_plane.provisioning import events, service
@@ -97,7 +98,7 @@ async def rotate_ssh_key(server_id: uuid.UUID, ctx: Ctx) -> SshKeyRotationOut:
         server = await get_server(session, server_id)
         pair, command = await service.rotate_ssh_key(session, ctx.vault, server)
         out = SshKeyRotationOut(public_key=pair.public_key, command=CommandOut.of(command))
-    ctx.hub.wake_dispatcher()
+    handlers.wake(server_id)
     return out
 
 

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import MailFleetError
-from control_plane.provisioning import events
+from control_plane.provisioning import events, nudge
 from control_plane.provisioning.providers.base import ProviderError
 from control_plane.provisioning.workflow import (
     ACTIVE_STATES,
@@ -61,7 +61,7 @@ class ProvisioningRunner:
         self.settings, self.db, self.workflow = settings, db, workflow
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease = timedelta(seconds=settings.provision_lease_seconds)
-        self._wake = workflow.hub.workflow_wanted  # also set by the gateway (agents arriving)
+        self._wake = asyncio.Event()  # also set by nudges (an agent arriving, a result)
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
@@ -70,6 +70,7 @@ class ProvisioningRunner:
 
     async def run(self) -> None:
         """Claim and run due steps until cancelled; running steps are let go on the way out."""
+        stop_listening = nudge.on_nudge(self.wake)
         try:
             while True:
                 free = self.settings.provision_concurrency - len(self._running)
@@ -85,6 +86,7 @@ class ProvisioningRunner:
                     await asyncio.wait_for(self._wake.wait(), self._idle_seconds())
                 self._wake.clear()
         finally:
+            stop_listening()
             await self._release_all()
 
     def _idle_seconds(self) -> float:

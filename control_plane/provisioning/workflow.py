@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import handlers
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
@@ -44,7 +45,6 @@ from control_plane.dns.publish import DnsProviderError
 from control_plane.enrollment import service as enrollment
 from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import NotFound
-from control_plane.gateway.hub import AgentHub
 from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
 from control_plane.provisioning import ssh
@@ -142,11 +142,11 @@ class Workflow:
         db: Database,
         vault: Vault,
         pki: AgentPki,
-        hub: AgentHub,
+        streams: handlers.Streams,
         providers: ProviderRegistry,
     ) -> None:
         self.settings, self.db, self.vault, self.pki = settings, db, vault, pki
-        self.hub, self.providers = hub, providers
+        self.streams, self.providers = streams, providers
 
     async def step(self, server: Server) -> Outcome:
         handler = {
@@ -219,8 +219,8 @@ class Workflow:
             failure = await self._boot_failure(server)
             if failure is not None:
                 return Fail(failure)
-            # A manual server waits on a person, for as long as it takes: the gateway's
-            # nudge (``nudge.py``) wakes it when the agent connects; the poll is a backstop.
+            # A manual server waits on a person, for as long as it takes: the nudge
+            # (``nudge.py``) wakes it when the agent connects; the poll is a backstop.
             seconds = MANUAL_BACKSTOP_SECONDS if server.provider == MANUAL else None
             return Wait("waiting for the agent to enroll", seconds)
         if server.last_heartbeat_at is None:
@@ -258,7 +258,7 @@ class Workflow:
                 return command.id
 
             command_id = await self.db.transact(queue)
-            self.hub.wake_dispatcher()
+            handlers.wake(server.id)
             return Wait("installing MailU", changes={"step_command_id": command_id})
         async with self.db.session() as session:
             command = await session.get(Command, server.step_command_id)
@@ -352,7 +352,7 @@ class Workflow:
             return await enrollment.revoke_agent(session, row) if row is not None else []
 
         serials = await self.db.transact(revoke)
-        self.hub.close(server.id, "server deprovisioned")
+        self.streams.close(server.id, "server deprovisioned")
         await enrollment.revoke_in_vault(self.pki, serials)
         await ssh.delete_server_secrets(self.vault, server.tenant_id, server.id)
         return Deleted(f"server {server.name} deprovisioned")
