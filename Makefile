@@ -9,10 +9,14 @@ DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble
 
 .PHONY: run test lint typecheck install system-deps postgres clean
 
+# The install's output goes to a log, shown only when it fails (so `make run` ends with
+# what serve prints: the API's URL and the admin key).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing MailFleet into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip && \
+	   $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'; } \
+	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; echo "install failed (log: $(VENV)/install.log)"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -21,7 +25,7 @@ install: $(STAMP)
 LOCAL_PROVIDER ?= $(shell [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0)
 
 run: $(STAMP)
-	MAILFLEET_LOCAL_PROVIDER=$${MAILFLEET_LOCAL_PROVIDER:-$(LOCAL_PROVIDER)} \
+	@MAILFLEET_LOCAL_PROVIDER=$${MAILFLEET_LOCAL_PROVIDER:-$(LOCAL_PROVIDER)} \
 	  $(BIN)/mailfleet serve --bootstrap-admin-key
 
 system-deps:
