@@ -18,7 +18,10 @@ from control_plane.dns.models import DomainDns
 from control_plane.servers.models import Server
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant, TenantHandle
+from tests.dns.test_troubleshoot import silent_resolver
 from tests.support.knot import KnotServer, zone_text
+
+__all__ = ["silent_resolver"]  # a fixture, used by name
 
 
 @pytest.fixture
@@ -224,3 +227,34 @@ async def test_dmarc_steps_up_on_its_schedule_and_is_published(
     async with db.session() as session:
         assert await job(session) == 0  # the next step waits its own 14 days
     await client.delete(f"/api/v1/domains/{domain['id']}", headers=tenant.headers)
+
+
+async def test_when_the_resolver_never_answers_check_and_troubleshoot_say_so(
+    app: FastAPI, client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database,
+    knot_primary: KnotServer, zone: str, silent_resolver: tuple[str, int],
+) -> None:  # fmt: skip
+    tenant = await make_tenant()
+    domain = await mail_domain(client, tenant, db, zone)
+    unlisted = rfc2136(knot_primary)
+    del unlisted["settings"]["nameservers"]  # the check looks the zone's NS up
+    provider = (
+        await client.post("/api/v1/dns-providers", json=unlisted, headers=tenant.headers)
+    ).json()
+    base = f"/api/v1/domains/{domain['id']}/dns"
+    put = await client.put(base, json={"provider_id": provider["id"]}, headers=tenant.headers)
+    assert put.status_code == 200, put.text
+    original = app.state.settings
+    app.state.settings = original.model_copy(update={
+        "dns_resolvers": f"{silent_resolver[0]}:{silent_resolver[1]}",
+        "dns_lookup_timeout_seconds": 0.3,
+    })  # fmt: skip
+    try:
+        checked = await client.post(f"{base}/check", headers=tenant.headers)
+        diagnosis = (await client.get(f"{base}/troubleshoot", headers=tenant.headers)).json()
+    finally:
+        app.state.settings = original
+    # The zone's nameservers could not be looked up: the check could not run (not bad input).
+    assert checked.status_code == 503, checked.text
+    assert "could not be looked up" in checked.json()["detail"]
+    assert diagnosis["state"] == "unknown" and diagnosis["ok"] is False, diagnosis
+    assert {f["state"] for f in diagnosis["findings"]} == {"unknown"}
