@@ -3,7 +3,7 @@
 A network namespace has no init and no cloud-init, so the local provider plays that role for
 the user data it is given, the way cloud-init would on a real VPS:
 
-- ``#!…`` — a script, run once inside the namespace (``ip netns exec``);
+- ``#!…`` — a script, run once inside the namespace (``nsenter --net``);
 - ``#cloud-config`` — YAML of which two modules are carried out:
 
   - ``write_files``: entries with ``path``, ``content`` (default empty), ``permissions``
@@ -28,9 +28,11 @@ or a VPS's user data would overwrite the control plane host's ``/etc``. A path a
 that ``rootfs`` is kept as it is. Boot commands start with ``rootfs`` as working directory and
 find it in ``$MAILFLEET_LOCAL_ROOT`` too.
 
-The boot runs in the background, in its own session and process group, with its output in
-``boot.log``; its process id and start time are returned so ``terminate`` can stop it (and
-only it, even after the id is reused).
+The boot runs in the background, in its own session and process group and in the VPS's
+cgroup, with its output in ``boot.log`` and its exit status, once it ends, in
+``boot.status``; its process id and start time are returned so ``terminate`` can stop it (and
+only it, even after the id is reused). Files that may hold the join token (user data, the
+runcmd script, ``write_files``) are created 0600 and renamed into place (``write_private``).
 """
 
 from __future__ import annotations
@@ -306,10 +308,10 @@ def spawn(
     """Start the boot in the background, in a new session, its output appended to ``log_path``.
 
     ``argv`` runs under a small ``/bin/sh`` (``_WRAPPER``, itself started by ``enter``, the
-    command that puts it into the VPS's namespace) that first joins the VPS's cgroup by writing its pid into each ``cgroup_procs`` file — so everything the
-    boot starts is born inside it, with no window outside — and afterwards writes the boot's
-    exit status to ``status_path``, where ``exit_status`` finds it even after a control-plane
-    restart.
+    command that puts it into the VPS's namespace). The shell first joins the VPS's cgroup
+    by writing its pid into each ``cgroup_procs`` file — so everything the boot starts is
+    born inside it, with no window outside — and afterwards writes the boot's exit status
+    to ``status_path``, where ``exit_status`` finds it even after a control-plane restart.
 
     ``subprocess.Popen`` rather than asyncio's subprocesses: the boot outlives the call (and
     may outlive the event loop), and asyncio ties a child's bookkeeping to its loop. A
