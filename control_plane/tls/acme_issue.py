@@ -122,11 +122,9 @@ async def wait_visible(server: tuple[str, int], name: str, value: str, limit: fl
             if problem is not None:
                 raise AcmeError(
                     f"whether {server[0]}:{server[1]} shows the challenge at {name} could not "
-                    f"be seen within {limit:.0f} s: {problem}"
+                    f"be seen within {limit:g} s: {problem}"
                 )
-            raise AcmeError(
-                f"{name} did not show the challenge at {server[0]} within {limit:.0f} s"
-            )
+            raise AcmeError(f"{name} did not show the challenge at {server[0]} within {limit:g} s")
         await asyncio.sleep(0.5)
 
 

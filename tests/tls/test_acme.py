@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from control_plane.db.engine import Database
 from control_plane.servers.models import Server
+from control_plane.tls.acme_issue import AcmeError, wait_visible
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant, TenantHandle
 from tests.support.knot import KnotServer, zone_text
@@ -171,3 +172,14 @@ async def test_a_host_outside_every_published_zone_is_refused_clearly(
     other = await make_tenant()
     hidden = await client.post(f"/api/v1/servers/{server_id}/tls", headers=other.headers)
     assert hidden.status_code == 404
+
+
+async def test_the_challenge_wait_tells_a_refusing_server_from_a_missing_record(
+    knot_primary: KnotServer, zone: str
+) -> None:
+    with pytest.raises(AcmeError) as refused:  # Knot serves no such zone: REFUSED
+        await wait_visible(knot_primary.address, "_acme-challenge.mx1.other.test", "v", 0.3)
+    assert "could not be seen" in refused.value.detail and "REFUSED" in refused.value.detail
+    with pytest.raises(AcmeError) as absent:  # served, and the record is not there
+        await wait_visible(knot_primary.address, f"_acme-challenge.mx1.{zone}", "v", 0.3)
+    assert "did not show the challenge" in absent.value.detail
