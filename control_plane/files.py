@@ -15,9 +15,10 @@ def create_private(path: Path) -> None:
         os.close(os.open(path, _CREATE | os.O_EXCL, 0o600))
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``, mode 0600 whatever the umask: a temporary file
-    beside it, fsynced, renamed over it."""
+    beside it, fsynced, renamed over it. Another ``mode`` (a script's 0700) is given only
+    once the data is all there."""
     temp = path.with_name(path.name + ".tmp")
     fd = os.open(temp, _CREATE | os.O_TRUNC, 0o600)
     try:
@@ -25,6 +26,8 @@ def write_private(path: Path, data: bytes) -> None:
             os.fchmod(handle.fileno(), 0o600)  # a leftover temporary file keeps its mode
             handle.write(data)
             handle.flush()
+            if mode != 0o600:
+                os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:

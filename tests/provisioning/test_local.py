@@ -798,7 +798,7 @@ def test_files_holding_the_join_token_are_never_wider_than_0600(tmp_path: Path) 
         if str(directory) in line or "fchmod(" in line  # fchmod names no path
     ]
     creates = [m.groups() for line in lines if (m := _CREATE.search(line)) and "O_CREAT" in m[2]]
-    assert {Path(path).name for path, _, _ in creates} >= {".agent.toml.tmp", ".user-data.tmp"}
+    assert {Path(path).name for path, _, _ in creates} >= {"agent.toml.tmp", "user-data.tmp"}
     for path, flags, mode in creates:
         assert mode == "0600", f"{path} created {mode} ({flags})"
     for line in lines:

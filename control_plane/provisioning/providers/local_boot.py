@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from control_plane.files import write_private
 from control_plane.provisioning.providers.local_proc import ProcessRef, read_stat
 
 log = logging.getLogger(__name__)
@@ -229,30 +230,6 @@ def reroot(path: str, rootfs: Path) -> Path:
     if normal == root or normal.startswith(root + "/"):
         return Path(normal)
     return Path(root + normal) if normal != "/" else rootfs
-
-
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``, never readable by others on the way.
-
-    The temporary file is created 0600 (whatever the umask), gets ``mode`` only once it
-    holds everything, and is renamed over ``path``: user data and agent.toml carry a join
-    token, so there is no moment at which a wider file holds it.
-    """
-    temporary = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()  # a leftover (crash) may have any mode: never write into it
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 def write_files(plan: BootPlan, rootfs: Path) -> list[Path]:
