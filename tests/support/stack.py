@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ from typing import Any
 
 import httpx
 
+from control_plane.api_keys.tokens import key_hint
 from tests.support.openbao import DevOpenBao
 from tests.support.ports import free_port
-from tests.support.processes import Running, spawn
+from tests.support.processes import Running, run_cli, spawn
 
 FAST_INTERVALS = {
     "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "0.5",
@@ -38,8 +40,25 @@ class ControlPlane:
         self.process = spawn("mailfleet", "serve", *args, env=self.env)
         self.process.wait_for_line("MailFleet API:", 60)
         if bootstrap:
-            self.admin_key = self.process.wait_for_line("Admin API key", 10).rsplit(" ", 1)[1]
+            line = self.process.wait_for_line("Admin API key", 10)
+            if line.startswith("Admin API key (shown once): "):
+                self.admin_key = line.rsplit(" ", 1)[1]
+            else:  # serve mints none while one works (another plane on this session's database)
+                made = run_cli("api-key", "create", "--admin", env=self.env)
+                assert made.returncode == 0, made.stderr
+                self.admin_key = made.stdout.strip()
             self.http.headers["Authorization"] = f"Bearer {self.admin_key}"
+
+    def revoke_admin_key(self) -> None:
+        """Revoke this plane's admin key, so the next plane on the database gets a fresh one."""
+        if self.process is None or not self.admin_key:
+            return
+        hint = key_hint(self.admin_key)
+        with contextlib.suppress(httpx.HTTPError):
+            listed = self.http.get("/api/v1/api-keys", params={"limit": 500})
+            keys = listed.json()["items"] if listed.status_code == 200 else []
+            for key in (k for k in keys if k["hint"] == hint and k["scope"] == "admin"):
+                self.http.delete(f"/api/v1/api-keys/{key['id']}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
@@ -142,6 +161,7 @@ def control_plane(
         plane.start(bootstrap=True)
         yield plane
     finally:
+        plane.revoke_admin_key()
         plane.stop()
         plane.http.close()
 
