@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from agent.backup import commands as backup
+from agent.backup import sources
 from agent.errors import CommandError
 from tests.support.moto import S3Server
 
@@ -526,3 +527,19 @@ async def test_a_repository_on_s3_with_required_credentials(
     wrong = {**s3_server.env, "AWS_SECRET_ACCESS_KEY": "not the secret"}
     with pytest.raises(CommandError, match="refused the backend credentials"):
         await backup.run(root, payload(url, repository_env=wrong), progress)
+
+
+def test_the_consistent_copy_of_a_database_is_never_wider_than_the_database(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "main.db"
+    sqlite3.connect(db).close()
+    db.chmod(0o640)
+    previous = os.umask(0o022)
+    try:
+        with sources.consistent_sqlite_copies([db]):
+            copy = db.with_name(db.name + sources.SNAPSHOT_SUFFIX)
+            assert copy.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
+    assert not copy.exists()
