@@ -46,9 +46,24 @@ def test_preinstalled_user_data_runs_the_agent_under_the_machine_root() -> None:
     assert plan.runcmd == ("exec '/opt/m f/agent' run --root \"${MAILFLEET_LOCAL_ROOT:-/}\"",)
 
 
-def test_the_shipped_install_script_is_the_packaged_one_and_valid_shell() -> None:
-    assert (ROOT / "packaging" / "install-agent.sh").read_text() == install_script()
-    subprocess.run(["sh", "-n", str(ROOT / "packaging" / "install-agent.sh")], check=True)
+def test_the_shipped_install_script_is_the_packaged_one_and_valid_shell(tmp_path: Path) -> None:
+    shipped = ROOT / "packaging" / "install-agent.sh"
+    packaged = ROOT / "control_plane" / "provisioning" / "install-agent.sh"
+    # One file, not a copy that can drift from what the wheel ships and user data embeds.
+    assert shipped.is_symlink() and shipped.resolve() == packaged.resolve()
+    assert shipped.stat().st_mode & 0o111, "packaging/install-agent.sh must be executable"
+
+    def syntax(path: Path) -> int:
+        return subprocess.run(["sh", "-n", str(path)], capture_output=True).returncode
+
+    broken = tmp_path / "broken.sh"
+    broken.write_text(install_script().replace("esac", "", 1))
+    assert syntax(broken) != 0  # the check catches a script that cannot parse
+    assert syntax(shipped) == 0
+    # and the script runs: an unknown option is refused before it touches the machine
+    refused = subprocess.run(["sh", str(shipped), "--bogus"], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr == "install-agent.sh: unknown option --bogus\n"
 
 
 def test_ssh_key_pairs_are_ed25519_openssh() -> None:
