@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from agent.cgroup import CgroupError, CgroupReading, VpsCgroup
 from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.metrics import PSEUDO_FSTYPES, MetricSample, Sampler, cgroup_cpus, cgroup_memory
+from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
 
 
 def burn_cpu(seconds: float) -> None:
@@ -38,8 +41,6 @@ def test_a_sample_is_plausible() -> None:
     assert 0 <= sample.memory_used_bytes <= sample.memory_total_bytes
     assert 0 <= sample.memory_available_bytes <= sample.memory_total_bytes
     assert 0 <= sample.swap_used_bytes <= sample.swap_total_bytes or sample.swap_total_bytes == 0
-    assert min(sample.disk_read_bytes, sample.disk_write_bytes) >= 0
-    assert min(sample.net_rx_bytes, sample.net_tx_bytes) >= 0
     assert sample.process_count >= 1
 
 
@@ -59,18 +60,118 @@ def test_filesystems_are_real_distinct_and_include_the_root() -> None:
         assert 0 <= fs.free_bytes <= fs.total_bytes
 
 
-def test_time_moves_on_and_counters_never_decrease(tmp_path: Path) -> None:
+def test_disk_counters_grow_by_the_bytes_written_and_read(tmp_path: Path) -> None:
+    size = 8 << 20
     sampler = Sampler()
     first = sampler.sample()
     data = tmp_path / "data"
-    data.write_bytes(os.urandom(1 << 20))
-    with data.open("rb+") as f:
-        os.fsync(f.fileno())
-    second = sampler.sample()
+    fd = os.open(data, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, os.urandom(size))
+        os.fsync(fd)  # on the disk now, not only in the page cache
+    finally:
+        os.close(fd)
+    written = sampler.sample()
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # so reading it goes to the disk
+        while os.read(fd, 1 << 20):
+            pass
+    finally:
+        os.close(fd)
+    read = sampler.sample()
 
-    assert second.timestamp > first.timestamp
-    for counter in ("disk_read_bytes", "disk_write_bytes", "net_rx_bytes", "net_tx_bytes"):
-        assert getattr(second, counter) >= getattr(first, counter), counter
+    assert written.timestamp > first.timestamp
+    assert written.disk_write_bytes - first.disk_write_bytes >= size
+    assert read.disk_read_bytes - written.disk_read_bytes >= size
+
+
+# Runs inside a network namespace whose only NIC is one end of a veth pair: it sends
+# ``size`` bytes to an echo server on the other end and reads them back, sampling around it.
+TRAFFIC = """
+import json, socket, sys
+from agent.metrics import Sampler
+peer, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sampler = Sampler()
+before = sampler.sample()
+with socket.create_connection((peer, port), timeout=10) as conn:
+    conn.sendall(b"m" * size)
+    conn.shutdown(socket.SHUT_WR)
+    got = 0
+    while chunk := conn.recv(1 << 16):
+        got += len(chunk)
+after = sampler.sample()
+print(json.dumps({"echoed": got, "tx": after.net_tx_bytes - before.net_tx_bytes,
+                  "rx": after.net_rx_bytes - before.net_rx_bytes}))
+"""
+ECHO = """
+import socket, sys
+with socket.create_server((sys.argv[1], 0)) as server:
+    print(server.getsockname()[1], flush=True)
+    conn, _ = server.accept()
+    with conn:
+        while chunk := conn.recv(1 << 16):
+            conn.sendall(chunk)
+"""
+
+
+@pytest.fixture
+def veth_namespaces() -> Iterator[tuple[str, str, str]]:
+    """Two namespaces joined by a veth pair: (sender's, echo's, echo's address)."""
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    tag = secrets.token_hex(3)
+    a, b = f"mfm{tag}a", f"mfm{tag}b"
+    hosts = list(pick_subnet().hosts())
+    made: list[str] = []
+    try:
+        for ns in (a, b):
+            ip("netns", "add", ns)
+            made.append(ns)
+        ip("link", "add", f"{a}0", "type", "veth", "peer", "name", f"{b}0")
+        for ns, host in ((a, hosts[0]), (b, hosts[1])):
+            ip("link", "set", f"{ns}0", "netns", ns)
+            ip("-n", ns, "addr", "add", f"{host}/24", "dev", f"{ns}0")
+            ip("-n", ns, "link", "set", f"{ns}0", "up")
+        yield a, b, str(hosts[1])
+    finally:
+        for ns in made:
+            for pid in namespace_pids(ns):
+                os.kill(pid, 9)
+            ip("netns", "del", ns, check=False)
+
+
+def test_network_counters_grow_by_the_bytes_sent_and_received(
+    veth_namespaces: tuple[str, str, str],
+) -> None:
+    sender, echo_ns, echo_address = veth_namespaces
+    size = 4 << 20
+    echo = subprocess.Popen(
+        ["ip", "netns", "exec", echo_ns, sys.executable, "-c", ECHO, echo_address],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert echo.stdout is not None
+        port = echo.stdout.readline().strip()
+        args = [echo_address, port, str(size)]
+        traffic = subprocess.run(
+            ["ip", "netns", "exec", sender, sys.executable, "-c", TRAFFIC, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+            check=True,
+        )
+    finally:
+        echo.kill()
+        echo.wait()
+    counted = json.loads(traffic.stdout)
+    assert counted["echoed"] == size
+    # the payload each way, plus TCP/IP headers and ACKs (a few per cent), counted once
+    assert size <= counted["tx"] < size * 1.2, counted
+    assert size <= counted["rx"] < size * 1.2, counted
 
 
 def test_cpu_use_is_measured_between_samples_without_sleeping() -> None:
