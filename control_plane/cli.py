@@ -182,10 +182,8 @@ def serve(
     ] = False,
 ) -> None:
     """Run the control plane until stopped: the API, the agent gateway and enrollment, the
-    provisioning workflow and the periodic jobs (backups, DKIM, TLS renewal, DMARC).
-
-    Uses MAILFLEET_HOME (default ./var) and records it, with the settings it was given, for
-    the CLI in other shells."""
+    provisioning workflow and the periodic jobs (backups, DKIM, TLS renewal, DMARC). State
+    goes under MAILFLEET_HOME (default ./var), recorded with serve's settings for the CLI."""
     from control_plane.server import run
 
     try:
