@@ -259,13 +259,20 @@ def _spf(expect: Expectations, resolver: Resolver, found: Diagnosis, add: Any) -
 
 
 def _dmarc(expect: Expectations, resolver: Resolver, found: Diagnosis, add: Any) -> None:
+    own = _answers(resolver, f"_dmarc.{expect.domain}", "TXT")
+    if isinstance(own, Failed):
+        _unknown(add, "critical", "dmarc", f"the DMARC record of {expect.domain}", own)
+        return
     mark = len(resolver.failures)
     result = checkdmarc.dmarc.check_dmarc(expect.domain, resolver=resolver)
     found.dmarc = {k: v for k, v in dict(result).items() if k in ("record", "valid", "error")}
     fix = f'_dmarc.{expect.domain}. TXT "{expect.dmarc}"' if expect.dmarc else None
     if "error" in result:
-        if failed := _failed_during(resolver, mark):
-            _unknown(add, "critical", "dmarc", f"the DMARC record of {expect.domain}", failed)
+        # With a record of its own, the error is about that record; without, checkdmarc looked
+        # further up the tree, and a failed lookup there leaves the policy unknown.
+        published = any(t.lower().startswith("v=dmarc1") for t in _texts(own))
+        if not published and (failed := _failed_during(resolver, mark)):
+            _unknown(add, "critical", "dmarc", f"the DMARC policy of {expect.domain}", failed)
             return
         error = str(result["error"])
         missing = "does not exist" in error or "missing" in error.lower()

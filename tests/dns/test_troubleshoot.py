@@ -56,6 +56,10 @@ def knot_zones() -> dict[str, str]:
         "caa.test.": base("caa.test", '@ CAA 0 issue "othersca.example"'),
         # SPF that includes a zone this server refuses: the include cannot be looked up.
         "include.test.": base("include.test", spf='"v=spf1 include:spf.refused.test -all"'),
+        # A broken DMARC record in a zone of its own: the domain's apex (which checkdmarc
+        # also asks) is refused.
+        "_dmarc.split.test.": zone_text("_dmarc.split.test.",
+                                        records=['@ TXT "v=DMARC1; p=rejet"']),
         "0.18.198.in-addr.arpa.": zone_text("0.18.198.in-addr.arpa.", records=[
             "10 PTR mx1.good.test.", "20 PTR somewhere-else.test."]),
     }  # fmt: skip
@@ -139,6 +143,9 @@ def test_a_refused_lookup_is_unknown_with_the_resolvers_words(knot_primary: Knot
     assert "REFUSED" in include["spf.lookup_failed"].message
     # 198.18.0.10 points back to mx1.good.test: a verdict, and it outranks the unknown.
     assert include["ptr.mismatch"].state == "failing" and partly.state == "failing"
+
+    # A record of its own that is broken stays a verdict, whatever else could not be asked.
+    assert "dmarc.invalid" in codes(knot_primary, expect("split.test"))
 
 
 def test_a_resolver_that_never_answers_gives_unknown_not_a_verdict_and_quickly(
