@@ -82,7 +82,10 @@ class PolicyIn(RequestModel):
 
     repository_url: str = Field(min_length=2, max_length=1000)
     repository_env: BackendEnv | None = Field(
-        default=None, description="Backend credentials (kept in Vault; only names shown)."
+        default=None,
+        description="Backend credentials, by the names restic documents (AWS_ACCESS_KEY_ID, "
+        "B2_ACCOUNT_KEY, AZURE_ACCOUNT_KEY, OS_PASSWORD, …; no file paths, no PATH or "
+        "LD_*). Kept in Vault; only names shown.",
     )
     repository_password: str | None = Field(
         default=None,
