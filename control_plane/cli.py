@@ -1,7 +1,8 @@
 """``mailfleet``: run the control plane and do admin tasks against its database.
 
 Every failure ends with one line on stderr and a non-zero exit: 2 for bad input (usage,
-settings, a missing database, anything the API would refuse with a 4xx), 1 for anything else.
+settings, a missing database, what the API refuses as not found, conflicting or invalid), 1
+for anything else (a provisioning or backup that failed, a service that is down).
 Commands other than ``serve`` find the home by one rule (``settings.find_home``) and take the
 settings the last ``serve`` recorded there, so a second shell needs no variables.
 """
@@ -28,7 +29,7 @@ from control_plane.db import migrate
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.enrollment.agent_config import issue_join_config
-from control_plane.errors import Conflict, MailFleetError
+from control_plane.errors import Conflict, InvalidInput, MailFleetError, NotFound
 from control_plane.logs import configure_logging
 from control_plane.servers import service as servers
 from control_plane.servers.models import Server
@@ -65,6 +66,8 @@ app.add_typer(key_app, name="api-key")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(backup_app, name="backup")
 err = Console(stderr=True, highlight=False)
+# What the API answers 404, 409 or 422: the caller's input is wrong, as with a usage error.
+BAD_INPUT = (InvalidInput, NotFound, Conflict)
 JsonOption = Annotated[
     bool, typer.Option("--json", help="JSON (the API's shapes) instead of a table.")
 ]
@@ -129,7 +132,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     except SettingsError as exc:
         raise bad_input(str(exc)) from None
     except MailFleetError as exc:
-        raise fail(in_cli_terms(exc.detail, exc.field), 2 if exc.status < 500 else 1) from None
+        code = 2 if isinstance(exc, BAD_INPUT) else 1
+        raise fail(in_cli_terms(exc.detail, exc.field), code) from None
     except OSError as exc:
         raise fail(f"{type(exc).__name__}: {exc}") from None
 

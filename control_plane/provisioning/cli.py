@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from sqlalchemy import select
 
 from control_plane.db.engine import Database
-from control_plane.errors import MailFleetError
+from control_plane.errors import InvalidInput, MailFleetError
 from control_plane.provisioning import service
 from control_plane.provisioning.events import list_events
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
@@ -96,7 +96,10 @@ async def _with_defaults(providers: ProviderRegistry, body: ServerCreate) -> Ser
     if region is None:
         if len(catalog.regions) != 1:
             offered = ", ".join(r.id for r in catalog.regions)
-            raise MailFleetError(f"--region is required for {body.provider} (offered: {offered})")
+            raise InvalidInput(
+                f"--region is required for {body.provider} (offered: {offered})",
+                field="body.region",
+            )
         region = catalog.regions[0].id
     if plan is None and catalog.plans:
         plan = catalog.plans[0].id
