@@ -46,11 +46,9 @@ def _here(root: Path, snapshot_root: Path, path: str) -> Path:
         relative = Path(path).relative_to(snapshot_root)
     except ValueError:
         raise CommandError(f"snapshot path {path} is outside snapshot_root") from None
-    here = str(Path("/") / relative)
-    problem = readable_path_problem(here)  # a crafted snapshot must not swap /etc in
-    if problem is not None:
-        raise CommandError(f"snapshot path {path}: {problem}")
-    return under_root(root, Path(here))
+    # A crafted snapshot must not swap /etc in.
+    return sources.placed(root, str(Path("/") / relative), readable_path_problem,
+                          f"snapshot path {path}")  # fmt: skip
 
 
 async def _mail_stopped(root: Path, units: list[Path]) -> Compose | None:
@@ -77,13 +75,10 @@ async def restore_snapshot(
     ):
         raise CommandError("payload.include: a list of absolute paths in the snapshot")
     target = str(payload.get("target"))
-    if target != "in_place":
-        problem = writable_path_problem(target)
-        if problem is not None:
-            raise CommandError(f"payload.target: 'in_place' or an absolute directory: {problem}")
     args = [arg for path in include for arg in ("--include", path)]
     if target != "in_place":
-        destination = under_root(root, Path(target))
+        field = "payload.target ('in_place' or an absolute directory)"
+        destination = sources.placed(root, target, writable_path_problem, field)
         if destination.is_dir() and any(destination.iterdir()):
             raise CommandError(f"payload.target: {target} is not empty; name a new directory")
         destination.mkdir(mode=0o700, parents=True, exist_ok=True)

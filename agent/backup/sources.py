@@ -16,7 +16,7 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,22 @@ def _absolute_list(root: Path, payload: dict[str, Any], key: str) -> list[Path] 
         return None
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise CommandError(f"payload.{key}: a list of absolute paths")
-    for path in raw:
-        problem = readable_path_problem(path)
-        if problem is not None:
-            raise CommandError(f"payload.{key}: {path!r}: {problem}")
-    return [under_root(root, Path(p)) for p in raw]
+    return [placed(root, p, readable_path_problem, f"payload.{key}") for p in raw]
+
+
+def placed(root: Path, path: str, check: Callable[[str], str | None], field: str) -> Path:
+    """``path`` on this machine, checked as given and again where its symlinks lead: a
+    restored symlink must not carry a later backup or restore into ``/etc``."""
+    problem = check(path)
+    if problem is None:
+        real = Path(os.path.realpath(under_root(root, Path(path))))
+        try:
+            problem = check(str(Path("/") / real.relative_to(os.path.realpath(root))))
+        except ValueError:
+            problem = "leads outside the server's filesystem"
+    if problem is not None:
+        raise CommandError(f"{field}: {path!r}: {problem}")
+    return under_root(root, Path(path))
 
 
 def chosen_paths(root: Path, payload: dict[str, Any]) -> list[Path]:

@@ -497,6 +497,13 @@ async def test_a_restore_never_writes_into_the_system_or_over_files(
         with pytest.raises(CommandError, match=r"^payload\.target"):
             await backup.restore(root, payload(repo, snapshot=first["short_id"], target=target),
                                  progress)  # fmt: skip
+    (root / "etc").mkdir()
+    (root / "mailu" / "link").symlink_to(root / "etc")  # e.g. restored from a crafted snapshot
+    with pytest.raises(CommandError, match=r"^payload\.target"):
+        await backup.restore(root, payload(repo, snapshot=first["short_id"],
+                                           target="/mailu/link/cron.d"), progress)  # fmt: skip
+    with pytest.raises(CommandError, match=r"^payload\.paths"):
+        await backup.run(root, payload(repo, paths=["/mailu/link"]), progress)
     (root / "busy").mkdir()
     (root / "busy" / "file").write_text("kept")
     with pytest.raises(CommandError, match="not empty"):
