@@ -15,18 +15,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-if TYPE_CHECKING:
-    from control_plane.commands.models import Command
+from control_plane.commands.models import Command
 
 log = logging.getLogger(__name__)
 
 AGENT_CONNECTED = "agent.connected"  # its stream came up (hello received and recorded)
 
-ResultHandler = Callable[[AsyncSession, "Command"], Awaitable[None]]
+ResultHandler = Callable[[AsyncSession, Command], Awaitable[None]]
 EventHandler = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
 DomainOwner = Callable[[AsyncSession, str, uuid.UUID], Awaitable[bool]]
 Waker = Callable[[uuid.UUID | None], None]
