@@ -330,17 +330,17 @@ def record_serve(settings: Settings, pid: int) -> None:
     user's config, so the CLI in another shell (another directory, no variables set) works
     on the same state with the same providers."""
     record = {"pid": pid, "home": str(settings.home), "settings": _recordable(settings)}
-    settings.home.mkdir(parents=True, exist_ok=True)
     target = settings.home / SERVE_RECORD
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(target)
     try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(target)
         pointer = home_pointer()
         pointer.parent.mkdir(parents=True, exist_ok=True)
         pointer.write_text(f"{settings.home}\n")
     except (OSError, RuntimeError) as exc:  # RuntimeError: no home directory to be found
-        log.warning("could not record the home for other shells: %s", exc)
+        log.warning("could not record settings for commands in other shells: %s", exc)
 
 
 def recorded_settings(home: Path) -> dict[str, Any]:
