@@ -3,6 +3,7 @@ and restores a point in time in place through the API."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -58,6 +59,10 @@ def test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback(
     assert len(wait_snapshots(plane, server["id"], 2)) == 2
     listed_cli = run_cli("backup", "list", server["id"], env=plane.env)
     assert listed_cli.returncode == 0 and first["short_id"] in listed_cli.stdout
+    listed_json = json.loads(
+        run_cli("backup", "list", server["id"], "--json", env=plane.env).stdout
+    )
+    assert first["short_id"] in [snapshot["short_id"] for snapshot in listed_json["snapshots"]]
     for args, code, words in (
         (["--target", "relative/dir"], 2, "--target"),
         (["--at", "2001-01-01T00:00:00Z"], 2, "--at: this server has no snapshot at or before"),
