@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Debian packages the tests drive for real (later: restic knot pebble nftables chromium).
-DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble
+DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace
 
 .PHONY: run test lint typecheck install system-deps postgres clean
 

@@ -25,4 +25,5 @@ class Certificate(IdMixin, TimestampMixin, TenantOwned, Base):
     failures: Mapped[int] = mapped_column(default=0, server_default="0")  # in a row
     next_attempt_at: Mapped[datetime | None]  # backoff after a failure
     last_failure_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]  # the first failure of the current run
     command_id: Mapped[uuid.UUID | None]  # the delivery to the agent

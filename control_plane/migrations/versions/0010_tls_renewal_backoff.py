@@ -24,10 +24,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("failures", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("next_attempt_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("last_failure_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("failing_since", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("certificates") as batch:
+        batch.drop_column("failing_since")
         batch.drop_column("last_failure_at")
         batch.drop_column("next_attempt_at")
         batch.drop_column("failures")
