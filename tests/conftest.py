@@ -26,8 +26,8 @@ from tests.support.postgres import create_database, drop_database
 
 BACKENDS = ("sqlite", "postgresql")
 
-# Real DNS and ACME servers for the DNS/TLS tests (fixtures: knot_primary, knot_pair, pebble).
-pytest_plugins = ["tests.support.knot", "tests.support.pebble"]
+# Real DNS, ACME and S3 servers (fixtures: knot_primary, knot_pair, pebble, s3_server).
+pytest_plugins = ["tests.support.knot", "tests.support.pebble", "tests.support.moto"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
