@@ -30,7 +30,7 @@ from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.workflow import Workflow
 from control_plane.servers.service import count_machines
-from control_plane.settings import Settings, parse_host_port, record_serve
+from control_plane.settings import Settings, SettingsError, parse_host_port, record_serve
 from control_plane.tls import service as tls
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
@@ -162,7 +162,13 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
             providers = ProviderRegistry(settings, vault)
             try:
                 gateway = Gateway(settings, db, pki, hub, extra_hosts=await providers.start())
-                await gateway.start()
+                try:
+                    await gateway.start()
+                except OSError as exc:  # taken since the check above (the gateway names it)
+                    raise SettingsError(
+                        f"agent gateway: {exc}; set MAILFLEET_GRPC_ADDR and "
+                        "MAILFLEET_ENROLL_ADDR to free addresses"
+                    ) from None
                 if count := await _local_vpss(db):
                     if settings.local_provider:
                         print(f"picked up {_vpss(count)} (their agents reconnect)", flush=True)
