@@ -25,14 +25,13 @@ as a v1 hierarchy (hybrid hosts), v2 otherwise.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-MOUNTINFO = Path("/proc/self/mountinfo")
+from mailfleet.cgroupfs import MOUNTINFO, Mount, mounts
+
 V1_UNLIMITED = 1 << 62  # v1 reports "no limit" as PAGE_COUNTER_MAX pages, just under 2**63
-_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 class CgroupError(Exception):
@@ -47,44 +46,6 @@ class CgroupReading:
     memory_used_bytes: int
     cpu_limit: float | None  # CPUs (quota / period)
     cpu_seconds: float  # consumed since the cgroup was made
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One cgroup filesystem mount: what it holds and where."""
-
-    fstype: Literal["cgroup", "cgroup2"]
-    root: str  # the part of the hierarchy mounted here
-    mountpoint: Path
-    controllers: frozenset[str]  # v1: from its mount options; v2: empty (read cgroup.controllers)
-
-    def directory(self, path: str) -> Path | None:
-        """Where the cgroup ``path`` (from the hierarchy's root) is, if this mount shows it."""
-        if self.root == "/":
-            return self.mountpoint / path.lstrip("/")
-        if path == self.root or path.startswith(self.root.rstrip("/") + "/"):
-            return self.mountpoint / path[len(self.root) :].lstrip("/")
-        return None
-
-
-def mounts(mountinfo: Path = MOUNTINFO) -> list[Mount]:
-    """The cgroup mounts listed in ``mountinfo`` (proc(5) format)."""
-    found: list[Mount] = []
-    for line in mountinfo.read_text().splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, extra = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(extra) < 3 or extra[0] not in ("cgroup", "cgroup2"):
-            continue
-        controllers = frozenset(extra[2].split(",")) if extra[0] == "cgroup" else frozenset()
-        found.append(
-            Mount(
-                fstype="cgroup" if extra[0] == "cgroup" else "cgroup2",
-                root=_unescape(fields[3]),
-                mountpoint=Path(_unescape(fields[4])),
-                controllers=controllers,
-            )
-        )
-    return found
 
 
 class VpsCgroup:
@@ -173,8 +134,3 @@ def _stat(path: Path) -> dict[str, int]:
         if value.strip().lstrip("-").isdigit():
             values[key] = int(value)
     return values
-
-
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (``\\040``)."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)

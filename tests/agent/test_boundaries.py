@@ -1,11 +1,14 @@
-"""The agent runs on VPSs and never imports control-plane code (protos are the contract)."""
+"""The agent runs on VPSs and never imports control-plane code, nor the control plane the
+agent's: the shared ``mailfleet`` package (protos, the restic rules, cgroupfs) is the contract."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-AGENT = Path(__file__).resolve().parents[2] / "agent"
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = ROOT / "agent"
+CONTROL_PLANE = ROOT / "control_plane"
 
 
 def imported_modules(source: Path) -> set[str]:
@@ -19,16 +22,24 @@ def imported_modules(source: Path) -> set[str]:
     return names
 
 
-def test_agent_never_imports_the_control_plane() -> None:
-    sources = list(AGENT.rglob("*.py"))
+def offenders(package: Path, forbidden: str) -> dict[str, list[str]]:
+    sources = list(package.rglob("*.py"))
     assert sources
-    offenders = {
-        str(path.relative_to(AGENT)): sorted(
-            m for m in imported_modules(path) if m.split(".")[0] == "control_plane"
+    found = {
+        str(path.relative_to(package)): sorted(
+            m for m in imported_modules(path) if m.split(".")[0] == forbidden
         )
         for path in sources
     }
-    assert {k: v for k, v in offenders.items() if v} == {}
+    return {k: v for k, v in found.items() if v}
+
+
+def test_agent_never_imports_the_control_plane() -> None:
+    assert offenders(AGENT, "control_plane") == {}
+
+
+def test_control_plane_never_imports_the_agent() -> None:
+    assert offenders(CONTROL_PLANE, "agent") == {}
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:

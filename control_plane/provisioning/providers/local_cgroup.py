@@ -11,8 +11,8 @@ cgroup, ``/<parent>/<namespace>`` (parent ``mailfleet-local`` by default):
   hierarchy for the CPU time the agent reports.
 
 The path is the same in every hierarchy; the provider writes it into the VPS's agent.toml
-as ``vps_cgroup``, and the agent reads the same files (``agent.cgroup``, whose reading of
-``/proc/self/mountinfo`` this module shares, so both ends find the same hierarchies). The
+as ``vps_cgroup``, and the agent reads the same files (``agent.cgroup``; both find the
+hierarchies with ``mailfleet.cgroupfs``, so they agree). The
 boot joins the cgroup before it starts anything (``local_boot.spawn``), so the agent, its
 restic children and later the VPS's dockerd (``--cgroup-parent``) are all inside it.
 ``set_limits`` is the one place limits are written: create and resize both use it.
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.cgroup import MOUNTINFO, mounts
 from control_plane.provisioning.providers.base import ProviderError
 from control_plane.provisioning.providers.local_state import Limits
+from mailfleet.cgroupfs import MOUNTINFO, mounts
 
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "cpu")
