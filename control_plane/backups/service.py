@@ -33,8 +33,55 @@ RUN_SECONDS = 6 * 3600.0
 MAILU_MAIL = "/mailu/mail"  # where the agent keeps MailU's maildirs (agent/mailu/install.py)
 
 
+URL_MASK = "***"
+
+
 def secrets_path(server: Server) -> str:
     return server_secret_path(server.tenant_id, server.id, "backup")
+
+
+def split_url_password(url: str) -> tuple[str, str | None]:
+    """(the URL with its userinfo's password masked, that password, or None): restic's REST
+    backend takes ``rest:https://user:password@host/``, and that password must reach neither
+    the database nor an answer."""
+    start = url.find("://") + 3
+    if start < 3:
+        return url, None
+    end = min([i for i in (url.find(c, start) for c in "/?#") if i >= 0] or [len(url)])
+    userinfo, at, host = url[start:end].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon or not password:
+        return url, None
+    return f"{url[:start]}{user}:{URL_MASK}@{host}{url[end:]}", password
+
+
+def masked_url(url: str | None) -> str | None:
+    return None if url is None else split_url_password(url)[0]
+
+
+def full_url(given: str | None, stored: str | None, field: str) -> str | None:
+    """The URL to keep in Vault: as given, or the stored one a URL with its password masked
+    stands for (a client PUTs back what it read)."""
+    if given is None:
+        return None
+    masked, password = split_url_password(given)
+    if password != URL_MASK:
+        return given
+    if stored is not None and masked_url(stored) == masked:
+        return stored
+    raise InvalidInput(
+        f"the password is masked ({URL_MASK}) and none is stored for this URL: give it in full",
+        field=field,
+    )
+
+
+def stored_urls(data: PolicyIn, stored: dict[str, Any]) -> dict[str, str]:
+    """The request's repository URLs in full (passwords included), for Vault."""
+    urls = {
+        key: full_url(getattr(data, key), stored.get(key), f"body.{key}")
+        for key in ("repository_url", "offsite_url")
+    }
+    return {key: url for key, url in urls.items() if url is not None}
 
 
 def merged_secret(data: PolicyIn, stored: dict[str, Any]) -> dict[str, Any]:
@@ -81,18 +128,19 @@ async def put_policy(
         session.add(policy)
     path = secrets_path(server)
     stored: dict[str, Any] = dict(await vault.get(path) or {})
+    urls = stored_urls(data, stored)
     if (
         stored
-        and stored.get("repository_url") != data.repository_url
+        and stored.get("repository_url") != urls["repository_url"]
         and not (data.repository_password)
     ):
         # Another repository: a new one, with its own password.
         stored = {}
-    stored = {"repository_url": data.repository_url, **merged_secret(data, stored)}
+    stored = {**urls, **merged_secret(data, stored)}
     await vault.put(path, stored)
     retention = data.retention
-    policy.repository_url = data.repository_url
-    policy.offsite_url = data.offsite_url
+    policy.repository_url = split_url_password(urls["repository_url"])[0]
+    policy.offsite_url = masked_url(urls.get("offsite_url"))
     policy.env_names = "\n".join(credential_names(stored))
     policy.paths = "\n".join(data.paths)
     policy.enabled = data.enabled
@@ -132,8 +180,11 @@ async def delete_policy(session: AsyncSession, server: Server) -> None:
 
 
 def payload(policy: BackupPolicy, server: Server, **extra: Any) -> dict[str, Any]:
-    """A ``backup.*`` payload: repositories by URL, their secrets by Vault reference."""
+    """A ``backup.*`` payload: repositories by URL, their secrets by Vault reference (a URL
+    whose password is masked here is delivered in full from Vault, in place)."""
     fields = {"password": "repository_password", "env": "repository_env"}
+    if split_url_password(policy.repository_url)[1] == URL_MASK:
+        fields["repository_url"] = "repository.url"
     body: dict[str, Any] = {
         "repository": {"url": policy.repository_url},
         "host": str(server.id),
@@ -142,6 +193,8 @@ def payload(policy: BackupPolicy, server: Server, **extra: Any) -> dict[str, Any
     if policy.offsite_url:
         body["offsite"] = {"url": policy.offsite_url}
         fields |= {"offsite_password": "offsite_password", "offsite_env": "offsite_env"}
+        if split_url_password(policy.offsite_url)[1] == URL_MASK:
+            fields["offsite_url"] = "offsite.url"
     if policy.paths:
         body["paths"] = policy.paths.splitlines()
     if policy.limit_upload_kib:

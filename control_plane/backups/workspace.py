@@ -48,7 +48,7 @@ async def put(
             )
     path = _secret_path(workspace.id, workspace.tenant_id)
     stored: dict[str, Any] = dict(await vault.get(path) or {})
-    secret = service.merged_secret(data, stored)
+    secret = {**service.stored_urls(data, stored), **service.merged_secret(data, stored)}
     await vault.put(path, secret)
     row = await session.scalar(
         select(WorkspaceBackupPolicy).where(WorkspaceBackupPolicy.workspace_id == workspace.id)
@@ -56,7 +56,10 @@ async def put(
     if row is None:
         row = WorkspaceBackupPolicy(tenant_id=workspace.tenant_id, workspace_id=workspace.id)
         session.add(row)
-    row.template = json.dumps(data.model_dump(mode="json", exclude=SECRET_FIELDS))
+    template = data.model_dump(mode="json", exclude=SECRET_FIELDS)
+    for key in ("repository_url", "offsite_url"):
+        template[key] = service.masked_url(template[key])  # the password is in Vault
+    row.template = json.dumps(template)
     await session.flush()
     inheriting = (
         await session.scalars(
@@ -96,7 +99,8 @@ async def apply_to(
     template = json.loads(row.template)
     for key in ("repository_url", "offsite_url"):
         if template.get(key):
-            template[key] = template[key].replace(PLACEHOLDER, str(server.id))
+            full = secret.get(key) or template[key]  # the template's URLs are masked
+            template[key] = full.replace(PLACEHOLDER, str(server.id))
     body = PolicyIn(
         **template,
         repository_password=secret.get("password"),

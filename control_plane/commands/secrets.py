@@ -33,7 +33,9 @@ async def resolve(
     """The payload to send: ``secrets_from`` replaced by the secret's fields.
 
     ``secrets_from`` is a Vault path (every field merged as is) or ``{"path": …, "fields":
-    {"<vault field>": "<payload key>", …}}`` (only those, renamed). Paths must lie under the
+    {"<vault field>": "<payload key>", …}}`` (only those, renamed; a dotted key such as
+    ``repository.url`` replaces a value inside an object, so the stored payload can hold a
+    masked URL where the agent gets the full one). Paths must lie under the
     server's prefix ``vps/<tenant>/<server>/``, the tenant's mailbox credentials
     ``smtp/<tenant>/``, or ``dkim/<domain>/`` of a domain ``owns_domain`` confirms is the
     tenant's (domain names are unique across tenants, so the path itself names no tenant).
@@ -56,7 +58,20 @@ async def resolve(
         if missing:
             raise SecretUnavailable(f"the secret at {path} lacks {', '.join(missing)}")
         secret = {key: secret[name] for name, key in fields.items()}
-    return json.dumps({**data, **secret})
+    for key, value in secret.items():
+        _place(data, key, value)
+    return json.dumps(data)
+
+
+def _place(payload: dict[str, object], key: str, value: object) -> None:
+    *parents, last = key.split(".")
+    node = payload
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
 
 
 async def _owned_dkim(path: str, owns_domain: Callable[[str], Awaitable[bool]] | None) -> bool:

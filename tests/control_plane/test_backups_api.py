@@ -13,7 +13,10 @@ from sqlalchemy import select
 
 from control_plane.backups import recovery, schedule, workspace
 from control_plane.backups.models import BackupPolicy
+from control_plane.backups.schemas import PolicyIn
+from control_plane.commands import secrets
 from control_plane.commands import service as commands
+from control_plane.commands.models import Command
 from control_plane.db.engine import Database
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -399,3 +402,94 @@ async def test_a_workspace_policy_reaches_its_servers_each_with_a_repository_of_
     assert still.status_code == 200
     for server_id in servers:
         await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
+
+
+async def test_a_password_in_a_repository_url_is_kept_in_vault_and_masked_everywhere_else(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    server_id = await ready_server(client, tenant, db)
+    base = f"/api/v1/servers/{server_id}"
+    full = "rest:https://mx1:Rest-Pw-1f2e3d@backup.example.net:8000/mx1/"
+    offsite = "rest:http://off:Off-Pw-9a8b7c@198.18.0.9:8001/mx1"
+    masked = "rest:https://mx1:***@backup.example.net:8000/mx1/"
+    body = {"repository_url": full, "offsite_url": offsite}
+    put = await client.put(f"{base}/backup-policy", json=body, headers=tenant.headers)
+    assert put.status_code == 200, put.text
+    assert put.json()["repository_url"] == masked
+    assert put.json()["offsite_url"] == "rest:http://off:***@198.18.0.9:8001/mx1"
+    run = await client.post(f"{base}/backups", headers=tenant.headers)
+    assert run.status_code == 202
+    answers = [put.text, run.text]
+    for path in ("/backup-policy", "/backups", "/commands", f"/commands/{run.json()['id']}"):
+        got = await client.get(f"{base}{path}", headers=tenant.headers)
+        assert got.status_code == 200, (path, got.text)
+        answers.append(got.text)
+    async with db.session() as session:
+        row = await session.scalar(
+            select(BackupPolicy).where(BackupPolicy.server_id == uuid.UUID(server_id))
+        )
+        command = await session.get(Command, uuid.UUID(run.json()["id"]))
+        assert row is not None and command is not None
+        answers += [repr(vars(row)), repr(vars(command))]
+        # What the gateway sends the agent: the full URLs, from Vault.
+        sent = json.loads(
+            await secrets.resolve(vault, row.server_id, row.tenant_id, command.payload)
+        )
+    for text in answers:
+        assert "Rest-Pw-1f2e3d" not in text and "Off-Pw-9a8b7c" not in text, text
+    assert sent["repository"]["url"] == full and sent["offsite"]["url"] == offsite
+    stored = await vault.get(f"vps/{tenant.id}/{server_id}/backup")
+    assert stored is not None
+
+    # What a client read back, PUT again: the stored password stays (and so the repository).
+    again = await client.put(
+        f"{base}/backup-policy",
+        json=body_of(put.json()) | {"interval_seconds": 900},
+        headers=tenant.headers,
+    )
+    assert again.status_code == 200, again.text
+    kept = await vault.get(f"vps/{tenant.id}/{server_id}/backup")
+    assert kept is not None and kept["repository_url"] == full
+    assert kept["offsite_url"] == offsite and kept["password"] == stored["password"]
+    elsewhere = {"repository_url": masked.replace("backup.example", "other.example")}
+    refused = await client.put(f"{base}/backup-policy", json=elsewhere, headers=tenant.headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "body.repository_url"
+    await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
+
+    # A workspace's template: masked in its answer, in full for each server from Vault.
+    ws = (
+        await client.post("/api/v1/workspaces", json={"name": "pw"}, headers=tenant.headers)
+    ).json()
+    template = "rest:https://ws:Ws-Pw-5d6e7f@backup.example.net/{server_id}/"
+    url = f"/api/v1/workspaces/{ws['id']}/backup-policy"
+    shared = await client.put(url, json={"repository_url": template}, headers=tenant.headers)
+    assert shared.status_code == 200, shared.text
+    created = await client.post(
+        "/api/v1/servers",
+        json={"name": f"pw-{uuid.uuid4().hex[:4]}", "mail_stack": "none", "workspace_id": ws["id"]},
+        headers=tenant.headers,
+    )
+    member = created.json()["id"]
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(member))
+        assert server is not None
+        server.state = "ready"
+    async with db.session() as session:
+        assert await workspace.adopt_job(vault)(session) == 1
+    inherited = await client.get(f"/api/v1/servers/{member}/backup-policy", headers=tenant.headers)
+    shown = (await client.get(url, headers=tenant.headers)).text + shared.text + inherited.text
+    assert "Ws-Pw-5d6e7f" not in shown
+    assert inherited.json()["repository_url"] == f"rest:https://ws:***@backup.example.net/{member}/"
+    member_secret = await vault.get(f"vps/{tenant.id}/{member}/backup")
+    assert member_secret is not None
+    assert member_secret["repository_url"] == template.replace("{server_id}", member)
+    await vault.delete(f"vps/{tenant.id}/{member}/backup")
+    await client.delete(url, headers=tenant.headers)
+
+
+def body_of(shown: dict[str, Any]) -> dict[str, Any]:
+    """A policy as read, in the shape a PUT takes."""
+    fields = set(PolicyIn.model_fields)
+    return {key: value for key, value in shown.items() if key in fields}
