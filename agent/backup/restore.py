@@ -5,7 +5,8 @@ MailU is stopped (when it runs here), each restored path is swapped in by rename
 was there is kept beside it as ``<path>.mailfleet-previous-<id>``, then MailU starts again.
 ``backup.restore.finish`` then keeps the restored state (the previous one is deleted) or
 rolls back to the previous one. A manifest under the agent's state directory remembers the
-swap, so a restart in between loses nothing.
+swap, so a restart in between loses nothing. The files MailFleet renders (``RENDERED``:
+the compose file, ``mailu.env``, …) are never taken from a snapshot: the live ones stay.
 
 Snapshot paths are absolute on the machine that made them; ``snapshot_root`` (the root of
 that machine's agent, ``/`` on a VPS) maps them onto this machine, so a snapshot of a lost
@@ -15,8 +16,10 @@ VPS restores onto a new one.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,19 @@ from agent.backup.restic import Restic
 from agent.config import under_root
 from agent.errors import CommandError
 from agent.files import write_atomically
+from agent.mailu import mta_sts
 from agent.mailu.compose import Compose
-from agent.mailu.install import COMPOSE_FILE, Progress, mailu_dir
+from agent.mailu.install import COMPOSE_FILE, ENV_FILE, Progress, mailu_dir
 from mailfleet.restic import path_problem, readable_path_problem, writable_path_problem
 
 RESTORES_DIR = Path("/var/lib/mailfleet-agent/restores")
 _ID_CHARS = set("0123456789abcdef")
 _GLOB = set("*?[\\")  # restic --include patterns: an include names one path
+# What MailFleet writes into MailU's directory from its own spec or from the control plane
+# (relative to it). An in-place restore keeps the live versions: a snapshot from a
+# repository the tenant controls could otherwise swap in a compose file (root on the VPS) or
+# an nginx include; recovery renders them anew for the new server anyway.
+RENDERED = (COMPOSE_FILE, ENV_FILE, mta_sts.FILE, "certs/cert.pem", "certs/key.pem")
 
 
 def _manifest(root: Path, restore_id: str) -> Path:
@@ -128,6 +137,9 @@ async def _swap_in(
             restored = staging / Path(original).relative_to("/")
             if not restored.exists() and not restored.is_symlink():
                 continue
+            _keep_rendered(root, unit, restored)
+            if not restored.exists() and not restored.is_symlink():
+                continue  # the unit was a rendered file, and none lives here
             aside = unit.with_name(f"{unit.name}.mailfleet-previous-{restore_id}")
             if unit.exists() or unit.is_symlink():
                 unit.rename(aside)
@@ -141,6 +153,37 @@ async def _swap_in(
         if compose is not None:
             await compose.up()
     return swapped
+
+
+def _keep_rendered(root: Path, unit: Path, restored: Path) -> None:
+    """In the restored tree of ``unit``, the live rendered files replace the snapshot's (or
+    none is left where none lives); what lies in their way (a symlink out of the tree, a
+    directory) goes."""
+    for name in RENDERED:
+        live = mailu_dir(root) / name
+        if live != unit and unit not in live.parents:
+            continue
+        staged = restored
+        for part in live.relative_to(unit).parts:
+            if staged.is_symlink() or not staged.is_dir():
+                _remove(staged)
+                staged.mkdir(mode=0o755)
+            staged = staged / part
+        if staged.is_symlink() or staged.exists():
+            _remove(staged)
+        if not live.is_file() or live.is_symlink():
+            continue
+        mode = stat.S_IMODE(live.stat().st_mode)
+        data = live.read_bytes()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(staged, flags, mode & 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
 
 async def finish_restore(root: Path, payload: dict[str, Any]) -> dict[str, Any]:

@@ -168,7 +168,8 @@ async def _step(
         )
         recovery.state, recovery.step_command_id = "finishing", follow_up.id
     elif recovery.state == "finishing" and new.mail_stack == "mailu":
-        # The restored mailu.env and compose file name the old address: render them anew.
+        # The restore kept the new server's rendered files (never a snapshot's); render
+        # them again from the spec so they follow whatever the old server's settings were.
         install = await stack.queue_install(session, vault, new)
         recovery.state, recovery.step_command_id = "reconfiguring", install.id
     else:

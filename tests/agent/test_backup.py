@@ -24,6 +24,10 @@ import pytest
 from agent.backup import commands as backup
 from agent.backup import sources
 from agent.errors import CommandError
+from agent.mailu.install import install
+from tests.agent.test_mailu_install import PAYLOAD as MAILU_PAYLOAD
+from tests.agent.test_mailu_install import Docker
+from tests.fakes import docker_cli
 from tests.support.moto import S3Server
 
 PASSWORD = "correct horse battery staple"
@@ -193,6 +197,58 @@ async def test_point_in_time_restore_in_place_keeps_the_previous_state_until_fin
     assert elsewhere["in_place"] is False
     copy = root / "restore-check" / mailu.relative_to("/")
     assert tree_digest(copy) == at_first
+
+
+async def test_an_in_place_restore_keeps_the_files_mailfleet_renders(
+    tmp_path: Path, templates: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot from a repository the tenant controls may hold any compose file (root on
+    the VPS): the mail comes back, the rendered files stay the live ones."""
+    double = Docker(tmp_path, monkeypatch)
+    try:
+        root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
+        mailu = root / "mailu"
+        _, progress = recorder()
+        await install(root, MAILU_PAYLOAD, progress)
+        rendered = {n: (mailu / n).read_bytes() for n in ("docker-compose.yml", "mailu.env")}
+        message = mailu / "mail" / "user@example.net" / "cur" / "1700000000.M1:2,S"
+        message.parent.mkdir(parents=True)
+        message.write_text("mail worth restoring\n")
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (mailu / "docker-compose.yml").write_text(
+            "services:\n  owned:\n    image: busybox\n    privileged: true\n"
+            "    volumes: ['/:/host']\n"
+        )
+        (mailu / "mailu.env").write_text("SECRET_KEY=crafted\n")
+        (mailu / "overrides" / "nginx").rmdir()
+        (mailu / "overrides" / "nginx").symlink_to(outside)
+        (mailu / "certs" / "key.pem").write_text("crafted\n")
+        crafted = await backup.run(root, payload(repo), progress)
+
+        # The live server: rendered files as MailFleet wrote them, a message lost since.
+        for name, data in rendered.items():
+            (mailu / name).write_bytes(data)
+        (mailu / "overrides" / "nginx").unlink()
+        (mailu / "overrides" / "nginx").mkdir()
+        (mailu / "certs" / "key.pem").unlink()
+        message.unlink()
+        done = await backup.restore(
+            root, payload(repo, snapshot=crafted["short_id"], target="in_place",
+                          snapshot_root=crafted["root"]), progress,
+        )  # fmt: skip
+        assert message.read_text() == "mail worth restoring\n"
+        for name, data in rendered.items():
+            assert (mailu / name).read_bytes() == data, name
+        assert (mailu / "mailu.env").stat().st_mode & 0o777 == 0o600
+        assert (mailu / "overrides" / "nginx").is_dir()
+        assert not (mailu / "overrides" / "nginx").is_symlink()
+        assert not (mailu / "certs" / "key.pem").exists() and not list(outside.iterdir())
+        assert double.commands()[-2:] == ["down", "up"]  # MailU paused, back with its own file
+        await backup.restore_finish(root, {"restore_id": done["restore_id"], "keep": "restored"},
+                                    progress)  # fmt: skip
+    finally:
+        docker_cli.stop_all(double.state)
 
 
 async def test_an_offsite_copy_holds_the_same_snapshot(
