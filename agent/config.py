@@ -20,6 +20,11 @@ from pathlib import Path
 
 DEFAULT_CONFIG = Path("/etc/mailfleet/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/mailfleet-agent")
+# Where in root's home the agent and the programs it runs write; the systemd unit keeps the
+# rest of /root and /home read-only (ProtectHome=read-only, these in ReadWritePaths=):
+# authorized_keys (ssh.authorize) and ssh's known_hosts for sftp repositories, the tokens
+# rclone refreshes in its configuration, the docker CLI's state.
+HOME_WRITES = (Path("/root/.ssh"), Path("/root/.config/rclone"), Path("/root/.docker"))
 _PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CGROUP = re.compile(r"^(/[A-Za-z0-9_.:@-]+)+$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
