@@ -20,7 +20,7 @@ def service_section() -> dict[str, list[str]]:
     """The [Service] keys, each with every value it is given (systemd lets keys repeat)."""
     text = subprocess.run([BIN / "mailfleet-agent", "systemd-unit"], capture_output=True,
                           text=True, check=True).stdout  # fmt: skip
-    section, found = "", {}
+    section, found = "", dict[str, list[str]]()
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("[") and line.endswith("]"):
