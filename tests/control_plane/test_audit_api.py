@@ -19,6 +19,13 @@ from control_plane.db.engine import Database
 from control_plane.db.tenancy import TENANT_ROLE
 from control_plane.workspaces.models import Workspace
 from tests.conftest import MakeTenant, TenantHandle
+from tests.control_plane.test_cross_tenant import (
+    example_body,
+    fill,
+    objects_of,
+    operations,
+    secured,
+)
 from tests.support.processes import run_cli
 
 EVENTS = "/api/v1/audit-events"
@@ -324,3 +331,30 @@ async def test_the_record_commits_with_the_change_not_after_it(
     assert [(r.action, r.object_id, r.tenant_id) for r in rows] == [
         ("workspace.create", made.id, tenant_id)
     ]
+
+
+async def test_every_route_that_may_change_something_is_recorded(
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+) -> None:
+    """Walks the OpenAPI document like the tenancy walk: no route is left out, none recorded
+    twice, each under its own path, whether it succeeds (its own creates) or is refused
+    (another tenant's ids: 404; an admin route: 403)."""
+    victim, intruder = await make_tenant(), await make_tenant()
+    ids = await objects_of(client, victim)
+    walked = 0
+    for method, path, spec in operations(app):
+        if method == "GET" or not secured(spec):
+            continue
+        before = await events(client, intruder.headers, key_id=intruder.key_id, limit="500")
+        response = await client.request(
+            method, fill(path, ids), json=example_body(app, spec), headers=intruder.headers
+        )
+        status = response.status_code
+        assert status < 500, (method, path, response.text)
+        after = await events(client, intruder.headers, key_id=intruder.key_id, limit="500")
+        new = [e for e in after if e not in before]
+        assert [(e["request"], e["status"], e["succeeded"]) for e in new] == [
+            (f"{method} {path}", status, status < 400)
+        ], (method, path, status)
+        walked += 1
+    assert walked >= 30
