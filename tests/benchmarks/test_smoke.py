@@ -80,3 +80,10 @@ def test_recover_harness(tmp_path: Path) -> None:
     result = run_benchmark("recover", tmp_path, "--gigabytes", "0.002", "--limit", "180")
     assert result["restored_messages"] == result["messages"] > 0
     assert result["rto_seconds"] > 0
+
+
+def test_first_run_harness(tmp_path: Path) -> None:
+    needs_netns()
+    result = run_benchmark("first_run", tmp_path, "--reuse-venv", "--limit", "120")
+    for start in ("first_start", "second_start"):
+        assert 0 < result[start]["api_and_key_seconds"] < result[start]["to_ready_server_seconds"]

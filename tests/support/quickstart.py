@@ -122,10 +122,24 @@ class Walk:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
 
-    def second_shell(self, key: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def second_shell(
+        self,
+        key: str,
+        timeout: float = 300,
+        *,
+        timed: bool = False,
+        replace: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """The README's second-shell lines, in bash with ``set -e``, as written (the key
-        pasted in, the walk's API port for 8080)."""
+        pasted in, the walk's API port for 8080), traced to stderr — with ``timed``, each
+        traced command marked with the Unix time it started (``+@<time> command``); ``replace``
+        changes what a second walk must (a tenant name is taken once)."""
         script = second_shell_script(self.directory / "README.md")
+        for old, new in (replace or {}).items():
+            assert old in script, f"the README's second shell no longer has {old!r}"
+            script = script.replace(old, new)
+        if timed:  # bash takes no PS4 from the environment when it runs as root
+            script = "PS4='+@${EPOCHREALTIME} '\n" + script
         script = script.replace(KEY_PLACEHOLDER, key)
         script = script.replace("localhost:8080", f"localhost:{self.api_port}")
         return subprocess.run(
