@@ -38,28 +38,35 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CommandError
-from mailfleet.restic import SAFE_PATH, env_problem, repository_url_problem
+from mailfleet.restic import (
+    DENIED,
+    KEY_MISMATCH,
+    LOCKED,
+    NO_REPOSITORY,
+    REFUSED_CREDENTIALS,
+    SAFE_PATH,
+    UNREACHABLE,
+    env_problem,
+    repository_url_problem,
+)
 
 # restic exits 3 when a snapshot was made but some files could not be read (a message moved
 # by the MTA while restic walked the directory): the snapshot is usable, with warnings.
 PARTIAL = 3
 RUNNING_DIR = "running"  # under the cache directory: one marker per restic run
 _NO_MARKER = ("init", "unlock", "version")
-NO_REPOSITORY = "no restic repository at this location"
-LOCKED = "the repository is locked by another restic process"
-REFUSED_CREDENTIALS = "the repository's storage refused the backend credentials"
 _DIAGNOSES = (
-    ("wrong password or no key found", "wrong repository password"),
+    ("wrong password or no key found", KEY_MISMATCH),
     ("signature we calculated does not match", REFUSED_CREDENTIALS),  # S3: wrong secret
     ("access key id you provided does not exist", REFUSED_CREDENTIALS),  # S3: unknown key
     ("access denied", REFUSED_CREDENTIALS),
     ("unable to open config file", NO_REPOSITORY),
     ("no space left on device", "the repository's storage is full (no space left on device)"),
     ("repository is already locked", LOCKED),
-    ("connection refused", "the repository is unreachable (connection refused)"),
-    ("no such host", "the repository is unreachable (unknown host)"),
-    ("i/o timeout", "the repository is unreachable (timeout)"),
-    ("permission denied", "permission denied at the repository"),
+    ("connection refused", f"{UNREACHABLE} (connection refused)"),
+    ("no such host", f"{UNREACHABLE} (unknown host)"),
+    ("i/o timeout", f"{UNREACHABLE} (timeout)"),
+    ("permission denied", DENIED),
 )
 
 

@@ -77,7 +77,8 @@ async def backups(db: Database, server_id: uuid.UUID) -> BackupsOut:
 def snapshot_rows(found: BackupsOut) -> list[tuple[str, ...]]:
     """Table rows; the findings go to stderr first (they are about the table)."""
     for finding in found.findings:
-        console.print(f"[red]{finding.severity}[/]: {finding.message}")
+        label = "unknown" if finding.state == "unknown" else finding.severity  # not checked
+        console.print(f"[red]{label}[/]: {finding.message}")
     return [
         (
             s.short_id,

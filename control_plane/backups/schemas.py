@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from control_plane.schemas import RequestModel, ResponseModel
+from control_plane.schemas import Finding, RequestModel, ResponseModel
 from mailfleet import restic
 
 HOUR, DAY = 3600, 86400
@@ -133,12 +133,6 @@ class PolicyIn(RequestModel):
         if self.offsite_url is not None and self.offsite_url == self.repository_url:
             raise ValueError("offsite_url must be another repository than repository_url")
         return self
-
-
-class Finding(ResponseModel):
-    severity: Literal["warning", "critical"]
-    code: str
-    message: str
 
 
 class PolicyOut(ResponseModel):

@@ -16,14 +16,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.backups.models import BackupPolicy, BackupSnapshot
-from control_plane.backups.schemas import Finding, PolicyIn, RestoreIn
+from control_plane.backups.schemas import PolicyIn, RestoreIn
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.provisioning import events
+from control_plane.schemas import Finding
 from control_plane.servers.models import Server
 from control_plane.vault.client import Vault, server_secret_path
+from mailfleet import restic
 
 KINDS = ("backup.run", "backup.snapshots", "backup.restore", "backup.restore.finish",
          "backup.check", "backup.drill", "backup.forget")  # fmt: skip
@@ -31,6 +33,8 @@ LIVE = ("queued", "sent", "running")
 FINAL = ("succeeded", "failed", "timed_out", "cancelled")
 RUN_SECONDS = 6 * 3600.0
 MAILU_MAIL = "/mailu/mail"  # where the agent keeps MailU's maildirs (agent/mailu/install.py)
+# A stored check or drill error that says it could not run (the finding is unknown).
+NOT_RUN = "could not run: "
 
 
 URL_MASK = "***"
@@ -296,13 +300,23 @@ async def list_snapshots(session: AsyncSession, server: Server) -> list[BackupSn
 
 
 def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
-    """What a health check should raise about this server's backups."""
+    """What a health check should raise about this server's backups. A check or drill that
+    could not run, and a new policy with no backup yet, are unknown: neither ok nor bad."""
     if policy is None or not policy.enabled:
         return [Finding(severity="warning", code="backup.none", message="no backups are taken")]
     found = []
     interval = timedelta(seconds=policy.interval_seconds)
     newest = policy.last_success_at
-    if newest is None or now - newest > 2 * interval:
+    if newest is None and now - policy.created_at <= 2 * interval:
+        found.append(
+            Finding(
+                severity="warning",
+                code="backup.stale",
+                state="unknown",
+                message="no backup has finished yet since the policy was set",
+            )
+        )
+    elif newest is None or now - newest > 2 * interval:
         age = "never" if newest is None else f"{(now - newest).total_seconds() / 3600:.1f} h ago"
         found.append(
             Finding(
@@ -313,14 +327,33 @@ def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
             )
         )
     failed = policy.last_failure_at and (newest is None or policy.last_failure_at > newest)
-    for code, error, prefix in (
-        ("backup.failed", policy.last_error if failed else None, ""),
-        ("backup.check_failed", policy.last_check_error, "restic check failed: "),
-        ("backup.drill_failed", policy.last_drill_error, "the restore drill failed: "),
+    if failed and policy.last_error:
+        found.append(Finding(severity="critical", code="backup.failed", message=policy.last_error))
+    for code, error, what in (
+        ("backup.check_failed", policy.last_check_error, "restic check"),
+        ("backup.drill_failed", policy.last_drill_error, "the restore drill"),
     ):
-        if error:
-            found.append(Finding(severity="critical", code=code, message=f"{prefix}{error}"))
+        if error and error.startswith(NOT_RUN):
+            message = f"{what} could not run: {error.removeprefix(NOT_RUN)}"
+            found.append(Finding(severity="warning", code=code, message=message, state="unknown"))
+        elif error:
+            message = f"{what} failed: {error}"
+            found.append(Finding(severity="critical", code=code, message=message))
     return found
+
+
+def outcome(command: Command) -> str | None:
+    """A settled check's or drill's error to keep (None: it passed). One that could not get
+    at the repository (timed out, cancelled, no repository, locked, wrong password, …) is
+    marked ``NOT_RUN``: it judged nothing."""
+    if command.state == "succeeded":
+        return None
+    reason = command.error or command.state
+    if command.state in ("timed_out", "cancelled") or any(
+        words in reason for words in restic.NOT_REACHED
+    ):
+        return NOT_RUN + reason
+    return reason
 
 
 async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
@@ -346,10 +379,10 @@ async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
             await _absorb_listing(session, policy, result)
         elif command.kind == "backup.check":
             policy.last_check_at = command.finished_at
-            policy.last_check_error = None if ok else reason
+            policy.last_check_error = outcome(command)
         elif command.kind == "backup.drill":
             policy.last_drill_at = command.finished_at
-            policy.last_drill_error = None if ok else reason
+            policy.last_drill_error = outcome(command)
         if server is not None:
             message = "succeeded" if ok else f"{command.state}: {reason}"
             events.record(session, server, "backup", f"{command.kind} {message}")

@@ -54,6 +54,18 @@ PROTECTED = tuple(
 )  # fmt: skip
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# How the agent words a restic run that could not get at the repository. restic 0.14 has no
+# exit code for these (10-12 came in 0.17), so the agent reads restic's words; the control
+# plane reads these in a failed ``backup.check`` or drill: it could not check anything, so
+# the finding is unknown, not a verdict on the backups.
+NO_REPOSITORY = "no restic repository at this location"
+LOCKED = "the repository is locked by another restic process"
+KEY_MISMATCH = "wrong repository password"
+REFUSED_CREDENTIALS = "the repository's storage refused the backend credentials"
+UNREACHABLE = "the repository is unreachable"
+DENIED = "permission denied at the repository"
+NOT_REACHED = (NO_REPOSITORY, LOCKED, KEY_MISMATCH, REFUSED_CREDENTIALS, UNREACHABLE, DENIED)
+
 
 def refused_env(names: Iterable[str]) -> list[str]:
     """The names among ``names`` restic must not be given, sorted."""

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from control_plane.backups import recovery, schedule, workspace
+from control_plane.backups import recovery, schedule, service, workspace
 from control_plane.backups.models import BackupPolicy
 from control_plane.backups.schemas import PolicyIn
 from control_plane.commands import secrets
@@ -493,3 +493,60 @@ def body_of(shown: dict[str, Any]) -> dict[str, Any]:
     """A policy as read, in the shape a PUT takes."""
     fields = set(PolicyIn.model_fields)
     return {key: value for key, value in shown.items() if key in fields}
+
+
+async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    tenant = await make_tenant()
+    server_id = await ready_server(client, tenant, db)
+    base = f"/api/v1/servers/{server_id}"
+    await client.put(
+        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
+    )
+
+    async def findings() -> dict[str, dict[str, Any]]:
+        listed = await client.get(f"{base}/backups", headers=tenant.headers)
+        return {f["code"]: f for f in listed.json()["findings"]}
+
+    fresh = await findings()  # nothing to judge yet
+    assert fresh["backup.stale"]["state"] == "unknown", fresh
+    async with db.session() as session:
+        policy = await session.scalar(
+            select(BackupPolicy).where(BackupPolicy.server_id == uuid.UUID(server_id))
+        )
+        assert policy is not None
+        policy.created_at = datetime.now(UTC) - timedelta(hours=3)
+    stale = (await findings())["backup.stale"]  # the policy's hour passed twice: none came
+    assert (stale["state"], stale["severity"]) == ("failing", "critical")
+
+    async def settle(kind: str, state: str, error: str) -> dict[str, Any]:
+        async with db.session() as session:
+            server = await session.get(Server, uuid.UUID(server_id))
+            policy = await session.scalar(
+                select(BackupPolicy).where(BackupPolicy.server_id == uuid.UUID(server_id))
+            )
+            assert server is not None and policy is not None
+            command = await service.queue(session, server, policy, kind)
+            await commands.record_result(session, server.id, command.id, state, None, error)
+        return (await findings())[f"{kind}_failed"]
+
+    for kind, state, error in (
+        ("backup.check", "failed", "restic check: wrong repository password"),
+        ("backup.check", "failed", "restic check: no restic repository at this location"),
+        ("backup.check", "failed", "restic check: the repository is unreachable (timeout)"),
+        ("backup.check", "timed_out", "no result within 21600 s"),
+        ("backup.drill", "cancelled", "cancelled by the operator"),
+        ("backup.drill", "failed", "restic restore: the repository is locked by another restic"
+         " process"),
+    ):  # fmt: skip
+        unknown = await settle(kind, state, error)
+        assert (unknown["state"], unknown["severity"]) == ("unknown", "warning"), unknown
+        assert error in unknown["message"] and "could not run" in unknown["message"]
+    for kind, error in (
+        ("backup.check", "restic check: Fatal: repository contains errors"),
+        ("backup.drill", "restore drill of cccc3333: 1 of 100 files wrong"),
+    ):
+        bad = await settle(kind, "failed", error)
+        assert (bad["state"], bad["severity"]) == ("failing", "critical"), bad
+    await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
