@@ -27,6 +27,21 @@ from tests.support.stack import ControlPlane, control_plane
 PlaneFactory = Callable[..., ControlPlane]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end runs happen once, on PostgreSQL (the production database): the SQLite
+    variant of each is deselected. SQLite's own paths are covered by the database tests and
+    by the embedded-default runs (test_serve, test_readme), which make their own file."""
+    here = Path(__file__).parent
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
+        (dropped if on_sqlite and here in Path(str(item.path)).parents else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture
 def plane_factory(
     tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database

@@ -70,10 +70,8 @@ def test_agent_killed_mid_command_never_runs_it_twice(plane: ControlPlane, tmp_p
 
 
 def test_partition_leaves_no_gap_and_no_duplicate_in_the_metric_series(
-    plane: ControlPlane, tmp_path: Path, database_url: str
+    plane: ControlPlane, tmp_path: Path
 ) -> None:
-    if database_url.startswith("sqlite") and PARTITION_SECONDS >= 60:
-        pytest.skip("the long partition runs once, on PostgreSQL; the code path is shared")
     server_id, toml = plane.new_server("partition")
     agent = AgentProcess(tmp_path / "agent", toml)
     with agents(agent):

@@ -52,10 +52,8 @@ def ping(plane: ControlPlane, server_id: str) -> None:
 
 
 def test_gateway_certificate_is_renewed_while_agents_stay_connected(
-    plane_factory: PlaneFactory, tmp_path: Path, database_url: str
+    plane_factory: PlaneFactory, tmp_path: Path
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("the certificate does not touch the database; run once, on PostgreSQL")
     link, enroll = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     advertised = f"localhost:{link.rsplit(':', 1)[1]}"  # only in the certificate as advertised
     plane = plane_factory(

@@ -173,12 +173,8 @@ async def server_row(db: Database, server_id: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("moment", ["requested", "creating", "ordered", "enrolling"])
 async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
-    moment: str, local_plane: ControlPlane, local_net: LocalNet, db: Database, database_url: str
+    moment: str, local_plane: ControlPlane, local_net: LocalNet, db: Database
 ) -> None:
-    if moment == "ordered" and not database_url.startswith("postgresql"):
-        pytest.skip("holds a row lock to stop the runner after the order: PostgreSQL only")
-    if moment != "ordered" and database_url.startswith("sqlite"):
-        pytest.skip("the restart path is the same on both databases; run once, on PostgreSQL")
     plane = local_plane
     tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
     lock_fd = None
@@ -240,12 +236,10 @@ async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
 
 
 async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
-    plane_factory: PlaneFactory, db: Database, database_url: str, openbao: DevOpenBao
+    plane_factory: PlaneFactory, db: Database, openbao: DevOpenBao
 ) -> None:
     """Booting only polls the provider; a Hostwinds VPS that takes a while to come up is
     polled on by the restarted control plane, and never ordered twice."""
-    if database_url.startswith("sqlite"):
-        pytest.skip("the restart path is the same on both databases; run once, on PostgreSQL")
     kv = hvac.Client(url=openbao.url, token=openbao.token).secrets.kv.v2
     with hostwinds_double(api_key="hwk-boot", create_delay=4.0) as api:
         account = {"api_key": "hwk-boot", "template": "debian-12", "regions": "1=Seattle"}
@@ -372,10 +366,8 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
 
 
 def test_an_agent_killed_mid_install_is_restarted_and_the_install_finishes(
-    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path, database_url: str
+    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("the agent's side is the same on both databases; run once, on PostgreSQL")
     state, docker_bin = tmp_path / "docker-state", tmp_path / "docker-bin"
     docker_cli.install(docker_bin, state)
     docker_cli.configure(state, pull_seconds=4)
