@@ -97,6 +97,18 @@ class Settings(BaseSettings):
     acme_caa_identity: str = Field(
         default="letsencrypt.org", description="The CA's CAA issuer domain (published in CAA)."
     )
+    acme_order_seconds: float = Field(
+        default=180.0, gt=0, le=3600, description="How long the CA may take to finalise an order."
+    )
+    acme_visible_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="How long every authoritative server may take to show a challenge.",
+    )
+    acme_retry_pause_seconds: float = Field(
+        default=5.0, ge=0, le=600, description="The pause before a failed order's one retry."
+    )
     tls_renew_days: int = Field(
         default=30, ge=1, le=89, description="Renew this long before expiry."
     )

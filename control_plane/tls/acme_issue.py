@@ -34,10 +34,7 @@ from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 
 ACCOUNT_PATH = "acme/account"
-ORDER_SECONDS = 180.0
 ORDER_ATTEMPTS = 2
-RETRY_PAUSE_SECONDS = 5.0
-VISIBLE_SECONDS = 120.0
 USER_AGENT = "mailfleet"
 
 log = logging.getLogger(__name__)
@@ -145,7 +142,7 @@ async def issue(
             if attempt >= ORDER_ATTEMPTS:
                 raise
             log.warning("ACME order for %s failed (%s); trying a fresh order", names, exc.detail)
-            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            await asyncio.sleep(settings.acme_retry_pause_seconds)
             attempt += 1
 
 
@@ -162,7 +159,7 @@ async def _issue_once(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     csr = make_csr(key_pem, names)
-    deadline = datetime.now() + timedelta(seconds=ORDER_SECONDS)
+    deadline = datetime.now() + timedelta(seconds=settings.acme_order_seconds)
     published: list[str] = []
     try:
         order = await asyncio.to_thread(acme.new_order, csr)
@@ -178,13 +175,13 @@ async def _issue_once(
                 )
             response, validation = challenge.response_and_validation(acme.net.key)
             record = challenge.chall.validation_domain_name(authz.body.identifier.value)
+            # The CA may ask any of the zone's servers: every one must serve the answer
+            # (found first: a zone whose servers cannot be found gets no record).
+            servers = await authoritative(record)
             await publish_txt(record, validation)
             published.append(record)
-            # The CA may ask any of the zone's servers: every one must serve the answer.
-            servers = await authoritative(record)
-            await asyncio.gather(
-                *(wait_visible(s, record, validation, VISIBLE_SECONDS) for s in servers)
-            )
+            limit = settings.acme_visible_seconds
+            await asyncio.gather(*(wait_visible(s, record, validation, limit) for s in servers))
             await asyncio.to_thread(acme.answer_challenge, challenge, response)
         order = await asyncio.to_thread(acme.poll_and_finalize, order, deadline)
     except (errors.Error, messages.Error) as exc:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.commands import service as commands
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
-from control_plane.dns import checker, desired, publish
+from control_plane.dns import checker, checks, desired, publish
 from control_plane.dns import service as dns_service
 from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
@@ -126,10 +126,13 @@ async def _claim(
     return taken
 
 
-async def _authoritative(provider: DnsProvider, zone: str) -> list[tuple[str, int]]:
+async def _authoritative(
+    provider: DnsProvider, zone: str, config: Settings
+) -> list[tuple[str, int]]:
     """The servers that must show a challenge before the CA is asked: those the provider's
-    settings list (``nameservers``, host:port), else the zone's NS as the world finds them
-    (an RFC 2136 primary without a list: the primary itself)."""
+    settings list (``nameservers``, host:port), else the zone's NS as the configured
+    resolver finds them (an RFC 2136 primary without a list: the primary itself). A lookup
+    that fails is an ``AcmeError`` with the resolver's words: the issuance is retried."""
     settings = json.loads(provider.settings)
     listed = settings.get("nameservers") or []
     if listed:
@@ -138,7 +141,14 @@ async def _authoritative(provider: DnsProvider, zone: str) -> list[tuple[str, in
         ]
     if provider.kind == "rfc2136":
         return [(str(settings["host"]), int(settings.get("port", 53)))]
-    servers = await checker.find_authoritative(zone)
+    configured = checks.resolvers(config)
+    try:
+        servers = await checker.find_authoritative(
+            zone, configured[0] if configured else None,
+            timeout=config.dns_lookup_timeout_seconds,
+        )  # fmt: skip
+    except checker.AuthoritativeLookupError as exc:
+        raise acme_issue.AcmeError(f"the nameservers of {zone} could not be found: {exc}") from None
     return [(ns.address, ns.port) for ns in servers]
 
 
@@ -169,7 +179,7 @@ async def issue_for_server(
 
     async def authoritative(record: str) -> list[tuple[str, int]]:
         zone = zone_of(record)
-        return await _authoritative(zone.provider, zone.row.zone)
+        return await _authoritative(zone.provider, zone.row.zone, settings)
 
     try:
         issued = await acme_issue.issue(settings, vault, list(zones), publish_txt, authoritative)
@@ -190,6 +200,8 @@ def backoff(failures: int, settings: Settings) -> timedelta:
 
 
 def _record_failure(cert: Certificate, reason: str, settings: Settings, now: datetime) -> None:
+    if not cert.failures or cert.failing_since is None:
+        cert.failing_since = now  # the first failure of this run
     cert.failures += 1
     cert.last_failure_at, cert.last_error = now, reason
     cert.next_attempt_at = now + backoff(cert.failures, settings)
@@ -214,7 +226,7 @@ async def _issued(
     cert.names = "\n".join(issued.names)
     cert.serial, cert.issued_at, cert.not_after = issued.serial, utcnow(), issued.not_after
     cert.renewing_until, cert.last_error = None, None
-    cert.failures, cert.next_attempt_at = 0, None
+    cert.failures, cert.next_attempt_at, cert.failing_since = 0, None, None
     if server.mail_stack == "mailu":
         cert.command_id = (await deliver(session, server)).id
     await session.flush()
@@ -257,6 +269,7 @@ def certificate_findings(cert: Certificate, now: datetime) -> list[Finding]:
             code="tls.renewal_failed",
             message=f"issuing the certificate failed {cert.failures} time(s) in a row "
             f"({current}; next attempt {when}): {cert.last_error}",
+            since=cert.failing_since,
         )
     ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -46,6 +46,7 @@ def acme(settings: Settings, pebble: Pebble) -> Settings:
             "acme_directory_url": pebble.directory_url,
             "acme_ca_file": Path(pebble.ca_bundle),
             "tls_retry_base_seconds": BASE,
+            "acme_retry_pause_seconds": 0.2,
         }
     )
 
@@ -93,6 +94,12 @@ async def test_a_failing_renewal_backs_off_and_the_others_are_renewed(
                                     server_id=uuid.UUID(server_id), names="old", serial="01",
                                     issued_at=now - timedelta(days=88),
                                     not_after=now + timedelta(days=days)))  # fmt: skip
+        # The good one failed before (a run of failures that its renewal ends).
+        good_cert = await session.scalar(
+            select(Certificate).where(Certificate.server_id == uuid.UUID(good))
+        )
+        assert good_cert is not None
+        good_cert.failures, good_cert.failing_since = 1, now - timedelta(days=1)
     job = service.renew_job(db, vault, acme)
 
     async def good_renewed() -> bool:
@@ -111,6 +118,8 @@ async def test_a_failing_renewal_backs_off_and_the_others_are_renewed(
     assert "TSIG" in failing.last_error, failing.last_error  # the provider's own words
     renewed = await certificate(db, good)
     assert renewed is not None and renewed.failures == 0 and renewed.next_attempt_at is None
+    assert renewed.failing_since is None
+    assert failing.failing_since is not None and failing.failing_since == failing.last_failure_at
     assert renewed.not_after is not None and renewed.not_after > now + timedelta(days=30)
 
     shown = (await client.get(f"/api/v1/servers/{bad}/tls", headers=tenant.headers)).json()
@@ -118,6 +127,8 @@ async def test_a_failing_renewal_backs_off_and_the_others_are_renewed(
     assert finding["code"] == "tls.renewal_failed" and finding["state"] == "failing"
     assert finding["severity"] == "critical" and "TSIG" in finding["message"]
     assert shown["failures"] == 1 and shown["next_attempt_at"] is not None
+    assert finding["since"] is not None
+    assert datetime.fromisoformat(finding["since"]) == failing.failing_since
     async with db.session() as session:
         assert [f.code for f in await service.findings(session, uuid.UUID(bad))] == [
             "tls.renewal_failed"
@@ -138,6 +149,7 @@ async def test_a_failing_renewal_backs_off_and_the_others_are_renewed(
     again = await certificate(db, bad)
     assert again is not None and again.next_attempt_at and again.last_failure_at
     assert again.next_attempt_at - again.last_failure_at == timedelta(seconds=2 * BASE)
+    assert again.failing_since == failing.failing_since < again.last_failure_at  # the run's start
     await vault.delete(f"vps/{tenant.id}/{good}/tls")
 
 
