@@ -39,6 +39,19 @@ async def ready_server(client: httpx.AsyncClient, tenant: TenantHandle, db: Data
     return server_id
 
 
+async def server_with_policy(
+    client: httpx.AsyncClient, tenant: TenantHandle, db: Database
+) -> tuple[str, str]:
+    """A ready server backing up to a local repository: its id and API base path."""
+    server_id = await ready_server(client, tenant, db)
+    base = f"/api/v1/servers/{server_id}"
+    put = await client.put(
+        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
+    )
+    assert put.status_code == 200, put.text
+    return server_id, base
+
+
 async def report(
     db: Database, server_id: str, command_id: str, result: dict[str, Any] | None, error: str = ""
 ) -> None:
@@ -146,11 +159,7 @@ async def test_runs_are_absorbed_and_restores_pick_the_snapshot_by_time(
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
 ) -> None:
     tenant = await make_tenant()
-    server_id = await ready_server(client, tenant, db)
-    base = f"/api/v1/servers/{server_id}"
-    await client.put(
-        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
-    )
+    server_id, base = await server_with_policy(client, tenant, db)
     listed = (await client.get(f"{base}/backups", headers=tenant.headers)).json()
     assert [f["code"] for f in listed["findings"]] == ["backup.stale"]
 
@@ -197,11 +206,7 @@ async def test_the_schedule_runs_one_job_at_a_time_and_rotates_checks(
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
 ) -> None:
     tenant = await make_tenant()
-    server_id = await ready_server(client, tenant, db)
-    base = f"/api/v1/servers/{server_id}"
-    await client.put(
-        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
-    )
+    server_id, base = await server_with_policy(client, tenant, db)
 
     async def kinds() -> list[str]:
         response = await client.get(f"{base}/commands", headers=tenant.headers)
@@ -499,11 +504,7 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
 ) -> None:
     tenant = await make_tenant()
-    server_id = await ready_server(client, tenant, db)
-    base = f"/api/v1/servers/{server_id}"
-    await client.put(
-        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
-    )
+    server_id, base = await server_with_policy(client, tenant, db)
 
     async def findings() -> dict[str, dict[str, Any]]:
         listed = await client.get(f"{base}/backups", headers=tenant.headers)
