@@ -16,9 +16,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import handlers, secrets
@@ -282,10 +282,18 @@ class SessionService:
         beats, self._heartbeats = self._heartbeats, {}
         if not beats:
             return 0
+        # A Core executemany, not the ORM's bulk update by primary key: a server deleted since
+        # its last beat is simply not there (the ORM would raise StaleDataError for it).
+        servers = cast("Table", Server.__table__)
+        statement = (
+            update(servers)
+            .where(servers.c.id == bindparam("beat_server"))
+            .values(last_heartbeat_at=bindparam("beat_at"))
+        )
         async with self.db.session() as session:
             await session.execute(
-                update(Server),
-                [{"id": server_id, "last_heartbeat_at": at} for server_id, at in beats.items()],
+                statement,
+                [{"beat_server": server_id, "beat_at": at} for server_id, at in beats.items()],
             )
         return len(beats)
 

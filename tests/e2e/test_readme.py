@@ -82,4 +82,4 @@ def test_the_quick_start_works_as_written(walk: Walk) -> None:
         assert walk.leftovers() == []
 
     stopped = run.output()
-    assert not any("Traceback" in line for line in stopped), stopped[-20:]
+    assert not any("Traceback" in line for line in stopped), "\n".join(stopped[-60:])
