@@ -184,7 +184,20 @@ async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
         import fcntl
 
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    server = order(plane, tenant["id"], f"k-{moment}")
+    if moment == "requested":
+        # The order goes in while the control plane is stopped (the CLI writes it to the
+        # database), so its runner, which starts a step the moment an order commits, dies
+        # with the order still untouched.
+        assert plane.process is not None
+        os.kill(plane.process.process.pid, signal.SIGSTOP)
+        made = run_cli(
+            "server", "create", "k-requested", "--tenant", tenant["id"], "--provider", "local",
+            "--mail-stack", "none", env=plane.env,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        server = {"id": made.stdout.strip()}
+    else:
+        server = order(plane, tenant["id"], f"k-{moment}")
     loop = asyncio.get_running_loop()
 
     def state_is(wanted: str) -> Callable[[], bool]:
@@ -219,6 +232,8 @@ async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
         assert local_net.instances() == []
         assert lock_fd is not None
         os.close(lock_fd)
+    elif moment == "requested":
+        plane.stop(signal.SIGKILL)
     else:
         await loop.run_in_executor(None, freeze_when, plane, state_is(moment))
     died_in = await server_row(db, server["id"])
