@@ -207,7 +207,12 @@ async def make_servers(plane_url: str, key: str, count: int) -> list[str]:
                 server = (
                     await http.post(
                         "/api/v1/servers",
-                        json={"name": f"sim-{time.time_ns()}-{i}", "tenant_id": tenant["id"]},
+                        json={
+                            "name": f"sim-{time.time_ns()}-{i}",
+                            "tenant_id": tenant["id"],
+                            "provider": "manual",
+                            "mail_stack": "none",
+                        },
                     )
                 ).json()
                 join = (await http.post(f"/api/v1/servers/{server['id']}/join-tokens")).json()
@@ -301,7 +306,10 @@ def main() -> None:
         ):
             one = plane.api("POST", "/api/v1/tenants", 201, json={"name": "pin"})
             server = plane.api(
-                "POST", "/api/v1/servers", 201, json={"name": "pin", "tenant_id": one["id"]}
+                "POST",
+                "/api/v1/servers",
+                201,
+                json={"name": "pin", "tenant_id": one["id"], "mail_stack": "none"},
             )
             join = plane.api("POST", f"/api/v1/servers/{server['id']}/join-tokens", 201)
             pipes = []
