@@ -47,8 +47,10 @@ class BackupPolicy(IdMixin, TimestampMixin, TenantOwned, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_check_at: Mapped[datetime | None]
     last_check_error: Mapped[str | None] = mapped_column(Text)
+    last_check_state: Mapped[str | None] = mapped_column(String(16))  # CheckState; NULL: never
     last_drill_at: Mapped[datetime | None]
     last_drill_error: Mapped[str | None] = mapped_column(Text)
+    last_drill_state: Mapped[str | None] = mapped_column(String(16))
     results_seen_at: Mapped[datetime | None]  # the agent reports absorbed up to here
     inherited: Mapped[bool] = mapped_column(default=False)  # made from the workspace's policy
 

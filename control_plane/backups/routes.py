@@ -65,8 +65,10 @@ def policy_out(policy: BackupPolicy) -> PolicyOut:
         last_error=policy.last_error,
         last_check_at=policy.last_check_at,
         last_check_error=policy.last_check_error,
+        last_check_state=policy.last_check_state,
         last_drill_at=policy.last_drill_at,
         last_drill_error=policy.last_drill_error,
+        last_drill_state=policy.last_drill_state,
     )
 
 

@@ -16,6 +16,9 @@ SCHEMES = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
 _SNAPSHOT = re.compile(r"^[0-9a-f]{8,64}$")
 
 
+# How the last check or drill ended: "unknown" when it could not run (timed out, cancelled,
+# repository unreachable, locked, wrong password): it judged nothing. None: it never ran.
+CheckState = Literal["ok", "failed", "unknown"]
 _MAILBOX = re.compile(r"^[a-z0-9!#$%&'+=^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}$")
 
 
@@ -157,8 +160,16 @@ class PolicyOut(ResponseModel):
     last_error: str | None
     last_check_at: datetime | None
     last_check_error: str | None
+    last_check_state: CheckState | None = Field(
+        description="ok; failed (the repository is damaged); unknown: the check could not run; "
+        "null: it never ran."
+    )
     last_drill_at: datetime | None
     last_drill_error: str | None
+    last_drill_state: CheckState | None = Field(
+        description="ok; failed (restored files differ); unknown: the drill could not run; "
+        "null: it never ran."
+    )
 
 
 class SnapshotOut(ResponseModel):

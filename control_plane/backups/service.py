@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.backups.models import BackupPolicy, BackupSnapshot
-from control_plane.backups.schemas import PolicyIn, RestoreIn
+from control_plane.backups.schemas import CheckState, PolicyIn, RestoreIn
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
@@ -33,8 +33,6 @@ LIVE = ("queued", "sent", "running")
 FINAL = ("succeeded", "failed", "timed_out", "cancelled")
 RUN_SECONDS = 6 * 3600.0
 MAILU_MAIL = "/mailu/mail"  # where the agent keeps MailU's maildirs (agent/mailu/install.py)
-# A stored check or drill error that says it could not run (the finding is unknown).
-NOT_RUN = "could not run: "
 
 
 URL_MASK = "***"
@@ -329,31 +327,32 @@ def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
     failed = policy.last_failure_at and (newest is None or policy.last_failure_at > newest)
     if failed and policy.last_error:
         found.append(Finding(severity="critical", code="backup.failed", message=policy.last_error))
-    for code, error, what in (
-        ("backup.check_failed", policy.last_check_error, "restic check"),
-        ("backup.drill_failed", policy.last_drill_error, "the restore drill"),
-    ):
-        if error and error.startswith(NOT_RUN):
-            message = f"{what} could not run: {error.removeprefix(NOT_RUN)}"
+    for code, state, error, what in (
+        ("backup.check_failed", policy.last_check_state, policy.last_check_error, "restic check"),
+        ("backup.drill_failed", policy.last_drill_state, policy.last_drill_error,
+         "the restore drill"),
+    ):  # fmt: skip
+        if state == "unknown":
+            message = f"{what} could not run: {error}"
             found.append(Finding(severity="warning", code=code, message=message, state="unknown"))
-        elif error:
+        elif state == "failed":
             message = f"{what} failed: {error}"
             found.append(Finding(severity="critical", code=code, message=message))
     return found
 
 
-def outcome(command: Command) -> str | None:
-    """A settled check's or drill's error to keep (None: it passed). One that could not get
-    at the repository (timed out, cancelled, no repository, locked, wrong password, …) is
-    marked ``NOT_RUN``: it judged nothing."""
+def outcome(command: Command) -> tuple[CheckState, str | None]:
+    """A settled check's or drill's state and error to keep. One that could not get at the
+    repository (timed out, cancelled, no repository, locked, wrong password, …) is
+    ``unknown``: it judged nothing."""
     if command.state == "succeeded":
-        return None
+        return "ok", None
     reason = command.error or command.state
     if command.state in ("timed_out", "cancelled") or any(
         words in reason for words in restic.NOT_REACHED
     ):
-        return NOT_RUN + reason
-    return reason
+        return "unknown", reason
+    return "failed", reason
 
 
 async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
@@ -379,10 +378,10 @@ async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
             await _absorb_listing(session, policy, result)
         elif command.kind == "backup.check":
             policy.last_check_at = command.finished_at
-            policy.last_check_error = outcome(command)
+            policy.last_check_state, policy.last_check_error = outcome(command)
         elif command.kind == "backup.drill":
             policy.last_drill_at = command.finished_at
-            policy.last_drill_error = outcome(command)
+            policy.last_drill_state, policy.last_drill_error = outcome(command)
         if server is not None:
             message = "succeeded" if ok else f"{command.state}: {reason}"
             events.record(session, server, "backup", f"{command.kind} {message}")

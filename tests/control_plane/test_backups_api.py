@@ -506,12 +506,17 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
     tenant = await make_tenant()
     server_id, base = await server_with_policy(client, tenant, db)
 
-    async def findings() -> dict[str, dict[str, Any]]:
+    async def listing() -> dict[str, Any]:
         listed = await client.get(f"{base}/backups", headers=tenant.headers)
-        return {f["code"]: f for f in listed.json()["findings"]}
+        return dict(listed.json())
+
+    async def findings() -> dict[str, dict[str, Any]]:
+        return {f["code"]: f for f in (await listing())["findings"]}
 
     fresh = await findings()  # nothing to judge yet
     assert fresh["backup.stale"]["state"] == "unknown", fresh
+    policy_out = (await listing())["policy"]
+    assert policy_out["last_check_state"] is None and policy_out["last_drill_state"] is None
     async with db.session() as session:
         policy = await session.scalar(
             select(BackupPolicy).where(BackupPolicy.server_id == uuid.UUID(server_id))
@@ -521,7 +526,9 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
     stale = (await findings())["backup.stale"]  # the policy's hour passed twice: none came
     assert (stale["state"], stale["severity"]) == ("failing", "critical")
 
-    async def settle(kind: str, state: str, error: str) -> dict[str, Any]:
+    async def settle(kind: str, state: str, error: str | None, verdict: str) -> dict[str, Any]:
+        """The finding the settled command raised (None: none); the policy shows ``verdict``
+        and the error as restic said it, with no marker in the text."""
         async with db.session() as session:
             server = await session.get(Server, uuid.UUID(server_id))
             policy = await session.scalar(
@@ -530,7 +537,12 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
             assert server is not None and policy is not None
             command = await service.queue(session, server, policy, kind)
             await commands.record_result(session, server.id, command.id, state, None, error)
-        return (await findings())[f"{kind}_failed"]
+        listed = await listing()
+        what = kind.removeprefix("backup.")
+        shown = (listed["policy"][f"last_{what}_state"], listed["policy"][f"last_{what}_error"])
+        assert shown == (verdict, error), shown
+        found = {f["code"]: f for f in listed["findings"]}
+        return dict(found.get(f"{kind}_failed") or {})
 
     for kind, state, error in (
         ("backup.check", "failed", "restic check: wrong repository password"),
@@ -541,13 +553,15 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
         ("backup.drill", "failed", "restic restore: the repository is locked by another restic"
          " process"),
     ):  # fmt: skip
-        unknown = await settle(kind, state, error)
+        unknown = await settle(kind, state, error, "unknown")
         assert (unknown["state"], unknown["severity"]) == ("unknown", "warning"), unknown
         assert error in unknown["message"] and "could not run" in unknown["message"]
     for kind, error in (
         ("backup.check", "restic check: Fatal: repository contains errors"),
         ("backup.drill", "restore drill of cccc3333: 1 of 100 files wrong"),
     ):
-        bad = await settle(kind, "failed", error)
+        bad = await settle(kind, "failed", error, "failed")
         assert (bad["state"], bad["severity"]) == ("failing", "critical"), bad
+    for kind in ("backup.check", "backup.drill"):
+        assert await settle(kind, "succeeded", None, "ok") == {}  # a pass clears the finding
     await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
