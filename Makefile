@@ -3,7 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYPROJECT_SHA := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# `make run` needs MailFleet and what it runs on; the tools and test servers of `make test`
+# (the dev extra) come on top only when a target needs them.
+STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
+DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SHA)
 # Debian packages the tests drive for real (later: restic knot pebble nftables chromium).
 DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace
 
@@ -15,11 +19,17 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing MailFleet into $(VENV) (log: $(VENV)/install.log)"
 	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip && \
-	   $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'; } \
+	   $(BIN)/python -m pip install --disable-pip-version-check -e .; } \
 	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; echo "install failed (log: $(VENV)/install.log)"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	@echo "installing the test and lint tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]' \
+	  >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; echo "install failed (log: $(VENV)/install.log)"; exit 1; }
+	@touch $@
+
+install: $(DEV_STAMP)
 
 # `make run` offers the local provider (VPSs as network namespaces) when it runs as root.
 LOCAL_PROVIDER ?= $(shell [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0)
@@ -43,11 +53,11 @@ postgres:
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start; \
 	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 # Two workers: the suite spends much of its time waiting (process start-up, a 2-minute
@@ -55,7 +65,7 @@ typecheck: $(STAMP)
 # makes its own names, ports, databases and subnets, so workers never meet.
 PYTEST_WORKERS ?= 2
 
-test: $(STAMP) system-deps postgres lint typecheck
+test: $(DEV_STAMP) system-deps postgres lint typecheck
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 clean:

@@ -56,7 +56,7 @@ def prepare_checkout(dest: Path, *, reuse_venv: bool) -> None:
     dest.mkdir(parents=True)
     stamps = sorted((ROOT / ".venv").glob(".installed-*"))
     assert stamps, "the checkout's venv is not installed (run `make install`)"
-    installed_at = stamps[-1].stat().st_mtime
+    installed_at = min(stamp.stat().st_mtime for stamp in stamps)
     for name in ("Makefile", "pyproject.toml", "README.md"):
         shutil.copyfile(ROOT / name, dest / name)
         # As old as the install, so make sees the venv as up to date (no install in a test).
