@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
@@ -13,14 +11,7 @@ import pytest
 
 from control_plane.db.engine import Database
 from tests.e2e.local import LocalNet
-from tests.support.netns import (
-    ip,
-    links,
-    namespace_pids,
-    namespaces,
-    netns_unavailable,
-    pick_subnet,
-)
+from tests.support.netns import netns_unavailable, pick_subnet, sweep
 from tests.support.openbao import DevOpenBao
 from tests.support.stack import ControlPlane, control_plane
 
@@ -74,12 +65,7 @@ def local_net(tmp_path: Path) -> Iterator[LocalNet]:
         yield net
     finally:
         problems = [p for p in net.leftovers() if not p.startswith(f"link {net.bridge}")]
-        for namespace in (n for n in namespaces() if n.startswith(prefix + "-")):
-            for pid in namespace_pids(namespace):
-                os.kill(pid, signal.SIGKILL)
-            ip("netns", "delete", namespace, check=False)
-        for link in (n for n in links() if n.startswith(prefix)):
-            ip("link", "delete", "dev", link, check=False)
+        sweep(prefix)
     if problems:
         pytest.fail("left behind after the test: " + "; ".join(problems))
 

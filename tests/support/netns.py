@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -54,6 +56,18 @@ def running(pid: int) -> bool:
 
 def namespace_pids(namespace: str) -> set[int]:
     return {int(p) for p in ip("netns", "pids", namespace).split()}
+
+
+def sweep(prefix: str) -> None:
+    """Kill and delete what local VPSs named ``prefix`` left: their namespaces (with every
+    process in them) and links, the bridge included."""
+    for namespace in (n for n in namespaces() if n.startswith(prefix + "-")):
+        for pid in namespace_pids(namespace):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        ip("netns", "delete", namespace, check=False)
+    for link in (n for n in links() if n.startswith(prefix)):
+        ip("link", "delete", "dev", link, check=False)
 
 
 def _octets() -> range:

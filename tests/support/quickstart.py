@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.netns import links, namespace_pids, namespaces, pick_subnet
+from tests.support.netns import links, namespaces, pick_subnet, sweep
 from tests.support.ports import free_port
 from tests.support.processes import Running
 
@@ -165,13 +165,7 @@ class Walk:
 
     def sweep(self) -> None:
         """Kill what a failed walk left (namespaces, links); the directory goes with tmp."""
-        for namespace in (n for n in namespaces() if n.startswith(self.prefix + "-")):
-            for pid in namespace_pids(namespace):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            subprocess.run(["ip", "netns", "delete", namespace], check=False, timeout=10)
-        for link in (n for n in links() if n.startswith(self.prefix)):
-            subprocess.run(["ip", "link", "delete", "dev", link], check=False, timeout=10)
+        sweep(self.prefix)
 
 
 def admin_key_line(running: Running, timeout: float) -> tuple[str | None, float]:
