@@ -1,0 +1,2 @@
+"""Alerts: where notifications go (channels), who is told when (escalation policies), and a
+delivery log per notification."""

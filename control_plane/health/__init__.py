@@ -1,0 +1,1 @@
+"""Health: every server's checks on a schedule, three-state results, and their history."""

@@ -1,0 +1,33 @@
+"""What a watcher tells the incident machinery: one subject's check is ok, failing or unknown.
+
+Health checks send them for servers; later features (IP listings, budgets, forecasts) send
+them for IPs, domains and workspaces, and get the same incidents, grouping and escalation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+SubjectKind = Literal["server", "ip", "domain", "workspace"]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A confirmed observation (the sender has applied its own flap guard).
+
+    ``failing`` opens an incident for (subject, check) or keeps it open; ``ok`` resolves it;
+    ``unknown`` with severity ``critical`` (e.g. three unknowns in a row) counts as failing;
+    any other ``unknown`` changes nothing.
+    """
+
+    tenant_id: uuid.UUID
+    subject_kind: SubjectKind
+    subject_id: str
+    check: str
+    state: Literal["ok", "failing", "unknown"]
+    severity: Literal["critical", "warning", "info"]
+    summary: str
+    server_id: uuid.UUID | None = None  # the server it concerns: grouping, silences, inhibition
+    workspace_id: uuid.UUID | None = None
