@@ -13,6 +13,7 @@ from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.enrollment.models import JoinToken
+from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceWindow, Silence
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
@@ -34,15 +35,19 @@ __all__ = [
     "DnsCheck",
     "DnsProvider",
     "DomainDns",
+    "Incident",
+    "IncidentEvent",
     "JoinToken",
     "MailAlias",
     "MailDomain",
     "Mailbox",
+    "MaintenanceWindow",
     "MetricRollup",
     "MetricSample",
     "Server",
     "ServerEvent",
     "ServerRecovery",
+    "Silence",
     "Tenant",
     "Workspace",
     "WorkspaceBackupPolicy",
