@@ -52,6 +52,8 @@ def sample_to_proto(sample: MetricSample) -> agent_pb2.MetricSample:
                 total_bytes=fs.total_bytes,
                 used_bytes=fs.used_bytes,
                 free_bytes=fs.free_bytes,
+                inodes_total=fs.inodes_total,
+                inodes_used=fs.inodes_used,
             )
             for fs in sample.filesystems
         ],

@@ -67,7 +67,11 @@ PSEUDO_MOUNT_PREFIXES = (
 
 @dataclass(frozen=True, slots=True)
 class FilesystemUsage:
-    """Space on one mounted filesystem."""
+    """Space and inodes on one mounted filesystem.
+
+    ``inodes_total`` is 0 where the filesystem has no fixed inode table (btrfs, many FUSE
+    filesystems report f_files = 0): there is nothing to run out of.
+    """
 
     mountpoint: str
     device: str
@@ -75,6 +79,8 @@ class FilesystemUsage:
     total_bytes: int
     used_bytes: int
     free_bytes: int
+    inodes_total: int = 0
+    inodes_used: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +218,10 @@ class Sampler:
         for part in candidates:
             if part.device in seen_devices:
                 continue  # bind mounts, btrfs subvolumes: same space counted once
-            usage = self._disk_usage(part.mountpoint)
-            if usage is None:
+            found = self._disk_usage(part.mountpoint)
+            if found is None:
                 continue  # another mountpoint of the same device may still answer
+            usage, vfs = found
             seen_devices.add(part.device)
             result.append(
                 FilesystemUsage(
@@ -224,23 +231,31 @@ class Sampler:
                     total_bytes=int(usage.total),
                     used_bytes=int(usage.used),
                     free_bytes=int(usage.free),
+                    inodes_total=int(vfs.f_files) if vfs else 0,
+                    inodes_used=max(0, int(vfs.f_files) - int(vfs.f_ffree)) if vfs else 0,
                 )
             )
         return tuple(sorted(result, key=lambda fs: fs.mountpoint))
 
-    def _disk_usage(self, mountpoint: str) -> Any | None:
-        """``psutil.disk_usage`` bounded by a timeout; None if it fails or hangs."""
+    def _disk_usage(self, mountpoint: str) -> tuple[Any, os.statvfs_result | None] | None:
+        """``psutil.disk_usage`` and ``os.statvfs`` (for inodes; None if only that fails)
+        bounded by a timeout; None if the space cannot be read or the call hangs."""
         hung = self._stuck.get(mountpoint)
         if hung is not None:
             if hung.is_alive():
                 return None
             del self._stuck[mountpoint]
-        result: list[Any] = []
+        result: list[tuple[Any, os.statvfs_result | None]] = []
 
         def statfs() -> None:
             # Unmounted meanwhile, permission denied, stale handle: skipped, not fatal.
             with contextlib.suppress(OSError):
-                result.append(psutil.disk_usage(mountpoint))
+                usage = psutil.disk_usage(mountpoint)
+                try:
+                    vfs: os.statvfs_result | None = os.statvfs(mountpoint)
+                except OSError:
+                    vfs = None
+                result.append((usage, vfs))
 
         thread = threading.Thread(target=statfs, name=f"statfs {mountpoint}", daemon=True)
         thread.start()

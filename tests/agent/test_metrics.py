@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -58,6 +59,52 @@ def test_filesystems_are_real_distinct_and_include_the_root() -> None:
         assert fs.total_bytes > 0
         assert 0 <= fs.used_bytes <= fs.total_bytes
         assert 0 <= fs.free_bytes <= fs.total_bytes
+        assert 0 <= fs.inodes_used <= fs.inodes_total
+    root = next(fs for fs in filesystems if os.stat(fs.mountpoint).st_dev == root_device)
+    assert root.inodes_total == os.statvfs(root.mountpoint).f_files
+
+
+# Runs in a private mount namespace: a fresh ext4 image with a known inode table, mounted
+# by loop, sampled before and after making files on it.
+INODES = """
+import json, os, sys
+from agent.metrics import Sampler
+mnt, count = sys.argv[1], int(sys.argv[2])
+def mine():
+    return next(fs for fs in Sampler().sample().filesystems if fs.mountpoint == mnt)
+before = mine()
+for n in range(count):
+    open(os.path.join(mnt, f"f{n}"), "w").close()
+after = mine()
+vfs = os.statvfs(mnt)
+print(json.dumps({"total": after.inodes_total, "before": before.inodes_used,
+                  "after": after.inodes_used, "f_files": vfs.f_files,
+                  "f_used": vfs.f_files - vfs.f_ffree}))
+"""
+
+
+def test_inodes_are_counted_on_a_real_filesystem(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4") or not shutil.which("unshare"):
+        pytest.skip("needs root, mkfs.ext4 and unshare to loop-mount an image")
+    image, mnt = tmp_path / "fs.img", tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-N", "1024", str(image)], check=True)
+    script = f'mount -o loop "$1" "$2" && exec {sys.executable} -c "$3" "$2" 100'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         str(image), str(mnt), INODES],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    counted = json.loads(done.stdout)
+    assert counted["total"] == counted["f_files"] >= 1024
+    assert counted["after"] == counted["f_used"]
+    assert counted["after"] - counted["before"] == 100
 
 
 def test_disk_counters_grow_by_the_bytes_written_and_read(tmp_path: Path) -> None:

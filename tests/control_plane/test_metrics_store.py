@@ -6,15 +6,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 
 from control_plane.db.engine import Database
+from control_plane.gateway.translate import sample_rows
 from control_plane.metrics.ingest import store_samples
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.metrics.retention import prune
-from control_plane.metrics.service import rolled_up
+from control_plane.metrics.service import raw_samples, rolled_up
 from control_plane.servers.models import Server
 from control_plane.tenants.models import Tenant
+from mailfleet.agent.v1 import agent_pb2
 
 
 async def a_server(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
@@ -92,3 +95,28 @@ async def test_retention_drops_only_what_is_old(db: Database) -> None:
         )
     assert raw == 1  # only the last hour's sample is within 14 days
     assert rollup_minutes == 2  # 20 days and 1 hour old are within 90 days
+
+
+async def test_filesystem_inodes_are_stored_with_each_sample(db: Database) -> None:
+    tenant_id, server_id = await a_server(db)
+    at = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    disks = [
+        agent_pb2.FilesystemUsage(
+            mountpoint="/", device="/dev/vda1", fstype="ext4", total_bytes=100, used_bytes=40,
+            free_bytes=60, inodes_total=1000, inodes_used=250,
+        ),
+        # An agent from before inodes (or btrfs, which has no inode table): zeros.
+        agent_pb2.FilesystemUsage(mountpoint="/srv", device="/dev/vdb", fstype="btrfs"),
+    ]  # fmt: skip
+    batch = agent_pb2.MetricBatch(
+        sequence=7, samples=[agent_pb2.MetricSample(sampled_at=stamp, filesystems=disks)]
+    )
+    async with db.session() as session:
+        assert await store_samples(session, sample_rows(tenant_id, server_id, batch)) == 1
+    async with db.session() as session:
+        stored = await raw_samples(session, server_id, at, at + timedelta(seconds=1))
+    assert [
+        (fs["mountpoint"], fs["inodes_total"], fs["inodes_used"]) for fs in stored[0]["filesystems"]
+    ] == [("/", 1000, 250), ("/srv", 0, 0)]

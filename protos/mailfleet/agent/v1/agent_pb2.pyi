@@ -325,12 +325,19 @@ class FilesystemUsage(_message.Message):
     TOTAL_BYTES_FIELD_NUMBER: _builtins.int
     USED_BYTES_FIELD_NUMBER: _builtins.int
     FREE_BYTES_FIELD_NUMBER: _builtins.int
+    INODES_TOTAL_FIELD_NUMBER: _builtins.int
+    INODES_USED_FIELD_NUMBER: _builtins.int
     mountpoint: _builtins.str
     device: _builtins.str
     fstype: _builtins.str
     total_bytes: _builtins.int
     used_bytes: _builtins.int
     free_bytes: _builtins.int
+    inodes_total: _builtins.int
+    """Inodes (statvfs f_files / f_files - f_ffree); 0 total: the filesystem has no fixed
+    inode table (btrfs, some FUSE) or the agent predates these fields.
+    """
+    inodes_used: _builtins.int
     def __init__(
         self,
         *,
@@ -340,10 +347,12 @@ class FilesystemUsage(_message.Message):
         total_bytes: _builtins.int = ...,
         used_bytes: _builtins.int = ...,
         free_bytes: _builtins.int = ...,
+        inodes_total: _builtins.int = ...,
+        inodes_used: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "free_bytes", b"free_bytes", "fstype", b"fstype", "mountpoint", b"mountpoint", "total_bytes", b"total_bytes", "used_bytes", b"used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "free_bytes", b"free_bytes", "fstype", b"fstype", "inodes_total", b"inodes_total", "inodes_used", b"inodes_used", "mountpoint", b"mountpoint", "total_bytes", b"total_bytes", "used_bytes", b"used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
