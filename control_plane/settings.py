@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     acme_email: str | None = Field(default=None, description="ACME account contact.")
     acme_ca_file: Path | None = Field(
         default=None, description="CA bundle to trust for the ACME server's own HTTPS."
+    )
+    health_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle the mail-port health probes trust besides the system's "
+        "(servers with certificates from a private CA).",
     )
     acme_caa_identity: str = Field(
         default="letsencrypt.org", description="The CA's CAA issuer domain (published in CAA)."
@@ -183,6 +188,50 @@ class Settings(BaseSettings):
         "due work.",
     )
 
+    # Health checks (control_plane/health/): the sweep, its flap guard and thresholds.
+    health_interval_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Each ready server's checks run this often."
+    )
+    health_flap_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="A check turning failing is re-checked once after this before it counts "
+        "(0: at once).",
+    )
+    health_probe_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Each connect and read of a probe gives up after this.",
+    )
+    health_dns_interval_seconds: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400, description="How often DNS drift is checked."
+    )
+    health_concurrency: int = Field(
+        default=100, ge=1, le=10_000, description="Servers checked at once by one replica."
+    )
+    health_lease_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="A replica's claim on a server it is checking; a run that takes longer is "
+        "cut short (its checks unknown), and a crashed replica's claim lapses after it.",
+    )
+    health_tick_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="How often an idle sweep looks for due servers (checks made due by "
+        "another replica, e.g. an agent's stream dropping there).",
+    )
+    health_unknowns_critical: int = Field(
+        default=3, ge=1, le=100, description="Unknown results in a row that make a check critical."
+    )
+    mailu_queue_threshold: int = Field(
+        default=100, ge=0, description="A MailU mail queue longer than this is a warning."
+    )
+
     # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).
     provision_poll_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How often a waiting step looks again."
@@ -228,6 +277,74 @@ class Settings(BaseSettings):
         default=None,
         description="The mailfleet-agent executable local VPSs run; default: next to Python's.",
     )
+
+    # Health: resources from stored samples, outbound SMTP through the observer (area D).
+    health_sustain_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="A resource (disk, inodes, memory, CPU) counts as over a threshold only "
+        "when every sample of this long a window is over it.",
+    )
+    health_sample_gap_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="The longest gap between stored samples (and since the last one) a "
+        "resource window may have; a wider gap leaves it uncovered: unknown, not ok.",
+    )
+    health_resource_info_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Sustained use at or above this: failing, info."
+    )
+    health_resource_warning_percent: float = Field(
+        default=90.0, gt=0, le=100, description="Sustained use at or above this: warning."
+    )
+    health_resource_critical_percent: float = Field(
+        default=95.0, gt=0, le=100, description="Sustained use at or above this: critical."
+    )
+    smtp_observer_addr: HostPort | None = Field(
+        default=None,
+        description="Where `serve` runs the SMTP observer agents connect out to on port 25 "
+        "(it answers EHLO with the address it sees, never takes mail); unset: no outbound "
+        "SMTP check.",
+    )
+    smtp_observer_advertise: HostPort | None = Field(
+        default=None,
+        description="The observer's address as agents are told it; default "
+        "MAILFLEET_SMTP_OBSERVER_ADDR.",
+    )
+    smtp_observer_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="The observer drops a client this long silent."
+    )
+    smtp_observer_max_connections: int = Field(
+        default=200, ge=1, le=100_000, description="The observer's concurrent connections."
+    )
+    health_outbound_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="The agent's outbound SMTP probe (connect, banner, EHLO, QUIT) gives up "
+        "after this.",
+    )
+    health_outbound_expire_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="An outbound probe not delivered to its agent by then counts as unknown.",
+    )
+
+    @model_validator(mode="after")
+    def _resource_levels_ascend(self) -> Settings:
+        levels = (
+            self.health_resource_info_percent,
+            self.health_resource_warning_percent,
+            self.health_resource_critical_percent,
+        )
+        if not levels[0] <= levels[1] <= levels[2]:
+            raise ValueError(
+                "MAILFLEET_HEALTH_RESOURCE_{INFO,WARNING,CRITICAL}_PERCENT must ascend"
+            )
+        return self
 
     @field_validator("home")
     @classmethod
@@ -280,6 +397,10 @@ class Settings(BaseSettings):
     @property
     def local_provider_state_dir(self) -> Path:
         return self.local_provider_dir or self.home / "local-provider"
+
+    @property
+    def smtp_observer_advertised(self) -> str | None:
+        return self.smtp_observer_advertise or self.smtp_observer_addr
 
     @property
     def managed_vault(self) -> bool:
