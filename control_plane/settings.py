@@ -232,6 +232,15 @@ class Settings(BaseSettings):
         default=100, ge=0, description="A MailU mail queue longer than this is a warning."
     )
 
+    # Incidents (control_plane/incidents/): grouping before the first notification.
+    incident_group_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="A new incident's first notification waits this long; the same server's "
+        "(or subject's) other incidents opened meanwhile go out in the same notification.",
+    )
+
     # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).
     provision_poll_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How often a waiting step looks again."
