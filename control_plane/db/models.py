@@ -1,5 +1,13 @@
 """Imports every model so the metadata is complete (Alembic, tenancy registry)."""
 
+from control_plane.alerts.models import (
+    AlertChannel,
+    AlertDelivery,
+    AlertDeliveryAttempt,
+    AlertNotification,
+    AlertNotificationIncident,
+    EscalationPolicy,
+)
 from control_plane.api_keys.models import ApiKey
 from control_plane.audit import capture  # noqa: F401  (its session hooks record changes)
 from control_plane.audit.models import AuditEvent
@@ -24,6 +32,11 @@ from control_plane.workspaces.models import Workspace
 
 __all__ = [
     "AgentCertificate",
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertDeliveryAttempt",
+    "AlertNotification",
+    "AlertNotificationIncident",
     "ApiKey",
     "AuditEvent",
     "BackupPolicy",
@@ -35,6 +48,7 @@ __all__ = [
     "DnsCheck",
     "DnsProvider",
     "DomainDns",
+    "EscalationPolicy",
     "Incident",
     "IncidentEvent",
     "JoinToken",

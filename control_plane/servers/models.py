@@ -28,6 +28,9 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
     workspace_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
     )
+    escalation_policy_id: Mapped[uuid.UUID | None] = mapped_column(  # NULL: the workspace's
+        ForeignKey("escalation_policies.id", ondelete="SET NULL"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(32))
     agent_state: Mapped[str] = mapped_column(String(16), default="pending")

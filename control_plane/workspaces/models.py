@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import String, UniqueConstraint
+import uuid
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, TenantOwned, TimestampMixin
@@ -12,3 +14,6 @@ class Workspace(IdMixin, TimestampMixin, TenantOwned, Base):
 
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(2000), default="")
+    escalation_policy_id: Mapped[uuid.UUID | None] = mapped_column(  # NULL: the tenant default
+        ForeignKey("escalation_policies.id", ondelete="SET NULL"), index=True
+    )
