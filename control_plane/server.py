@@ -23,6 +23,8 @@ from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
+from control_plane.incidents import escalation
+from control_plane.incidents import service as incidents
 from control_plane.listeners import bind, ensure_free
 from control_plane.mail import dkim
 from control_plane.periodic import Job, PeriodicJobs
@@ -132,6 +134,8 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("recoveries", recovery.advance_job(vault, settings)),
         Job("tls-renewal", tls.renew_job(db, vault, settings)),
         Job("dmarc-progression", dns_service.dmarc_progression_job(vault)),
+        Job("incident-escalation", escalation.job(settings)),
+        Job("incident-orphans", incidents.resolve_orphans),
     ]
 
 

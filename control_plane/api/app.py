@@ -24,6 +24,8 @@ from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
 from control_plane.gateway.hub import AgentHub
+from control_plane.incidents.routes import router as incidents_router
+from control_plane.incidents.routes import silences_router, windows_router
 from control_plane.mail.routes import router as mail_router
 from control_plane.mail.stack_routes import router as mail_stack_router
 from control_plane.metrics.routes import router as metrics_router
@@ -53,6 +55,9 @@ ROUTERS = (
     tls_router,
     metrics_router,
     audit_router,
+    incidents_router,
+    silences_router,
+    windows_router,
 )
 
 
