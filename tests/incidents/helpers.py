@@ -1,0 +1,95 @@
+"""Making tenants, servers and incidents straight in the database, and signals for them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+
+from control_plane.db.engine import Database
+from control_plane.incidents import service
+from control_plane.incidents.models import Incident, IncidentEvent
+from control_plane.incidents.signals import Signal
+from control_plane.servers.models import Server
+from control_plane.tenants.models import Tenant
+
+
+async def a_tenant(db: Database) -> uuid.UUID:
+    async with db.session() as session:
+        tenant = Tenant(name=f"inc-{uuid.uuid4()}")
+        session.add(tenant)
+        await session.flush()
+        return tenant.id
+
+
+async def a_server(db: Database, tenant_id: uuid.UUID | str, name: str = "mx1") -> uuid.UUID:
+    async with db.session() as session:
+        server = Server(tenant_id=uuid.UUID(str(tenant_id)), name=name, provider="manual")
+        session.add(server)
+        await session.flush()
+        return server.id
+
+
+def signal(
+    tenant_id: uuid.UUID | str,
+    server_id: uuid.UUID | str,
+    check: str,
+    state: Literal["ok", "failing", "unknown"] = "failing",
+    severity: Literal["critical", "warning", "info"] = "critical",
+    summary: str | None = None,
+) -> Signal:
+    return Signal(
+        tenant_id=uuid.UUID(str(tenant_id)),
+        subject_kind="server",
+        subject_id=str(server_id),
+        check=check,
+        state=state,
+        severity=severity,
+        summary=summary or f"{check} is {state}",
+        server_id=uuid.UUID(str(server_id)),
+    )
+
+
+async def observe(db: Database, now: datetime, *signals: Signal) -> None:
+    async with db.session() as session:
+        await service.observe(session, signals, now)
+
+
+async def incidents_of(db: Database, server_id: uuid.UUID | str) -> list[Incident]:
+    async with db.session() as session:
+        return list(
+            (
+                await session.scalars(
+                    select(Incident)
+                    .where(Incident.server_id == uuid.UUID(str(server_id)))
+                    .order_by(Incident.opened_at, Incident.id)
+                )
+            ).all()
+        )
+
+
+async def open_incident(db: Database, server_id: uuid.UUID | str, check: str) -> Incident:
+    found = [
+        i for i in await incidents_of(db, server_id) if i.check == check and i.state != "resolved"
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def events_of(db: Database, incident_id: uuid.UUID) -> list[IncidentEvent]:
+    async with db.session() as session:
+        return list(
+            (
+                await session.scalars(
+                    select(IncidentEvent)
+                    .where(IncidentEvent.incident_id == incident_id)
+                    .order_by(IncidentEvent.id)
+                )
+            ).all()
+        )
+
+
+async def kinds(db: Database, incident_id: uuid.UUID) -> list[str]:
+    return [e.kind for e in await events_of(db, incident_id)]
