@@ -23,6 +23,8 @@ from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
+from control_plane.health import service as health
+from control_plane.health.sweep import Sweep
 from control_plane.incidents import escalation
 from control_plane.incidents import service as incidents
 from control_plane.listeners import bind, ensure_free
@@ -192,6 +194,8 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     handlers.wake,
                 )
                 periodic_task = asyncio.create_task(periodic.run())
+                health.configure(settings)
+                sweep_task = asyncio.create_task(Sweep(db, settings).run())
                 try:
                     app = create_app(
                         settings,
@@ -204,7 +208,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     )
                     return await _serve_api(settings, app, db, api_socket, bootstrap_admin_key)
                 finally:
-                    for task in (runner_task, periodic_task):
+                    for task in (runner_task, periodic_task, sweep_task):
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task

@@ -241,6 +241,50 @@ class Settings(BaseSettings):
         "(or subject's) other incidents opened meanwhile go out in the same notification.",
     )
 
+    # Health checks (control_plane/health/): the sweep, its flap guard and thresholds.
+    health_interval_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Each ready server's checks run this often."
+    )
+    health_flap_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="A check turning failing is re-checked once after this before it counts "
+        "(0: at once).",
+    )
+    health_probe_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Each connect and read of a probe gives up after this.",
+    )
+    health_dns_interval_seconds: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400, description="How often DNS drift is checked."
+    )
+    health_concurrency: int = Field(
+        default=100, ge=1, le=10_000, description="Servers checked at once by one replica."
+    )
+    health_lease_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="A replica's claim on a server it is checking; a run that takes longer is "
+        "cut short (its checks unknown), and a crashed replica's claim lapses after it.",
+    )
+    health_tick_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=300,
+        description="How often an idle sweep looks for due servers (checks made due by "
+        "another replica, e.g. an agent's stream dropping there).",
+    )
+    health_unknowns_critical: int = Field(
+        default=3, ge=1, le=100, description="Unknown results in a row that make a check critical."
+    )
+    mailu_queue_threshold: int = Field(
+        default=100, ge=0, description="A MailU mail queue longer than this is a warning."
+    )
+
     # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).
     provision_poll_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How often a waiting step looks again."

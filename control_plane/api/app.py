@@ -24,6 +24,7 @@ from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
 from control_plane.gateway.hub import AgentHub
+from control_plane.health.routes import router as health_router
 from control_plane.incidents.routes import router as incidents_router
 from control_plane.incidents.routes import silences_router, windows_router
 from control_plane.mail.routes import router as mail_router
@@ -53,6 +54,7 @@ ROUTERS = (
     workspace_backups_router,
     dns_router,
     tls_router,
+    health_router,
     metrics_router,
     audit_router,
     incidents_router,

@@ -24,6 +24,7 @@ from control_plane.commands.models import Command
 log = logging.getLogger(__name__)
 
 AGENT_CONNECTED = "agent.connected"  # its stream came up (hello received and recorded)
+AGENT_DISCONNECTED = "agent.disconnected"  # its last stream on this replica ended
 
 ResultHandler = Callable[[AsyncSession, Command], Awaitable[None]]
 EventHandler = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]

@@ -21,6 +21,7 @@ from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.enrollment.models import JoinToken
+from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceWindow, Silence
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.metrics.models import MetricRollup, MetricSample
@@ -49,6 +50,9 @@ __all__ = [
     "DnsProvider",
     "DomainDns",
     "EscalationPolicy",
+    "HealthChange",
+    "HealthCheck",
+    "HealthSchedule",
     "Incident",
     "IncidentEvent",
     "JoinToken",

@@ -123,9 +123,23 @@ class SessionService:
             await asyncio.gather(*tasks, closed, return_exceptions=True)
             self.hub.unregister(session)
             self.telemetry.agents_connected.set(len(self.hub))
-            if self.hub.get(peer.server_id) is None:
+            if self.hub.get(peer.server_id) is None:  # not replaced by a newer stream
                 self._expiry.pop(peer.server_id, None)
+                await self._record_disconnect(peer.server_id)
             log.info("agent of server %s disconnected", peer.server_id)
+
+    async def _record_disconnect(self, server_id: uuid.UUID) -> None:
+        """Tell the features at once (health checks the server now); never fails the close."""
+        if not handlers.handles_event(handlers.AGENT_DISCONNECTED):
+            return
+
+        async def record(session: AsyncSession) -> None:
+            await handlers.agent_event(session, handlers.AGENT_DISCONNECTED, server_id)
+
+        try:
+            await self.db.transact(record)
+        except Exception:
+            log.exception("recording that the agent of server %s disconnected failed", server_id)
 
     async def _record_hello(
         self, server_id: uuid.UUID, hello: agent_pb2.Hello, capabilities: list[str]

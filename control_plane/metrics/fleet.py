@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
+from control_plane.health.schedule import lag_seconds
 from control_plane.servers.models import Server
 
 
@@ -32,4 +33,10 @@ async def fleet_registry(session: AsyncSession, unknown_after: timedelta) -> Col
         await session.execute(select(Command.state, func.count()).group_by(Command.state))
     ).all():
         queued.labels(state).set(count)
+    lag = Gauge(
+        "mailfleet_health_sweep_lag_seconds",
+        "How far behind its schedule the health sweep is: the oldest due, unclaimed server.",
+        registry=registry,
+    )
+    lag.set(await lag_seconds(session, utcnow()))
     return registry

@@ -1,0 +1,255 @@
+"""Storing check results: the flap guard, unknown counting, history and incident signals.
+
+Every check (the sweep's, and asynchronous ones arriving as agent command results) ends in
+``record_results``. What it stores is the *confirmed* state: a check turning failing is
+only a pending change until a re-check at least ``health_flap_seconds`` later agrees (the
+server is made due for it); a check returning to ok counts at once. Unknown (could not
+check) shows as unknown at once, and ``health_unknowns_critical`` of them in a row make it
+critical. Confirmed changes go to the history and, as signals, to the incidents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.errors import NotFound
+from control_plane.health import schedule
+from control_plane.health.models import HealthChange, HealthCheck
+from control_plane.health.results import Result
+from control_plane.incidents import service as incidents
+from control_plane.incidents.signals import Signal
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+
+Overall = Literal["ok", "warning", "critical", "unknown"]
+DETAIL_CHARS = 4000
+VALUE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings ``record_results`` follows (read once per process)."""
+
+    flap: timedelta
+    unknowns_critical: int
+    interval: timedelta
+    queue_threshold: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        return cls(
+            flap=timedelta(seconds=settings.health_flap_seconds),
+            unknowns_critical=settings.health_unknowns_critical,
+            interval=timedelta(seconds=settings.health_interval_seconds),
+            queue_threshold=settings.mailu_queue_threshold,
+        )
+
+
+_policy: Policy | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings for results that arrive without them (agent command results);
+    ``serve`` calls it."""
+    global _policy
+    _policy = Policy.of(settings)
+
+
+def policy() -> Policy:
+    global _policy
+    if _policy is None:
+        _policy = Policy.of(Settings())
+    return _policy
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return value[:size] if value is not None else None
+
+
+def _confirm(row: HealthCheck, state: str, severity: str, result: Result) -> None:
+    row.state, row.severity = state, severity
+    row.detail = _clip(result.detail, DETAIL_CHARS) or ""
+    row.observed = _clip(result.observed, VALUE_CHARS)
+    row.threshold = _clip(result.threshold, VALUE_CHARS)
+    row.pending_state = row.pending_severity = row.pending_detail = None
+    row.pending_since = None
+
+
+def _apply(row: HealthCheck, result: Result, now: datetime, rules: Policy) -> bool:
+    """Fold one result into the row; True when a re-check must be scheduled."""
+    row.last_run_at = now
+    if result.state == "ok":
+        row.unknowns = 0
+        _confirm(row, "ok", "info", result)
+        return False
+    if result.state == "unknown":
+        row.unknowns += 1
+        severity = "critical" if row.unknowns >= rules.unknowns_critical else result.severity
+        _confirm(row, "unknown", severity, result)  # a pending failure is not confirmed by it
+        return False
+    row.unknowns = 0
+    already = row.state == "failing"
+    waited = row.pending_since is not None and now - row.pending_since >= rules.flap
+    if already or waited or rules.flap <= timedelta(0):
+        _confirm(row, "failing", result.severity, result)
+        return False
+    if row.pending_since is None:
+        row.pending_since = now
+    row.pending_state, row.pending_severity = "failing", result.severity
+    row.pending_detail = _clip(result.detail, DETAIL_CHARS)
+    return True
+
+
+def _summary(server: Server, row: HealthCheck) -> str:
+    return f"{server.name}: {row.check} {row.state} ({row.severity}): {row.detail}"[:1000]
+
+
+def _signal(server: Server, row: HealthCheck) -> Signal:
+    return Signal(
+        tenant_id=server.tenant_id,
+        subject_kind="server",
+        subject_id=str(server.id),
+        check=row.check,
+        state=row.state,  # type: ignore[arg-type]
+        severity=row.severity,  # type: ignore[arg-type]
+        summary=_summary(server, row),
+        server_id=server.id,
+        workspace_id=server.workspace_id,
+    )
+
+
+async def record_results(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    results: Sequence[Result],
+    now: datetime,
+    *,
+    rules: Policy | None = None,
+) -> None:
+    """Store ``results`` of one server as of ``now`` (in the caller's transaction): flap
+    guard, unknown counting, history, and signals to the incidents for confirmed states
+    (every change, and every still-failing or critical-unknown check: it keeps its incident
+    open)."""
+    if not results:
+        return
+    server = await session.get(Server, server_id)
+    if server is None:
+        return  # deleted meanwhile: nothing to watch
+    rules = rules or policy()
+    rows = {
+        row.check: row
+        for row in (
+            await session.scalars(
+                select(HealthCheck)
+                .where(HealthCheck.server_id == server_id)
+                .where(HealthCheck.check.in_([r.check for r in results]))
+            )
+        ).all()
+    }
+    signals: list[Signal] = []
+    recheck: list[str] = []
+    for result in {r.check: r for r in results}.values():  # the last result of a check wins
+        row = rows.get(result.check)
+        previous: tuple[str, str] | None = None
+        if row is None:
+            row = HealthCheck(
+                tenant_id=server.tenant_id,
+                server_id=server_id,
+                check=result.check[:200],
+                state="unknown",
+                severity="info",
+                detail="awaiting its first confirmed result",
+                last_run_at=now,
+                changed_at=now,
+                unknowns=0,
+            )
+            session.add(row)
+            rows[result.check] = row
+        else:
+            previous = (row.state, row.severity)
+        if _apply(row, result, now, rules):
+            recheck.append(row.check)
+        current = (row.state, row.severity)
+        if current != previous:
+            row.changed_at = now
+            session.add(_change(row, previous, now))
+        if current != previous or row.state == "failing" or row.severity == "critical":
+            signals.append(_signal(server, row))
+    if recheck:
+        at = now + rules.flap
+        hourly = {"next_dns_at": at} if "dns.drift" in recheck else {}
+        await schedule.due_at(session, server, at, **hourly)
+    await session.flush()
+    if signals:
+        await incidents.observe(session, signals, now)
+
+
+def _change(row: HealthCheck, previous: tuple[str, str] | None, now: datetime) -> HealthChange:
+    return HealthChange(
+        tenant_id=row.tenant_id,
+        server_id=row.server_id,
+        check=row.check,
+        state=row.state,
+        severity=row.severity,
+        previous_state=previous[0] if previous else None,
+        previous_severity=previous[1] if previous else None,
+        detail=row.detail,
+        observed=row.observed,
+        threshold=row.threshold,
+        at=now,
+    )
+
+
+def overall(rows: Sequence[HealthCheck]) -> Overall:
+    """critical if any check is critical (failing, or unknown too long); warning if any
+    fails; unknown if any could not be checked (or none ever ran); else ok."""
+    if any(r.severity == "critical" and r.state != "ok" for r in rows):
+        return "critical"
+    if any(r.state == "failing" for r in rows):
+        return "warning"
+    if not rows or any(r.state == "unknown" for r in rows):
+        return "unknown"
+    return "ok"
+
+
+async def checks_of(session: AsyncSession, server_id: uuid.UUID) -> list[HealthCheck]:
+    return list(
+        (
+            await session.scalars(
+                select(HealthCheck)
+                .where(HealthCheck.server_id == server_id)
+                .order_by(HealthCheck.check)
+            )
+        ).all()
+    )
+
+
+async def history(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> list[HealthChange]:
+    """The server's changes in [start, end), oldest first."""
+    stmt = select(HealthChange).where(HealthChange.server_id == server_id)
+    if start is not None:
+        stmt = stmt.where(HealthChange.at >= start)
+    if end is not None:
+        stmt = stmt.where(HealthChange.at < end)
+    stmt = stmt.order_by(HealthChange.at, HealthChange.id).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def require_server(session: AsyncSession, server_id: uuid.UUID) -> Server:
+    server = await session.get(Server, server_id)
+    if server is None:
+        raise NotFound("server", server_id)
+    return server
