@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, ssh_keys
+from agent import __version__, smtp_probe, ssh_keys
 from agent.backup import commands as backup
 from agent.errors import CommandError
 from agent.facts import collect_facts
@@ -46,7 +46,11 @@ async def collect_facts_command(payload: dict[str, Any], progress: Progress) -> 
     return await asyncio.to_thread(collect_facts, __version__)
 
 
-HANDLERS: dict[str, Handler] = {"ping": ping, "collect-facts": collect_facts_command}
+HANDLERS: dict[str, Handler] = {
+    "ping": ping,
+    "collect-facts": collect_facts_command,
+    "smtp.probe_out": smtp_probe.probe_out,
+}
 
 
 def handlers_for(root: Path, vps_cgroup: str | None = None) -> dict[str, Handler]:
