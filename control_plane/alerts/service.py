@@ -6,13 +6,29 @@ what ``notify`` records after the caller's transaction commits.
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.alerts.models import (
+    AlertChannel,
+    AlertDelivery,
+    AlertNotification,
+    AlertNotificationIncident,
+    EscalationPolicy,
+)
+from control_plane.alerts.quiet import QuietHours
+from control_plane.servers.models import Server
+from control_plane.workspaces.models import Workspace
+
+log = logging.getLogger(__name__)
 
 Event = Literal["trigger", "repeat", "acknowledge", "resolve", "test"]
 Severity = Literal["critical", "warning", "info"]
@@ -82,6 +98,68 @@ class DeliveryRecord:
     delivered_at: datetime | None
 
 
+def message_payload(message: AlertMessage) -> dict[str, Any]:
+    """The message as every channel receives it (webhook bodies are exactly this plus the
+    notification and delivery ids)."""
+    return {
+        "event": message.event,
+        "tenant_id": str(message.tenant_id) if message.tenant_id else None,
+        "dedup_key": message.dedup_key,
+        "title": message.title,
+        "severity": message.severity,
+        "at": message.at.isoformat(),
+        "actor": message.actor,
+        "items": [{**asdict(item), "incident_id": str(item.incident_id)} for item in message.items],
+    }
+
+
+def _resolved(policy: EscalationPolicy) -> ResolvedPolicy:
+    steps = tuple(
+        PolicyStep(
+            channel_ids=tuple(uuid.UUID(c) for c in step["channel_ids"]),
+            wait_minutes=float(step["wait_minutes"]),
+        )
+        for step in json.loads(policy.steps)
+    )
+    return ResolvedPolicy(
+        id=policy.id,
+        name=policy.name,
+        steps=steps,
+        repeat=policy.repeat,
+        repeat_interval_minutes=policy.repeat_interval_minutes,
+    )
+
+
+async def effective_policy(
+    session: AsyncSession,
+    tenant_id: uuid.UUID | None,
+    workspace_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+) -> EscalationPolicy | None:
+    """The policy row ``policy_for`` resolves to."""
+    if server_id is not None:
+        server = await session.get(Server, server_id)
+        if server is not None:
+            if server.escalation_policy_id is not None:
+                return await session.get(EscalationPolicy, server.escalation_policy_id)
+            workspace_id = workspace_id or server.workspace_id
+    if workspace_id is not None:
+        workspace = await session.get(Workspace, workspace_id)
+        if workspace is not None and workspace.escalation_policy_id is not None:
+            return await session.get(EscalationPolicy, workspace.escalation_policy_id)
+    for owner in dict.fromkeys((tenant_id, None)):
+        stmt = select(EscalationPolicy).where(EscalationPolicy.is_default.is_(True))
+        stmt = stmt.where(
+            EscalationPolicy.tenant_id.is_(None)
+            if owner is None
+            else EscalationPolicy.tenant_id == owner
+        )
+        found = await session.scalar(stmt.order_by(EscalationPolicy.id).limit(1))
+        if found is not None:
+            return found
+    return None
+
+
 async def policy_for(
     session: AsyncSession,
     tenant_id: uuid.UUID | None,
@@ -89,7 +167,14 @@ async def policy_for(
     server_id: uuid.UUID | None,
 ) -> ResolvedPolicy | None:
     """Most specific wins: server > workspace > tenant default > fleet default."""
-    raise NotImplementedError
+    policy = await effective_policy(session, tenant_id, workspace_id, server_id)
+    return _resolved(policy) if policy is not None else None
+
+
+def _quiet(channel: AlertChannel, message: AlertMessage, now: datetime) -> bool:
+    if message.event == "test" or not channel.quiet_hours:
+        return False
+    return QuietHours.from_json(json.loads(channel.quiet_hours)).covers(now, message.severity)
 
 
 async def notify(
@@ -100,12 +185,88 @@ async def notify(
     step: int | None,
     now: datetime,
 ) -> uuid.UUID:
-    """Record a notification and one delivery per channel in the caller's transaction."""
-    raise NotImplementedError
+    """Record a notification and one delivery per channel in the caller's transaction.
+
+    A channel inside its quiet hours gets a ``quiet`` delivery (never sent); an in-app
+    channel is delivered at once (the notification joins the feed); the others are
+    ``queued`` for the delivery job, which sends them after the caller commits. Channels
+    that no longer exist are skipped.
+    """
+    wanted = list(dict.fromkeys(channel_ids))
+    found = await session.scalars(select(AlertChannel).where(AlertChannel.id.in_(wanted)))
+    by_id = {channel.id: channel for channel in found}
+    channels = [by_id[c] for c in wanted if c in by_id]
+    if len(channels) < len(wanted):
+        log.warning("notify: %d channel(s) no longer exist", len(wanted) - len(channels))
+    notification = AlertNotification(
+        tenant_id=message.tenant_id,
+        created_at=now,
+        event=message.event,
+        dedup_key=message.dedup_key[:200],
+        title=message.title[:500],
+        severity=message.severity,
+        body=json.dumps(message_payload(message)),
+        step=step,
+        in_app=False,
+    )
+    session.add(notification)
+    await session.flush()
+    for incident_id in dict.fromkeys(item.incident_id for item in message.items):
+        session.add(
+            AlertNotificationIncident(
+                notification_id=notification.id,
+                incident_id=incident_id,
+                tenant_id=message.tenant_id,
+            )
+        )
+    for channel in channels:
+        quiet = _quiet(channel, message, now)
+        in_app = channel.kind == "in_app" and not quiet
+        notification.in_app = notification.in_app or in_app
+        session.add(
+            AlertDelivery(
+                tenant_id=message.tenant_id,
+                notification_id=notification.id,
+                channel_id=channel.id,
+                channel_name=channel.name,
+                kind=channel.kind,
+                created_at=now,
+                status="quiet" if quiet else "sent" if in_app else "queued",
+                attempts=1 if in_app else 0,
+                next_attempt_at=None if quiet or in_app else now,
+                delivered_at=now if in_app else None,
+            )
+        )
+    await session.flush()
+    return notification.id
 
 
 async def deliveries_for_incident(
     session: AsyncSession, incident_id: uuid.UUID
 ) -> list[DeliveryRecord]:
     """Every delivery of every notification that named this incident, oldest first."""
-    raise NotImplementedError
+    rows = await session.execute(
+        select(AlertDelivery, AlertNotification.event, AlertNotification.step)
+        .join(AlertNotification, AlertNotification.id == AlertDelivery.notification_id)
+        .join(
+            AlertNotificationIncident,
+            AlertNotificationIncident.notification_id == AlertNotification.id,
+        )
+        .where(AlertNotificationIncident.incident_id == incident_id)
+        .order_by(AlertDelivery.created_at, AlertDelivery.id)
+    )
+    return [
+        DeliveryRecord(
+            at=delivery.created_at,
+            channel_id=delivery.channel_id,
+            channel_name=delivery.channel_name,
+            kind=delivery.kind,
+            event=event,
+            step=step,
+            status=delivery.status,  # type: ignore[arg-type]
+            attempts=delivery.attempts,
+            last_error=delivery.last_error,
+            delivered_at=delivery.delivered_at,
+        )
+        for delivery, event, step in rows.all()
+    ]
