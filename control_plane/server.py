@@ -23,7 +23,9 @@ from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
+from control_plane.health import outbound  # noqa: F401  (registers smtp.probe_out's handler)
 from control_plane.health import service as health
+from control_plane.health.observer import SmtpObserver
 from control_plane.health.sweep import Sweep
 from control_plane.incidents import escalation
 from control_plane.incidents import service as incidents
@@ -148,6 +150,8 @@ async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int
     try:
         ensure_free(settings.grpc_addr, "MAILFLEET_GRPC_ADDR")
         ensure_free(settings.enroll_addr, "MAILFLEET_ENROLL_ADDR")
+        if settings.smtp_observer_addr is not None:
+            ensure_free(settings.smtp_observer_addr, "MAILFLEET_SMTP_OBSERVER_ADDR")
         record_serve(settings, os.getpid())
         return await _serve(settings, api_socket, bootstrap_admin_key)
     finally:
@@ -196,7 +200,10 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                 periodic_task = asyncio.create_task(periodic.run())
                 health.configure(settings)
                 sweep_task = asyncio.create_task(Sweep(db, settings).run())
+                observer = SmtpObserver.from_settings(settings)
                 try:
+                    if observer is not None:
+                        await observer.start()
                     app = create_app(
                         settings,
                         database=db,
@@ -212,6 +219,8 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                    if observer is not None:
+                        await observer.stop()
                     await gateway.stop()
             finally:
                 await providers.aclose()
