@@ -31,7 +31,7 @@ class QuietHoursIn(RequestModel):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
@@ -80,6 +80,15 @@ class ChannelCreate(RequestModel):
 class ChannelUpdate(RequestModel):
     """Only the fields sent change; ``quiet_hours: null`` removes the window."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"quiet_hours": {"start": "22:00", "end": "07:00", "time_zone": "Europe/Paris",
+                                 "critical_passes": True}}
+            ]
+        }
+    )  # fmt: skip
+
     name: Name | None = None
     url: Url | None = None
     secret: Secret | None = None
@@ -118,7 +127,9 @@ class PolicyCreate(RequestModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"name": "default", "steps": [{"channel_ids": ["0192f0c4-…"], "wait_minutes": 5}],
+                {"name": "default",
+                 "steps": [{"channel_ids": ["019ad1c4-0000-7000-8000-000000000001"],
+                            "wait_minutes": 5}],
                  "repeat": 1, "repeat_interval_minutes": 60}
             ]
         }
@@ -139,6 +150,8 @@ class PolicyCreate(RequestModel):
 
 
 class PolicyUpdate(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"repeat": 2}]})
+
     name: Name | None = None
     steps: list[StepIn] | None = Field(default=None, min_length=1, max_length=20)
     repeat: int | None = Field(default=None, ge=0, le=100)
@@ -159,6 +172,8 @@ class PolicyOut(ResponseModel):
 
 
 class AssignPolicy(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"escalation_policy_id": None}]})
+
     escalation_policy_id: uuid.UUID | None = Field(
         description="Null: fall back to the workspace's, then the tenant's default."
     )
@@ -179,6 +194,7 @@ class AttemptOut(ResponseModel):
 
 class DeliveryOut(ResponseModel):
     id: uuid.UUID
+    notification_id: uuid.UUID
     channel_id: uuid.UUID
     channel_name: str
     kind: str
@@ -221,4 +237,17 @@ class RelayOut(ResponseModel):
 
 
 class RelayPassword(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"password": "relay-password"}]})
+
     password: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class MarkRead(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"all": True}]})
+
+    ids: list[uuid.UUID] = Field(default_factory=list, max_length=500)
+    all: bool = Field(default=False, description="Every unread notification in the feed.")
+
+
+class ReadOut(ResponseModel):
+    marked: int

@@ -74,7 +74,7 @@ async def _post(url: str, raw: bytes, headers: dict[str, str], s: Settings) -> O
         answer = await post(url, raw, headers, s)
     except TargetRefused as exc:
         return Outcome(ok=False, error=str(exc), retry=False)
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         return Outcome(ok=False, error="timed out", retry=True)
     except (httpx.HTTPError, OSError) as exc:
         return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:300], retry=True)

@@ -91,13 +91,16 @@ async def resolve_public(host: str, port: int, settings: Settings) -> IPAddress:
 
 
 async def post(url: str, content: bytes, headers: dict[str, str], settings: Settings) -> HttpAnswer:
-    """POST to ``url`` through its checked address. Raises TargetRefused or httpx errors."""
+    """POST to ``url`` through its checked address. Raises TargetRefused, TimeoutError
+    or httpx errors."""
     if (problem := url_problem(url, settings)) is not None:
         raise TargetRefused(f"refused: the URL {problem}")
     parsed = httpx.URL(url)
     host = parsed.host
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    address = await resolve_public(host, port, settings)
+    address = await asyncio.wait_for(
+        resolve_public(host, port, settings), settings.alert_send_timeout_seconds
+    )
     pinned = parsed.copy_with(host=str(address))
     extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
     send_headers = {**headers, "Host": parsed.netloc.decode("ascii")}
