@@ -14,6 +14,7 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
+from control_plane.alerts.delivery import delivery_job
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
@@ -140,6 +141,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("dmarc-progression", dns_service.dmarc_progression_job(vault)),
         Job("incident-escalation", escalation.job(settings)),
         Job("incident-orphans", incidents.resolve_orphans),
+        Job("alert-delivery", delivery_job(db, vault, settings)),
     ]
 
 

@@ -241,48 +241,49 @@ class Settings(BaseSettings):
         "(or subject's) other incidents opened meanwhile go out in the same notification.",
     )
 
-    # Health checks (control_plane/health/): the sweep, its flap guard and thresholds.
-    health_interval_seconds: float = Field(
-        default=300.0, gt=0, le=86_400, description="Each ready server's checks run this often."
+    # Alerts (control_plane/alerts/): channels, delivery retries, the SMTP relay.
+    alert_allow_private_targets: bool = Field(
+        default=False,
+        description="Let alert channels send to loopback, private, link-local and other "
+        "non-public addresses, and to http:// URLs (tests; a lab). Off: refused (SSRF guard).",
     )
-    health_flap_seconds: float = Field(
+    alert_retry_base_seconds: float = Field(
         default=30.0,
-        ge=0,
-        le=3600,
-        description="A check turning failing is re-checked once after this before it counts "
-        "(0: at once).",
-    )
-    health_probe_timeout_seconds: float = Field(
-        default=10.0,
         gt=0,
-        le=300,
-        description="Each connect and read of a probe gives up after this.",
+        le=3600,
+        description="A failed delivery is tried again after this, doubling each time.",
     )
-    health_dns_interval_seconds: float = Field(
-        default=3600.0, gt=0, le=7 * 86_400, description="How often DNS drift is checked."
+    alert_max_attempts: int = Field(
+        default=6, ge=1, le=50, description="Tries per delivery before it counts as failed."
     )
-    health_concurrency: int = Field(
-        default=100, ge=1, le=10_000, description="Servers checked at once by one replica."
+    alert_send_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Each send's connect-and-answer limit."
     )
-    health_lease_seconds: float = Field(
+    alert_lease_seconds: float = Field(
         default=120.0,
-        ge=1,
-        le=3600,
-        description="A replica's claim on a server it is checking; a run that takes longer is "
-        "cut short (its checks unknown), and a crashed replica's claim lapses after it.",
-    )
-    health_tick_seconds: float = Field(
-        default=2.0,
         gt=0,
-        le=300,
-        description="How often an idle sweep looks for due servers (checks made due by "
-        "another replica, e.g. an agent's stream dropping there).",
+        le=3600,
+        description="A sender's claim on a delivery while it sends; taken over once stale.",
     )
-    health_unknowns_critical: int = Field(
-        default=3, ge=1, le=100, description="Unknown results in a row that make a check critical."
+    alert_delivery_batch: int = Field(
+        default=50, ge=1, le=1000, description="Deliveries one round of the job claims."
     )
-    mailu_queue_threshold: int = Field(
-        default=100, ge=0, description="A MailU mail queue longer than this is a warning."
+    pagerduty_events_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        description="PagerDuty Events API v2 endpoint (enqueue).",
+    )
+    smtp_relay_host: str | None = Field(
+        default=None,
+        description="The SMTP relay alert email goes through (never a watched server); its "
+        "password is in Vault (PUT /api/v1/alert-relay).",
+    )
+    smtp_relay_port: int = Field(default=587, ge=1, le=65535)
+    smtp_relay_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (587), tls (implicit, 465) or none."
+    )
+    smtp_relay_username: str | None = Field(default=None, description="Login, if any.")
+    smtp_relay_from: str = Field(
+        default="mailfleet@localhost", description="The From address of alert email."
     )
 
     # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from control_plane import __version__
+from control_plane.alerts.routes import ROUTERS as alert_routers
 from control_plane.api import health
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION, admin_context
 from control_plane.api.docs import install_docs
@@ -60,6 +61,7 @@ ROUTERS = (
     incidents_router,
     silences_router,
     windows_router,
+    *alert_routers,
 )
 
 

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.alerts.metrics import add_alert_gauges
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.health.schedule import lag_seconds
@@ -39,4 +40,5 @@ async def fleet_registry(session: AsyncSession, unknown_after: timedelta) -> Col
         registry=registry,
     )
     lag.set(await lag_seconds(session, utcnow()))
+    await add_alert_gauges(session, registry, utcnow())
     return registry

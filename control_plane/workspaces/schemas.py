@@ -25,6 +25,11 @@ class WorkspaceUpdate(RequestModel):
 
     name: Name | None = None
     description: Description | None = None
+    escalation_policy_id: uuid.UUID | None = Field(
+        default=None,
+        description="An escalation policy of the same tenant for this workspace's servers; "
+        "null: the tenant's default.",
+    )
 
 
 class WorkspaceOut(ResponseModel):
@@ -32,5 +37,6 @@ class WorkspaceOut(ResponseModel):
     tenant_id: uuid.UUID
     name: str
     description: str
+    escalation_policy_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.alerts.policies import assignable
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
@@ -47,7 +48,13 @@ async def update_workspace(
     session: AsyncSession, workspace_id: uuid.UUID, data: WorkspaceUpdate
 ) -> Workspace:
     workspace = await get_workspace(session, workspace_id)
-    for field, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+    if "escalation_policy_id" in data.model_fields_set:  # null is a value here: the default
+        workspace.escalation_policy_id = await assignable(
+            session, workspace.tenant_id, data.escalation_policy_id, "body.escalation_policy_id"
+        )
+    for field, value in data.model_dump(
+        exclude_unset=True, exclude_none=True, exclude={"escalation_policy_id"}
+    ).items():
         setattr(workspace, field, value)
     await flush_unique(session, "body.name", _duplicate(data.name))
     await session.refresh(workspace)
