@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
+import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from agent.journal import CommandJournal
 from agent.smtp_probe import classify, probe_out
 from control_plane.health.observer import SmtpObserver
 from mailfleet.agent.v1 import agent_pb2
+from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
 
 
 def no_progress(percent: int, message: str) -> None:
@@ -217,3 +221,64 @@ def test_errors_are_classified() -> None:
     assert classify(ConnectionRefusedError())[0] == "refused"
     assert classify(ConnectionResetError())[0] == "protocol"
     assert classify(TimeoutError())[0] == "timeout"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# Runs inside a VPS-like network namespace: the agent's probe, printed as JSON.
+PROBE = """
+import asyncio, json, sys
+from agent.smtp_probe import probe_out
+payload = {"host": sys.argv[1], "port": int(sys.argv[2]), "timeout_seconds": 5}
+print(json.dumps(asyncio.run(probe_out(payload, lambda p, m: None))))
+"""
+
+
+@pytest.fixture
+def vps_namespace() -> Iterator[tuple[str, str, str]]:
+    """A namespace joined to the host by a veth pair: (namespace, host address, its address)."""
+    reason = netns_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    tag = secrets.token_hex(3)
+    ns, host_end = f"mfo{tag}", f"mfo{tag}h"
+    hosts = list(pick_subnet().hosts())
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", host_end, "type", "veth", "peer", "name", f"{ns}v")
+        ip("link", "set", f"{ns}v", "netns", ns)
+        ip("addr", "add", f"{hosts[0]}/24", "dev", host_end)
+        ip("link", "set", host_end, "up")
+        ip("-n", ns, "addr", "add", f"{hosts[1]}/24", "dev", f"{ns}v")
+        ip("-n", ns, "link", "set", f"{ns}v", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        yield ns, str(hosts[0]), str(hosts[1])
+    finally:
+        for pid in namespace_pids(ns):
+            os.kill(pid, 9)
+        ip("netns", "del", ns, check=False)
+        ip("link", "del", host_end, check=False)
+
+
+async def test_the_observer_sees_the_vps_address_across_a_real_link(
+    vps_namespace: tuple[str, str, str],
+) -> None:
+    ns, host_address, vps_address = vps_namespace
+    sock = socket.socket()
+    sock.bind((host_address, 0))
+    observer = SmtpObserver(f"{host_address}:0", timeout=5, max_connections=5)
+    await observer.start(sock)
+    try:
+        run = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", ns, sys.executable, "-c", PROBE, host_address,
+            str(observer.port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(run.communicate(), 60)
+    finally:
+        await observer.stop()
+    assert run.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert result["error_kind"] is None, result
+    assert result["observed_source"] == result["local_address"] == vps_address
