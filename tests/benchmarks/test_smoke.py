@@ -54,6 +54,17 @@ def test_dns_check_harness(tmp_path: Path) -> None:
     assert result["median_queries_per_second"] > 0
 
 
+def test_health_sweep_harness(tmp_path: Path) -> None:
+    args = ("--servers", "20", "--runs", "1", "--silent-share", "0.05", "--timeout", "1")
+    result = run_benchmark("health_sweep", tmp_path, *args)
+    assert result["all_ok"]
+    assert result["prober_cpu_ms_per_server"] > 0
+    assert result["projected_share_of_one_core"]["share"] > 0
+    degraded = result["degraded_sweep"]
+    assert degraded["results"]["smtp.25:unknown"] == degraded["silent_servers"] == 1
+    assert degraded["results"]["smtp.25:failing"] == degraded["refused_servers"] == 1
+
+
 def test_agent_footprint_harness(tmp_path: Path) -> None:
     result = run_benchmark("agent_footprint", tmp_path, "--seconds", "2")
     assert result["rss_mb"]["max"] > 10
