@@ -9,6 +9,8 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 
+from agent.daemon import sample_to_proto
+from agent.metrics import Sampler
 from control_plane.db.engine import Database
 from control_plane.gateway.translate import sample_rows
 from control_plane.metrics.ingest import store_samples
@@ -120,3 +122,20 @@ async def test_filesystem_inodes_are_stored_with_each_sample(db: Database) -> No
     assert [
         (fs["mountpoint"], fs["inodes_total"], fs["inodes_used"]) for fs in stored[0]["filesystems"]
     ] == [("/", 1000, 250), ("/srv", 0, 0)]
+
+
+async def test_a_real_sample_keeps_its_inodes_through_the_link(db: Database) -> None:
+    tenant_id, server_id = await a_server(db)
+    sample = Sampler().sample()
+    batch = agent_pb2.MetricBatch(sequence=1, samples=[sample_to_proto(sample)])
+    async with db.session() as session:
+        await store_samples(session, sample_rows(tenant_id, server_id, batch))
+        at = datetime.fromtimestamp(sample.timestamp, UTC)
+        stored = await raw_samples(
+            session, server_id, at - timedelta(seconds=1), at + timedelta(seconds=1)
+        )
+    sent = {fs.mountpoint: (fs.inodes_total, fs.inodes_used) for fs in sample.filesystems}
+    kept = {
+        fs["mountpoint"]: (fs["inodes_total"], fs["inodes_used"]) for fs in stored[0]["filesystems"]
+    }
+    assert kept == sent
