@@ -12,6 +12,7 @@ from control_plane.alerts.metrics import add_alert_gauges
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.health.schedule import lag_seconds
+from control_plane.incidents.metrics import add_incident_gauges
 from control_plane.servers.models import Server
 
 
@@ -41,4 +42,5 @@ async def fleet_registry(session: AsyncSession, unknown_after: timedelta) -> Col
     )
     lag.set(await lag_seconds(session, utcnow()))
     await add_alert_gauges(session, registry, utcnow())
+    await add_incident_gauges(session, registry, utcnow())
     return registry
