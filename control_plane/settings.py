@@ -345,7 +345,8 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="The longest gap between stored samples (and since the last one) a "
-        "resource window may have; a wider gap leaves it uncovered: unknown, not ok.",
+        "resource window may have; a wider gap leaves it uncovered: unknown, not ok. Keep it "
+        "a few times MAILFLEET_METRICS_INTERVAL_SECONDS.",
     )
     health_resource_info_percent: float = Field(
         default=80.0, gt=0, le=100, description="Sustained use at or above this: failing, info."
