@@ -19,12 +19,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.commands import handlers
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import Conflict, NotFound
-from control_plane.health import checks, hooks, probes, schedule, service
+from control_plane.health import checks, hooks, outbound, probes, resources, schedule, service
 from control_plane.health.models import HealthSchedule
 from control_plane.health.results import Result
 from control_plane.mail import stack
@@ -181,22 +183,19 @@ class Checker:
             )
         command = await stack.request_status(session, server)
         command.expires_at = now + interval  # undelivered by the next run: unknown
+        server_id = server.id
+        event.listen(
+            session.sync_session, "after_commit", lambda _s: handlers.wake(server_id), once=True
+        )
         return []
 
     async def _resources(
         self, session: AsyncSession, server: Server, now: datetime
     ) -> list[Result]:
-        try:
-            from control_plane.health import resources
-        except ImportError:  # area D's module not in this build
-            return []
         return await resources.resource_results(session, server, self.settings, now)
 
     async def _outbound(self, session: AsyncSession, server: Server) -> None:
-        try:
-            from control_plane.health import outbound  # type: ignore[attr-defined, unused-ignore]
-        except ImportError:
-            return
+        """The agent connects out to the observer; its handler records ``smtp.outbound``."""
         await outbound.queue_outbound_probe(session, server, self.settings)
 
 
