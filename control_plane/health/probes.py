@@ -74,7 +74,7 @@ class _Failed(Exception):
 class _Stage:
     """Where a probe is, so a failure or timeout says what it was waiting for."""
 
-    name: str = "connecting"
+    name: str = "the connection"
 
 
 @dataclass(frozen=True)
@@ -289,27 +289,30 @@ def _verify_reason(
 
 def _classify(exc: BaseException, stage: _Stage, limit: float) -> tuple[bool, str]:
     """(failing?, why): a timeout or no route is unknown (could not check); anything the
-    port said is failing."""
-    chain = list(_chain(exc))
-    for cause in chain:
-        if isinstance(cause, TimeoutError | ConnectionAbortedError):  # asyncio's handshake one
-            return False, f"timed out after {limit:g} s waiting for {stage.name}"
-    for cause in chain:
-        if isinstance(cause, _Failed):
-            return True, str(cause)
-        if isinstance(cause, ConnectionRefusedError):
-            return True, "connection refused"
-        if isinstance(cause, aiosmtplib.SMTPResponseException):
-            what = "wrong banner" if stage.name in (BANNER, BANNER_IMPLICIT) else stage.name
-            return True, f"{what}: {cause.code} {_printable(cause.message)}"
-        if isinstance(cause, aiosmtplib.SMTPException) and "STARTTLS" in str(cause):
-            return True, "STARTTLS is not offered"
-        if isinstance(cause, ssl.SSLError):
-            return True, f"TLS failed during {stage.name}: {cause.reason or cause}"
-        if isinstance(cause, OSError) and cause.errno in _UNREACHABLE:
-            return False, f"could not reach it: {cause.strerror}"
-        if isinstance(cause, ConnectionError):
-            return True, f"closed the connection during {stage.name}"
+    port said is failing. The most telling exception in the chain decides."""
+    chain = _chain(exc)
+
+    def find(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+        return next((cause for cause in chain if isinstance(cause, kind)), None)
+
+    if find((TimeoutError, ConnectionAbortedError)):  # asyncio's handshake timeout aborts
+        return False, f"timed out after {limit:g} s waiting for {stage.name}"
+    if failed := find(_Failed):
+        return True, str(failed)
+    if find(ConnectionRefusedError):
+        return True, "connection refused"
+    if isinstance(
+        answer := find(aiosmtplib.SMTPResponseException), aiosmtplib.SMTPResponseException
+    ):
+        what = "wrong banner" if stage.name in (BANNER, BANNER_IMPLICIT) else stage.name
+        return True, f"{what}: {answer.code} {_printable(answer.message)}"
+    if isinstance(tls := find(ssl.SSLError), ssl.SSLError):
+        return True, f"TLS failed during {stage.name}: {tls.reason or tls}"
+    unreachable = [c for c in chain if isinstance(c, OSError) and c.errno in _UNREACHABLE]
+    if unreachable:
+        return False, f"could not reach it: {unreachable[0].strerror}"
+    if find(ConnectionError):
+        return True, f"closed the connection during {stage.name}"
     return False, f"could not check ({type(exc).__name__}: {exc}) during {stage.name}"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import os
 import secrets
 import ssl
@@ -267,6 +268,22 @@ async def test_a_wrong_banner_is_failing(
     assert results["smtp.25"].severity == "critical"
 
 
+async def test_a_tls_port_speaking_plain_text_is_failing(context: ssl.SSLContext) -> None:
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.probe.test ESMTP plain\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await reader.read()
+        writer.close()
+
+    async with raw_servers(plain) as ports:
+        results = await probe(ports, context)
+
+    for check in ("smtp.465", "imap.993"):
+        assert results[check].state == "failing"
+        assert "TLS failed during the" in results[check].detail, results[check]
+
+
 async def test_an_imap_port_that_says_bye_is_failing(ca: TestCA, context: ssl.SSLContext) -> None:
     with stand_in(ca.issue(HOST), imap_greeting=b"* BYE too many connections\r\n") as ports:
         results = await probe(ports, context)
@@ -335,6 +352,8 @@ async def test_a_server_in_its_own_namespace_on_the_standard_ports(
         server.kill()
         await asyncio.wait_for(server.wait(), 10)
         down = await probe(MailPorts(), context, address=address)
+        nobody = str(ipaddress.ip_address(address) + 1)  # in the subnet, no host behind it
+        unreachable = await probe(MailPorts(), context, address=nobody, limit=1.0)
     finally:
         if server.returncode is None:
             server.kill()
@@ -345,3 +364,6 @@ async def test_a_server_in_its_own_namespace_on_the_standard_ports(
     assert up["smtp.25"].detail == f"{address}:25: answers"
     assert down["smtp.25"].state == "failing" and down["smtp.25"].severity == "critical"
     assert down["smtp.25"].detail == f"{address}:25: connection refused"
+    for check in PORT_CHECKS:  # no answer at all: could not check
+        assert unreachable[check].state == "unknown", unreachable[check]
+        assert "waiting for the connection" in unreachable[check].detail
