@@ -1,0 +1,376 @@
+"""Sending for real: signed webhooks, Slack, PagerDuty Events v2 and email to loopback
+receivers; the SSRF guard; quiet hours; retries with backoff; everyone failing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import select
+
+from control_plane.alerts.delivery import delivery_job
+from control_plane.alerts.models import AlertNotification
+from control_plane.alerts.service import deliveries_for_incident
+from control_plane.db.engine import Database
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from tests.alerts.conftest import deliver, make_channel, message, notify_now, statuses
+from tests.alerts.receivers import HttpReceiver, SmtpSink, verify_signature
+from tests.conftest import MakeTenant
+
+CHANNELS = "/api/v1/alert-channels"
+SECRET = "whsec-0123456789abcdef"
+
+
+async def test_webhook_test_message_is_signed(
+    alert_client: httpx.AsyncClient, make_tenant: MakeTenant, receiver: HttpReceiver
+) -> None:
+    tenant = await make_tenant()
+    url = f"http://localhost:{receiver.port}/hook"
+    hook = await make_channel(
+        alert_client, tenant.headers, name="hook", kind="webhook", url=url, secret=SECRET
+    )
+    response = await alert_client.post(f"{CHANNELS}/{hook['id']}/test", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] == "sent" and result["last_status_code"] == 200
+    assert result["attempts"] == 1 and result["attempt_log"][0]["ok"] is True
+
+    [request] = receiver.requests
+    assert request.path == "/hook"
+    # sent to the checked address, with the name kept in Host
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+    assert verify_signature(SECRET, request.headers["x-mailfleet-signature"], request.body)
+    signature = request.headers["x-mailfleet-signature"]
+    assert not verify_signature("wrong-secret-000000", signature, request.body)
+    assert not verify_signature(SECRET, signature, request.body + b" ")
+    stamp = int(signature.split(",")[0][2:])
+    assert not verify_signature(SECRET, signature, request.body, now=stamp + 301), "replayed"
+    body = request.json()
+    assert body["event"] == "test" and body["delivery_id"] == result["id"]
+    assert body["tenant_id"] == tenant.id and request.headers["x-mailfleet-event"] == "test"
+
+
+async def test_slack_gets_text_and_blocks(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    tenant = await make_tenant()
+    url = f"{receiver.url}/services/T/B/x"
+    slack = await make_channel(alert_client, tenant.headers, name="chat", kind="slack", url=url)
+    sent = await notify_now(db, message(tenant.id), [slack["id"]])
+    [delivery] = await deliver(db, vault, alert_settings, sent)
+    assert delivery.status == "sent"
+    body = receiver.requests[0].json()
+    assert "mx1: smtp.25 failing" in body["text"] and "connection refused" in body["text"]
+    assert body["blocks"][0]["type"] == "header"
+    assert "smtp.25" in body["blocks"][1]["text"]["text"]
+
+
+async def test_pagerduty_trigger_acknowledge_resolve_share_a_dedup_key(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    pagerduty: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    tenant = await make_tenant()
+    key = "R0UTINGKEY0123456789abcdefABCDEF"
+    pd = await make_channel(alert_client, tenant.headers, name="pd", kind="pagerduty",
+                            routing_key=key)  # fmt: skip
+    incident = uuid.uuid4()
+    for event in ("trigger", "acknowledge", "resolve"):
+        msg = message(tenant.id, event=event, dedup_key=f"mailfleet-{incident}",
+                      incident_id=incident)  # fmt: skip
+        sent = await notify_now(db, msg, [pd["id"]], step=None)
+        [delivery] = await deliver(db, vault, alert_settings, sent)
+        assert delivery.status == "sent" and delivery.last_status_code == 202
+    bodies = [r.json() for r in pagerduty.requests]
+    assert [r.path for r in pagerduty.requests] == ["/v2/enqueue"] * 3
+    assert [b["event_action"] for b in bodies] == ["trigger", "acknowledge", "resolve"]
+    assert {b["dedup_key"] for b in bodies} == {f"mailfleet-{incident}"}
+    assert {b["routing_key"] for b in bodies} == {key}
+    trigger = bodies[0]["payload"]
+    assert trigger["severity"] == "critical" and trigger["source"] == "mx1"
+    assert trigger["summary"] == "mx1: smtp.25 failing" and trigger["class"] == "smtp.25"
+    assert "payload" not in bodies[1]
+    timeline = await _timeline(db, incident)
+    assert [(r.event, r.status, r.kind) for r in timeline] == [
+        ("trigger", "sent", "pagerduty"),
+        ("acknowledge", "sent", "pagerduty"),
+        ("resolve", "sent", "pagerduty"),
+    ]
+
+
+async def _timeline(db: Database, incident: uuid.UUID) -> list:  # type: ignore[type-arg]
+    async with db.session() as session:
+        return await deliveries_for_incident(session, incident)
+
+
+async def test_email_goes_through_the_relay(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    smtp_sink: SmtpSink,
+    admin_headers: dict[str, str],
+    vault: Vault,
+) -> None:
+    tenant = await make_tenant()
+    mail = await make_channel(alert_client, tenant.headers, name="team", kind="email",
+                              to=["Ops@Example.com", "oncall@example.org"])  # fmt: skip
+    assert mail["to"] == ["ops@example.com", "oncall@example.org"]
+    response = await alert_client.post(f"{CHANNELS}/{mail['id']}/test", headers=tenant.headers)
+    assert response.json()["status"] == "sent", response.text
+    [(sender, recipients, sent)] = smtp_sink.messages
+    assert sender == "alerts@mailfleet.test"
+    assert recipients == ["ops@example.com", "oncall@example.org"]
+    assert sent["From"] == "alerts@mailfleet.test"
+    assert sent["To"] == "ops@example.com, oncall@example.org"
+    assert sent["Subject"].startswith("[MailFleet test")
+    assert sent["X-MailFleet-Event"] == "test" and sent["Message-ID"]
+    assert sent["Auto-Submitted"] == "auto-generated"
+
+    # the relay's password: set by an admin into Vault, never shown
+    relay = await alert_client.get("/api/v1/alert-relay", headers=admin_headers)
+    assert relay.json()["port"] == smtp_sink.port
+    put = await alert_client.put(
+        "/api/v1/alert-relay/password", json={"password": "relay-pw-1"}, headers=admin_headers
+    )
+    assert put.status_code == 204
+    relay = await alert_client.get("/api/v1/alert-relay", headers=admin_headers)
+    assert relay.json()["has_password"] is True and "relay-pw-1" not in relay.text
+    assert await vault.get("alerts/smtp-relay") == {"password": "relay-pw-1"}
+    forbidden = await alert_client.put(
+        "/api/v1/alert-relay/password", json={"password": "x"}, headers=tenant.headers
+    )
+    assert forbidden.status_code == 403
+    await alert_client.delete("/api/v1/alert-relay/password", headers=admin_headers)
+    assert await vault.get("alerts/smtp-relay") is None
+
+
+async def test_private_targets_are_refused_at_send_time_without_the_setting(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    """A name that resolves to loopback passes the creation check (it is a name), and is
+    refused when sending, on the address it resolved to."""
+    tenant = await make_tenant()
+    hook = await make_channel(
+        alert_client, tenant.headers, name="sneaky", kind="webhook",
+        url=f"https://localhost:{receiver.port}/hook", secret=SECRET,
+    )  # fmt: skip
+    strict = alert_settings.model_copy(update={"alert_allow_private_targets": False})
+    sent = await notify_now(db, message(tenant.id), [hook["id"]])
+    [delivery] = await deliver(db, vault, strict, sent)
+    assert delivery.status == "failed", "a refusal is final, not retried"
+    assert delivery.last_error is not None
+    assert "localhost resolves to" in delivery.last_error and "loopback" in delivery.last_error
+    assert "MAILFLEET_ALERT_ALLOW_PRIVATE_TARGETS" in delivery.last_error
+    assert receiver.requests == []
+
+
+async def test_redirects_are_not_followed(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    tenant = await make_tenant()
+    receiver.script = [302]
+    hook = await make_channel(alert_client, tenant.headers, name="moved", kind="webhook",
+                              url=f"{receiver.url}/old", secret=SECRET)  # fmt: skip
+    sent = await notify_now(db, message(tenant.id), [hook["id"]])
+    [delivery] = await deliver(db, vault, alert_settings, sent)
+    assert delivery.status == "failed" and "redirect (302) not followed" in str(delivery.last_error)
+    assert len(receiver.requests) == 1
+
+
+async def test_retries_back_off_then_succeed(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    tenant = await make_tenant()
+    receiver.script = [500]
+    hook = await make_channel(alert_client, tenant.headers, name="flaky", kind="webhook",
+                              url=f"{receiver.url}/h", secret=SECRET)  # fmt: skip
+    t0 = datetime.now(UTC)
+    sent = await notify_now(db, message(tenant.id), [hook["id"]], now=t0)
+    [first] = await deliver(db, vault, alert_settings, sent, now=t0)
+    assert first.status == "retrying" and first.last_status_code == 500
+    assert first.next_attempt_at == t0 + timedelta(seconds=alert_settings.alert_retry_base_seconds)
+    assert await deliver(db, vault, alert_settings, sent, now=t0) == [], "not due yet"
+    [second] = await deliver(db, vault, alert_settings, sent, now=first.next_attempt_at)
+    assert second.status == "sent" and second.attempts == 2
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].headers["x-mailfleet-delivery"] == str(second.id)
+
+    log = await alert_client.get(f"/api/v1/notifications/{sent}", headers=tenant.headers)
+    [entry] = log.json()["deliveries"]
+    tries = [(a["ok"], a["status_code"]) for a in entry["attempt_log"]]
+    assert tries == [(False, 500), (True, 200)]
+    assert "HTTP 500" in entry["attempt_log"][0]["error"]
+
+
+async def test_every_channel_failing_tells_the_admins(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+    admin_headers: dict[str, str],
+) -> None:
+    tenant = await make_tenant()
+    receiver.default = 503
+    ids = [
+        (await make_channel(alert_client, tenant.headers, name=f"down-{n}", kind="webhook",
+                            url=f"{receiver.url}/{n}", secret=SECRET))["id"]
+        for n in range(2)
+    ]  # fmt: skip
+    t0 = datetime.now(UTC)
+    sent = await notify_now(db, message(tenant.id), ids, step=2, now=t0)
+    await deliver(db, vault, alert_settings, sent, now=t0)
+    assert {d.status for d in await statuses(db, sent)} == {"retrying"}
+    later = t0 + timedelta(seconds=alert_settings.alert_retry_base_seconds)
+    await deliver(db, vault, alert_settings, sent, now=later)
+    assert {d.status for d in await statuses(db, sent)} == {"failed"}
+    assert len(receiver.requests) == 4  # two channels, alert_max_attempts = 2
+
+    async with db.session() as session:
+        notices = (
+            await session.scalars(
+                select(AlertNotification).where(
+                    AlertNotification.dedup_key == f"delivery-failed:{sent}"
+                )
+            )
+        ).all()
+        failed_at = (await session.get(AlertNotification, sent)).failed_at  # type: ignore[union-attr]
+    assert len(notices) == 1 and failed_at == later
+    feed = await alert_client.get("/api/v1/notifications", headers=admin_headers)
+    [notice] = [n for n in feed.json()["items"] if n["id"] == str(notices[0].id)]
+    assert notice["event"] == "delivery_failed" and notice["tenant_id"] is None
+    assert notice["title"].startswith("Every channel failed (step 2)")
+    assert {f["channel_name"] for f in notice["body"]["failures"]} == {"down-0", "down-1"}
+    tenant_feed = await alert_client.get("/api/v1/notifications", headers=tenant.headers)
+    assert str(notices[0].id) not in tenant_feed.text
+
+    metrics = await alert_client.get("/metrics", headers=admin_headers)
+    lines = metrics.text.splitlines()
+    failed_steps = next(line for line in lines if line.startswith("mailfleet_alert_failed_steps "))
+    assert float(failed_steps.split()[1]) >= 1
+    assert any(line.startswith('mailfleet_alert_deliveries{status="failed"}') for line in lines)
+    assert any(line.startswith("mailfleet_alert_delivery_lag_seconds") for line in lines)
+
+
+async def test_quiet_hours_hold_back_all_but_critical(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    tenant = await make_tenant()
+    quiet = {"start": "22:00", "end": "07:00", "time_zone": "Europe/Paris", "critical_passes": True}
+    hook = await make_channel(
+        alert_client, tenant.headers, name="night", kind="webhook",
+        url=f"{receiver.url}/n", secret=SECRET, quiet_hours=quiet,
+    )  # fmt: skip
+    night = datetime(2026, 1, 15, 22, 30, tzinfo=UTC)  # 23:30 in Paris (UTC+1)
+    morning = datetime(2026, 1, 16, 6, 30, tzinfo=UTC)  # 07:30 in Paris
+    summer_night = datetime(2026, 7, 15, 20, 30, tzinfo=UTC)  # 22:30 in Paris (UTC+2)
+    cases = [
+        (night, "warning", "quiet"),
+        (night, "critical", "queued"),
+        (summer_night, "info", "quiet"),
+        (morning, "warning", "queued"),
+    ]
+    for now, severity, expected in cases:
+        sent = await notify_now(db, message(tenant.id, severity=severity, at=now), [hook["id"]],
+                                now=now)  # fmt: skip
+        [delivery] = await statuses(db, sent)
+        assert delivery.status == expected, (now, severity)
+        if expected == "quiet":
+            assert await deliver(db, vault, alert_settings, sent) == []
+    assert receiver.requests == []
+
+
+async def test_in_app_feed_and_read_marks(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+) -> None:
+    tenant, other = await make_tenant(), await make_tenant()
+    feed_channel = await make_channel(alert_client, tenant.headers, name="feed", kind="in_app")
+    first = await notify_now(db, message(tenant.id), [feed_channel["id"]])
+    second = await notify_now(db, message(tenant.id, event="resolve"), [feed_channel["id"]])
+    [delivery] = await statuses(db, first)
+    assert delivery.status == "sent" and delivery.delivered_at is not None
+
+    listed = await alert_client.get("/api/v1/notifications", headers=tenant.headers)
+    assert [n["id"] for n in listed.json()["items"]] == [str(first), str(second)]
+    assert listed.json()["items"][0]["body"]["items"][0]["check"] == "smtp.25"
+    read = await alert_client.post(f"/api/v1/notifications/{first}/read", headers=tenant.headers)
+    assert read.status_code == 200 and read.json()["read_at"] is not None
+    unread = await alert_client.get(
+        "/api/v1/notifications", params={"unread": True}, headers=tenant.headers
+    )
+    assert [n["id"] for n in unread.json()["items"]] == [str(second)]
+
+    for method, path in (
+        ("GET", f"/api/v1/notifications/{second}"),
+        ("POST", f"/api/v1/notifications/{second}/read"),
+    ):
+        response = await alert_client.request(method, path, headers=other.headers)
+        assert response.status_code == 404, (method, path)
+    marked = await alert_client.post(
+        "/api/v1/notifications/read", json={"ids": [str(second)]}, headers=other.headers
+    )
+    assert marked.json() == {"marked": 0}
+    assert (await alert_client.get("/api/v1/notifications", headers=other.headers)).json()[
+        "items"
+    ] == []
+    marked = await alert_client.post(
+        "/api/v1/notifications/read", json={"all": True}, headers=tenant.headers
+    )
+    assert marked.json() == {"marked": 1}
+    bad = await alert_client.post(
+        "/api/v1/notifications/read", json={"ids": ["nope"]}, headers=tenant.headers
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.ids.0"
+
+
+async def test_the_periodic_job_sends_after_its_claim_commits(
+    alert_client: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    tenant = await make_tenant()
+    hook = await make_channel(alert_client, tenant.headers, name="job", kind="webhook",
+                              url=f"{receiver.url}/j", secret=SECRET)  # fmt: skip
+    sent = await notify_now(db, message(tenant.id), [hook["id"]])
+    job = delivery_job(db, vault, alert_settings)
+    claimed = await db.transact(job)
+    assert claimed >= 1
+    await job.wait()
+    [delivery] = await statuses(db, sent)
+    assert delivery.status == "sent" and delivery.lease_until is None
+    assert any(r.path == "/j" for r in receiver.requests)
