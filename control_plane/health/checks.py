@@ -36,7 +36,7 @@ BACKUP_CODES = (
     "backup.drill_failed",
 )
 MAILU_CHECKS = ("mailu.services", "mailu.queue")
-CRITICAL_RECORDS = ("mx", "a", "spf")  # purposes whose drift stops mail (and dkim:*)
+CRITICAL_RECORDS = ("mx", "mail-host", "spf")  # drift there stops mail (and dkim:*)
 
 
 def _ago(now: datetime, then: datetime) -> str:
