@@ -172,7 +172,11 @@ class PolicyOut(ResponseModel):
 
 
 class AssignPolicy(RequestModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"escalation_policy_id": None}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"escalation_policy_id": "019ad1c4-0000-7000-8000-000000000002"}]
+        }
+    )
 
     escalation_policy_id: uuid.UUID | None = Field(
         description="Null: fall back to the workspace's, then the tenant's default."

@@ -20,6 +20,7 @@ import httpx
 from fastapi import FastAPI
 
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION
+from tests.alerts.helpers import walk_objects as alert_objects
 from tests.conftest import MakeTenant, TenantHandle
 
 Operation = tuple[str, str, dict[str, Any]]
@@ -98,6 +99,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )  # fmt: skip
     assert provider.status_code == 201, provider.text
+    alerts = await alert_objects(client, tenant.headers)
     audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
     assert audit.status_code == 200 and audit.json()["items"], audit.text
     return {
@@ -111,6 +113,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "alias_id": alias.json()["id"],
         "provider_id": provider.json()["id"],
         "audit_event_id": audit.json()["items"][0]["id"],
+        **alerts,
     }
 
 
