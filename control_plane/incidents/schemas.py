@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
 
 from control_plane.schemas import Description, RequestModel, ResponseModel
 
@@ -91,11 +91,21 @@ class IncidentDetailOut(IncidentOut):
 
 
 class CommentIn(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"body": "restarting postfix"}]})
+
     body: Text
 
 
 class SilenceIn(RequestModel):
     """Matchers (at least one; a missing one matches anything) and when it holds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"check": "disk.*", "ends_at": "2099-01-01T00:00:00Z", "comment": "resizing"}
+            ]
+        }
+    )
 
     tenant_id: uuid.UUID | None = Field(default=None, description="Admin keys name the tenant.")
     server_id: uuid.UUID | None = None
@@ -122,6 +132,12 @@ class SilenceOut(ResponseModel):
 
 
 class MaintenanceWindowIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"ends_at": "2099-01-01T00:00:00Z", "reason": "kernel upgrade"}]
+        }
+    )
+
     starts_at: AwareDatetime | None = Field(default=None, description="Default: now.")
     ends_at: AwareDatetime
     reason: Description = ""

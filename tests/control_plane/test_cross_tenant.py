@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION
 from tests.alerts.helpers import walk_objects as alert_objects
 from tests.conftest import MakeTenant, TenantHandle
+from tests.incidents.helpers import walk_objects
 
 Operation = tuple[str, str, dict[str, Any]]
 
@@ -99,6 +100,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )  # fmt: skip
     assert provider.status_code == 201, provider.text
+    incidents = await walk_objects(client, tenant.id, tenant.headers, server.json()["id"])
     alerts = await alert_objects(client, tenant.headers)
     audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
     assert audit.status_code == 200 and audit.json()["items"], audit.text
@@ -114,6 +116,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "provider_id": provider.json()["id"],
         "audit_event_id": audit.json()["items"][0]["id"],
         **alerts,
+        **incidents,
     }
 
 

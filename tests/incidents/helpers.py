@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
+import httpx
 from sqlalchemy import select
 
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.incidents import service
 from control_plane.incidents.models import Incident, IncidentEvent
@@ -93,3 +95,31 @@ async def events_of(db: Database, incident_id: uuid.UUID) -> list[IncidentEvent]
 
 async def kinds(db: Database, incident_id: uuid.UUID) -> list[str]:
     return [e.kind for e in await events_of(db, incident_id)]
+
+
+async def walk_objects(client: httpx.AsyncClient, tenant_id: str, headers: dict[str, str],
+                       server_id: str) -> dict[str, str]:  # fmt: skip
+    """An incident, a silence and a maintenance window of the tenant, for the route walk in
+    tests/control_plane/test_cross_tenant.py (no route makes incidents: signals do)."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    app: Any = transport.app
+    db: Database = app.state.db  # the app under test's own database
+    await observe(db, utcnow(), signal(tenant_id, server_id, "smtp.25", summary="victim"))
+    incident = await open_incident(db, server_id, "smtp.25")
+    ends = (utcnow() + timedelta(hours=1)).isoformat()
+    silence = await client.post(
+        "/api/v1/silences", json={"check": "smtp.*", "ends_at": ends, "comment": "victim"},
+        headers=headers,
+    )  # fmt: skip
+    assert silence.status_code == 201, silence.text
+    window = await client.post(
+        f"/api/v1/servers/{server_id}/maintenance-windows", json={"ends_at": ends},
+        headers=headers,
+    )  # fmt: skip
+    assert window.status_code == 201, window.text
+    return {
+        "incident_id": str(incident.id),
+        "silence_id": silence.json()["id"],
+        "window_id": window.json()["id"],
+    }
