@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from control_plane.schemas import Description, RequestModel, ResponseModel
 
+
+def _in_utc(value: datetime) -> datetime:
+    """Stored in UTC: a time that cannot be (year 1 at +01:00) is refused, not a 500."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 IncidentState = Literal["open", "acknowledged", "resolved"]
 Severity = Literal["critical", "warning", "info"]
 CheckPattern = Annotated[
@@ -113,8 +123,8 @@ class SilenceIn(RequestModel):
         default=None, description="A check id (`smtp.25`), or a prefix ending in `*` (`disk.*`)."
     )
     severity: Severity | None = None
-    starts_at: AwareDatetime | None = Field(default=None, description="Default: now.")
-    ends_at: AwareDatetime
+    starts_at: Moment | None = Field(default=None, description="Default: now.")
+    ends_at: Moment
     comment: Text = Field(description="Why.")
 
 
@@ -138,8 +148,8 @@ class MaintenanceWindowIn(RequestModel):
         }
     )
 
-    starts_at: AwareDatetime | None = Field(default=None, description="Default: now.")
-    ends_at: AwareDatetime
+    starts_at: Moment | None = Field(default=None, description="Default: now.")
+    ends_at: Moment
     reason: Description = ""
 
 
