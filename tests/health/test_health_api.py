@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
@@ -166,6 +166,7 @@ async def test_the_sweep_lag_is_exported(
         )
     async with db.session() as session:
         assert await schedule.lag_seconds(session, ERA) == 0.0
+        await session.execute(delete(HealthSchedule).where(HealthSchedule.server_id == server_id))
     exported = await client.get("/metrics", headers=admin_headers)
     assert exported.status_code == 200
     line = next(

@@ -33,6 +33,12 @@ assert hooks  # registers the link and mailu.status handlers
 
 
 async def due_servers(db: Database, count: int, **server: object) -> list[uuid.UUID]:
+    async with db.session() as session:  # what earlier tests left due this early waits
+        await session.execute(
+            update(HealthSchedule)
+            .where(HealthSchedule.next_run_at <= PAST)
+            .values(next_run_at=utcnow(), lease_owner=None, lease_expires_at=None)
+        )
     tenant_id = await a_tenant(db)
     ids = [await a_server(db, tenant_id, **server) for _ in range(count)]  # type: ignore[arg-type]
     async with db.session() as session:
