@@ -7,6 +7,7 @@ escalation job (escalation.py) sends it together with its server's other new inc
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -69,6 +70,10 @@ async def observe(session: AsyncSession, signals: Sequence[Signal], now: datetim
 async def _open_or_update(session: AsyncSession, signal: Signal, now: datetime) -> Incident:
     key = (signal.tenant_id, signal.subject_kind, signal.subject_id, signal.check)
     incident = await find_open(session, *key)
+    server_id = signal.server_id
+    if server_id is None and signal.subject_kind == "server":  # grouping and holds need it
+        with contextlib.suppress(ValueError):
+            server_id = uuid.UUID(signal.subject_id)
     if incident is None:
         incident = Incident(
             tenant_id=signal.tenant_id,
@@ -78,7 +83,7 @@ async def _open_or_update(session: AsyncSession, signal: Signal, now: datetime) 
             state="open",
             severity=signal.severity,
             summary=signal.summary,
-            server_id=signal.server_id,
+            server_id=server_id,
             workspace_id=signal.workspace_id,
             opened_at=now,
             last_seen_at=now,
