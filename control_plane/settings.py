@@ -285,6 +285,11 @@ class Settings(BaseSettings):
     smtp_relay_from: str = Field(
         default="mailfleet@localhost", description="The From address of alert email."
     )
+    alert_ca_file: Path | None = Field(
+        default=None,
+        description="Extra CA certificates (PEM) trusted for alert targets and the SMTP relay, "
+        "besides the system's (a private PKI).",
+    )
 
     # Provisioning: the durable workflow (see control_plane/provisioning/workflow.py).
     provision_poll_seconds: float = Field(

@@ -19,7 +19,7 @@ from typing import Any
 import aiosmtplib
 import httpx
 
-from control_plane.alerts.targets import TargetRefused, post
+from control_plane.alerts.targets import TargetRefused, post, tls_context
 from control_plane.settings import Settings
 
 SIGNATURE_HEADER = "X-MailFleet-Signature"
@@ -169,6 +169,7 @@ async def send_email(
             password=relay_password if s.smtp_relay_username else None,
             use_tls=s.smtp_relay_security == "tls",
             start_tls=s.smtp_relay_security == "starttls",
+            tls_context=tls_context(s) if s.smtp_relay_security != "none" else None,
             timeout=s.alert_send_timeout_seconds,
         )
     except aiosmtplib.SMTPResponseException as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -29,6 +30,14 @@ class TargetRefused(Exception):
 class HttpAnswer:
     status_code: int
     text: str  # the start of the body, for the delivery log
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The system's CAs, plus ``MAILFLEET_ALERT_CA_FILE`` when set; names are verified."""
+    context = ssl.create_default_context()
+    if settings.alert_ca_file is not None:
+        context.load_verify_locations(cafile=str(settings.alert_ca_file))
+    return context
 
 
 def non_public_reason(address: IPAddress) -> str | None:
@@ -106,7 +115,7 @@ async def post(url: str, content: bytes, headers: dict[str, str], settings: Sett
     send_headers = {**headers, "Host": parsed.netloc.decode("ascii")}
     timeout = httpx.Timeout(settings.alert_send_timeout_seconds)
     async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, trust_env=False
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=tls_context(settings)
     ) as client:
         response = await client.post(
             pinned, content=content, headers=send_headers, extensions=extensions

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import email
 import hashlib
 import hmac
+import ipaddress
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.support.ports import free_port
 
@@ -44,10 +52,12 @@ class HttpReceiver:
     script: list[int] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    tls: ssl.SSLContext | None = None
+    server_names: list[str | None] = field(default_factory=list)  # SNI seen, with TLS
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -77,7 +87,9 @@ class HttpReceiver:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HttpReceiver]:
-        server = await asyncio.start_server(self._handle, self.host, self.port)
+        if self.tls is not None:
+            self.tls.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+        server = await asyncio.start_server(self._handle, self.host, self.port, ssl=self.tls)
         self.port = server.sockets[0].getsockname()[1]
         try:
             yield self
@@ -96,6 +108,43 @@ def verify_signature(secret: str, header: str, body: bytes, now: float | None = 
     return hmac.compare_digest(expected.hexdigest(), parts["v1"])
 
 
+def self_signed(directory: Path, name: str) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a certificate for ``name`` (and 127.0.0.1), and the PEM file a
+    client must trust for it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
 class _Collect:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
@@ -110,15 +159,40 @@ class _Collect:
 
 @dataclass
 class SmtpSink:
-    """An aiosmtpd server on loopback standing in for the relay."""
+    """An aiosmtpd server on loopback standing in for the relay; with ``logins`` it asks
+    for AUTH (over plain text: loopback only) and accepts exactly those."""
 
     port: int = 0
     messages: list[tuple[str, list[str], Message]] = field(default_factory=list)
+    logins: dict[str, str] | None = None
+    authenticated: list[str] = field(default_factory=list)
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword) and self.logins is not None:
+            user, password = data.login.decode(), data.password.decode()
+            if self.logins.get(user) == password:
+                self.authenticated.append(user)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[SmtpSink]:
         self.port = free_port()
-        controller = Controller(_Collect(self), hostname="127.0.0.1", port=self.port)
+        auth: dict[str, object] = {}
+        if self.logins is not None:
+            auth = {
+                "authenticator": self._authenticate,
+                "auth_require_tls": False,
+                "auth_required": True,
+            }
+        controller = Controller(
+            _Collect(self),
+            hostname="127.0.0.1",
+            port=self.port,
+            **auth,  # type: ignore[arg-type]
+        )
         controller.start()
         try:
             yield self
