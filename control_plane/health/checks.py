@@ -123,9 +123,7 @@ async def tls_results(session: AsyncSession, server: Server) -> list[Result]:
     return _from_findings(found, ("tls.renewal_failed",), lambda code: "tls.renewal")
 
 
-async def mailu_status_pending(
-    session: AsyncSession, server: Server, now: datetime, interval: timedelta
-) -> Command | None:
+async def mailu_status_pending(session: AsyncSession, server: Server) -> Command | None:
     """The ``mailu.status`` still unanswered, if one is (then no second one is queued)."""
     return await session.scalar(
         select(Command)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.health.models import HealthSchedule
+from control_plane.health.models import HealthCheck, HealthSchedule
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 
@@ -224,3 +224,13 @@ async def lag_seconds(session: AsyncSession, now: datetime) -> float:
         )
     )
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+
+
+async def check_counts(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """Confirmed checks by (state, severity), fleet-wide, for /metrics."""
+    rows = await session.execute(
+        select(HealthCheck.state, HealthCheck.severity, func.count()).group_by(
+            HealthCheck.state, HealthCheck.severity
+        )
+    )
+    return [(state, severity, count) for state, severity, count in rows.all()]

@@ -174,7 +174,7 @@ class Checker:
         """Ask for ``mailu.status`` (one at a time; its handler records the results); one
         still unanswered after an interval makes them unknown."""
         interval = self.rules.interval
-        pending = await checks.mailu_status_pending(session, server, now, interval)
+        pending = await checks.mailu_status_pending(session, server)
         if pending is not None:
             return (
                 checks.mailu_unanswered(pending, now)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.alerts.metrics import add_alert_gauges
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
-from control_plane.health.schedule import lag_seconds
+from control_plane.health.schedule import check_counts, lag_seconds
 from control_plane.incidents.metrics import add_incident_gauges
 from control_plane.servers.models import Server
 
@@ -41,6 +41,14 @@ async def fleet_registry(session: AsyncSession, unknown_after: timedelta) -> Col
         registry=registry,
     )
     lag.set(await lag_seconds(session, utcnow()))
+    checks = Gauge(
+        "mailfleet_health_checks",
+        "Health checks by confirmed state and severity.",
+        ["state", "severity"],
+        registry=registry,
+    )
+    for state, severity, count in await check_counts(session):
+        checks.labels(state, severity).set(count)
     await add_alert_gauges(session, registry, utcnow())
     await add_incident_gauges(session, registry, utcnow())
     return registry

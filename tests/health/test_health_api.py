@@ -175,3 +175,4 @@ async def test_the_sweep_lag_is_exported(
         if line.startswith("mailfleet_health_sweep_lag_seconds ")
     )
     assert float(line.split()[1]) >= 0
+    assert 'mailfleet_health_checks{severity="' in exported.text

@@ -307,3 +307,41 @@ async def test_mailu_status_becomes_services_and_queue_results(db: Database) -> 
         assert found["mailu.queue"].state == "unknown"
     finally:
         service.configure(Settings())
+
+
+async def test_the_loop_checks_due_servers_and_wakes_when_one_is_made_due(
+    db: Database, settings: Settings
+) -> None:
+    # Only a wake explains a second run: the next slot is an hour away, the tick 30 s.
+    config = fast_settings(settings, health_tick_seconds=30, health_interval_seconds=3600)
+    (server_id,) = await due_servers(db, 1)
+    ticks = iter(range(1_000_000))
+    sweep = Sweep(
+        db, config, Checker(db, config, clock=lambda: PAST + timedelta(milliseconds=next(ticks)))
+    )
+
+    async def finished_runs() -> datetime | None:
+        row = await plan(db, server_id)
+        return row.last_finished_at if row is not None else None
+
+    async def wait_for_run(after: datetime | None) -> None:
+        for _ in range(100):
+            if (done := await finished_runs()) is not None and done != after:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the sweep did not check the server")
+
+    task = asyncio.create_task(sweep.run())
+    try:
+        await wait_for_run(None)
+        first = await finished_runs()
+        assert (await checks_by_name(db, server_id))["agent.link"].last_run_at > PAST
+        async with db.session() as session:
+            server = await session.get(Server, server_id)
+            assert server is not None
+            await schedule.due_at(session, server, PAST)  # e.g. the flap guard's re-check
+        await wait_for_run(first)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not sweep._running
