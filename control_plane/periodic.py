@@ -4,6 +4,11 @@ backup) and turn it into rows and agent commands.
 Every replica runs them; each job claims its rows ``FOR UPDATE SKIP LOCKED`` (or SQLite's
 single writer), so two replicas never do the same piece of work. A failing job is logged
 and tried again on the next round; it never stops the others.
+
+A job whose work falls due at known times (an escalation step, a delivery retry) says when
+its next item is due (``next_due``, read from the database, so it holds for work another
+replica queued); the runner sleeps until then when that is sooner than its interval, rather
+than letting a 30-second tick add to an alert's latency.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,7 @@ log = logging.getLogger(__name__)
 class Job:
     name: str
     run: Callable[[AsyncSession], Awaitable[int]]  # returns how many items it moved
+    next_due: Callable[[AsyncSession], Awaitable[datetime | None]] | None = None
 
 
 class PeriodicJobs:
@@ -53,9 +61,27 @@ class PeriodicJobs:
             self.after_work()
         return moved
 
+    async def seconds_to_next(self) -> float:
+        """The interval, or less when a job's next item falls due sooner. An item already due
+        had its chance this round (held, leased elsewhere): it is no reason to spin."""
+        wait = self.interval
+        for job in self.jobs:
+            if job.next_due is None:
+                continue
+            try:
+                due = await self.db.transact(job.next_due)
+            except Exception:
+                log.exception("periodic job %s: next due time unavailable", job.name)
+                continue
+            ahead = (due - utcnow()).total_seconds() if due is not None else 0.0
+            if ahead > 0:
+                wait = min(wait, ahead)
+        return wait
+
     async def run(self) -> None:
         while True:
             await self.run_once()
+            wait = await self.seconds_to_next()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.periodic import Job, PeriodicJobs
 from control_plane.tenants.models import Tenant
@@ -33,3 +35,30 @@ async def test_a_failing_job_is_rolled_back_and_the_others_still_run(db: Databas
         names = set((await session.scalars(select(Tenant.name).where(
             Tenant.name.startswith(name)))).all())  # fmt: skip
     assert names == {name}
+
+
+async def test_the_runner_sleeps_until_the_soonest_due_item_not_its_whole_interval(
+    db: Database,
+) -> None:
+    soon = utcnow() + timedelta(seconds=2)
+
+    async def nothing(session: AsyncSession) -> int:
+        return 0
+
+    async def due_soon(session: AsyncSession) -> datetime | None:
+        return soon
+
+    async def overdue(session: AsyncSession) -> datetime | None:
+        return utcnow() - timedelta(seconds=5)  # had its chance this round: no reason to spin
+
+    async def broken(session: AsyncSession) -> datetime | None:
+        raise RuntimeError("boom")
+
+    jobs = PeriodicJobs(
+        db,
+        [Job("a", nothing, due_soon), Job("b", nothing, overdue), Job("c", nothing, broken)],
+        60.0,
+    )
+    wait = await jobs.seconds_to_next()
+    assert 0 < wait <= 2
+    assert await PeriodicJobs(db, [Job("b", nothing, overdue)], 60.0).seconds_to_next() == 60.0
