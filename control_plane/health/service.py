@@ -10,6 +10,7 @@ critical. Confirmed changes go to the history and, as signals, to the incidents.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from control_plane.incidents.signals import Signal
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 
+log = logging.getLogger(__name__)
 Overall = Literal["ok", "warning", "critical", "unknown"]
 DETAIL_CHARS = 4000
 VALUE_CHARS = 500
@@ -188,7 +190,13 @@ async def record_results(
         await schedule.due_at(session, server, at, **hourly)
     await session.flush()
     if signals:
-        await incidents.observe(session, signals, now)
+        try:  # the results stay stored even if the incidents cannot take them now
+            async with session.begin_nested():
+                await incidents.observe(session, signals, now)
+        except Exception:
+            log.exception(
+                "incidents could not take %d signals of server %s", len(signals), server_id
+            )
 
 
 def _change(row: HealthCheck, previous: tuple[str, str] | None, now: datetime) -> HealthChange:

@@ -162,12 +162,20 @@ class Checker:
         row = await session.get(HealthSchedule, server.id)
         unknown_after = timedelta(seconds=self.settings.agent_unknown_after_seconds)
         results = [checks.agent_link(server, row, now, unknown_after)]
-        results += await checks.backup_results(session, server, now)
-        results += await checks.tls_results(session, server)
-        results += await self._resources(session, server, now)
+        parts: list[tuple[str, Callable[[], Awaitable[list[Result]]]]] = [
+            ("backups", lambda: checks.backup_results(session, server, now)),
+            ("tls", lambda: checks.tls_results(session, server)),
+            ("resources", lambda: self._resources(session, server, now)),
+        ]
         if server.mail_stack == "mailu":
-            results += await self._mailu(session, server, now)
-            await self._outbound(session, server)
+            parts.append(("mailu", lambda: self._mailu(session, server, now)))
+            parts.append(("outbound", lambda: self._outbound(session, server)))
+        for name, part in parts:
+            try:  # one part's failure (rolled back alone) must not lose the others' results
+                async with session.begin_nested():
+                    results += await part()
+            except Exception:
+                log.exception("the %s checks of server %s failed", name, server.id)
         return results
 
     async def _mailu(self, session: AsyncSession, server: Server, now: datetime) -> list[Result]:
@@ -194,9 +202,10 @@ class Checker:
     ) -> list[Result]:
         return await resources.resource_results(session, server, self.settings, now)
 
-    async def _outbound(self, session: AsyncSession, server: Server) -> None:
+    async def _outbound(self, session: AsyncSession, server: Server) -> list[Result]:
         """The agent connects out to the observer; its handler records ``smtp.outbound``."""
         await outbound.queue_outbound_probe(session, server, self.settings)
+        return []
 
 
 class Sweep:
