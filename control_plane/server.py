@@ -14,7 +14,7 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
-from control_plane.alerts.delivery import delivery_job
+from control_plane.alerts import delivery as alert_delivery
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
@@ -141,7 +141,11 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("dmarc-progression", dns_service.dmarc_progression_job(vault)),
         Job("incident-escalation", escalation.job(settings)),
         Job("incident-orphans", incidents.resolve_orphans),
-        Job("alert-delivery", delivery_job(db, vault, settings)),
+        Job(
+            "alert-delivery",
+            alert_delivery.delivery_job(db, vault, settings),
+            alert_delivery.next_due,
+        ),
     ]
 
 

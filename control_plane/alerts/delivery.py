@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, or_, select
+from sqlalchemy import event, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -262,6 +262,23 @@ async def deliver_due(
         if delivery is not None:
             recorded.append(delivery)
     return recorded
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    """When the next retry (or a lapsing lease) falls due, so the runner wakes then."""
+    now = utcnow()
+    retry = await session.scalar(
+        select(func.min(AlertDelivery.next_attempt_at)).where(
+            AlertDelivery.status.in_(PENDING), AlertDelivery.next_attempt_at > now
+        )
+    )
+    lease = await session.scalar(
+        select(func.min(AlertDelivery.lease_until)).where(
+            AlertDelivery.status.in_(PENDING), AlertDelivery.lease_until > now
+        )
+    )
+    found = [t for t in (retry, lease) if t is not None]
+    return min(found) if found else None
 
 
 class DeliveryJob:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.alerts.delivery import claim, deliver_due
+from control_plane.alerts.delivery import claim, deliver_due, next_due
 from control_plane.db.engine import Database
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
@@ -146,3 +146,23 @@ async def test_a_claim_is_taken_once_and_given_back_when_its_lease_lapses(
     lapsed = t0 + timedelta(seconds=alert_settings.alert_lease_seconds + 1)
     [taken] = await deliver_due(db, vault, alert_settings, now=lapsed, delivery_ids=[delivery.id])
     assert taken.status == "sent" and taken.attempts == 2 and len(receiver.requests) == 1
+
+
+async def test_next_due_is_the_earliest_retry(
+    make_tenant: MakeTenant,
+    alert_client: httpx.AsyncClient,
+    receiver: HttpReceiver,
+    db: Database,
+    vault: Vault,
+    alert_settings: Settings,
+) -> None:
+    """The periodic runner wakes for a retry instead of waiting out its interval."""
+    tenant = await make_tenant()
+    receiver.script = [500]
+    hook = await make_channel(alert_client, tenant.headers, name="soon", kind="webhook",
+                              url=f"{receiver.url}/s", secret=SECRET)  # fmt: skip
+    sent = await notify_now(db, message(tenant.id), [hook["id"]])
+    [retrying] = await deliver(db, vault, alert_settings, sent)
+    assert retrying.status == "retrying" and retrying.next_attempt_at is not None
+    due = await db.transact(next_due)
+    assert due is not None and due <= retrying.next_attempt_at
