@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from control_plane.health import hooks, schedule, service
 from control_plane.health.models import HealthSchedule
 from control_plane.health.probes import MailPorts
 from control_plane.health.sweep import Checker, Sweep
+from control_plane.incidents.models import Incident
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from tests.health.fleet import a_server, a_tenant, checks_by_name, fast_settings, plan
@@ -36,7 +38,7 @@ async def due_servers(db: Database, count: int, **server: object) -> list[uuid.U
     async with db.session() as session:  # what earlier tests left due this early waits
         await session.execute(
             update(HealthSchedule)
-            .where(HealthSchedule.next_run_at <= PAST)
+            .where(HealthSchedule.next_run_at <= PAST + timedelta(days=1))
             .values(next_run_at=utcnow(), lease_owner=None, lease_expires_at=None)
         )
     tenant_id = await a_tenant(db)
@@ -345,3 +347,51 @@ async def test_the_loop_checks_due_servers_and_wakes_when_one_is_made_due(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert not sweep._running
+
+
+def closed_ports() -> MailPorts:
+    """Four ports nothing listens on (each connect is refused)."""
+    found = []
+    for _ in range(4):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            found.append(probe.getsockname()[1])
+    return MailPorts(smtp=found[0], submissions=found[1], submission=found[2], imaps=found[3])
+
+
+async def test_a_refused_port_fails_and_counts_after_the_sweeps_recheck(
+    db: Database, settings: Settings
+) -> None:
+    config = fast_settings(settings, health_interval_seconds=3600, health_flap_seconds=30)
+    (server_id,) = await due_servers(
+        db, 1, mail_stack="mailu", ipv4="127.0.0.1", mail_hostname="mx.health.test"
+    )
+    clock = [PAST]
+    sweep = Sweep(db, config, Checker(db, config, ports=closed_ports(), clock=lambda: clock[0]))
+    assert await sweep.run_once() == 1
+    smtp = (await checks_by_name(db, server_id))["smtp.25"]
+    assert smtp.pending_state == "failing" and "refused" in (smtp.pending_detail or "")
+    row = await plan(db, server_id)
+    slot = schedule.next_slot(server_id, PAST, 3600)
+    assert row is not None and row.next_run_at == min(slot, PAST + timedelta(seconds=30))
+
+    if slot > PAST + timedelta(seconds=29):
+        clock[0] = PAST + timedelta(seconds=29)
+        assert await sweep.run_once() == 0  # the re-check is not due yet
+    clock[0] = PAST + timedelta(seconds=30)
+    assert await sweep.run_once() == 1
+    found = await checks_by_name(db, server_id)
+    assert (found["smtp.25"].state, found["smtp.25"].severity) == ("failing", "critical")
+    assert found["imap.993"].state == "failing"
+    row = await plan(db, server_id)
+    after = PAST + timedelta(seconds=30)
+    assert row is not None and row.next_run_at == schedule.next_slot(server_id, after, 3600)
+    async with db.session() as session:
+        opened = (
+            await session.scalars(
+                select(Incident.check).where(
+                    Incident.server_id == server_id, Incident.state != "resolved"
+                )
+            )
+        ).all()
+    assert "smtp.25" in opened
