@@ -139,7 +139,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("recoveries", recovery.advance_job(vault, settings)),
         Job("tls-renewal", tls.renew_job(db, vault, settings)),
         Job("dmarc-progression", dns_service.dmarc_progression_job(vault)),
-        Job("incident-escalation", escalation.job(settings)),
+        Job("incident-escalation", escalation.job(settings), escalation.next_due_job(settings)),
         Job("incident-orphans", incidents.resolve_orphans),
         Job(
             "alert-delivery",

@@ -202,3 +202,29 @@ async def _advance(session: AsyncSession, members: Sequence[Incident], now: date
         messages.add_channels(m, todo.channel_ids)
         add_event(session, m, now, kind, detail, step=todo.step, notification_id=notification)
     return len(sendable)
+
+
+def next_due_job(settings: Settings) -> Callable[[AsyncSession], Awaitable[datetime | None]]:
+    """When the next open incident falls due (its group window closes or its step's wait
+    ends), so the periodic runner wakes then rather than at its next tick."""
+    window = timedelta(seconds=settings.incident_group_seconds)
+
+    async def next_due(session: AsyncSession) -> datetime | None:
+        now = utcnow()
+        pending = (
+            await session.execute(
+                select(Incident.next_escalation_at, Incident.opened_at, Incident.escalation_step)
+                .where(Incident.state == "open", Incident.next_escalation_at > now - window)
+                .order_by(Incident.next_escalation_at)
+                .limit(100)
+            )
+        ).all()
+        dues = [
+            due if step is not None else max(due, opened + window)
+            for due, opened, step in pending
+            if due is not None
+        ]
+        ahead = [d for d in dues if d > now]
+        return min(ahead) if ahead else None
+
+    return next_due
