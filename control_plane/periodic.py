@@ -8,7 +8,10 @@ and tried again on the next round; it never stops the others.
 A job whose work falls due at known times (an escalation step, a delivery retry) says when
 its next item is due (``next_due``, read from the database, so it holds for work another
 replica queued); the runner sleeps until then when that is sooner than its interval, rather
-than letting a 30-second tick add to an alert's latency.
+than letting a 30-second tick add to an alert's latency. Work that becomes due at once (a
+new incident, a queued delivery) calls ``nudge_after_commit`` in its transaction, which wakes
+this process's runners once that transaction has committed (another replica's runner finds it
+at its next round).
 """
 
 from __future__ import annotations
@@ -16,16 +19,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 
 log = logging.getLogger(__name__)
+
+_runners: weakref.WeakSet[PeriodicJobs] = weakref.WeakSet()
+_NUDGE_KEY = "mailfleet.periodic.nudge"
+
+
+def nudge() -> None:
+    """Wake every periodic runner of this process now."""
+    for runner in list(_runners):
+        runner.wake()
+
+
+def nudge_after_commit(session: AsyncSession) -> None:
+    """Wake the runners once ``session``'s transaction commits (not before: a runner woken
+    early would find nothing yet, and sleep its whole interval)."""
+    sync = session.sync_session
+    if sync.info.get(_NUDGE_KEY):
+        return
+    sync.info[_NUDGE_KEY] = True
+
+    def committed(_: Session) -> None:
+        sync.info.pop(_NUDGE_KEY, None)
+        nudge()
+
+    def rolled_back(_: Session, __: object) -> None:
+        sync.info.pop(_NUDGE_KEY, None)
+
+    event.listen(sync, "after_commit", committed, once=True)
+    event.listen(sync, "after_soft_rollback", rolled_back, once=True)
 
 
 @dataclass(frozen=True)
@@ -45,6 +79,7 @@ class PeriodicJobs:
     ) -> None:
         self.db, self.jobs, self.interval, self.after_work = db, jobs, interval, after_work
         self._wake = asyncio.Event()
+        _runners.add(self)
 
     def wake(self) -> None:
         self._wake.set()

@@ -25,6 +25,7 @@ from control_plane.alerts.models import (
     EscalationPolicy,
 )
 from control_plane.alerts.quiet import QuietHours
+from control_plane.periodic import nudge_after_commit
 from control_plane.servers.models import Server
 from control_plane.workspaces.models import Workspace
 
@@ -211,6 +212,7 @@ async def notify(
     )
     session.add(notification)
     await session.flush()
+    nudge_after_commit(session)  # the delivery job sends it once this transaction commits
     for incident_id in dict.fromkeys(item.incident_id for item in message.items):
         session.add(
             AlertNotificationIncident(

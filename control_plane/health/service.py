@@ -113,7 +113,7 @@ def _summary(server: Server, row: HealthCheck) -> str:
     return f"{server.name}: {row.check} {row.state} ({row.severity}): {row.detail}"[:1000]
 
 
-def _signal(server: Server, row: HealthCheck) -> Signal:
+def _signal(server: Server, row: HealthCheck, since: datetime | None = None) -> Signal:
     return Signal(
         tenant_id=server.tenant_id,
         subject_kind="server",
@@ -124,6 +124,7 @@ def _signal(server: Server, row: HealthCheck) -> Signal:
         summary=_summary(server, row),
         server_id=server.id,
         workspace_id=server.workspace_id,
+        since=since,
     )
 
 
@@ -176,6 +177,7 @@ async def record_results(
             rows[result.check] = row
         else:
             previous = (row.state, row.severity)
+        first_seen = row.pending_since  # a failure the flap guard held back, since then
         if _apply(row, result, now, rules):
             recheck.append(row.check)
         current = (row.state, row.severity)
@@ -183,7 +185,8 @@ async def record_results(
             row.changed_at = now
             session.add(_change(row, previous, now))
         if current != previous or row.state == "failing" or row.severity == "critical":
-            signals.append(_signal(server, row))
+            confirmed = row.state == "failing" and previous is not None and previous[0] != "failing"
+            signals.append(_signal(server, row, first_seen if confirmed else None))
     if recheck:
         at = now + rules.flap
         hourly = {"next_dns_at": at} if "dns.drift" in recheck else {}

@@ -24,6 +24,7 @@ from control_plane.incidents import messages
 from control_plane.incidents.models import OPEN_STATES, Incident, IncidentEvent
 from control_plane.incidents.signals import Signal
 from control_plane.incidents.timeline import add_event
+from control_plane.periodic import nudge_after_commit
 from control_plane.servers.models import Server
 from control_plane.workspaces.models import Workspace
 
@@ -85,9 +86,9 @@ async def _open_or_update(session: AsyncSession, signal: Signal, now: datetime) 
             summary=signal.summary,
             server_id=server_id,
             workspace_id=signal.workspace_id,
-            opened_at=now,
+            opened_at=min(signal.since or now, now),
             last_seen_at=now,
-            next_escalation_at=now,  # its group window starts now
+            next_escalation_at=now,  # its group window runs from opened_at
             escalation_round=0,
             notified_channels="",
         )
@@ -102,6 +103,7 @@ async def _open_or_update(session: AsyncSession, signal: Signal, now: datetime) 
         else:
             state = "unknown (could not check)" if signal.state == "unknown" else "failing"
             add_event(session, incident, now, "triggered", f"{state}: {signal.summary}")
+            nudge_after_commit(session)  # the escalation job looks at it after the commit
             return incident
     incident.last_seen_at = now
     incident.summary = signal.summary

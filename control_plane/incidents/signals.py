@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 SubjectKind = Literal["server", "ip", "domain", "workspace"]
@@ -31,3 +32,7 @@ class Signal:
     summary: str
     server_id: uuid.UUID | None = None  # the server it concerns: grouping, silences, inhibition
     workspace_id: uuid.UUID | None = None
+    # When the failure was first seen, if before now (a flap guard's first sighting): the
+    # incident dates from it, and so does its group window — the re-check's wait is not
+    # added again before the first notification.
+    since: datetime | None = None

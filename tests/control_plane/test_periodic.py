@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime, timedelta
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
-from control_plane.periodic import Job, PeriodicJobs
+from control_plane.periodic import Job, PeriodicJobs, nudge_after_commit
 from control_plane.tenants.models import Tenant
 
 
@@ -62,3 +63,24 @@ async def test_the_runner_sleeps_until_the_soonest_due_item_not_its_whole_interv
     wait = await jobs.seconds_to_next()
     assert 0 < wait <= 2
     assert await PeriodicJobs(db, [Job("b", nothing, overdue)], 60.0).seconds_to_next() == 60.0
+
+
+async def test_a_nudge_wakes_the_runners_after_the_commit_and_not_on_rollback(
+    db: Database,
+) -> None:
+    async def nothing(session: AsyncSession) -> int:
+        return 0
+
+    jobs = PeriodicJobs(db, [Job("a", nothing)], 60.0)
+    async with db.session() as session:
+        nudge_after_commit(session)
+        nudge_after_commit(session)  # once per transaction is enough
+        assert not jobs._wake.is_set()  # not before the commit: a runner would find nothing
+    assert jobs._wake.is_set()
+    jobs._wake.clear()
+
+    with contextlib.suppress(RuntimeError):
+        async with db.session() as session:
+            nudge_after_commit(session)
+            raise RuntimeError("rolled back")
+    assert not jobs._wake.is_set()
