@@ -39,8 +39,6 @@ def wait_link(plane: ControlPlane, server_id: str, done: Any, timeout: float) ->
 async def test_a_dropped_stream_reads_down_at_once(
     tmp_path: Path, openbao: DevOpenBao, database_url: str, db: Database
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("end-to-end runs happen once, on PostgreSQL")
     with control_plane(
         tmp_path,
         openbao,
