@@ -189,7 +189,8 @@ async def notify(
     """Record a notification and one delivery per channel in the caller's transaction.
 
     A channel inside its quiet hours gets a ``quiet`` delivery (never sent); an in-app
-    channel is delivered at once (the notification joins the feed); the others are
+    channel is delivered at once, quiet hours or not (the notification joins the feed, which
+    wakes nobody); the others are
     ``queued`` for the delivery job, which sends them after the caller commits. Channels
     that no longer exist are skipped.
     """
@@ -222,8 +223,8 @@ async def notify(
             )
         )
     for channel in channels:
-        quiet = _quiet(channel, message, now)
-        in_app = channel.kind == "in_app" and not quiet
+        in_app = channel.kind == "in_app"
+        quiet = not in_app and _quiet(channel, message, now)  # the feed pages nobody
         notification.in_app = notification.in_app or in_app
         session.add(
             AlertDelivery(

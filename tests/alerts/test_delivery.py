@@ -309,6 +309,15 @@ async def test_quiet_hours_hold_back_all_but_critical(
             assert await deliver(db, vault, alert_settings, sent) == []
     assert receiver.requests == []
 
+    # The in-app feed wakes nobody: quiet hours do not keep a notification out of it.
+    feed = await make_channel(
+        alert_client, tenant.headers, name="night feed", kind="in_app", quiet_hours=quiet
+    )
+    sent = await notify_now(db, message(tenant.id, severity="warning", at=night), [feed["id"]],
+                            now=night)  # fmt: skip
+    [delivery] = await statuses(db, sent)
+    assert delivery.status == "sent"
+
 
 async def test_in_app_feed_and_read_marks(
     alert_client: httpx.AsyncClient,
