@@ -45,6 +45,7 @@ async def update_tenant(tenant_id: uuid.UUID, body: TenantUpdate, ctx: AdminCtx)
 
 @router.delete("/{tenant_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_tenant(tenant_id: uuid.UUID, ctx: AdminCtx) -> None:
-    """Deletes the tenant with its workspaces and keys."""
+    """Deletes the tenant with its workspaces and keys, then its secrets in Vault."""
     async with ctx.session() as session:
         await service.delete_tenant(session, tenant_id)
+    await service.forget_secrets(ctx.vault, tenant_id)

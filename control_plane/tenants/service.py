@@ -12,6 +12,7 @@ from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.tenants.models import Tenant
 from control_plane.tenants.schemas import TenantCreate, TenantUpdate
+from control_plane.vault.client import Vault, secret_path
 
 
 async def create_tenant(session: AsyncSession, data: TenantCreate) -> Tenant:
@@ -45,3 +46,16 @@ async def delete_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     tenant = await get_tenant(session, tenant_id)
     await session.delete(tenant)
     await session.flush()
+
+
+# Vault prefixes whose next segment is a tenant id: what a tenant's secrets live under.
+TENANT_SECRET_ROOTS = ("vps", "workspace", "smtp", "dns", "alerts")
+
+
+async def forget_secrets(vault: Vault, tenant_id: uuid.UUID) -> int:
+    """Destroy a deleted tenant's secrets (servers, workspaces, mailboxes, DNS providers,
+    alert channels); how many. Called after the rows are gone, so nothing still needs them."""
+    destroyed = 0
+    for root in TENANT_SECRET_ROOTS:
+        destroyed += await vault.delete_tree(secret_path(root, tenant_id))
+    return destroyed

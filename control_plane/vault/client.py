@@ -161,6 +161,18 @@ class Vault:
             f"delete {path}",
         )
 
+    async def delete_tree(self, prefix: str) -> int:
+        """Destroy every secret under ``prefix`` (depth first); how many were destroyed."""
+        destroyed = 0
+        for key in await self.list(prefix):
+            path = f"{prefix}/{key.rstrip('/')}"
+            if key.endswith("/"):
+                destroyed += await self.delete_tree(path)
+            else:
+                await self.delete(path)
+                destroyed += 1
+        return destroyed
+
     async def list(self, prefix: str) -> list[str]:
         def read() -> list[str]:
             try:

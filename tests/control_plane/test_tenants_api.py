@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import httpx
 
+from control_plane.tenants.service import TENANT_SECRET_ROOTS
+from control_plane.vault.client import Vault, secret_path
 from tests.conftest import MakeTenant
 
 
@@ -97,3 +99,21 @@ async def test_deleting_a_tenant_removes_its_workspaces_and_keys(
     assert workspace.status_code == 404
     # the tenant's key went with it
     assert (await client.get("/api/v1/workspaces", headers=tenant.headers)).status_code == 401
+
+
+async def test_deleting_a_tenant_destroys_its_secrets_in_vault_and_no_one_elses(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], make_tenant: MakeTenant, vault: Vault
+) -> None:
+    tenant, other = await make_tenant(), await make_tenant()
+    hook = {"name": "ops", "kind": "webhook", "url": "https://hooks.example/x", "secret": "s" * 24}
+    for owner in (tenant, other):
+        made = await client.post("/api/v1/alert-channels", json=hook, headers=owner.headers)
+        assert made.status_code == 201, made.text
+    await vault.put(secret_path("vps", tenant.id, "server", "mailu"), {"api_token": "t"})
+    assert await vault.list(secret_path("alerts", tenant.id))
+
+    deleted = await client.delete(f"/api/v1/tenants/{tenant.id}", headers=admin_headers)
+    assert deleted.status_code == 204
+    for root in TENANT_SECRET_ROOTS:
+        assert await vault.list(secret_path(root, tenant.id)) == [], root
+    assert len(await vault.list(secret_path("alerts", other.id))) == 1
