@@ -26,7 +26,7 @@ from control_plane.alerts.schemas import (
     RelayOut,
     RelayPassword,
 )
-from control_plane.alerts.service import AlertMessage, effective_policy, notify
+from control_plane.alerts.service import effective_policy, send_test
 from control_plane.api.context import AdminCtx, Ctx, RequestContext
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
@@ -104,26 +104,8 @@ async def delete_channel(channel_id: uuid.UUID, ctx: Ctx) -> None:
 async def test_channel(channel_id: uuid.UUID, ctx: Ctx) -> DeliveryOut:
     """Send a ``test`` message now (quiet hours do not apply) and return how it went; a
     failure is retried like any delivery and shown in the notification's log."""
-    now = utcnow()
-    async with ctx.session() as session:
-        channel = await channels.get_channel(session, channel_id)
-        message = AlertMessage(
-            event="test",
-            tenant_id=channel.tenant_id,
-            dedup_key=f"mailfleet-test-{channel.id}",
-            title=f"MailFleet test message for channel {channel.name!r}",
-            severity="info",
-            items=(),
-            at=now,
-            actor=ctx.principal.key_name or None,
-        )
-        notification_id = await notify(session, message, [channel.id], step=None, now=now)
-        ids = await delivery.delivery_ids(session, notification_id)
-    await delivery.deliver_due(ctx.db, ctx.vault, ctx.settings, now=now, delivery_ids=ids)
-    async with ctx.session() as session:
-        row = await feed.get_notification(session, notification_id)
-        detail = await feed.notification_detail(session, row)
-    return detail.deliveries[0]
+    actor = ctx.principal.key_name or None
+    return await send_test(ctx.session, ctx.db, ctx.vault, ctx.settings, channel_id, actor)
 
 
 # Escalation policies

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.alerts import channels, delivery, feed
 from control_plane.alerts.models import (
     AlertChannel,
     AlertDelivery,
@@ -25,8 +27,13 @@ from control_plane.alerts.models import (
     EscalationPolicy,
 )
 from control_plane.alerts.quiet import QuietHours
+from control_plane.alerts.schemas import DeliveryOut
+from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
 from control_plane.periodic import nudge_after_commit
 from control_plane.servers.models import Server
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
 from control_plane.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
@@ -273,3 +280,37 @@ async def deliveries_for_incident(
         )
         for delivery, event, step in rows.all()
     ]
+
+
+async def send_test(
+    sessions: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+    db: Database,
+    vault: Vault,
+    settings: Settings,
+    channel_id: uuid.UUID,
+    actor: str | None,
+) -> DeliveryOut:
+    """Send a ``test`` message to one channel now (quiet hours do not apply) and return how
+    it went; a failure is retried like any delivery. ``sessions`` opens the caller's
+    sessions (a tenant key's see only its own channels; the API's and the CLI's are audited).
+    """
+    now = utcnow()
+    async with sessions() as session:
+        channel = await channels.get_channel(session, channel_id)
+        message = AlertMessage(
+            event="test",
+            tenant_id=channel.tenant_id,
+            dedup_key=f"mailfleet-test-{channel.id}",
+            title=f"MailFleet test message for channel {channel.name!r}",
+            severity="info",
+            items=(),
+            at=now,
+            actor=actor,
+        )
+        notification_id = await notify(session, message, [channel.id], step=None, now=now)
+        ids = await delivery.delivery_ids(session, notification_id)
+    await delivery.deliver_due(db, vault, settings, now=now, delivery_ids=ids)
+    async with sessions() as session:
+        row = await feed.get_notification(session, notification_id)
+        detail = await feed.notification_detail(session, row)
+    return detail.deliveries[0]

@@ -3,73 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
 from control_plane.db.lookup import get_by_id
 from control_plane.errors import InvalidInput
 from control_plane.health import service
-from control_plane.health.models import HealthCheck, HealthSchedule
-from control_plane.health.schemas import (
-    ChangeOut,
-    CheckOut,
-    HealthOut,
-    HistoryOut,
-    PendingOut,
-    ResultOut,
-    RunOut,
-)
+from control_plane.health.schemas import ChangeOut, HealthOut, HistoryOut, RunOut
 from control_plane.health.sweep import Checker
 from control_plane.servers.models import Server
 
 router = APIRouter(prefix="/api/v1/servers/{server_id}/health", tags=["health"])
 
 
-def check_out(row: HealthCheck) -> CheckOut:
-    pending = None
-    if row.pending_state is not None and row.pending_since is not None:
-        pending = PendingOut(
-            state=row.pending_state,
-            severity=row.pending_severity or "warning",
-            detail=row.pending_detail,
-            since=row.pending_since,
-        )
-    return CheckOut(
-        check=row.check,
-        state=row.state,
-        severity=row.severity,
-        detail=row.detail,
-        observed=row.observed,
-        threshold=row.threshold,
-        last_run_at=row.last_run_at,
-        changed_at=row.changed_at,
-        unknowns_in_a_row=row.unknowns,
-        pending=pending,
-    )
-
-
-async def health_out(session: AsyncSession, server: Server) -> HealthOut:
-    rows = await service.checks_of(session, server.id)
-    plan = await session.get(HealthSchedule, server.id)
-    return HealthOut(
-        server_id=server.id,
-        overall=service.overall(rows),
-        next_run_at=plan.next_run_at if plan is not None else None,
-        last_run_at=plan.last_finished_at if plan is not None else None,
-        checks=[check_out(row) for row in rows],
-    )
-
-
 @router.get("")
 async def get_health(server_id: uuid.UUID, ctx: Ctx) -> HealthOut:
     async with ctx.session() as session:
         server = await get_by_id(session, Server, server_id, "server")
-        return await health_out(session, server)
+        return await service.health_out(session, server)
 
 
 @router.get("/history")
@@ -106,7 +60,4 @@ async def run_checks(server_id: uuid.UUID, ctx: Ctx) -> RunOut:
     results = await Checker(ctx.db, ctx.settings).run_now(server_id)
     async with ctx.session() as session:
         server = await get_by_id(session, Server, server_id, "server")
-        health = await health_out(session, server)
-    return RunOut(
-        **health.model_dump(), results=[ResultOut(**asdict(result)) for result in results]
-    )
+        return service.run_out(await service.health_out(session, server), results)

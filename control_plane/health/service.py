@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import NotFound
 from control_plane.health import schedule
-from control_plane.health.models import HealthChange, HealthCheck
+from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.health.results import Result
+from control_plane.health.schemas import CheckOut, HealthOut, PendingOut, ResultOut, RunOut
 from control_plane.incidents import service as incidents
 from control_plane.incidents.signals import Signal
 from control_plane.servers.models import Server
@@ -264,3 +265,46 @@ async def require_server(session: AsyncSession, server_id: uuid.UUID) -> Server:
     if server is None:
         raise NotFound("server", server_id)
     return server
+
+
+def check_out(row: HealthCheck) -> CheckOut:
+    pending = None
+    if row.pending_state is not None and row.pending_since is not None:
+        pending = PendingOut(
+            state=row.pending_state,
+            severity=row.pending_severity or "warning",
+            detail=row.pending_detail,
+            since=row.pending_since,
+        )
+    return CheckOut(
+        check=row.check,
+        state=row.state,
+        severity=row.severity,
+        detail=row.detail,
+        observed=row.observed,
+        threshold=row.threshold,
+        last_run_at=row.last_run_at,
+        changed_at=row.changed_at,
+        unknowns_in_a_row=row.unknowns,
+        pending=pending,
+    )
+
+
+async def health_out(session: AsyncSession, server: Server) -> HealthOut:
+    """The server's health as the API and the CLI show it."""
+    rows = await checks_of(session, server.id)
+    plan = await session.get(HealthSchedule, server.id)
+    return HealthOut(
+        server_id=server.id,
+        overall=overall(rows),
+        next_run_at=plan.next_run_at if plan is not None else None,
+        last_run_at=plan.last_finished_at if plan is not None else None,
+        checks=[check_out(row) for row in rows],
+    )
+
+
+def run_out(health: HealthOut, results: Sequence[Result]) -> RunOut:
+    """A run's answer: the confirmed states after it, and what it found."""
+    return RunOut(
+        **health.model_dump(), results=[ResultOut(**asdict(result)) for result in results]
+    )

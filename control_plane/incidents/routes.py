@@ -6,16 +6,14 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx, RequestContext
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
-from control_plane.incidents import messages, service, silences
-from control_plane.incidents.models import Incident, MaintenanceWindow, Silence
+from control_plane.incidents import service, silences
+from control_plane.incidents.models import MaintenanceWindow
 from control_plane.incidents.schemas import (
     CommentIn,
-    EscalationOut,
     IncidentDetailOut,
     IncidentOut,
     IncidentState,
@@ -25,7 +23,6 @@ from control_plane.incidents.schemas import (
     SilenceOut,
     TimelineEntryOut,
 )
-from control_plane.incidents.timeline import timeline
 from control_plane.schemas import After, Limit, PageOut
 from control_plane.servers.models import Server
 
@@ -43,28 +40,6 @@ def actor_name(ctx: RequestContext) -> str:
     return f"{name} ({principal.key_id})"
 
 
-def incident_out(incident: Incident) -> IncidentOut:
-    return IncidentOut.model_validate(
-        {
-            **{c: getattr(incident, c) for c in IncidentOut.model_fields if c != "escalation"},
-            "escalation": EscalationOut(
-                policy_id=incident.policy_id,
-                step=incident.escalation_step,
-                round=incident.escalation_round,
-                next_at=incident.next_escalation_at,
-                last_notified_at=incident.last_notified_at,
-                channel_ids=messages.channels_of(incident),
-                held_back_by=incident.suppressed_by,
-            ),
-        }
-    )
-
-
-async def detail_out(session: AsyncSession, incident: Incident) -> IncidentDetailOut:
-    entries = [TimelineEntryOut.model_validate(e) for e in await timeline(session, incident)]
-    return IncidentDetailOut(**incident_out(incident).model_dump(), timeline=entries)
-
-
 @router.get("")
 async def list_incidents(
     ctx: Ctx,
@@ -77,7 +52,9 @@ async def list_incidents(
         page = await service.list_incidents(
             session, state=state, server_id=server_id, after=after, limit=limit
         )
-        return PageOut(items=[incident_out(i) for i in page.items], next_after=page.next_after)
+        return PageOut(
+            items=[service.incident_out(i) for i in page.items], next_after=page.next_after
+        )
 
 
 @router.get("/{incident_id}")
@@ -85,7 +62,7 @@ async def get_incident(incident_id: uuid.UUID, ctx: Ctx) -> IncidentDetailOut:
     """The incident with its timeline: what happened, who was told (each channel's delivery
     result), what held it back, who acknowledged, commented and resolved it."""
     async with ctx.session() as session:
-        return await detail_out(session, await service.get_incident(session, incident_id))
+        return await service.detail_out(session, await service.get_incident(session, incident_id))
 
 
 @router.post("/{incident_id}/acknowledge")
@@ -94,7 +71,7 @@ async def acknowledge(incident_id: uuid.UUID, ctx: Ctx) -> IncidentDetailOut:
     async with ctx.session() as session:
         incident = await service.lock_incident(session, incident_id)
         await service.acknowledge(session, incident, utcnow(), actor_name(ctx))
-        return await detail_out(session, incident)
+        return await service.detail_out(session, incident)
 
 
 @router.post("/{incident_id}/resolve")
@@ -102,11 +79,8 @@ async def resolve(incident_id: uuid.UUID, ctx: Ctx) -> IncidentDetailOut:
     """Resolve by hand; if its check still fails, the next failing result opens a new one."""
     async with ctx.session() as session:
         incident = await service.lock_incident(session, incident_id)
-        actor = actor_name(ctx)
-        await service.resolve(
-            session, incident, utcnow(), actor=actor, detail=f"resolved by {actor}"
-        )
-        return await detail_out(session, incident)
+        await service.resolve_by(session, incident, utcnow(), actor_name(ctx))
+        return await service.detail_out(session, incident)
 
 
 @router.post("/{incident_id}/comments", status_code=status.HTTP_201_CREATED)
@@ -117,23 +91,12 @@ async def add_comment(incident_id: uuid.UUID, body: CommentIn, ctx: Ctx) -> Time
         return TimelineEntryOut.model_validate(event)
 
 
-def silence_out(silence: Silence) -> SilenceOut:
-    now = utcnow()
-    active = silence.starts_at <= now < silence.ends_at
-    return SilenceOut.model_validate(
-        {
-            **{c: getattr(silence, c) for c in SilenceOut.model_fields if c != "active"},
-            "active": active,
-        }
-    )
-
-
 @silences_router.post("", status_code=status.HTTP_201_CREATED)
 async def create_silence(body: SilenceIn, ctx: Ctx) -> SilenceOut:
     """Hold back notifications of matching incidents (they are still recorded)."""
     tenant_id = ctx.owning_tenant(body.tenant_id)
     async with ctx.session() as session:
-        return silence_out(
+        return silences.silence_out(
             await silences.create_silence(session, tenant_id, body, actor_name(ctx), utcnow())
         )
 
@@ -147,13 +110,15 @@ async def list_silences(
         page = await silences.list_silences(
             session, active_at=utcnow() if active else None, after=after, limit=limit
         )
-        return PageOut(items=[silence_out(s) for s in page.items], next_after=page.next_after)
+        return PageOut(
+            items=[silences.silence_out(s) for s in page.items], next_after=page.next_after
+        )
 
 
 @silences_router.get("/{silence_id}")
 async def get_silence(silence_id: uuid.UUID, ctx: Ctx) -> SilenceOut:
     async with ctx.session() as session:
-        return silence_out(await silences.get_silence(session, silence_id))
+        return silences.silence_out(await silences.get_silence(session, silence_id))
 
 
 @silences_router.post("/{silence_id}/expire")
@@ -161,7 +126,7 @@ async def expire_silence(silence_id: uuid.UUID, ctx: Ctx) -> SilenceOut:
     """End it now; held incidents are notified at the engine's next round."""
     async with ctx.session() as session:
         silence = await silences.get_silence(session, silence_id)
-        return silence_out(await silences.expire_silence(session, silence, utcnow()))
+        return silences.silence_out(await silences.expire_silence(session, silence, utcnow()))
 
 
 @silences_router.delete("/{silence_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -22,8 +22,14 @@ from control_plane.db.pagination import Page, paginate
 from control_plane.errors import Conflict
 from control_plane.incidents import messages
 from control_plane.incidents.models import OPEN_STATES, Incident, IncidentEvent
+from control_plane.incidents.schemas import (
+    EscalationOut,
+    IncidentDetailOut,
+    IncidentOut,
+    TimelineEntryOut,
+)
 from control_plane.incidents.signals import Signal
-from control_plane.incidents.timeline import add_event
+from control_plane.incidents.timeline import add_event, timeline
 from control_plane.periodic import nudge_after_commit
 from control_plane.servers.models import Server
 from control_plane.workspaces.models import Workspace
@@ -140,6 +146,13 @@ async def resolve(
     return incident
 
 
+async def resolve_by(
+    session: AsyncSession, incident: Incident, now: datetime, actor: str
+) -> Incident:
+    """Resolved by a person (the API's key, the CLI's user)."""
+    return await resolve(session, incident, now, actor=actor, detail=f"resolved by {actor}")
+
+
 async def acknowledge(
     session: AsyncSession, incident: Incident, now: datetime, actor: str
 ) -> Incident:
@@ -223,3 +236,26 @@ async def resolve_orphans(session: AsyncSession, now: datetime | None = None) ->
             session, incident, now, actor=None, detail=f"resolved: {reason}", reason=reason
         )
     return len(orphans)
+
+
+def incident_out(incident: Incident) -> IncidentOut:
+    """The incident as the API and the CLI show it."""
+    return IncidentOut.model_validate(
+        {
+            **{c: getattr(incident, c) for c in IncidentOut.model_fields if c != "escalation"},
+            "escalation": EscalationOut(
+                policy_id=incident.policy_id,
+                step=incident.escalation_step,
+                round=incident.escalation_round,
+                next_at=incident.next_escalation_at,
+                last_notified_at=incident.last_notified_at,
+                channel_ids=messages.channels_of(incident),
+                held_back_by=incident.suppressed_by,
+            ),
+        }
+    )
+
+
+async def detail_out(session: AsyncSession, incident: Incident) -> IncidentDetailOut:
+    entries = [TimelineEntryOut.model_validate(e) for e in await timeline(session, incident)]
+    return IncidentDetailOut(**incident_out(incident).model_dump(), timeline=entries)

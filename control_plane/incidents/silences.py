@@ -9,11 +9,12 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.incidents.models import MaintenanceWindow, Silence
-from control_plane.incidents.schemas import MaintenanceWindowIn, SilenceIn
+from control_plane.incidents.schemas import MaintenanceWindowIn, SilenceIn, SilenceOut
 from control_plane.servers.models import Server
 
 
@@ -113,3 +114,14 @@ async def get_window(
     if window.server_id != server.id:
         raise NotFound("maintenance window", window_id)
     return window
+
+
+def silence_out(silence: Silence) -> SilenceOut:
+    now = utcnow()
+    active = silence.starts_at <= now < silence.ends_at
+    return SilenceOut.model_validate(
+        {
+            **{c: getattr(silence, c) for c in SilenceOut.model_fields if c != "active"},
+            "active": active,
+        }
+    )
