@@ -1,0 +1,216 @@
+"""Watch → judge → notify, end to end: a local VPS whose mail ports are real listeners in its
+network namespace, a real ``mailfleet serve`` sweeping it, and webhook receivers on loopback.
+
+The ports go down → an incident opens and a signed webhook gets the trigger → after the
+step's wait the second step's channel is told → an acknowledgement through the API stops
+the third step → the ports come back → the incident resolves itself, every channel told
+gets the resolve, and the timeline holds all of it. Another tenant's key sees none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import PlaneFactory
+from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.fakes import docker_cli
+from tests.support.mail_ports import TestCA
+from tests.support.stack import ControlPlane
+from tests.support.webhooks import Arrival, webhook_receiver
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "e2e-webhook-secret-0123456789"
+HOST = "mx.watch.example"
+PORT_CHECKS = ("smtp.25", "smtp.465", "smtp.587", "imap.993")
+STEP_WAIT_MINUTES = (0.05, 0.2)  # 3 s to step 2, then 12 s to step 3: time to acknowledge
+
+
+@contextlib.contextmanager
+def mail_ports(namespace: str, address: str, ca: TestCA) -> Iterator[None]:
+    """MailU's four ports, stood in for by real listeners inside the VPS's namespace."""
+    leaf = ca.issue(HOST)
+    command = ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.support.mail_ports"]
+    process = subprocess.Popen(
+        [*command, address, str(leaf.cert), str(leaf.key)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def tenant_client(plane: ControlPlane, name: str) -> tuple[str, httpx.Client]:
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"{name}-{time.time_ns()}"})
+    key = plane.api(
+        "POST",
+        "/api/v1/api-keys",
+        201,
+        json={"scope": "tenant", "tenant_id": tenant["id"], "name": "owner"},
+    )["key"]
+    http = httpx.Client(base_url=plane.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return tenant["id"], http
+
+
+def call(http: httpx.Client, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+    response = http.request(method, path, **kwargs)
+    assert response.status_code == expect, response.text
+    return response.json() if response.content else None
+
+
+def checks_of(plane: ControlPlane, server_id: str) -> dict[str, dict[str, Any]]:
+    health = plane.api("GET", f"/api/v1/servers/{server_id}/health")
+    return {c["check"]: c for c in health["checks"]}
+
+
+def wait_checks(plane: ControlPlane, server_id: str, state: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        checks = checks_of(plane, server_id)
+        states = {name: checks.get(name, {}).get("state") for name in (*PORT_CHECKS, "tls.expiry")}
+        if all(s == state for s in states.values()):
+            return
+        assert time.monotonic() < deadline, f"waiting for {state}: {states}"
+        time.sleep(0.2)
+
+
+def namespace_of(local_net: LocalNet, instance_id: str) -> str:
+    (record,) = [r for r in local_net.instances() if r["id"] == instance_id]
+    return str(record["namespace"])
+
+
+def about(check: str, event: str) -> Any:
+    def match(arrival: Arrival) -> bool:
+        payload = arrival.json()
+        if "items" in payload:
+            return payload["event"] == event and check in arrival.checks()
+        return arrival.mentions(check) and arrival.mentions(event)  # Slack: text only
+
+    return match
+
+
+def test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself(
+    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
+) -> None:
+    ca = TestCA(tmp_path / "ca")
+    docker_cli.install(tmp_path / "docker-bin", tmp_path / "docker-state")
+    plane = plane_factory(
+        **local_net.settings(),
+        MAILFLEET_LOCAL_PROVIDER_EXTRA_PATH=str(tmp_path / "docker-bin"),
+        MAILFLEET_HEALTH_CA_FILE=str(ca.ca_file),
+        MAILFLEET_HEALTH_INTERVAL_SECONDS="2",
+        MAILFLEET_HEALTH_FLAP_SECONDS="1",
+        MAILFLEET_HEALTH_TICK_SECONDS="0.2",
+        MAILFLEET_HEALTH_PROBE_TIMEOUT_SECONDS="2",
+        MAILFLEET_INCIDENT_GROUP_SECONDS="1",
+        MAILFLEET_ALERT_ALLOW_PRIVATE_TARGETS="true",
+        MAILFLEET_ALERT_RETRY_BASE_SECONDS="0.5",
+    )
+    tenant_id, tenant = tenant_client(plane, "watched")
+    _, stranger = tenant_client(plane, "stranger")
+    with webhook_receiver() as first, webhook_receiver() as second, webhook_receiver() as third:
+        steps = []
+        for receiver, kind, wait in zip(
+            (first, second, third),
+            ("webhook", "slack", "webhook"),
+            (*STEP_WAIT_MINUTES, 1),
+            strict=True,
+        ):
+            body: dict[str, Any] = {"name": f"step-{len(steps) + 1}", "kind": kind}
+            body |= {"url": receiver.url} | ({"secret": SECRET} if kind == "webhook" else {})
+            channel = call(tenant, "POST", "/api/v1/alert-channels", 201, json=body)
+            assert "secret" not in channel and SECRET not in str(channel)
+            steps.append({"channel_ids": [channel["id"]], "wait_minutes": wait})
+        policy = call(
+            tenant,
+            "POST",
+            "/api/v1/escalation-policies",
+            201,
+            json={"name": "default", "steps": steps, "repeat": 0},
+        )
+        assert policy["is_default"] is True  # a tenant's first policy
+
+        server = order(plane, tenant_id, "watched", mail_stack="mailu", mail_hostname=HOST)
+        booted = plane.wait_until(
+            f"/api/v1/servers/{server['id']}", lambda s: bool(s["ipv4"] and s["instance_id"]), 60
+        )
+        namespace, address = namespace_of(local_net, booted["instance_id"]), booted["ipv4"]
+        with mail_ports(namespace, address, ca):
+            wait_state(plane, server["id"], "ready", timeout=90)
+            wait_checks(plane, server["id"], "ok", timeout=30)
+            assert checks_of(plane, server["id"])["agent.link"]["state"] == "ok"
+        down_at = time.monotonic()
+
+        # Every port fails at once: one incident per check, all in one notification.
+        trigger = first.wait_for(about("smtp.25", "trigger"), 30, "step 1's trigger")
+        assert trigger.signed_by(SECRET)
+        assert set(PORT_CHECKS) <= set(trigger.checks())
+        assert trigger.at - down_at < 15  # seen at the next check, confirmed, grouped, sent
+        listed = call(
+            tenant, "GET", "/api/v1/incidents", params={"state": "open", "server_id": server["id"]}
+        )["items"]
+        incident = next(i for i in listed if i["check"] == "smtp.25")
+        grouped = {i["id"] for i in listed if i["check"] in PORT_CHECKS}
+        assert {item["incident_id"] for item in trigger.json()["items"]} >= grouped
+
+        step2 = second.wait_for(about("smtp.25", "trigger"), 30, "step 2's Slack message")
+        assert step2.at - trigger.at >= STEP_WAIT_MINUTES[0] * 60 - 0.5
+        for port in grouped:  # the whole notification: each of its incidents
+            call(tenant, "POST", f"/api/v1/incidents/{port}/acknowledge")
+        first.wait_for(about("smtp.25", "acknowledge"), 15, "the acknowledge")
+        time.sleep(STEP_WAIT_MINUTES[1] * 60 + 2)  # step 3 would have been due by now
+        assert not [a for a in third.snapshot() if about("smtp.25", "trigger")(a)]
+
+        for path in (
+            f"/api/v1/incidents/{incident['id']}",
+            f"/api/v1/servers/{server['id']}/health",
+            f"/api/v1/servers/{server['id']}/health/history",
+        ):
+            assert stranger.get(path).status_code == 404, path
+        for path in ("acknowledge", "resolve"):
+            assert stranger.post(f"/api/v1/incidents/{incident['id']}/{path}").status_code == 404
+        assert call(stranger, "GET", "/api/v1/incidents")["items"] == []
+
+        with mail_ports(namespace, address, ca):
+            first.wait_for(about("smtp.25", "resolve"), 30, "the resolve to step 1's channel")
+            second.wait_for(about("smtp.25", "resolve"), 30, "the resolve to step 2's channel")
+            detail = call(tenant, "GET", f"/api/v1/incidents/{incident['id']}")
+        assert (detail["state"], detail["resolved_by"]) == ("resolved", "auto")
+        kinds = [entry["kind"] for entry in detail["timeline"]]
+        for kind in ("triggered", "escalated", "acknowledged", "resolved"):
+            assert kind in kinds, kinds
+        escalations = [e["step"] for e in detail["timeline"] if e["kind"] == "escalated"]
+        assert escalations == [1, 2]
+        delivered = {
+            (e["channel_name"], e["event"], e["status"])
+            for e in detail["timeline"]
+            if e.get("channel_name")
+        }
+        assert {("step-1", "trigger", "sent"), ("step-2", "trigger", "sent")} <= delivered
+        assert ("step-1", "resolve", "sent") in delivered
+        assert not any(name == "step-3" for name, _, _ in delivered)
+
+        plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
+        wait_gone(plane, server["id"])
+    tenant.close()
+    stranger.close()
