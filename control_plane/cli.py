@@ -88,6 +88,11 @@ CLI_NAMES = {
     "target": "--target",
     "restore_id": "RESTORE_ID",
     "keep": "--keep",
+    "server_id": "--server",
+    "check": "--check",
+    "severity": "--severity",
+    "ends_at": "--until",
+    "comment": "--comment",
 }
 _FIELD_WORDS = re.compile(r"\b(?:body\.)?(" + "|".join(n for n in CLI_NAMES if "_" in n) + r")\b")
 
@@ -639,6 +644,21 @@ def _text(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "-"
     return str(value)
+
+
+def _domain_commands() -> None:
+    """Commands kept with their domains (they use the helpers above, so they come last)."""
+    from control_plane.alerts.cli import channel_app
+    from control_plane.health.cli import server_health
+    from control_plane.incidents.cli import incident_app, silence_app
+
+    server_app.command("health")(server_health)
+    app.add_typer(incident_app, name="incident")
+    app.add_typer(silence_app, name="silence")
+    app.add_typer(channel_app, name="alert-channel")
+
+
+_domain_commands()
 
 
 def main() -> None:

@@ -52,6 +52,14 @@ def _cli_command() -> Pending | None:
     return pending
 
 
+def name_cli_object(object_type: str, object_id: uuid.UUID) -> None:
+    """The running CLI command acts on this object, which it was given by name (its
+    arguments do not show the id); outside a CLI command, nothing."""
+    pending = _cli_command()
+    if pending is not None and not pending.written:
+        pending.object_type, pending.object_id, pending.creates = object_type, object_id, None
+
+
 def pending_of(session: Session) -> Pending | None:
     pending = session.info.get(PENDING_KEY)
     if isinstance(pending, Pending):

@@ -1,0 +1,295 @@
+"""``mailfleet incident list|show|ack|resolve|comment`` and ``mailfleet silence
+create|list|expire``: the API's incident and silence service functions, on the database.
+
+The actor the timeline and silences show is the OS user at this CLI (``cli_actor``); the
+audit log records each change as the CLI's (see ``audit.capture``). Loaded by
+``control_plane.cli``, whose helpers it uses.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, get_args
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.cli import (
+    JsonOption,
+    _json,
+    _table,
+    _text,
+    _uuid,
+    _when,
+    bad_input,
+    invalid,
+    run_async,
+    with_database,
+)
+from control_plane.cli_common import cli_actor, find_server, find_tenant, moment
+from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
+from control_plane.incidents import service, silences
+from control_plane.incidents.schemas import (
+    CommentIn,
+    IncidentDetailOut,
+    IncidentOut,
+    IncidentState,
+    SilenceIn,
+    SilenceOut,
+    TimelineEntryOut,
+)
+from control_plane.servers.models import Server
+
+incident_app = typer.Typer(help="Incidents and their timelines.", no_args_is_help=True)
+silence_app = typer.Typer(
+    help="Silences: matching incidents are recorded, not notified.", no_args_is_help=True
+)
+PAGE = 500
+STATES = get_args(IncidentState)
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+IncidentId = Annotated[str, typer.Argument(metavar="ID", help="The incident's id.")]
+
+
+@incident_app.command("list")
+def incident_list(
+    state: Annotated[
+        str | None, typer.Option("--state", help="open, acknowledged or resolved.")
+    ] = None,
+    server: Annotated[str | None, typer.Option("--server", help="A server's id or name.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Incidents, oldest first: state, severity, check, subject and summary."""
+    if state is not None and state not in STATES:
+        raise bad_input(f"--state: one of {', '.join(STATES)}, not {state!r}")
+
+    async def load(db: Database) -> tuple[list[IncidentOut], dict[uuid.UUID, str]]:
+        async with db.session() as session:
+            server_id = None
+            if server is not None:
+                server_id = (await find_server(session, server, field="server_id")).id
+            found: list[IncidentOut] = []
+            after = None
+            while True:
+                page = await service.list_incidents(
+                    session, state=state, server_id=server_id, after=after, limit=PAGE
+                )
+                found += [service.incident_out(i) for i in page.items]
+                if page.next_after is None:
+                    return found, await _server_names(session, found)
+                after = page.next_after
+
+    found, names = run_async(with_database(load))
+    if as_json:
+        return _json(found)
+    rows = [
+        (str(i.id), i.state, i.severity, i.check, _subject(i, names), moment(i.opened_at),
+         i.summary)
+        for i in found
+    ]  # fmt: skip
+    _table(("id", "state", "severity", "check", "subject", "opened", "summary"), rows)
+
+
+@incident_app.command("show")
+def incident_show(incident_id: IncidentId, as_json: JsonOption = False) -> None:
+    """One incident with its timeline: triggered, notified (each channel's delivery
+    result), escalated, acknowledged, commented, resolved."""
+    ident = _uuid(incident_id, "ID")
+
+    async def load(db: Database) -> IncidentDetailOut:
+        async with db.session() as session:
+            return await service.detail_out(session, await service.get_incident(session, ident))
+
+    found = run_async(with_database(load))
+    if as_json:
+        return _json(found)
+    fields = found.model_dump(mode="json", exclude={"timeline", "escalation"})
+    fields.update({f"escalation.{k}": v for k, v in found.escalation.model_dump().items()})
+    _table(("field", "value"), [(k, _text(v)) for k, v in fields.items()])
+    _table(("at", "kind", "actor", "detail"), [_entry(e) for e in found.timeline])
+
+
+@incident_app.command("ack")
+def incident_ack(incident_id: IncidentId) -> None:
+    """Acknowledge: stop escalating; the channels told so far hear who took it."""
+    ident, actor = _uuid(incident_id, "ID"), cli_actor()
+
+    async def ack(db: Database) -> None:
+        async with db.session() as session:
+            incident = await service.lock_incident(session, ident)
+            await service.acknowledge(session, incident, utcnow(), actor)
+
+    run_async(with_database(ack))
+    typer.echo(f"{ident}: acknowledged by {actor}")
+
+
+@incident_app.command("resolve")
+def incident_resolve(incident_id: IncidentId) -> None:
+    """Resolve by hand; if its check still fails, its next failing result opens a new one."""
+    ident, actor = _uuid(incident_id, "ID"), cli_actor()
+
+    async def resolve(db: Database) -> None:
+        async with db.session() as session:
+            incident = await service.lock_incident(session, ident)
+            await service.resolve_by(session, incident, utcnow(), actor)
+
+    run_async(with_database(resolve))
+    typer.echo(f"{ident}: resolved by {actor}")
+
+
+@incident_app.command("comment")
+def incident_comment(
+    incident_id: IncidentId,
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The comment.")],
+) -> None:
+    """Add a comment to the incident's timeline."""
+    ident, actor = _uuid(incident_id, "ID"), cli_actor()
+    try:
+        body = CommentIn(body=text)
+    except ValidationError as exc:
+        raise bad_input(f"TEXT: {exc.errors()[0]['msg']}") from None
+
+    async def comment(db: Database) -> None:
+        async with db.session() as session:
+            incident = await service.get_incident(session, ident)
+            await service.comment(session, incident, utcnow(), actor, body.body)
+
+    run_async(with_database(comment))
+    typer.echo(f"{ident}: comment added by {actor}")
+
+
+@silence_app.command("create")
+def silence_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's id or name.")],
+    comment: Annotated[str, typer.Option("--comment", help="Why.")],
+    server: Annotated[str | None, typer.Option("--server", help="A server's id or name.")] = None,
+    check: Annotated[
+        str | None, typer.Option("--check", help="A check id (smtp.25) or a prefix (disk.*).")
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option("--severity", help="critical, warning or info.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Until this time, e.g. 2026-12-01T06:00Z.")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--for", help="Or for this long from now, e.g. 2h, 1d12h.")
+    ] = None,
+) -> None:
+    """Hold back notifications of the tenant's matching incidents (at least one of
+    --server, --check, --severity); prints the silence's id."""
+    if (until is None) == (duration is None):
+        raise bad_input("give exactly one of --until TIME or --for DURATION")
+    now = utcnow()
+    ends_at = _when(until, "--until") if until is not None else now + _duration(duration or "")
+
+    async def create(db: Database) -> uuid.UUID:
+        async with db.session() as session:
+            owner = await find_tenant(session, tenant, field="tenant_id")
+            server_id = None
+            if server is not None:
+                found = await find_server(session, server, tenant_id=owner.id, field="server_id")
+                server_id = found.id
+            try:
+                body = SilenceIn(
+                    server_id=server_id,
+                    check=check,
+                    severity=severity,
+                    ends_at=ends_at,
+                    comment=comment,
+                )
+            except ValidationError as exc:
+                raise invalid(exc) from None
+            made = await silences.create_silence(session, owner.id, body, cli_actor(), now)
+            return made.id
+
+    typer.echo(str(run_async(with_database(create))))
+
+
+@silence_app.command("list")
+def silence_list(
+    active: Annotated[bool, typer.Option("--active", help="Only those holding now.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Silences: matchers, when they hold, who made them and why."""
+
+    async def load(db: Database) -> list[SilenceOut]:
+        async with db.session() as session:
+            found: list[SilenceOut] = []
+            after = None
+            while True:
+                page = await silences.list_silences(
+                    session, active_at=utcnow() if active else None, after=after, limit=PAGE
+                )
+                found += [silences.silence_out(s) for s in page.items]
+                if page.next_after is None:
+                    return found
+                after = page.next_after
+
+    found = run_async(with_database(load))
+    if as_json:
+        return _json(found)
+    rows = [
+        (str(s.id), str(s.tenant_id), _text(s.server_id), s.check or "-", s.severity or "-",
+         moment(s.starts_at), moment(s.ends_at), "yes" if s.active else "no", s.created_by,
+         s.comment)
+        for s in found
+    ]  # fmt: skip
+    columns = ("id", "tenant", "server", "check", "severity", "starts", "ends", "active", "by")
+    _table((*columns, "comment"), rows)
+
+
+@silence_app.command("expire")
+def silence_expire(
+    silence_id: Annotated[str, typer.Argument(metavar="ID", help="The silence's id.")],
+) -> None:
+    """End a silence now; the incidents it held are notified at the engine's next round."""
+    ident = _uuid(silence_id, "ID")
+
+    async def expire(db: Database) -> datetime:
+        async with db.session() as session:
+            silence = await silences.get_silence(session, ident)
+            return (await silences.expire_silence(session, silence, utcnow())).ends_at
+
+    ended = run_async(with_database(expire))
+    typer.echo(f"{ident}: ends {moment(ended)}")
+
+
+def _duration(text: str) -> timedelta:
+    """``2h``, ``90m``, ``1d12h``, ``30s``, ``1w``."""
+    parts = DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise bad_input(f"--for: not a duration like 2h, 90m or 1d12h: {text!r}")
+    seconds = sum(float(n) * UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise bad_input("--for: must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+async def _server_names(
+    session: AsyncSession, found: Sequence[IncidentOut]
+) -> dict[uuid.UUID, str]:
+    ids = {i.server_id for i in found if i.server_id is not None}
+    if not ids:
+        return {}
+    rows = await session.execute(select(Server.id, Server.name).where(Server.id.in_(ids)))
+    return {ident: name for ident, name in rows.all()}
+
+
+def _subject(incident: IncidentOut, names: dict[uuid.UUID, str]) -> str:
+    if incident.subject_kind == "server" and incident.server_id in names:
+        return f"server {names[incident.server_id]}"
+    return f"{incident.subject_kind} {incident.subject_id}"
+
+
+def _entry(entry: TimelineEntryOut) -> tuple[str, ...]:
+    detail = entry.detail
+    if entry.last_error:
+        detail += f" ({entry.last_error})"
+    return (moment(entry.at), entry.kind, entry.actor or "-", detail)
