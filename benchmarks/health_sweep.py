@@ -21,17 +21,21 @@ import collections
 import contextlib
 import datetime as dt
 import functools
+import http.server
 import ipaddress
 import json
 import multiprocessing as mp
 import os
 import random
 import resource
+import secrets
 import ssl
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -40,10 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness import add_out_argument, write_result  # noqa: E402
+from control_plane.db.engine import Database  # noqa: E402
 from control_plane.health.probes import MailPorts, probe_mail_ports, tls_context  # noqa: E402
 from control_plane.settings import Settings  # noqa: E402
+from tests.alerts.receivers import verify_signature  # noqa: E402
+from tests.health.fleet import a_server  # noqa: E402
 from tests.support.mail_ports import Leaf, TestCA  # noqa: E402
+from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.postgres import create_database, drop_database  # noqa: E402
+from tests.support.stack import ControlPlane, control_plane  # noqa: E402
 
 FIRST_ADDRESS = ipaddress.IPv4Address("127.64.0.1")
 DOMAIN = "bench.mailfleet.test"
@@ -51,14 +61,17 @@ FLEET = 10_000
 INTERVAL_SECONDS = 300.0
 TARGET_SWEEP_SECONDS = 15.0
 TARGET_SHARE_OF_ONE_CORE = 0.5
+TARGET_NOTIFY_SECONDS = 60.0
+LATENCY_ADDRESS = "127.65.0.1"  # its own address: the standard ports, as serve probes them
+WEBHOOK_SECRET = secrets.token_hex(16)
 EHLO = b"250-mx.%s\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n%s250 8BITMIME\r\n" % (
     DOMAIN.encode(),
     b"%s",
 )
 
 
-def address(index: int) -> str:
-    return str(FIRST_ADDRESS + index)
+def address(index: int, first: ipaddress.IPv4Address = FIRST_ADDRESS) -> str:
+    return str(first + index)
 
 
 # The responder: a child process with one event loop answering for every address.
@@ -116,17 +129,22 @@ async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 
 async def _respond(
-    servers: int, silent: range, ports: MailPorts, leaf: Leaf, pipe: Connection
+    first: ipaddress.IPv4Address,
+    servers: int,
+    silent: range,
+    ports: MailPorts,
+    leaf: Leaf,
+    pipe: Connection,
 ) -> None:
     context = leaf.server_context()
     listeners: list[asyncio.Server] = []
     for index in silent:
         for port in (ports.smtp, ports.submissions, ports.submission, ports.imaps):
             listeners.append(
-                await asyncio.start_server(_silent, address(index), port, reuse_address=True)
+                await asyncio.start_server(_silent, address(index, first), port, reuse_address=True)
             )
     for index in range(servers):
-        host = address(index)
+        host = address(index, first)
         for port, implicit in (
             (ports.smtp, False),
             (ports.submissions, True),
@@ -153,10 +171,54 @@ async def _respond(
     pipe.send({"cpu_seconds": usage.ru_utime + usage.ru_stime, "max_rss_kb": usage.ru_maxrss})
 
 
-def responder(servers: int, silent: range, ports: MailPorts, leaf: Leaf, pipe: Connection) -> None:
+def responder(
+    first: ipaddress.IPv4Address,
+    servers: int,
+    silent: range,
+    ports: MailPorts,
+    leaf: Leaf,
+    pipe: Connection,
+) -> None:
+    """The child's body: listeners for ``servers`` addresses from ``first`` until told to
+    stop; then its CPU time goes back through ``pipe``."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_respond(servers, silent, ports, leaf, pipe))
+    asyncio.run(_respond(first, servers, silent, ports, leaf, pipe))
+
+
+class Responder:
+    """The responder child: started listening on construction, ``stop()`` gives its CPU use."""
+
+    def __init__(
+        self,
+        first: ipaddress.IPv4Address,
+        servers: int,
+        ports: MailPorts,
+        leaf: Leaf,
+        silent: range = range(0),
+    ) -> None:
+        self._pipe, theirs = mp.Pipe()
+        self._child = mp.get_context("spawn").Process(
+            target=responder, args=(first, servers, silent, ports, leaf, theirs), daemon=True
+        )
+        started = time.perf_counter()
+        self._child.start()
+        if not self._pipe.poll(300) or self._pipe.recv() != "ready":
+            self.kill()
+            raise SystemExit("the responder did not start")
+        self.listen_seconds = time.perf_counter() - started
+
+    def stop(self) -> dict[str, float]:
+        self._pipe.send("stop")
+        usage: dict[str, float] = self._pipe.recv() if self._pipe.poll(60) else {}
+        self.kill()
+        return usage
+
+    def kill(self) -> None:
+        self._child.join(30)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join(10)
 
 
 # The prober: this process.
@@ -186,6 +248,178 @@ async def sweep(
     return time.perf_counter() - wall, time.process_time() - cpu, counts
 
 
+# Failure to first notification: a real control plane, a webhook channel, one server.
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """A webhook receiver on loopback that keeps every POST with the time it arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: list[tuple[float, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Hook)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/hook"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def wait(self, event: str, check: str, since: float, limit: float) -> tuple[float, Any]:
+        """The first ``event`` naming ``check`` that arrived after ``since``: (when, body)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with self.lock:
+                for at, headers, body in self.arrived:
+                    sent = json.loads(body)
+                    names = [item["check"] for item in sent.get("items", [])]
+                    if at >= since and sent.get("event") == event and check in names:
+                        signature = headers.get("x-mailfleet-signature", "")
+                        if not verify_signature(WEBHOOK_SECRET, signature, body):
+                            raise SystemExit("the webhook's signature did not verify")
+                        return at, sent
+            time.sleep(0.05)
+        raise SystemExit(f"no {event} for {check} within {limit:g} s")
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        with self.server.lock:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self.server.arrived.append((time.monotonic(), headers, body))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+def _incident(plane: ControlPlane, server: str, since: dt.datetime) -> Any:
+    """The server's smtp.25 incident opened after ``since``."""
+    listed = plane.api("GET", "/api/v1/incidents", params={"server_id": server})["items"]
+    for incident in listed:
+        opened = dt.datetime.fromisoformat(incident["opened_at"])
+        if incident["check"] == "smtp.25" and opened >= since - dt.timedelta(seconds=5):
+            return incident
+    raise SystemExit(f"no smtp.25 incident: {listed}")
+
+
+async def _ready_server(url: str, tenant_id: str, ipv4: str, host: str) -> str:
+    """A ready MailU server row whose agent beat just now (no agent runs here: the agent
+    link must not be what notifies)."""
+    db = Database(url)
+    try:
+        server_id = await a_server(
+            db,
+            uuid.UUID(tenant_id),
+            mail_stack="mailu",
+            ipv4=ipv4,
+            mail_hostname=host,
+            heartbeat=dt.datetime.now(dt.UTC),
+        )
+    finally:
+        await db.dispose()
+    return str(server_id)
+
+
+def notification_latency(leaf: Leaf, ca_file: Path, runs: int) -> dict[str, Any]:
+    """``serve`` with its shipped timers (PostgreSQL, OpenBao); per run: the server's mail
+    ports go down, a check sees it (``POST …/health/run``: detection), and the time until
+    the signed webhook's trigger arrives (the flap guard's re-check, the group window, the
+    escalation and delivery jobs); then the ports come back and the incident resolves
+    before the next run."""
+    first = ipaddress.IPv4Address(LATENCY_ADDRESS)
+    host = f"mx-latency.{DOMAIN}"
+    env = {
+        "MAILFLEET_HEALTH_CA_FILE": str(ca_file),
+        "MAILFLEET_ALERT_ALLOW_PRIVATE_TARGETS": "true",
+        "MAILFLEET_AGENT_UNKNOWN_AFTER_SECONDS": "3600",  # the row's one beat lasts the run
+        "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "10",
+        "MAILFLEET_METRICS_INTERVAL_SECONDS": "15",
+        "MAILFLEET_LOG_LEVEL": "warning",
+    }
+    timers = Settings()
+    measured: list[dict[str, float]] = []
+    database_url = asyncio.run(create_database("mailfleet_bench"))
+    receiver = Receiver()
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            dev_openbao() as bao,
+            control_plane(Path(tmp), bao, database_url, **env) as plane,
+        ):
+            tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": "latency"})["id"]
+            channel = plane.api(
+                "POST",
+                "/api/v1/alert-channels",
+                201,
+                json={
+                    "name": "ops",
+                    "kind": "webhook",
+                    "url": receiver.url,
+                    "secret": WEBHOOK_SECRET,
+                    "tenant_id": tenant,
+                },
+            )["id"]
+            policy = {"channel_ids": [channel], "wait_minutes": 5}
+            plane.api(
+                "POST",
+                "/api/v1/escalation-policies",
+                201,
+                json={"name": "default", "steps": [policy], "repeat": 0, "tenant_id": tenant},
+            )
+            server = asyncio.run(_ready_server(database_url, tenant, str(first), host))
+            run_path = f"/api/v1/servers/{server}/health/run"
+            responder_ = Responder(first, 1, MailPorts(), leaf)
+            try:
+                states = {r["check"]: r["state"] for r in plane.api("POST", run_path)["results"]}
+                if states.get("smtp.25") != "ok":
+                    raise SystemExit(f"the server is not healthy to begin with: {states}")
+                for _ in range(runs):
+                    responder_.stop()
+                    detected, detected_at = time.monotonic(), dt.datetime.now(dt.UTC)
+                    found = plane.api("POST", run_path)["results"]
+                    states = {r["check"]: r["state"] for r in found}
+                    if states.get("smtp.25") != "failing":
+                        raise SystemExit(f"the failure was not seen: {found}")
+                    triggered, _ = receiver.wait("trigger", "smtp.25", detected, 600)
+                    incident = _incident(plane, server, detected_at)
+                    measured.append(
+                        {"detection_to_trigger_seconds": round(triggered - detected, 2)}
+                    )
+                    print(json.dumps({"latency": measured[-1]}), flush=True)
+                    responder_ = Responder(first, 1, MailPorts(), leaf)  # back for the next run
+                    plane.api("POST", run_path)
+                    plane.wait_until(
+                        f"/api/v1/incidents/{incident['id']}",
+                        lambda body: body["state"] == "resolved",
+                        120,
+                    )
+            finally:
+                responder_.stop()
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        asyncio.run(drop_database(database_url))
+    to_trigger = [m["detection_to_trigger_seconds"] for m in measured]
+    return {
+        "runs": measured,
+        "median_detection_to_trigger_seconds": statistics.median(to_trigger),
+        "max_detection_to_trigger_seconds": max(to_trigger),
+        "target_seconds": TARGET_NOTIFY_SECONDS,
+        "timers": {
+            "health_flap_seconds": timers.health_flap_seconds,
+            "incident_group_seconds": timers.incident_group_seconds,
+            "periodic_seconds": timers.periodic_seconds,
+            "health_tick_seconds": timers.health_tick_seconds,
+        },
+        "how": "serve on PostgreSQL with OpenBao and its shipped timers; one server's four "
+        "ports stop (refused), POST /health/run sees it (detection), a loopback receiver "
+        "verifies the signed webhook. The server row has no agent behind it: its resource "
+        "and backup checks fail too and ride in the same grouped notification",
+    }
+
+
 def main() -> None:
     defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__)
@@ -211,6 +445,13 @@ def main() -> None:
         default=0.05,
         help="and this share has nothing listening (refused)",
     )
+    parser.add_argument(
+        "--latency-runs",
+        type=int,
+        default=1,
+        help="failure-to-first-notification runs through a real serve (0: none; needs root "
+        "for the standard ports)",
+    )
     args = parser.parse_args()
     silent = range(args.servers, args.servers + round(args.servers * args.silent_share))
     refused = range(silent.stop, silent.stop + round(args.servers * args.refused_share))
@@ -226,16 +467,9 @@ def main() -> None:
         ca = TestCA(Path(tmp))
         leaf = ca.issue(f"*.{DOMAIN}")
         context = tls_context(Settings(health_ca_file=ca.ca_file))
-        ours, theirs = mp.Pipe()
-        child = mp.get_context("spawn").Process(
-            target=responder, args=(args.servers, silent, ports, leaf, theirs), daemon=True
-        )
-        started = time.perf_counter()
-        child.start()
+        child = Responder(FIRST_ADDRESS, args.servers, ports, leaf, silent)
+        listen_seconds = child.listen_seconds
         try:
-            if not ours.poll(300) or ours.recv() != "ready":
-                raise SystemExit("the responder did not start")
-            listen_seconds = time.perf_counter() - started
             for n in range(args.runs):
                 wall, cpu, counts = asyncio.run(
                     sweep(list(range(args.servers)), args.concurrency, args.timeout, context, ports)
@@ -262,13 +496,14 @@ def main() -> None:
                 "results": dict(sorted(counts.items())),
             }
             print(json.dumps({"degraded": degraded}), flush=True)
-            ours.send("stop")
-            responder_usage = ours.recv() if ours.poll(60) else {}
+            responder_usage = child.stop()
         finally:
-            child.join(30)
-            if child.is_alive():
-                child.kill()
-                child.join(10)
+            child.kill()
+        latency: dict[str, Any] | str = "not run (--latency-runs 0)"
+        if args.latency_runs > 0 and os.geteuid() != 0:
+            latency = "not run: binding the standard mail ports needs root"
+        elif args.latency_runs > 0:
+            latency = notification_latency(leaf, ca.ca_file, args.latency_runs)
 
     per_server = statistics.median(r["prober_cpu_seconds"] for r in runs) / args.servers
     walls = [r["wall_seconds"] for r in runs]
@@ -297,6 +532,7 @@ def main() -> None:
             "target": TARGET_SHARE_OF_ONE_CORE,
         },
         "degraded_sweep": degraded,
+        "failure_to_first_notification": latency,
         "responder_cpu_seconds_all_runs": round(responder_usage.get("cpu_seconds", 0.0), 2),
     }
     write_result(args.out, result)

@@ -7,6 +7,7 @@ finish and write a result with the fields its readers expect, to a file of the t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,13 +57,22 @@ def test_dns_check_harness(tmp_path: Path) -> None:
 
 def test_health_sweep_harness(tmp_path: Path) -> None:
     args = ("--servers", "20", "--runs", "1", "--silent-share", "0.05", "--timeout", "1")
-    result = run_benchmark("health_sweep", tmp_path, *args)
+    result = run_benchmark("health_sweep", tmp_path, *args, "--latency-runs", "0")
     assert result["all_ok"]
     assert result["prober_cpu_ms_per_server"] > 0
     assert result["projected_share_of_one_core"]["share"] > 0
     degraded = result["degraded_sweep"]
     assert degraded["results"]["smtp.25:unknown"] == degraded["silent_servers"] == 1
     assert degraded["results"]["smtp.25:failing"] == degraded["refused_servers"] == 1
+
+
+def test_health_sweep_notification_latency(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the latency run binds the standard mail ports (root)")
+    args = ("--servers", "2", "--runs", "1", "--latency-runs", "1")
+    result = run_benchmark("health_sweep", tmp_path, *args)
+    latency = result["failure_to_first_notification"]
+    assert 0 < latency["median_detection_to_trigger_seconds"] < 600
 
 
 def test_agent_footprint_harness(tmp_path: Path) -> None:
