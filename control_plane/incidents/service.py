@@ -156,17 +156,32 @@ async def resolve_by(
 async def acknowledge(
     session: AsyncSession, incident: Incident, now: datetime, actor: str
 ) -> Incident:
-    """Stop escalating; the channels told so far hear who took it. Acknowledging twice is
-    a no-op; a resolved incident cannot be."""
+    """Stop escalating it and the open incidents notified with it (whoever takes a
+    notification takes all it named, as PagerDuty's acknowledge covers its whole dedup key);
+    the channels told so far hear who took it. Acknowledging twice is a no-op; a resolved
+    incident cannot be."""
     if incident.state == "resolved":
         raise Conflict(f"incident {incident.id} is already resolved")
     if incident.state == "acknowledged":
         return incident
-    incident.state = "acknowledged"
-    incident.acknowledged_at = now
-    incident.acknowledged_by = actor
-    incident.next_escalation_at = None
-    add_event(session, incident, now, "acknowledged", f"acknowledged by {actor}", actor=actor)
+    members = [m.id for m in await messages.group_of(session, incident) if m.id != incident.id]
+    siblings = (
+        await session.scalars(
+            select(Incident)
+            .where(Incident.id.in_(members), Incident.state == "open")
+            .order_by(Incident.opened_at, Incident.id)
+            .with_for_update()
+        )
+    ).all()
+    for member in (incident, *siblings):
+        member.state = "acknowledged"
+        member.acknowledged_at = now
+        member.acknowledged_by = actor
+        member.next_escalation_at = None
+        detail = f"acknowledged by {actor}"
+        if member is not incident:
+            detail += f" (notified together with {incident.check})"
+        add_event(session, member, now, "acknowledged", detail, actor=actor)
     await session.flush()
     await messages.after_acknowledge(session, incident, now, actor)
     return incident

@@ -175,8 +175,10 @@ def test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself(
 
         step2 = second.wait_for(about("smtp.25", "trigger"), 30, "step 2's Slack message")
         assert step2.at - trigger.at >= STEP_WAIT_MINUTES[0] * 60 - 0.5
-        for port in grouped:  # the whole notification: each of its incidents
-            call(tenant, "POST", f"/api/v1/incidents/{port}/acknowledge")
+        acked = call(tenant, "POST", f"/api/v1/incidents/{incident['id']}/acknowledge")
+        assert acked["state"] == "acknowledged"
+        for other in grouped:  # taking a notification takes every incident it named
+            assert call(tenant, "GET", f"/api/v1/incidents/{other}")["state"] == "acknowledged"
         first.wait_for(about("smtp.25", "acknowledge"), 15, "the acknowledge")
         time.sleep(STEP_WAIT_MINUTES[1] * 60 + 2)  # step 3 would have been due by now
         assert not [a for a in third.snapshot() if about("smtp.25", "trigger")(a)]

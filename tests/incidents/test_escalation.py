@@ -150,6 +150,28 @@ async def test_acknowledging_stops_escalation_and_tells_who_was_told(db: Databas
     )
 
 
+async def test_acknowledging_one_incident_takes_the_whole_notification(db: Database) -> None:
+    tenant, server, first, _ = await setup(db)
+    await observe(db, at(0), signal(tenant, server, "smtp.25"))
+    await observe(db, at(1), signal(tenant, server, "smtp.465"))
+    assert await run(db, tenant, at(30)) == 2
+    later = await a_server(db, tenant, "mx-later")  # notified on its own: not taken with them
+    await observe(db, at(2), signal(tenant, later, "smtp.25"))
+    assert await run(db, tenant, at(33)) == 1
+    async with db.session() as session:
+        smtp465 = await service.lock_incident(
+            session, (await open_incident(db, server, "smtp.465")).id
+        )
+        await service.acknowledge(session, smtp465, at(60), "ops (key)")
+    smtp25 = await open_incident(db, server, "smtp.25")
+    assert (smtp25.state, smtp25.acknowledged_by) == ("acknowledged", "ops (key)")
+    assert "notified together with smtp.465" in (await events_of(db, smtp25.id))[-1].detail
+    assert await run(db, tenant, at(30, 5)) == 0  # step 2 is never reached
+    [trigger, ack] = await sent_about(db, smtp25.id)
+    assert (trigger.event, ack.event, ack.channels) == ("trigger", "acknowledge", [first])
+    assert (await open_incident(db, later, "smtp.25")).state == "open"
+
+
 async def test_open_unacknowledged_incidents_are_renotified(db: Database) -> None:
     tenant = await a_tenant(db)
     server = await a_server(db, tenant)
