@@ -21,7 +21,6 @@ import collections
 import contextlib
 import datetime as dt
 import functools
-import http.server
 import ipaddress
 import json
 import multiprocessing as mp
@@ -33,7 +32,6 @@ import ssl
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -47,13 +45,13 @@ from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 from control_plane.db.engine import Database  # noqa: E402
 from control_plane.health.probes import MailPorts, probe_mail_ports, tls_context  # noqa: E402
 from control_plane.settings import Settings  # noqa: E402
-from tests.alerts.receivers import verify_signature  # noqa: E402
 from tests.health.fleet import a_server  # noqa: E402
 from tests.support.mail_ports import Leaf, TestCA  # noqa: E402
 from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
 from tests.support.stack import ControlPlane, control_plane  # noqa: E402
+from tests.support.webhooks import Arrival, webhook_receiver  # noqa: E402
 
 FIRST_ADDRESS = ipaddress.IPv4Address("127.64.0.1")
 DOMAIN = "bench.mailfleet.test"
@@ -251,49 +249,6 @@ async def sweep(
 # Failure to first notification: a real control plane, a webhook channel, one server.
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    """A webhook receiver on loopback that keeps every POST with the time it arrived."""
-
-    def __init__(self) -> None:
-        self.arrived: list[tuple[float, dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Hook)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/hook"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def wait(self, event: str, check: str, since: float, limit: float) -> tuple[float, Any]:
-        """The first ``event`` naming ``check`` that arrived after ``since``: (when, body)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            with self.lock:
-                for at, headers, body in self.arrived:
-                    sent = json.loads(body)
-                    names = [item["check"] for item in sent.get("items", [])]
-                    if at >= since and sent.get("event") == event and check in names:
-                        signature = headers.get("x-mailfleet-signature", "")
-                        if not verify_signature(WEBHOOK_SECRET, signature, body):
-                            raise SystemExit("the webhook's signature did not verify")
-                        return at, sent
-            time.sleep(0.05)
-        raise SystemExit(f"no {event} for {check} within {limit:g} s")
-
-
-class _Hook(http.server.BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        with self.server.lock:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            self.server.arrived.append((time.monotonic(), headers, body))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-
 def _incident(plane: ControlPlane, server: str, since: dt.datetime) -> Any:
     """The server's smtp.25 incident opened after ``since``."""
     listed = plane.api("GET", "/api/v1/incidents", params={"server_id": server})["items"]
@@ -322,7 +277,28 @@ async def _ready_server(url: str, tenant_id: str, ipv4: str, host: str) -> str:
     return str(server_id)
 
 
-def notification_latency(leaf: Leaf, ca_file: Path, runs: int) -> dict[str, Any]:
+FAST_TIMERS = {  # the smoke run's: the path is the same, the waits are a second
+    "MAILFLEET_HEALTH_FLAP_SECONDS": "1",
+    "MAILFLEET_INCIDENT_GROUP_SECONDS": "1",
+    "MAILFLEET_PERIODIC_SECONDS": "1",
+    "MAILFLEET_HEALTH_TICK_SECONDS": "0.2",
+}
+
+
+def _trigger_for(check: str, after: float) -> Any:
+    def match(arrival: Arrival) -> bool:
+        if arrival.at < after or arrival.json().get("event") != "trigger":
+            return False
+        if check in arrival.checks() and not arrival.signed_by(WEBHOOK_SECRET):
+            raise SystemExit("the webhook's signature did not verify")
+        return check in arrival.checks()
+
+    return match
+
+
+def notification_latency(
+    leaf: Leaf, ca_file: Path, runs: int, fast_timers: bool = False
+) -> dict[str, Any]:
     """``serve`` with its shipped timers (PostgreSQL, OpenBao); per run: the server's mail
     ports go down, a check sees it (``POST …/health/run``: detection), and the time until
     the signed webhook's trigger arrives (the flap guard's re-check, the group window, the
@@ -337,13 +313,16 @@ def notification_latency(leaf: Leaf, ca_file: Path, runs: int) -> dict[str, Any]
         "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "10",
         "MAILFLEET_METRICS_INTERVAL_SECONDS": "15",
         "MAILFLEET_LOG_LEVEL": "warning",
+        **(FAST_TIMERS if fast_timers else {}),
     }
-    timers = Settings()
+    timers = Settings.model_validate(
+        {k.removeprefix("MAILFLEET_").lower(): v for k, v in env.items()}
+    )
     measured: list[dict[str, float]] = []
     database_url = asyncio.run(create_database("mailfleet_bench"))
-    receiver = Receiver()
     try:
         with (
+            webhook_receiver() as receiver,
             tempfile.TemporaryDirectory() as tmp,
             dev_openbao() as bao,
             control_plane(Path(tmp), bao, database_url, **env) as plane,
@@ -382,7 +361,8 @@ def notification_latency(leaf: Leaf, ca_file: Path, runs: int) -> dict[str, Any]
                     states = {r["check"]: r["state"] for r in found}
                     if states.get("smtp.25") != "failing":
                         raise SystemExit(f"the failure was not seen: {found}")
-                    triggered, _ = receiver.wait("trigger", "smtp.25", detected, 600)
+                    trigger = receiver.wait_for(_trigger_for("smtp.25", detected), 600, "trigger")
+                    triggered = trigger.at
                     incident = _incident(plane, server, detected_at)
                     measured.append(
                         {"detection_to_trigger_seconds": round(triggered - detected, 2)}
@@ -398,8 +378,6 @@ def notification_latency(leaf: Leaf, ca_file: Path, runs: int) -> dict[str, Any]
             finally:
                 responder_.stop()
     finally:
-        receiver.shutdown()
-        receiver.server_close()
         asyncio.run(drop_database(database_url))
     to_trigger = [m["detection_to_trigger_seconds"] for m in measured]
     return {
@@ -452,6 +430,11 @@ def main() -> None:
         help="failure-to-first-notification runs through a real serve (0: none; needs root "
         "for the standard ports)",
     )
+    parser.add_argument(
+        "--fast-timers",
+        action="store_true",
+        help="the latency run with one-second flap guard, group window and ticks (smoke runs)",
+    )
     args = parser.parse_args()
     silent = range(args.servers, args.servers + round(args.servers * args.silent_share))
     refused = range(silent.stop, silent.stop + round(args.servers * args.refused_share))
@@ -503,7 +486,9 @@ def main() -> None:
         if args.latency_runs > 0 and os.geteuid() != 0:
             latency = "not run: binding the standard mail ports needs root"
         elif args.latency_runs > 0:
-            latency = notification_latency(leaf, ca.ca_file, args.latency_runs)
+            latency = notification_latency(
+                leaf, ca.ca_file, args.latency_runs, fast_timers=args.fast_timers
+            )
 
     per_server = statistics.median(r["prober_cpu_seconds"] for r in runs) / args.servers
     walls = [r["wall_seconds"] for r in runs]
