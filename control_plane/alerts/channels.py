@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.alerts.models import AlertChannel, AlertDelivery, EscalationPolicy
+from control_plane.alerts.owned import list_owned, same_tenant, unique_name
 from control_plane.alerts.quiet import QuietHours
 from control_plane.alerts.schemas import (
     ChannelCreate,
@@ -104,20 +105,6 @@ def _check_url(values: dict[str, Any], settings: Settings) -> None:
         raise InvalidInput(f"the URL {problem}", field="body.url")
 
 
-async def _unique_name(
-    session: AsyncSession, tenant_id: uuid.UUID | None, name: str, own: uuid.UUID | None
-) -> None:
-    stmt = select(AlertChannel.id).where(AlertChannel.name == name)
-    stmt = stmt.where(
-        AlertChannel.tenant_id.is_(None)
-        if tenant_id is None
-        else AlertChannel.tenant_id == tenant_id
-    )
-    found = await session.scalar(stmt)
-    if found is not None and found != own:
-        raise Conflict(f"a channel named {name!r} exists already", field="body.name")
-
-
 async def create_channel(
     session: AsyncSession,
     vault: Vault,
@@ -128,7 +115,7 @@ async def create_channel(
     values = data.model_dump()
     _check_fields(data.kind, values, creating=True)
     _check_url(values, settings)
-    await _unique_name(session, tenant_id, data.name, None)
+    await unique_name(session, AlertChannel, tenant_id, data.name, None, "channel")
     secret = {k: values[k] for k in SECRET_FIELDS if values.get(k) is not None}
     channel = AlertChannel(
         tenant_id=tenant_id,
@@ -153,10 +140,7 @@ async def get_channel(session: AsyncSession, channel_id: uuid.UUID) -> AlertChan
 async def list_channels(
     session: AsyncSession, tenant_id: uuid.UUID | None = None
 ) -> list[AlertChannel]:
-    stmt = select(AlertChannel).order_by(AlertChannel.id)
-    if tenant_id is not None:
-        stmt = stmt.where(AlertChannel.tenant_id == tenant_id)
-    return list((await session.scalars(stmt)).all())
+    return await list_owned(session, AlertChannel, tenant_id)
 
 
 async def update_channel(
@@ -170,7 +154,9 @@ async def update_channel(
     _check_fields(channel.kind, values, creating=False)
     _check_url(values, settings)
     if values.get("name") is not None:
-        await _unique_name(session, channel.tenant_id, values["name"], channel.id)
+        await unique_name(
+            session, AlertChannel, channel.tenant_id, values["name"], channel.id, "channel"
+        )
         channel.name = values["name"]
     if "quiet_hours" in values:
         channel.quiet_hours = _quiet_json(data.quiet_hours)
@@ -189,11 +175,7 @@ async def update_channel(
 async def delete_channel(session: AsyncSession, vault: Vault, channel: AlertChannel) -> None:
     """Refused while a policy names it; pending deliveries to it fail as 'channel deleted'."""
     policies = await session.scalars(
-        select(EscalationPolicy).where(
-            EscalationPolicy.tenant_id.is_(None)
-            if channel.tenant_id is None
-            else EscalationPolicy.tenant_id == channel.tenant_id
-        )
+        select(EscalationPolicy).where(same_tenant(EscalationPolicy.tenant_id, channel.tenant_id))
     )
     for policy in policies:
         if any(str(channel.id) in step["channel_ids"] for step in json.loads(policy.steps)):

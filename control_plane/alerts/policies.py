@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.alerts.models import AlertChannel, EscalationPolicy
+from control_plane.alerts.owned import list_owned, same_tenant, unique_name
 from control_plane.alerts.schemas import PolicyCreate, PolicyOut, PolicyUpdate, StepIn, StepOut
 from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
-from control_plane.errors import Conflict, InvalidInput
-
-
-def _same_tenant(column: Any, tenant_id: uuid.UUID | None) -> ColumnElement[bool]:
-    """Rows of ``tenant_id``, or the fleet's own (NULL) rows."""
-    return column.is_(None) if tenant_id is None else column == tenant_id  # type: ignore[no-any-return]
+from control_plane.errors import InvalidInput
 
 
 def policy_out(policy: EscalationPolicy) -> PolicyOut:
@@ -64,25 +59,12 @@ async def _steps_json(
     )
 
 
-async def _unique_name(
-    session: AsyncSession, tenant_id: uuid.UUID | None, name: str, own: uuid.UUID | None
-) -> None:
-    found = await session.scalar(
-        select(EscalationPolicy.id).where(
-            EscalationPolicy.name == name,
-            _same_tenant(EscalationPolicy.tenant_id, tenant_id),
-        )
-    )
-    if found is not None and found != own:
-        raise Conflict(f"a policy named {name!r} exists already", field="body.name")
-
-
 async def _policies_of(
     session: AsyncSession, tenant_id: uuid.UUID | None
 ) -> list[EscalationPolicy]:
     stmt = (
         select(EscalationPolicy)
-        .where(_same_tenant(EscalationPolicy.tenant_id, tenant_id))
+        .where(same_tenant(EscalationPolicy.tenant_id, tenant_id))
         .order_by(EscalationPolicy.id)
         .with_for_update()
     )
@@ -98,7 +80,7 @@ async def _make_default(session: AsyncSession, policy: EscalationPolicy) -> None
 async def create_policy(
     session: AsyncSession, tenant_id: uuid.UUID | None, data: PolicyCreate
 ) -> EscalationPolicy:
-    await _unique_name(session, tenant_id, data.name, None)
+    await unique_name(session, EscalationPolicy, tenant_id, data.name, None, "policy")
     existing = await _policies_of(session, tenant_id)
     if data.is_default is False and not existing:
         raise InvalidInput("a tenant's first policy is its default", field="body.is_default")
@@ -126,10 +108,7 @@ async def get_policy(session: AsyncSession, policy_id: uuid.UUID) -> EscalationP
 async def list_policies(
     session: AsyncSession, tenant_id: uuid.UUID | None = None
 ) -> list[EscalationPolicy]:
-    stmt = select(EscalationPolicy).order_by(EscalationPolicy.id)
-    if tenant_id is not None:
-        stmt = stmt.where(EscalationPolicy.tenant_id == tenant_id)
-    return list((await session.scalars(stmt)).all())
+    return await list_owned(session, EscalationPolicy, tenant_id)
 
 
 async def update_policy(
@@ -137,7 +116,9 @@ async def update_policy(
 ) -> EscalationPolicy:
     values = data.model_dump(exclude_unset=True)
     if values.get("name") is not None:
-        await _unique_name(session, policy.tenant_id, values["name"], policy.id)
+        await unique_name(
+            session, EscalationPolicy, policy.tenant_id, values["name"], policy.id, "policy"
+        )
         policy.name = values["name"]
     if data.steps is not None:
         policy.steps = await _steps_json(session, policy.tenant_id, data.steps)

@@ -99,6 +99,45 @@ async def ensure_schedules(session: AsyncSession, now: datetime, settings: Setti
     return len(rows)
 
 
+def _unheld(now: datetime) -> Any:
+    """No lease on the schedule row, or one that has lapsed (its holder died)."""
+    return or_(HealthSchedule.lease_expires_at.is_(None), HealthSchedule.lease_expires_at < now)
+
+
+def _take(
+    row: HealthSchedule, server: Server, owner: str, now: datetime, settings: Settings, *,
+    dns_due: bool,
+) -> Claim:  # fmt: skip
+    """Lease ``row`` to ``owner`` (and move its DNS slot when DNS runs now): the one place a
+    claim is made, whether the sweep found the server due or a run was asked for."""
+    lease = timedelta(seconds=settings.health_lease_seconds)
+    row.lease_owner, row.lease_expires_at, row.last_started_at = owner, now + lease, now
+    if dns_due:
+        row.next_dns_at = next_slot(server.id, now, settings.health_dns_interval_seconds)
+    return Claim(
+        server_id=server.id,
+        tenant_id=server.tenant_id,
+        name=server.name,
+        mail_stack=server.mail_stack,
+        ipv4=server.ipv4,
+        mail_hostname=server.mail_hostname,
+        dns_due=dns_due,
+        owner=owner,
+    )
+
+
+async def _locked_row(
+    session: AsyncSession, server: Server, next_run_at: datetime
+) -> HealthSchedule:
+    """The server's schedule row (made, due at ``next_run_at``, if missing), locked."""
+    await ensure_row(session, server, next_run_at)
+    row = await session.scalar(
+        select(HealthSchedule).where(HealthSchedule.server_id == server.id).with_for_update()
+    )
+    assert row is not None
+    return row
+
+
 async def claim_due(
     session: AsyncSession, owner: str, limit: int, now: datetime, settings: Settings
 ) -> list[Claim]:
@@ -113,35 +152,18 @@ async def claim_due(
             .where(
                 Server.state.in_(CHECKED_STATES),
                 HealthSchedule.next_run_at <= now,
-                or_(
-                    HealthSchedule.lease_expires_at.is_(None), HealthSchedule.lease_expires_at < now
-                ),
+                _unheld(now),
             )
             .order_by(HealthSchedule.next_run_at)
             .limit(limit)
             .with_for_update(skip_locked=True, of=HealthSchedule)
         )
     ).all()
-    lease = timedelta(seconds=settings.health_lease_seconds)
     claims = []
     for row, server in found:
         dns_due = row.next_dns_at is None or row.next_dns_at <= now
-        if dns_due:
-            row.next_dns_at = next_slot(server.id, now, settings.health_dns_interval_seconds)
         row.next_run_at = next_slot(server.id, now, settings.health_interval_seconds)
-        row.lease_owner, row.lease_expires_at, row.last_started_at = owner, now + lease, now
-        claims.append(
-            Claim(
-                server_id=server.id,
-                tenant_id=server.tenant_id,
-                name=server.name,
-                mail_stack=server.mail_stack,
-                ipv4=server.ipv4,
-                mail_hostname=server.mail_hostname,
-                dns_due=dns_due,
-                owner=owner,
-            )
-        )
+        claims.append(_take(row, server, owner, now, settings, dns_due=dns_due))
     return claims
 
 
@@ -155,27 +177,12 @@ async def claim_one(
     dns: bool = True,
 ) -> Claim | None:
     """Take one server now, due or not (a run asked for); None while another run holds it."""
-    await ensure_row(session, server, next_slot(server.id, now, settings.health_interval_seconds))
-    row = await session.scalar(
-        select(HealthSchedule).where(HealthSchedule.server_id == server.id).with_for_update()
+    row = await _locked_row(
+        session, server, next_slot(server.id, now, settings.health_interval_seconds)
     )
-    assert row is not None
     if row.lease_expires_at is not None and row.lease_expires_at >= now:
         return None
-    lease = timedelta(seconds=settings.health_lease_seconds)
-    row.lease_owner, row.lease_expires_at, row.last_started_at = owner, now + lease, now
-    if dns:
-        row.next_dns_at = next_slot(server.id, now, settings.health_dns_interval_seconds)
-    return Claim(
-        server_id=server.id,
-        tenant_id=server.tenant_id,
-        name=server.name,
-        mail_stack=server.mail_stack,
-        ipv4=server.ipv4,
-        mail_hostname=server.mail_hostname,
-        dns_due=dns,
-        owner=owner,
-    )
+    return _take(row, server, owner, now, settings, dns_due=dns)
 
 
 async def ensure_row(session: AsyncSession, server: Server, next_run_at: datetime) -> None:
@@ -201,11 +208,7 @@ async def release(session: AsyncSession, claim: Claim, now: datetime) -> None:
 async def due_at(session: AsyncSession, server: Server, at: datetime, **values: Any) -> None:
     """Make the server due by ``at`` (never later than it already is); ``values`` are set on
     its schedule too. This process's sweep is woken once the transaction commits."""
-    await ensure_row(session, server, at)
-    row = await session.scalar(
-        select(HealthSchedule).where(HealthSchedule.server_id == server.id).with_for_update()
-    )
-    assert row is not None
+    row = await _locked_row(session, server, at)
     row.next_run_at = min(row.next_run_at, at)
     for name, value in values.items():
         setattr(row, name, value)
@@ -220,7 +223,7 @@ async def lag_seconds(session: AsyncSession, now: datetime) -> float:
         .where(
             Server.state.in_(CHECKED_STATES),
             HealthSchedule.next_run_at <= now,
-            or_(HealthSchedule.lease_expires_at.is_(None), HealthSchedule.lease_expires_at < now),
+            _unheld(now),
         )
     )
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
