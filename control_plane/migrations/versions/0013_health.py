@@ -10,9 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from control_plane.db.base import UTCDateTime
-from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
-from control_plane.migrations.columns import reference, tenant_row
+from control_plane.db.rls import enable_tenant_rls
+from control_plane.migrations.columns import drop_tenant_tables, moment, reference, tenant_row
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -20,10 +19,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES = ("health_checks", "health_changes", "health_schedules")
-
-
-def _at(name: str, *, nullable: bool = False, index: bool = False) -> sa.Column[object]:
-    return sa.Column(name, UTCDateTime(), nullable=nullable, index=index)
 
 
 def upgrade() -> None:
@@ -37,13 +32,13 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("observed", sa.String(500), nullable=True),
         sa.Column("threshold", sa.String(500), nullable=True),
-        _at("last_run_at"),
-        _at("changed_at"),
+        moment("last_run_at"),
+        moment("changed_at"),
         sa.Column("unknowns", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("pending_state", sa.String(16), nullable=True),
         sa.Column("pending_severity", sa.String(16), nullable=True),
         sa.Column("pending_detail", sa.Text(), nullable=True),
-        _at("pending_since", nullable=True),
+        moment("pending_since", nullable=True),
         sa.UniqueConstraint("server_id", "check", name="uq_health_checks_server"),
     )
     op.create_table(
@@ -58,7 +53,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("observed", sa.String(500), nullable=True),
         sa.Column("threshold", sa.String(500), nullable=True),
-        _at("at"),
+        moment("at"),
     )
     op.create_index("ix_health_changes_server_at", "health_changes", ["server_id", "at"])
     op.create_table(
@@ -70,19 +65,17 @@ def upgrade() -> None:
             primary_key=True,
         ),
         reference("tenant_id", "tenants"),
-        _at("next_run_at", index=True),
-        _at("next_dns_at", nullable=True),
+        moment("next_run_at", index=True),
+        moment("next_dns_at", nullable=True),
         sa.Column("lease_owner", sa.String(64), nullable=True),
-        _at("lease_expires_at", nullable=True),
-        _at("last_started_at", nullable=True),
-        _at("last_finished_at", nullable=True),
-        _at("agent_disconnected_at", nullable=True),
+        moment("lease_expires_at", nullable=True),
+        moment("last_started_at", nullable=True),
+        moment("last_finished_at", nullable=True),
+        moment("agent_disconnected_at", nullable=True),
     )
     for table in TABLES:
         enable_tenant_rls(table)
 
 
 def downgrade() -> None:
-    for table in reversed(TABLES):
-        disable_tenant_rls(table)
-        op.drop_table(table)
+    drop_tenant_tables(TABLES)

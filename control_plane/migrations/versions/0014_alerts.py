@@ -13,9 +13,8 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from control_plane.db.base import UTCDateTime
-from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
-from control_plane.migrations.columns import reference, timestamps
+from control_plane.db.rls import enable_tenant_rls
+from control_plane.migrations.columns import drop_tenant_tables, moment, reference, timestamps
 
 revision: str = "0014"
 down_revision: str | None = "0013"
@@ -68,7 +67,7 @@ def upgrade() -> None:
         "alert_notifications",
         _id(),
         _tenant(),
-        sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+        moment("created_at", index=True),
         sa.Column("event", sa.String(24), nullable=False),
         sa.Column("dedup_key", sa.String(200), nullable=False, index=True),
         sa.Column("title", sa.String(500), nullable=False),
@@ -76,8 +75,8 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("step", sa.Integer(), nullable=True),
         sa.Column("in_app", sa.Boolean(), nullable=False),
-        sa.Column("read_at", UTCDateTime(), nullable=True),
-        sa.Column("failed_at", UTCDateTime(), nullable=True),
+        moment("read_at", nullable=True),
+        moment("failed_at", nullable=True),
     )
     op.create_table(
         "alert_notification_incidents",
@@ -94,14 +93,14 @@ def upgrade() -> None:
         sa.Column("channel_id", sa.Uuid(), nullable=False, index=True),
         sa.Column("channel_name", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
+        moment("created_at"),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
-        sa.Column("lease_until", UTCDateTime(), nullable=True),
+        moment("next_attempt_at", nullable=True),
+        moment("lease_until", nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
-        sa.Column("delivered_at", UTCDateTime(), nullable=True),
+        moment("delivered_at", nullable=True),
     )
     op.create_index("ix_alert_deliveries_due", "alert_deliveries", ["status", "next_attempt_at"])
     op.create_table(
@@ -109,7 +108,7 @@ def upgrade() -> None:
         _id(),
         _tenant(),
         reference("delivery_id", "alert_deliveries"),
-        sa.Column("at", UTCDateTime(), nullable=False),
+        moment("at"),
         sa.Column("ok", sa.Boolean(), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
@@ -186,6 +185,4 @@ def _drop_policy_column(table: str) -> None:
 def downgrade() -> None:
     for table in _ASSIGNED:
         _drop_policy_column(table)
-    for table in reversed(_TABLES):
-        disable_tenant_rls(table)
-        op.drop_table(table)
+    drop_tenant_tables(_TABLES)

@@ -10,9 +10,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from control_plane.db.base import UTCDateTime
-from control_plane.db.rls import disable_tenant_rls, enable_tenant_rls
-from control_plane.migrations.columns import reference, tenant_row, timestamps
+from control_plane.db.rls import enable_tenant_rls
+from control_plane.migrations.columns import (
+    drop_tenant_tables,
+    moment,
+    reference,
+    tenant_row,
+    timestamps,
+)
 
 revision: str = "0015"
 down_revision: str | None = "0014"
@@ -21,10 +26,6 @@ depends_on: str | Sequence[str] | None = None
 
 TABLES = ("incidents", "incident_events", "silences", "maintenance_windows")
 OPEN_KEY_WHERE = sa.text("state <> 'resolved'")
-
-
-def _at(name: str, *, nullable: bool = False, index: bool = False) -> sa.Column[object]:
-    return sa.Column(name, UTCDateTime(), nullable=nullable, index=index)
 
 
 def upgrade() -> None:
@@ -40,19 +41,19 @@ def upgrade() -> None:
         sa.Column("summary", sa.Text(), nullable=False),
         sa.Column("server_id", sa.Uuid(), nullable=True, index=True),
         sa.Column("workspace_id", sa.Uuid(), nullable=True),
-        _at("opened_at"),
-        _at("last_seen_at"),
-        _at("acknowledged_at", nullable=True),
+        moment("opened_at"),
+        moment("last_seen_at"),
+        moment("acknowledged_at", nullable=True),
         sa.Column("acknowledged_by", sa.String(300), nullable=True),
-        _at("resolved_at", nullable=True),
+        moment("resolved_at", nullable=True),
         sa.Column("resolved_by", sa.String(300), nullable=True),
         sa.Column("resolution", sa.Text(), nullable=True),
         sa.Column("group_key", sa.Uuid(), nullable=True, index=True),
         sa.Column("policy_id", sa.Uuid(), nullable=True),
         sa.Column("escalation_step", sa.Integer(), nullable=True),
         sa.Column("escalation_round", sa.Integer(), nullable=False, server_default="0"),
-        _at("next_escalation_at", nullable=True, index=True),
-        _at("last_notified_at", nullable=True),
+        moment("next_escalation_at", nullable=True, index=True),
+        moment("last_notified_at", nullable=True),
         sa.Column("notified_channels", sa.Text(), nullable=False, server_default=""),
         sa.Column("suppressed_by", sa.String(300), nullable=True),
     )
@@ -69,7 +70,7 @@ def upgrade() -> None:
         "incident_events",
         *tenant_row(),
         reference("incident_id", "incidents", index=False),
-        _at("at"),
+        moment("at"),
         sa.Column("kind", sa.String(24), nullable=False),
         sa.Column("actor", sa.String(300), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
@@ -84,8 +85,8 @@ def upgrade() -> None:
         sa.Column("server_id", sa.Uuid(), nullable=True),
         sa.Column("check", sa.String(200), nullable=True),
         sa.Column("severity", sa.String(16), nullable=True),
-        _at("starts_at"),
-        _at("ends_at", index=True),
+        moment("starts_at"),
+        moment("ends_at", index=True),
         sa.Column("created_by", sa.String(300), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
     )
@@ -94,8 +95,8 @@ def upgrade() -> None:
         *tenant_row(),
         *timestamps(),
         reference("server_id", "servers"),
-        _at("starts_at"),
-        _at("ends_at", index=True),
+        moment("starts_at"),
+        moment("ends_at", index=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("created_by", sa.String(300), nullable=False),
     )
@@ -104,6 +105,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in reversed(TABLES):
-        disable_tenant_rls(table)
-        op.drop_table(table)
+    drop_tenant_tables(TABLES)
