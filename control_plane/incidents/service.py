@@ -26,7 +26,6 @@ from control_plane.incidents.schemas import (
     EscalationOut,
     IncidentDetailOut,
     IncidentOut,
-    TimelineEntryOut,
 )
 from control_plane.incidents.signals import Signal
 from control_plane.incidents.timeline import add_event, timeline
@@ -272,5 +271,5 @@ def incident_out(incident: Incident) -> IncidentOut:
 
 
 async def detail_out(session: AsyncSession, incident: Incident) -> IncidentDetailOut:
-    entries = [TimelineEntryOut.model_validate(e) for e in await timeline(session, incident)]
+    entries = await timeline(session, incident)
     return IncidentDetailOut(**incident_out(incident).model_dump(), timeline=entries)

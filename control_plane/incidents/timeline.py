@@ -4,7 +4,6 @@ per channel and notification, with the delivery's result) so nothing is recorded
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.alerts import service as alerts
 from control_plane.incidents.models import Incident, IncidentEvent
+from control_plane.incidents.schemas import TimelineEntryOut
 
 
 def add_event(
@@ -39,32 +39,12 @@ def add_event(
     return event
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One line of the timeline, from either source."""
-
-    at: datetime
-    kind: str
-    detail: str
-    actor: str | None = None
-    step: int | None = None
-    notification_id: uuid.UUID | None = None
-    channel_id: uuid.UUID | None = None
-    channel_name: str | None = None
-    channel_kind: str | None = None
-    event: str | None = None
-    status: str | None = None
-    attempts: int | None = None
-    last_error: str | None = None
-    delivered_at: datetime | None = None
-
-
-def _delivery_entry(record: alerts.DeliveryRecord) -> Entry:
+def _delivery_entry(record: alerts.DeliveryRecord) -> TimelineEntryOut:
     if record.status == "quiet":
         kind, detail = "suppressed", f"quiet hours of channel {record.channel_name}"
     else:
         kind, detail = "notified", f"{record.event} to {record.channel_name}: {record.status}"
-    return Entry(
+    return TimelineEntryOut(
         at=record.at,
         kind=kind,
         detail=detail,
@@ -80,7 +60,7 @@ def _delivery_entry(record: alerts.DeliveryRecord) -> Entry:
     )
 
 
-async def timeline(session: AsyncSession, incident: Incident) -> list[Entry]:
+async def timeline(session: AsyncSession, incident: Incident) -> list[TimelineEntryOut]:
     events = (
         await session.scalars(
             select(IncidentEvent)
@@ -88,17 +68,7 @@ async def timeline(session: AsyncSession, incident: Incident) -> list[Entry]:
             .order_by(IncidentEvent.id)
         )
     ).all()
-    entries = [
-        Entry(
-            at=e.at,
-            kind=e.kind,
-            detail=e.detail,
-            actor=e.actor,
-            step=e.step,
-            notification_id=e.notification_id,
-        )
-        for e in events
-    ]
+    entries = [TimelineEntryOut.model_validate(event) for event in events]
     deliveries = await alerts.deliveries_for_incident(session, incident.id)
     entries.extend(_delivery_entry(record) for record in deliveries)
     # Stable: an event and the deliveries it caused share a time; the event comes first.
