@@ -73,11 +73,12 @@ async def troubleshoot(
     return await asyncio.to_thread(troubleshooting.diagnose, expectations, resolver)
 
 
-async def _nameservers(
+async def authoritative_nameservers(
     provider: DnsProvider, zone: str, settings: Settings
 ) -> list[checker.Nameserver]:
     """The zone's authoritative servers: as the provider's settings list them
-    (``nameservers``: host:port, for servers not on port 53), else as the world finds them."""
+    (``nameservers``: host:port, for servers not on port 53), else as the world finds them.
+    Used by the on-demand check below and by the health sweep's ``dns.drift``."""
     listed = json.loads(provider.settings).get("nameservers") or []
     if listed:
         found = []
@@ -116,7 +117,7 @@ async def check(
     started = utcnow()
     report = await checker.check(
         inside,
-        await _nameservers(provider, row.zone, settings),
+        await authoritative_nameservers(provider, row.zone, settings),
         resolvers(settings),
         zones=[row.zone],
         timeout=settings.dns_lookup_timeout_seconds,

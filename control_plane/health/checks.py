@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.backups import service as backups
 from control_plane.commands.models import FINAL_STATES, Command
 from control_plane.dns import checker
-from control_plane.dns.checks import _nameservers
+from control_plane.dns.checks import authoritative_nameservers
 from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.dns.service import desired_records
@@ -288,7 +288,7 @@ async def dns_drift(zones: Sequence[ZoneCheck], settings: Settings) -> list[Resu
         if not zone.records:
             continue
         try:
-            servers = await _nameservers(zone.provider, zone.zone, settings)
+            servers = await authoritative_nameservers(zone.provider, zone.zone, settings)
             report = await checker.check(
                 zone.records,
                 servers,
