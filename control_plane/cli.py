@@ -91,6 +91,7 @@ CLI_NAMES = {
     "server_id": "--server",
     "check": "--check",
     "severity": "--severity",
+    "starts_at": "--from",
     "ends_at": "--until",
     "comment": "--comment",
 }

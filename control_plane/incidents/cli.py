@@ -179,7 +179,10 @@ def silence_create(
         str | None, typer.Option("--until", help="Until this time, e.g. 2026-12-01T06:00Z.")
     ] = None,
     duration: Annotated[
-        str | None, typer.Option("--for", help="Or for this long from now, e.g. 2h, 1d12h.")
+        str | None, typer.Option("--for", help="Or for this long from --from, e.g. 2h, 1d12h.")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="From this time (default: now).")
     ] = None,
 ) -> None:
     """Hold back notifications of the tenant's matching incidents (at least one of
@@ -187,7 +190,11 @@ def silence_create(
     if (until is None) == (duration is None):
         raise bad_input("give exactly one of --until TIME or --for DURATION")
     now = utcnow()
-    ends_at = _when(until, "--until") if until is not None else now + _duration(duration or "")
+    starts_at = _when(start, "--from") if start is not None else None
+    if until is not None:
+        ends_at = _when(until, "--until")
+    else:
+        ends_at = (starts_at or now) + _duration(duration or "")
 
     async def create(db: Database) -> uuid.UUID:
         async with db.session() as session:
@@ -201,6 +208,7 @@ def silence_create(
                     server_id=server_id,
                     check=check,
                     severity=severity,
+                    starts_at=starts_at,
                     ends_at=ends_at,
                     comment=comment,
                 )
