@@ -26,8 +26,14 @@ from tests.support.postgres import create_database, drop_database
 
 BACKENDS = ("sqlite", "postgresql")
 
-# Real DNS, ACME and S3 servers (fixtures: knot_primary, knot_pair, pebble, s3_server).
-pytest_plugins = ["tests.support.knot", "tests.support.pebble", "tests.support.moto"]
+# Real DNS, ACME and S3 servers (fixtures: knot_primary, knot_pair, pebble, s3_server), and
+# loopback alert receivers (receiver, pagerduty, smtp_sink, alert_client, alerting).
+pytest_plugins = [
+    "tests.support.knot",
+    "tests.support.pebble",
+    "tests.support.moto",
+    "tests.alerts.fixtures",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

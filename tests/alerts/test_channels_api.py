@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from control_plane.vault.client import Vault
-from tests.alerts.conftest import make_channel
+from tests.alerts.helpers import make_channel
 from tests.conftest import MakeTenant
 
 CHANNELS = "/api/v1/alert-channels"

@@ -9,7 +9,7 @@ import httpx
 
 from control_plane.alerts.service import PolicyStep, policy_for
 from control_plane.db.engine import Database
-from tests.alerts.conftest import make_channel
+from tests.alerts.helpers import make_channel
 from tests.conftest import MakeTenant, TenantHandle
 
 POLICIES = "/api/v1/escalation-policies"

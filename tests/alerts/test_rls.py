@@ -11,7 +11,7 @@ from sqlalchemy import text
 from control_plane.alerts.models import AlertChannel
 from control_plane.db.engine import Database
 from control_plane.tenants.models import Tenant
-from tests.alerts.conftest import message, notify_now
+from tests.alerts.helpers import message, notify_now
 
 TABLES = (
     "alert_channels",

@@ -4,83 +4,41 @@ through the API, automatic resolve, and the timeline that shows it all."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
-import pytest_asyncio
-from fastapi import FastAPI
+import pytest
 
 from control_plane.alerts.delivery import deliver_due
-from control_plane.api.app import create_app
 from control_plane.db.base import utcnow
-from control_plane.db.engine import Database
 from control_plane.incidents import escalation
 from control_plane.settings import Settings
-from control_plane.vault.client import Vault
+from tests.alerts.helpers import SECRET, Alerting
 from tests.alerts.receivers import HttpReceiver, verify_signature
 from tests.conftest import MakeTenant
 from tests.incidents.helpers import a_server, observe, open_incident, signal
 
-SECRET = "a-long-random-shared-secret-for-tests"
 
-
-@pytest_asyncio.fixture
-async def hook() -> AsyncIterator[HttpReceiver]:
-    async with HttpReceiver().running() as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def pagerduty() -> AsyncIterator[HttpReceiver]:
-    async with HttpReceiver(default=202).running() as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def flow_settings(settings: Settings, pagerduty: HttpReceiver) -> Settings:
-    return settings.model_copy(
-        update={
-            "alert_allow_private_targets": True,
-            "alert_send_timeout_seconds": 2.0,
-            "pagerduty_events_url": f"{pagerduty.url}/v2/enqueue",
-            "incident_group_seconds": 1.0,
-        }
-    )
-
-
-@pytest_asyncio.fixture
-async def flow_client(
-    flow_settings: Settings, db: Database, vault: Vault
-) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(flow_settings, database=db, vault=vault)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://mailfleet.test") as http:
-        yield http
+@pytest.fixture
+def alert_settings(alert_settings: Settings) -> Settings:
+    """The alerts tests' settings (loopback receivers allowed), with a one-second group
+    window."""
+    return alert_settings.model_copy(update={"incident_group_seconds": 1.0})
 
 
 async def test_trigger_escalate_acknowledge_resolve(
-    flow_client: httpx.AsyncClient,
-    flow_settings: Settings,
-    db: Database,
-    vault: Vault,
-    make_tenant: MakeTenant,
-    hook: HttpReceiver,
-    pagerduty: HttpReceiver,
+    alerting: Alerting, make_tenant: MakeTenant, pagerduty: HttpReceiver
 ) -> None:
+    client, settings = alerting.client, alerting.settings
+    db, vault, hook = alerting.db, alerting.vault, alerting.receiver
     tenant = await make_tenant()
     headers = tenant.headers
     server = await a_server(db, tenant.id)
-    made = []
-    for body in (
-        {"name": "ops", "kind": "webhook", "url": f"{hook.url}/hook", "secret": SECRET},
-        {"name": "oncall", "kind": "pagerduty", "routing_key": "R0UT1NGK3Y0000000000"},
-    ):
-        response = await flow_client.post("/api/v1/alert-channels", json=body, headers=headers)
-        assert response.status_code == 201, response.text
-        made.append(response.json()["id"])
-    webhook_id, pagerduty_id = made
-    response = await flow_client.post(
+    webhook_id = (await alerting.webhook(headers, "ops", "/hook"))["id"]
+    pagerduty_id = (
+        await alerting.channel(headers, name="oncall", kind="pagerduty",
+                               routing_key="R0UT1NGK3Y0000000000")
+    )["id"]  # fmt: skip
+    response = await client.post(
         "/api/v1/escalation-policies",
         json={
             "name": "default",
@@ -96,9 +54,9 @@ async def test_trigger_escalate_acknowledge_resolve(
     async def engine(at: timedelta) -> None:
         async with db.session() as session:
             await escalation.escalate_due(
-                session, t0 + at, group_seconds=flow_settings.incident_group_seconds
+                session, t0 + at, group_seconds=settings.incident_group_seconds
             )
-        await deliver_due(db, vault, flow_settings, now=t0 + at)
+        await deliver_due(db, vault, settings, now=t0 + at)
 
     t0 = utcnow() - timedelta(minutes=1)  # the engine's steps, before the API's real now
     await observe(db, t0, signal(tenant.id, server, "smtp.25", summary="connection refused"))
@@ -118,9 +76,9 @@ async def test_trigger_escalate_acknowledge_resolve(
     assert page.json()["event_action"] == "trigger"
     assert page.json()["dedup_key"] == str(incident.id)
 
-    acked = await flow_client.post(f"/api/v1/incidents/{incident.id}/acknowledge", headers=headers)
+    acked = await client.post(f"/api/v1/incidents/{incident.id}/acknowledge", headers=headers)
     assert acked.status_code == 200
-    await deliver_due(db, vault, flow_settings)
+    await deliver_due(db, vault, settings)
     assert pagerduty.requests[-1].json()["event_action"] == "acknowledge"
     assert hook.requests[-1].json()["event"] == "acknowledge"
     assert hook.requests[-1].json()["actor"] == acked.json()["acknowledged_by"]
@@ -128,12 +86,12 @@ async def test_trigger_escalate_acknowledge_resolve(
     assert len(pagerduty.requests) == 2
 
     await observe(db, utcnow(), signal(tenant.id, server, "smtp.25", "ok", "info"))
-    await deliver_due(db, vault, flow_settings)
+    await deliver_due(db, vault, settings)
     assert pagerduty.requests[-1].json()["event_action"] == "resolve"
     assert pagerduty.requests[-1].json()["dedup_key"] == str(incident.id)
     assert hook.requests[-1].json()["event"] == "resolve"
 
-    detail = (await flow_client.get(f"/api/v1/incidents/{incident.id}", headers=headers)).json()
+    detail = (await client.get(f"/api/v1/incidents/{incident.id}", headers=headers)).json()
     assert detail["state"] == "resolved" and detail["resolved_by"] == "auto"
     timeline = detail["timeline"]
     assert [e["kind"] for e in timeline if e["kind"] != "notified"] == [
@@ -155,5 +113,5 @@ async def test_trigger_escalate_acknowledge_resolve(
         ("oncall", "resolve", "sent"),
     ]
     other = await make_tenant()
-    hidden = await flow_client.get(f"/api/v1/incidents/{incident.id}", headers=other.headers)
+    hidden = await client.get(f"/api/v1/incidents/{incident.id}", headers=other.headers)
     assert hidden.status_code == 404
