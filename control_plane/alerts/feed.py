@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.alerts.models import AlertDelivery, AlertDeliveryAttempt, AlertNotification
+from control_plane.alerts.owned import same_tenant
 from control_plane.alerts.schemas import (
     AttemptOut,
     DeliveryOut,
@@ -74,11 +75,7 @@ async def list_notifications(
     notifications (notices to admins, fleet channels), with it that tenant's."""
     stmt = select(AlertNotification)
     if fleet:
-        stmt = stmt.where(
-            AlertNotification.tenant_id == tenant_id
-            if tenant_id is not None
-            else AlertNotification.tenant_id.is_(None)
-        )
+        stmt = stmt.where(same_tenant(AlertNotification.tenant_id, tenant_id))
     if in_app:
         stmt = stmt.where(AlertNotification.in_app.is_(True))
     if unread:
@@ -117,10 +114,6 @@ async def mark_read(
     else:
         stmt = stmt.where(AlertNotification.in_app.is_(True))
     if fleet:
-        stmt = stmt.where(
-            AlertNotification.tenant_id == tenant_id
-            if tenant_id is not None
-            else AlertNotification.tenant_id.is_(None)
-        )
+        stmt = stmt.where(same_tenant(AlertNotification.tenant_id, tenant_id))
     result = await session.execute(stmt.values(read_at=now))
     return int(getattr(result, "rowcount", 0) or 0)

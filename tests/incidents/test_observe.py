@@ -3,6 +3,7 @@ ok, untouched by a plain unknown; the database refuses a second open one by itse
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,40 +87,33 @@ async def test_ok_resolves_automatically_and_a_new_failure_opens_a_new_incident(
     assert second.state == "open" and second.opened_at == T0 + timedelta(minutes=6)
 
 
+def _cpu_incident(
+    tenant: uuid.UUID, server: uuid.UUID, state: str, summary: str, at: datetime
+) -> Incident:
+    """A ``cpu`` incident of ``server`` added straight to the table, past ``observe``."""
+    return Incident(
+        tenant_id=tenant,
+        subject_kind="server",
+        subject_id=str(server),
+        check="cpu",
+        state=state,
+        severity="warning",
+        summary=summary,
+        server_id=server,
+        opened_at=at,
+        last_seen_at=at,
+    )
+
+
 async def test_the_database_refuses_two_open_incidents_for_one_key(db: Database) -> None:
     tenant = await a_tenant(db)
     server = await a_server(db, tenant)
     await observe(db, T0, signal(tenant, server, "cpu"))
     with pytest.raises(IntegrityError):
         async with db.session() as session:
-            session.add(
-                Incident(
-                    tenant_id=tenant,
-                    subject_kind="server",
-                    subject_id=str(server),
-                    check="cpu",
-                    state="acknowledged",
-                    severity="warning",
-                    summary="a second one",
-                    opened_at=T0,
-                    last_seen_at=T0,
-                )
-            )
+            session.add(_cpu_incident(tenant, server, "acknowledged", "a second one", T0))
     async with db.session() as session:  # a resolved one beside it is fine
-        session.add(
-            Incident(
-                tenant_id=tenant,
-                subject_kind="server",
-                subject_id=str(server),
-                check="cpu",
-                state="resolved",
-                severity="warning",
-                summary="an old one",
-                server_id=server,
-                opened_at=T0 - timedelta(days=1),
-                last_seen_at=T0 - timedelta(days=1),
-            )
-        )
+        session.add(_cpu_incident(tenant, server, "resolved", "an old one", T0 - timedelta(days=1)))
     assert len(await incidents_of(db, server)) == 2
 
 
