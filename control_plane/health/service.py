@@ -147,35 +147,15 @@ async def record_results(
     if server is None:
         return  # deleted meanwhile: nothing to watch
     rules = rules or policy()
-    rows = {
-        row.check: row
-        for row in (
-            await session.scalars(
-                select(HealthCheck)
-                .where(HealthCheck.server_id == server_id)
-                .where(HealthCheck.check.in_([r.check for r in results]))
-            )
-        ).all()
-    }
+    rows = await _rows_of(session, server_id, [r.check for r in results])
     signals: list[Signal] = []
     recheck: list[str] = []
     for result in {r.check: r for r in results}.values():  # the last result of a check wins
         row = rows.get(result.check)
         previous: tuple[str, str] | None = None
         if row is None:
-            row = HealthCheck(
-                tenant_id=server.tenant_id,
-                server_id=server_id,
-                check=result.check[:200],
-                state="unknown",
-                severity="info",
-                detail="awaiting its first confirmed result",
-                last_run_at=now,
-                changed_at=now,
-                unknowns=0,
-            )
+            row = rows[result.check] = _first_row(server, result.check, now)
             session.add(row)
-            rows[result.check] = row
         else:
             previous = (row.state, row.severity)
         first_seen = row.pending_since  # a failure the flap guard held back, since then
@@ -194,13 +174,47 @@ async def record_results(
         await schedule.due_at(session, server, at, **hourly)
     await session.flush()
     if signals:
-        try:  # the results stay stored even if the incidents cannot take them now
-            async with session.begin_nested():
-                await incidents.observe(session, signals, now)
-        except Exception:
-            log.exception(
-                "incidents could not take %d signals of server %s", len(signals), server_id
-            )
+        await _signal_incidents(session, server_id, signals, now)
+
+
+async def _rows_of(
+    session: AsyncSession, server_id: uuid.UUID, checks: Sequence[str]
+) -> dict[str, HealthCheck]:
+    """The stored rows of these checks of the server, by check."""
+    found = await session.scalars(
+        select(HealthCheck)
+        .where(HealthCheck.server_id == server_id)
+        .where(HealthCheck.check.in_(checks))
+    )
+    return {row.check: row for row in found.all()}
+
+
+def _first_row(server: Server, check: str, now: datetime) -> HealthCheck:
+    """A check never stored before: unknown until its first result is confirmed."""
+    return HealthCheck(
+        tenant_id=server.tenant_id,
+        server_id=server.id,
+        check=check[:200],
+        state="unknown",
+        severity="info",
+        detail="awaiting its first confirmed result",
+        last_run_at=now,
+        changed_at=now,
+        unknowns=0,
+    )
+
+
+async def _signal_incidents(
+    session: AsyncSession, server_id: uuid.UUID, signals: list[Signal], now: datetime
+) -> None:
+    """Hand the signals on in a savepoint, so the results stay stored even if the incidents
+    cannot take them now. A still-failing check signals again at its next run; a lost
+    return to ok is not sent again."""
+    try:
+        async with session.begin_nested():
+            await incidents.observe(session, signals, now)
+    except Exception:
+        log.exception("incidents could not take %d signals of server %s", len(signals), server_id)
 
 
 def _change(row: HealthCheck, previous: tuple[str, str] | None, now: datetime) -> HealthChange:
