@@ -97,8 +97,16 @@ def judge(
     except ValueError:
         return _unknown("could not check: the agent's probe result is not readable")
     port = observer.rpartition(":")[2]
-    kind, why = found.get("error_kind"), found.get("error") or ""
-    connected = bool(found.get("connected"))
+    kind = found.get("error_kind")
+    if kind is not None:
+        return _not_reached(str(kind), found.get("error") or "", bool(found.get("connected")),
+                            observer, port)  # fmt: skip
+    return _compare_source(found, sending_address, observer, port)
+
+
+def _not_reached(kind: str, why: str, connected: bool, observer: str, port: str) -> Result:
+    """The probe did not get a MailFleet observer's answer: refused is a verdict (the port
+    is blocked), a timeout or an unreachable network is not."""
     if kind == "refused":
         return Result(
             CHECK,
@@ -116,14 +124,20 @@ def judge(
         )
     if kind in ("timeout", "unreachable"):
         return _unknown(f"could not check: reaching the observer at {observer}: {why}")
-    if kind is not None:
-        return Result(
-            CHECK,
-            "failing",
-            "warning",
-            f"something other than the MailFleet observer answered at {observer}: {why}",
-            observed=str(kind),
-        )
+    return Result(
+        CHECK,
+        "failing",
+        "warning",
+        f"something other than the MailFleet observer answered at {observer}: {why}",
+        observed=kind,
+    )
+
+
+def _compare_source(
+    found: dict[str, Any], sending_address: str | None, observer: str, port: str
+) -> Result:
+    """The observer answered: the port is open; the address it saw should be the server's
+    sending address (another one means mail leaves through NAT or another interface)."""
     seen = canonical_address(str(found.get("observed_source") or ""))
     if seen is None:
         return Result(
