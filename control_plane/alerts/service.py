@@ -26,6 +26,7 @@ from control_plane.alerts.models import (
     AlertNotificationIncident,
     EscalationPolicy,
 )
+from control_plane.alerts.owned import same_tenant
 from control_plane.alerts.quiet import QuietHours
 from control_plane.alerts.schemas import DeliveryOut
 from control_plane.db.base import utcnow
@@ -157,11 +158,7 @@ async def effective_policy(
             return await session.get(EscalationPolicy, workspace.escalation_policy_id)
     for owner in dict.fromkeys((tenant_id, None)):
         stmt = select(EscalationPolicy).where(EscalationPolicy.is_default.is_(True))
-        stmt = stmt.where(
-            EscalationPolicy.tenant_id.is_(None)
-            if owner is None
-            else EscalationPolicy.tenant_id == owner
-        )
+        stmt = stmt.where(same_tenant(EscalationPolicy.tenant_id, owner))
         found = await session.scalar(stmt.order_by(EscalationPolicy.id).limit(1))
         if found is not None:
             return found
@@ -197,16 +194,10 @@ async def notify(
 
     A channel inside its quiet hours gets a ``quiet`` delivery (never sent); an in-app
     channel is delivered at once, quiet hours or not (the notification joins the feed, which
-    wakes nobody); the others are
-    ``queued`` for the delivery job, which sends them after the caller commits. Channels
-    that no longer exist are skipped.
+    wakes nobody); the others are ``queued`` for the delivery job, which sends them after
+    the caller commits. Channels that no longer exist are skipped.
     """
-    wanted = list(dict.fromkeys(channel_ids))
-    found = await session.scalars(select(AlertChannel).where(AlertChannel.id.in_(wanted)))
-    by_id = {channel.id: channel for channel in found}
-    channels = [by_id[c] for c in wanted if c in by_id]
-    if len(channels) < len(wanted):
-        log.warning("notify: %d channel(s) no longer exist", len(wanted) - len(channels))
+    channels = await _existing_channels(session, channel_ids)
     notification = AlertNotification(
         tenant_id=message.tenant_id,
         created_at=now,
@@ -230,25 +221,44 @@ async def notify(
             )
         )
     for channel in channels:
-        in_app = channel.kind == "in_app"
-        quiet = not in_app and _quiet(channel, message, now)  # the feed pages nobody
-        notification.in_app = notification.in_app or in_app
-        session.add(
-            AlertDelivery(
-                tenant_id=message.tenant_id,
-                notification_id=notification.id,
-                channel_id=channel.id,
-                channel_name=channel.name,
-                kind=channel.kind,
-                created_at=now,
-                status="quiet" if quiet else "sent" if in_app else "queued",
-                attempts=1 if in_app else 0,
-                next_attempt_at=None if quiet or in_app else now,
-                delivered_at=now if in_app else None,
-            )
-        )
+        notification.in_app = notification.in_app or channel.kind == "in_app"
+        session.add(_delivery(notification, channel, message, now))
     await session.flush()
     return notification.id
+
+
+async def _existing_channels(
+    session: AsyncSession, channel_ids: Sequence[uuid.UUID]
+) -> list[AlertChannel]:
+    """The channels, in the order given, without repeats or deleted ones."""
+    wanted = list(dict.fromkeys(channel_ids))
+    found = await session.scalars(select(AlertChannel).where(AlertChannel.id.in_(wanted)))
+    by_id = {channel.id: channel for channel in found}
+    channels = [by_id[c] for c in wanted if c in by_id]
+    if len(channels) < len(wanted):
+        log.warning("notify: %d channel(s) no longer exist", len(wanted) - len(channels))
+    return channels
+
+
+def _delivery(
+    notification: AlertNotification, channel: AlertChannel, message: AlertMessage, now: datetime
+) -> AlertDelivery:
+    """One channel's delivery: in-app is done at once (the feed pages nobody, so quiet hours
+    do not hold it), a channel in its quiet hours is held, the rest are queued."""
+    in_app = channel.kind == "in_app"
+    quiet = not in_app and _quiet(channel, message, now)
+    return AlertDelivery(
+        tenant_id=message.tenant_id,
+        notification_id=notification.id,
+        channel_id=channel.id,
+        channel_name=channel.name,
+        kind=channel.kind,
+        created_at=now,
+        status="quiet" if quiet else "sent" if in_app else "queued",
+        attempts=1 if in_app else 0,
+        next_attempt_at=None if quiet or in_app else now,
+        delivered_at=now if in_app else None,
+    )
 
 
 async def deliveries_for_incident(
