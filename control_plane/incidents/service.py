@@ -34,6 +34,7 @@ from control_plane.servers.models import Server
 from control_plane.workspaces.models import Workspace
 
 AUTO = "auto"
+ORPHAN_BATCH = 500  # incidents resolve_orphans closes a round; the rest wait for the next
 
 
 def _counts_as_failing(signal: Signal) -> bool:
@@ -226,7 +227,8 @@ async def list_incidents(
 
 
 async def resolve_orphans(session: AsyncSession, now: datetime | None = None) -> int:
-    """Open incidents whose server or workspace no longer exists resolve, saying so."""
+    """Open incidents whose server or workspace no longer exists resolve, saying so (up to
+    ORPHAN_BATCH a round, so deleting a large workspace is not one long transaction)."""
     now = now or utcnow()
     server_gone = and_(
         Incident.server_id.is_not(None), ~exists().where(Server.id == Incident.server_id)
@@ -240,6 +242,7 @@ async def resolve_orphans(session: AsyncSession, now: datetime | None = None) ->
         await session.scalars(
             select(Incident)
             .where(Incident.state.in_(OPEN_STATES), server_gone | workspace_gone)
+            .limit(ORPHAN_BATCH)
             .with_for_update(skip_locked=True)
         )
     ).all()
