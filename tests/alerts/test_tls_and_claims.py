@@ -12,18 +12,23 @@ import pytest
 
 from control_plane.alerts.delivery import claim, deliver_due, next_due
 from tests.alerts.helpers import SECRET, Alerting, message
-from tests.alerts.receivers import HttpReceiver, SmtpSink, self_signed, verify_signature
+from tests.alerts.receivers import HttpReceiver, SmtpSink, verify_signature
 from tests.conftest import MakeTenant
+from tests.support.mail_ports import TestCA
 
 
 async def test_https_keeps_the_name_for_sni_and_certificate_checks(
     alerting: Alerting, make_tenant: MakeTenant, tmp_path: Path
 ) -> None:
     tenant = await make_tenant()
-    good, good_ca = self_signed(tmp_path, "localhost")
-    wrong, wrong_ca = self_signed(tmp_path, "elsewhere.example")
+    good_ca, wrong_ca = TestCA(tmp_path / "good"), TestCA(tmp_path / "wrong")
+    good = good_ca.issue("localhost", "127.0.0.1").server_context()
+    wrong = wrong_ca.issue("elsewhere.example", "127.0.0.1").server_context()
     async with HttpReceiver(tls=good).running() as right, HttpReceiver(tls=wrong).running() as bad:
-        for receiver, ca, expected in ((right, good_ca, "sent"), (bad, wrong_ca, "retrying")):
+        for receiver, ca, expected in (
+            (right, good_ca.ca_file, "sent"),
+            (bad, wrong_ca.ca_file, "retrying"),
+        ):
             hook = await alerting.channel(
                 tenant.headers, name=f"tls-{uuid.uuid4().hex[:6]}", kind="webhook",
                 url=f"https://localhost:{receiver.port}/tls", secret=SECRET,
