@@ -99,6 +99,15 @@ async def notification_detail(session: AsyncSession, row: AlertNotification) -> 
     )
 
 
+async def read_one(
+    session: AsyncSession, row: AlertNotification, now: datetime
+) -> AlertNotification:
+    """Mark one notification read; one read already keeps its first time."""
+    row.read_at = row.read_at or now
+    await session.flush()
+    return row
+
+
 async def mark_read(
     session: AsyncSession,
     *,

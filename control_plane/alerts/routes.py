@@ -225,9 +225,7 @@ async def get_notification(notification_id: uuid.UUID, ctx: Ctx) -> Notification
 async def read_notification(notification_id: uuid.UUID, ctx: Ctx) -> NotificationOut:
     async with ctx.session() as session:
         row = await feed.get_notification(session, notification_id)
-        row.read_at = row.read_at or utcnow()
-        await session.flush()
-        return feed.notification_out(row)
+        return feed.notification_out(await feed.read_one(session, row, utcnow()))
 
 
 # The SMTP relay (admin)
