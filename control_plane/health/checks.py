@@ -4,7 +4,7 @@ TLS renewal findings, and DNS drift. Each returns ``Result``s (ok, failing or un
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,41 +51,27 @@ def agent_link(
     threshold = f"a heartbeat within {unknown_after.total_seconds():g} s"
     beat = server.last_heartbeat_at
     observed = f"last heartbeat {beat.isoformat()}" if beat else "no heartbeat yet"
+
+    def down(detail: str) -> Result:
+        return Result("agent.link", "failing", "critical", detail, observed, threshold)
+
     if server.agent_state == "revoked":
-        return Result(
-            "agent.link",
-            "failing",
-            "critical",
-            "the agent's certificate is revoked",
-            observed,
-            threshold,
-        )
+        return down("the agent's certificate is revoked")
     dropped = schedule.agent_disconnected_at if schedule is not None else None
     if dropped is not None and (beat is None or beat <= dropped):
-        detail = f"the agent's stream dropped {_ago(now, dropped)} ({dropped:%H:%M:%S} UTC)"
-        return Result("agent.link", "failing", "critical", detail, observed, threshold)
+        return down(f"the agent's stream dropped {_ago(now, dropped)} ({dropped:%H:%M:%S} UTC)")
     if beat is None:
-        return Result(
-            "agent.link",
-            "failing",
-            "critical",
-            "the agent has never connected",
-            observed,
-            threshold,
-        )
+        return down("the agent has never connected")
     if now - beat > unknown_after:
-        return Result(
-            "agent.link",
-            "failing",
-            "critical",
-            f"no heartbeat from the agent since {_ago(now, beat)}",
-            observed,
-            threshold,
-        )
+        return down(f"no heartbeat from the agent since {_ago(now, beat)}")
     return Result("agent.link", "ok", "info", "the agent is online", observed, threshold)
 
 
-def _from_findings(found: Sequence[Finding], codes: Sequence[str], check_of: Any) -> list[Result]:
+def _from_findings(
+    found: Sequence[Finding], codes: Sequence[str], check_of: Callable[[str], str]
+) -> list[Result]:
+    """One result per check the ``codes`` map to: failing with its failing findings, unknown
+    with findings that could not decide, ok with none."""
     by_check: dict[str, list[Finding]] = {}
     for finding in found:
         by_check.setdefault(check_of(finding.code), []).append(finding)
@@ -137,9 +123,13 @@ async def mailu_status_pending(session: AsyncSession, server: Server) -> Command
     )
 
 
+def _mailu_unknown(detail: str) -> list[Result]:
+    return [Result(check, "unknown", "warning", detail) for check in MAILU_CHECKS]
+
+
 def mailu_unanswered(command: Command, now: datetime) -> list[Result]:
     detail = f"the agent has not answered mailu.status (queued {_ago(now, command.created_at)})"
-    return [Result(check, "unknown", "warning", detail) for check in MAILU_CHECKS]
+    return _mailu_unknown(detail)
 
 
 def mailu_results(command: Command, queue_threshold: int) -> list[Result]:
@@ -147,13 +137,13 @@ def mailu_results(command: Command, queue_threshold: int) -> list[Result]:
     if command.state != "succeeded" or command.result is None:
         why = command.error or command.state
         detail = f"mailu.status {command.state}: {why}"
-        return [Result(check, "unknown", "warning", detail) for check in MAILU_CHECKS]
+        return _mailu_unknown(detail)
     try:
         status = json.loads(command.result)
         services: dict[str, dict[str, str]] = dict(status.get("services") or {})
     except (ValueError, TypeError, AttributeError):
         detail = "mailu.status answered something that is not a status"
-        return [Result(check, "unknown", "warning", detail) for check in MAILU_CHECKS]
+        return _mailu_unknown(detail)
     if not status.get("installed", False):
         return [
             Result("mailu.services", "failing", "critical", "MailU is not installed"),
