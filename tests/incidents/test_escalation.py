@@ -124,15 +124,20 @@ async def test_steps_then_the_whole_policy_again_then_done(db: Database) -> None
     ]
 
 
+async def acknowledge(
+    db: Database, server: uuid.UUID, check: str, now: datetime, actor: str
+) -> None:
+    """Acknowledge the server's open ``check`` incident as the API does (locked first)."""
+    async with db.session() as session:
+        incident = await service.lock_incident(session, (await open_incident(db, server, check)).id)
+        await service.acknowledge(session, incident, now, actor)
+
+
 async def test_acknowledging_stops_escalation_and_tells_who_was_told(db: Database) -> None:
     tenant, server, first, _ = await setup(db, repeat=3, repeat_interval_minutes=1)
     await observe(db, at(0), signal(tenant, server, "smtp.25"))
     assert await run(db, tenant, at(30)) == 1
-    async with db.session() as session:
-        incident = await service.lock_incident(
-            session, (await open_incident(db, server, "smtp.25")).id
-        )
-        await service.acknowledge(session, incident, at(60), "ops (key)")
+    await acknowledge(db, server, "smtp.25", at(60), "ops (key)")
     for minutes in (5, 10, 60):
         assert await run(db, tenant, at(30, minutes)) == 0
     incident = await open_incident(db, server, "smtp.25")
@@ -158,11 +163,7 @@ async def test_acknowledging_one_incident_takes_the_whole_notification(db: Datab
     later = await a_server(db, tenant, "mx-later")  # notified on its own: not taken with them
     await observe(db, at(2), signal(tenant, later, "smtp.25"))
     assert await run(db, tenant, at(33)) == 1
-    async with db.session() as session:
-        smtp465 = await service.lock_incident(
-            session, (await open_incident(db, server, "smtp.465")).id
-        )
-        await service.acknowledge(session, smtp465, at(60), "ops (key)")
+    await acknowledge(db, server, "smtp.465", at(60), "ops (key)")
     smtp25 = await open_incident(db, server, "smtp.25")
     assert (smtp25.state, smtp25.acknowledged_by) == ("acknowledged", "ops (key)")
     assert "notified together with smtp.465" in (await events_of(db, smtp25.id))[-1].detail
