@@ -51,7 +51,7 @@ from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
 from tests.support.stack import ControlPlane, control_plane  # noqa: E402
-from tests.support.webhooks import Arrival, webhook_receiver  # noqa: E402
+from tests.support.webhooks import Arrival, WebhookReceiver, webhook_receiver  # noqa: E402
 
 FIRST_ADDRESS = ipaddress.IPv4Address("127.64.0.1")
 DOMAIN = "bench.mailfleet.test"
@@ -296,6 +296,43 @@ def _trigger_for(check: str, after: float) -> Any:
     return match
 
 
+def _alerting_tenant(plane: ControlPlane, webhook_url: str) -> str:
+    """A tenant whose default policy sends every incident to the signed webhook at once."""
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": "latency"})["id"]
+    channel = plane.api(
+        "POST",
+        "/api/v1/alert-channels",
+        201,
+        json={
+            "name": "ops",
+            "kind": "webhook",
+            "url": webhook_url,
+            "secret": WEBHOOK_SECRET,
+            "tenant_id": tenant,
+        },
+    )["id"]
+    policy = {"channel_ids": [channel], "wait_minutes": 5}
+    plane.api(
+        "POST",
+        "/api/v1/escalation-policies",
+        201,
+        json={"name": "default", "steps": [policy], "repeat": 0, "tenant_id": tenant},
+    )
+    return str(tenant)
+
+
+def _outage(plane: ControlPlane, receiver: WebhookReceiver, server: str) -> tuple[float, Any]:
+    """The server's ports are down: a run asked for sees it (detection); the seconds until
+    the signed trigger arrives, and the incident it opened."""
+    detected, detected_at = time.monotonic(), dt.datetime.now(dt.UTC)
+    found = plane.api("POST", f"/api/v1/servers/{server}/health/run")["results"]
+    states = {r["check"]: r["state"] for r in found}
+    if states.get("smtp.25") != "failing":
+        raise SystemExit(f"the failure was not seen: {found}")
+    trigger = receiver.wait_for(_trigger_for("smtp.25", detected), 600, "trigger")
+    return trigger.at - detected, _incident(plane, server, detected_at)
+
+
 def notification_latency(
     leaf: Leaf, ca_file: Path, runs: int, fast_timers: bool = False
 ) -> dict[str, Any]:
@@ -327,26 +364,7 @@ def notification_latency(
             dev_openbao() as bao,
             control_plane(Path(tmp), bao, database_url, **env) as plane,
         ):
-            tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": "latency"})["id"]
-            channel = plane.api(
-                "POST",
-                "/api/v1/alert-channels",
-                201,
-                json={
-                    "name": "ops",
-                    "kind": "webhook",
-                    "url": receiver.url,
-                    "secret": WEBHOOK_SECRET,
-                    "tenant_id": tenant,
-                },
-            )["id"]
-            policy = {"channel_ids": [channel], "wait_minutes": 5}
-            plane.api(
-                "POST",
-                "/api/v1/escalation-policies",
-                201,
-                json={"name": "default", "steps": [policy], "repeat": 0, "tenant_id": tenant},
-            )
+            tenant = _alerting_tenant(plane, receiver.url)
             server = asyncio.run(_ready_server(database_url, tenant, str(first), host))
             run_path = f"/api/v1/servers/{server}/health/run"
             responder_ = Responder(first, 1, MailPorts(), leaf)
@@ -356,17 +374,8 @@ def notification_latency(
                     raise SystemExit(f"the server is not healthy to begin with: {states}")
                 for _ in range(runs):
                     responder_.stop()
-                    detected, detected_at = time.monotonic(), dt.datetime.now(dt.UTC)
-                    found = plane.api("POST", run_path)["results"]
-                    states = {r["check"]: r["state"] for r in found}
-                    if states.get("smtp.25") != "failing":
-                        raise SystemExit(f"the failure was not seen: {found}")
-                    trigger = receiver.wait_for(_trigger_for("smtp.25", detected), 600, "trigger")
-                    triggered = trigger.at
-                    incident = _incident(plane, server, detected_at)
-                    measured.append(
-                        {"detection_to_trigger_seconds": round(triggered - detected, 2)}
-                    )
+                    seconds, incident = _outage(plane, receiver, server)
+                    measured.append({"detection_to_trigger_seconds": round(seconds, 2)})
                     print(json.dumps({"latency": measured[-1]}), flush=True)
                     responder_ = Responder(first, 1, MailPorts(), leaf)  # back for the next run
                     plane.api("POST", run_path)
@@ -398,7 +407,23 @@ def notification_latency(
     }
 
 
-def main() -> None:
+def _healthy_run(
+    args: argparse.Namespace, context: ssl.SSLContext, ports: MailPorts
+) -> dict[str, Any]:
+    """One sweep of the whole healthy fleet: its wall time, the prober's CPU, its results."""
+    wall, cpu, counts = asyncio.run(
+        sweep(list(range(args.servers)), args.concurrency, args.timeout, context, ports)
+    )
+    return {
+        "wall_seconds": round(wall, 3),
+        "prober_cpu_seconds": round(cpu, 3),
+        "prober_cpu_ms_per_server": round(cpu / args.servers * 1000, 3),
+        "results_ok": sum(v for k, v in counts.items() if k.endswith(":ok")),
+        "results": dict(sorted(counts.items())),
+    }
+
+
+def _arguments() -> argparse.Namespace:
     defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__)
     add_out_argument(parser, "health_sweep")
@@ -435,7 +460,11 @@ def main() -> None:
         action="store_true",
         help="the latency run with one-second flap guard, group window and ticks (smoke runs)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     silent = range(args.servers, args.servers + round(args.servers * args.silent_share))
     refused = range(silent.stop, silent.stop + round(args.servers * args.refused_share))
     degraded_fleet = [*range(args.servers - len(silent) - len(refused)), *silent, *refused]
@@ -454,19 +483,7 @@ def main() -> None:
         listen_seconds = child.listen_seconds
         try:
             for n in range(args.runs):
-                wall, cpu, counts = asyncio.run(
-                    sweep(list(range(args.servers)), args.concurrency, args.timeout, context, ports)
-                )
-                ok = sum(v for k, v in counts.items() if k.endswith(":ok"))
-                runs.append(
-                    {
-                        "wall_seconds": round(wall, 3),
-                        "prober_cpu_seconds": round(cpu, 3),
-                        "prober_cpu_ms_per_server": round(cpu / args.servers * 1000, 3),
-                        "results_ok": ok,
-                        "results": dict(sorted(counts.items())),
-                    }
-                )
+                runs.append(_healthy_run(args, context, ports))
                 print(json.dumps({"run": n, **runs[-1]}), flush=True)
             wall, cpu, counts = asyncio.run(
                 sweep(degraded_fleet, args.concurrency, args.timeout, context, ports)
