@@ -41,7 +41,7 @@ async def agent_connected(session: AsyncSession, server_id: uuid.UUID) -> None:
 
 
 async def mailu_status_settled(session: AsyncSession, command: Command) -> None:
-    rules = service.policy()
+    rules = service.current_rules()
     results = checks.mailu_results(command, rules.queue_threshold)
     await service.record_results(session, command.server_id, results, utcnow())
 

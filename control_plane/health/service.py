@@ -37,7 +37,7 @@ VALUE_CHARS = 500
 
 
 @dataclass(frozen=True)
-class Policy:
+class Rules:
     """The settings ``record_results`` follows (read once per process)."""
 
     flap: timedelta
@@ -46,7 +46,7 @@ class Policy:
     queue_threshold: int
 
     @classmethod
-    def of(cls, settings: Settings) -> Policy:
+    def of(cls, settings: Settings) -> Rules:
         return cls(
             flap=timedelta(seconds=settings.health_flap_seconds),
             unknowns_critical=settings.health_unknowns_critical,
@@ -55,21 +55,22 @@ class Policy:
         )
 
 
-_policy: Policy | None = None
+_rules: Rules | None = None
 
 
 def configure(settings: Settings) -> None:
     """Use these settings for results that arrive without them (agent command results);
     ``serve`` calls it."""
-    global _policy
-    _policy = Policy.of(settings)
+    global _rules
+    _rules = Rules.of(settings)
 
 
-def policy() -> Policy:
-    global _policy
-    if _policy is None:
-        _policy = Policy.of(Settings())
-    return _policy
+def current_rules() -> Rules:
+    """The rules ``configure`` set (the environment's settings before it is called)."""
+    global _rules
+    if _rules is None:
+        _rules = Rules.of(Settings())
+    return _rules
 
 
 def _clip(value: str | None, size: int) -> str | None:
@@ -85,7 +86,7 @@ def _confirm(row: HealthCheck, state: str, severity: str, result: Result) -> Non
     row.pending_since = None
 
 
-def _apply(row: HealthCheck, result: Result, now: datetime, rules: Policy) -> bool:
+def _apply(row: HealthCheck, result: Result, now: datetime, rules: Rules) -> bool:
     """Fold one result into the row; True when a re-check must be scheduled."""
     row.last_run_at = now
     if result.state == "ok":
@@ -135,7 +136,7 @@ async def record_results(
     results: Sequence[Result],
     now: datetime,
     *,
-    rules: Policy | None = None,
+    rules: Rules | None = None,
 ) -> None:
     """Store ``results`` of one server as of ``now`` (in the caller's transaction): flap
     guard, unknown counting, history, and signals to the incidents for confirmed states
@@ -146,7 +147,7 @@ async def record_results(
     server = await session.get(Server, server_id)
     if server is None:
         return  # deleted meanwhile: nothing to watch
-    rules = rules or policy()
+    rules = rules or current_rules()
     rows = await _rows_of(session, server_id, [r.check for r in results])
     signals: list[Signal] = []
     recheck: list[str] = []
@@ -170,8 +171,8 @@ async def record_results(
             signals.append(_signal(server, row, first_seen if confirmed else None))
     if recheck:
         at = now + rules.flap
-        hourly = {"next_dns_at": at} if "dns.drift" in recheck else {}
-        await schedule.due_at(session, server, at, **hourly)
+        dns_too = {"next_dns_at": at} if "dns.drift" in recheck else {}
+        await schedule.due_at(session, server, at, **dns_too)
     await session.flush()
     if signals:
         await _signal_incidents(session, server_id, signals, now)

@@ -60,7 +60,7 @@ class Checker:
     ) -> None:
         self.db, self.settings, self.ports, self.clock = db, settings, ports, clock
         self.owner = owner or default_owner()
-        self.rules = service.Policy.of(settings)
+        self.rules = service.Rules.of(settings)
         self.tls_context = probes.tls_context(settings)
         # Probes and DNS give up by themselves; this bounds a run as a whole, inside its lease.
         self.deadline = settings.health_lease_seconds * 0.8

@@ -16,7 +16,7 @@ from control_plane.incidents.models import Incident
 from control_plane.settings import Settings
 from tests.health.fleet import a_server, a_tenant, at, changes, checks_by_name, plan
 
-RULES = service.Policy(
+RULES = service.Rules(
     flap=timedelta(seconds=30),
     unknowns_critical=3,
     interval=timedelta(seconds=300),
@@ -178,5 +178,5 @@ async def test_results_of_a_deleted_server_are_dropped(db: Database) -> None:
 
 def test_the_policy_follows_the_settings(settings: Settings) -> None:
     custom = settings.model_copy(update={"health_flap_seconds": 1.5, "mailu_queue_threshold": 7})
-    rules = service.Policy.of(custom)
+    rules = service.Rules.of(custom)
     assert rules.flap == timedelta(seconds=1.5) and rules.queue_threshold == 7
