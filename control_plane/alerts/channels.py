@@ -112,6 +112,9 @@ async def create_channel(
     tenant_id: uuid.UUID | None,
     data: ChannelCreate,
 ) -> AlertChannel:
+    """The row first (its id names the Vault path), then its secrets into Vault, inside the
+    caller's transaction: a Vault failure rolls the channel back rather than leave one
+    without its secrets."""
     values = data.model_dump()
     _check_fields(data.kind, values, creating=True)
     _check_url(values, settings)
@@ -150,6 +153,8 @@ async def update_channel(
     channel: AlertChannel,
     data: ChannelUpdate,
 ) -> AlertChannel:
+    """Secrets given are merged into the stored ones (a new URL keeps the webhook secret);
+    the kind never changes, so the fields it takes do not either."""
     values = data.model_dump(exclude_unset=True)
     _check_fields(channel.kind, values, creating=False)
     _check_url(values, settings)

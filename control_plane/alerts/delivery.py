@@ -138,6 +138,8 @@ async def send_claimed(
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
+    """The wait before the next attempt: doubling from the base, so a receiver that is down
+    is not hammered while it comes back."""
     return timedelta(seconds=settings.alert_retry_base_seconds * 2 ** max(attempts - 1, 0))
 
 

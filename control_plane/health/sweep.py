@@ -39,6 +39,8 @@ __all__ = ["Checker", "Sweep", "hooks"]
 
 
 def default_owner() -> str:
+    """This process's name on its leases: host, pid and a random part, so a restarted
+    process never mistakes its predecessor's leases for its own."""
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 

@@ -27,6 +27,7 @@ def worst(severities: Sequence[str]) -> alerts.Severity:
 
 
 def channels_of(incident: Incident) -> list[uuid.UUID]:
+    """Every channel told about the incident so far: acknowledge and resolve go to them."""
     return [uuid.UUID(c) for c in incident.notified_channels.split(",") if c]
 
 
@@ -51,6 +52,9 @@ async def build(
     *,
     actor: str | None = None,
 ) -> alerts.AlertMessage:
+    """One message for a group told together, about its leader (the first): the group's
+    dedup key stays the leader's id, so every later event of the group (acknowledge,
+    resolve) lands on the same PagerDuty alert."""
     leader = members[0]
     name = await subject_name(session, leader)
     items = tuple(

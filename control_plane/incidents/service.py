@@ -46,6 +46,8 @@ def _counts_as_failing(signal: Signal) -> bool:
 async def find_open(
     session: AsyncSession, tenant_id: uuid.UUID, subject_kind: str, subject_id: str, check: str
 ) -> Incident | None:
+    """The open incident of this key, locked: a signal updates it rather than opening a
+    second one (the database's partial unique index refuses that anyway)."""
     found: Incident | None = await session.scalar(
         select(Incident)
         .where(

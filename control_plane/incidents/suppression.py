@@ -28,12 +28,15 @@ def check_matches(pattern: str | None, check: str) -> bool:
 
 
 def is_inhibitable(check: str) -> bool:
+    """Checks that only echo an unreachable server (its resources, MailU's status)."""
     return check in INHIBITED_CHECKS or check.startswith(INHIBITED_PREFIXES)
 
 
 async def matching_silence(
     session: AsyncSession, incident: Incident, now: datetime
 ) -> Silence | None:
+    """The oldest silence holding now whose matchers all fit the incident (the check
+    pattern is matched here: SQL cannot express its prefix form portably)."""
     candidates = (
         await session.scalars(
             select(Silence)
@@ -70,6 +73,8 @@ async def active_window(
 
 
 async def inhibited(session: AsyncSession, incident: Incident) -> bool:
+    """An inhibitable check of a server whose agent link and port 25 both fail: that one
+    outage is already told, its consequences would only add noise."""
     if incident.server_id is None or not is_inhibitable(incident.check):
         return False
     failing = set(
