@@ -26,6 +26,7 @@ from control_plane.db.engine import Database
 from control_plane.health.models import HealthCheck
 from control_plane.health.observer import SmtpObserver
 from control_plane.health.outbound import CHECK, KIND, judge, queue_outbound_probe
+from control_plane.health.results import Result
 from control_plane.listeners import AddressInUse
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -188,7 +189,7 @@ def probe_result(**fields: object) -> str:
 
 
 def test_the_sending_address_seen_is_ok() -> None:
-    result = judge("succeeded", probe_result(), None, "198.18.3.7", OBSERVER)
+    result = probed()
     assert (result.check, result.state, result.observed) == (CHECK, "ok", "198.18.3.7")
 
 
@@ -199,45 +200,26 @@ def test_another_source_address_is_failing_naming_both() -> None:
     assert (result.observed, result.threshold) == ("198.18.3.7", "198.18.9.9")
 
 
+def probed(**fields: object) -> Result:
+    """The verdict on a probe that ran, from the server whose sending address is 198.18.3.7."""
+    return judge("succeeded", probe_result(**fields), None, "198.18.3.7", OBSERVER)
+
+
 def test_a_refusal_is_critical_and_a_timeout_is_unknown() -> None:
-    refused = judge(
-        "succeeded",
-        probe_result(connected=False, error_kind="refused", observed_source=None),
-        None,
-        "198.18.3.7",
-        OBSERVER,
-    )
+    refused = probed(connected=False, error_kind="refused", observed_source=None)
     assert (refused.state, refused.severity) == ("failing", "critical")
     assert "refuses outbound port 25" in refused.detail
 
-    timeout = judge(
-        "succeeded",
-        probe_result(connected=False, error_kind="timeout", observed_source=None),
-        None,
-        "198.18.3.7",
-        OBSERVER,
-    )
+    timeout = probed(connected=False, error_kind="timeout", observed_source=None)
     assert timeout.state == "unknown"
     assert "port 25 may be blocked" in timeout.detail
 
-    unreachable = judge(
-        "succeeded",
-        probe_result(connected=False, error_kind="unreachable", error="no route"),
-        None,
-        "198.18.3.7",
-        OBSERVER,
-    )
+    unreachable = probed(connected=False, error_kind="unreachable", error="no route")
     assert unreachable.state == "unknown"
 
 
 def test_an_answer_that_is_not_the_observer_is_failing() -> None:
-    foreign = judge(
-        "succeeded",
-        probe_result(error_kind="protocol", error="banner: 554 go away", observed_source=None),
-        None,
-        "198.18.3.7",
-        OBSERVER,
-    )
+    foreign = probed(error_kind="protocol", error="banner: 554 go away", observed_source=None)
     assert (foreign.state, foreign.severity) == ("failing", "warning")
     silent = judge("succeeded", probe_result(observed_source=None), None, None, OBSERVER)
     assert silent.state == "failing"
