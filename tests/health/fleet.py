@@ -12,7 +12,7 @@ from control_plane.db.engine import Database
 from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
-from control_plane.tenants.models import Tenant
+from tests.support import rows
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -35,11 +35,7 @@ def fast_settings(settings: Settings, **overrides: Any) -> Settings:
 
 
 async def a_tenant(db: Database) -> uuid.UUID:
-    async with db.session() as session:
-        tenant = Tenant(name=f"health-{uuid.uuid4()}")
-        session.add(tenant)
-        await session.flush()
-        return tenant.id
+    return await rows.a_tenant(db, "health")
 
 
 async def a_server(
@@ -52,21 +48,19 @@ async def a_server(
     mail_hostname: str | None = None,
     heartbeat: datetime | None = None,
 ) -> uuid.UUID:
-    async with db.session() as session:
-        server = Server(
-            tenant_id=tenant_id,
-            name=f"mx-{uuid.uuid4().hex[:8]}",
-            provider="manual",
-            state=state,
-            mail_stack=mail_stack,
-            ipv4=ipv4,
-            mail_hostname=mail_hostname,
-            agent_state="enrolled",
-            last_heartbeat_at=heartbeat,
-        )
-        session.add(server)
-        await session.flush()
-        return server.id
+    """A server the sweep watches (ready, its agent enrolled), with a name of its own."""
+    server = await rows.a_server_row(
+        db,
+        tenant_id,
+        name=f"mx-{uuid.uuid4().hex[:8]}",
+        state=state,
+        mail_stack=mail_stack,
+        ipv4=ipv4,
+        mail_hostname=mail_hostname,
+        agent_state="enrolled",
+        last_heartbeat_at=heartbeat,
+    )
+    return server.id
 
 
 async def checks_by_name(db: Database, server_id: uuid.UUID) -> dict[str, HealthCheck]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from control_plane.health.results import Result
 from control_plane.metrics.ingest import store_samples
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
-from control_plane.tenants.models import Tenant
+from tests.support import rows
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 GiB = 2**30
@@ -28,14 +27,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 async def a_server(db: Database) -> Server:
-    async with db.session() as session:
-        tenant = Tenant(name=f"r-{uuid.uuid4()}")
-        session.add(tenant)
-        await session.flush()
-        server = Server(tenant_id=tenant.id, name="r", provider="manual")
-        session.add(server)
-        await session.flush()
-        return server
+    return await rows.a_server_row(db, await rows.a_tenant(db, "r"), name="r")
 
 
 def fs(mount: str, used_pct: float, inodes_pct: float | None = None) -> dict[str, Any]:

@@ -14,24 +14,15 @@ from control_plane.db.engine import Database
 from control_plane.incidents import service
 from control_plane.incidents.models import Incident, IncidentEvent
 from control_plane.incidents.signals import Signal
-from control_plane.servers.models import Server
-from control_plane.tenants.models import Tenant
+from tests.support import rows
 
 
 async def a_tenant(db: Database) -> uuid.UUID:
-    async with db.session() as session:
-        tenant = Tenant(name=f"inc-{uuid.uuid4()}")
-        session.add(tenant)
-        await session.flush()
-        return tenant.id
+    return await rows.a_tenant(db, "inc")
 
 
 async def a_server(db: Database, tenant_id: uuid.UUID | str, name: str = "mx1") -> uuid.UUID:
-    async with db.session() as session:
-        server = Server(tenant_id=uuid.UUID(str(tenant_id)), name=name, provider="manual")
-        session.add(server)
-        await session.flush()
-        return server.id
+    return (await rows.a_server_row(db, tenant_id, name=name)).id
 
 
 def signal(
