@@ -44,6 +44,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="mailfleet-config-")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres_only`` run once, on PostgreSQL: their SQLite variant is
+    deselected (not skipped: nothing is missing). The end-to-end runs are (see
+    tests/e2e/conftest.py), and so are tests of PostgreSQL features and multi-process CLI
+    runs whose database code the in-process tests cover on both backends."""
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
+        marked = item.get_closest_marker("postgres_only") is not None
+        (dropped if on_sqlite and marked else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(os.environ.get("XDG_CONFIG_HOME", "/nonexistent"), ignore_errors=True)
 

@@ -9,6 +9,7 @@ import json
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from control_plane.db.engine import Database
@@ -16,6 +17,10 @@ from control_plane.health.models import HealthCheck
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.support.processes import run_cli
+
+# Real CLI processes (about a second each): once, on PostgreSQL; the services they call
+# are tested on both backends in process.
+pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
 

@@ -34,6 +34,10 @@ from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_l
 from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
 
+# Real CLI processes (about a second each): once, on PostgreSQL; the services they call
+# are tested on both backends in process.
+pytestmark = pytest.mark.postgres_only
+
 __all__ = ["env", "make_server"]  # fixtures, used by name
 ACTOR = f"{getpass.getuser()} (cli)"
 SECRET = "a-long-random-shared-secret"

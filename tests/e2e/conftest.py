@@ -18,19 +18,16 @@ from tests.support.stack import ControlPlane, control_plane
 PlaneFactory = Callable[..., ControlPlane]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """End-to-end runs happen once, on PostgreSQL (the production database): the SQLite
-    variant of each is deselected. SQLite's own paths are covered by the database tests and
-    by the embedded-default runs (test_serve, test_readme), which make their own file."""
+    """End-to-end runs happen once, on PostgreSQL (the production database): they are marked
+    ``postgres_only``, whose SQLite variants the root conftest deselects. SQLite's own paths
+    are covered by the database tests and by the embedded-default runs (test_serve,
+    test_readme), which make their own file."""
     here = Path(__file__).parent
-    keep, dropped = [], []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
-        (dropped if on_sqlite and here in Path(str(item.path)).parents else keep).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.postgres_only)
 
 
 @pytest.fixture
