@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.alerts.models import AlertChannel, AlertDelivery, EscalationPolicy
+from control_plane.alerts.models import PENDING, AlertChannel, AlertDelivery, EscalationPolicy
 from control_plane.alerts.owned import list_owned, same_tenant, unique_name
 from control_plane.alerts.quiet import QuietHours
 from control_plane.alerts.schemas import (
@@ -188,7 +188,7 @@ async def delete_channel(session: AsyncSession, vault: Vault, channel: AlertChan
     pending = await session.scalars(
         select(AlertDelivery).where(
             AlertDelivery.channel_id == channel.id,
-            AlertDelivery.status.in_(("queued", "retrying")),
+            AlertDelivery.status.in_(PENDING),
         )
     )
     for delivery in pending:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from control_plane.alerts import senders
 from control_plane.alerts.channels import channel_secret_path
 from control_plane.alerts.models import (
+    PENDING,
     AlertChannel,
     AlertDelivery,
     AlertDeliveryAttempt,
@@ -38,7 +39,6 @@ from control_plane.settings import Settings
 from control_plane.vault.client import Vault, VaultError, secret_path
 
 log = logging.getLogger(__name__)
-PENDING = ("queued", "retrying")
 RELAY_SECRET = secret_path("alerts", "smtp-relay")
 
 

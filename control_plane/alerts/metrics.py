@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.alerts.models import AlertDelivery, AlertNotification
+from control_plane.alerts.models import PENDING, AlertDelivery, AlertNotification
 
 STATUSES = ("queued", "sent", "retrying", "failed", "quiet")
 
@@ -38,9 +38,7 @@ async def add_alert_gauges(
         or 0
     )
     oldest = await session.scalar(
-        select(func.min(AlertDelivery.next_attempt_at)).where(
-            AlertDelivery.status.in_(("queued", "retrying"))
-        )
+        select(func.min(AlertDelivery.next_attempt_at)).where(AlertDelivery.status.in_(PENDING))
     )
     lag = Gauge(
         "mailfleet_alert_delivery_lag_seconds",

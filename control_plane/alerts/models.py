@@ -21,6 +21,9 @@ def _tenant() -> Mapped[uuid.UUID | None]:
     return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
 
 
+PENDING = ("queued", "retrying")  # delivery statuses still to be sent
+
+
 class AlertChannel(IdMixin, TimestampMixin, TenantScoped, Base):
     """Where notifications go. ``config`` holds the non-secret part as JSON (email
     recipients, a URL's hint); ``quiet_hours`` is JSON or NULL."""
