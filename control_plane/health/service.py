@@ -20,7 +20,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.errors import NotFound
+from control_plane.db.lookup import get_by_id
 from control_plane.health import schedule
 from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.health.results import Result
@@ -276,10 +276,8 @@ async def history(
 
 
 async def require_server(session: AsyncSession, server_id: uuid.UUID) -> Server:
-    server = await session.get(Server, server_id)
-    if server is None:
-        raise NotFound("server", server_id)
-    return server
+    """The server, or the 404 the API gives (the CLI's health command shares it)."""
+    return await get_by_id(session, Server, server_id, "server")
 
 
 def check_out(row: HealthCheck) -> CheckOut:
