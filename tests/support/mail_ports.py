@@ -15,9 +15,10 @@ import ipaddress
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
@@ -28,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from control_plane.health.probes import MailPorts
 
+T = TypeVar("T")
 IMAP_GREETING = b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] stand-in ready\r\n"
 
 
@@ -145,8 +147,8 @@ class _ThreadLoop:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -208,6 +210,7 @@ def mail_stand_in(
         )
     )
     started: list[Controller] = []
+    server: asyncio.Server | None = None
     imap = _ThreadLoop()
     try:
         for controller in controllers:
@@ -220,8 +223,8 @@ def mail_stand_in(
         )
         yield
     finally:
-        if "server" in locals():
-            server.close()  # type: ignore[attr-defined]
+        if server is not None:
+            server.close()
         imap.stop()
         for controller in started:
             controller.stop()
