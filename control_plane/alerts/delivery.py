@@ -14,9 +14,10 @@ import asyncio
 import json
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -122,6 +123,7 @@ async def send_claimed(
 ) -> tuple[senders.Outcome, int]:
     """Send once; the outcome and how long it took (ms). Never raises."""
     started = time.monotonic()
+    secret: dict[str, str] = {}
     try:
         secret = (await vault.get(item.secret_path) or {}) if item.secret_path else {}
         password = await relay_password(vault) if item.kind == "email" else None
@@ -132,9 +134,26 @@ async def send_claimed(
     except KeyError as exc:
         outcome = senders.Outcome(ok=False, error=f"channel secret lacks {exc}")
     except Exception as exc:  # a sender bug must not leave the lease to lapse silently
-        log.exception("alert delivery %s failed unexpectedly", item.delivery_id)
+        # The frames, and the message with the channel's secrets blanked: an exception's
+        # words may quote a webhook URL, which is itself a credential.
+        log.error(
+            "alert delivery %s failed unexpectedly: %s\n%s",
+            item.delivery_id,
+            redact(f"{type(exc).__name__}: {exc}", secret),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         outcome = senders.Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
+    if outcome.error:  # kept in the delivery log, which the API shows
+        outcome = replace(outcome, error=redact(outcome.error, secret))
     return outcome, int((time.monotonic() - started) * 1000)
+
+
+def redact(text: str, secret: dict[str, str]) -> str:
+    """``text`` with every secret value of the channel (URL, key, token) blanked."""
+    for value in sorted(secret.values(), key=len, reverse=True):
+        if isinstance(value, str) and len(value) >= 8:
+            text = text.replace(value, "[secret]")
+    return text
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:

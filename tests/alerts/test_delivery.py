@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
-from control_plane.alerts.delivery import delivery_job
+from control_plane.alerts import senders
+from control_plane.alerts.delivery import Claimed, delivery_job, send_claimed
 from control_plane.alerts.models import AlertNotification
 from control_plane.alerts.service import DeliveryRecord, deliveries_for_incident
 from control_plane.db.engine import Database
+from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from tests.alerts.helpers import SECRET, Alerting, message
 from tests.alerts.receivers import HttpReceiver, SmtpSink, verify_signature
@@ -324,3 +327,28 @@ async def test_the_periodic_job_sends_after_its_claim_commits(
     [delivery] = await alerting.statuses(sent)
     assert delivery.status == "sent" and delivery.lease_until is None
     assert any(r.path == "/j" for r in receiver.requests)
+
+
+async def test_a_senders_words_never_carry_the_channels_secret_url(
+    vault: Vault, alert_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A Slack or webhook URL is itself a credential: an error quoting it is blanked in the
+    delivery log (which the API shows) and in the control plane's log."""
+    url = f"https://hooks.example/services/T0/B0/{uuid.uuid4().hex}"
+    path = f"alerts/test-redaction/{uuid.uuid4()}"
+    await vault.put(path, {"url": url})
+    item = Claimed(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), "slack", "ops", {}, path, {})
+
+    async def quoting(*args: object) -> senders.Outcome:
+        return senders.Outcome(ok=False, error=f"HTTP 404: no such hook {url}")
+
+    async def crashing(*args: object) -> senders.Outcome:
+        raise RuntimeError(f"bug while posting to {url}")
+
+    for sender in (quoting, crashing):
+        monkeypatch.setattr(senders, "send", sender)
+        outcome, _ = await send_claimed(item, vault, alert_settings)
+        assert outcome.error is not None and url not in outcome.error
+    assert "[secret]" in caplog.text and url not in caplog.text
+    await vault.delete(path)
