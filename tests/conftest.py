@@ -49,7 +49,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     deselected (not skipped: nothing is missing). The end-to-end runs are (see
     tests/e2e/conftest.py), and so are tests of PostgreSQL features and multi-process CLI
     runs whose database code the in-process tests cover on both backends."""
-    keep, dropped = [], []
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
