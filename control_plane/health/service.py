@@ -140,8 +140,9 @@ async def record_results(
 ) -> None:
     """Store ``results`` of one server as of ``now`` (in the caller's transaction): flap
     guard, unknown counting, history, and signals to the incidents for confirmed states
-    (every change, and every still-failing or critical-unknown check: it keeps its incident
-    open)."""
+    (every change, every still-failing or critical-unknown check: it keeps its incident
+    open, and every ok check whose incident is still open: a resolve lost once is sent
+    again)."""
     if not results:
         return
     server = await session.get(Server, server_id)
@@ -150,6 +151,7 @@ async def record_results(
     rules = rules or current_rules()
     rows = await _rows_of(session, server_id, [r.check for r in results])
     signals: list[Signal] = []
+    steady_ok: list[HealthCheck] = []
     recheck: list[str] = []
     for result in {r.check: r for r in results}.values():  # the last result of a check wins
         row = rows.get(result.check)
@@ -169,11 +171,18 @@ async def record_results(
         if current != previous or row.state == "failing" or row.severity == "critical":
             confirmed = row.state == "failing" and previous is not None and previous[0] != "failing"
             signals.append(_signal(server, row, first_seen if confirmed else None))
+        elif row.state == "ok":
+            steady_ok.append(row)
     if recheck:
         at = now + rules.flap
         dns_too = {"next_dns_at": at} if "dns.drift" in recheck else {}
         await schedule.due_at(session, server, at, **dns_too)
     await session.flush()
+    if steady_ok:
+        still_open = await incidents.open_checks(
+            session, server.tenant_id, "server", str(server.id)
+        )
+        signals += [_signal(server, row) for row in steady_ok if row.check in still_open]
     if signals:
         await _signal_incidents(session, server_id, signals, now)
 
@@ -209,8 +218,8 @@ async def _signal_incidents(
     session: AsyncSession, server_id: uuid.UUID, signals: list[Signal], now: datetime
 ) -> None:
     """Hand the signals on in a savepoint, so the results stay stored even if the incidents
-    cannot take them now. A still-failing check signals again at its next run; a lost
-    return to ok is not sent again."""
+    cannot take them now: a still-failing check signals again at its next run, and so does
+    a check back to ok while its incident is open."""
     try:
         async with session.begin_nested():
             await incidents.observe(session, signals, now)

@@ -43,6 +43,21 @@ def _counts_as_failing(signal: Signal) -> bool:
     )
 
 
+async def open_checks(
+    session: AsyncSession, tenant_id: uuid.UUID, subject_kind: str, subject_id: str
+) -> set[str]:
+    """The checks of a subject with an incident not yet resolved."""
+    found = await session.scalars(
+        select(Incident.check).where(
+            Incident.tenant_id == tenant_id,
+            Incident.subject_kind == subject_kind,
+            Incident.subject_id == subject_id,
+            Incident.state.in_(OPEN_STATES),
+        )
+    )
+    return set(found.all())
+
+
 async def find_open(
     session: AsyncSession, tenant_id: uuid.UUID, subject_kind: str, subject_id: str, check: str
 ) -> Incident | None:

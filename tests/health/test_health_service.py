@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from control_plane.db.engine import Database
 from control_plane.health import service
 from control_plane.health.results import Result
+from control_plane.incidents import service as incidents_service
 from control_plane.incidents.models import Incident
 from control_plane.settings import Settings
 from tests.health.fleet import a_server, a_tenant, at, changes, checks_by_name, plan
@@ -180,3 +182,25 @@ def test_the_policy_follows_the_settings(settings: Settings) -> None:
     custom = settings.model_copy(update={"health_flap_seconds": 1.5, "mailu_queue_threshold": 7})
     rules = service.Rules.of(custom)
     assert rules.flap == timedelta(seconds=1.5) and rules.queue_threshold == 7
+
+
+async def test_a_resolve_the_incidents_missed_is_sent_again_at_the_next_ok(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server_id = await a_server(db, await a_tenant(db))
+    await record(db, server_id, 0, ok())
+    await record(db, server_id, 10, failing())
+    await record(db, server_id, 40, failing())
+    assert [i.check for i in await open_incidents(db, server_id)] == ["smtp.25"]
+
+    async def unavailable(*args: object) -> None:
+        raise RuntimeError("incidents are down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(incidents_service, "observe", unavailable)
+        await record(db, server_id, 50, ok())  # stored; the resolve is lost
+    assert (await checks_by_name(db, server_id))["smtp.25"].state == "ok"
+    assert [i.check for i in await open_incidents(db, server_id)] == ["smtp.25"]
+
+    await record(db, server_id, 60, ok())  # unchanged, but its incident is still open
+    assert await open_incidents(db, server_id) == []
