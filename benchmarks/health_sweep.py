@@ -8,6 +8,14 @@ runs in this process, so its CPU time (``time.process_time`` around the sweep) i
 prober's alone; the responder's is read from the child. Targets (issue 14): a 1,000-server
 sweep in at most 15 s, and 10,000 servers every 300 s in at most 50 % of one core.
 
+The full sweep (``--full-sweep``, on unless ``--no-full-sweep``) measures what ``serve`` runs:
+a PostgreSQL database migrated to head, N ready MailU server rows on the responder's
+addresses with fresh heartbeats and ten minutes of metric samples, every one made due, and
+the real ``control_plane.health.sweep.Sweep``/``Checker`` run until each was checked once:
+the claims, the probes, the samples read, ``mailu.status`` queued, results, history and
+incident signals written. This process's CPU is the control plane's; the PostgreSQL
+backends' CPU is read with psutil.
+
     .venv/bin/python benchmarks/health_sweep.py [--servers 1000] [--runs 3] [--concurrency N]
 
 Writes benchmarks/results/health_sweep.json.
@@ -23,6 +31,7 @@ import datetime as dt
 import functools
 import ipaddress
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -41,11 +50,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import psutil  # type: ignore[import-untyped]  # noqa: E402
+from sqlalchemy import func, select, update  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
+
 from benchmarks.harness import add_out_argument, write_result  # noqa: E402
+from control_plane.commands.models import Command  # noqa: E402
 from control_plane.db.engine import Database  # noqa: E402
+from control_plane.db.migrate import upgrade  # noqa: E402
+from control_plane.health import schedule  # noqa: E402
+from control_plane.health.models import HealthChange, HealthCheck  # noqa: E402
 from control_plane.health.probes import MailPorts, probe_mail_ports, tls_context  # noqa: E402
+from control_plane.health.sweep import Checker, Sweep  # noqa: E402
+from control_plane.incidents.models import Incident  # noqa: E402
+from control_plane.metrics.ingest import store_samples  # noqa: E402
+from control_plane.servers.models import Server  # noqa: E402
 from control_plane.settings import Settings  # noqa: E402
 from tests.health.fleet import a_server  # noqa: E402
+from tests.support import rows  # noqa: E402
 from tests.support.mail_ports import Leaf, TestCA  # noqa: E402
 from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -244,6 +266,267 @@ async def sweep(
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(i) for i in servers))
     return time.perf_counter() - wall, time.process_time() - cpu, counts
+
+
+# The full sweep: the real Sweep and Checker over N server rows in PostgreSQL.
+
+SAMPLE_STEP = 15.0  # the agent's shipped metrics interval
+HOW_FULL = (
+    "PostgreSQL migrated to head; N ready MailU rows (127.64.x.y, mx*.bench.mailfleet.test, "
+    "heartbeats and ten minutes of 15 s samples); before each cycle (not timed) heartbeats are "
+    "renewed, samples added up to now, the last mailu.status marked answered, and every "
+    "server made due with schedule.due_at; timed: Sweep.run_once with the shipped settings "
+    "(claims in batches of the concurrency; Checker.run per server: mail-port probes, agent "
+    "link, backups, TLS renewals, resources from samples, mailu.status queued, results, "
+    "history and incident signals written), the Checker's clock at the cycle's start. The "
+    "first cycle (every check new, flap guard off so the failing backup.none confirms and "
+    "opens incidents) is listed but not in the medians. PostgreSQL CPU: this database's live "
+    "backends (psutil); the upper bound adds every backend the postmaster reaped meanwhile "
+    "(pool overflow connections, but also other databases' on the shared server); its "
+    "background writers are not counted. No outbound observer configured (smtp.outbound not "
+    "queued); no DNS zones"
+)
+GIB = 1024**3
+
+
+def _sample(server_id: uuid.UUID, tenant_id: uuid.UUID, at: dt.datetime) -> dict[str, Any]:
+    """One agent metrics sample of a healthy server (disk 30 %, memory 20 %, CPU 10 %)."""
+    disk = 100 * GIB
+    root = {
+        "mountpoint": "/",
+        "device": "/dev/vda1",
+        "fstype": "ext4",
+        "total_bytes": disk,
+        "used_bytes": disk * 3 // 10,
+        "free_bytes": disk * 7 // 10,
+        "inodes_total": 1_000_000,
+        "inodes_used": 50_000,
+    }
+    return {
+        "server_id": server_id,
+        "tenant_id": tenant_id,
+        "sampled_at": at,
+        "batch_sequence": int(at.timestamp()),
+        "cpu_percent": 10.0,
+        "load1": 0.1,
+        "load5": 0.1,
+        "load15": 0.1,
+        "memory_total_bytes": 8 * GIB,
+        "memory_used_bytes": 2 * GIB,
+        "memory_available_bytes": 8 * GIB * 8 // 10,
+        "swap_total_bytes": 0,
+        "swap_used_bytes": 0,
+        "disk_read_bytes": 0,
+        "disk_write_bytes": 0,
+        "net_rx_bytes": 0,
+        "net_tx_bytes": 0,
+        "process_count": 120,
+        "filesystems": json.dumps([root]),
+    }
+
+
+class Fleet:
+    """N ready MailU server rows of one tenant, on the responder's addresses."""
+
+    def __init__(self, db: Database, settings: Settings, servers: int) -> None:
+        self.db, self.settings, self.count = db, settings, servers
+        self.tenant_id = uuid.UUID(int=0)
+        self.ids: list[uuid.UUID] = []
+
+    async def create(self) -> None:
+        self.tenant_id = await rows.a_tenant(self.db, "sweep")
+        now = dt.datetime.now(dt.UTC)
+        for index in range(self.count):
+            self.ids.append(
+                await a_server(
+                    self.db,
+                    self.tenant_id,
+                    mail_stack="mailu",
+                    ipv4=address(index),
+                    mail_hostname=f"mx{index:05d}.{DOMAIN}",
+                    heartbeat=now,
+                )
+            )
+
+    async def freshen(self) -> dt.datetime:
+        """What agents did since the last cycle: heartbeats now, samples covering the
+        resource window up to now, the last ``mailu.status`` answered; then every server
+        is made due (``schedule.due_at``, as a run asked for or a re-check does). Returns
+        that now."""
+        now = dt.datetime.now(dt.UTC)
+        window = self.settings.health_sustain_seconds + 2 * SAMPLE_STEP
+        first = math.floor((now.timestamp() - window) / SAMPLE_STEP) * SAMPLE_STEP
+        times = [
+            dt.datetime.fromtimestamp(first + k * SAMPLE_STEP, dt.UTC)
+            for k in range(int(window // SAMPLE_STEP) + 1)
+        ]
+        times = [t for t in times if t <= now]
+        for start in range(0, self.count, 100):
+            batch = [
+                _sample(server_id, self.tenant_id, at)
+                for server_id in self.ids[start : start + 100]
+                for at in times
+            ]
+            async with self.db.session() as session:
+                await store_samples(session, batch)
+
+        async def due(session: AsyncSession) -> None:
+            await session.execute(
+                update(Server)
+                .where(Server.tenant_id == self.tenant_id)
+                .values(last_heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(
+                update(Command)
+                .where(Command.kind == "mailu.status", Command.state == "queued")
+                .values(state="succeeded")
+                .execution_options(synchronize_session=False)
+            )
+            for server in await session.scalars(
+                select(Server).where(Server.tenant_id == self.tenant_id)
+            ):
+                await schedule.due_at(session, server, now)
+
+        await self.db.transact(due)
+        return now
+
+    async def tally(self) -> dict[str, Any]:
+        """What the sweep left in the database: current check states (and failures waiting
+        for their re-check), history rows, commands queued, incidents open."""
+
+        async def read(session: AsyncSession) -> dict[str, Any]:
+            states = await session.execute(
+                select(
+                    HealthCheck.check, HealthCheck.state, HealthCheck.pending_state, func.count()
+                ).group_by(HealthCheck.check, HealthCheck.state, HealthCheck.pending_state)
+            )
+            counts: collections.Counter[str] = collections.Counter()
+            for check, state, pending, n in states.all():
+                counts[f"{check}:{state}" + (f"->{pending}?" if pending else "")] += n
+            return {
+                "checks": dict(sorted(counts.items())),
+                "history_rows": await session.scalar(select(func.count(HealthChange.id))),
+                "mailu_status_queued": await session.scalar(
+                    select(func.count(Command.id)).where(
+                        Command.kind == "mailu.status", Command.state == "queued"
+                    )
+                ),
+                "incidents": await session.scalar(select(func.count(Incident.id))),
+            }
+
+        return await self.db.transact(read)
+
+
+def _postgres_cpu(database: str) -> tuple[dict[int, float], float]:
+    """CPU seconds so far of each live PostgreSQL backend serving ``database`` (by pid), and
+    of every backend the server's postmaster has reaped (any database's)."""
+    live: dict[int, float] = {}
+    reaped = 0.0
+    for process in psutil.process_iter(["cmdline", "name"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if cmdline.startswith("postgres:") and f" {database} " in f"{cmdline} ":
+                times = process.cpu_times()
+                live[process.pid] = times.user + times.system
+            elif process.info["name"] == "postgres" and not cmdline.startswith("postgres:"):
+                times = process.cpu_times()  # the postmaster: its children's, once reaped
+                reaped += times.children_user + times.children_system
+    return live, reaped
+
+
+def _postgres_spent(
+    before: tuple[dict[int, float], float], after: tuple[dict[int, float], float]
+) -> tuple[float, float]:
+    """(this database's live backends, plus every backend reaped meanwhile: an upper bound,
+    as other databases' short connections on the shared server end up there too)."""
+    live = sum(cpu - before[0].get(pid, 0.0) for pid, cpu in after[0].items())
+    return live, live + after[1] - before[1]
+
+
+async def _cycle(
+    fleet: Fleet, sweep: Sweep, database: str, servers: int, phase: str
+) -> dict[str, Any]:
+    """One timed cycle: ``Sweep.run_once`` until every due server was checked."""
+    pg_before = _postgres_cpu(database)
+    cpu, wall = time.process_time(), time.perf_counter()
+    checked = await sweep.run_once()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    pg, pg_bound = _postgres_spent(pg_before, _postgres_cpu(database))
+    return {
+        "phase": phase,
+        "checked": checked,
+        "wall_seconds": round(wall, 3),
+        "control_plane_cpu_seconds": round(cpu, 3),
+        "control_plane_cpu_ms_per_server": round(cpu / servers * 1000, 3),
+        "postgres_cpu_seconds": round(pg, 3),
+        "postgres_cpu_seconds_upper_bound": round(pg_bound, 3),
+        **await fleet.tally(),
+    }
+
+
+async def _full_cycles(
+    servers: int, runs: int, concurrency: int, limit: float, ca_file: Path, ports: MailPorts
+) -> dict[str, Any]:
+    url = await create_database("mailfleet_bench_sweep")
+    database = url.rsplit("/", 1)[1]
+    settings = Settings(
+        health_ca_file=ca_file,
+        health_concurrency=concurrency,
+        health_probe_timeout_seconds=limit,
+        database_url=url,
+    )
+    db = Database(url)
+    cycles: list[dict[str, Any]] = []
+    try:
+        await upgrade(db)
+        fleet = Fleet(db, settings, servers)
+        started = time.perf_counter()
+        await fleet.create()
+        create_seconds = time.perf_counter() - started
+        for n in range(runs + 1):
+            # Every check judged as of the cycle's start (the Checker's clock): what the
+            # agents sent before it stays fresh however long the loaded machine takes, and
+            # no re-check falls due inside the cycle, so each server is checked once.
+            now = await fleet.freshen()
+            first = n == 0  # every check new; no flap guard, so failures confirm at once
+            config = settings.model_copy(update={"health_flap_seconds": 0.0}) if first else settings
+            checker = Checker(db, config, ports=ports, clock=functools.partial(_at, now))
+            phase = "first (every check new)" if first else "steady"
+            cycles.append(await _cycle(fleet, Sweep(db, config, checker), database, servers, phase))
+            print(json.dumps({"full_sweep_cycle": n, **cycles[-1]}), flush=True)
+    finally:
+        await db.dispose()
+        await drop_database(url)
+    steady = cycles[1:]
+    per_server = statistics.median(r["control_plane_cpu_seconds"] for r in steady) / servers
+    pg_per_server = statistics.median(r["postgres_cpu_seconds"] for r in steady) / servers
+    pg_bound = statistics.median(r["postgres_cpu_seconds_upper_bound"] for r in steady)
+    walls = [r["wall_seconds"] for r in steady]
+    return {
+        "servers": servers,
+        "setup_seconds_rows": round(create_seconds, 1),
+        "cycles": cycles,
+        "all_checked_once": all(r["checked"] == servers for r in cycles),
+        "median_wall_seconds": statistics.median(walls),
+        "max_wall_seconds": max(walls),
+        "target_sweep_seconds": TARGET_SWEEP_SECONDS,
+        "control_plane_cpu_ms_per_server": round(per_server * 1000, 3),
+        "postgres_cpu_ms_per_server": round(pg_per_server * 1000, 3),
+        "postgres_cpu_ms_per_server_upper_bound": round(pg_bound / servers * 1000, 3),
+        "projected_share_of_one_core": {
+            "servers": FLEET,
+            "interval_seconds": INTERVAL_SECONDS,
+            "control_plane": round(per_server * FLEET / INTERVAL_SECONDS, 3),
+            "postgres": round(pg_per_server * FLEET / INTERVAL_SECONDS, 3),
+            "target": TARGET_SHARE_OF_ONE_CORE,
+        },
+        "how": HOW_FULL,
+    }
+
+
+def _at(moment: dt.datetime) -> dt.datetime:
+    return moment
 
 
 # Failure to first notification: a real control plane, a webhook channel, one server.
@@ -456,6 +739,12 @@ def _arguments() -> argparse.Namespace:
         "for the standard ports)",
     )
     parser.add_argument(
+        "--full-sweep",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the real Sweep and Checker over N server rows in PostgreSQL",
+    )
+    parser.add_argument(
         "--fast-timers",
         action="store_true",
         help="the latency run with one-second flap guard, group window and ticks (smoke runs)",
@@ -496,6 +785,13 @@ def main() -> None:
                 "results": dict(sorted(counts.items())),
             }
             print(json.dumps({"degraded": degraded}), flush=True)
+            full: dict[str, Any] | str = "not run (--no-full-sweep)"
+            if args.full_sweep:
+                full = asyncio.run(
+                    _full_cycles(
+                        args.servers, args.runs, args.concurrency, args.timeout, ca.ca_file, ports
+                    )
+                )
             responder_usage = child.stop()
         finally:
             child.kill()
@@ -534,6 +830,7 @@ def main() -> None:
             "target": TARGET_SHARE_OF_ONE_CORE,
         },
         "degraded_sweep": degraded,
+        "full_sweep": full,
         "failure_to_first_notification": latency,
         "responder_cpu_seconds_all_runs": round(responder_usage.get("cpu_seconds", 0.0), 2),
     }

@@ -57,13 +57,34 @@ def test_dns_check_harness(tmp_path: Path) -> None:
 
 def test_health_sweep_harness(tmp_path: Path) -> None:
     args = ("--servers", "20", "--runs", "1", "--silent-share", "0.05", "--timeout", "1")
-    result = run_benchmark("health_sweep", tmp_path, *args, "--latency-runs", "0")
+    result = run_benchmark(
+        "health_sweep", tmp_path, *args, "--latency-runs", "0", "--no-full-sweep"
+    )
     assert result["all_ok"]
     assert result["prober_cpu_ms_per_server"] > 0
     assert result["projected_share_of_one_core"]["share"] > 0
     degraded = result["degraded_sweep"]
     assert degraded["results"]["smtp.25:unknown"] == degraded["silent_servers"] == 1
     assert degraded["results"]["smtp.25:failing"] == degraded["refused_servers"] == 1
+
+
+def test_health_sweep_full_cycle(tmp_path: Path) -> None:
+    """The real Sweep and Checker over server rows in PostgreSQL: each server checked once a
+    cycle, its probes and resources ok, ``mailu.status`` queued, the projection filled in."""
+    args = ("--servers", "3", "--runs", "2", "--silent-share", "0", "--refused-share", "0")
+    result = run_benchmark("health_sweep", tmp_path, *args, "--latency-runs", "0")
+    full = result["full_sweep"]
+    assert full["all_checked_once"] and [c["checked"] for c in full["cycles"]] == [3, 3, 3]
+    for cycle in full["cycles"]:
+        checks = cycle["checks"]
+        for check in ("smtp.25", "smtp.465", "smtp.587", "imap.993", "tls.expiry"):
+            assert checks[f"{check}:ok"] == 3, checks
+        assert checks["agent.link:ok"] == checks["memory:ok"] == checks["disk./:ok"] == 3
+        assert checks["backup.none:failing"] == 3  # MailU without backups: confirmed at once
+        assert cycle["mailu_status_queued"] == 3  # the last cycle's were answered
+        assert cycle["incidents"] == 3
+    assert full["control_plane_cpu_ms_per_server"] > 0
+    assert full["projected_share_of_one_core"]["control_plane"] > 0
 
 
 def test_health_sweep_notification_latency(tmp_path: Path) -> None:
