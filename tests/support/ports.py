@@ -1,12 +1,28 @@
-"""Free loopback ports for servers the tests start."""
+"""Free loopback ports for servers the tests start.
+
+They are drawn below the kernel's ephemeral range (``ip_local_port_range``): a port from
+``bind(("", 0))`` lies inside it, where any outgoing connection of a parallel test may take
+it (or the port after it, OpenBao's cluster port) as its source port before the server we
+start binds it. Below the range only a listener binds, so a port found free stays free.
+"""
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
-# Ports this process has handed out: the kernel may offer a just-closed port again, and two
-# settings of one server (API and gateway) must never get the same one.
+# Ports this process has handed out: two settings of one server (API and gateway) must never
+# get the same one.
 _issued: set[int] = set()
+_LOWEST = 10_000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def _bindable(port: int) -> bool:
@@ -21,14 +37,12 @@ def _bindable(port: int) -> bool:
 def free_port(pairs: bool = False) -> int:
     """A free TCP port on 127.0.0.1, never one handed out before in this process; with
     ``pairs`` the next port is free too (OpenBao's cluster port)."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port in _issued or (pairs and (port + 1 in _issued or port >= 65535)):
+    ceiling = max(_ephemeral_floor() - 2, _LOWEST + 1000)
+    for _ in range(500):
+        port = random.randrange(_LOWEST, ceiling)
+        wanted = {port, port + 1} if pairs else {port}
+        if wanted & _issued or not all(_bindable(p) for p in wanted):
             continue
-        if pairs and not _bindable(port + 1):
-            continue
-        _issued.update({port, port + 1} if pairs else {port})
+        _issued.update(wanted)
         return port
     raise RuntimeError("no free port found")
