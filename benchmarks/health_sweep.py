@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import psutil  # type: ignore[import-untyped]  # noqa: E402
-from sqlalchemy import func, select, update  # noqa: E402
+from sqlalchemy import event, func, select, update  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 
 from benchmarks.harness import add_out_argument, write_result  # noqa: E402
@@ -271,6 +271,7 @@ async def sweep(
 # The full sweep: the real Sweep and Checker over N server rows in PostgreSQL.
 
 SAMPLE_STEP = 15.0  # the agent's shipped metrics interval
+IDLE_SECONDS = 5.0  # (0.5 for a smoke run's handful of servers)
 HOW_FULL = (
     "PostgreSQL migrated to head; N ready MailU rows (127.64.x.y, mx*.bench.mailfleet.test, "
     "heartbeats and ten minutes of 15 s samples); before each cycle (not timed) heartbeats are "
@@ -282,7 +283,8 @@ HOW_FULL = (
     "first cycle (every check new, flap guard off so the failing backup.none confirms and "
     "opens incidents) is listed but not in the medians. PostgreSQL CPU: this database's live "
     "backends (psutil); the upper bound adds every backend the postmaster reaped meanwhile "
-    "(pool overflow connections, but also other databases' on the shared server); its "
+    "(pool overflow connections, but also other databases' on the shared server: the "
+    "rate at which it grows while this benchmark idles is given); its "
     "background writers are not counted. No outbound observer configured (smtp.outbound not "
     "queued); no DNS zones"
 )
@@ -448,14 +450,25 @@ async def _cycle(
     fleet: Fleet, sweep: Sweep, database: str, servers: int, phase: str
 ) -> dict[str, Any]:
     """One timed cycle: ``Sweep.run_once`` until every due server was checked."""
+    opened = collections.Counter[str]()
+
+    def connected(*_: Any) -> None:
+        opened["connections"] += 1
+
+    engine = sweep.db.engine.sync_engine
+    event.listen(engine, "connect", connected)
     pg_before = _postgres_cpu(database)
     cpu, wall = time.process_time(), time.perf_counter()
-    checked = await sweep.run_once()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    try:
+        checked = await sweep.run_once()
+    finally:
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        event.remove(engine, "connect", connected)
     pg, pg_bound = _postgres_spent(pg_before, _postgres_cpu(database))
     return {
         "phase": phase,
         "checked": checked,
+        "database_connections_opened": opened["connections"],
         "wall_seconds": round(wall, 3),
         "control_plane_cpu_seconds": round(cpu, 3),
         "control_plane_cpu_ms_per_server": round(cpu / servers * 1000, 3),
@@ -484,6 +497,9 @@ async def _full_cycles(
         started = time.perf_counter()
         await fleet.create()
         create_seconds = time.perf_counter() - started
+        idle, idle_seconds = _postgres_cpu(database), IDLE_SECONDS if servers >= 100 else 0.5
+        await asyncio.sleep(idle_seconds)  # what the rest of the shared server's load reaps
+        idle_reaped = (_postgres_cpu(database)[1] - idle[1]) / idle_seconds
         for n in range(runs + 1):
             # Every check judged as of the cycle's start (the Checker's clock): what the
             # agents sent before it stays fresh however long the loaded machine takes, and
@@ -514,11 +530,13 @@ async def _full_cycles(
         "control_plane_cpu_ms_per_server": round(per_server * 1000, 3),
         "postgres_cpu_ms_per_server": round(pg_per_server * 1000, 3),
         "postgres_cpu_ms_per_server_upper_bound": round(pg_bound / servers * 1000, 3),
+        "postgres_reaped_cpu_seconds_per_second_idle": round(idle_reaped, 3),
         "projected_share_of_one_core": {
             "servers": FLEET,
             "interval_seconds": INTERVAL_SECONDS,
             "control_plane": round(per_server * FLEET / INTERVAL_SECONDS, 3),
-            "postgres": round(pg_per_server * FLEET / INTERVAL_SECONDS, 3),
+            "postgres_live_backends": round(pg_per_server * FLEET / INTERVAL_SECONDS, 3),
+            "postgres_upper_bound": round(pg_bound / servers * FLEET / INTERVAL_SECONDS, 3),
             "target": TARGET_SHARE_OF_ONE_CORE,
         },
         "how": HOW_FULL,
