@@ -455,8 +455,12 @@ async def _cycle(
     def connected(*_: Any) -> None:
         opened["connections"] += 1
 
+    def executed(*_: Any) -> None:
+        opened["statements"] += 1
+
     engine = sweep.db.engine.sync_engine
     event.listen(engine, "connect", connected)
+    event.listen(engine, "before_cursor_execute", executed)
     pg_before = _postgres_cpu(database)
     cpu, wall = time.process_time(), time.perf_counter()
     try:
@@ -464,11 +468,13 @@ async def _cycle(
     finally:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         event.remove(engine, "connect", connected)
+        event.remove(engine, "before_cursor_execute", executed)
     pg, pg_bound = _postgres_spent(pg_before, _postgres_cpu(database))
     return {
         "phase": phase,
         "checked": checked,
         "database_connections_opened": opened["connections"],
+        "sql_statements_per_server": round(opened["statements"] / servers, 1),
         "wall_seconds": round(wall, 3),
         "control_plane_cpu_seconds": round(cpu, 3),
         "control_plane_cpu_ms_per_server": round(cpu / servers * 1000, 3),
