@@ -35,6 +35,7 @@ from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
 PORT_CHECKS = ("smtp.25", "smtp.465", "smtp.587", "imap.993", "tls.expiry")
+RECORDING_CONNECTIONS = 4  # of the pool's 10 steady ones (control_plane/db/engine.py)
 __all__ = ["Checker", "Sweep", "hooks"]
 
 
@@ -66,13 +67,18 @@ class Checker:
         self.tls_context = probes.tls_context(settings)
         # Probes and DNS give up by themselves; this bounds a run as a whole, inside its lease.
         self.deadline = settings.health_lease_seconds * 0.8
+        # Many probes end together; storing their results a few at a time keeps the sweep
+        # inside the pool's steady connections (overflow ones are opened and closed each
+        # time) and leaves some to the API.
+        self._storing = asyncio.Semaphore(RECORDING_CONNECTIONS)
 
     async def run(self, claim: schedule.Claim) -> list[Result]:
         """The claimed server's checks: probes outside any transaction, then the results
         stored (and the lease ended) in one."""
         try:
             remote = await self._remote(claim)
-            return await self.db.transact(lambda session: self._record(session, claim, remote))
+            async with self._storing:
+                return await self.db.transact(lambda session: self._record(session, claim, remote))
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.db.transact(lambda s: schedule.release(s, claim, self.clock()))
