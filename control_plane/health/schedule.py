@@ -74,8 +74,9 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-async def ensure_schedules(session: AsyncSession, now: datetime, settings: Settings) -> int:
-    """Give ready servers without a schedule their slot; how many got one."""
+async def ensure_schedules(session: AsyncSession, now: datetime) -> int:
+    """Give ready servers without a schedule one, due now: a server just provisioned is
+    checked at once (then in its slot); how many got one."""
     missing = (
         await session.execute(
             select(Server.id, Server.tenant_id)
@@ -90,7 +91,7 @@ async def ensure_schedules(session: AsyncSession, now: datetime, settings: Setti
         {
             "server_id": server_id,
             "tenant_id": tenant_id,
-            "next_run_at": next_slot(server_id, now, settings.health_interval_seconds),
+            "next_run_at": now,
         }
         for server_id, tenant_id in missing
     ]
@@ -144,7 +145,7 @@ async def claim_due(
     """Take up to ``limit`` due servers (oldest due first) that nobody holds."""
     if limit <= 0:
         return []
-    await ensure_schedules(session, now, settings)
+    await ensure_schedules(session, now)
     found = (
         await session.execute(
             select(HealthSchedule, Server)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest_asyncio
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from control_plane.commands import handlers
 from control_plane.commands import service as commands
@@ -41,8 +41,8 @@ async def due_servers(db: Database, count: int, **server: object) -> list[uuid.U
             .where(HealthSchedule.next_run_at <= PAST + timedelta(days=1))
             .values(next_run_at=utcnow(), lease_owner=None, lease_expires_at=None)
         )
-        while await schedule.ensure_schedules(session, utcnow(), Settings()):
-            pass  # other ready servers get their real slots, none in the past
+        while await schedule.ensure_schedules(session, utcnow()):
+            pass  # other ready servers get a schedule (due now, never in the past)
     tenant_id = await a_tenant(db)
     ids = [await a_server(db, tenant_id, **server) for _ in range(count)]  # type: ignore[arg-type]
     async with db.session() as session:
@@ -126,6 +126,20 @@ async def test_only_ready_servers_are_checked(db: Database, settings: Settings) 
         await schedule.ensure_row(session, found, PAST - timedelta(seconds=10))
         taken = await schedule.claim_due(session, "x", 100, PAST, config)
     assert [c.server_id for c in taken] == [ready]
+
+
+async def test_a_server_just_ready_is_checked_at_once_then_in_its_slot(db: Database) -> None:
+    server_id = await a_server(db, await a_tenant(db))
+    now = utcnow()
+    async with db.session() as session:
+        await session.execute(delete(HealthSchedule).where(HealthSchedule.server_id == server_id))
+        while await schedule.ensure_schedules(session, now):
+            pass
+        row = await session.get(HealthSchedule, server_id)
+        assert row is not None and row.next_run_at == now  # not up to an interval away
+    interval = 300.0
+    slot = schedule.next_slot(server_id, now, interval)
+    assert now < slot <= now + timedelta(seconds=interval)
 
 
 @pytest_asyncio.fixture
