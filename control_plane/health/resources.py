@@ -4,8 +4,11 @@ Checks: ``disk.<mountpoint>`` and ``inodes.<mountpoint>`` per filesystem, ``memo
 A level counts only when it is *sustained*: every stored sample of the last
 ``MAILFLEET_HEALTH_SUSTAIN_SECONDS`` is at or above it, and the samples cover that window
 (none missing for longer than ``MAILFLEET_HEALTH_SAMPLE_GAP_SECONDS``, at its start or end
-either). A window the samples do not cover is ``unknown`` ("no data"), never ok: a server
-whose agent stopped sending is not a healthy one.
+either). A window the samples do not cover is ``unknown`` ("no data"): a server whose agent
+stopped sending is not a healthy one. One exception: a recent sample under the lowest level
+in it is a verdict (ok) however short the history, since it breaks every sustain — so a
+server just provisioned is not "unknown" (and, three runs on, critical) for its first
+``MAILFLEET_HEALTH_SUSTAIN_SECONDS``.
 
 Levels (settings): 80 % → failing/info, 90 % → failing/warning, 95 % → failing/critical.
 ``threshold`` names the level crossed, ``observed`` the lowest value of the window (what was
@@ -79,7 +82,21 @@ def judge(
     """Sustained level of one resource over ``window`` (readings sorted by time)."""
     seconds = f"{(window.end - window.start).total_seconds():g} s"
     usable = [r for r in readings if r.percent is not None]
+    first = levels(settings)[-1][0]
     if not window.covered_by([r.at for r in usable]):
+        below = [r for r in usable if r.percent is not None and r.percent < first]
+        if below and window.end - usable[-1].at <= window.max_gap:
+            # A sample under the lowest level breaks every sustain: a verdict even while the
+            # samples do not reach back over the whole window (a server just provisioned).
+            return Result(
+                check,
+                "ok",
+                "info",
+                f"{what} not sustained above {first:g}%: {_pct(below[-1].percent or 0.0)} at "
+                f"{below[-1].at:%H:%M:%S} UTC (samples since {usable[0].at:%H:%M:%S} UTC)",
+                observed=_pct(min(r.percent for r in below if r.percent is not None)),
+                threshold=f"{first:g}%",
+            )
         newest = f"; newest sample {usable[-1].at.isoformat()}" if usable else ""
         return Result(
             check,
@@ -100,7 +117,6 @@ def judge(
                 observed=_pct(lowest),
                 threshold=f"{level:g}%",
             )
-    first = levels(settings)[-1][0]
     return Result(
         check,
         "ok",

@@ -189,25 +189,49 @@ async def test_a_gap_or_a_silent_agent_leaves_the_window_unknown(
 ) -> None:
     gap, silent, late_start = await a_server(db), await a_server(db), await a_server(db)
     times = window()
+    high = {"cpu": 99.0, "memory": 99.0}  # at or above every level: only coverage decides
     # two minutes missing in the middle
     middle = NOW - timedelta(seconds=300)
     await write(
         db,
-        [sample(gap, t) for t in times if not middle <= t < middle + timedelta(seconds=120)],
+        [
+            sample(gap, t, **high)
+            for t in times
+            if not middle <= t < middle + timedelta(seconds=120)
+        ],
     )
     # stopped sending three minutes ago (its disks are still named, as unknown)
-    await write(db, [sample(silent, t, cpu=99.0) for t in times if t < NOW - timedelta(minutes=3)])
+    await write(db, [sample(silent, t) for t in times if t < NOW - timedelta(minutes=3)])
     # only the last five minutes: the window's start is not covered
     await write(
-        db, [sample(late_start, t, cpu=99.0) for t in times if t > NOW - timedelta(minutes=5)]
+        db, [sample(late_start, t, **high) for t in times if t > NOW - timedelta(minutes=5)]
     )
 
     for server in (gap, silent, late_start):
         found = await results(db, server, settings)
         assert found["cpu"].state == "unknown", server
         assert found["memory"].state == "unknown"
-        assert found["disk./"].state == "unknown"
-        assert found["inodes./"].state == "unknown"
+    found = await results(db, silent, settings)  # low values, but nothing recent: no verdict
+    assert found["disk./"].state == "unknown"
+    assert found["inodes./"].state == "unknown"
+
+
+async def test_a_new_servers_low_samples_are_ok_before_the_window_fills(
+    db: Database, settings: Settings
+) -> None:
+    """One recent sample under the lowest level breaks every sustain: a verdict, so a server
+    just provisioned is not unknown (and three runs on, critical) for ten minutes."""
+    fresh, busy = await a_server(db), await a_server(db)
+    recent = [t for t in window() if t > NOW - timedelta(minutes=2)]
+    await write(db, [sample(fresh, t) for t in recent])
+    await write(db, [sample(busy, t, cpu=99.0) for t in recent[:-1]])
+    await write(db, [sample(busy, recent[-1], cpu=50.0)])  # one dip, just now
+
+    found = await results(db, fresh, settings)
+    for check in ("cpu", "memory", "disk./", "inodes./"):
+        assert found[check].state == "ok", (check, found[check])
+        assert "not sustained above 80%" in found[check].detail
+    assert (await results(db, busy, settings))["cpu"].state == "ok"
 
 
 async def test_filesystems_from_before_the_window_stay_named(
