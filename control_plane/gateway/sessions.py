@@ -103,6 +103,7 @@ class SessionService:
             asyncio.create_task(self._store_metrics(session)),
         ]
         closed = asyncio.create_task(session.closed.wait())
+        outgoing: asyncio.Task[agent_pb2.ControlMessage] | None = None
         try:
             while True:
                 outgoing = asyncio.create_task(session.outbox.get())
@@ -118,9 +119,12 @@ class SessionService:
                         log.info("stream of %s ended: %r", peer.server_id, task.exception())
                 return
         finally:
-            for task in (*tasks, closed):
+            # ``outgoing`` too: cancelled while waiting (the RPC ended under it), its
+            # ``outbox.get()`` would be left pending and destroyed with the stream.
+            waiting = [*tasks, closed, *([outgoing] if outgoing is not None else [])]
+            for task in waiting:
                 task.cancel()
-            await asyncio.gather(*tasks, closed, return_exceptions=True)
+            await asyncio.gather(*waiting, return_exceptions=True)
             self.hub.unregister(session)
             self.telemetry.agents_connected.set(len(self.hub))
             if self.hub.get(peer.server_id) is None:  # not replaced by a newer stream
