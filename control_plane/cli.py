@@ -248,7 +248,7 @@ def key_create(
     if admin == (tenant is not None):
         raise bad_input("give exactly one of --admin or --tenant ID")
     scope: Scope = "admin" if admin else "tenant"
-    tenant_id = _uuid(tenant, "--tenant") if tenant else None
+    tenant_id = parse_uuid(tenant, "--tenant") if tenant else None
 
     async def create(db: Database) -> str:
         async with db.session() as session:
@@ -263,7 +263,7 @@ def key_list(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None, as_json: JsonOption = False
 ) -> None:
     """List live keys (hints only, never the keys)."""
-    tenant_id = _uuid(tenant, "--tenant") if tenant else None
+    tenant_id = parse_uuid(tenant, "--tenant") if tenant else None
 
     async def load(db: Database) -> list[ApiKeyOut]:
         async with db.session() as session:
@@ -272,7 +272,7 @@ def key_list(
 
     keys = run_async(with_database(load))
     if as_json:
-        return _json(keys)
+        return print_json(keys)
     rows = [
         (
             str(k.id),
@@ -284,13 +284,13 @@ def key_list(
         )
         for k in keys
     ]
-    _table(("id", "scope", "tenant", "name", "hint", "last used"), rows)
+    print_table(("id", "scope", "tenant", "name", "hint", "last used"), rows)
 
 
 @key_app.command("revoke")
 def key_revoke(key_id: str) -> None:
     """Revoke a key by id."""
-    ident = _uuid(key_id, "KEY_ID")
+    ident = parse_uuid(key_id, "KEY_ID")
 
     async def revoke(db: Database) -> None:
         async with db.session() as session:
@@ -326,8 +326,8 @@ def tenant_list(as_json: JsonOption = False) -> None:
 
     found = run_async(with_database(load))
     if as_json:
-        return _json(found)
-    _table(
+        return print_json(found)
+    print_table(
         ("id", "name", "created"), [(str(t.id), t.name, t.created_at.isoformat()) for t in found]
     )
 
@@ -335,7 +335,7 @@ def tenant_list(as_json: JsonOption = False) -> None:
 @server_app.command("join-config")
 def server_join_config(server_id: str) -> None:
     """Print a ready agent.toml for a server, with a fresh single-use join token."""
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     loaded = settings()
 
     async def issue(db: Database) -> str:
@@ -356,7 +356,7 @@ def server_list(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None, as_json: JsonOption = False
 ) -> None:
     """List servers with their agents' status."""
-    tenant_id = _uuid(tenant, "--tenant") if tenant else None
+    tenant_id = parse_uuid(tenant, "--tenant") if tenant else None
 
     async def load(db: Database) -> list[ServerOut]:
         async with db.session() as session:
@@ -365,19 +365,19 @@ def server_list(
 
     found = run_async(with_database(load))
     if as_json:
-        return _json(found)
+        return print_json(found)
     rows = [
         (str(s.id), s.name, str(s.tenant_id), s.provider, s.state, s.ipv4 or "-", s.status,
          s.hostname or "-")
         for s in found
     ]  # fmt: skip
-    _table(("id", "name", "tenant", "provider", "state", "ipv4", "agent", "hostname"), rows)
+    print_table(("id", "name", "tenant", "provider", "state", "ipv4", "agent", "hostname"), rows)
 
 
 @server_app.command("show")
 def server_show(server_id: str, as_json: JsonOption = False) -> None:
     """One server: its workflow state (and why it failed), machine and agent."""
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
 
     async def load(db: Database) -> ServerOut:
         async with db.session() as session:
@@ -385,9 +385,9 @@ def server_show(server_id: str, as_json: JsonOption = False) -> None:
 
     found = run_async(with_database(load))
     if as_json:
-        return _json(found)
+        return print_json(found)
     values = found.model_dump(mode="json")
-    _table(("field", "value"), [(k, _text(v)) for k, v in values.items()])
+    print_table(("field", "value"), [(k, cell_text(v)) for k, v in values.items()])
 
 
 @server_app.command("retry")
@@ -399,7 +399,7 @@ def server_retry(
     """Run a failed server's failed step again (a running `mailfleet serve` carries it out)."""
     from control_plane.provisioning.cli import retry_server
 
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     limit = timeout if wait else None
     step = run_async(with_database(lambda db: retry_server(db, settings(), ident, limit)))
     typer.echo(f"{ident}: retrying {step}")
@@ -459,7 +459,7 @@ def server_delete(
         for ident in gone:
             typer.echo(str(ident))
         return
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     run_async(with_database(lambda db: delete_server(db, settings(), ident, limit)))
 
 
@@ -481,14 +481,14 @@ def _server_create(
             plan=plan,
             mail_stack=mail_stack,
             mail_hostname=mail_hostname,
-            tenant_id=_uuid(tenant, "--tenant"),
-            workspace_id=_uuid(workspace, "--workspace") if workspace else None,
+            tenant_id=parse_uuid(tenant, "--tenant"),
+            workspace_id=parse_uuid(workspace, "--workspace") if workspace else None,
         )
     except ValidationError as exc:
         raise invalid(exc) from None
 
 
-def _uuid(value: str, name: str) -> uuid.UUID:
+def parse_uuid(value: str, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -504,7 +504,7 @@ def backup_run(
     """Back the server up now (its policy says where)."""
     from control_plane.backups.cli import run_backup
 
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     limit = timeout if wait else None
     typer.echo(run_async(with_database(lambda db: run_backup(db, ident, limit))))
 
@@ -514,11 +514,13 @@ def backup_list(server_id: str, as_json: JsonOption = False) -> None:
     """The server's snapshots, newest first, and what is wrong with its backups."""
     from control_plane.backups.cli import backups, snapshot_rows
 
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     found = run_async(with_database(lambda db: backups(db, ident)))
     if as_json:
-        return _json(found)
-    _table(("snapshot", "taken (UTC)", "age", "bytes", "added", "offsite"), snapshot_rows(found))
+        return print_json(found)
+    print_table(
+        ("snapshot", "taken (UTC)", "age", "bytes", "added", "offsite"), snapshot_rows(found)
+    )
 
 
 @backup_app.command("restore")
@@ -539,7 +541,7 @@ def backup_restore(
     from control_plane.backups.cli import restore
     from control_plane.backups.schemas import RestoreIn
 
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     try:
         body = RestoreIn(at=at, snapshot=snapshot, mailbox=mailbox, target=target)
     except ValidationError as exc:
@@ -559,7 +561,7 @@ def backup_finish(
     from control_plane.backups.cli import finish
     from control_plane.backups.schemas import RestoreFinish
 
-    ident = _uuid(server_id, "SERVER_ID")
+    ident = parse_uuid(server_id, "SERVER_ID")
     try:
         body = RestoreFinish(restore_id=restore_id, keep=keep)
     except ValidationError as exc:
@@ -601,7 +603,7 @@ def restore_control_plane(
 
     if not yes:
         raise bad_input("this replaces the database and Vault; pass --yes to go ahead")
-    when = _when(at, "--at") if at else None
+    when = parse_when(at, "--at") if at else None
     loaded = settings()
 
     async def run(db: Database) -> dict[str, str]:
@@ -612,7 +614,7 @@ def restore_control_plane(
     typer.echo(f"restored {', '.join(restored.values())}")
 
 
-def _when(value: str, name: str) -> datetime:
+def parse_when(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -620,7 +622,7 @@ def _when(value: str, name: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+def print_table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """A table that never cuts a value: folded to fit a terminal, full width into a pipe."""
     table = Table(*(Column(c, overflow="fold") for c in columns))
     for row in rows:
@@ -631,7 +633,7 @@ def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     console.print(table)
 
 
-def _json(found: BaseModel | Sequence[BaseModel]) -> None:
+def print_json(found: BaseModel | Sequence[BaseModel]) -> None:
     """The API's shapes, so scripts read the CLI and the API alike."""
     if isinstance(found, BaseModel):
         typer.echo(found.model_dump_json(indent=2))
@@ -639,7 +641,7 @@ def _json(found: BaseModel | Sequence[BaseModel]) -> None:
         typer.echo(json.dumps([m.model_dump(mode="json") for m in found], indent=2))
 
 
-def _text(value: object) -> str:
+def cell_text(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):

@@ -15,10 +15,10 @@ from control_plane.alerts.schemas import ChannelOut, DeliveryOut
 from control_plane.alerts.service import send_test
 from control_plane.cli import (
     JsonOption,
-    _json,
-    _table,
-    _uuid,
     fail,
+    parse_uuid,
+    print_json,
+    print_table,
     run_async,
     settings,
     with_database,
@@ -50,12 +50,12 @@ def channel_list(
 
     found = run_async(with_database(load))
     if as_json:
-        return _json(found)
+        return print_json(found)
     rows = [
         (str(c.id), str(c.tenant_id or "fleet"), c.name, c.kind, _target(c), _quiet(c))
         for c in found
     ]
-    _table(("id", "tenant", "name", "kind", "target", "quiet hours"), rows)
+    print_table(("id", "tenant", "name", "kind", "target", "quiet hours"), rows)
 
 
 @channel_app.command("test")
@@ -65,7 +65,7 @@ def channel_test(
 ) -> None:
     """Send a test message now (quiet hours do not apply) and print how it went; exit 1 if
     it was not delivered (a running `mailfleet serve` retries it)."""
-    ident = _uuid(channel_id, "ID")
+    ident = parse_uuid(channel_id, "ID")
     loaded = settings()
 
     async def send(db: Database) -> DeliveryOut:
@@ -77,10 +77,10 @@ def channel_test(
 
     result = run_async(with_database(send))
     if as_json:
-        _json(result)
+        print_json(result)
     else:
         code = f"HTTP {result.last_status_code}" if result.last_status_code else "-"
-        _table(
+        print_table(
             ("channel", "kind", "status", "attempts", "answer", "error", "delivered"),
             [
                 (result.channel_name, result.kind, result.status, str(result.attempts), code,

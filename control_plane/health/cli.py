@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from control_plane.audit.capture import name_cli_object
-from control_plane.cli import JsonOption, _json, _table, run_async, settings, with_database
+from control_plane.cli import (
+    JsonOption,
+    print_json,
+    print_table,
+    run_async,
+    settings,
+    with_database,
+)
 from control_plane.cli_common import find_server, moment
 from control_plane.db.engine import Database
 from control_plane.health.schemas import CheckOut, HealthOut
@@ -45,10 +52,10 @@ def server_health(
 
     health = run_async(with_database(load))
     if as_json:
-        return _json(health)
+        return print_json(health)
     when = f"last run {moment(health.last_run_at)}, next {moment(health.next_run_at)}"
     typer.echo(f"overall: {health.overall} ({when})")
-    _table(
+    print_table(
         ("check", "state", "severity", "detail", "observed", "threshold", "last run"),
         [_row(check) for check in health.checks],
     )

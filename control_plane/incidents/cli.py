@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.cli import (
     JsonOption,
-    _json,
-    _table,
-    _text,
-    _uuid,
-    _when,
     bad_input,
+    cell_text,
     invalid,
+    parse_uuid,
+    parse_when,
+    print_json,
+    print_table,
     run_async,
     with_database,
 )
@@ -87,20 +87,20 @@ def incident_list(
 
     found, names = run_async(with_database(load))
     if as_json:
-        return _json(found)
+        return print_json(found)
     rows = [
         (str(i.id), i.state, i.severity, i.check, _subject(i, names), moment(i.opened_at),
          i.summary)
         for i in found
     ]  # fmt: skip
-    _table(("id", "state", "severity", "check", "subject", "opened", "summary"), rows)
+    print_table(("id", "state", "severity", "check", "subject", "opened", "summary"), rows)
 
 
 @incident_app.command("show")
 def incident_show(incident_id: IncidentId, as_json: JsonOption = False) -> None:
     """One incident with its timeline: triggered, notified (each channel's delivery
     result), escalated, acknowledged, commented, resolved."""
-    ident = _uuid(incident_id, "ID")
+    ident = parse_uuid(incident_id, "ID")
 
     async def load(db: Database) -> IncidentDetailOut:
         async with db.session() as session:
@@ -108,17 +108,17 @@ def incident_show(incident_id: IncidentId, as_json: JsonOption = False) -> None:
 
     found = run_async(with_database(load))
     if as_json:
-        return _json(found)
+        return print_json(found)
     fields = found.model_dump(mode="json", exclude={"timeline", "escalation"})
     fields.update({f"escalation.{k}": v for k, v in found.escalation.model_dump().items()})
-    _table(("field", "value"), [(k, _text(v)) for k, v in fields.items()])
-    _table(("at", "kind", "actor", "detail"), [_entry(e) for e in found.timeline])
+    print_table(("field", "value"), [(k, cell_text(v)) for k, v in fields.items()])
+    print_table(("at", "kind", "actor", "detail"), [_entry(e) for e in found.timeline])
 
 
 @incident_app.command("ack")
 def incident_ack(incident_id: IncidentId) -> None:
     """Acknowledge: stop escalating; the channels told so far hear who took it."""
-    ident, actor = _uuid(incident_id, "ID"), cli_actor()
+    ident, actor = parse_uuid(incident_id, "ID"), cli_actor()
 
     async def ack(db: Database) -> None:
         async with db.session() as session:
@@ -132,7 +132,7 @@ def incident_ack(incident_id: IncidentId) -> None:
 @incident_app.command("resolve")
 def incident_resolve(incident_id: IncidentId) -> None:
     """Resolve by hand; if its check still fails, its next failing result opens a new one."""
-    ident, actor = _uuid(incident_id, "ID"), cli_actor()
+    ident, actor = parse_uuid(incident_id, "ID"), cli_actor()
 
     async def resolve(db: Database) -> None:
         async with db.session() as session:
@@ -149,7 +149,7 @@ def incident_comment(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The comment.")],
 ) -> None:
     """Add a comment to the incident's timeline."""
-    ident, actor = _uuid(incident_id, "ID"), cli_actor()
+    ident, actor = parse_uuid(incident_id, "ID"), cli_actor()
     try:
         body = CommentIn(body=text)
     except ValidationError as exc:
@@ -190,9 +190,9 @@ def silence_create(
     if (until is None) == (duration is None):
         raise bad_input("give exactly one of --until TIME or --for DURATION")
     now = utcnow()
-    starts_at = _when(start, "--from") if start is not None else None
+    starts_at = parse_when(start, "--from") if start is not None else None
     if until is not None:
-        ends_at = _when(until, "--until")
+        ends_at = parse_when(until, "--until")
     else:
         ends_at = (starts_at or now) + _duration(duration or "")
 
@@ -242,15 +242,15 @@ def silence_list(
 
     found = run_async(with_database(load))
     if as_json:
-        return _json(found)
+        return print_json(found)
     rows = [
-        (str(s.id), str(s.tenant_id), _text(s.server_id), s.check or "-", s.severity or "-",
+        (str(s.id), str(s.tenant_id), cell_text(s.server_id), s.check or "-", s.severity or "-",
          moment(s.starts_at), moment(s.ends_at), "yes" if s.active else "no", s.created_by,
          s.comment)
         for s in found
     ]  # fmt: skip
     columns = ("id", "tenant", "server", "check", "severity", "starts", "ends", "active", "by")
-    _table((*columns, "comment"), rows)
+    print_table((*columns, "comment"), rows)
 
 
 @silence_app.command("expire")
@@ -258,7 +258,7 @@ def silence_expire(
     silence_id: Annotated[str, typer.Argument(metavar="ID", help="The silence's id.")],
 ) -> None:
     """End a silence now; the incidents it held are notified at the engine's next round."""
-    ident = _uuid(silence_id, "ID")
+    ident = parse_uuid(silence_id, "ID")
 
     async def expire(db: Database) -> datetime:
         async with db.session() as session:
