@@ -9,7 +9,7 @@ PYPROJECT_SHA := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SHA)
 # Debian packages the tests drive for real (later: restic knot pebble nftables chromium).
-DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace
+DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace nftables
 
 .PHONY: run test lint typecheck install system-deps postgres clean
 

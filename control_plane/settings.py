@@ -392,6 +392,26 @@ class Settings(BaseSettings):
         le=86_400,
         description="An outbound probe not delivered to its agent by then counts as unknown.",
     )
+    reputation_auto_pause: str = Field(
+        default="listing,bounces",
+        pattern=r"^((listing|bounces)(,(listing|bounces))*)?$",
+        description="What pauses an address by itself: 'listing' (listed on a list marked "
+        "major), 'bounces' (bounce rate over MAILFLEET_REPUTATION_BOUNCE_RATE in a day); "
+        "comma-separated, empty: never.",
+    )
+    reputation_bounce_rate: float = Field(
+        default=0.05, gt=0, le=1, description="A day's bounce share that pauses an address."
+    )
+    reputation_bounce_min_messages: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Messages a day needs before its bounce rate can pause an address.",
+    )
+
+    def auto_pauses_on(self, trigger: str) -> bool:
+        """Whether ``trigger`` ('listing' or 'bounces') pauses an address by itself."""
+        return trigger in self.reputation_auto_pause.split(",")
 
     @model_validator(mode="after")
     def _resource_levels_ascend(self) -> Settings:

@@ -24,12 +24,16 @@ from control_plane.backups.routes import workspace_router as workspace_backups_r
 from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
+from control_plane.dnsbl.routes import router as dnsbl_router
 from control_plane.gateway.hub import AgentHub
 from control_plane.health.routes import router as health_router
 from control_plane.incidents.routes import router as incidents_router
 from control_plane.incidents.routes import silences_router, windows_router
+from control_plane.ips.routes import router as ips_router
+from control_plane.ipswitch.routes import router as ipswitch_router
 from control_plane.mail.routes import router as mail_router
 from control_plane.mail.stack_routes import router as mail_stack_router
+from control_plane.mailstats.routes import router as mailstats_router
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.routes import router as provisioning_router
@@ -62,6 +66,10 @@ ROUTERS = (
     silences_router,
     windows_router,
     *alert_routers,
+    ips_router,
+    dnsbl_router,
+    mailstats_router,
+    ipswitch_router,
 )
 
 

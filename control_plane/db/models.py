@@ -23,6 +23,7 @@ from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.enrollment.models import JoinToken
 from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceWindow, Silence
+from control_plane.ips.models import IpAddress, IpEvent
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
@@ -55,6 +56,8 @@ __all__ = [
     "HealthSchedule",
     "Incident",
     "IncidentEvent",
+    "IpAddress",
+    "IpEvent",
     "JoinToken",
     "MailAlias",
     "MailDomain",

@@ -1,0 +1,1 @@
+"""Blacklist (DNSBL) monitoring of every address and mail domain, three-state, and delisting."""

@@ -1,0 +1,1 @@
+"""Switching a live server's sending address: a durable workflow with verification and rollback."""
