@@ -52,6 +52,10 @@ from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
 RETRY_CAP_SECONDS = 60.0
+# How long stopping waits for cancelled steps: one that does not answer cancellation (a call
+# that swallows it) must not hold shutdown; its lease is released all the same and lapses
+# for any other holder.
+RELEASE_WAIT_SECONDS = 10.0
 
 
 class ProvisioningRunner:
@@ -77,7 +81,9 @@ class ProvisioningRunner:
                 if free > 0:
                     try:
                         for server in await self.claim(free):
-                            task = asyncio.create_task(self._run_step(server))
+                            task = asyncio.create_task(
+                                self._run_step(server), name=f"provisioning step of {server.id}"
+                            )
                             self._running[server.id] = task
                             task.add_done_callback(functools.partial(self._done, server.id))
                     except Exception:
@@ -236,7 +242,10 @@ class ProvisioningRunner:
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=RELEASE_WAIT_SECONDS)
+            for task in stuck:
+                log.warning("provisioning: %s did not stop when cancelled", task.get_name())
 
         async def release(session: AsyncSession) -> None:
             await session.execute(
