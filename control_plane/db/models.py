@@ -25,6 +25,7 @@ from control_plane.health.models import HealthChange, HealthCheck, HealthSchedul
 from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceWindow, Silence
 from control_plane.ips.models import IpAddress, IpEvent
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
+from control_plane.mailstats.models import MailCount
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
@@ -60,6 +61,7 @@ __all__ = [
     "IpEvent",
     "JoinToken",
     "MailAlias",
+    "MailCount",
     "MailDomain",
     "Mailbox",
     "MaintenanceWindow",
