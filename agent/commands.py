@@ -17,9 +17,11 @@ from typing import Any
 
 from agent import __version__, smtp_probe, ssh_keys
 from agent.backup import commands as backup
+from agent.config import DEFAULT_MAIL_LOG, DEFAULT_STATE_DIR, under_root
 from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
+from agent.maillog import command as maillog
 from agent.mailu import certs, mail, mta_sts
 from agent.mailu import install as mailu
 from mailfleet.agent.v1 import agent_pb2
@@ -53,9 +55,18 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def handlers_for(root: Path, vps_cgroup: str | None = None) -> dict[str, Handler]:
+def handlers_for(
+    root: Path,
+    vps_cgroup: str | None = None,
+    *,
+    state_dir: Path | None = None,
+    mail_log: Path | None = None,
+) -> dict[str, Handler]:
     """Every command this agent runs, for a machine whose filesystem starts at ``root``
-    (and whose memory and CPUs are those of ``vps_cgroup``, when set)."""
+    (and whose memory and CPUs are those of ``vps_cgroup``, when set); ``state_dir`` and
+    ``mail_log`` are agent.toml's (already under ``root``; by default their defaults)."""
+    state = state_dir or under_root(root, DEFAULT_STATE_DIR)
+    postfix_log = mail_log or under_root(root, DEFAULT_MAIL_LOG)
 
     async def facts(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return await asyncio.to_thread(collect_facts, __version__, vps_cgroup)
@@ -65,6 +76,9 @@ def handlers_for(root: Path, vps_cgroup: str | None = None) -> dict[str, Handler
 
     def on_root(run: RootedHandler) -> Handler:
         return lambda payload, progress: run(root, payload, progress)
+
+    async def mail_stats(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        return await maillog.mail_stats(state, postfix_log, payload, progress)
 
     return {
         **HANDLERS,
@@ -89,6 +103,7 @@ def handlers_for(root: Path, vps_cgroup: str | None = None) -> dict[str, Handler
         "backup.check": on_root(backup.check),
         "backup.drill": on_root(backup.drill),
         "backup.forget": on_root(backup.forget),
+        "mail.stats": mail_stats,
     }
 
 

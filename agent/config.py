@@ -3,6 +3,7 @@
 ```toml
 state_dir = "/var/lib/mailfleet-agent"      # optional
 vps_cgroup = "/mailfleet-local/mf-1a2b3c4d" # optional: memory and CPU are this cgroup's
+mail_log = "/mailu/logs/mail.log"           # optional: Postfix's log (mail.stats reads it)
 [control_plane]
 address = "cp.example.com:8443"             # agent link (mutual TLS)
 enroll_address = "cp.example.com:8444"      # enrollment (TLS, join token)
@@ -20,6 +21,9 @@ from pathlib import Path
 
 DEFAULT_CONFIG = Path("/etc/mailfleet/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/mailfleet-agent")
+# Postfix's log as MailU writes it with POSTFIX_LOG_FILE (its syslog also logs to stdout), on
+# a volume under MailU's data root; the engine's log API replaces it once that work lands.
+DEFAULT_MAIL_LOG = Path("/mailu/logs/mail.log")
 # Where in root's home the agent and the programs it runs write; the systemd unit keeps the
 # rest of /root and /home read-only (ProtectHome=read-only, these in ReadWritePaths=):
 # authorized_keys (ssh.authorize) and ssh's known_hosts for sftp repositories, the tokens
@@ -55,6 +59,7 @@ class AgentConfig:
     state_dir: Path
     # The VPS's cgroup where the "VPS" is a cgroup on a bigger host (agent.cgroup).
     vps_cgroup: str | None = None
+    mail_log: Path = DEFAULT_MAIL_LOG  # placed under the root by load_config
     # Tunables for tests and odd networks; the defaults are what ships.
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 120.0
@@ -108,6 +113,9 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
     state_dir = data.get("state_dir", str(DEFAULT_STATE_DIR))
     if not isinstance(state_dir, str):
         raise ConfigError("state_dir: must be a path string")
+    mail_log = data.get("mail_log", str(DEFAULT_MAIL_LOG))
+    if not isinstance(mail_log, str) or not mail_log.startswith("/"):
+        raise ConfigError("mail_log: expected an absolute path string")
     vps_cgroup = data.get("vps_cgroup")
     if vps_cgroup is not None and not (
         isinstance(vps_cgroup, str) and _CGROUP.match(vps_cgroup) and ".." not in vps_cgroup
@@ -120,5 +128,6 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
         join_token=token or None,
         state_dir=under_root(root, Path(state_dir)),
         vps_cgroup=vps_cgroup,
+        mail_log=under_root(root, Path(mail_log)),
         **options,  # type: ignore[arg-type]
     )

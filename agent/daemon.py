@@ -77,7 +77,14 @@ class Agent:
         self.spool = Spool(state / "metrics", self.config.metrics_buffer_bytes)
         self.outbox = Outbox()
         self.commands = CommandRunner(
-            self.journal, self.outbox.put, handlers_for(root, self.config.vps_cgroup)
+            self.journal,
+            self.outbox.put,
+            handlers_for(
+                root,
+                self.config.vps_cgroup,
+                state_dir=state,
+                mail_log=self.config.mail_log,
+            ),
         )
         self.intervals = Intervals()
         self.connected = asyncio.Event()
