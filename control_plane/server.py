@@ -30,6 +30,8 @@ from control_plane.health.observer import SmtpObserver
 from control_plane.health.sweep import Sweep
 from control_plane.incidents import escalation
 from control_plane.incidents import service as incidents
+from control_plane.ipswitch import workflow as ip_switch
+from control_plane.ipswitch.runner import IpSwitchRunner
 from control_plane.listeners import bind, ensure_free
 from control_plane.mail import dkim
 from control_plane.periodic import Job, PeriodicJobs
@@ -197,6 +199,10 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                 workflow = Workflow(settings, db, vault, pki, hub, providers)
                 runner = ProvisioningRunner(settings, db, workflow)
                 runner_task = asyncio.create_task(runner.run())
+                switches = IpSwitchRunner(
+                    settings, db, ip_switch.Workflow(settings, db, vault, providers)
+                )
+                switch_task = asyncio.create_task(switches.run())
                 periodic = PeriodicJobs(
                     db,
                     periodic_jobs(db, vault, settings),
@@ -221,7 +227,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     )
                     return await _serve_api(settings, app, db, api_socket, bootstrap_admin_key)
                 finally:
-                    for task in (runner_task, periodic_task, sweep_task):
+                    for task in (runner_task, switch_task, periodic_task, sweep_task):
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task

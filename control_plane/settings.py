@@ -313,6 +313,11 @@ class Settings(BaseSettings):
         default="mailfleet",
         description="What install-agent.sh pip-installs on a new VPS (a spec, wheel path or URL).",
     )
+    hostwinds_unverified_actions: bool = Field(
+        default=False,
+        description="Use Hostwinds API actions no public source confirms (today: `add_ip`, "
+        "adding an address to a server); off until a live test settles them.",
+    )
 
     # The local provider: "VPSs" as network namespaces on this host (demos, tests).
     local_provider: bool = Field(default=False, description="Offer the `local` provider.")
@@ -408,6 +413,84 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Messages a day needs before its bounce rate can pause an address.",
     )
+    # DNSBL monitoring (control_plane/dnsbl/): the catalog, resolvers, sweep and delisting.
+    dnsbl_lists: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The DNSBL catalog as a JSON list of {zone, kind: ip|domain, name, major, "
+        "weight, removal_url} (replaces the defaults whole); unset: the default lists.",
+    )
+    dnsbl_resolvers: str = Field(
+        default="",
+        description="Resolvers the DNSBL lookups ask, host[:port] comma-separated; empty: the "
+        "system's (/etc/resolv.conf). Spamhaus refuses public resolvers: use your own.",
+    )
+    dnsbl_interval_seconds: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400, description="Each address and domain is looked up "
+        "on every list this often.",
+    )  # fmt: skip
+    dnsbl_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=60, description="A DNSBL lookup (all its attempts) gives up after "
+        "this: unknown.",
+    )  # fmt: skip
+    dnsbl_concurrency: int = Field(
+        default=500, ge=1, le=10_000, description="DNSBL queries in flight in one replica."
+    )
+    dnsbl_batch: int = Field(
+        default=250, ge=1, le=5000, description="Subjects claimed (and stored) together."
+    )
+    dnsbl_lease_seconds: float = Field(
+        default=300.0, ge=1, le=86_400, description="A replica's claim on the subjects it is "
+        "looking up; a crashed replica's claim lapses after it.",
+    )  # fmt: skip
+    dnsbl_tick_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="How often an idle DNSBL sweep looks for due work."
+    )
+    dnsbl_test_point_ttl_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="How long a list's RFC 5782 test-point "
+        "verdict is trusted before it is asked again.",
+    )  # fmt: skip
+    dnsbl_delist_recheck_seconds: float = Field(
+        default=14_400.0, gt=0, le=30 * 86_400, description="A submitted delisting request is "
+        "rechecked this often.",
+    )  # fmt: skip
+    dnsbl_delist_stale_days: float = Field(
+        default=14.0, gt=0, le=365, description="A delisting request still listed after this "
+        "many days is stale.",
+    )  # fmt: skip
+    dnsbl_history_days: float = Field(
+        default=90.0, gt=0, le=3650, description="DNSBL check history is kept this long."
+    )
+    # IP switches (control_plane/ipswitch): drain, DNS grace, step deadline, lease, tick.
+    ip_switch_drain_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="After an IP switch moves the sending role, how long the old address "
+        "drains (connections it still carries finish) before the switch succeeds.",
+    )
+    ip_switch_dns_grace_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        le=30 * 86_400,
+        description="How long the old address stays in the A record and SPF after a switch "
+        "(cached answers and mail in flight still name it).",
+    )
+    ip_switch_step_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="A switch step (or its undo) not finished within this fails (and the "
+        "switch rolls back).",
+    )
+    ip_switch_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A replica's claim on a running switch; another takes over once it lapses.",
+    )
+    ip_switch_tick_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="How often replicas look for due switch steps."
+    )
 
     def auto_pauses_on(self, trigger: str) -> bool:
         """Whether ``trigger`` ('listing' or 'bounces') pauses an address by itself."""
@@ -431,6 +514,23 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         """Resolved here, once: later work (a local VPS's boot) runs in other directories."""
         return value.expanduser().resolve()
+
+    @field_validator("dnsbl_lists")
+    @classmethod
+    def _dnsbl_catalog(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None:  # a bad catalog is a start-up error, not an hourly one
+            from control_plane.dnsbl.catalog import parse_lists
+
+            parse_lists(value)
+        return value
+
+    @field_validator("dnsbl_resolvers")
+    @classmethod
+    def _dnsbl_resolvers(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if item.count(":") == 1 or "]" in item:
+                parse_host_port(item)
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -24,6 +24,7 @@ from control_plane.enrollment.models import JoinToken
 from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceWindow, Silence
 from control_plane.ips.models import IpAddress, IpEvent
+from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.mailstats.models import MailCount
 from control_plane.metrics.models import MetricRollup, MetricSample
@@ -59,6 +60,8 @@ __all__ = [
     "IncidentEvent",
     "IpAddress",
     "IpEvent",
+    "IpSwitch",
+    "IpSwitchStep",
     "JoinToken",
     "MailAlias",
     "MailCount",

@@ -56,16 +56,9 @@ async def queue_outbound_probe(session: AsyncSession, server: Server, settings: 
     )
     if pending is not None:
         return True
-    host, port = parse_host_port(target)
     timeout = settings.health_outbound_timeout_seconds
-    payload = {
-        "host": host,
-        "port": port,
-        "timeout_seconds": timeout,
-        "helo": server.mail_hostname or server.hostname or "mailfleet-agent",
-    }
     command = await commands.queue_system_command(
-        session, server, KIND, payload, timeout + RUN_GRACE_SECONDS
+        session, server, KIND, probe_payload(server, target, timeout), timeout + RUN_GRACE_SECONDS
     )
     command.expires_at = utcnow() + timedelta(seconds=settings.health_outbound_expire_seconds)
     server_id = server.id
@@ -73,6 +66,18 @@ async def queue_outbound_probe(session: AsyncSession, server: Server, settings: 
         session.sync_session, "after_commit", lambda _s: handlers.wake(server_id), once=True
     )
     return True
+
+
+def probe_payload(server: Server, observer: str, timeout: float) -> dict[str, Any]:
+    """What ``smtp.probe_out`` is told: the observer (host:port) and the name to greet with.
+    (The IP switch's egress check sends the same probe, marked with a ``purpose``.)"""
+    host, port = parse_host_port(observer)
+    return {
+        "host": host,
+        "port": port,
+        "timeout_seconds": timeout,
+        "helo": server.mail_hostname or server.hostname or "mailfleet-agent",
+    }
 
 
 def _unknown(detail: str) -> Result:
@@ -188,6 +193,8 @@ async def probe_settled(session: AsyncSession, command: Command) -> None:
     """``smtp.probe_out`` settled (result, failure, or timeout): record ``smtp.outbound``."""
     from control_plane.health import service  # health.service imports the sweep's world
 
+    if '"purpose":' in command.payload:
+        return  # another feature's probe (an IP switch's egress check), judged by it
     server = await session.get(Server, command.server_id)
     if server is None:
         return
