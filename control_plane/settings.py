@@ -413,6 +413,18 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Messages a day needs before its bounce rate can pause an address.",
     )
+    # Mail counts (control_plane/mailstats/): the agents' Postfix log figures.
+    mail_stats_interval_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Each server's agent reports its mail "
+        "counts (mail.stats) this often; bounce rates are checked as they arrive.",
+    )  # fmt: skip
+    mail_stats_timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="A mail.stats command may run this long."
+    )
+    mail_stats_batch: int = Field(
+        default=200, ge=1, le=10_000, description="mail.stats commands queued per periodic "
+        "round at most (spreads a large fleet over several rounds).",
+    )  # fmt: skip
     # DNSBL monitoring (control_plane/dnsbl/): the catalog, resolvers, sweep and delisting.
     dnsbl_lists: list[dict[str, Any]] | None = Field(
         default=None,
