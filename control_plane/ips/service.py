@@ -225,7 +225,7 @@ async def pause(
     await record_event(session, ip, "paused", reason, actor, now)
     if actor == AUTO:
         await _signal(session, ip, "failing", f"sending from {ip.address} paused: {reason}", now)
-    await _push_for(session, ip, now)
+    await push_for(session, ip, now)
     return True
 
 
@@ -237,7 +237,7 @@ async def resume(session: AsyncSession, ip: IpAddress, actor: str, now: datetime
     ip.paused_at, ip.paused_reason, ip.paused_by = None, None, None
     await record_event(session, ip, "resumed", f"was paused: {was}" if was else "", actor, now)
     await _signal(session, ip, "ok", f"sending from {ip.address} resumed by {actor}", now)
-    await _push_for(session, ip, now)
+    await push_for(session, ip, now)
     return True
 
 
@@ -257,7 +257,8 @@ async def _signal(
     await incidents.observe(session, [signal], now)
 
 
-async def _push_for(session: AsyncSession, ip: IpAddress, now: datetime) -> None:
+async def push_for(session: AsyncSession, ip: IpAddress, now: datetime) -> None:
+    """``push_limits`` for the address's server."""
     server = await session.get(Server, ip.server_id)
     if server is not None:
         await push_limits(session, server, now)
@@ -310,33 +311,49 @@ async def set_listing(
     await session.flush()
 
 
+def hold_reason(ip: IpAddress, cap: int | None, sent: int) -> str:
+    """Why sending from ``ip`` is held now ("" = it is not): paused, or today's cap reached."""
+    if ip.paused_at is not None:
+        return ip.paused_reason or "paused"
+    if cap is not None and sent >= cap:
+        return f"daily cap reached ({sent}/{cap})"
+    return ""
+
+
 async def limits_payload(session: AsyncSession, server: Server, day: date) -> dict[str, object]:
     """The whole desired state for the agent: each live address's cap and pause for ``day``."""
     limits: dict[str, dict[str, object]] = {}
     for ip in await live_ips(session, server.id):
         cap = today_cap(ip, day)
         sent = await sent_today(session, ip, day) if cap is not None else 0
-        reason = ""
-        if ip.paused_at is not None:
-            reason = ip.paused_reason or "paused"
-        elif cap is not None and sent >= cap:
-            reason = f"daily cap reached ({sent}/{cap})"
+        reason = hold_reason(ip, cap, sent)
         limits[ip.address] = {"cap": cap, "paused": bool(reason), "reason": reason}
     return {"day": day.isoformat(), "limits": limits}
 
 
 async def push_limits(session: AsyncSession, server: Server, now: datetime) -> None:
-    """Queue ``network.limits.set`` with the server's whole state for ``now``'s UTC day —
-    unless the same payload is still waiting to go; delivery wakes after the commit."""
+    """Queue ``network.limits.set`` with the server's whole state for ``now``'s UTC day.
+
+    The payload is the whole desired state, so a push still waiting in the queue is
+    superseded: the same payload waiting already is kept (nothing new is queued), an older
+    one is cancelled before it is ever sent. Delivery wakes after the commit."""
     payload = await limits_payload(session, server, now.date())
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    waiting = await session.scalars(
-        select(Command.payload).where(
-            Command.server_id == server.id, Command.kind == LIMITS_KIND, Command.state == "queued"
+    waiting = list(
+        await session.scalars(
+            select(Command)
+            .where(
+                Command.server_id == server.id,
+                Command.kind == LIMITS_KIND,
+                Command.state == "queued",
+            )
+            .order_by(Command.created_at, Command.id)
         )
     )
-    if text in set(waiting):
+    if waiting and waiting[-1].payload == text:
         return
+    for stale in waiting:
+        await commands.request_cancel(session, stale)
     await commands.queue_system_command(session, server, LIMITS_KIND, payload, LIMITS_RUN_SECONDS)
     wake_after_commit(session, server.id)
 

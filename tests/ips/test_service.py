@@ -10,6 +10,7 @@ from sqlalchemy import select
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.errors import NotFound
 from control_plane.incidents.models import Incident
 from control_plane.ips import service
 from control_plane.ips.models import IpAddress, IpEvent
@@ -81,7 +82,7 @@ async def test_get_live_and_bad_addresses(db: Database) -> None:
         for wrong in ("nope", "198.51.100.250"):
             try:
                 await service.get_live(session, wrong)
-            except service.NotFound:
+            except NotFound:
                 continue
             raise AssertionError(wrong)
 
