@@ -30,6 +30,8 @@ from control_plane.health.observer import SmtpObserver
 from control_plane.health.sweep import Sweep
 from control_plane.incidents import escalation
 from control_plane.incidents import service as incidents
+from control_plane.ips import jobs as ip_jobs
+from control_plane.ips import provider_ips as ip_inventory
 from control_plane.ipswitch import workflow as ip_switch
 from control_plane.ipswitch.runner import IpSwitchRunner
 from control_plane.listeners import bind, ensure_free
@@ -148,6 +150,8 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
             alert_delivery.delivery_job(db, vault, settings),
             alert_delivery.next_due,
         ),
+        Job("ip-inventory", ip_inventory.adopt_unlisted),
+        Job("ip-warmup", ip_jobs.warmup_job),
     ]
 
 
