@@ -22,6 +22,9 @@ from control_plane.commands import handlers
 from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
+from control_plane.dnsbl import delisting as dnsbl_delisting
+from control_plane.dnsbl import service as dnsbl
+from control_plane.dnsbl.sweep import Sweep as DnsblSweep
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.server import Gateway
 from control_plane.health import outbound  # noqa: F401  (registers smtp.probe_out's handler)
@@ -36,6 +39,8 @@ from control_plane.ipswitch import workflow as ip_switch
 from control_plane.ipswitch.runner import IpSwitchRunner
 from control_plane.listeners import bind, ensure_free
 from control_plane.mail import dkim
+from control_plane.mailstats import results as mail_stats
+from control_plane.mailstats import schedule as mail_stats_schedule
 from control_plane.periodic import Job, PeriodicJobs
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
@@ -152,6 +157,13 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         ),
         Job("ip-inventory", ip_inventory.adopt_unlisted),
         Job("ip-warmup", ip_jobs.warmup_job),
+        Job(
+            "dnsbl-delisting",
+            dnsbl_delisting.recheck_job(settings),
+            dnsbl_delisting.next_recheck,
+        ),
+        Job("dnsbl-history", dnsbl.cleanup_job(settings)),
+        Job("mail-stats", mail_stats_schedule.job(settings)),
     ]
 
 
@@ -215,7 +227,9 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                 )
                 periodic_task = asyncio.create_task(periodic.run())
                 health.configure(settings)
+                mail_stats.configure(settings)
                 sweep_task = asyncio.create_task(Sweep(db, settings).run())
+                dnsbl_task = asyncio.create_task(DnsblSweep(db, settings).run())
                 observer = SmtpObserver.from_settings(settings)
                 try:
                     if observer is not None:
@@ -231,7 +245,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     )
                     return await _serve_api(settings, app, db, api_socket, bootstrap_admin_key)
                 finally:
-                    for task in (runner_task, switch_task, periodic_task, sweep_task):
+                    for task in (runner_task, switch_task, periodic_task, sweep_task, dnsbl_task):
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task

@@ -1,14 +1,34 @@
-"""Mail counts: what the agents report, and what others read (warmup allowance, routes)."""
+"""Mail counts: what the agents report, and what others read (warmup allowance, routes).
+
+Figures are whole-day totals per (server, UTC day, source address, sender domain), replaced
+with each report: a result delivered twice, or a day reported again as it grows, leaves the
+latest totals and nothing counted twice.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.ips.models import IpAddress
 from control_plane.mailstats.models import MailCount
+from control_plane.mailstats.schemas import AgentCount
+from control_plane.servers.models import Server
+
+
+def messages(sent: int, bounced: int) -> int:
+    """Messages that reached a verdict: a deferral is tried again and ends in one of these,
+    so counting it too would count one message twice."""
+    return sent + bounced
+
+
+def bounce_rate(sent: int, bounced: int) -> float | None:
+    total = messages(sent, bounced)
+    return bounced / total if total else None
 
 
 async def sent_today(session: AsyncSession, ip: IpAddress, day: date) -> int:
@@ -26,3 +46,92 @@ async def sent_today(session: AsyncSession, ip: IpAddress, day: date) -> int:
         )
     )
     return int(total or 0)
+
+
+async def replace_days(
+    session: AsyncSession, server: Server, counts: Sequence[AgentCount]
+) -> set[date]:
+    """Make the server's rows of every day in ``counts`` exactly ``counts`` (days the report
+    does not name are left as they are: an agent that lost its state does not erase them)."""
+    merged: dict[tuple[date, str, str], list[int]] = {}
+    for count in counts:
+        key = (count.day, count.source_ip, count.sender_domain.lower())
+        figures = merged.setdefault(key, [0, 0, 0])
+        figures[0] += count.sent
+        figures[1] += count.deferred
+        figures[2] += count.bounced
+    days = {day for day, _, _ in merged}
+    if not days:
+        return days
+    await session.execute(
+        delete(MailCount)
+        .where(MailCount.server_id == server.id, MailCount.day.in_(days))
+        .execution_options(synchronize_session=False)
+    )
+    session.add_all(
+        MailCount(
+            tenant_id=server.tenant_id,
+            server_id=server.id,
+            day=day,
+            source_ip=source_ip,
+            sender_domain=domain,
+            sent=sent,
+            deferred=deferred,
+            bounced=bounced,
+        )
+        for (day, source_ip, domain), (sent, deferred, bounced) in merged.items()
+    )
+    await session.flush()
+    return days
+
+
+async def totals_by_source(
+    session: AsyncSession, server_id: uuid.UUID, day: date
+) -> dict[str, tuple[int, int, int]]:
+    """source address → (sent, deferred, bounced) of the server's ``day``."""
+    rows = await session.execute(
+        select(
+            MailCount.source_ip,
+            func.sum(MailCount.sent),
+            func.sum(MailCount.deferred),
+            func.sum(MailCount.bounced),
+        )
+        .where(MailCount.server_id == server_id, MailCount.day == day)
+        .group_by(MailCount.source_ip)
+    )
+    return {ip: (int(s), int(d), int(b)) for ip, s, d, b in rows.all()}
+
+
+async def rows_for_ip(
+    session: AsyncSession, ip: IpAddress, first: date, last: date
+) -> list[MailCount]:
+    """The address's rows on its server (from the day it was assigned), oldest first."""
+    first = max(first, ip.assigned_at.date())
+    return list(
+        await session.scalars(
+            select(MailCount)
+            .where(
+                MailCount.server_id == ip.server_id,
+                MailCount.source_ip == ip.address,
+                MailCount.day.between(first, last),
+            )
+            .order_by(MailCount.day, MailCount.sender_domain)
+        )
+    )
+
+
+async def rows_for_domain(
+    session: AsyncSession, server_id: uuid.UUID, domain: str, first: date, last: date
+) -> list[MailCount]:
+    """The rows of mail sent from ``domain`` by its server, oldest first."""
+    return list(
+        await session.scalars(
+            select(MailCount)
+            .where(
+                MailCount.server_id == server_id,
+                MailCount.sender_domain == domain.lower(),
+                MailCount.day.between(first, last),
+            )
+            .order_by(MailCount.day, MailCount.source_ip)
+        )
+    )

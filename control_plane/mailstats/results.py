@@ -1,0 +1,132 @@
+"""``mail.stats`` results: store the days they carry, then judge today's bounce rate of each
+address that sent.
+
+An address whose bounce share (bounced / (sent + bounced)) passes
+``MAILFLEET_REPUTATION_BOUNCE_RATE`` over at least ``MAILFLEET_REPUTATION_BOUNCE_MIN_MESSAGES``
+messages today is failing its ``ip.bounces`` check (an incident), and is paused when
+``MAILFLEET_REPUTATION_AUTO_PAUSE`` names ``bounces``; below that, the check is ok. An address
+with no mail today gets no verdict (nothing was measured). A report that failed, timed out or
+was not JSON changes nothing: the stored figures stay what they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.commands import handlers
+from control_plane.commands.models import Command
+from control_plane.db.base import utcnow
+from control_plane.incidents import service as incidents
+from control_plane.incidents.signals import Signal
+from control_plane.ips import service as ips
+from control_plane.ips.models import IpAddress
+from control_plane.mailstats import service
+from control_plane.mailstats.schemas import AgentCount
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KIND = "mail.stats"
+BOUNCES_CHECK = "ip.bounces"
+_rows = TypeAdapter(list[AgentCount])
+
+
+@dataclass(frozen=True)
+class Rules:
+    bounce_rate: float
+    min_messages: int
+    auto_pause: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        return cls(
+            bounce_rate=settings.reputation_bounce_rate,
+            min_messages=settings.reputation_bounce_min_messages,
+            auto_pause=settings.auto_pauses_on("bounces"),
+        )
+
+
+_rules: Rules | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Judge results by these settings (``serve`` calls it; results arrive without them)."""
+    global _rules
+    _rules = Rules.of(settings)
+
+
+def current_rules() -> Rules:
+    global _rules
+    if _rules is None:
+        _rules = Rules.of(Settings())
+    return _rules
+
+
+def parse_result(text: str | None) -> list[AgentCount] | None:
+    """The rows of a result, or None when it is not a ``mail.stats`` answer."""
+    try:
+        data = json.loads(text or "")
+        return _rows.validate_python(data["days"]) if isinstance(data, dict) else None
+    except (ValueError, KeyError, ValidationError):
+        return None
+
+
+async def record(session: AsyncSession, command: Command) -> None:
+    if command.state != "succeeded":
+        return
+    counts = parse_result(command.result)
+    server = await session.get(Server, command.server_id)
+    if counts is None or server is None:
+        log.warning("mail.stats result of %s unusable: ignored", command.server_id)
+        return
+    await service.replace_days(session, server, counts)
+    now = utcnow()
+    await check_bounces(session, server, now.date(), now, current_rules())
+
+
+def _percent(rate: float) -> str:
+    return f"{rate * 100:.1f}".rstrip("0").rstrip(".") + " %"
+
+
+async def check_bounces(
+    session: AsyncSession, server: Server, day: date, now: datetime, rules: Rules
+) -> list[IpAddress]:
+    """Signal ``ip.bounces`` for each live address of ``server`` with mail on ``day``; pause
+    those over the threshold when the setting says so. Returns the addresses failing."""
+    totals = await service.totals_by_source(session, server.id, day)
+    failing: list[IpAddress] = []
+    for ip in await ips.live_ips(session, server.id):
+        if ip.address not in totals:
+            continue
+        sent, _, bounced = totals[ip.address]
+        total = service.messages(sent, bounced)
+        rate = service.bounce_rate(sent, bounced) or 0.0
+        detail = f"bounce rate {_percent(rate)} over {total} messages on {day.isoformat()}"
+        over = total >= rules.min_messages and rate > rules.bounce_rate
+        limit = f"(limit {_percent(rules.bounce_rate)} over at least {rules.min_messages})"
+        signal = Signal(
+            tenant_id=ip.tenant_id,
+            subject_kind="ip",
+            subject_id=ip.address,
+            check=BOUNCES_CHECK,
+            state="failing" if over else "ok",
+            severity="warning",
+            summary=f"{ip.address}: {detail} {limit}",
+            server_id=ip.server_id,
+        )
+        await incidents.observe(session, [signal], now)
+        if over:
+            failing.append(ip)
+            if rules.auto_pause:
+                await ips.pause(session, ip, detail, ips.AUTO, now)
+    return failing
+
+
+handlers.register_result_handler(KIND, record)
