@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.db.lookup import get_by_id
-from control_plane.errors import Conflict, InvalidInput
+from control_plane.errors import Conflict, InvalidInput, MailFleetError
 from control_plane.ips import service
 from control_plane.ips.models import IpAddress
 from control_plane.provisioning.providers.base import Provider, ProviderError, ProviderNotFound
@@ -181,7 +181,27 @@ async def learn_at_provisioning(db: Database, providers: ProviderRegistry, serve
         if row is not None:
             await service.sync_server(session, row, main_first(row, addresses), utcnow())
 
-    await db.transact(sync)
+    try:
+        await db.transact(sync)
+    except MailFleetError as exc:  # never stops provisioning: the ip-inventory job retries
+        log.warning("recording the addresses of server %s: %s", server.id, exc.detail)
+
+
+async def record_ptr(db: Database, server_id: uuid.UUID, address: str, host: str) -> None:
+    """The provider took the PTR of ``address``: the inventory shows it."""
+
+    async def record(session: AsyncSession) -> None:
+        ip = await session.scalar(
+            select(IpAddress).where(
+                IpAddress.server_id == server_id,
+                IpAddress.address == address,
+                IpAddress.released_at.is_(None),
+            )
+        )
+        if ip is not None:
+            await service.set_ptr(session, ip, host, service.CONTROL_PLANE, utcnow())
+
+    await db.transact(record)
 
 
 async def adopt_unlisted(session: AsyncSession) -> int:

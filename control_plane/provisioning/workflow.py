@@ -45,6 +45,7 @@ from control_plane.dns.publish import DnsProviderError
 from control_plane.enrollment import service as enrollment
 from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import NotFound
+from control_plane.ips import provider_ips
 from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
 from control_plane.provisioning import ssh
@@ -281,6 +282,8 @@ class Workflow:
         """Reverse DNS through the VPS provider (forward-confirmed once the mail host's A is
         published), then the records of the server's domains (after a recovery: at its new
         address)."""
+        # The IP inventory first: the records below publish its addresses.
+        await provider_ips.learn_at_provisioning(self.db, self.providers, server)
         ptr = "reverse DNS is the customer's to set (manual server)"
         if server.provider != MANUAL and server.instance_id and server.ipv4:
             host = server.mail_hostname or ""
@@ -292,6 +295,7 @@ class Workflow:
                     return Retry(f"setting reverse DNS: {exc.detail}")
                 return Fail(f"setting reverse DNS of {server.ipv4} to {host}: {exc.detail}")
             ptr = f"PTR {server.ipv4} → {host}"
+            await provider_ips.record_ptr(self.db, server.id, server.ipv4, host)
         count, error = await self._each_published_domain(server, dns_service.apply)
         if error is not None:
             return Retry(f"publishing DNS: {error}")
