@@ -20,6 +20,7 @@ from control_plane.backups.models import (
 from control_plane.commands.models import Command
 from control_plane.db.base import Base
 from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
+from control_plane.dnsbl.models import DelistRequest, DnsblCheck, DnsblResult, DnsblSubject
 from control_plane.enrollment.models import JoinToken
 from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
 from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceWindow, Silence
@@ -48,9 +49,13 @@ __all__ = [
     "Base",
     "Certificate",
     "Command",
+    "DelistRequest",
     "DkimKey",
     "DnsCheck",
     "DnsProvider",
+    "DnsblCheck",
+    "DnsblResult",
+    "DnsblSubject",
     "DomainDns",
     "EscalationPolicy",
     "HealthChange",

@@ -1,7 +1,114 @@
-"""STUB routes (filled in by the helper that owns this package)."""
+"""An address's reputation (per-list DNSBL results, score, history), a check now, and
+delisting requests. Another tenant's address is a 404, as is a released one."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
 
-router = APIRouter(prefix="/api/v1", tags=["ips"])
+from fastapi import APIRouter, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.api.context import Ctx
+from control_plane.db.base import utcnow
+from control_plane.dnsbl import delisting, service
+from control_plane.dnsbl.catalog import catalog, find, lists_of
+from control_plane.dnsbl.models import DnsblSubject
+from control_plane.dnsbl.schemas import (
+    DelistIn,
+    DelistOut,
+    DelistPage,
+    ReputationOut,
+    check_out,
+    delist_out,
+    result_out,
+)
+from control_plane.dnsbl.sweep import Checker
+from control_plane.incidents.routes import actor_name
+from control_plane.ips import service as ips
+from control_plane.ips.models import IpAddress
+from control_plane.settings import Settings
+
+router = APIRouter(prefix="/api/v1/ips/{ip}", tags=["ips"])
+History = Annotated[int, Query(ge=0, le=1000, description="How many past checks to show.")]
+
+
+async def reputation(
+    session: AsyncSession, ip: IpAddress, settings: Settings, history: int
+) -> ReputationOut:
+    lists = catalog(settings)
+    subject: DnsblSubject | None = await service.subject_of_ip(session, ip)
+    rows = await service.results_of(session, subject.id) if subject is not None else {}
+    past = await service.history(session, subject.id, history) if subject and history else []
+    requests = await delisting.requests_of(session, ip)
+    return ReputationOut(
+        ip=ip.address,
+        score=subject.score if subject is not None else None,
+        listing=subject.listing if subject is not None else None,
+        checked_at=subject.checked_at if subject is not None else None,
+        next_check_at=subject.next_run_at if subject is not None else None,
+        results=[result_out(item, rows.get(item.zone)) for item in lists_of(lists, "ip")],
+        history=[check_out(row) for row in past],
+        delist_requests=[delist_out(r, find(lists, r.zone)) for r in requests],
+    )
+
+
+@router.get("/reputation")
+async def get_reputation(ip: str, ctx: Ctx, history: History = 100) -> ReputationOut:
+    """The address on every IP list of the catalog: listed (code, meaning, the list's
+    reason), clean or unknown (why), its score, its latest checks and delisting requests."""
+    async with ctx.session() as session:
+        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        return await reputation(session, row, ctx.settings, history)
+
+
+@router.post("/reputation/check")
+async def check_reputation(ip: str, ctx: Ctx, history: History = 100) -> ReputationOut:
+    """Look the address up on every list now (test points included) and answer with the
+    results. Takes as long as the lookups (at most MAILFLEET_DNSBL_TIMEOUT_SECONDS twice)."""
+    address = ips.canonical(ip, "path.ip")
+    async with ctx.session() as session:
+        await ips.get_live(session, address)  # the caller may see it
+    # A check asked for asks the test points again: "now" means now, not the sweep's cache.
+    checker = Checker(ctx.db, ctx.settings)
+    try:
+        await checker.check_ip(address)
+    finally:
+        await checker.aclose()
+    async with ctx.session() as session:
+        row = await ips.get_live(session, address)
+        return await reputation(session, row, ctx.settings, history)
+
+
+@router.get("/delist-requests")
+async def list_delist_requests(ip: str, ctx: Ctx) -> DelistPage:
+    async with ctx.session() as session:
+        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        lists = catalog(ctx.settings)
+        found = await delisting.requests_of(session, row)
+        return DelistPage(items=[delist_out(r, find(lists, r.zone)) for r in found])
+
+
+@router.post("/delist-requests", status_code=status.HTTP_201_CREATED)
+async def open_delist_request(ip: str, body: DelistIn, ctx: Ctx) -> DelistOut:
+    """Track a removal request on a list that lists the address now (409 if it does not):
+    the answer says where and how to ask; say so with ``…/submitted`` once you have."""
+    async with ctx.session() as session:
+        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        lists = catalog(ctx.settings)
+        request = await delisting.open_request(
+            session, row, body.list, lists, actor_name(ctx), utcnow()
+        )
+        return delist_out(request, find(lists, request.zone))
+
+
+@router.post("/delist-requests/{request_id}/submitted")
+async def delist_request_submitted(ip: str, request_id: uuid.UUID, ctx: Ctx) -> DelistOut:
+    """You have asked the list: the address is rechecked every
+    MAILFLEET_DNSBL_DELIST_RECHECK_SECONDS until the list drops it (cleared) or too long has
+    passed (stale)."""
+    async with ctx.session() as session:
+        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        request = await delisting.get_request(session, row, request_id)
+        await delisting.mark_submitted(session, request, utcnow(), ctx.settings)
+        return delist_out(request, find(catalog(ctx.settings), request.zone))
