@@ -92,6 +92,7 @@ class Walk:
             "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "1",
             "MAILFLEET_METRICS_INTERVAL_SECONDS": "1",
             "MAILFLEET_PROVISION_POLL_SECONDS": "0.5",
+            "MAILFLEET_DNSBL_LISTS": "[]",  # no lookups on the real lists from tests
         }
 
     def shell_env(self) -> dict[str, str]:

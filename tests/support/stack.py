@@ -21,6 +21,8 @@ FAST_INTERVALS = {
     "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "0.5",
     "MAILFLEET_AGENT_UNKNOWN_AFTER_SECONDS": "2",
     "MAILFLEET_METRICS_INTERVAL_SECONDS": "1",
+    # No DNSBL catalog: tests look addresses up only on their own Knot-served lists.
+    "MAILFLEET_DNSBL_LISTS": "[]",
 }
 
 
