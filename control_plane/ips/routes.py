@@ -25,6 +25,7 @@ from control_plane.ips.schemas import (
 from control_plane.schemas import After, Limit, PageOut
 
 router = APIRouter(prefix="/api/v1", tags=["ips"])
+NO_ADDRESS = IpAddIn()  # provider servers: no body needed
 
 
 @router.get("/ips")
@@ -56,13 +57,14 @@ async def get_ip(ip: str, ctx: Ctx) -> IpDetailOut:
 
 
 @router.post("/servers/{server_id}/ips", status_code=status.HTTP_201_CREATED)
-async def add_ip(server_id: uuid.UUID, ctx: Ctx, body: IpAddIn | None = None) -> IpDetailOut:
+async def add_ip(server_id: uuid.UUID, ctx: Ctx, body: IpAddIn = NO_ADDRESS) -> IpDetailOut:
     """The provider attaches one more address (a standby: no DNS, no mail until a switch);
     for a manual server, register the address its owner added (``address``)."""
     async with ctx.session() as session:
         found = await provider_ips.target(session, server_id)
-    wanted = body.address if body is not None else None
-    address = await provider_ips.add_address(ctx.db, ctx.providers, ctx.settings, found, wanted)
+    address = await provider_ips.add_address(
+        ctx.db, ctx.providers, ctx.settings, found, body.address
+    )
     async with ctx.session() as session:
         return await operations.detail_out(
             session, await service.get_live(session, address), utcnow()

@@ -23,6 +23,7 @@ from control_plane.api.context import ADMIN_SCOPE_EXTENSION
 from tests.alerts.helpers import walk_objects as alert_objects
 from tests.conftest import MakeTenant, TenantHandle
 from tests.incidents.helpers import walk_objects
+from tests.ips.addresses import fresh_addresses
 
 Operation = tuple[str, str, dict[str, Any]]
 
@@ -100,6 +101,12 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )  # fmt: skip
     assert provider.status_code == 201, provider.text
+    ip = await client.post(
+        f"/api/v1/servers/{server.json()['id']}/ips",
+        json={"address": fresh_addresses(1)[0]},
+        headers=tenant.headers,
+    )
+    assert ip.status_code == 201, ip.text
     incidents = await walk_objects(client, tenant.id, tenant.headers, server.json()["id"])
     alerts = await alert_objects(client, tenant.headers)
     audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
@@ -115,6 +122,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "alias_id": alias.json()["id"],
         "provider_id": provider.json()["id"],
         "audit_event_id": audit.json()["items"][0]["id"],
+        "ip": ip.json()["address"],
         **alerts,
         **incidents,
     }
