@@ -105,8 +105,8 @@ async def totals_by_source(
 async def rows_for_ip(
     session: AsyncSession, ip: IpAddress, first: date, last: date
 ) -> list[MailCount]:
-    """The address's rows on its server (from the day it was assigned), oldest first."""
-    first = max(first, ip.assigned_at.date())
+    """The address's rows on its current server, oldest first (another server's, or another
+    tenant's, use of the same address is not its history)."""
     return list(
         await session.scalars(
             select(MailCount)
