@@ -17,7 +17,11 @@ from agent.journal import CommandJournal
 from agent.maillog.command import catch_up, mail_stats
 from agent.maillog.parse import Delivery, Removed, Sender, parse_line
 from agent.maillog.reader import Position, new_lines
+from agent.maillog.source import UNKNOWN_SOURCE, outbound_source
 from agent.maillog.store import KEEP_DAYS, STATE_FILE, load
+from agent.network import state as network_state
+from agent.network.commands import default_source
+from agent.network.ruleset import Desired, Snat
 from mailfleet.agent.v1 import agent_pb2
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
@@ -208,3 +212,13 @@ def test_agent_toml_names_the_mail_log(tmp_path: Path) -> None:
     path.write_text('mail_log = "relative.log"\n' + base)
     with pytest.raises(ConfigError, match="mail_log"):
         load_config(path)
+
+
+def test_mail_leaves_from_the_snat_address_when_one_is_set(tmp_path: Path) -> None:
+    # no SNAT state: the route's source (unknown on a machine without a route out)
+    assert outbound_source(tmp_path) == (default_source() or UNKNOWN_SOURCE)
+    desired = Desired(Snat("198.18.7.9", (25,)), None)
+    network_state.save(tmp_path / network_state.FILE_NAME, desired)
+    assert outbound_source(tmp_path) == "198.18.7.9"
+    (tmp_path / network_state.FILE_NAME).write_text("{broken")
+    assert outbound_source(tmp_path) == UNKNOWN_SOURCE
