@@ -24,6 +24,8 @@ from agent.journal import CommandJournal
 from agent.maillog import command as maillog
 from agent.mailu import certs, mail, mta_sts
 from agent.mailu import install as mailu
+from agent.network.commands import Network
+from agent.network.state import FILE_NAME as NETWORK_STATE
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,14 @@ def handlers_for(
     *,
     state_dir: Path | None = None,
     mail_log: Path | None = None,
+    network: Network | None = None,
 ) -> dict[str, Handler]:
     """Every command this agent runs, for a machine whose filesystem starts at ``root``
     (and whose memory and CPUs are those of ``vps_cgroup``, when set); ``state_dir`` and
-    ``mail_log`` are agent.toml's (already under ``root``; by default their defaults)."""
+    ``mail_log`` are agent.toml's (already under ``root``; by default their defaults);
+    ``network`` is the agent's (the one it re-applies at start), else one in ``state_dir``."""
     state = state_dir or under_root(root, DEFAULT_STATE_DIR)
+    network = network or Network(state / NETWORK_STATE)
     postfix_log = mail_log or under_root(root, DEFAULT_MAIL_LOG)
 
     async def facts(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -104,6 +109,7 @@ def handlers_for(
         "backup.drill": on_root(backup.drill),
         "backup.forget": on_root(backup.forget),
         "mail.stats": mail_stats,
+        **network.handlers(),
     }
 
 

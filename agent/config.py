@@ -64,6 +64,8 @@ class AgentConfig:
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 120.0
     metrics_buffer_bytes: int = 64 * 1024 * 1024
+    nft_binary: str = "nft"  # nftables, for the network.* commands
+    nft_timeout_seconds: float = 10.0
 
 
 def _string(table: dict[str, object], key: str, where: str) -> str:
@@ -105,6 +107,8 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
                 ("backoff_initial_seconds", float),
                 ("backoff_max_seconds", float),
                 ("metrics_buffer_bytes", int),
+                ("nft_binary", str),
+                ("nft_timeout_seconds", float),
             )
             if k in tuning
         }

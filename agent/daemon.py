@@ -22,6 +22,9 @@ from agent.identity import Credentials, IdentityStore, TrustError
 from agent.journal import CommandJournal
 from agent.link import Intervals, Link, Rotated
 from agent.metrics import MetricSample, Sampler
+from agent.network.commands import Network, reapply_at_start
+from agent.network.nft import Nft
+from agent.network.state import FILE_NAME as NETWORK_STATE
 from agent.outbox import Outbox
 from agent.spool import Spool
 from mailfleet.agent.v1 import agent_pb2
@@ -76,6 +79,8 @@ class Agent:
         self.journal = CommandJournal(state / "commands.journal")
         self.spool = Spool(state / "metrics", self.config.metrics_buffer_bytes)
         self.outbox = Outbox()
+        nft = Nft(self.config.nft_binary, self.config.nft_timeout_seconds)
+        self.network = Network(state / NETWORK_STATE, nft)
         self.commands = CommandRunner(
             self.journal,
             self.outbox.put,
@@ -84,6 +89,7 @@ class Agent:
                 self.config.vps_cgroup,
                 state_dir=state,
                 mail_log=self.config.mail_log,
+                network=self.network,
             ),
         )
         self.intervals = Intervals()
@@ -94,6 +100,7 @@ class Agent:
         self._needs_enrollment = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        await reapply_at_start(self.network)  # a reboot left the kernel without our rules
         sampler = asyncio.create_task(self._sample(stop))
         link = asyncio.create_task(self._keep_connected(stop))
         try:

@@ -219,5 +219,7 @@ async def reapply_at_start(network: Network) -> None:
     try:
         if await network.reapply():
             log.info("network state re-applied from %s", network.state_path)
-    except (CommandError, OSError) as exc:
+    except CommandError as exc:
         log.error("could not re-apply the network state: %s", exc)
+    except Exception:  # the agent must come up to be told what to do
+        log.exception("could not re-apply the network state")
