@@ -19,8 +19,11 @@ WEB_PORTS = (80, 443)
 DATA_DIRECTORIES = (
     "data", "dkim", "mail", "mailqueue", "filter", "clamav", "redis", "certs", "webmail",
     "overrides/nginx", "overrides/dovecot", "overrides/postfix", "overrides/rspamd",
-    "overrides/roundcube",
+    "overrides/roundcube", "logs",
 )  # fmt: skip
+# Postfix's log as a file too (MailU's syslog still logs to stdout, and rotates the file
+# weekly): the agent's mail counts read it at <data root>/logs/mail.log (agent.toml mail_log).
+POSTFIX_LOG_FILE = "/logs/mail.log"
 
 
 def render_env(spec: MailuSpec) -> str:
@@ -60,6 +63,7 @@ def render_env(spec: MailuSpec) -> str:
         "SITENAME": "MailFleet",
         "LOG_DRIVER": "json-file",
         "LOG_LEVEL": "WARNING",
+        "POSTFIX_LOG_FILE": POSTFIX_LOG_FILE,
         "TZ": "Etc/UTC",
         "INITIAL_ADMIN_ACCOUNT": spec.postmaster,
         "INITIAL_ADMIN_DOMAIN": spec.domain,
@@ -130,6 +134,7 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
             spec.image("postfix"),
             volumes=[
                 volume("mailqueue", "/queue"),
+                volume("logs", "/logs"),
                 volume("overrides/postfix", "/overrides", True),
             ],
             depends_on=["front", "resolver"],
