@@ -20,6 +20,7 @@ from control_plane.dns import troubleshoot as troubleshooting
 from control_plane.dns.models import DnsCheck, DnsProvider
 from control_plane.dns.service import desired_records, provider_target, settings_of
 from control_plane.errors import InvalidInput, Unavailable
+from control_plane.ips import service as ips
 from control_plane.mail import dkim
 from control_plane.mail.models import MailDomain
 from control_plane.servers.models import Server
@@ -50,7 +51,7 @@ async def troubleshoot(
     expectations = troubleshooting.Expectations(
         domain=domain.name,
         mail_host=server.mail_hostname or "",
-        ipv4=(server.ipv4,) if server.ipv4 else (),
+        ipv4=await ips.published_addresses(session, server),
         dkim=tuple(
             (key.selector, key.public_key)
             for key, _ in await dkim.published_keys(session, server, domain)

@@ -27,6 +27,7 @@ from control_plane.dns.models import DnsProvider, DomainDns
 from control_plane.dns.record import Record
 from control_plane.dns.schemas import DomainDnsIn, ProviderCreate
 from control_plane.errors import Conflict, InvalidInput, NotFound
+from control_plane.ips import service as ips
 from control_plane.mail import dkim
 from control_plane.mail.models import MailDomain
 from control_plane.mail.names import idna_name
@@ -131,7 +132,8 @@ async def desired_records(
 ) -> list[Record]:
     """The domain's records, computed from its server, its DKIM keys and its settings."""
     server = await get_by_id(session, Server, domain.server_id, "server")
-    if not server.mail_hostname or not server.ipv4:
+    addresses = await ips.published_addresses(session, server)  # sending first
+    if not server.mail_hostname or not addresses:
         raise Conflict(f"server {server.id} has no mail host name or address yet")
     keys = await dkim.published_keys(session, server, domain)
     policy = mta_sts_policy(server, row)
@@ -139,7 +141,7 @@ async def desired_records(
         facts = desired.DomainFacts(
             domain=domain.name,
             mail_host=server.mail_hostname,
-            ipv4=(server.ipv4,),
+            ipv4=addresses,
             dkim=tuple((key.selector, key.public_key) for key, _ in keys),
             dmarc_policy=row.dmarc_policy,  # type: ignore[arg-type]
             dmarc_rua=tuple(row.dmarc_rua.splitlines()),

@@ -7,9 +7,9 @@ judged here and recorded through ``health.service.record_results``.
 Verdicts: a refused connection is failing/critical (the provider or a firewall refuses
 outbound port 25); a timeout or no route is unknown (a silent drop looks like a slow network:
 not a verdict); an answer that is not the observer's is failing/warning; an observer that
-saw another address than the server's sending address (``servers.ipv4``) is failing/warning
-naming both; the server's own address is ok. A probe that was not delivered, timed out or
-failed on the agent is unknown.
+saw another address than the server's sending address (the IP inventory's; before the
+server has rows, ``servers.ipv4``) is failing/warning naming both; that address is ok. A
+probe that was not delivered, timed out or failed on the agent is unknown.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from control_plane.commands import service as commands
 from control_plane.commands.models import LIVE_STATES, Command
 from control_plane.db.base import utcnow
 from control_plane.health.results import Result
+from control_plane.ips import service as ips
 from control_plane.servers.models import Server
 from control_plane.settings import Settings, parse_host_port
 from mailfleet.smtp_observer import canonical_address
@@ -198,7 +199,9 @@ async def probe_settled(session: AsyncSession, command: Command) -> None:
     server = await session.get(Server, command.server_id)
     if server is None:
         return
-    result = judge(command.state, command.result, command.error, server.ipv4, _observer_of(command))
+    sending = await ips.sending_ip(session, server.id)  # the inventory's; before it: ipv4
+    expected = sending.address if sending is not None else server.ipv4
+    result = judge(command.state, command.result, command.error, expected, _observer_of(command))
     await service.record_results(session, server.id, [result], command.finished_at or utcnow())
 
 
