@@ -163,16 +163,21 @@ class Workflow:
         check forward confirmation in what the DNS provider serves."""
         await self._published(switch, switch.to_ip, True)
         done, error = await self._apply_domains(switch.server_id)
+        outcome: Outcome
         if error is not None:
-            undone = "" if switch.to_was_published else await self._unpublish_to(switch, done)
-            return Fail(f"publishing DNS: {error}{undone}")
-        if not done:
+            outcome = Fail(f"publishing DNS: {error}")
+        elif not done:
             return Done(
                 f"{switch.to_ip} marked published; no domain of this server publishes through "
                 "a DNS provider (the mail host's A record and SPF are the customer's to add; "
                 "forward-confirmed reverse DNS: unknown)"
             )
-        return await self._fcrdns(switch, done)
+        else:
+            outcome = await self._fcrdns(switch, done)
+        if isinstance(outcome, Fail) and not switch.to_was_published:
+            # A failed step is not undone by the rollback: take the address out again now.
+            outcome = Fail(outcome.reason + await self._unpublish_to(switch, done))
+        return outcome
 
     async def _snat(self, switch: IpSwitch, step: IpSwitchStep) -> Outcome:
         ports = self._ports()
