@@ -49,23 +49,41 @@ def _nft_unavailable() -> str | None:
 
 
 @dataclass
-class Lab:
-    vps: str
-    peer_ns: str
-    ip1: str
-    ip2: str
+class Driver:
+    """vps_driver.py running in one namespace, connecting to the peer's sink."""
+
+    process: subprocess.Popen[str]
     peer: str
-    state: Path
-    driver: subprocess.Popen[str]
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.driver.stdin is not None and self.driver.stdout is not None
-        self.driver.stdin.write(json.dumps(request) + "\n")
-        self.driver.stdin.flush()
-        ready, _, _ = select.select([self.driver.stdout], [], [], ANSWER_TIMEOUT)
-        assert ready, f"the VPS driver did not answer {request}"
-        answer: dict[str, Any] = json.loads(self.driver.stdout.readline())
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], ANSWER_TIMEOUT)
+        assert ready, f"the driver did not answer {request}"
+        answer: dict[str, Any] = json.loads(self.process.stdout.readline())
         return answer
+
+    def connect(self, count: int = 1, port: int = 25) -> list[dict[str, Any]]:
+        answer = self.ask({"connect": [self.peer, port], "count": count})
+        result: list[dict[str, Any]] = answer["result"]
+        return result
+
+    def seen(self, count: int = 1, port: int = 25) -> list[str]:
+        """Where the peer saw each connection come from ("refused" for a refused one)."""
+        return [c.get("seen") or c["outcome"] for c in self.connect(count, port)]
+
+
+@dataclass
+class Lab(Driver):
+    """The VPS (its driver runs the agent's handlers), its two addresses, the peer's."""
+
+    vps: str
+    ip1: str
+    ip2: str
+    state: Path
+    namespaces: list[str]  # what the fixture deletes after the test
+    processes: list[subprocess.Popen[str]]  # what it kills
 
     def call(self, kind: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         answer = self.ask({"call": kind, "payload": payload or {}})
@@ -78,16 +96,6 @@ class Lab:
         assert "error" in answer, answer
         return str(answer["error"])
 
-    def connect(self, count: int = 1, port: int = 25) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.ask({"connect": [self.peer, port], "count": count})[
-            "result"
-        ]
-        return result
-
-    def seen(self, count: int = 1, port: int = 25) -> list[str]:
-        """Where the peer saw each connection come from ("refused" for a refused one)."""
-        return [c.get("seen") or c["outcome"] for c in self.connect(count, port)]
-
     def nft(self, *args: str) -> str:
         run = subprocess.run(
             ["ip", "netns", "exec", self.vps, "nft", *args],
@@ -98,15 +106,45 @@ class Lab:
         assert run.returncode == 0, run.stderr
         return run.stdout
 
+    def container(self) -> Driver:
+        """A namespace behind the VPS as MailU's containers are behind Docker's bridge: the
+        VPS forwards its traffic and masquerades it (Docker's rule, in a table of its own)."""
+        ns = self.vps + "c"
+        inside, gateway = (str(h) for h in list(pick_subnet().hosts())[:2])
+        ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        ip("-n", self.vps, "link", "add", "br0", "type", "veth", "peer", "eth0", "netns", ns)
+        ip("-n", self.vps, "addr", "add", f"{gateway}/24", "dev", "br0")
+        ip("-n", ns, "addr", "add", f"{inside}/24", "dev", "eth0")
+        for where, link in ((self.vps, "br0"), (ns, "eth0"), (ns, "lo")):
+            ip("-n", where, "link", "set", link, "up")
+        ip("-n", ns, "route", "add", "default", "via", gateway)
+        sysctl = ["ip", "netns", "exec", self.vps, "sysctl", "-qw", "net.ipv4.ip_forward=1"]
+        subprocess.run(sysctl, check=True, timeout=10)
+        masquerade = (
+            "table ip docker_like {\n chain postrouting {\n"
+            "  type nat hook postrouting priority srcnat; policy accept;\n"
+            f'  ip saddr {inside}/24 oifname "eth0" masquerade\n }}\n}}\n'
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", self.vps, "nft", "-f", "-"],
+            input=masquerade, text=True, check=True, timeout=10,
+        )  # fmt: skip
+        driver = start(self.processes, ns, "-m", "tests.agent.network.vps_driver", str(self.state))
+        return Driver(driver, self.peer)
 
-def _start(ns: str, *argv: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+
+def start(processes: list[subprocess.Popen[str]], ns: str, *argv: str) -> subprocess.Popen[str]:
+    """Python in namespace ``ns``, from this checkout; ``processes`` is what to kill after."""
+    process = subprocess.Popen(
         ["ip", "netns", "exec", ns, sys.executable, *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
+    processes.append(process)
+    return process
 
 
 @pytest.fixture
@@ -116,29 +154,31 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         pytest.skip(reason)
     tag = secrets.token_hex(3)
     vps, peer_ns = f"mfn{tag}", f"mfn{tag}p"
-    hosts = [str(h) for h in pick_subnet().hosts()]
+    peer, ip1, ip2 = (str(h) for h in list(pick_subnet().hosts())[:3])
+    state = tmp_path / "network.json"
+    namespaces: list[str] = []
     processes: list[subprocess.Popen[str]] = []
-    ip("netns", "add", vps)
     try:
-        ip("netns", "add", peer_ns)
+        for ns in (vps, peer_ns):
+            ip("netns", "add", ns)
+            namespaces.append(ns)
         ip("-n", vps, "link", "add", "eth0", "type", "veth", "peer", "eth0", "netns", peer_ns)
-        for ns, addresses in ((vps, hosts[1:3]), (peer_ns, hosts[:1])):
+        for ns, addresses in ((vps, (ip1, ip2)), (peer_ns, (peer,))):
             for address in addresses:
                 ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
-        sink = _start(peer_ns, "-c", SINK, "25", "2525")
-        processes.append(sink)
+        ip("-n", vps, "route", "add", "default", "via", peer)  # the peer is "the internet"
+        sink = start(processes, peer_ns, "-c", SINK, "25", "2525")
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        driver = _start(vps, "-m", "tests.agent.network.vps_driver", str(tmp_path / "network.json"))
-        processes.append(driver)
-        yield Lab(vps, peer_ns, hosts[1], hosts[2], hosts[0], tmp_path / "network.json", driver)
+        driver = start(processes, vps, "-m", "tests.agent.network.vps_driver", str(state))
+        yield Lab(driver, peer, vps, ip1, ip2, state, namespaces, processes)
     finally:
         for process in processes:
             process.kill()
             process.wait(10)
-        for ns in (vps, peer_ns):
-            for pid in namespace_pids(ns) if ns in ip("netns", "list") else ():
+        for ns in namespaces:
+            for pid in namespace_pids(ns):
                 os.kill(pid, 9)
             ip("netns", "del", ns, check=False)
 
@@ -276,3 +316,23 @@ def test_nothing_to_reapply_on_a_fresh_machine(lab: Lab) -> None:
         "ports": [25],
         "addresses": [lab.ip1, lab.ip2],
     }
+
+
+def test_mail_forwarded_from_a_container_is_translated_and_capped(lab: Lab) -> None:
+    """MailU's Postfix sends from a container: forwarded, then masqueraded by Docker."""
+    mailu = lab.container()
+    # Without SNAT it is masqueraded to the main address, whose cap it counts against.
+    lab.call("network.limits.set", {"day": DAY, "limits": limits(**{lab.ip1: {"cap": 2}})})
+    assert mailu.seen(3) == [lab.ip1, lab.ip1, "refused"]
+
+    # Our SNAT comes before Docker's masquerade, and the cap is the SNAT address's.
+    lab.call("network.snat.set", {"to_ip": lab.ip2, "ports": [25]})
+    both = limits(**{lab.ip1: {"cap": 2}, lab.ip2: {"cap": 1}})
+    assert lab.call("network.limits.set", {"day": DAY, "limits": both})["ips"] == {
+        lab.ip1: {"cap": 2, "used": 2, "paused": False},
+        lab.ip2: {"cap": 1, "used": 0, "paused": False},
+    }
+    attempts = mailu.connect(2)
+    assert [a.get("seen") or a["outcome"] for a in attempts] == [lab.ip2, "refused"]
+    assert attempts[1]["ms"] < 500  # reset, so Postfix defers at once
+    assert lab.call("network.limits.show")["ips"][lab.ip2]["used"] == 1
