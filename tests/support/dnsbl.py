@@ -75,10 +75,10 @@ def catalog(*entries: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def addresses(count: int, seed: int | None = None) -> list[str]:
-    """Distinct addresses in 198.18.0.0/15 (benchmark space), random unless ``seed``: tests
-    sharing a database never plant on each other's addresses."""
+    """Distinct addresses in 198.18.0.0/16 (benchmark space; tests/ips takes 198.19/16),
+    random unless ``seed``: tests sharing a database never plant on each other's addresses."""
     picker = random.Random(seed)
-    network = ipaddress.ip_network("198.18.0.0/15")
+    network = ipaddress.ip_network("198.18.0.0/16")
     chosen: set[str] = set()
     while len(chosen) < count:
         chosen.add(str(network[picker.randrange(1, network.num_addresses - 1)]))
