@@ -161,12 +161,14 @@ def _sets(desired: Desired, existing: Live) -> tuple[list[str], list[str]]:
 def render(desired: Desired, live: Live | None, default_source: str | None = None) -> str:
     """The whole ``nft -f`` transaction taking the kernel from ``live`` to ``desired``:
     chains are stateless, so all of ours are deleted and defined again; sets hold the
-    day's counts, so they are kept where they can be (see ``_sets``)."""
+    day's counts, so they are kept where they can be (see ``_sets``). Chains are emptied one
+    by one (``flush chain``) before they go, so no jump holds one; never ``flush table``,
+    which nft versions do not agree on for sets' elements."""
     existing = live or Live()
     deletes, sets = _sets(desired, existing)
     lines = [
         f"table {FAMILY} {TABLE} {{}}",
-        f"flush table {FAMILY} {TABLE}",
+        *(f"flush chain {FAMILY} {TABLE} {chain}" for chain in existing.chains),
         *(f"delete chain {FAMILY} {TABLE} {chain}" for chain in existing.chains),
         *deletes,
     ]

@@ -34,7 +34,6 @@ LIMITS = Limits(DAY, {IP1: Limit(None), IP2: Limit(3), IP3: Limit(5, True, "list
 
 FIRST_APPLY = """\
 table ip mailfleet {}
-flush table ip mailfleet
 table ip mailfleet {
 	set d20261130_198_19_7_2 {
 		typeof ct id
@@ -107,9 +106,11 @@ def test_a_re_apply_keeps_todays_sets_and_replaces_the_chains() -> None:
 
     lines = render(Desired(Snat(None), LIMITS), live, IP1).splitlines()
 
-    assert lines[:8] == [
+    assert lines[:10] == [
         "table ip mailfleet {}",
-        "flush table ip mailfleet",
+        "flush chain ip mailfleet snat_out",
+        "flush chain ip mailfleet smtp_local",
+        "flush chain ip mailfleet an_old_chain",
         "delete chain ip mailfleet snat_out",
         "delete chain ip mailfleet smtp_local",
         "delete chain ip mailfleet an_old_chain",
@@ -117,7 +118,7 @@ def test_a_re_apply_keeps_todays_sets_and_replaces_the_chains() -> None:
         "delete set ip mailfleet d20261129_198_19_7_3",
         "delete set ip mailfleet d20261130_198_19_7_9",
     ]
-    assert lines[8] == "table ip mailfleet {"
+    assert lines[10] == "table ip mailfleet {"
     text = "\n".join(lines)
     assert "delete set ip mailfleet d20261130_198_19_7_3" not in text
     assert "\t\tsize 5\n\t\tflags dynamic\n\t\telements = { 21 }\n" in text
