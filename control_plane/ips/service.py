@@ -139,7 +139,7 @@ async def sync_server(
     wanted: list[str] = []
     for address in addresses:
         value = canonical(address, field="addresses")
-        if value not in wanted:
+        if ":" not in value and value not in wanted:  # IPv4 only: providers list v6 too
             wanted.append(value)
     rows = {ip.address: ip for ip in await live_ips(session, server.id)}
     for address, gone in rows.items():
