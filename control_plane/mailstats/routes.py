@@ -58,8 +58,19 @@ def figures(make: Callable[..., F], rows: Sequence[MailCount], **extra: object) 
     )
 
 
-def _days(rows: Sequence[MailCount]) -> list[tuple[date, list[MailCount]]]:
-    return [(day, list(group)) for day, group in groupby(rows, key=lambda row: row.day)]
+def per_day(rows: Sequence[MailCount], make: Callable[..., F], by: str) -> list[F]:
+    """A day's figures each, with its rows one by one as ``by_<by>`` (rows come sorted by
+    day, then by that column)."""
+    part = SenderDomainFigures if by == "sender_domain" else SourceIpFigures
+    return [
+        figures(
+            make,
+            group,
+            day=day,
+            **{f"by_{by}": [figures(part, [r], **{by: getattr(r, by)}) for r in group]},
+        )
+        for day, group in ((day, list(g)) for day, g in groupby(rows, key=lambda r: r.day))
+    ]
 
 
 @router.get("/ips/{ip}/mail-stats")
@@ -76,18 +87,7 @@ async def ip_mail_stats(ip: str, ctx: Ctx, start: First = None, end: Last = None
             first_day=first,
             last_day=last,
             totals=figures(MailFigures, rows),
-            days=[
-                figures(
-                    IpMailDay,
-                    group,
-                    day=day,
-                    by_sender_domain=[
-                        figures(SenderDomainFigures, [r], sender_domain=r.sender_domain)
-                        for r in group
-                    ],
-                )
-                for day, group in _days(rows)
-            ],
+            days=per_day(rows, IpMailDay, "sender_domain"),
         )
 
 
@@ -108,15 +108,5 @@ async def domain_mail_stats(
             first_day=first,
             last_day=last,
             totals=figures(MailFigures, rows),
-            days=[
-                figures(
-                    DomainMailDay,
-                    group,
-                    day=day,
-                    by_source_ip=[
-                        figures(SourceIpFigures, [r], source_ip=r.source_ip) for r in group
-                    ],
-                )
-                for day, group in _days(rows)
-            ],
+            days=per_day(rows, DomainMailDay, "source_ip"),
         )
