@@ -22,7 +22,7 @@ from agent.identity import Credentials, IdentityStore, TrustError
 from agent.journal import CommandJournal
 from agent.link import Intervals, Link, Rotated
 from agent.metrics import MetricSample, Sampler
-from agent.network.commands import Network, reapply_at_start
+from agent.network.commands import Network, reapply_at_start, save_counts_at_stop
 from agent.network.nft import Nft
 from agent.network.state import FILE_NAME as NETWORK_STATE
 from agent.outbox import Outbox
@@ -109,6 +109,7 @@ class Agent:
             link.cancel()
             await asyncio.gather(link, return_exceptions=True)
             await self.commands.shutdown(SHUTDOWN_GRACE_SECONDS)
+            await save_counts_at_stop(self.network)  # for the re-apply after a reboot
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             self.journal.close()

@@ -33,6 +33,7 @@ from agent.network.ruleset import (
     Snat,
     is_ipv4,
     render,
+    set_name,
     used,
 )
 
@@ -131,10 +132,11 @@ class Network:
     def _desired(self) -> Desired:
         return state.load(self.state_path) or Desired()
 
-    async def _apply(self, desired: Desired) -> Live | None:
+    async def _apply(self, desired: Desired, restored: dict[str, int] | None = None) -> Live | None:
         """Make the kernel match ``desired`` in one transaction; give what it then holds."""
         live = await self.nft.table()
-        await self.nft.apply(render(desired, live, await asyncio.to_thread(default_source)))
+        source = await asyncio.to_thread(default_source)
+        await self.nft.apply(render(desired, live, source, restored))
         return await self.nft.table()
 
     async def snat_set(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -200,8 +202,9 @@ class Network:
 
     async def reapply(self) -> bool:
         """Put the saved state back (at agent start: a reboot emptied the ruleset). Today's
-        counts survive an agent restart (the sets are still there), not a reboot. A SNAT
-        address no longer on the machine is left out, so mail leaves from the default one."""
+        counts survive an agent restart (the sets are still there), and a reboot as they were
+        saved at the last stop. A SNAT address no longer on the machine is left out, so mail
+        leaves from the default one."""
         async with self._lock:
             desired = state.load(self.state_path)
             if desired is None:
@@ -210,8 +213,26 @@ class Network:
             if to_ip is not None and to_ip not in await asyncio.to_thread(machine_addresses):
                 log.error("SNAT address %s is not on this machine: mail leaves by default", to_ip)
                 desired = replace(desired, snat=replace(desired.snat, to_ip=None))
-            await self._apply(desired)
+            await self._apply(desired, state.load_counts(self.counts_path))
             return True
+
+    @property
+    def counts_path(self) -> Path:
+        return self.state_path.with_name(state.COUNTS_NAME)
+
+    async def save_counts(self) -> None:
+        """The day's counts as the kernel has them, for ``reapply`` after a reboot."""
+        async with self._lock:
+            limits = self._desired().limits
+            if limits is None:
+                return
+            live = await self.nft.table()
+            names = {set_name(limits.day, a) for a in limits.by_ip}
+            counts = {
+                n: len(s.elements) for n, s in (live.sets if live else {}).items() if n in names
+            }
+            if counts:  # nothing in the kernel (a failed start): keep what was saved
+                state.save_counts(self.counts_path, counts)
 
 
 async def reapply_at_start(network: Network) -> None:
@@ -223,3 +244,11 @@ async def reapply_at_start(network: Network) -> None:
         log.error("could not re-apply the network state: %s", exc)
     except Exception:  # the agent must come up to be told what to do
         log.exception("could not re-apply the network state")
+
+
+async def save_counts_at_stop(network: Network) -> None:
+    """The agent's last step: a failure is logged (the next start re-applies without it)."""
+    try:
+        await network.save_counts()
+    except Exception as exc:  # stopping goes on whatever happens here
+        log.warning("could not save the day's connection counts: %s", exc)

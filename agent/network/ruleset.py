@@ -24,6 +24,11 @@ Why it is shaped like this:
   which is the reset) or when the cap changes during the day — then with its elements copied
   in, so connections admitted between reading them and the transaction (a few milliseconds)
   are the only ones that can be missed.
+- A reboot empties the kernel: the agent saves the day's counts when it stops and puts them
+  back as placeholders when it re-applies (a crash loses what was counted since the last
+  stop; the control plane's message counts are the other guard).
+- IPv4 only (``ip`` family), as the addresses in the contract are; Docker's networks, where
+  MailU's Postfix sends from, are IPv4 unless set up otherwise.
 """
 
 from __future__ import annotations
@@ -133,10 +138,14 @@ def _limit_rules(desired: Desired, default_source: str | None) -> tuple[list[str
     return local, rules(default_source)
 
 
-def _sets(desired: Desired, existing: Live) -> tuple[list[str], list[str]]:
+def _sets(
+    desired: Desired, existing: Live, restored: Mapping[str, int]
+) -> tuple[list[str], list[str]]:
     """The counting sets: what to delete first, and the definitions. Today's set of an
     address is kept when its size is right; re-created with its elements when the cap
-    changed; every other set of ours (past days, addresses no longer listed) is deleted."""
+    changed; every other set of ours (past days, addresses no longer listed) is deleted.
+    A set the kernel lost (a reboot) starts from its ``restored`` count: that many
+    placeholder ids, so the day's allowance is not given twice."""
     deletes: list[str] = []
     definitions: list[str] = []
     limits = desired.limits or Limits(date.min)
@@ -144,7 +153,7 @@ def _sets(desired: Desired, existing: Live) -> tuple[list[str], list[str]]:
     for address in sorted(limits.by_ip):
         name = set_name(limits.day, address)
         found = existing.sets.get(name)
-        carried = found.elements if found else ()
+        carried = found.elements if found else tuple(range(1, restored.get(name, 0) + 1))
         size = _size(limits.by_ip[address], len(carried))
         if found is not None and found.size == size:
             carried = ()  # kept as it is, count and all
@@ -158,14 +167,19 @@ def _sets(desired: Desired, existing: Live) -> tuple[list[str], list[str]]:
     return [f"delete set {FAMILY} {TABLE} {name}" for name in deletes], definitions
 
 
-def render(desired: Desired, live: Live | None, default_source: str | None = None) -> str:
+def render(
+    desired: Desired,
+    live: Live | None,
+    default_source: str | None = None,
+    restored: Mapping[str, int] | None = None,
+) -> str:
     """The whole ``nft -f`` transaction taking the kernel from ``live`` to ``desired``:
     chains are stateless, so all of ours are deleted and defined again; sets hold the
     day's counts, so they are kept where they can be (see ``_sets``). Chains are emptied one
     by one (``flush chain``) before they go, so no jump holds one; never ``flush table``,
     which nft versions do not agree on for sets' elements."""
     existing = live or Live()
-    deletes, sets = _sets(desired, existing)
+    deletes, sets = _sets(desired, existing, restored or {})
     lines = [
         f"table {FAMILY} {TABLE} {{}}",
         *(f"flush chain {FAMILY} {TABLE} {chain}" for chain in existing.chains),

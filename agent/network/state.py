@@ -10,9 +10,10 @@ from typing import Any
 
 from agent.errors import CommandError
 from agent.files import write_atomically
-from agent.network.ruleset import Desired, Limit, Limits, Snat
+from agent.network.ruleset import MAX_CAP, Desired, Limit, Limits, Snat
 
 FILE_NAME = "network.json"
+COUNTS_NAME = "network-counts.json"  # the day's counts as they were when the agent stopped
 
 
 def to_json(desired: Desired) -> dict[str, Any]:
@@ -62,3 +63,19 @@ def load(path: Path) -> Desired | None:
 def save(path: Path, desired: Desired) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomically(path, json.dumps(to_json(desired), indent=2) + "\n", mode=0o600)
+
+
+def load_counts(path: Path) -> dict[str, int]:
+    """Counts saved at the last stop, by counting-set name; none if unreadable (a hint only)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and 0 <= v <= MAX_CAP}
+
+
+def save_counts(path: Path, counts: dict[str, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomically(path, json.dumps(counts, sort_keys=True) + "\n", mode=0o600)

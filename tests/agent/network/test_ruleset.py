@@ -245,3 +245,18 @@ def test_the_nft_binary_and_timeout_are_configurable(tmp_path: Path) -> None:
     )
     loaded = load_config(config)
     assert (loaded.nft_binary, loaded.nft_timeout_seconds) == ("/usr/local/sbin/nft", 3.0)
+
+
+def test_a_set_the_kernel_lost_starts_from_the_count_saved_at_stop(tmp_path: Path) -> None:
+    path = tmp_path / state.COUNTS_NAME
+    state.save_counts(path, {set_name(DAY, IP2): 2, set_name(DAY, IP1): 4})
+    restored = state.load_counts(path)
+    live = Live(sets={set_name(DAY, IP1): LiveSet(UNCAPPED_SIZE, (9,))})  # still there: wins
+
+    text = render(Desired(Snat(None), LIMITS), live, IP1, restored)
+
+    assert "\t\tsize 3\n\t\tflags dynamic\n\t\telements = { 1, 2 }\n" in text
+    assert "elements = { 1, 2, 3, 4 }" not in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text('{"x": -1, "y": "2"')
+    assert state.load_counts(path) == {}

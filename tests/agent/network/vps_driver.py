@@ -3,6 +3,7 @@
 One JSON request per stdin line, one JSON answer per stdout line:
 ``{"call": kind, "payload": {...}}`` → the handler's result (``{"error": ...}`` on CommandError);
 ``{"reapply": true}`` → what a starting agent does (a fresh ``Network`` over the same file);
+``{"stop": true}`` → what a stopping agent does (saves the day's counts);
 ``{"connect": [host, port], "count": n}`` → per connection, what the far end saw or why not.
 """
 
@@ -51,6 +52,8 @@ async def answer(state_path: Path, request: dict[str, Any]) -> Any:
         return await handler(request.get("payload", {}), lambda percent, message: None)
     if "reapply" in request:
         return await network.reapply()
+    if "stop" in request:
+        return await network.save_counts()
     host, port = request["connect"]
     return [await connect(host, port) for _ in range(request.get("count", 1))]
 
