@@ -7,7 +7,7 @@ from datetime import datetime
 from ipaddress import IPv4Address
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from control_plane.schemas import RequestModel, ResponseModel
 
@@ -16,6 +16,11 @@ StepState = Literal["pending", "running", "done", "failed", "rolled_back", "skip
 
 
 class IpSwitchIn(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"to_ip": "198.51.100.22"}, {"auto": True}]},
+    )
+
     to_ip: IPv4Address | None = Field(
         default=None, description="The server's address to send from next (or `auto`)."
     )

@@ -107,6 +107,18 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         headers=tenant.headers,
     )
     assert ip.status_code == 201, ip.text
+    standby = await client.post(
+        f"/api/v1/servers/{server.json()['id']}/ips",
+        json={"address": fresh_addresses(1)[0]},
+        headers=tenant.headers,
+    )
+    assert standby.status_code == 201, standby.text
+    switch = await client.post(
+        f"/api/v1/servers/{server.json()['id']}/ip-switches",
+        json={"to_ip": standby.json()["address"]},
+        headers=tenant.headers,
+    )
+    assert switch.status_code == 202, switch.text
     incidents = await walk_objects(client, tenant.id, tenant.headers, server.json()["id"])
     alerts = await alert_objects(client, tenant.headers)
     audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
@@ -123,6 +135,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "provider_id": provider.json()["id"],
         "audit_event_id": audit.json()["items"][0]["id"],
         "ip": ip.json()["address"],
+        "switch_id": switch.json()["id"],
         **alerts,
         **incidents,
     }
