@@ -38,7 +38,10 @@ F = TypeVar("F", bound=MailFigures)
 
 def day_range(first: date | None, last: date | None) -> tuple[date, date]:
     last = last or utcnow().date()
-    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
+    if first is None:
+        first = (
+            last - timedelta(days=DEFAULT_DAYS - 1) if last.toordinal() > DEFAULT_DAYS else date.min
+        )
     if first > last:
         raise InvalidInput("from must not be after to", field="query.from")
     if (last - first).days >= MAX_DAYS:

@@ -115,5 +115,7 @@ async def test_bad_dates_name_the_field(client: httpx.AsyncClient, make_tenant: 
     )
     too_long = {"from": "2020-01-01", "to": "2026-11-30"}
     assert field_of(await client.get(path, params=too_long, headers=tenant.headers)) == "query.from"
+    early = await client.get(path, params={"to": "0001-01-02"}, headers=tenant.headers)
+    assert early.status_code == 200 and early.json()["first_day"] == "0001-01-01"
     unknown = await client.get(f"/api/v1/domains/{uuid.uuid4()}/mail-stats", headers=tenant.headers)
     assert unknown.status_code == 404
