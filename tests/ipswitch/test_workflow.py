@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from control_plane.api.app import create_app
 from control_plane.db.engine import Database
-from control_plane.ipswitch.models import IpSwitch
+from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.runner import IpSwitchRunner
-from control_plane.ipswitch.workflow import Workflow
+from control_plane.ipswitch.workflow import Wait, Workflow
 from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
@@ -75,29 +75,45 @@ def fast(settings: Settings) -> Settings:
 
 
 @pytest_asyncio.fixture
-async def plane(
+async def bare(
     api: HostwindsDouble, fast: Settings, db: Database, vault: Vault
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with an IP switch runner beside it; Hostwinds configured in Vault."""
+) -> AsyncIterator[tuple[httpx.AsyncClient, Workflow]]:
+    """The API and the switch workflow, no runner yet; Hostwinds configured in Vault."""
     await vault.put(
         HOSTWINDS_SECRET,
         {"api_key": API_KEY, "template": "debian-12", "regions": "2=Dallas", "base_url": api.url},
     )
     providers = ProviderRegistry(fast, vault)
-    runner = IpSwitchRunner(fast, db, Workflow(fast, db, vault, providers))
-    task = asyncio.create_task(runner.run())
     app = create_app(fast, database=db, vault=vault, providers=providers)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://mailfleet.test"
         ) as client:
-            yield client
+            yield client, Workflow(fast, db, vault, providers)
+    finally:
+        await providers.aclose()
+        await vault.delete(HOSTWINDS_SECRET)
+
+
+@contextlib.asynccontextmanager
+async def runner_of(fast: Settings, db: Database, workflow: Workflow) -> AsyncIterator[None]:
+    task = asyncio.create_task(IpSwitchRunner(fast, db, workflow).run())
+    try:
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await providers.aclose()
-        await vault.delete(HOSTWINDS_SECRET)
+
+
+@pytest_asyncio.fixture
+async def plane(
+    bare: tuple[httpx.AsyncClient, Workflow], fast: Settings, db: Database
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with an IP switch runner beside it."""
+    client, workflow = bare
+    async with runner_of(fast, db, workflow):
+        yield client
 
 
 async def start(
@@ -323,3 +339,41 @@ async def test_requests_are_checked_one_runs_at_a_time_and_other_tenants_see_not
             update(IpSwitch).where(IpSwitch.id == uuid.UUID(switch["id"]))
             .values(state="failed", next_run_at=None)
         )  # fmt: skip
+
+
+async def test_a_replica_dying_mid_step_hands_the_switch_over_once_its_lease_lapses(
+    bare: tuple[httpx.AsyncClient, Workflow],
+    fast: Settings,
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+    knot_primary: KnotServer,
+    zone: str,
+) -> None:
+    client, workflow = bare
+    tenant = await make_tenant()
+    sw = await switchable_server(client, tenant, db, api, knot_primary, zone)
+    switch = await start(client, tenant, sw.server_id, to_ip=IP2)
+    # A replica claims the switch, queues its step's command, and dies before recording it.
+    dead = IpSwitchRunner(fast, db, workflow)
+    (claimed,) = [s for s in await dead.claim(50) if str(s.id) == switch["id"]]
+    async with db.session() as session:
+        step = await session.scalar(
+            select(IpSwitchStep).where(
+                IpSwitchStep.switch_id == claimed.id, IpSwitchStep.position == 0
+            )
+        )
+    assert step is not None
+    assert isinstance(await workflow.forward(claimed, step), Wait)
+    agent = AgentStandIn(db, sw.server_id)
+    async with running(agent), runner_of(fast, db, workflow):
+        await asyncio.sleep(0.5)  # within the lease (2 s): nobody else touches it
+        async with db.session() as session:
+            held = await session.get(IpSwitch, claimed.id)
+            assert held is not None and held.lease_owner == dead.owner
+            assert held.step_command_id is None
+        done = await settled(client, tenant, sw.server_id, switch["id"])
+    assert done["state"] == "succeeded", done
+    kinds = [kind for kind, _ in agent.answered]
+    # The second replica found the command the first had queued (one show, one set).
+    assert (kinds.count("network.snat.show"), kinds.count("network.snat.set")) == (1, 1)
