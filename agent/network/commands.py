@@ -158,13 +158,12 @@ class Network:
     async def snat_show(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         """What the kernel does now (not only what was asked), and the addresses to choose from."""
         live = await self.nft.table()
-        desired = self._desired()
-        in_effect = live is not None and live.snat_to is not None
-        return {
-            "to_ip": live.snat_to if live and in_effect else None,
-            "ports": list(live.snat_ports if live and in_effect else desired.snat.ports),
-            "addresses": await asyncio.to_thread(machine_addresses),
-        }
+        if live is not None and live.snat_to is not None:
+            to_ip, ports = live.snat_to, live.snat_ports
+        else:
+            to_ip, ports = None, self._desired().snat.ports
+        addresses = await asyncio.to_thread(machine_addresses)
+        return {"to_ip": to_ip, "ports": list(ports), "addresses": addresses}
 
     async def limits_set(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         limits = parse_limits(payload)
