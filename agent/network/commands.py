@@ -100,7 +100,8 @@ def parse_limits(payload: dict[str, Any]) -> Limits:
             raise CommandError(f"{where}: the key must be an IPv4 address")
         if not isinstance(item, dict):
             raise CommandError(f"{where} must be an object")
-        cap, paused, reason = item.get("cap"), item.get("paused", False), item.get("reason", "")
+        cap, paused = item.get("cap"), item.get("paused", False)
+        reason = "" if item.get("reason") is None else item["reason"]
         if cap is not None and (
             not isinstance(cap, int) or isinstance(cap, bool) or not 0 <= cap <= MAX_CAP
         ):
