@@ -30,15 +30,9 @@ from control_plane.db.engine import Database
 from control_plane.errors import MailFleetError
 from control_plane.ipswitch import progress
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
-from control_plane.ipswitch.workflow import (
-    AGENT_KINDS,
-    Fail,
-    Outcome,
-    Retry,
-    StepFailed,
-    Workflow,
-)
+from control_plane.ipswitch.workflow import AGENT_KINDS, Outcome, StepFailed, Workflow
 from control_plane.provisioning.providers.base import ProviderError
+from control_plane.provisioning.workflow import Fail, Retry
 from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -197,7 +191,8 @@ class IpSwitchRunner:
             switch.next_run_at = utcnow() if progress.current(switch, steps) else None
             return
         row = next(s for s in steps if s.id == step.id)
-        await progress.record(session, self.settings, switch, steps, row, outcome, utcnow())
+        turn = progress.Turn(session, self.settings, switch, steps, utcnow())
+        await turn.record(row, outcome)
         if switch.state != claimed.state:
             log.info("ip switches: %s is %s (%s)", switch.id, switch.state, switch.error or "")
 

@@ -30,8 +30,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.commands import handlers
-from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
@@ -41,10 +39,12 @@ from control_plane.errors import MailFleetError, NotFound
 from control_plane.health import outbound
 from control_plane.ips import service as ips
 from control_plane.ips.models import IpAddress
+from control_plane.ipswitch import agent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.mail.models import MailDomain
 from control_plane.provisioning.providers.base import Provider, ProviderError
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.servers.models import Server
 from control_plane.settings import Settings, parse_host_port
 from control_plane.vault.client import Vault
@@ -55,34 +55,15 @@ SNAT_SET, SNAT_SHOW = "network.snat.set", "network.snat.show"
 AGENT_KINDS = (SNAT_SET, SNAT_SHOW, outbound.KIND)
 ACTOR = ips.CONTROL_PLANE
 PURPOSE = "ip-switch"
-AGENT_RUN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class Done:
-    detail: str
+    """The step did its work (``skipped``: it had none to do here)."""
+
+    message: str
     changes: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
-
-
-@dataclass(frozen=True)
-class Wait:
-    detail: str
-    seconds: float | None = None
-    changes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Failed in a way that may pass (provider busy, DNS server away): again, backing off."""
-
-    detail: str
-    changes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Fail:
-    reason: str
 
 
 Outcome = Done | Wait | Retry | Fail
@@ -124,7 +105,7 @@ class Workflow:
                         f"{switch.to_ip} is not an address of instance {server.instance_id} at "
                         f"{server.provider} (it has {', '.join(listed) or 'none'})"
                     )
-        found = await self._agent(switch, SNAT_SHOW, {}, "show")
+        found = await agent.result(self.db, switch, SNAT_SHOW, {}, "show")
         if not isinstance(found, dict):
             return found
         addresses = [str(a) for a in found.get("addresses") or []]
@@ -181,7 +162,9 @@ class Workflow:
 
     async def _snat(self, switch: IpSwitch, step: IpSwitchStep) -> Outcome:
         ports = self._ports()
-        found = await self._agent(switch, SNAT_SET, {"to_ip": switch.to_ip, "ports": ports}, "set")
+        found = await agent.result(
+            self.db, switch, SNAT_SET, {"to_ip": switch.to_ip, "ports": ports}, "set"
+        )
         if not isinstance(found, dict):
             return found
         if found.get("to_ip") != switch.to_ip:
@@ -203,7 +186,7 @@ class Workflow:
         server, _, _ = await self._rows(switch)
         timeout = self.settings.health_outbound_timeout_seconds
         payload = {**outbound.probe_payload(server, observer, timeout), "purpose": PURPOSE}
-        command = await self._command(switch, outbound.KIND, payload, "probe", timeout)
+        command = await agent.follow(self.db, switch, outbound.KIND, payload, "probe", timeout)
         if not isinstance(command, Command):
             return command
         verdict = outbound.judge("succeeded", command.result, None, switch.to_ip, observer)
@@ -263,7 +246,7 @@ class Workflow:
     async def _undo_snat(self, switch: IpSwitch) -> Outcome:
         ports = json.loads(switch.snat_ports) if switch.snat_ports else self._ports()
         payload = {"to_ip": switch.previous_snat, "ports": ports}
-        found = await self._agent(switch, SNAT_SET, payload, "unset")
+        found = await agent.result(self.db, switch, SNAT_SET, payload, "unset")
         if not isinstance(found, dict):
             return found
         back = switch.previous_snat or "the main address (no SNAT)"
@@ -368,54 +351,6 @@ class Workflow:
             f"{switch.to_ip} published for {len(domains)} domain(s); the mail host {host} is "
             "outside their zones, so its A record (and FCrDNS) is the customer's: unknown"
         )
-
-    async def _agent(
-        self, switch: IpSwitch, kind: str, payload: dict[str, Any], label: str
-    ) -> dict[str, Any] | Outcome:
-        """The command's result once it succeeded; otherwise the outcome that waits for it."""
-        command = await self._command(switch, kind, payload, label, AGENT_RUN_SECONDS)
-        if not isinstance(command, Command):
-            return command
-        try:
-            found = json.loads(command.result or "")
-        except ValueError:
-            found = None
-        if not isinstance(found, dict):
-            return Fail(f"{kind}: the agent's result is not readable")
-        return found
-
-    async def _command(
-        self, switch: IpSwitch, kind: str, payload: dict[str, Any], label: str, run: float
-    ) -> Command | Outcome:
-        """Queue ``kind`` once per attempt of the step (an idempotency key), then follow it:
-        the succeeded command, or Wait / Retry (the agent restarted mid-run) / Fail."""
-        if switch.step_command_id is None:
-            phase = "undo" if switch.state == "rolling_back" else "do"
-            key = f"ipswitch:{switch.id}:{phase}:{label}:{switch.step_attempts}"
-
-            async def queue(session: AsyncSession) -> uuid.UUID:
-                server = await session.get(Server, switch.server_id)
-                if server is None:
-                    raise NotFound("server", switch.server_id)
-                command = await commands.queue_system_command(
-                    session, server, kind, payload, run, idempotency_key=key
-                )
-                return command.id
-
-            command_id = await self.db.transact(queue)
-            handlers.wake(switch.server_id)
-            return Wait(f"waiting for the agent: {kind}", changes={"step_command_id": command_id})
-        async with self.db.session() as session:
-            command = await session.get(Command, switch.step_command_id)
-        if command is None:
-            return Retry(f"the {kind} command is gone; queueing it again")
-        if command.state == "succeeded":
-            return command
-        if command.state == "failed" and (command.error or "").startswith("interrupted"):
-            return Retry(f"the agent restarted during {kind}; sending it again")
-        if command.state in ("failed", "timed_out", "cancelled"):
-            return Fail(f"{kind} {command.state}: {command.error or 'no reason given'}")
-        return Wait(f"{kind}: {command.progress_message or command.state}")
 
 
 class StepFailed(MailFleetError):

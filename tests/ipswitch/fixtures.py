@@ -35,13 +35,15 @@ OLD_PTR = "old-name.example.net"
 @dataclass
 class AgentStandIn:
     """What a VPS's agent would answer to the switch's commands; faults are switched on by
-    the tests (``snat_fails``: nft refuses; ``seen``: the observer sees another address)."""
+    the tests (``snat_fails``: nft refuses that address, ``restore_fails``: it refuses going
+    back to no SNAT; ``seen``: the observer sees another address)."""
 
     db: Database
     server_id: uuid.UUID
     addresses: list[str] = field(default_factory=lambda: [IP1, IP2])
     snat: str | None = None
     snat_fails: str | None = None
+    restore_fails: bool = False
     seen: str | None = None
     answered: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -51,7 +53,9 @@ class AgentStandIn:
             return "succeeded", {"to_ip": self.snat, "ports": [25], "addresses": self.addresses}
         if kind == "network.snat.set":
             wanted = payload["to_ip"]
-            if self.snat_fails and wanted == self.snat_fails:
+            if (self.snat_fails and wanted == self.snat_fails) or (
+                self.restore_fails and wanted is None
+            ):
                 return "failed", f"nft: {wanted} is not an address on this machine"
             previous, self.snat = self.snat, wanted
             return "succeeded", {"to_ip": wanted, "previous": previous, "ports": payload["ports"]}

@@ -22,8 +22,9 @@ from control_plane.api.app import create_app
 from control_plane.db.engine import Database
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.runner import IpSwitchRunner
-from control_plane.ipswitch.workflow import Wait, Workflow
+from control_plane.ipswitch.workflow import Workflow
 from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
+from control_plane.provisioning.workflow import Wait
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant, TenantHandle
@@ -377,3 +378,33 @@ async def test_a_replica_dying_mid_step_hands_the_switch_over_once_its_lease_lap
     kinds = [kind for kind, _ in agent.answered]
     # The second replica found the command the first had queued (one show, one set).
     assert (kinds.count("network.snat.show"), kinds.count("network.snat.set")) == (1, 1)
+
+
+async def test_an_undo_that_fails_leaves_the_switch_failed_saying_what_is_left(
+    plane: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+    knot_primary: KnotServer,
+    zone: str,
+) -> None:
+    tenant = await make_tenant()
+    sw = await switchable_server(plane, tenant, db, api, knot_primary, zone)
+    agent = AgentStandIn(db, sw.server_id, seen=IP1, restore_fails=True)
+    async with running(agent):
+        failed = await settled(plane, tenant, sw.server_id, (await start(
+            plane, tenant, sw.server_id, to_ip=IP2))["id"])  # fmt: skip
+    assert failed["state"] == "failed", failed
+    assert {k: states(failed)[k] for k in ("ptr", "dns", "snat", "egress")} == {
+        "ptr": "done", "dns": "done", "snat": "done", "egress": "failed",
+    }, failed  # fmt: skip
+    error = failed["error"]
+    assert error.startswith("egress: egress check: mail leaves from"), error
+    assert "rolling back snat failed: network.snat.set failed: nft:" in error, error
+    assert f"left as it is: the PTR of {IP2} still points to the mail host; {IP2} is still " in (
+        error
+    )
+    assert f"outbound mail still leaves from {IP2} (SNAT)" in error
+    assert "undo failed" in states_detail(failed, "snat")
+    rows = await ip_rows(db, sw.server_id)
+    assert (rows[IP1].role, rows[IP2].role) == ("sending", "standby")  # roles never moved
