@@ -654,11 +654,13 @@ def _domain_commands() -> None:
     from control_plane.alerts.cli import channel_app
     from control_plane.health.cli import server_health
     from control_plane.incidents.cli import incident_app, silence_app
+    from control_plane.ips.cli import ip_app
 
     server_app.command("health")(server_health)
     app.add_typer(incident_app, name="incident")
     app.add_typer(silence_app, name="silence")
     app.add_typer(channel_app, name="alert-channel")
+    app.add_typer(ip_app, name="ip")
 
 
 _domain_commands()

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.db.lookup import get_by_id
-from control_plane.errors import Conflict, InvalidInput, MailFleetError
+from control_plane.errors import Conflict, InvalidInput, MailFleetError, Unavailable
 from control_plane.ips import service
 from control_plane.ips.models import IpAddress
 from control_plane.provisioning.providers.base import Provider, ProviderError, ProviderNotFound
@@ -54,9 +54,14 @@ async def target(session: AsyncSession, server_id: uuid.UUID) -> Target:
     return Target(server.id, server.provider, server.instance_id)
 
 
-async def driver(providers: ProviderRegistry, settings: Settings, name: str) -> Provider:
-    """The server's provider; Hostwinds' ``add_ip`` is unverified, so it needs the setting."""
-    if name == "hostwinds" and not settings.hostwinds_unverified_actions:
+async def driver(
+    providers: ProviderRegistry | None, settings: Settings, name: str, adding: bool = False
+) -> Provider:
+    """The server's provider (None: the caller has none, e.g. a CLI without Vault for a
+    manual server); Hostwinds' ``add_ip`` is unverified, so adding needs the setting."""
+    if providers is None:
+        raise Unavailable("no provider access here", field="server_id")
+    if adding and name == "hostwinds" and not settings.hostwinds_unverified_actions:
         raise Conflict(
             "adding an address through Hostwinds uses an API action no public source confirms; "
             "an admin can allow it with MAILFLEET_HOSTWINDS_UNVERIFIED_ACTIONS=1",
@@ -95,7 +100,7 @@ def main_first(server: Server, addresses: Sequence[str]) -> list[str]:
 
 async def add_address(
     db: Database,
-    providers: ProviderRegistry,
+    providers: ProviderRegistry | None,
     settings: Settings,
     found: Target,
     address: str | None,
@@ -113,7 +118,7 @@ async def add_address(
         return await _register(db, found, service.canonical(address, field="body.address"))
     if address is not None:
         raise InvalidInput("the provider picks the new address", field="body.address")
-    provider = await driver(providers, settings, found.provider)
+    provider = await driver(providers, settings, found.provider, adding=True)
     added = await provider.add_ip(found.instance_id)
     await sync_from_provider(db, provider, found, utcnow())
     return added
@@ -144,7 +149,11 @@ def check_removable(ip: IpAddress) -> None:
 
 
 async def remove_address(
-    db: Database, providers: ProviderRegistry, found: Target, address: str
+    db: Database,
+    providers: ProviderRegistry | None,
+    settings: Settings,
+    found: Target,
+    address: str,
 ) -> None:
     """Have the provider release a secondary address, then sync (the row ends); a manual
     server's row just ends (its owner removes the address at their provider)."""
@@ -156,7 +165,7 @@ async def remove_address(
 
         await db.transact(forget)
         return
-    provider = (await providers.get(found.provider, field="server_id")).provider
+    provider = await driver(providers, settings, found.provider)
     with contextlib.suppress(ProviderNotFound):  # already gone: the sync ends the row
         await provider.remove_ip(found.instance_id, address)
     await sync_from_provider(db, provider, found, utcnow())

@@ -81,7 +81,7 @@ async def remove_ip(server_id: uuid.UUID, ip: str, ctx: Ctx) -> Response:
             raise NotFound("IP address", ip)
         provider_ips.check_removable(row)
         address = row.address
-    await provider_ips.remove_address(ctx.db, ctx.providers, found, address)
+    await provider_ips.remove_address(ctx.db, ctx.providers, ctx.settings, found, address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
