@@ -107,25 +107,16 @@ async def detail_out(session: AsyncSession, ip: IpAddress, now: datetime) -> IpD
 async def set_warmup(
     session: AsyncSession, ip: IpAddress, body: WarmupIn, actor: str, now: datetime
 ) -> None:
-    """Start a plan (from ``start_date``, default today) and/or set today's cap; all checks
-    come first, so a refused request changes nothing. Pushes the new limits."""
+    """Start a plan (from ``start_date``, default today), end it (``none``) and/or set
+    today's cap; all checks come first, so a refused request changes nothing. Pushes the
+    new limits."""
     today = now.date()
-    if body.plan is None and (body.caps is not None or body.start_date is not None):
-        field = "body.caps" if body.caps is not None else "body.start_date"
-        raise InvalidInput("caps and start_date go with a plan", field=field)
-    if body.plan is None and body.today_cap is None:
-        raise InvalidInput("give a plan, a today_cap, or both", field="body.plan")
-    caps: tuple[int, ...] | None = None
-    if body.plan == "custom":
-        if body.caps is None:
-            raise InvalidInput("a custom plan needs its daily caps", field="body.caps")
-        caps = warmup.parse_custom(body.caps)
-    elif body.caps is not None:
-        raise InvalidInput("caps are only for plan 'custom'", field="body.caps")
-    start = body.start_date or today
-    if abs(start - today) > START_WINDOW:
-        raise InvalidInput("start_date must be within a year of today", field="body.start_date")
-    if body.plan is not None:
+    caps, start = _checked(body, today)
+    if body.plan == "none":
+        if ip.warmup_plan is not None:
+            ip.warmup_plan = ip.warmup_start = ip.warmup_caps = ip.warmup_done_at = None
+            await service.record_event(session, ip, "warmup", "plan removed: no cap", actor, now)
+    elif body.plan is not None:
         ip.warmup_plan, ip.warmup_start, ip.warmup_done_at = body.plan, start, None
         ip.warmup_caps = json.dumps(list(caps)) if caps is not None else None
         days = len(warmup.schedule(body.plan, ip.warmup_caps))
@@ -138,6 +129,28 @@ async def set_warmup(
         await service.record_event(session, ip, "warmup", detail, actor, now)
     await session.flush()
     await service.push_for(session, ip, now)
+
+
+def _checked(body: WarmupIn, today: date) -> tuple[tuple[int, ...] | None, date]:
+    """The custom caps and the start day of a valid request; 422 naming the field else."""
+    if body.plan is None and (body.caps is not None or body.start_date is not None):
+        field = "body.caps" if body.caps is not None else "body.start_date"
+        raise InvalidInput("caps and start_date go with a plan", field=field)
+    if body.plan is None and body.today_cap is None:
+        raise InvalidInput("give a plan, a today_cap, or both", field="body.plan")
+    caps: tuple[int, ...] | None = None
+    if body.plan == "custom":
+        if body.caps is None:
+            raise InvalidInput("a custom plan needs its daily caps", field="body.caps")
+        caps = warmup.parse_custom(body.caps)
+    elif body.caps is not None:
+        raise InvalidInput("caps are only for plan 'custom'", field="body.caps")
+    if body.plan == "none" and body.start_date is not None:
+        raise InvalidInput("plan 'none' has no start date", field="body.start_date")
+    start = body.start_date or today
+    if abs(start - today) > START_WINDOW:
+        raise InvalidInput("start_date must be within a year of today", field="body.start_date")
+    return caps, start
 
 
 async def finish_if_done(session: AsyncSession, ip: IpAddress, now: datetime) -> bool:

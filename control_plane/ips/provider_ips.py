@@ -216,11 +216,15 @@ async def record_ptr(db: Database, server_id: uuid.UUID, address: str, host: str
 async def adopt_unlisted(session: AsyncSession) -> int:
     """The ``ip-inventory`` job: ready servers with an address but no live rows (made before
     the inventory, or whose provisioning sync failed) get rows from their recorded address,
-    at most ``RECONCILE_BATCH`` a round."""
+    at most ``RECONCILE_BATCH`` a round (a provider's further addresses come with the next
+    add, remove or provisioning sync)."""
     has_rows = exists().where(IpAddress.server_id == Server.id, IpAddress.released_at.is_(None))
+    # An address live on another server's row stays there (two rows claiming one address,
+    # e.g. a manual server's mistaken record, must not take it from each other by turns).
+    taken = exists().where(IpAddress.address == Server.ipv4, IpAddress.released_at.is_(None))
     servers = await session.scalars(
         select(Server)
-        .where(Server.state == "ready", Server.ipv4.is_not(None), ~has_rows)
+        .where(Server.state == "ready", Server.ipv4.is_not(None), ~has_rows, ~taken)
         .order_by(Server.id)
         .limit(RECONCILE_BATCH)
         .with_for_update(skip_locked=True)

@@ -12,7 +12,7 @@ from control_plane.schemas import RequestModel, ResponseModel
 
 Role = Literal["sending", "standby", "retired"]
 Listing = Literal["listed", "clean", "unknown", "unchecked"]
-PlanName = Literal["standard", "conservative", "aggressive", "custom"]
+PlanName = Literal["standard", "conservative", "aggressive", "custom", "none"]
 Reason = Annotated[
     str,
     StringConstraints(
@@ -69,7 +69,9 @@ class IpDetailOut(IpOut):
 
 class WarmupIn(RequestModel):
     plan: PlanName | None = Field(
-        default=None, description="The plan; omit to keep the current one (e.g. to set today_cap)."
+        default=None,
+        description="The plan (`none` ends warmup: no cap); omit to keep the current one "
+        "(e.g. to set only today_cap).",
     )
     start_date: date | None = Field(default=None, description="Its first day (UTC); default today.")
     caps: list[int] | None = Field(default=None, description="A custom plan's daily caps.")

@@ -89,6 +89,13 @@ async def test_inventory_job_gives_older_servers_their_rows(db: Database) -> Non
             if rows := await service.live_ips(session, server.id):
                 break
     assert [(ip.address, ip.role, ip.dns_published) for ip in rows] == [(address, "sending", True)]
+    # a second ready server claiming the same address does not take it (nor back and forth)
+    twin = await ready_server(db, address)
+    for _ in range(2):
+        await db.transact(provider_ips.adopt_unlisted)
+    async with db.session() as session:
+        assert await service.live_ips(session, twin.id) == []
+        assert [ip.id for ip in await service.live_ips(session, server.id)] == [rows[0].id]
 
 
 async def test_provisioning_learns_the_addresses_and_the_ptr(

@@ -115,6 +115,28 @@ async def test_inventory_warmup_pause_allowance_and_removal(
     assert today.json()["warmup"]["today_cap"] == 500
     assert today.json()["warmup"]["plan"] == "standard"
     assert (await client.get(f"{base}/allowance", headers=tenant.headers)).json()["cap"] == 500
+    ended = await client.put(
+        f"/api/v1/ips/{main}/warmup", json={"plan": "aggressive"}, headers=tenant.headers
+    )
+    assert ended.json()["warmup"]["today_cap"] == 100
+    assert (
+        field_of(
+            await client.put(
+                f"/api/v1/ips/{main}/warmup",
+                json={"plan": "none", "start_date": "2026-12-01"},
+                headers=tenant.headers,
+            )
+        )
+        == "body.start_date"
+    )
+    ended = await client.put(
+        f"/api/v1/ips/{main}/warmup", json={"plan": "none"}, headers=tenant.headers
+    )
+    assert ended.json()["warmup"] | {"done_at": None} == {
+        "plan": None, "start_date": None, "day": None, "days": None, "today_cap": None,
+        "caps": None, "done_at": None,
+    }  # fmt: skip
+    assert ended.json()["events"][0]["detail"] == "plan removed: no cap"
     unlimited = await client.get(f"/api/v1/ips/{main}/allowance", headers=tenant.headers)
     assert unlimited.json()["cap"] is None and unlimited.json()["remaining"] is None
 
