@@ -252,8 +252,11 @@ def _ports(right: object) -> tuple[int, ...]:
 
 
 def is_ipv4(value: object) -> bool:
+    """A dotted-quad IPv4 address as Python writes it: the only text that goes into the rules
+    from a payload, so nothing else can reach nft's parser."""
+    if not isinstance(value, str):
+        return False
     try:
-        ipaddress.IPv4Address(str(value))
+        return str(ipaddress.IPv4Address(value)) == value
     except ValueError:
         return False
-    return isinstance(value, str)
