@@ -9,7 +9,6 @@ shorter than the offset was truncated in place (``copytruncate``): read from its
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +79,3 @@ def new_lines(path: Path, position: Position) -> Iterator[str]:
     if current.st_size < position.offset:
         position.offset = 0
     yield from _lines(path, position, whole_file=False)
-
-
-def inode_of(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
