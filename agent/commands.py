@@ -85,6 +85,10 @@ def handlers_for(
     async def mail_stats(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         return await maillog.mail_stats(state, postfix_log, payload, progress)
 
+    network_handlers = network.handlers()
+    snat_set = network_handlers["network.snat.set"]
+    network_handlers["network.snat.set"] = maillog.counted_before(state, postfix_log, snat_set)
+
     return {
         **HANDLERS,
         "collect-facts": facts,
@@ -109,7 +113,7 @@ def handlers_for(
         "backup.drill": on_root(backup.drill),
         "backup.forget": on_root(backup.forget),
         "mail.stats": mail_stats,
-        **network.handlers(),
+        **network_handlers,
     }
 
 

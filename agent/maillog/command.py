@@ -9,8 +9,9 @@ it receives and a repeated answer changes nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from agent.maillog.reader import new_lines
 from agent.maillog.source import outbound_source
 from agent.maillog.store import STATE_FILE, MailState, load, save
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, str], None]
+Handler = Callable[[dict[str, Any], Progress], Awaitable[dict[str, Any]]]
 _locks: dict[Path, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -79,3 +82,19 @@ async def mail_stats(
         "log": {"path": str(mail_log), "found": found, "lines_read": read},
         "source_ip": source,
     }
+
+
+def counted_before(state_dir: Path, mail_log: Path, change_source: Handler) -> Handler:
+    """``change_source`` (``network.snat.set``), after the log's lines so far are counted for
+    the address they left from: mail sent before a switch stays with the old address.
+    Counting never holds up the switch: a failure to read is logged, and the lines are
+    counted at the next read (for the new address)."""
+
+    async def run(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        try:
+            await asyncio.to_thread(catch_up, state_dir, mail_log, datetime.now(UTC))
+        except OSError as exc:
+            log.warning("mail counts not brought up to date before the SNAT change: %s", exc)
+        return await change_source(payload, progress)
+
+    return run

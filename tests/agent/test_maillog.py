@@ -14,7 +14,7 @@ from agent.commands import CommandRunner, handlers_for
 from agent.config import ConfigError, load_config
 from agent.errors import CommandError
 from agent.journal import CommandJournal
-from agent.maillog.command import catch_up, mail_stats
+from agent.maillog.command import catch_up, counted_before, mail_stats
 from agent.maillog.parse import Delivery, Removed, Sender, parse_line
 from agent.maillog.reader import Position, new_lines
 from agent.maillog.source import UNKNOWN_SOURCE, outbound_source
@@ -222,3 +222,31 @@ def test_mail_leaves_from_the_snat_address_when_one_is_set(tmp_path: Path) -> No
     assert outbound_source(tmp_path) == "198.18.7.9"
     (tmp_path / network_state.FILE_NAME).write_text("{broken")
     assert outbound_source(tmp_path) == UNKNOWN_SOURCE
+
+
+async def test_a_source_change_counts_the_log_so_far_for_the_old_address(tmp_path: Path) -> None:
+    """``network.snat.set`` runs after the lines written so far are counted (for the address
+    in use until then); lines after it count for the new one."""
+    log = tmp_path / "mail.log"
+    write(log, SYSLOG)
+    seen: list[list[dict[str, str | int]]] = []
+
+    async def switch(payload: dict[str, Any], progress: Any) -> dict[str, Any]:
+        seen.append(load(tmp_path / STATE_FILE).rows(date.min))  # the real clock's year
+        network_state.save(tmp_path / network_state.FILE_NAME, Desired(Snat(payload["to_ip"])))
+        return {"to_ip": payload["to_ip"]}
+
+    wrapped = counted_before(tmp_path, log, switch)
+    assert await wrapped({"to_ip": "198.18.7.9"}, lambda p, m: None) == {"to_ip": "198.18.7.9"}
+    (before,) = seen
+    assert sum(int(r["sent"]) for r in before) == 2
+    assert {r["source_ip"] for r in before} == {default_source() or UNKNOWN_SOURCE}
+    write(log, RFC3339)
+    state, _ = catch_up(tmp_path, log, NOW)
+    assert {r["source_ip"] for r in state.rows(date.min) if r["sender_domain"] == "<>"} == {
+        "198.18.7.9"
+    }
+    # a log that cannot be read does not hold the switch up
+    log.unlink()
+    log.mkdir()
+    assert await wrapped({"to_ip": "198.18.7.10"}, lambda p, m: None) == {"to_ip": "198.18.7.10"}
