@@ -5,10 +5,9 @@ agent's network state), that address; otherwise the one the kernel picks for an 
 destination (the machine's main address, ``agent.network``'s route lookup). A network state
 that cannot be read says nothing about which address is in use: ``unknown``, not a guess.
 
-The counts read the log every few minutes, so lines are attributed to the address in use
-when they are read: after an IP switch, mail of the last minutes before it may count for the
-new address (the switch workflow can ask for ``mail.stats`` just before switching to close
-this).
+Lines are attributed to the address in use when they are read; ``network.snat.set`` reads
+the log first (``command.counted_before``), so mail sent before an IP switch stays with the
+old address (only lines Postfix writes during the switch itself may land on the new one).
 """
 
 from __future__ import annotations
