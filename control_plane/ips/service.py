@@ -207,13 +207,6 @@ async def _release_elsewhere(
         await session.flush()
 
 
-async def release(session: AsyncSession, ip: IpAddress, actor: str, now: datetime) -> None:
-    """End the row (the address was removed from the server)."""
-    ip.released_at = now
-    await record_event(session, ip, "released", "removed from the server", actor, now)
-    await session.flush()
-
-
 async def pause(
     session: AsyncSession, ip: IpAddress, reason: str, actor: str, now: datetime
 ) -> bool:
