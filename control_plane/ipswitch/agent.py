@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.commands import handlers
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import NotFound
 from control_plane.ipswitch.models import IpSwitch
@@ -27,10 +29,10 @@ RUN_SECONDS = 60.0
 
 
 async def result(
-    db: Database, switch: IpSwitch, kind: str, payload: dict[str, Any], label: str
+    db: Database, switch: IpSwitch, kind: str, payload: dict[str, Any], label: str, expire: float
 ) -> dict[str, Any] | Pending:
     """The command's result once it succeeded; otherwise the outcome that waits for it."""
-    command = await follow(db, switch, kind, payload, label, RUN_SECONDS)
+    command = await follow(db, switch, kind, payload, label, RUN_SECONDS, expire)
     if not isinstance(command, Command):
         return command
     try:
@@ -43,10 +45,18 @@ async def result(
 
 
 async def follow(
-    db: Database, switch: IpSwitch, kind: str, payload: dict[str, Any], label: str, run: float
+    db: Database,
+    switch: IpSwitch,
+    kind: str,
+    payload: dict[str, Any],
+    label: str,
+    run: float,
+    expire: float,
 ) -> Command | Pending:
     """Queue ``kind`` once per attempt of the step, then follow it: the succeeded command,
-    or Wait / Retry (the agent restarted mid-run: again) / Fail."""
+    or Wait / Retry (the agent restarted mid-run: again) / Fail. One not delivered within
+    ``expire`` seconds times out and is never delivered: an agent back after the switch
+    rolled back must not run its stale SNAT change."""
     if switch.step_command_id is None:
         phase = "undo" if switch.state == "rolling_back" else "do"
         key = f"ipswitch:{switch.id}:{phase}:{label}:{switch.step_attempts}"
@@ -58,6 +68,8 @@ async def follow(
             command = await commands.queue_system_command(
                 session, server, kind, payload, run, idempotency_key=key
             )
+            if command.expires_at is None and command.state == "queued":
+                command.expires_at = utcnow() + timedelta(seconds=expire)
             return command.id
 
         command_id = await db.transact(queue)
@@ -74,3 +86,17 @@ async def follow(
     if command.state in ("failed", "timed_out", "cancelled"):
         return Fail(f"{kind} {command.state}: {command.error or 'no reason given'}")
     return Wait(f"{kind}: {command.progress_message or command.state}")
+
+
+async def settle(session: AsyncSession, command_id: uuid.UUID | None) -> bool:
+    """A failed step lets go of its command: one still queued is cancelled (an agent back
+    later must not run it). Whether it reached the agent (one that did not changed nothing)."""
+    if command_id is None:
+        return False
+    command = await session.get(Command, command_id)
+    if command is None:
+        return False
+    if command.state == "queued":
+        await commands.request_cancel(session, command)
+        return False
+    return command.sent_at is not None

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.ips import service as ips
+from control_plane.ipswitch import agent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.workflow import ACTOR, UNDOABLE, Done, Outcome
 from control_plane.provisioning.workflow import Fail, Retry, Wait
@@ -135,8 +136,12 @@ class Turn:
         for later in self.steps[step.position + 1 :]:
             later.state = "skipped"
         switch.state = "rolling_back"
-        # A failed snat may have been applied (a command that timed out): it is undone too.
-        await self._cursor(step.position if step.name == "snat" else step.position - 1)
+        # A failed snat that reached the agent may have been applied (a command that timed
+        # out): it is undone too. One never delivered changed nothing.
+        delivered = await agent.settle(self.session, switch.step_command_id)
+        await self._cursor(
+            step.position if step.name == "snat" and delivered else step.position - 1
+        )
 
     async def _cursor(self, start: int) -> None:
         """Point the rollback at the next step to undo at or below ``start`` (none: done)."""
@@ -161,6 +166,7 @@ class Turn:
     async def _undo_failed(self, step: IpSwitchStep, reason: str) -> None:
         """An undo failed: stop, and say exactly what is left as it is."""
         switch = self.switch
+        await agent.settle(self.session, switch.step_command_id)
         step.detail = f"{step.detail} — undo failed: {reason}"
         left = [
             LEFT[s.name].format(to=switch.to_ip)

@@ -105,7 +105,7 @@ class Workflow:
                         f"{switch.to_ip} is not an address of instance {server.instance_id} at "
                         f"{server.provider} (it has {', '.join(listed) or 'none'})"
                     )
-        found = await agent.result(self.db, switch, SNAT_SHOW, {}, "show")
+        found = await agent.result(self.db, switch, SNAT_SHOW, {}, "show", self._expire)
         if not isinstance(found, dict):
             return found
         addresses = [str(a) for a in found.get("addresses") or []]
@@ -163,7 +163,7 @@ class Workflow:
     async def _snat(self, switch: IpSwitch, step: IpSwitchStep) -> Outcome:
         ports = self._ports()
         found = await agent.result(
-            self.db, switch, SNAT_SET, {"to_ip": switch.to_ip, "ports": ports}, "set"
+            self.db, switch, SNAT_SET, {"to_ip": switch.to_ip, "ports": ports}, "set", self._expire
         )
         if not isinstance(found, dict):
             return found
@@ -186,7 +186,9 @@ class Workflow:
         server, _, _ = await self._rows(switch)
         timeout = self.settings.health_outbound_timeout_seconds
         payload = {**outbound.probe_payload(server, observer, timeout), "purpose": PURPOSE}
-        command = await agent.follow(self.db, switch, outbound.KIND, payload, "probe", timeout)
+        command = await agent.follow(
+            self.db, switch, outbound.KIND, payload, "probe", timeout, self._expire
+        )
         if not isinstance(command, Command):
             return command
         verdict = outbound.judge("succeeded", command.result, None, switch.to_ip, observer)
@@ -246,13 +248,17 @@ class Workflow:
     async def _undo_snat(self, switch: IpSwitch) -> Outcome:
         ports = json.loads(switch.snat_ports) if switch.snat_ports else self._ports()
         payload = {"to_ip": switch.previous_snat, "ports": ports}
-        found = await agent.result(self.db, switch, SNAT_SET, payload, "unset")
+        found = await agent.result(self.db, switch, SNAT_SET, payload, "unset", self._expire)
         if not isinstance(found, dict):
             return found
         back = switch.previous_snat or "the main address (no SNAT)"
         return Done(f"outbound mail leaves from {back} again")
 
     # -- building blocks -------------------------------------------------------------------
+
+    @property
+    def _expire(self) -> float:
+        return self.settings.ip_switch_step_timeout_seconds
 
     def _ports(self) -> list[int]:
         observer = self.settings.smtp_observer_advertised

@@ -44,6 +44,7 @@ class AgentStandIn:
     snat: str | None = None
     snat_fails: str | None = None
     restore_fails: bool = False
+    away: set[str] = field(default_factory=set)
     seen: str | None = None
     answered: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -65,16 +66,24 @@ class AgentStandIn:
         return "succeeded", {}
 
     async def run(self) -> None:
+        """Take queued commands as the gateway delivers them (marked sent), answer as the agent
+        reports; commands of a kind in ``away`` stay queued (the agent is away for them)."""
         while True:
             async with self.db.session() as session:
-                queued = list(
+                taken = list(
                     await session.scalars(
                         select(Command)
-                        .where(Command.server_id == self.server_id, Command.state == "queued")
+                        .where(
+                            Command.server_id == self.server_id,
+                            Command.state == "queued",
+                            Command.kind.not_in(self.away),
+                        )
                         .order_by(Command.id)
                     )
                 )
-            for command in queued:
+                for command in taken:
+                    command.state, command.sent_at = "sent", utcnow()
+            for command in taken:
                 state, result = self.answer(command.kind, json.loads(command.payload))
                 async with self.db.session() as session:
                     await commands.record_result(

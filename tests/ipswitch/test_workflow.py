@@ -19,6 +19,7 @@ import pytest_asyncio
 from sqlalchemy import select, update
 
 from control_plane.api.app import create_app
+from control_plane.commands.models import Command
 from control_plane.db.engine import Database
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.runner import IpSwitchRunner
@@ -342,6 +343,7 @@ async def test_requests_are_checked_one_runs_at_a_time_and_other_tenants_see_not
         )  # fmt: skip
 
 
+@pytest.mark.postgres_only  # its database code runs on both in the fault test
 async def test_a_replica_dying_mid_step_hands_the_switch_over_once_its_lease_lapses(
     bare: tuple[httpx.AsyncClient, Workflow],
     fast: Settings,
@@ -408,3 +410,37 @@ async def test_an_undo_that_fails_leaves_the_switch_failed_saying_what_is_left(
     assert "undo failed" in states_detail(failed, "snat")
     rows = await ip_rows(db, sw.server_id)
     assert (rows[IP1].role, rows[IP2].role) == ("sending", "standby")  # roles never moved
+
+
+@pytest.mark.postgres_only  # its database code runs on both in the fault test
+async def test_a_snat_change_never_delivered_is_withdrawn_and_not_undone(
+    plane: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+    knot_primary: KnotServer,
+    zone: str,
+) -> None:
+    """The agent is away when the SNAT change is sent: the step fails at its deadline, the
+    queued command is cancelled (an agent back later must not run it), and only the steps
+    before it are undone."""
+    tenant = await make_tenant()
+    sw = await switchable_server(plane, tenant, db, api, knot_primary, zone)
+    agent = AgentStandIn(db, sw.server_id, away={"network.snat.set"})
+    async with running(agent):
+        failed = await settled(plane, tenant, sw.server_id, (await start(
+            plane, tenant, sw.server_id, to_ip=IP2))["id"])  # fmt: skip
+    assert failed["state"] == "rolled_back", failed
+    assert {k: states(failed)[k] for k in ("ptr", "dns", "snat")} == {
+        "ptr": "rolled_back", "dns": "rolled_back", "snat": "failed",
+    }, failed  # fmt: skip
+    assert "snat did not finish within 5 s" in failed["error"], failed["error"]
+    async with db.session() as session:
+        sent = list(
+            await session.scalars(
+                select(Command).where(
+                    Command.server_id == sw.server_id, Command.kind == "network.snat.set"
+                )
+            )
+        )
+    assert [c.state for c in sent] == ["cancelled"]  # and no undo was sent
