@@ -27,7 +27,7 @@ from control_plane.incidents.models import Incident, IncidentEvent, MaintenanceW
 from control_plane.ips.models import IpAddress, IpEvent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
-from control_plane.mailstats.models import MailCount
+from control_plane.mailstats.models import MailCount, MailStatsReport
 from control_plane.metrics.models import MetricRollup, MetricSample
 from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
@@ -71,6 +71,7 @@ __all__ = [
     "MailAlias",
     "MailCount",
     "MailDomain",
+    "MailStatsReport",
     "Mailbox",
     "MaintenanceWindow",
     "MetricRollup",

@@ -8,9 +8,9 @@ day re-read after more mail went out leaves one row per key with the latest tota
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, TenantOwned
@@ -36,3 +36,20 @@ class MailCount(IdMixin, TenantOwned, Base):
     sent: Mapped[int] = mapped_column(Integer, default=0)
     deferred: Mapped[int] = mapped_column(Integer, default=0)
     bounced: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MailStatsReport(TenantOwned, Base):
+    """How the server's counts stand: when its agent last answered ``mail.stats`` and whether
+    it found Postfix's log then, and the last failure. Without it, a day with no rows could be
+    a quiet day or a log nobody reads; the API says which."""
+
+    __tablename__ = "mail_stats_reports"
+
+    server_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True
+    )
+    reported_at: Mapped[datetime | None]
+    log_found: Mapped[bool | None] = mapped_column(Boolean)
+    lines_read: Mapped[int | None] = mapped_column(Integer)
+    failed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)

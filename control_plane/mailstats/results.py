@@ -15,6 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,25 +70,42 @@ def current_rules() -> Rules:
     return _rules
 
 
-def parse_result(text: str | None) -> list[AgentCount] | None:
-    """The rows of a result, or None when it is not a ``mail.stats`` answer."""
+@dataclass(frozen=True)
+class Report:
+    counts: list[AgentCount]
+    log_found: bool
+    lines_read: int
+
+
+def parse_result(text: str | None) -> Report | None:
+    """What a result says, or None when it is not a ``mail.stats`` answer."""
     try:
         data = json.loads(text or "")
-        return _rows.validate_python(data["days"]) if isinstance(data, dict) else None
-    except (ValueError, KeyError, ValidationError):
+        if not isinstance(data, dict):
+            return None
+        found = data.get("log")
+        log_info: dict[str, Any] = found if isinstance(found, dict) else {}
+        return Report(
+            counts=_rows.validate_python(data["days"]),
+            log_found=bool(log_info.get("found", True)),
+            lines_read=int(log_info.get("lines_read") or 0),
+        )
+    except (ValueError, KeyError, TypeError, ValidationError):
         return None
 
 
 async def record(session: AsyncSession, command: Command) -> None:
-    if command.state != "succeeded":
-        return
-    counts = parse_result(command.result)
     server = await session.get(Server, command.server_id)
-    if counts is None or server is None:
-        log.warning("mail.stats result of %s unusable: ignored", command.server_id)
+    if server is None:
         return
-    await service.replace_days(session, server, counts)
     now = utcnow()
+    report = parse_result(command.result) if command.state == "succeeded" else None
+    if report is None:
+        error = command.error or f"{command.state}: not a mail.stats answer"
+        await service.note_failure(session, server, now, error)
+        return
+    await service.replace_days(session, server, report.counts)
+    await service.note_report(session, server, now, report.log_found, report.lines_read)
     await check_bounces(session, server, now.date(), now, current_rules())
 
 

@@ -10,6 +10,7 @@ from itertools import groupby
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import Ctx
 from control_plane.db.base import utcnow
@@ -24,6 +25,7 @@ from control_plane.mailstats.schemas import (
     IpMailDay,
     IpMailStatsOut,
     MailFigures,
+    ReportingOut,
     SenderDomainFigures,
     SourceIpFigures,
 )
@@ -76,6 +78,11 @@ def per_day(rows: Sequence[MailCount], make: Callable[..., F], by: str) -> list[
     ]
 
 
+async def _reporting(ctx: Ctx, session: AsyncSession, server_id: uuid.UUID) -> ReportingOut:
+    interval = ctx.settings.mail_stats_interval_seconds
+    return await service.reporting(session, server_id, utcnow(), interval)
+
+
 @router.get("/ips/{ip}/mail-stats")
 async def ip_mail_stats(ip: str, ctx: Ctx, start: First = None, end: Last = None) -> IpMailStatsOut:
     """Per day: messages sent, deferred and bounced from this address, with the bounce rate,
@@ -87,6 +94,7 @@ async def ip_mail_stats(ip: str, ctx: Ctx, start: First = None, end: Last = None
         return IpMailStatsOut(
             ip=row.address,
             server_id=row.server_id,
+            reporting=await _reporting(ctx, session, row.server_id),
             first_day=first,
             last_day=last,
             totals=figures(MailFigures, rows),
@@ -108,6 +116,7 @@ async def domain_mail_stats(
             domain_id=domain.id,
             domain=domain.name,
             server_id=domain.server_id,
+            reporting=await _reporting(ctx, session, domain.server_id),
             first_day=first,
             last_day=last,
             totals=figures(MailFigures, rows),

@@ -4,7 +4,8 @@ shows for an address or a mail domain."""
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,9 +56,21 @@ class DomainMailDay(MailFigures):
     by_source_ip: list[SourceIpFigures]
 
 
+class ReportingOut(BaseModel):
+    """Whether these figures are measured: ``reporting`` (the agent reads Postfix's log),
+    ``no_log`` (it finds none: no figures is not zero mail), ``failing`` (its last report
+    was an error), ``stale`` (no report for three intervals), ``never``."""
+
+    state: Literal["reporting", "no_log", "failing", "stale", "never"]
+    reported_at: datetime | None = None
+    failed_at: datetime | None = None
+    error: str | None = None
+
+
 class IpMailStatsOut(BaseModel):
     ip: str
     server_id: uuid.UUID
+    reporting: ReportingOut
     first_day: date
     last_day: date
     totals: MailFigures
@@ -68,6 +81,7 @@ class DomainMailStatsOut(BaseModel):
     domain_id: uuid.UUID
     domain: str
     server_id: uuid.UUID
+    reporting: ReportingOut
     first_day: date
     last_day: date
     totals: MailFigures

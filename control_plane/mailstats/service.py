@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.ips.models import IpAddress
-from control_plane.mailstats.models import MailCount
-from control_plane.mailstats.schemas import AgentCount
+from control_plane.mailstats.models import MailCount, MailStatsReport
+from control_plane.mailstats.schemas import AgentCount, ReportingOut
 from control_plane.servers.models import Server
 
 
@@ -135,3 +135,48 @@ async def rows_for_domain(
             .order_by(MailCount.day, MailCount.source_ip)
         )
     )
+
+
+async def _report_row(session: AsyncSession, server: Server) -> MailStatsReport:
+    row = await session.get(MailStatsReport, server.id)
+    if row is None:
+        row = MailStatsReport(tenant_id=server.tenant_id, server_id=server.id)
+        session.add(row)
+    return row
+
+
+async def note_report(
+    session: AsyncSession, server: Server, now: datetime, log_found: bool, lines_read: int
+) -> None:
+    row = await _report_row(session, server)
+    row.reported_at, row.log_found, row.lines_read = now, log_found, lines_read
+    await session.flush()
+
+
+async def note_failure(session: AsyncSession, server: Server, now: datetime, error: str) -> None:
+    row = await _report_row(session, server)
+    row.failed_at, row.error = now, error[:2000]
+    await session.flush()
+
+
+async def reporting(
+    session: AsyncSession, server_id: uuid.UUID, now: datetime, interval_seconds: float
+) -> ReportingOut:
+    """Whether the figures are being measured: ``reporting``; ``no_log`` (the agent answers
+    but finds no Postfix log: no figures are not zero mail); ``failing`` (its last answer was
+    an error); ``stale`` (no answer for three intervals); ``never``."""
+    row = await session.get(MailStatsReport, server_id)
+    if row is None or (row.reported_at is None and row.failed_at is None):
+        return ReportingOut(state="never")
+    out = ReportingOut(
+        state="reporting", reported_at=row.reported_at, failed_at=row.failed_at, error=row.error
+    )
+    if row.failed_at is not None and (row.reported_at is None or row.failed_at > row.reported_at):
+        out.state = "failing"
+    elif row.reported_at is not None and now - row.reported_at > timedelta(
+        seconds=3 * interval_seconds
+    ):
+        out.state = "stale"
+    elif row.log_found is False:
+        out.state = "no_log"
+    return out

@@ -80,6 +80,7 @@ def test_counts_from_the_vps_log_and_a_bounce_pause(
     first = wait_for(today_of, lambda d: d is not None and d["sent"] + d["bounced"] == 40)
     assert (first["sent"], first["deferred"], first["bounced"]) == (39, 39, 1)
     assert [p["sender_domain"] for p in first["by_sender_domain"]] == ["shop.example"]
+    assert call(tenant, "GET", path)["reporting"]["state"] == "reporting"
     assert call(tenant, "GET", f"/api/v1/ips/{ip}")["pause"]["paused"] is False
 
     # 80 more, 11 bounced: 12 of 120 (10 %) passes 5 % over at least 100 → paused.

@@ -63,6 +63,7 @@ async def test_address_and_domain_figures_per_day(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["totals"] == {"sent": 112, "deferred": 4, "bounced": 10, "bounce_rate": 10 / 122}
+    assert body["reporting"]["state"] == "never"  # rows put here, no agent ever reported
     assert [d["day"] for d in body["days"]] == [yesterday.isoformat(), today.isoformat()]
     first, second = body["days"]
     assert (first["sent"], first["bounced"], first["bounce_rate"]) == (90, 10, 0.1)

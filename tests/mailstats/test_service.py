@@ -56,7 +56,9 @@ def row(day: date, ip: str, domain: str, sent: int, deferred: int, bounced: int)
     }
 
 
-async def settle(db: Database, server: Server, rows: list[dict[str, Any]]) -> Command:
+async def settle(
+    db: Database, server: Server, rows: list[dict[str, Any]], found: bool = True
+) -> Command:
     """A mail.stats command queued and answered, through the command queue's own path."""
     async with db.session() as session:
         command = await commands.queue_system_command(
@@ -64,7 +66,12 @@ async def settle(db: Database, server: Server, rows: list[dict[str, Any]]) -> Co
         )
     async with db.session() as session:
         known = await commands.record_result(
-            session, server.id, command.id, "succeeded", json.dumps({"days": rows}), None
+            session,
+            server.id,
+            command.id,
+            "succeeded",
+            json.dumps({"days": rows, "log": {"found": found, "lines_read": 7}}),
+            None,
         )
         assert known
     return command
@@ -242,3 +249,28 @@ async def test_the_job_asks_ready_servers_one_command_at_a_time(
     fast = schedule.job(Settings(mail_stats_interval_seconds=0.001, mail_stats_batch=10_000))
     await db.transact(fast)
     assert len(await queued(db, ready)) == 2
+
+
+async def test_reporting_says_whether_the_figures_are_measured(db: Database) -> None:
+    server, (main, _) = await with_ips(db)
+
+    async def state(interval: float = 300) -> str:
+        async with db.session() as session:
+            return (await service.reporting(session, server.id, utcnow(), interval)).state
+
+    assert await state() == "never"
+    await settle(db, server, [], found=False)
+    assert await state() == "no_log"
+    await settle(db, server, [row(utcnow().date(), main.address, "example.com", 1, 0, 0)])
+    assert await state() == "reporting"
+    assert await state(interval=0.0001) == "stale"
+    async with db.session() as session:
+        command = await commands.queue_system_command(session, server, results.KIND, {}, 60)
+    async with db.session() as session:
+        await commands.record_result(
+            session, server.id, command.id, "failed", None, "unknown command kind 'mail.stats'"
+        )
+        report = await service.reporting(session, server.id, utcnow(), 300)
+    assert (report.state, report.error) == ("failing", "unknown command kind 'mail.stats'")
+    await settle(db, server, [])
+    assert await state() == "reporting"

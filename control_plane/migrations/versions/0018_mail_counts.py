@@ -11,14 +11,14 @@ import sqlalchemy as sa
 from alembic import op
 
 from control_plane.db.rls import enable_tenant_rls
-from control_plane.migrations.columns import drop_tenant_tables, reference, tenant_row
+from control_plane.migrations.columns import drop_tenant_tables, moment, reference, tenant_row
 
 revision: str = "0018"
 down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TABLES = ("mail_counts",)
+TABLES = ("mail_counts", "mail_stats_reports")
 
 
 def upgrade() -> None:
@@ -37,6 +37,21 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_mail_counts_domain_day", "mail_counts", ["sender_domain", "day"])
+    op.create_table(
+        "mail_stats_reports",
+        reference("tenant_id", "tenants"),
+        sa.Column(
+            "server_id",
+            sa.Uuid(),
+            sa.ForeignKey("servers.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        moment("reported_at", nullable=True),
+        sa.Column("log_found", sa.Boolean(), nullable=True),
+        sa.Column("lines_read", sa.Integer(), nullable=True),
+        moment("failed_at", nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+    )
     for table in TABLES:
         enable_tenant_rls(table)
 
