@@ -655,12 +655,14 @@ def _domain_commands() -> None:
     from control_plane.health.cli import server_health
     from control_plane.incidents.cli import incident_app, silence_app
     from control_plane.ips.cli import ip_app
+    from control_plane.ipswitch.cli import switch_app
 
     server_app.command("health")(server_health)
     app.add_typer(incident_app, name="incident")
     app.add_typer(silence_app, name="silence")
     app.add_typer(channel_app, name="alert-channel")
     app.add_typer(ip_app, name="ip")
+    app.add_typer(switch_app, name="ip-switch")
 
 
 _domain_commands()
