@@ -82,6 +82,22 @@ def query_name(subject: str, dnsbl: DnsblList) -> str:
     return address.reverse_pointer.removesuffix(".ip6.arpa") + f".{dnsbl.zone}"
 
 
+def subject_wire(subject: str) -> bytes:
+    """The labels asked before the zone, in wire form (``query_name`` without the zone)."""
+    parts = subject.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):  # IPv4: the hot path
+        return b"".join(bytes((len(p),)) + p.encode() for p in reversed(parts))
+    try:
+        address = ipaddress.ip_address(subject)
+    except ValueError:
+        name = dns.name.from_text(subject.strip().rstrip(".").lower())  # IDNA, label checks
+        return (name.to_wire() or b"\0")[:-1]  # without the root label
+    if address.version == 4:
+        return subject_wire(str(address))
+    nibbles = address.reverse_pointer.removesuffix(".ip6.arpa").split(".")
+    return b"".join(b"\x01" + n.encode() for n in nibbles)
+
+
 class _Socket(asyncio.DatagramProtocol):
     """One UDP socket: questions in flight by id, each answered by its resolver only."""
 
@@ -146,15 +162,24 @@ class Lookup:
 
     async def check_all(self, subject: str, lists: Sequence[DnsblList]) -> dict[str, Verdict]:
         """``subject`` on every list (of its kind), by zone."""
-        found = await asyncio.gather(*(self.check(subject, item) for item in lists))
+        try:
+            prefix = subject_wire(subject)
+        except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+            return {
+                item.zone: Verdict("unknown", reason=f"cannot be asked: {exc}") for item in lists
+            }
+        found = await asyncio.gather(*(self._check(prefix, item) for item in lists))
         return {item.zone: verdict for item, verdict in zip(lists, found, strict=True)}
 
     async def check(self, subject: str, dnsbl: DnsblList) -> Verdict:
         """``subject`` on one list, its test points first (cached)."""
+        return (await self.check_all(subject, [dnsbl]))[dnsbl.zone]
+
+    async def _check(self, prefix: bytes, dnsbl: DnsblList) -> Verdict:
         problem = await self.list_problem(dnsbl)
         if problem is not None:
             return Verdict("unknown", reason=problem)
-        return await self._verdict(subject, dnsbl, reasons=True)
+        return await self._verdict(prefix, dnsbl, reasons=True)
 
     async def list_problem(self, dnsbl: DnsblList) -> str | None:
         """Why the list's answers cannot be trusted now (None: its test points pass)."""
@@ -169,8 +194,8 @@ class Lookup:
 
     async def _test(self, dnsbl: DnsblList) -> str | None:
         listed, unlisted = await asyncio.gather(
-            self._verdict(dnsbl.positive_test, dnsbl, reasons=False),
-            self._verdict(dnsbl.negative_test, dnsbl, reasons=False),
+            self._verdict(subject_wire(dnsbl.positive_test), dnsbl, reasons=False),
+            self._verdict(subject_wire(dnsbl.negative_test), dnsbl, reasons=False),
         )
         problem: str | None = None
         ttl = self.test_point_ttl
@@ -186,11 +211,13 @@ class Lookup:
         self._lists[dnsbl.zone] = (problem, self.clock() + ttl)
         return problem
 
-    async def _verdict(self, subject: str, dnsbl: DnsblList, *, reasons: bool) -> Verdict:
-        try:
-            name = self._wire_name(query_name(subject, dnsbl), dnsbl.zone)
-        except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
-            return Verdict("unknown", reason=f"cannot be asked: {exc}")
+    async def _verdict(self, prefix: bytes, dnsbl: DnsblList, *, reasons: bool) -> Verdict:
+        zone = self._zones.get(dnsbl.zone)
+        if zone is None:
+            zone = self._zones[dnsbl.zone] = dns.name.from_text(dnsbl.zone).to_wire() or b""
+        name = prefix + zone
+        if len(name) > 255:
+            return Verdict("unknown", reason="cannot be asked: the name is over 255 octets")
         reply = await self.ask(name, A)
         if reply.error is not None:
             return Verdict("unknown", reason=reply.error)
@@ -200,7 +227,7 @@ class Lookup:
             return Verdict("unknown", reason=f"{_rcode(reply.rcode)} from the resolver")
         if not reply.addresses:
             return Verdict("unknown", reason="no answer (NOERROR without an A record)")
-        codes = sorted(set(reply.addresses), key=ipaddress.ip_address)
+        codes = sorted(set(reply.addresses), key=lambda c: tuple(int(x) for x in c.split(".")))
         for code in codes:
             if (error := dnsbl.error(code)) is not None:
                 return Verdict("unknown", code=code, reason=error)
@@ -210,21 +237,6 @@ class Lookup:
             text = await self.ask(name, TXT)
             reason = " ".join(text.texts)[:TEXT_CHARS] or None
         return Verdict("listed", ",".join(codes), "; ".join(meanings), reason)
-
-    def _wire_name(self, name: str, zone: str) -> bytes:
-        """The question's name in wire form; the zone's part is built once."""
-        zone_wire = self._zones.get(zone)
-        if zone_wire is None:
-            zone_wire = self._zones[zone] = dns.name.from_text(zone).to_wire() or b""
-        prefix = name[: -len(zone) - 1]
-        labels = prefix.split(".")
-        if all(label.isascii() and label.isalnum() and len(label) < 64 for label in labels):
-            wire = b"".join(bytes((len(label),)) + label.encode() for label in labels)
-        else:  # a domain with hyphens or IDNA: dnspython checks and encodes it
-            wire = dns.name.from_text(prefix, origin=None).to_wire() or b""
-        if len(wire) + len(zone_wire) > 255:
-            raise ValueError(f"{name} is longer than 255 octets")
-        return wire + zone_wire
 
     async def ask(self, name: bytes, rdtype: int) -> Reply:
         """One question through the resolvers: each tried in turn (a REFUSED or SERVFAIL
@@ -260,17 +272,19 @@ class Lookup:
         qid = secrets.randbits(16)
         while qid in sock.pending:
             qid = secrets.randbits(16)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
         sock.pending[qid] = (server, future)
         assert sock.transport is not None
         self.queries += 1
+        timer = loop.call_later(wait, _expire, future)  # cheaper than asyncio.timeout
         try:
             sock.transport.sendto(struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + question, server)
-            async with asyncio.timeout(wait):
-                return await future
+            return await future
         except (TimeoutError, OSError):
             return None
         finally:
+            timer.cancel()
             sock.pending.pop(qid, None)
 
     async def _read(self, data: bytes, question: bytes, server: tuple[str, int]) -> Reply:
@@ -313,6 +327,11 @@ class Lookup:
                         sockets.append(protocol)
                     self._sockets[family] = sockets
         return sockets[secrets.randbelow(len(sockets))]
+
+
+def _expire(future: asyncio.Future[bytes]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _parse(data: bytes, question: bytes) -> Reply:

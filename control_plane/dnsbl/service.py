@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.base import utcnow
@@ -69,6 +69,15 @@ class Outcome:
     verdicts: Mapping[str, Verdict]
 
 
+@dataclass(frozen=True)
+class Change:
+    """A (subject, list) result that is new or differs from the stored one."""
+
+    outcome: Outcome
+    zone: str
+    before: str | None  # the stored state (None: first result)
+
+
 async def record(
     session: AsyncSession,
     outcomes: Sequence[Outcome],
@@ -76,60 +85,102 @@ async def record(
     now: datetime,
     settings: Settings,
 ) -> None:
-    """Store a batch of lookups (in the caller's transaction) and end their leases."""
+    """Store a batch of lookups (in the caller's transaction) and end their leases.
+
+    Set-based: a batch of 250 subjects × 8 lists is a few statements (new results inserted
+    together, changed ones updated by key, unchanged ones only stamped), not 2,000 ORM rows.
+    """
     if not outcomes:
         return
     by_zone = {item.zone: item for item in lists}
     ids = [o.claim.subject_id for o in outcomes]
     subjects = {
-        row.id: row
-        for row in (await session.scalars(select(DnsblSubject).where(DnsblSubject.id.in_(ids))))
+        subject_id: tenant_id
+        for subject_id, tenant_id in await session.execute(
+            select(DnsblSubject.id, DnsblSubject.tenant_id).where(DnsblSubject.id.in_(ids))
+        )
     }
-    stored: dict[tuple[uuid.UUID, str], DnsblResult] = {
-        (row.subject_id, row.zone): row
-        for row in await session.scalars(select(DnsblResult).where(DnsblResult.subject_id.in_(ids)))
+    stored = {
+        (subject_id, zone): (result_id, (state, code, reason))
+        for result_id, subject_id, zone, state, code, reason in await session.execute(
+            select(DnsblResult.id, DnsblResult.subject_id, DnsblResult.zone, DnsblResult.state,
+                   DnsblResult.code, DnsblResult.reason)
+            .where(DnsblResult.subject_id.in_(ids))
+        )
+    }  # fmt: skip
+    live = {
+        ip_id: (listing, score_)
+        for ip_id, listing, score_ in await session.execute(
+            select(IpAddress.id, IpAddress.listing, IpAddress.score).where(
+                IpAddress.id.in_([o.claim.ip_id for o in outcomes if o.claim.ip_id]),
+                IpAddress.released_at.is_(None),
+            )
+        )
     }
-    addresses = await _addresses(session, [o.claim.ip_id for o in outcomes if o.claim.ip_id])
+    new: list[dict[str, object]] = []
+    updated: list[dict[str, object]] = []
     unchanged: list[uuid.UUID] = []
-    changed: list[tuple[Outcome, str, DnsblResult, str | None]] = []
+    changes: list[Change] = []
+    verdicts: list[dict[str, object]] = []
+    history: list[dict[str, object]] = []
+    relisted: dict[uuid.UUID, tuple[str, int | None]] = {}
+    stamped: list[uuid.UUID] = []
     for outcome in outcomes:
-        subject = subjects.get(outcome.claim.subject_id)
-        if subject is None or not outcome.verdicts:
+        claim = outcome.claim
+        tenant_id = subjects.get(claim.subject_id)
+        if tenant_id is None or not outcome.verdicts:
             continue  # its address or domain went meanwhile; or no list of its kind
         for zone, verdict in outcome.verdicts.items():
-            row = stored.get((subject.id, zone))
-            before = row.state if row is not None else None
-            if row is None:
-                row = DnsblResult(
-                    tenant_id=subject.tenant_id, subject_id=subject.id, zone=zone,
-                    state=verdict.state, checked_at=now, changed_at=now,
-                )  # fmt: skip
-                session.add(row)
-            elif (row.state, row.code, row.reason) == (verdict.state, verdict.code, verdict.reason):
-                unchanged.append(row.id)
-                continue
-            if before != verdict.state:
-                row.changed_at = now
-            row.state, row.code, row.checked_at = verdict.state, verdict.code, now
-            row.meaning, row.reason = verdict.meaning, verdict.reason
-            changed.append((outcome, zone, row, before))
-        kind_lists = [item for item in lists if item.kind == subject.kind]
-        subject.listing = listing_of(outcome.verdicts)
-        subject.score = score(outcome.verdicts, kind_lists)
-        subject.checked_at = now
-        session.add(_history(subject, outcome.verdicts, now))
-        ip = addresses.get(subject.ip_id) if subject.ip_id else None
-        if ip is not None:
-            await ips.set_listing(session, ip, subject.listing, subject.score, now)
-    if unchanged:
-        await session.execute(
-            update(DnsblResult)
-            .where(DnsblResult.id.in_(unchanged))
-            .values(checked_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    await _auto_pause(session, changed, addresses, by_zone, now, settings)
-    await _signals(session, outcomes, changed, by_zone, now)
+            values = {"state": verdict.state, "code": verdict.code, "meaning": verdict.meaning,
+                      "reason": verdict.reason, "checked_at": now}  # fmt: skip
+            found = stored.get((claim.subject_id, zone))
+            if found is None:
+                key = {"id": uuid.uuid4(), "subject_id": claim.subject_id, "zone": zone}
+                new.append({**key, "tenant_id": tenant_id, "changed_at": now, **values})
+                changes.append(Change(outcome, zone, None))
+            elif found[1] == (verdict.state, verdict.code, verdict.reason):
+                unchanged.append(found[0])
+            else:
+                moved = {"changed_at": now} if found[1][0] != verdict.state else {}
+                updated.append({"id": found[0], **values, **moved})
+                changes.append(Change(outcome, zone, found[1][0]))
+        listing = listing_of(outcome.verdicts)
+        points = score(outcome.verdicts, [item for item in lists if item.kind == claim.kind])
+        verdicts.append({"id": claim.subject_id, "listing": listing, "score": points,
+                         "checked_at": now})  # fmt: skip
+        history.append(_history(claim, tenant_id, listing, points, outcome.verdicts, now))
+        if claim.ip_id in live:
+            if live[claim.ip_id] != (listing, points):
+                relisted[claim.ip_id] = (listing, points)
+            else:
+                stamped.append(claim.ip_id)  # the same verdict: only when it was checked moves
+    if new:
+        await session.execute(insert(DnsblResult), new)
+    if updated:
+        await session.execute(update(DnsblResult), updated)
+    if verdicts:
+        await session.execute(update(DnsblSubject), verdicts)
+    for table, column, rows in (
+        (DnsblResult, DnsblResult.checked_at, unchanged),
+        (IpAddress, IpAddress.listing_checked_at, stamped),
+    ):
+        if rows:
+            await session.execute(
+                update(table)
+                .where(table.id.in_(rows))
+                .values({column.key: now})
+                .execution_options(synchronize_session=False)
+            )
+    if history:
+        await session.execute(insert(DnsblCheck), history)
+    pauses = _pauses(changes, by_zone) if settings.auto_pauses_on("listing") else {}
+    addresses = await _addresses(session, [*relisted, *pauses])
+    for ip_id, (verdict_, points) in relisted.items():
+        await ips.set_listing(session, addresses[ip_id], verdict_, points, now)
+    for ip_id, reason in pauses.items():
+        if ip_id in addresses:
+            await ips.pause(session, addresses[ip_id], reason, "auto", now)
+    await _signals(session, outcomes, by_zone, now)
     await delisting.absorb(session, outcomes_by_ip(outcomes), now)
     await schedule.release(session, [o.claim for o in outcomes], now)
 
@@ -147,38 +198,39 @@ async def _addresses(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.U
     return {ip.id: ip for ip in found}
 
 
-def _history(subject: DnsblSubject, verdicts: Mapping[str, Verdict], now: datetime) -> DnsblCheck:
-    return DnsblCheck(
-        tenant_id=subject.tenant_id,
-        subject_id=subject.id,
-        checked_at=now,
-        listing=subject.listing,
-        score=subject.score,
-        listed=json.dumps(sorted(z for z, v in verdicts.items() if v.state == "listed")),
-        unknown=json.dumps(sorted(z for z, v in verdicts.items() if v.state == "unknown")),
-    )
-
-
-async def _auto_pause(
-    session: AsyncSession,
-    changed: list[tuple[Outcome, str, DnsblResult, str | None]],
-    addresses: Mapping[uuid.UUID, IpAddress],
-    by_zone: Mapping[str, DnsblList],
+def _history(
+    claim: schedule.Claim,
+    tenant_id: uuid.UUID,
+    listing: str,
+    points: int | None,
+    verdicts: Mapping[str, Verdict],
     now: datetime,
-    settings: Settings,
-) -> None:
-    """An address newly listed on a major list stops sending (once, on the change: a user
-    who resumes it while it is still listed is not overruled every hour; never resumed by
-    itself — the user decides when it is safe)."""
-    if not settings.auto_pauses_on("listing"):
-        return
-    for outcome, zone, row, before in changed:
-        dnsbl = by_zone.get(zone)
-        ip = addresses.get(outcome.claim.ip_id) if outcome.claim.ip_id else None
-        if ip is None or dnsbl is None or not dnsbl.major:
+) -> dict[str, object]:
+    return {
+        "id": uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "subject_id": claim.subject_id,
+        "checked_at": now,
+        "listing": listing,
+        "score": points,
+        "listed": json.dumps(sorted(z for z, v in verdicts.items() if v.state == "listed")),
+        "unknown": json.dumps(sorted(z for z, v in verdicts.items() if v.state == "unknown")),
+    }
+
+
+def _pauses(changes: Sequence[Change], by_zone: Mapping[str, DnsblList]) -> dict[uuid.UUID, str]:
+    """Addresses newly listed on a major list, and why: they stop sending (once, on the
+    change: a user who resumes one while it is still listed is not overruled every hour;
+    never resumed by itself — the user decides when it is safe)."""
+    found: dict[uuid.UUID, str] = {}
+    for change in changes:
+        dnsbl = by_zone.get(change.zone)
+        ip_id = change.outcome.claim.ip_id
+        if ip_id is None or dnsbl is None or not dnsbl.major or ip_id in found:
             continue
-        if row.state == "listed" and before != "listed":
-            await ips.pause(session, ip, f"listed on {dnsbl.name}", "auto", now)
+        if change.outcome.verdicts[change.zone].state == "listed" and change.before != "listed":
+            found[ip_id] = f"listed on {dnsbl.name}"
+    return found
 
 
 def _signal(
@@ -210,19 +262,13 @@ def _signal(
 async def _signals(
     session: AsyncSession,
     outcomes: Sequence[Outcome],
-    changed: list[tuple[Outcome, str, DnsblResult, str | None]],
     by_zone: Mapping[str, DnsblList],
     now: datetime,
 ) -> None:
-    """Every change, every still-listed result (it keeps its incident open), and every
-    clean one whose incident is still open (a resolve lost once is sent again)."""
-    wanted: dict[tuple[uuid.UUID, str], tuple[schedule.Claim, Verdict]] = {}
-    for outcome, zone, _row, _before in changed:
-        wanted[(outcome.claim.subject_id, zone)] = (outcome.claim, outcome.verdicts[zone])
-    for outcome in outcomes:
-        for zone, verdict in outcome.verdicts.items():
-            if verdict.state == "listed":
-                wanted[(outcome.claim.subject_id, zone)] = (outcome.claim, verdict)
+    """Every listed result (it opens its incident or keeps it open), and every clean one
+    whose incident is still open (it resolves it; a resolve lost once is sent again). An
+    unknown result is not sent: it says nothing either way (the API shows it, with why)."""
+    wanted: list[tuple[schedule.Claim, str, Verdict]] = []
     names = {o.claim.name for o in outcomes}
     open_rows = await session.execute(
         select(Incident.subject_kind, Incident.subject_id, Incident.check).where(
@@ -232,22 +278,24 @@ async def _signals(
             Incident.state.in_(OPEN_STATES),
         )
     )
-    still_open = set(open_rows.tuples().all())
+    still_open = {(kind, name, check) for kind, name, check in open_rows}
     for outcome in outcomes:
         kind = "ip" if outcome.claim.kind == "ip" else "domain"
         for zone, verdict in outcome.verdicts.items():
-            if verdict.state == "clean" and (kind, outcome.claim.name, f"dnsbl.{zone}") in (
-                still_open
+            if zone not in by_zone:
+                continue
+            if verdict.state == "listed" or (
+                verdict.state == "clean"
+                and (kind, outcome.claim.name, f"dnsbl.{zone}") in still_open
             ):
-                wanted[(outcome.claim.subject_id, zone)] = (outcome.claim, verdict)
-    servers = await _servers(session, {claim.server_id for claim, _ in wanted.values()})
+                wanted.append((outcome.claim, zone, verdict))
+    if not wanted:
+        return
+    servers = await _servers(session, {claim.server_id for claim, _, _ in wanted})
     signals = [
         _signal(claim, by_zone[zone], verdict, servers.get(claim.server_id))
-        for (_, zone), (claim, verdict) in wanted.items()
-        if zone in by_zone
+        for claim, zone, verdict in wanted
     ]
-    if not signals:
-        return
     try:  # the results stay stored even if the incidents cannot take them now
         async with session.begin_nested():
             await incidents.observe(session, signals, now)
