@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from control_plane.api.app import create_app
 from control_plane.commands.models import Command
 from control_plane.db.engine import Database
+from control_plane.health.models import HealthCheck
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.runner import IpSwitchRunner
 from control_plane.ipswitch.workflow import Workflow
@@ -244,6 +245,13 @@ async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeed
         assert states(withdrawn)["withdraw"] == "done"
         assert knot_primary.query(sw.host, "A").values == [IP2]
         assert not (await ip_rows(db, sw.server_id))[IP1].dns_published
+    async with db.session() as session:  # the switch's probes are its own, not health's
+        outbound = await session.scalar(
+            select(HealthCheck).where(
+                HealthCheck.server_id == sw.server_id, HealthCheck.check == "smtp.outbound"
+            )
+        )
+    assert outbound is None
 
     listing = await plane.get(f"/api/v1/servers/{sw.server_id}/ip-switches", headers=tenant.headers)
     assert [s["state"] for s in listing.json()["items"]] == ["rolled_back"] * 4 + ["succeeded"]
