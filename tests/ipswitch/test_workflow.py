@@ -452,3 +452,31 @@ async def test_a_snat_change_never_delivered_is_withdrawn_and_not_undone(
             )
         )
     assert [c.state for c in sent] == ["cancelled"]  # and no undo was sent
+
+
+@pytest.mark.postgres_only  # its database code runs on both in the fault test
+async def test_without_an_observer_egress_cannot_be_verified_and_the_switch_rolls_back(
+    bare: tuple[httpx.AsyncClient, Workflow],
+    fast: Settings,
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+    knot_primary: KnotServer,
+    zone: str,
+) -> None:
+    client, workflow = bare
+    blind = fast.model_copy(update={"smtp_observer_addr": None})
+    tenant = await make_tenant()
+    sw = await switchable_server(client, tenant, db, api, knot_primary, zone)
+    agent = AgentStandIn(db, sw.server_id)
+    steps = Workflow(blind, db, workflow.vault, workflow.providers)
+    async with running(agent), runner_of(blind, db, steps):
+        failed = await settled(client, tenant, sw.server_id, (await start(
+            client, tenant, sw.server_id, to_ip=IP2))["id"])  # fmt: skip
+    assert failed["state"] == "rolled_back", failed
+    assert states(failed)["egress"] == "failed" and states(failed)["snat"] == "rolled_back"
+    assert "no SMTP observer is configured (MAILFLEET_SMTP_OBSERVER_ADDR)" in failed["error"]
+    assert agent.snat is None
+    assert not [kind for kind, _ in agent.answered if kind == "smtp.probe_out"]
+    (snat_set, _) = [p for k, p in agent.answered if k == "network.snat.set"]
+    assert snat_set["ports"] == [25]  # no observer: only the mail port
