@@ -16,9 +16,15 @@ the attempt (a re-run finds the command it queued before the crash).
 Undo: ``ptr`` sets the PTR the new address had before (none before: nothing to restore),
 ``dns`` withdraws the new address (unless it was published before the switch) and publishes
 again, ``snat`` sets the SNAT the agent reported before the switch (``null``: the kernel's
-default source, the main address). A failed ``snat`` is undone too: a command that timed
-out may have been applied. ``preconditions`` and ``egress`` change nothing; ``drain`` is
-the last step, so nothing after it can fail into a rollback.
+default source, the main address). A failed ``snat`` whose command reached the agent is
+undone too (one that timed out may have been applied); one still queued is cancelled, so an
+agent back later never runs it. A failed ``dns`` takes the new address out again itself.
+``preconditions`` and ``egress`` change nothing; ``drain`` is the last step, so nothing
+after it can fail into a rollback.
+
+FCrDNS: the PTR is what the provider accepted; the forward half is read back from the zone
+the DNS provider serves (the mail host's A record must hold the new address). A mail host
+outside the server's DNS-managed zones is the customer's: said so, as unknown.
 """
 
 from __future__ import annotations
