@@ -7,6 +7,7 @@ progress and the history's retention."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -243,3 +244,24 @@ async def test_history_older_than_its_retention_goes(
         assert await service.cleanup_job(dnsbl_settings)(session) >= 2
         left = await session.scalars(select(DnsblCheck).where(DnsblCheck.subject_id == subject.id))
         assert [(now - c.checked_at).days for c in left] == [1]
+
+
+async def test_the_loop_looks_up_what_falls_due(db: Database, dnsbl_settings: Settings) -> None:
+    """``Sweep.run`` (what serve runs): due subjects are looked up without being asked."""
+    _, (ip,) = await a_server_with(db, [MINOR])
+    await make_due(db, [ip.id])
+    sweep = Sweep(db, dnsbl_settings, Checker(db, dnsbl_settings, clock=clock()))
+    task = asyncio.create_task(sweep.run())
+    try:
+        for _ in range(100):
+            async with db.session() as session:
+                row = await session.get(IpAddress, ip.id)
+                assert row is not None
+                if row.listing is not None:
+                    break
+            await asyncio.sleep(0.05)
+        assert row is not None and (row.listing, row.score) == ("listed", 75)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
