@@ -10,9 +10,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.incidents import service as incidents
+from control_plane.incidents.signals import Signal
 from control_plane.ips import service as ips
 from control_plane.ipswitch import agent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
@@ -21,6 +24,7 @@ from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.settings import Settings
 
 RETRY_CAP_SECONDS = 60.0
+CHECK = "ip.switch"
 LEFT = {
     "ptr": "the PTR of {to} still points to the mail host",
     "dns": "{to} is still published in DNS (A, SPF)",
@@ -119,6 +123,7 @@ class Turn:
                 following.name, now + timedelta(seconds=self.settings.ip_switch_dns_grace_seconds)
             )
             await self._events(f"switch {switch.id} succeeded: sending moved")
+            await self._signal("ok", "info", f"{switch.to_ip} sends (switch {switch.id})")
             return
         following.state, following.started_at = "running", now
         self._enter(following.name, now)
@@ -155,6 +160,12 @@ class Turn:
         switch.state, switch.finished_at, switch.rollback_position = "rolled_back", self.now, None
         self._idle()
         await self._events(f"switch {switch.id} rolled back: {switch.error}; sending unchanged")
+        await self._signal(
+            "failing",
+            "warning",
+            f"switch {switch.id} to {switch.to_ip} rolled back ({switch.error}); mail still "
+            f"leaves from {switch.from_ip}",
+        )
 
     async def _undone(self, step: IpSwitchStep, outcome: Done) -> None:
         if step.state == "done":
@@ -180,6 +191,28 @@ class Turn:
         switch.state, switch.finished_at, switch.rollback_position = "failed", self.now, None
         self._idle()
         await self._events(f"switch {switch.id} failed: {switch.error}")
+        await self._signal("failing", "critical", f"switch {switch.id} failed: {switch.error}")
+
+    async def _signal(
+        self,
+        state: Literal["ok", "failing"],
+        severity: Literal["critical", "warning", "info"],
+        summary: str,
+    ) -> None:
+        """``ip.switch`` on the server: a switch rolled back (warning) or left half-undone
+        (critical) opens an incident; the next one that succeeds resolves it."""
+        switch = self.switch
+        signal = Signal(
+            tenant_id=switch.tenant_id,
+            subject_kind="server",
+            subject_id=str(switch.server_id),
+            check=CHECK,
+            state=state,
+            severity=severity,
+            summary=summary,
+            server_id=switch.server_id,
+        )
+        await incidents.observe(self.session, [signal], self.now)
 
     async def _events(self, detail: str) -> None:
         """The same ``switch`` event on both addresses' histories."""

@@ -225,6 +225,9 @@ async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeed
         assert (rows[IP1].role, rows[IP2].role) == ("sending", "standby")
         assert knot_primary.query(sw.host, "A").values == [IP1]
 
+        (incident,) = await switch_incidents(plane, tenant, sw.server_id, "open")
+        assert incident["severity"] == "warning" and "rolled back" in incident["summary"]
+
         # 5. No fault: the switch succeeds; the old address leaves DNS after the grace.
         done = await settled(plane, tenant, sw.server_id, (await start(
             plane, tenant, sw.server_id, to_ip=IP2))["id"])  # fmt: skip
@@ -252,6 +255,7 @@ async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeed
             )
         )
     assert outbound is None
+    assert await switch_incidents(plane, tenant, sw.server_id, "open") == []
 
     listing = await plane.get(f"/api/v1/servers/{sw.server_id}/ip-switches", headers=tenant.headers)
     assert [s["state"] for s in listing.json()["items"]] == ["rolled_back"] * 4 + ["succeeded"]
@@ -416,6 +420,8 @@ async def test_an_undo_that_fails_leaves_the_switch_failed_saying_what_is_left(
     )
     assert f"outbound mail still leaves from {IP2} (SNAT)" in error
     assert "undo failed" in states_detail(failed, "snat")
+    (incident,) = await switch_incidents(plane, tenant, sw.server_id, "open")
+    assert incident["severity"] == "critical" and "left as it is" in incident["summary"]
     rows = await ip_rows(db, sw.server_id)
     assert (rows[IP1].role, rows[IP2].role) == ("sending", "standby")  # roles never moved
 
@@ -480,3 +486,15 @@ async def test_without_an_observer_egress_cannot_be_verified_and_the_switch_roll
     assert not [kind for kind, _ in agent.answered if kind == "smtp.probe_out"]
     (snat_set, _) = [p for k, p in agent.answered if k == "network.snat.set"]
     assert snat_set["ports"] == [25]  # no observer: only the mail port
+
+
+async def switch_incidents(
+    client: httpx.AsyncClient, tenant: TenantHandle, server_id: uuid.UUID, state: str
+) -> list[Any]:
+    response = await client.get(
+        "/api/v1/incidents",
+        params={"state": state, "server_id": str(server_id)},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    return [i for i in response.json()["items"] if i["check"] == "ip.switch"]
