@@ -540,8 +540,8 @@ class Settings(BaseSettings):
     @classmethod
     def _dnsbl_resolvers(cls, value: str) -> str:
         for item in filter(None, (part.strip() for part in value.split(","))):
-            if item.count(":") == 1 or "]" in item:
-                parse_host_port(item)
+            host = parse_host_port(item)[0] if item.count(":") == 1 or "]" in item else item
+            ipaddress.ip_address(host)  # asked directly: an address, not a name to resolve
         return value
 
     @field_validator("database_url")
