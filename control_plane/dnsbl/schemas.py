@@ -58,8 +58,7 @@ class DelistOut(ResponseModel):
     closed_at: datetime | None
 
 
-class ReputationOut(ResponseModel):
-    ip: str
+class _Reputation(ResponseModel):
     score: int | None = Field(
         description="0-100: 100 × (1 − weight of lists listing it / weight of lists that "
         "answered); null: no list answered (or not checked yet)."
@@ -72,7 +71,16 @@ class ReputationOut(ResponseModel):
     next_check_at: datetime | None
     results: list[ResultOut]
     history: list[CheckOut] = Field(description="Its latest checks, newest first.")
+
+
+class ReputationOut(_Reputation):
+    ip: str
     delist_requests: list[DelistOut]
+
+
+class DomainReputationOut(_Reputation):
+    domain_id: uuid.UUID
+    domain: str
 
 
 class DelistIn(RequestModel):

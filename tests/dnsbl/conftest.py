@@ -29,7 +29,8 @@ MAJOR_ZONE, MINOR_ZONE, REFUSED_ZONE, BROKEN_ZONE = (
     "bl-major.test", "bl-minor.test", "bl-refused.test", "bl-broken.test",
 )  # fmt: skip
 DOMAIN_ZONE = "dbl.test"
-BAD_DOMAIN = f"spammy-{uuid.uuid4().hex[:8]}.example"
+# Domain names are unique in the database: one listed domain per test that makes one.
+BAD_DOMAIN, OTHER_BAD_DOMAIN = (f"spammy-{uuid.uuid4().hex[:8]}-{n}.example" for n in (1, 2))
 REASON = "Listed for sending to spam traps, see https://bl-major.test/why"
 ZONES = [
     Zone(MAJOR_ZONE, listed={
@@ -38,7 +39,10 @@ ZONES = [
     }),
     Zone(MINOR_ZONE, listed={LISTED: Listing("127.0.0.2"), MINOR: Listing("127.0.0.2", "minor")}),
     Zone(BROKEN_ZONE, test_points=False, listed={LISTED: Listing()}),
-    Zone(DOMAIN_ZONE, kind="domain", listed={BAD_DOMAIN: Listing("127.0.1.2", "spam domain")}),
+    Zone(DOMAIN_ZONE, kind="domain", listed={
+        BAD_DOMAIN: Listing("127.0.1.2", "spam domain"),
+        OTHER_BAD_DOMAIN: Listing("127.0.1.2", "spam domain"),
+    }),
 ]  # fmt: skip
 LISTS = catalog(
     {"zone": MAJOR_ZONE, "name": "Major BL", "major": True, "weight": 30,

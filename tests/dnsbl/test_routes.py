@@ -6,17 +6,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest_asyncio
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from control_plane.api.app import create_app
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.dnsbl import schedule
+from control_plane.dnsbl.models import DnsblSubject
+from control_plane.dnsbl.sweep import Checker
+from control_plane.mail.models import MailDomain
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant, TenantHandle
-from tests.dnsbl.conftest import CLEAN, LISTED, MAJOR_ZONE, MINOR_ZONE, REASON, REFUSED_ZONE
+from tests.dnsbl.conftest import (
+    CLEAN,
+    DOMAIN_ZONE,
+    LISTED,
+    MAJOR_ZONE,
+    MINOR_ZONE,
+    OTHER_BAD_DOMAIN,
+    PAST,
+    REASON,
+    REFUSED_ZONE,
+)
 
 
 @pytest_asyncio.fixture
@@ -114,3 +131,42 @@ async def test_reputation_check_and_delisting(
         assert response.status_code == 404, (method, path, response.text)
     malformed = await api.get("/api/v1/ips/not-an-ip/reputation", headers=tenant.headers)
     assert malformed.status_code == 422 and malformed.json()["errors"][0]["field"] == "path.ip"
+
+
+async def test_domain_reputation(
+    api: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, dnsbl_settings: Settings
+) -> None:
+    tenant, other = await make_tenant(), await make_tenant()
+    server_id = await a_server_with(api, tenant)
+    async with db.session() as session:
+        domain = MailDomain(
+            tenant_id=uuid.UUID(tenant.id), server_id=uuid.UUID(server_id), name=OTHER_BAD_DOMAIN
+        )
+        session.add(domain)
+    path = f"/api/v1/domains/{domain.id}/reputation"
+    before = (await api.get(path, headers=tenant.headers)).json()
+    assert (before["domain"], before["listing"]) == (OTHER_BAD_DOMAIN, None)
+    assert [r["list"] for r in before["results"]] == [DOMAIN_ZONE]
+
+    async with db.session() as session:
+        await schedule.ensure_subjects(session, utcnow())
+        await session.execute(
+            update(DnsblSubject)
+            .where(DnsblSubject.domain_id == domain.id)
+            .values(next_run_at=PAST - timedelta(seconds=1))
+        )
+    checker = Checker(db, dnsbl_settings, clock=lambda: PAST)
+    try:
+        async with db.session() as session:
+            claims = await schedule.claim_due(session, checker.owner, 5, PAST, dnsbl_settings)
+        assert [c.name for c in claims] == [OTHER_BAD_DOMAIN]
+        await checker.run(claims)
+    finally:
+        await checker.aclose()
+    after = (await api.get(path, headers=tenant.headers)).json()
+    assert (after["listing"], after["score"]) == ("listed", 0)
+    (result,) = after["results"]
+    assert (result["state"], result["code"], result["reason"]) == (
+        "listed", "127.0.1.2", "spam domain",
+    )  # fmt: skip
+    assert (await api.get(path, headers=other.headers)).status_code == 404
