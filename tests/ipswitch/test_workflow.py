@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -131,8 +131,13 @@ async def start(
 
 
 async def settled(
-    client: httpx.AsyncClient, tenant: TenantHandle, server_id: uuid.UUID, switch_id: str
+    client: httpx.AsyncClient,
+    tenant: TenantHandle,
+    server_id: uuid.UUID,
+    switch_id: str,
+    done: Callable[[dict[str, Any]], bool] = lambda switch: switch["state"] in FINAL,
 ) -> dict[str, Any]:
+    """The switch once ``done`` says so (by default: once it ended)."""
     deadline = time.monotonic() + 30
     while True:
         response = await client.get(
@@ -140,7 +145,7 @@ async def settled(
         )
         assert response.status_code == 200, response.text
         switch: dict[str, Any] = response.json()
-        if switch["state"] in FINAL:
+        if done(switch):
             return switch
         assert time.monotonic() < deadline, switch
         await asyncio.sleep(0.05)
@@ -244,7 +249,9 @@ async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeed
         rows = await ip_rows(db, sw.server_id)
         assert (rows[IP1].role, rows[IP2].role) == ("standby", "sending")
         assert sorted(knot_primary.query(sw.host, "A").values) == sorted([IP1, IP2])
-        withdrawn = await until_withdrawn(plane, tenant, sw.server_id, done["id"])
+        withdrawn = await settled(
+            plane, tenant, sw.server_id, done["id"], lambda s: states(s)["withdraw"] == "done"
+        )
         assert states(withdrawn)["withdraw"] == "done"
         assert knot_primary.query(sw.host, "A").values == [IP2]
         assert not (await ip_rows(db, sw.server_id))[IP1].dns_published
@@ -266,22 +273,6 @@ async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeed
 
 def states_detail(switch: dict[str, Any], name: str) -> str:
     return str(next(s["detail"] for s in switch["steps"] if s["name"] == name))
-
-
-async def until_withdrawn(
-    client: httpx.AsyncClient, tenant: TenantHandle, server_id: uuid.UUID, switch_id: str
-) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
-        switch = (
-            await client.get(
-                f"/api/v1/servers/{server_id}/ip-switches/{switch_id}", headers=tenant.headers
-            )
-        ).json()
-        if states(switch)["withdraw"] not in ("pending", "running"):
-            return dict(switch)
-        assert time.monotonic() < deadline, switch
-        await asyncio.sleep(0.1)
 
 
 async def test_requests_are_checked_one_runs_at_a_time_and_other_tenants_see_nothing(
