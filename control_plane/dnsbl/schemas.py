@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from control_plane.dnsbl.catalog import DnsblList
 from control_plane.dnsbl.models import DelistRequest, DnsblCheck, DnsblResult
@@ -85,6 +85,8 @@ class DomainReputationOut(_Reputation):
 
 class DelistIn(RequestModel):
     list: str = Field(min_length=1, max_length=200, description="The list's zone.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"list": "zen.spamhaus.org"}]})
 
 
 class DelistPage(ResponseModel):

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION
 from tests.alerts.helpers import walk_objects as alert_objects
 from tests.conftest import MakeTenant, TenantHandle
+from tests.dnsbl.helpers import walk_objects as dnsbl_objects
 from tests.incidents.helpers import walk_objects
 from tests.ips.addresses import fresh_addresses
 
@@ -121,6 +122,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
     assert switch.status_code == 202, switch.text
     incidents = await walk_objects(client, tenant.id, tenant.headers, server.json()["id"])
     alerts = await alert_objects(client, tenant.headers)
+    delisting = await dnsbl_objects(client, tenant.headers, ip.json()["address"])
     audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
     assert audit.status_code == 200 and audit.json()["items"], audit.text
     return {
@@ -138,6 +140,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "switch_id": switch.json()["id"],
         **alerts,
         **incidents,
+        **delisting,
     }
 
 
