@@ -5,7 +5,8 @@ and the tests point it at their own zones): a JSON list of
 ``{"zone", "kind": "ip"|"domain", "name", "major", "weight", "removal_url"}``, and optionally
 ``"codes"`` (return code → meaning), ``"errors"`` (return codes that mean the list refused to
 answer, e.g. URIBL's 127.0.0.1), ``"instructions"`` (how to ask for removal),
-``"test_listed"`` / ``"test_unlisted"`` (RFC 5782 test points; default ``127.0.0.2`` /
+``"bits"`` (bitmask lists: bit of the last octet → sublist), ``"test_listed"`` /
+``"test_unlisted"`` (RFC 5782 test points; default ``127.0.0.2`` /
 ``127.0.0.1`` for IP lists, ``test`` / ``invalid`` for domain lists).
 
 ``major`` lists are the ones receivers act on (a listing there auto-pauses the address,
@@ -49,6 +50,7 @@ class DnsblList(BaseModel):
     instructions: str | None = Field(default=None, max_length=2000)
     codes: dict[str, str] = Field(default_factory=dict)
     errors: dict[str, str] = Field(default_factory=dict)
+    bits: dict[int, str] = Field(default_factory=dict)  # bitmask lists: bit → sublist
     test_listed: str | None = Field(default=None, max_length=200)
     test_unlisted: str | None = Field(default=None, max_length=200)
 
@@ -75,8 +77,13 @@ class DnsblList(BaseModel):
         return self.test_unlisted or ("127.0.0.1" if self.kind == "ip" else "invalid")
 
     def meaning(self, code: str) -> str:
-        """What a listing's return code means on this list (generic when not catalogued)."""
-        return self.codes.get(code) or f"listed (return code {code})"
+        """What a listing's return code means on this list: catalogued, else the sublists
+        its last octet's bits name (SURBL, URIBL), else generic."""
+        if code in self.codes:
+            return self.codes[code]
+        last = int(code.rsplit(".", 1)[-1]) if code.rsplit(".", 1)[-1].isdigit() else 0
+        named = [name for bit, name in sorted(self.bits.items()) if last & bit]
+        return ", ".join(named) if named else f"listed (return code {code})"
 
     def error(self, code: str) -> str | None:
         """Why an answer is no verdict: the list refused or limited the query, or the answer
@@ -154,9 +161,12 @@ DEFAULT_LISTS: tuple[DnsblList, ...] = (
               weight=30, removal_url="https://check.spamhaus.org/", codes=_DBL_CODES,
               test_listed="dbltest.com"),
     DnsblList(zone="multi.surbl.org", kind="domain", name="SURBL", weight=15,
-              removal_url="https://www.surbl.org/surbl-analysis", test_listed="test.surbl.org"),
+              removal_url="https://www.surbl.org/surbl-analysis", test_listed="test.surbl.org",
+              bits={8: "PH (phishing)", 16: "MW (malware)", 64: "ABUSE (spam)",
+                    128: "CR (cracked site)"}),
     DnsblList(zone="multi.uribl.com", kind="domain", name="URIBL", weight=10,
               removal_url="https://admin.uribl.com/", test_listed="test.uribl.com",
+              bits={2: "black", 4: "grey", 8: "red"},
               errors={"127.0.0.1": "query refused (URIBL blocks public resolvers and heavy "
                       "users)"}),
 )  # fmt: skip

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -168,13 +168,3 @@ async def make_due(session: AsyncSession, ip_ids: list[uuid.UUID], at: datetime)
             .values(next_run_at=at)
             .execution_options(synchronize_session=False)
         )
-
-
-async def lag_seconds(session: AsyncSession, now: datetime) -> float:
-    """How far behind schedule the oldest due, unclaimed subject is (0: none waits)."""
-    oldest = await session.scalar(
-        select(func.min(DnsblSubject.next_run_at))
-        .outerjoin(IpAddress, IpAddress.id == DnsblSubject.ip_id)
-        .where(DnsblSubject.next_run_at <= now, _unheld(now), _watched())
-    )
-    return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0

@@ -55,6 +55,9 @@ def test_the_catalog_setting() -> None:
     assert zones["multi.uribl.com"].error("127.0.0.1") is not None
     assert zones["bl.spamcop.net"].error("10.0.0.1") is not None  # not a DNSBL code at all
     assert zones["bl.spamcop.net"].error("127.0.0.2") is None
+    assert zones["multi.surbl.org"].meaning("127.0.0.72") == "PH (phishing), ABUSE (spam)"
+    assert zones["multi.uribl.com"].meaning("127.0.0.2") == "black"
+    assert zones["bl.spamcop.net"].meaning("127.0.0.2") == "listed (return code 127.0.0.2)"
 
     replaced = Settings(dnsbl_lists=[{"zone": "Own.Test.", "kind": "ip", "name": "Own"}])
     (own,) = catalog(replaced)
