@@ -36,6 +36,7 @@ from tests.ipswitch.fixtures import (
     IP2,
     OLD_PTR,
     AgentStandIn,
+    Switchable,
     ip_rows,
     running,
     switchable_server,
@@ -119,6 +120,20 @@ async def plane(
         yield client
 
 
+@pytest_asyncio.fixture
+async def made(
+    bare: tuple[httpx.AsyncClient, Workflow],
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+    knot_primary: KnotServer,
+    zone: str,
+) -> tuple[TenantHandle, Switchable]:
+    """A tenant and its switchable server (IP1 sending, IP2 standby; zone in Knot)."""
+    tenant = await make_tenant()
+    return tenant, await switchable_server(bare[0], tenant, db, api, knot_primary, zone)
+
+
 async def start(
     client: httpx.AsyncClient, tenant: TenantHandle, server_id: uuid.UUID, expect: int = 202,
     **body: Any,
@@ -157,15 +172,13 @@ def states(switch: dict[str, Any]) -> dict[str, str]:
 
 async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeeds(
     plane: httpx.AsyncClient,
-    make_tenant: MakeTenant,
+    made: tuple[TenantHandle, Switchable],
     db: Database,
     vault: Vault,
     api: HostwindsDouble,
     knot_primary: KnotServer,
-    zone: str,
 ) -> None:
-    tenant = await make_tenant()
-    sw = await switchable_server(plane, tenant, db, api, knot_primary, zone)
+    tenant, sw = made
     assert knot_primary.query(sw.host, "A").values == [IP1]
     agent = AgentStandIn(db, sw.server_id)
     async with running(agent):
@@ -277,14 +290,11 @@ def states_detail(switch: dict[str, Any], name: str) -> str:
 
 async def test_requests_are_checked_one_runs_at_a_time_and_other_tenants_see_nothing(
     plane: httpx.AsyncClient,
+    made: tuple[TenantHandle, Switchable],
     make_tenant: MakeTenant,
     db: Database,
-    api: HostwindsDouble,
-    knot_primary: KnotServer,
-    zone: str,
 ) -> None:
-    tenant, stranger = await make_tenant(), await make_tenant()
-    sw = await switchable_server(plane, tenant, db, api, knot_primary, zone)
+    (tenant, sw), stranger = made, await make_tenant()
     for body, field, words in (
         ({}, "body.to_ip", "give the address"),
         ({"to_ip": IP2, "auto": True}, "body.auto", "not both"),
@@ -350,15 +360,11 @@ async def test_requests_are_checked_one_runs_at_a_time_and_other_tenants_see_not
 async def test_a_replica_dying_mid_step_hands_the_switch_over_once_its_lease_lapses(
     bare: tuple[httpx.AsyncClient, Workflow],
     fast: Settings,
-    make_tenant: MakeTenant,
+    made: tuple[TenantHandle, Switchable],
     db: Database,
-    api: HostwindsDouble,
-    knot_primary: KnotServer,
-    zone: str,
 ) -> None:
     client, workflow = bare
-    tenant = await make_tenant()
-    sw = await switchable_server(client, tenant, db, api, knot_primary, zone)
+    tenant, sw = made
     switch = await start(client, tenant, sw.server_id, to_ip=IP2)
     # A replica claims the switch, queues its step's command, and dies before recording it.
     dead = IpSwitchRunner(fast, db, workflow)
@@ -387,14 +393,10 @@ async def test_a_replica_dying_mid_step_hands_the_switch_over_once_its_lease_lap
 
 async def test_an_undo_that_fails_leaves_the_switch_failed_saying_what_is_left(
     plane: httpx.AsyncClient,
-    make_tenant: MakeTenant,
+    made: tuple[TenantHandle, Switchable],
     db: Database,
-    api: HostwindsDouble,
-    knot_primary: KnotServer,
-    zone: str,
 ) -> None:
-    tenant = await make_tenant()
-    sw = await switchable_server(plane, tenant, db, api, knot_primary, zone)
+    tenant, sw = made
     agent = AgentStandIn(db, sw.server_id, seen=IP1, restore_fails=True)
     async with running(agent):
         failed = await settled(plane, tenant, sw.server_id, (await start(
@@ -420,17 +422,13 @@ async def test_an_undo_that_fails_leaves_the_switch_failed_saying_what_is_left(
 @pytest.mark.postgres_only  # its database code runs on both in the fault test
 async def test_a_snat_change_never_delivered_is_withdrawn_and_not_undone(
     plane: httpx.AsyncClient,
-    make_tenant: MakeTenant,
+    made: tuple[TenantHandle, Switchable],
     db: Database,
-    api: HostwindsDouble,
-    knot_primary: KnotServer,
-    zone: str,
 ) -> None:
     """The agent is away when the SNAT change is sent: the step fails at its deadline, the
     queued command is cancelled (an agent back later must not run it), and only the steps
     before it are undone."""
-    tenant = await make_tenant()
-    sw = await switchable_server(plane, tenant, db, api, knot_primary, zone)
+    tenant, sw = made
     agent = AgentStandIn(db, sw.server_id, away={"network.snat.set"})
     async with running(agent):
         failed = await settled(plane, tenant, sw.server_id, (await start(
@@ -455,16 +453,12 @@ async def test_a_snat_change_never_delivered_is_withdrawn_and_not_undone(
 async def test_without_an_observer_egress_cannot_be_verified_and_the_switch_rolls_back(
     bare: tuple[httpx.AsyncClient, Workflow],
     fast: Settings,
-    make_tenant: MakeTenant,
+    made: tuple[TenantHandle, Switchable],
     db: Database,
-    api: HostwindsDouble,
-    knot_primary: KnotServer,
-    zone: str,
 ) -> None:
     client, workflow = bare
     blind = fast.model_copy(update={"smtp_observer_addr": None})
-    tenant = await make_tenant()
-    sw = await switchable_server(client, tenant, db, api, knot_primary, zone)
+    tenant, sw = made
     agent = AgentStandIn(db, sw.server_id)
     steps = Workflow(blind, db, workflow.vault, workflow.providers)
     async with running(agent), runner_of(blind, db, steps):
