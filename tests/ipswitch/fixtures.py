@@ -25,6 +25,7 @@ from control_plane.ips import service as ips
 from control_plane.ips.models import IpAddress
 from control_plane.servers.models import Server
 from tests.conftest import TenantHandle
+from tests.dns.test_dns_api import rfc2136
 from tests.fakes.hostwinds import FakeInstance, HostwindsDouble
 from tests.support.knot import KnotServer
 
@@ -106,20 +107,6 @@ async def running(agent: AgentStandIn) -> AsyncIterator[AgentStandIn]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def rfc2136(server: KnotServer, secret: str | None = None) -> dict[str, Any]:
-    return {
-        "name": f"knot-{uuid.uuid4().hex[:6]}",
-        "kind": "rfc2136",
-        "settings": {
-            "host": server.host,
-            "port": server.port,
-            "key_name": server.key.name,
-            "nameservers": [f"{server.host}:{server.port}"],
-        },
-        "secret": {"key_secret": secret or server.key.secret},
-    }
 
 
 @dataclass
