@@ -140,10 +140,14 @@ class Lookup:
         test_point_ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not resolvers:
-            system = dns.resolver.Resolver()
-            resolvers = [(str(ns), int(system.port)) for ns in system.nameservers]
         self.resolvers = [(str(ipaddress.ip_address(h)), p) for h, p in resolvers]
+        self._no_resolver: str | None = None
+        if not self.resolvers:
+            try:  # the system's: /etc/resolv.conf
+                system = dns.resolver.Resolver()
+                self.resolvers = [(str(ns), int(system.port)) for ns in system.nameservers]
+            except dns.exception.DNSException as exc:
+                self._no_resolver = f"no resolver: MAILFLEET_DNSBL_RESOLVERS is empty and {exc}"
         self.timeout, self.test_point_ttl, self.clock = timeout, test_point_ttl, clock
         self.queries = 0  # questions sent (attempts included), for the benchmark and metrics
         self._slots = asyncio.Semaphore(concurrency)
@@ -241,6 +245,8 @@ class Lookup:
     async def ask(self, name: bytes, rdtype: int) -> Reply:
         """One question through the resolvers: each tried in turn (a REFUSED or SERVFAIL
         moves to the next) until one answers or ``timeout`` has passed."""
+        if not self.resolvers:
+            return Reply(error=self._no_resolver or "no resolver configured")
         question = name + struct.pack("!HH", rdtype, IN)
         deadline = self.clock() + self.timeout
         per_try = self.timeout / max(2, len(self.resolvers))

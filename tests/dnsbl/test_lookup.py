@@ -121,3 +121,14 @@ async def test_a_silent_resolver_is_unknown_and_another_answers(dnsbl_knot: Knot
         finally:
             await both.aclose()
         assert (verdict.state, verdict.code) == ("listed", "127.0.0.4")
+
+
+async def test_no_resolver_is_unknown() -> None:
+    """No configured resolver and none in the system's configuration: unknown, not a crash."""
+    lookup = Lookup([], timeout=0.2, concurrency=1, test_point_ttl=60)
+    lookup.resolvers = []  # as on a machine without /etc/resolv.conf
+    try:
+        verdict = await lookup.check(CLEAN, listed_on(MAJOR_ZONE))
+    finally:
+        await lookup.aclose()
+    assert verdict.state == "unknown" and "no resolver" in (verdict.reason or "")
