@@ -119,9 +119,11 @@ class Turn:
         following = self.steps[step.position + 1]
         if step.name == "drain":
             switch.state, switch.finished_at = "succeeded", now
-            self._enter(
-                following.name, now + timedelta(seconds=self.settings.ip_switch_dns_grace_seconds)
+            due = now + timedelta(seconds=self.settings.ip_switch_dns_grace_seconds)
+            following.detail = (
+                f"{switch.from_ip} leaves the A record and SPF at {due:%Y-%m-%d %H:%M:%S} UTC"
             )
+            self._enter(following.name, due)
             await self._events(f"switch {switch.id} succeeded: sending moved")
             await self._signal("ok", "info", f"{switch.to_ip} sends (switch {switch.id})")
             return

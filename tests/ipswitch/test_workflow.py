@@ -252,6 +252,7 @@ async def test_each_fault_rolls_back_the_steps_before_it_then_the_switch_succeed
         assert done["state"] == "succeeded", done
         assert (done["from_ip"], done["to_ip"], done["error"]) == (IP1, IP2, None)
         assert [s["state"] for s in done["steps"]][:6] == ["done"] * 6
+        assert states_detail(done, "withdraw").startswith(f"{IP1} leaves the A record and SPF at ")
         assert "FCrDNS holds" in states_detail(done, "dns")
         assert agent.snat == IP2
         (_, probe) = [a for a in agent.answered if a[0] == "smtp.probe_out"][-1]
