@@ -23,9 +23,11 @@ done
 
 [ "$(id -u)" -eq 0 ] || { echo "install-agent.sh: run as root" >&2; exit 1; }
 
-if ! command -v python3 >/dev/null || ! python3 -c 'import venv' 2>/dev/null; then
+# nftables: the agent's SNAT (IP switches), warmup caps and pauses (not on every image).
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv' 2>/dev/null \
+   || ! command -v nft >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv nftables
 fi
 
 install -d -m 0755 /etc/mailfleet
