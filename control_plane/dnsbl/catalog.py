@@ -77,10 +77,12 @@ class DnsblList(BaseModel):
         return self.test_unlisted or ("127.0.0.1" if self.kind == "ip" else "invalid")
 
     def meaning(self, code: str) -> str:
-        """What a listing's return code means on this list: catalogued, else the sublists
-        its last octet's bits name (SURBL, URIBL), else generic."""
-        if code in self.codes:
-            return self.codes[code]
+        """What a listing's return code means on this list: catalogued (Spamhaus' codes are
+        known for its zones, DQS ones included), else the sublists its last octet's bits
+        name (SURBL, URIBL), else generic."""
+        codes = self.codes or _known_codes(self.zone)
+        if code in codes:
+            return codes[code]
         last = int(code.rsplit(".", 1)[-1]) if code.rsplit(".", 1)[-1].isdigit() else 0
         named = [name for bit, name in sorted(self.bits.items()) if last & bit]
         return ", ".join(named) if named else f"listed (return code {code})"
@@ -137,6 +139,17 @@ _DBL_CODES = {
     "127.0.1.106": "abused legitimate domain (botnet C&C)",
 }
 _UCE = "http://www.uceprotect.net/en/rblcheck.php"
+
+
+def _known_codes(zone: str) -> dict[str, str]:
+    """Spamhaus' codes for its zones however they are reached (``zen.spamhaus.org``, or a
+    DQS key's ``<key>.zen.dq.spamhaus.net``)."""
+    if zone.endswith(("zen.spamhaus.org", "zen.dq.spamhaus.net")):
+        return _ZEN_CODES
+    if zone.endswith(("dbl.spamhaus.org", "dbl.dq.spamhaus.net")):
+        return _DBL_CODES
+    return {}
+
 
 DEFAULT_LISTS: tuple[DnsblList, ...] = (
     DnsblList(zone="zen.spamhaus.org", kind="ip", name="Spamhaus ZEN", major=True, weight=30,

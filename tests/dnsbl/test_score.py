@@ -64,6 +64,9 @@ def test_the_catalog_setting() -> None:
     assert (own.zone, own.weight, own.major) == ("own.test", 1.0, False)
     assert (own.positive_test, own.negative_test) == ("127.0.0.2", "127.0.0.1")
 
+    dqs = Settings(dnsbl_lists=[{"zone": "abc123.zen.dq.spamhaus.net", "kind": "ip",
+                                 "name": "ZEN (DQS)", "major": True}])  # fmt: skip
+    assert catalog(dqs)[0].meaning("127.0.0.4").startswith("XBL")
     with pytest.raises(ValueError, match=r"MAILFLEET_DNSBL_LISTS\[1\]\.kind"):
         Settings(dnsbl_lists=[{"zone": "a.test", "kind": "ip", "name": "A"},
                               {"zone": "b.test", "kind": "asn", "name": "B"}])  # fmt: skip
