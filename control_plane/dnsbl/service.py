@@ -236,16 +236,13 @@ def _pauses(changes: Sequence[Change], by_zone: Mapping[str, DnsblList]) -> dict
 def _signal(
     claim: schedule.Claim, dnsbl: DnsblList, verdict: Verdict, server: Server | None
 ) -> Signal:
-    state = {"listed": "failing", "clean": "ok"}.get(verdict.state, "unknown")
-    severity = "critical" if dnsbl.major else "warning"
+    """A listing fails its check (critical on a major list); clean resolves it."""
     if verdict.state == "listed":
+        state, severity = "failing", "critical" if dnsbl.major else "warning"
         detail = f"listed on {dnsbl.name} ({verdict.code}: {verdict.meaning})"
-        if verdict.reason:
-            detail += f": {verdict.reason}"
-    elif verdict.state == "clean":
-        detail, severity = f"not listed on {dnsbl.name}", "info"
+        detail += f": {verdict.reason}" if verdict.reason else ""
     else:
-        detail, severity = f"{dnsbl.name} could not tell: {verdict.reason}", "warning"
+        state, severity, detail = "ok", "info", f"not listed on {dnsbl.name}"
     return Signal(
         tenant_id=claim.tenant_id,
         subject_kind="ip" if claim.kind == "ip" else "domain",

@@ -211,6 +211,14 @@ async def test_delisting_requests_follow_the_lookups(
         stale = await session.get(DelistRequest, minor_id)
         assert cleared is not None and cleared.state == "cleared" and cleared.closed_at == now
         assert stale is not None and stale.state == "stale"
+        incident = await session.scalar(  # the listing's incident resolved with it
+            select(Incident).where(
+                Incident.tenant_id == ip.tenant_id,
+                Incident.subject_id == LISTED,
+                Incident.check == f"dnsbl.{MAJOR_ZONE}",
+            )
+        )
+        assert incident is not None and incident.state == "resolved"
         result = await session.scalar(
             select(DnsblResult).where(
                 DnsblResult.subject_id == subject.id, DnsblResult.zone == MAJOR_ZONE
