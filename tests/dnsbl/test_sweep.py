@@ -41,7 +41,7 @@ from tests.dnsbl.conftest import (
     a_server_with,
     make_due,
 )
-from tests.support.dnsbl import addresses
+from tests.support.dnsbl import addresses, silent_resolver
 
 
 def clock() -> Callable[[], datetime]:
@@ -267,3 +267,27 @@ async def test_the_loop_looks_up_what_falls_due(db: Database, dnsbl_settings: Se
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_lookups_past_the_lease_are_unknown(db: Database, dnsbl_settings: Settings) -> None:
+    """A run cut short (resolvers silent past its deadline) stores unknown, never clean."""
+    _, (ip,) = await a_server_with(db, addresses(1))
+    await make_due(db, [ip.id])
+    with silent_resolver() as silent:
+        config = dnsbl_settings.model_copy(
+            update={"dnsbl_resolvers": f"{silent[0]}:{silent[1]}", "dnsbl_timeout_seconds": 5.0}
+        )
+        checker = Checker(db, config, clock=clock())
+        checker.deadline = 0.3  # well before the lookups' own timeout
+        try:
+            assert await Sweep(db, config, checker).run_once() == 1
+        finally:
+            await checker.aclose()
+    async with db.session() as session:
+        row = await session.get(IpAddress, ip.id)
+        assert row is not None and (row.listing, row.score) == ("unknown", None)
+        subject = await service.subject_of_ip(session, row)
+        assert subject is not None and subject.lease_owner is None
+        results = await service.results_of(session, subject.id)
+        assert {r.state for r in results.values()} == {"unknown"}
+        assert all("did not finish within 0.3 s" in (r.reason or "") for r in results.values())
