@@ -4,17 +4,18 @@ served: knotd answers REFUSED for it), and settings whose catalog points at them
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import or_, update
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.dnsbl import schedule
 from control_plane.dnsbl.models import DnsblSubject
+from control_plane.dnsbl.sweep import Checker
 from control_plane.ips import service as ips
 from control_plane.ips.models import IpAddress
 from control_plane.servers.models import Server
@@ -99,8 +100,11 @@ async def a_server_with(
     return server, live
 
 
-async def make_due(db: Database, ip_ids: list[uuid.UUID]) -> None:
-    """Every live address gets its subject (due now), then these are due at PAST."""
+async def make_due(
+    db: Database, ip_ids: Sequence[uuid.UUID], domain_ids: Sequence[uuid.UUID] = ()
+) -> None:
+    """Every live address and domain gets its subject (due now), then these are due at
+    PAST (and what earlier tests left due that early is moved to now)."""
     async with db.session() as session:
         while await schedule.ensure_subjects(session, utcnow()):
             pass
@@ -111,7 +115,19 @@ async def make_due(db: Database, ip_ids: list[uuid.UUID]) -> None:
         )
         await session.execute(
             update(DnsblSubject)
-            .where(DnsblSubject.ip_id.in_(ip_ids))
+            .where(or_(DnsblSubject.ip_id.in_(ip_ids), DnsblSubject.domain_id.in_(domain_ids)))
             .values(next_run_at=PAST - timedelta(seconds=10), lease_owner=None,
                     lease_expires_at=None)
         )  # fmt: skip
+
+
+async def check_due(db: Database, settings: Settings, at: datetime = PAST) -> list[str]:
+    """Claim what is due at PAST and look it up (stored as of ``at``): the names done."""
+    checker = Checker(db, settings, clock=lambda: at)
+    try:
+        async with db.session() as session:
+            claims = await schedule.claim_due(session, checker.owner, 100, PAST, settings)
+        await checker.run(claims)
+    finally:
+        await checker.aclose()
+    return sorted(claim.name for claim in claims)

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import httpx
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import update
 
 from control_plane.api.app import create_app
-from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
-from control_plane.dnsbl import schedule
-from control_plane.dnsbl.models import DnsblSubject
-from control_plane.dnsbl.sweep import Checker
 from control_plane.mail.models import MailDomain
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
@@ -30,9 +24,10 @@ from tests.dnsbl.conftest import (
     MAJOR_ZONE,
     MINOR_ZONE,
     OTHER_BAD_DOMAIN,
-    PAST,
     REASON,
     REFUSED_ZONE,
+    check_due,
+    make_due,
 )
 
 
@@ -148,21 +143,8 @@ async def test_domain_reputation(
     assert (before["domain"], before["listing"]) == (OTHER_BAD_DOMAIN, None)
     assert [r["list"] for r in before["results"]] == [DOMAIN_ZONE]
 
-    async with db.session() as session:
-        await schedule.ensure_subjects(session, utcnow())
-        await session.execute(
-            update(DnsblSubject)
-            .where(DnsblSubject.domain_id == domain.id)
-            .values(next_run_at=PAST - timedelta(seconds=1))
-        )
-    checker = Checker(db, dnsbl_settings, clock=lambda: PAST)
-    try:
-        async with db.session() as session:
-            claims = await schedule.claim_due(session, checker.owner, 5, PAST, dnsbl_settings)
-        assert [c.name for c in claims] == [OTHER_BAD_DOMAIN]
-        await checker.run(claims)
-    finally:
-        await checker.aclose()
+    await make_due(db, [], [domain.id])
+    assert await check_due(db, dnsbl_settings) == [OTHER_BAD_DOMAIN]
     after = (await api.get(path, headers=tenant.headers)).json()
     assert (after["listing"], after["score"]) == ("listed", 0)
     (result,) = after["results"]

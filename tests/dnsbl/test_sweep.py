@@ -39,6 +39,7 @@ from tests.dnsbl.conftest import (
     PAST,
     REFUSED_ZONE,
     a_server_with,
+    check_due,
     make_due,
 )
 from tests.support.dnsbl import addresses, silent_resolver
@@ -91,13 +92,7 @@ async def test_sweep_stores_scores_signals_and_pauses(
     async with db.session() as session:  # a mail domain of the server, listed on the DBL
         domain = MailDomain(tenant_id=server.tenant_id, server_id=server.id, name=BAD_DOMAIN)
         session.add(domain)
-    await make_due(db, [ip.id for ip in live])
-    async with db.session() as session:
-        await session.execute(
-            update(DnsblSubject)
-            .where(DnsblSubject.domain_id == domain.id)
-            .values(next_run_at=PAST - timedelta(seconds=10))
-        )
+    await make_due(db, [ip.id for ip in live], [domain.id])
     checker = Checker(db, dnsbl_settings, clock=clock())
     sweep = Sweep(db, dnsbl_settings, checker)
     try:
@@ -143,14 +138,7 @@ async def test_sweep_stores_scores_signals_and_pauses(
 
     # Still listed at the next check: the resumed address is not paused again.
     await make_due(db, [by_address[LISTED].id])
-    checker = Checker(db, dnsbl_settings, clock=lambda: PAST + timedelta(seconds=5))
-    try:
-        async with db.session() as session:
-            claims = await schedule.claim_due(session, checker.owner, 10, PAST, dnsbl_settings)
-        assert [c.name for c in claims] == [LISTED]
-        await checker.run(claims)
-    finally:
-        await checker.aclose()
+    assert await check_due(db, dnsbl_settings, PAST + timedelta(seconds=5)) == [LISTED]
     async with db.session() as session:
         listed = await session.get(IpAddress, by_address[LISTED].id)
         assert listed is not None and listed.paused_at is None
