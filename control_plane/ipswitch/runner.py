@@ -12,21 +12,18 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import secrets
-import socket
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import handlers
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.db.leases import Leases
 from control_plane.errors import MailFleetError
 from control_plane.ipswitch import progress
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
@@ -37,21 +34,23 @@ from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
 CONCURRENCY = 20
-STOP_GRACE_SECONDS = 10.0
 
 _wakers: list[Callable[[], None]] = []
 
 
 def wake_runners(_session: Any = None) -> None:
+    """Make this process's runners look for due switches now (after a commit)."""
     for wake in list(_wakers):
         wake()
 
 
 class IpSwitchRunner:
+    """One per control-plane process (``serve`` starts it); any number per database."""
+
     def __init__(self, settings: Settings, db: Database, workflow: Workflow) -> None:
         self.settings, self.db, self.workflow = settings, db, workflow
-        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.lease = timedelta(seconds=settings.ip_switch_lease_seconds)
+        self.leases = Leases(db, IpSwitch, settings.ip_switch_lease_seconds, "ip switches")
+        self.owner = self.leases.owner
         self._wake = asyncio.Event()
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
 
@@ -77,44 +76,19 @@ class IpSwitchRunner:
                 self._wake.clear()
         finally:
             _wakers.remove(self.wake)
-            await self._release_all()
+            await self.leases.let_go(self._running.values())
 
     def _done(self, switch_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
         self._running.pop(switch_id, None)
         self._wake.set()
 
     async def claim(self, limit: int) -> list[IpSwitch]:
-        async def take(session: AsyncSession) -> list[IpSwitch]:
-            now = utcnow()
-            ids = list(
-                (
-                    await session.scalars(
-                        select(IpSwitch.id)
-                        .where(
-                            IpSwitch.next_run_at <= now,
-                            or_(
-                                IpSwitch.lease_expires_at.is_(None),
-                                IpSwitch.lease_expires_at < now,
-                            ),
-                            IpSwitch.id.not_in(list(self._running)),
-                        )
-                        .order_by(IpSwitch.next_run_at)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
-            if not ids:
-                return []
-            await session.execute(
-                update(IpSwitch)
-                .where(IpSwitch.id.in_(ids))
-                .values(lease_owner=self.owner, lease_expires_at=now + self.lease)
-                .execution_options(synchronize_session=False)
-            )
-            return list(await session.scalars(select(IpSwitch).where(IpSwitch.id.in_(ids))))
-
-        return await self.db.transact(take)
+        return await self.leases.claim(
+            lambda now: (IpSwitch.next_run_at <= now,),
+            IpSwitch.next_run_at,
+            limit,
+            skip=self._running,
+        )
 
     async def _run_step(self, switch: IpSwitch) -> None:
         async with self.db.session() as session:
@@ -123,7 +97,7 @@ class IpSwitchRunner:
         if step is None:  # nothing left (a stale next_run_at): clear it
             await self.db.transact(lambda s: self._apply(s, switch, None, None))
             return
-        renew = asyncio.create_task(self._renew(switch.id))
+        renew = asyncio.create_task(self.leases.keep(switch.id))
         try:
             outcome = await self._outcome(switch, step)
         finally:
@@ -149,27 +123,6 @@ class IpSwitchRunner:
             log.exception("ip switches: step %s of %s failed", step.name, switch.id)
             return Retry(f"internal error: {type(exc).__name__}")
 
-    async def _renew(self, switch_id: uuid.UUID) -> None:
-        interval = self.lease.total_seconds() / 3
-        while True:
-            await asyncio.sleep(interval)
-
-            async def extend(session: AsyncSession) -> int:
-                result: Any = await session.execute(
-                    update(IpSwitch)
-                    .where(IpSwitch.id == switch_id, IpSwitch.lease_owner == self.owner)
-                    .values(lease_expires_at=utcnow() + self.lease)
-                    .execution_options(synchronize_session=False)
-                )
-                return int(result.rowcount)
-
-            try:
-                if not await self.db.transact(extend):
-                    log.warning("ip switches: lost the lease on %s", switch_id)
-                    return
-            except Exception:
-                log.exception("ip switches: renewing the lease on %s failed", switch_id)
-
     async def _apply(
         self,
         session: AsyncSession,
@@ -177,15 +130,9 @@ class IpSwitchRunner:
         step: IpSwitchStep | None,
         outcome: Outcome | None,
     ) -> None:
-        switch = await session.scalar(
-            select(IpSwitch)
-            .where(IpSwitch.id == claimed.id, IpSwitch.lease_owner == self.owner)
-            .with_for_update()
-        )
+        switch = await self.leases.take_back(session, claimed.id)
         if switch is None:
-            log.warning("ip switches: %s changed hands during its step", claimed.id)
             return
-        switch.lease_owner, switch.lease_expires_at = None, None
         steps = await _steps(session, switch.id)
         if step is None or outcome is None or switch.state != claimed.state:
             switch.next_run_at = utcnow() if progress.current(switch, steps) else None
@@ -195,24 +142,6 @@ class IpSwitchRunner:
         await turn.record(row, outcome)
         if switch.state != claimed.state:
             log.info("ip switches: %s is %s (%s)", switch.id, switch.state, switch.error or "")
-
-    async def _release_all(self) -> None:
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
-
-        async def release(session: AsyncSession) -> None:
-            await session.execute(
-                update(IpSwitch)
-                .where(IpSwitch.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
-
-        with contextlib.suppress(Exception):
-            await self.db.transact(release)
 
 
 async def _steps(session: AsyncSession, switch_id: uuid.UUID) -> list[IpSwitchStep]:

@@ -1,16 +1,12 @@
 """Runs the provisioning workflow: claims due servers, runs their step, records the outcome.
 
-Claims are leases, not open transactions: a claim marks the row with this runner's id and an
-expiry (``MAILFLEET_PROVISION_LEASE_SECONDS``), renewed while the step runs, so a slow
-provider call never holds a database lock (on SQLite that would block every writer). A
-runner that dies leaves its leases to expire; another replica — or the same one restarted —
-then takes the step over and, steps being idempotent, finishes it.
-
-On PostgreSQL the claim is ``SELECT … FOR UPDATE SKIP LOCKED``, so replicas claiming at the
-same moment take different rows; SQLite's single writer (BEGIN IMMEDIATE) gives the same.
-Every write of an outcome is guarded by the lease: a runner that lost its lease (or whose
-server was sent to ``deprovisioning`` meanwhile) keeps the facts it learned (an instance id)
-but does not move the state.
+Claims are leases (``control_plane.db.leases``, ``MAILFLEET_PROVISION_LEASE_SECONDS``),
+renewed while the step runs, so a slow provider call never holds a database lock. A runner
+that dies leaves its leases to expire; another replica — or the same one restarted — then
+takes the step over and, steps being idempotent, finishes it. Every write of an outcome is
+guarded by the lease: a runner that lost its lease (or whose server was sent to
+``deprovisioning`` meanwhile) keeps the facts it learned (an instance id) but does not move
+the state.
 """
 
 from __future__ import annotations
@@ -19,19 +15,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
-import secrets
-import socket
 import uuid
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.db.leases import Leases
 from control_plane.errors import MailFleetError
 from control_plane.provisioning import events, nudge
 from control_plane.provisioning.providers.base import ProviderError
@@ -52,10 +45,6 @@ from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
 RETRY_CAP_SECONDS = 60.0
-# How long stopping waits for cancelled steps: one that does not answer cancellation (a call
-# that swallows it) must not hold shutdown; its lease is released all the same and lapses
-# for any other holder.
-RELEASE_WAIT_SECONDS = 10.0
 
 
 class ProvisioningRunner:
@@ -63,8 +52,8 @@ class ProvisioningRunner:
 
     def __init__(self, settings: Settings, db: Database, workflow: Workflow) -> None:
         self.settings, self.db, self.workflow = settings, db, workflow
-        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.lease = timedelta(seconds=settings.provision_lease_seconds)
+        self.leases = Leases(db, Server, settings.provision_lease_seconds, "provisioning")
+        self.owner = self.leases.owner
         self._wake = asyncio.Event()  # also set by nudges (an agent arriving, a result)
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
 
@@ -93,7 +82,7 @@ class ProvisioningRunner:
                 self._wake.clear()
         finally:
             stop_listening()
-            await self._release_all()
+            await self.leases.let_go(self._running.values())
 
     def _idle_seconds(self) -> float:
         return min(1.0, self.settings.provision_poll_seconds)
@@ -103,38 +92,15 @@ class ProvisioningRunner:
         self._wake.set()
 
     async def claim(self, limit: int) -> list[Server]:
-        async def take(session: AsyncSession) -> list[Server]:
-            now = utcnow()
-            ids = list(
-                (
-                    await session.scalars(
-                        select(Server.id)
-                        .where(
-                            Server.state.in_(ACTIVE_STATES),
-                            Server.next_step_at <= now,
-                            or_(Server.lease_expires_at.is_(None), Server.lease_expires_at < now),
-                            Server.id.not_in(list(self._running)),
-                        )
-                        .order_by(Server.next_step_at)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
-            if not ids:
-                return []
-            await session.execute(
-                update(Server)
-                .where(Server.id.in_(ids))
-                .values(lease_owner=self.owner, lease_expires_at=now + self.lease)
-                .execution_options(synchronize_session=False)
-            )
-            return list((await session.scalars(select(Server).where(Server.id.in_(ids)))).all())
-
-        return await self.db.transact(take)
+        return await self.leases.claim(
+            lambda now: (Server.state.in_(ACTIVE_STATES), Server.next_step_at <= now),
+            Server.next_step_at,
+            limit,
+            skip=self._running,
+        )
 
     async def _run_step(self, server: Server) -> None:
-        renew = asyncio.create_task(self._renew(server.id))
+        renew = asyncio.create_task(self.leases.keep(server.id))
         try:
             outcome = await self._outcome(server)
         except asyncio.CancelledError:
@@ -158,40 +124,11 @@ class ProvisioningRunner:
             log.exception("provisioning: step %s of %s failed", server.state, server.id)
             return Retry(f"internal error: {type(exc).__name__}")
 
-    async def _renew(self, server_id: uuid.UUID) -> None:
-        interval = self.lease.total_seconds() / 3
-        while True:
-            await asyncio.sleep(interval)
-
-            async def extend(session: AsyncSession) -> int:
-                result: Any = await session.execute(
-                    update(Server)
-                    .where(Server.id == server_id, Server.lease_owner == self.owner)
-                    .values(lease_expires_at=utcnow() + self.lease)
-                    .execution_options(synchronize_session=False)
-                )
-                return int(result.rowcount)
-
-            try:
-                if not await self.db.transact(extend):
-                    log.warning("provisioning: lost the lease on %s", server_id)
-                    return
-            except Exception:
-                log.exception("provisioning: renewing the lease on %s failed", server_id)
-
     async def _apply(self, session: AsyncSession, claimed: Server, outcome: Outcome) -> None:
-        row = await session.scalar(
-            select(Server)
-            .where(Server.id == claimed.id, Server.lease_owner == self.owner)
-            .with_for_update()
-        )
+        row = await self.leases.take_back(session, claimed.id)
         if row is None:
-            log.warning(
-                "provisioning: %s changed hands during its step; outcome dropped", claimed.id
-            )
             return
         now = utcnow()
-        row.lease_owner, row.lease_expires_at = None, None
         if isinstance(outcome, Advance | Wait | Retry):
             for name, value in outcome.changes.items():
                 setattr(row, name, value)  # facts learned stand even if the state moved on
@@ -236,24 +173,3 @@ class ProvisioningRunner:
         row.state, row.state_changed_at = "failed", utcnow()
         row.next_step_at = row.step_deadline_at = None
         events.record(session, row, "failed", reason)
-
-    async def _release_all(self) -> None:
-        """Let go of running steps: cancel them and drop their leases for another runner."""
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=RELEASE_WAIT_SECONDS)
-            for task in stuck:
-                log.warning("provisioning: %s did not stop when cancelled", task.get_name())
-
-        async def release(session: AsyncSession) -> None:
-            await session.execute(
-                update(Server)
-                .where(Server.lease_owner == self.owner)
-                .values(lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
-
-        with contextlib.suppress(Exception):
-            await self.db.transact(release)
