@@ -2,22 +2,28 @@
 
 A server or a tenant by id or by name: the API takes ids, at a shell a name is what people
 remember. A server name is unique only within its tenant, so a name two tenants use is
-refused (give the id). The actor incident timelines and silences name, and times.
+refused (give the id). The actor incident timelines and silences name, times, and whole
+paged listings.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.audit.service import Actor
 from control_plane.db.lookup import get_by_id
+from control_plane.db.pagination import Page
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.servers.models import Server
 from control_plane.tenants.models import Tenant
+
+T = TypeVar("T")
 
 
 def as_uuid(value: str) -> uuid.UUID | None:
@@ -74,3 +80,16 @@ def cli_actor() -> str:
 def moment(value: datetime | None) -> str:
     """A stored time (UTC) in a table."""
     return f"{value:%Y-%m-%d %H:%M:%S}" if value is not None else "-"
+
+
+async def every_page(fetch: Callable[[uuid.UUID | None], Awaitable[Page[T]]]) -> list[T]:
+    """Every item of a keyset-paged listing: ``fetch(after)`` page after page (a CLI list
+    prints the whole of it, never only the first page)."""
+    found: list[T] = []
+    after = None
+    while True:
+        page = await fetch(after)
+        found += page.items
+        if page.next_after is None:
+            return found
+        after = page.next_after

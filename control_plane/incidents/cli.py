@@ -31,7 +31,7 @@ from control_plane.cli import (
     run_async,
     with_database,
 )
-from control_plane.cli_common import cli_actor, find_server, find_tenant, moment
+from control_plane.cli_common import cli_actor, every_page, find_server, find_tenant, moment
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.incidents import service, silences
@@ -74,16 +74,13 @@ def incident_list(
             server_id = None
             if server is not None:
                 server_id = (await find_server(session, server, field="server_id")).id
-            found: list[IncidentOut] = []
-            after = None
-            while True:
-                page = await service.list_incidents(
+            incidents = await every_page(
+                lambda after: service.list_incidents(
                     session, state=state, server_id=server_id, after=after, limit=PAGE
                 )
-                found += [service.incident_out(i) for i in page.items]
-                if page.next_after is None:
-                    return found, await _server_names(session, found)
-                after = page.next_after
+            )
+            found = [service.incident_out(i) for i in incidents]
+            return found, await _server_names(session, found)
 
     found, names = run_async(with_database(load))
     if as_json:
@@ -229,16 +226,13 @@ def silence_list(
 
     async def load(db: Database) -> list[SilenceOut]:
         async with db.session() as session:
-            found: list[SilenceOut] = []
-            after = None
-            while True:
-                page = await silences.list_silences(
-                    session, active_at=utcnow() if active else None, after=after, limit=PAGE
+            active_at = utcnow() if active else None
+            found = await every_page(
+                lambda after: silences.list_silences(
+                    session, active_at=active_at, after=after, limit=PAGE
                 )
-                found += [silences.silence_out(s) for s in page.items]
-                if page.next_after is None:
-                    return found
-                after = page.next_after
+            )
+            return [silences.silence_out(s) for s in found]
 
     found = run_async(with_database(load))
     if as_json:

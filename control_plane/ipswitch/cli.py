@@ -20,7 +20,7 @@ from control_plane.cli import (
     settings,
     with_database,
 )
-from control_plane.cli_common import cli_actor, find_server, moment
+from control_plane.cli_common import cli_actor, every_page, find_server, moment
 from control_plane.db.engine import Database
 from control_plane.errors import InvalidInput
 from control_plane.ipswitch import service
@@ -83,8 +83,10 @@ def switch_list(server: Server, as_json: JsonOption = False) -> None:
     async def load(db: Database) -> list[IpSwitchOut]:
         async with db.session() as session:
             found = await find_server(session, server)
-            page = await service.list_switches(session, found.id, None, PAGE)
-            return [await service.switch_out(session, switch) for switch in page.items]
+            switches = await every_page(
+                lambda after: service.list_switches(session, found.id, after, PAGE)
+            )
+            return [await service.switch_out(session, switch) for switch in switches]
 
     found = run_async(with_database(load))
     if as_json:
