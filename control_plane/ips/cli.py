@@ -28,7 +28,7 @@ from control_plane.cli import (
     settings,
     with_database,
 )
-from control_plane.cli_common import cli_actor, find_server, moment
+from control_plane.cli_common import cli_actor, every_page, find_server, moment
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import NotFound
@@ -97,14 +97,8 @@ def ip_list(
                 (await find_server(session, server, field="server_id")).id if server else None
             )
             flt = operations.IpFilter(server_id=server_id, role=role, paused=paused)
-            found: list[IpOut] = []
-            after = None
-            while True:
-                page = await operations.list_ips(session, flt, after, PAGE)
-                found += [operations.ip_out(ip, now) for ip in page.items]
-                if page.next_after is None:
-                    return found
-                after = page.next_after
+            ips = await every_page(lambda after: operations.list_ips(session, flt, after, PAGE))
+            return [operations.ip_out(ip, now) for ip in ips]
 
     found = run_async(with_database(load))
     if as_json:
@@ -256,14 +250,14 @@ def ip_resume(address: Address) -> None:
 
 @ip_app.command("allowance")
 def ip_allowance(address: Address, as_json: JsonOption = False) -> None:
-    """Today's (UTC) cap, sent, remaining, and whether sending is held."""
+    """Today's (UTC) cap, sent, remaining, whether sending is held, whether sent is measured."""
+    loaded = settings()
 
     async def work(session: AsyncSession, ip: IpAddress) -> AllowanceOut:
-        return await operations.allowance(session, ip, utcnow())
+        return await operations.allowance(session, ip, utcnow(), loaded)
 
     found = _on_ip(address, work)
     if as_json:
         return print_json(found)
-    print_table(
-        ("field", "value"), [(k, cell_text(v)) for k, v in found.model_dump(mode="json").items()]
-    )
+    fields = found.model_dump(mode="json") | {"reporting": found.reporting.state}
+    print_table(("field", "value"), [(k, cell_text(v)) for k, v in fields.items()])

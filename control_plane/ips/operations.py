@@ -24,7 +24,8 @@ from control_plane.ips.schemas import (
     WarmupIn,
     WarmupOut,
 )
-from control_plane.mailstats.service import sent_today
+from control_plane.mailstats.service import reporting, sent_today
+from control_plane.settings import Settings
 
 START_WINDOW = timedelta(days=366)  # how far from today a plan may start
 
@@ -164,8 +165,11 @@ async def finish_if_done(session: AsyncSession, ip: IpAddress, now: datetime) ->
     return True
 
 
-async def allowance(session: AsyncSession, ip: IpAddress, now: datetime) -> AllowanceOut:
-    """Today's (UTC) cap, what was sent, what is left, and whether sending is held."""
+async def allowance(
+    session: AsyncSession, ip: IpAddress, now: datetime, settings: Settings
+) -> AllowanceOut:
+    """Today's (UTC) cap, what was sent, what is left, whether sending is held, and whether
+    the sent count is measured at all (the agent's mail-count reporting)."""
     day = now.date()
     cap = warmup.today_cap(ip, day)
     sent = await sent_today(session, ip, day)
@@ -177,4 +181,5 @@ async def allowance(session: AsyncSession, ip: IpAddress, now: datetime) -> Allo
         remaining=max(cap - sent, 0) if cap is not None else None,
         paused=bool(reason),
         reason=reason,
+        reporting=await reporting(session, ip.server_id, now, settings.mail_stats_interval_seconds),
     )

@@ -107,6 +107,7 @@ async def pause(ip: str, body: PauseIn, ctx: Ctx) -> IpDetailOut:
 
 @router.post("/ips/{ip}/resume")
 async def resume(ip: str, ctx: Ctx) -> IpDetailOut:
+    """Let the address send again (today's cap, if any, still holds)."""
     now = utcnow()
     async with ctx.session() as session:
         row = await service.get_live(session, ip)
@@ -119,4 +120,4 @@ async def allowance(ip: str, ctx: Ctx) -> AllowanceOut:
     """Today's (UTC) cap, sent, remaining and whether sending from it is held."""
     async with ctx.session() as session:
         row = await service.get_live(session, ip)
-        return await operations.allowance(session, row, utcnow())
+        return await operations.allowance(session, row, utcnow(), ctx.settings)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
+from control_plane.mailstats.schemas import ReportingOut
 from control_plane.schemas import RequestModel, ResponseModel
 
 Role = Literal["sending", "standby", "retired"]
@@ -108,3 +109,7 @@ class AllowanceOut(ResponseModel):
     remaining: int | None = Field(description="cap - sent (never below 0); null: no cap.")
     paused: bool = Field(description="Held: paused, or today's cap reached.")
     reason: str = Field(description="Why it is held; empty when it is not.")
+    reporting: ReportingOut = Field(
+        description="Whether ``sent`` is measured: only ``reporting`` means it is today's "
+        "count; otherwise it is what was last reported (no figures is not zero mail)."
+    )

@@ -109,8 +109,9 @@ async def test_inventory_warmup_pause_allowance_and_removal(
     assert plan["caps"][-1] == 50_000
     allowance = await client.get(f"{base}/allowance", headers=tenant.headers)
     assert allowance.json() | {"day": None} == {
-        "day": None, "cap": 50, "sent": 0, "remaining": 50, "paused": False, "reason": ""
-    }  # fmt: skip
+        "day": None, "cap": 50, "sent": 0, "remaining": 50, "paused": False, "reason": "",
+        "reporting": {"state": "never", "reported_at": None, "failed_at": None, "error": None},
+    }  # fmt: skip  # no report from the agent yet: sent 0 is not measured
     today = await client.put(f"{base}/warmup", json={"today_cap": 500}, headers=tenant.headers)
     assert today.json()["warmup"]["today_cap"] == 500
     assert today.json()["warmup"]["plan"] == "standard"
@@ -168,6 +169,12 @@ async def test_inventory_warmup_pause_allowance_and_removal(
     assert gone.status_code == 204, gone.text
     assert (await client.get(base, headers=tenant.headers)).status_code == 404
     assert extra not in (await limits_of(db, server_id))[-1]["limits"]
+    for url in ("/api/v1/ips/not-an-ip", f"/api/v1/servers/{server_id}/ips/not-an-ip"):
+        malformed = await client.request(
+            "GET" if url.startswith("/api/v1/ips") else "DELETE", url, headers=tenant.headers
+        )
+        assert malformed.status_code == 422, malformed.text
+        assert malformed.json()["errors"][0]["field"] == "path.ip"
 
 
 async def test_another_tenant_sees_nothing(
