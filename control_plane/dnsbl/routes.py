@@ -71,7 +71,7 @@ async def get_reputation(ip: str, ctx: Ctx, history: History = 100) -> Reputatio
     """The address on every IP list of the catalog: listed (code, meaning, the list's
     reason), clean or unknown (why), its score, its latest checks and delisting requests."""
     async with ctx.session() as session:
-        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        row = await ips.get_live(session, ip)
         return await reputation(session, row, ctx.settings, history)
 
 
@@ -79,9 +79,8 @@ async def get_reputation(ip: str, ctx: Ctx, history: History = 100) -> Reputatio
 async def check_reputation(ip: str, ctx: Ctx, history: History = 100) -> ReputationOut:
     """Look the address up on every list now (test points included) and answer with the
     results. Takes as long as the lookups (at most MAILFLEET_DNSBL_TIMEOUT_SECONDS twice)."""
-    address = ips.canonical(ip, "path.ip")
     async with ctx.session() as session:
-        await ips.get_live(session, address)  # the caller may see it
+        address = (await ips.get_live(session, ip)).address  # the caller may see it
     # A check asked for asks the test points again: "now" means now, not the sweep's cache.
     checker = Checker(ctx.db, ctx.settings)
     try:
@@ -96,7 +95,7 @@ async def check_reputation(ip: str, ctx: Ctx, history: History = 100) -> Reputat
 @router.get("/ips/{ip}/delist-requests")
 async def list_delist_requests(ip: str, ctx: Ctx) -> DelistPage:
     async with ctx.session() as session:
-        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        row = await ips.get_live(session, ip)
         lists = catalog(ctx.settings)
         found = await delisting.requests_of(session, row)
         return DelistPage(items=[delist_out(r, find(lists, r.zone)) for r in found])
@@ -107,7 +106,7 @@ async def open_delist_request(ip: str, body: DelistIn, ctx: Ctx) -> DelistOut:
     """Track a removal request on a list that lists the address now (409 if it does not):
     the answer says where and how to ask; say so with ``…/submitted`` once you have."""
     async with ctx.session() as session:
-        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        row = await ips.get_live(session, ip)
         lists = catalog(ctx.settings)
         request = await delisting.open_request(
             session, row, body.list, lists, actor_name(ctx), utcnow()
@@ -121,7 +120,7 @@ async def delist_request_submitted(ip: str, request_id: uuid.UUID, ctx: Ctx) -> 
     MAILFLEET_DNSBL_DELIST_RECHECK_SECONDS until the list drops it (cleared) or too long has
     passed (stale)."""
     async with ctx.session() as session:
-        row = await ips.get_live(session, ips.canonical(ip, "path.ip"))
+        row = await ips.get_live(session, ip)
         request = await delisting.get_request(session, row, request_id)
         await delisting.mark_submitted(session, request, utcnow(), ctx.settings)
         return delist_out(request, find(catalog(ctx.settings), request.zone))

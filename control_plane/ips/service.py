@@ -80,12 +80,10 @@ async def published_addresses(session: AsyncSession, server: Server) -> tuple[st
     return tuple(ip.address for ip in published)
 
 
-async def get_live(session: AsyncSession, address: str) -> IpAddress:
-    """The live row of ``address`` (tenant-scoped sessions see only their own: 404)."""
-    try:
-        wanted = str(ipaddress.ip_address(address.strip()))
-    except ValueError:
-        raise NotFound("IP address", address) from None
+async def get_live(session: AsyncSession, address: str, field: str = "path.ip") -> IpAddress:
+    """The live row of ``address`` (tenant-scoped sessions see only their own: 404); 422
+    naming ``field`` when it is no IP address at all."""
+    wanted = canonical(address, field)
     row = await session.scalar(
         select(IpAddress).where(IpAddress.address == wanted, IpAddress.released_at.is_(None))
     )
@@ -301,7 +299,8 @@ async def set_listing(
         await record_event(
             session, ip, "listing", f"{before or 'unchecked'} → {listing}{score_text}", AUTO, now
         )
-    await session.flush()
+    # No flush here: a sweep sets many addresses in one batch, flushed together (the next
+    # query autoflushes them, the commit at the latest).
 
 
 def hold_reason(ip: IpAddress, cap: int | None, sent: int) -> str:

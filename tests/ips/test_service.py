@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
-from control_plane.errors import NotFound
+from control_plane.errors import InvalidInput, NotFound
 from control_plane.incidents.models import Incident
 from control_plane.ips import service
 from control_plane.ips.models import IpAddress, IpEvent
@@ -79,12 +80,11 @@ async def test_get_live_and_bad_addresses(db: Database) -> None:
         await service.sync_server(session, server, [address], NOON)
     async with db.session() as session:
         assert (await service.get_live(session, address)).server_id == server.id
-        for wrong in ("nope", "198.51.100.250"):
-            try:
-                await service.get_live(session, wrong)
-            except NotFound:
-                continue
-            raise AssertionError(wrong)
+        with pytest.raises(NotFound):
+            await service.get_live(session, "198.51.100.250")
+        with pytest.raises(InvalidInput) as malformed:
+            await service.get_live(session, "nope")
+        assert malformed.value.field == "path.ip"
 
 
 async def limit_commands(db: Database, server: Server) -> list[Command]:
