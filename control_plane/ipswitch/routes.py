@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 
 from control_plane.api.context import Ctx
 from control_plane.db.lookup import get_by_id
+from control_plane.incidents.routes import actor_name
 from control_plane.ipswitch import service
 from control_plane.ipswitch.schemas import IpSwitchIn, IpSwitchOut
 from control_plane.schemas import After, Limit, PageOut
@@ -23,8 +24,7 @@ async def start_switch(server_id: uuid.UUID, data: IpSwitchIn, ctx: Ctx) -> IpSw
     with GET; 409 while another switch of the server runs."""
     async with ctx.session() as session:
         server = await get_by_id(session, Server, server_id, "server")
-        actor = ctx.principal.key_name or "api"
-        switch = await service.request_switch(session, ctx.settings, server, data, actor)
+        switch = await service.request_switch(session, ctx.settings, server, data, actor_name(ctx))
         return await service.switch_out(session, switch)
 
 
@@ -32,6 +32,7 @@ async def start_switch(server_id: uuid.UUID, data: IpSwitchIn, ctx: Ctx) -> IpSw
 async def list_switches(
     server_id: uuid.UUID, ctx: Ctx, after: After = None, limit: Limit = 50
 ) -> PageOut[IpSwitchOut]:
+    """The server's switches, oldest first, each with its steps."""
     async with ctx.session() as session:
         await get_by_id(session, Server, server_id, "server")
         page = await service.list_switches(session, server_id, after, limit)
@@ -41,6 +42,7 @@ async def list_switches(
 
 @router.get("/{switch_id}")
 async def get_switch(server_id: uuid.UUID, switch_id: uuid.UUID, ctx: Ctx) -> IpSwitchOut:
+    """The switch's state and steps (each: state, times, what it did or why it failed)."""
     async with ctx.session() as session:
         await get_by_id(session, Server, server_id, "server")
         switch = await service.get_switch(session, server_id, switch_id)
