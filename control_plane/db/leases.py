@@ -41,6 +41,11 @@ def replica_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def unleased(table: Any, now: datetime) -> ColumnElement[bool]:
+    """No lease on the row of ``table``, or one that has lapsed (its holder died)."""
+    return or_(table.lease_expires_at.is_(None), table.lease_expires_at < now)
+
+
 class Leases(Generic[T]):
     """This replica's leases on rows of ``model``; ``what`` names the work in logs."""
 
@@ -63,12 +68,11 @@ class Leases(Generic[T]):
 
         async def take(session: AsyncSession) -> list[T]:
             now = utcnow()
-            free = or_(table.lease_expires_at.is_(None), table.lease_expires_at < now)
             ids = list(
                 (
                     await session.scalars(
                         select(table.id)
-                        .where(*due(now), free, table.id.not_in(list(skip)))
+                        .where(*due(now), unleased(table, now), table.id.not_in(list(skip)))
                         .order_by(order_by)
                         .limit(limit)
                         .with_for_update(skip_locked=True)

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.leases import unleased
 from control_plane.dnsbl.models import DnsblSubject
 from control_plane.health.schedule import next_slot
 from control_plane.ips.models import IpAddress
@@ -85,10 +86,6 @@ async def ensure_subjects(session: AsyncSession, now: datetime) -> int:
     return made
 
 
-def _unheld(now: datetime) -> Any:
-    return or_(DnsblSubject.lease_expires_at.is_(None), DnsblSubject.lease_expires_at < now)
-
-
 def _watched() -> Any:
     """Domains while they exist (their subject goes with them); addresses while assigned."""
     return or_(DnsblSubject.kind == "domain", IpAddress.released_at.is_(None))
@@ -119,7 +116,7 @@ async def claim_due(
         await session.scalars(
             select(DnsblSubject)
             .outerjoin(IpAddress, IpAddress.id == DnsblSubject.ip_id)
-            .where(DnsblSubject.next_run_at <= now, _unheld(now), _watched())
+            .where(DnsblSubject.next_run_at <= now, unleased(DnsblSubject, now), _watched())
             .order_by(DnsblSubject.next_run_at)
             .limit(limit)
             .with_for_update(skip_locked=True, of=DnsblSubject)

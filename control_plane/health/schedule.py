@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.leases import unleased
 from control_plane.health.models import HealthCheck, HealthSchedule
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -100,11 +101,6 @@ async def ensure_schedules(session: AsyncSession, now: datetime) -> int:
     return len(rows)
 
 
-def _unheld(now: datetime) -> Any:
-    """No lease on the schedule row, or one that has lapsed (its holder died)."""
-    return or_(HealthSchedule.lease_expires_at.is_(None), HealthSchedule.lease_expires_at < now)
-
-
 def _take(
     row: HealthSchedule, server: Server, owner: str, now: datetime, settings: Settings, *,
     dns_due: bool,
@@ -153,7 +149,7 @@ async def claim_due(
             .where(
                 Server.state.in_(CHECKED_STATES),
                 HealthSchedule.next_run_at <= now,
-                _unheld(now),
+                unleased(HealthSchedule, now),
             )
             .order_by(HealthSchedule.next_run_at)
             .limit(limit)
@@ -224,7 +220,7 @@ async def lag_seconds(session: AsyncSession, now: datetime) -> float:
         .where(
             Server.state.in_(CHECKED_STATES),
             HealthSchedule.next_run_at <= now,
-            _unheld(now),
+            unleased(HealthSchedule, now),
         )
     )
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
