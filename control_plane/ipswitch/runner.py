@@ -28,8 +28,7 @@ from control_plane.errors import MailFleetError
 from control_plane.ipswitch import progress
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.workflow import AGENT_KINDS, Outcome, StepFailed, Workflow
-from control_plane.provisioning.providers.base import ProviderError
-from control_plane.provisioning.workflow import Fail, Retry
+from control_plane.provisioning.workflow import Fail, Retry, error_outcome
 from control_plane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,10 +114,8 @@ class IpSwitchRunner:
             return await self.workflow.forward(switch, step)
         except StepFailed as exc:
             return Fail(exc.detail)
-        except ProviderError as exc:
-            return Retry(exc.message) if exc.retryable else Fail(exc.message)
         except MailFleetError as exc:
-            return Retry(exc.detail)
+            return error_outcome(exc)
         except Exception as exc:
             log.exception("ip switches: step %s of %s failed", step.name, switch.id)
             return Retry(f"internal error: {type(exc).__name__}")

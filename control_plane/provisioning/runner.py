@@ -27,7 +27,6 @@ from control_plane.db.engine import Database
 from control_plane.db.leases import Leases
 from control_plane.errors import MailFleetError
 from control_plane.provisioning import events, nudge
-from control_plane.provisioning.providers.base import ProviderError
 from control_plane.provisioning.workflow import (
     ACTIVE_STATES,
     Advance,
@@ -38,6 +37,7 @@ from control_plane.provisioning.workflow import (
     Wait,
     Workflow,
     enter,
+    error_outcome,
     step_timeout,
 )
 from control_plane.servers.models import Server
@@ -116,10 +116,8 @@ class ProvisioningRunner:
     async def _outcome(self, server: Server) -> Outcome:
         try:
             return await self.workflow.step(server)
-        except ProviderError as exc:
-            return Retry(exc.message) if exc.retryable else Fail(exc.message)
         except MailFleetError as exc:
-            return Retry(exc.detail)
+            return error_outcome(exc)
         except Exception as exc:
             log.exception("provisioning: step %s of %s failed", server.state, server.id)
             return Retry(f"internal error: {type(exc).__name__}")

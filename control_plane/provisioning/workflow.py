@@ -44,7 +44,7 @@ from control_plane.dns import service as dns_service
 from control_plane.dns.publish import DnsProviderError
 from control_plane.enrollment import service as enrollment
 from control_plane.enrollment.agent_config import issue_join_config
-from control_plane.errors import NotFound
+from control_plane.errors import MailFleetError, NotFound
 from control_plane.ips import provider_ips
 from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
@@ -102,6 +102,14 @@ class Deleted:
 
 
 Outcome = Advance | Wait | Retry | Fail | Deleted
+
+
+def error_outcome(exc: MailFleetError) -> Retry | Fail:
+    """A step that raised one of our errors: a provider's refusal fails it unless it may pass;
+    anything else of ours (Vault down, a conflict) is tried again. Also the IP switch's."""
+    if isinstance(exc, ProviderError):
+        return Retry(exc.message) if exc.retryable else Fail(exc.message)
+    return Retry(exc.detail)
 
 
 def instance_name(server_id: uuid.UUID) -> str:
