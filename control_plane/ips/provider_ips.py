@@ -115,7 +115,10 @@ async def add_address(
             raise InvalidInput(
                 "a manual server's address is added by its owner: name it", field="body.address"
             )
-        return await _register(db, found, service.canonical(address, field="body.address"))
+        canonical = service.canonical(address, field="body.address")
+        if ":" in canonical:  # the inventory keeps IPv4 rows only (see sync_server)
+            raise InvalidInput("an IPv4 address, not IPv6", field="body.address")
+        return await _register(db, found, canonical)
     if address is not None:
         raise InvalidInput("the provider picks the new address", field="body.address")
     provider = await driver(providers, settings, found.provider, adding=True)

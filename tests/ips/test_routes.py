@@ -175,6 +175,10 @@ async def test_inventory_warmup_pause_allowance_and_removal(
         )
         assert malformed.status_code == 422, malformed.text
         assert malformed.json()["errors"][0]["field"] == "path.ip"
+    v6 = await client.post(
+        f"/api/v1/servers/{server_id}/ips", json={"address": "2001:db8::5"}, headers=tenant.headers
+    )
+    assert field_of(v6) == "body.address", v6.text  # IPv4 rows only: refused, not a 404
 
 
 async def test_another_tenant_sees_nothing(
