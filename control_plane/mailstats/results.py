@@ -4,7 +4,8 @@ address that sent.
 An address whose bounce share (bounced / (sent + bounced)) passes
 ``MAILFLEET_REPUTATION_BOUNCE_RATE`` over at least ``MAILFLEET_REPUTATION_BOUNCE_MIN_MESSAGES``
 messages today is failing its ``ip.bounces`` check (an incident), and is paused when
-``MAILFLEET_REPUTATION_AUTO_PAUSE`` names ``bounces``; below that, the check is ok. An address
+``MAILFLEET_REPUTATION_AUTO_PAUSE`` names ``bounces`` (once a day: a user who resumes it is
+not overruled at the next report); below that, the check is ok. An address
 with no mail today gets no verdict (nothing was measured). A report that failed, timed out or
 was not JSON changes nothing: the stored figures stay what they were.
 """
@@ -14,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import handlers
@@ -26,7 +28,7 @@ from control_plane.db.base import utcnow
 from control_plane.incidents import service as incidents
 from control_plane.incidents.signals import Signal
 from control_plane.ips import service as ips
-from control_plane.ips.models import IpAddress
+from control_plane.ips.models import IpAddress, IpEvent
 from control_plane.mailstats import service
 from control_plane.mailstats.schemas import AgentCount
 from control_plane.servers.models import Server
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KIND = "mail.stats"
 BOUNCES_CHECK = "ip.bounces"
+BOUNCES_PAUSE = "bounce rate "  # how the reason of a pause for bounces starts
 _rows = TypeAdapter(list[AgentCount])
 
 
@@ -126,7 +129,7 @@ async def check_bounces(
         sent, _, bounced = totals[ip.address]
         total = service.messages(sent, bounced)
         rate = service.bounce_rate(sent, bounced) or 0.0
-        detail = f"bounce rate {_percent(rate)} over {total} messages on {day.isoformat()}"
+        detail = f"{BOUNCES_PAUSE}{_percent(rate)} over {total} messages on {day.isoformat()}"
         over = total >= rules.min_messages and rate > rules.bounce_rate
         limit = f"(limit {_percent(rules.bounce_rate)} over at least {rules.min_messages})"
         signal = Signal(
@@ -142,9 +145,27 @@ async def check_bounces(
         await incidents.observe(session, [signal], now)
         if over:
             failing.append(ip)
-            if rules.auto_pause:
+            if rules.auto_pause and not await _bounces_paused(session, ip, day):
                 await ips.pause(session, ip, detail, ips.AUTO, now)
     return failing
+
+
+async def _bounces_paused(session: AsyncSession, ip: IpAddress, day: date) -> bool:
+    """Whether bounces paused ``ip`` already on ``day``: once a day at most, so a user who
+    resumes it (knowing why) is not overruled at the agent's next report."""
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    found = await session.scalar(
+        select(IpEvent.id)
+        .where(
+            IpEvent.ip_id == ip.id,
+            IpEvent.kind == "paused",
+            IpEvent.actor == ips.AUTO,
+            IpEvent.at >= start,
+            IpEvent.detail.startswith(BOUNCES_PAUSE),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 handlers.register_result_handler(KIND, record)

@@ -173,6 +173,14 @@ async def test_bounce_rate_over_the_limit_pauses_the_address(db: Database) -> No
             select(Command).where(Command.server_id == server.id, Command.kind == ips.LIMITS_KIND)
         )
     assert pushed is not None and json.loads(pushed.payload)["limits"][main.address]["paused"]
+    # The user resumes it knowing why: the next report (still over) does not pause it again.
+    async with db.session() as session:
+        row_ = await session.get(IpAddress, main.id)
+        assert row_ is not None and await ips.resume(session, row_, "owner", utcnow())
+    await settle(db, server, [row(today, main.address, "example.com", 150, 0, 12)])
+    async with db.session() as session:
+        again = await session.get(IpAddress, main.id, populate_existing=True)
+    assert again is not None and again.paused_at is None
     # The day's figures fall back under the limit (more mail delivered): the check is ok.
     await settle(db, server, [row(today, main.address, "example.com", 400, 0, 10)])
     assert await incident(db, main) is None
