@@ -5,8 +5,9 @@ An address whose bounce share (bounced / (sent + bounced)) passes
 ``MAILFLEET_REPUTATION_BOUNCE_RATE`` over at least ``MAILFLEET_REPUTATION_BOUNCE_MIN_MESSAGES``
 messages today is failing its ``ip.bounces`` check (an incident), and is paused when
 ``MAILFLEET_REPUTATION_AUTO_PAUSE`` names ``bounces`` (once a day: a user who resumes it is
-not overruled at the next report); below that, the check is ok. An address
-with no mail today gets no verdict (nothing was measured). A report that failed, timed out or
+not overruled at the next report); at or under the rate, the check is ok. An address with
+fewer messages today gets no verdict (too few to judge: an incident open since yesterday stays
+open rather than resolved by a day's first few messages). A report that failed, timed out or
 was not JSON changes nothing: the stored figures stay what they were.
 """
 
@@ -119,18 +120,19 @@ def _percent(rate: float) -> str:
 async def check_bounces(
     session: AsyncSession, server: Server, day: date, now: datetime, rules: Rules
 ) -> list[IpAddress]:
-    """Signal ``ip.bounces`` for each live address of ``server`` with mail on ``day``; pause
-    those over the threshold when the setting says so. Returns the addresses failing."""
+    """Signal ``ip.bounces`` for each live address of ``server`` with enough mail on ``day``
+    to judge; pause those over the threshold when the setting says so. Returns the addresses
+    failing."""
     totals = await service.totals_by_source(session, server.id, day)
     failing: list[IpAddress] = []
     for ip in await ips.live_ips(session, server.id):
-        if ip.address not in totals:
-            continue
-        sent, _, bounced = totals[ip.address]
+        sent, _, bounced = totals.get(ip.address, (0, 0, 0))
         total = service.messages(sent, bounced)
+        if total < rules.min_messages:
+            continue  # too few to judge: neither failing nor ok (an open incident stays)
         rate = service.bounce_rate(sent, bounced) or 0.0
         detail = f"{BOUNCES_PAUSE}{_percent(rate)} over {total} messages on {day.isoformat()}"
-        over = total >= rules.min_messages and rate > rules.bounce_rate
+        over = rate > rules.bounce_rate
         limit = f"(limit {_percent(rules.bounce_rate)} over at least {rules.min_messages})"
         signal = Signal(
             tenant_id=ip.tenant_id,

@@ -186,6 +186,26 @@ async def test_bounce_rate_over_the_limit_pauses_the_address(db: Database) -> No
     assert await incident(db, main) is None
 
 
+async def test_too_few_messages_give_no_verdict(db: Database) -> None:
+    """A day's first few messages neither fail nor clear the check: yesterday's incident
+    stays open until the new day has enough mail to judge."""
+    server, (main, _) = await with_ips(db)
+    today = utcnow().date()
+    tomorrow = today + timedelta(days=1)
+    await settle(
+        db,
+        server,
+        [row(today, main.address, "example.com", 150, 0, 50),
+         row(tomorrow, main.address, "example.com", 10, 0, 0)],
+    )  # fmt: skip
+    assert await incident(db, main) is not None
+    async with db.session() as session:
+        row_ = await session.get(Server, server.id)
+        assert row_ is not None
+        judged = await results.check_bounces(session, row_, tomorrow, utcnow(), RULES)
+    assert judged == [] and await incident(db, main) is not None
+
+
 async def test_without_auto_pause_the_incident_opens_but_mail_flows(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
