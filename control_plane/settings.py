@@ -461,6 +461,11 @@ class Settings(BaseSettings):
         default=300.0, gt=0, le=86_400, description="How long a list's RFC 5782 test-point "
         "verdict is trusted before it is asked again.",
     )  # fmt: skip
+    dnsbl_check_min_seconds: float = Field(
+        default=60.0, ge=0, le=86_400, description="A check asked for (POST …/reputation/check) "
+        "of an address looked up less than this ago is refused (409): a caller in a loop must "
+        "not spend the lists' free-use query budget.",
+    )  # fmt: skip
     dnsbl_delist_recheck_seconds: float = Field(
         default=14_400.0, gt=0, le=30 * 86_400, description="A submitted delisting request is "
         "rechecked this often.",

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.leases import unleased
 from control_plane.dnsbl.models import DnsblSubject
+from control_plane.errors import Conflict
 from control_plane.health.schedule import next_slot
 from control_plane.ips.models import IpAddress
 from control_plane.mail.models import MailDomain
@@ -133,13 +134,20 @@ async def claim_due(
 async def claim_ip(
     session: AsyncSession, ip: IpAddress, owner: str, now: datetime, settings: Settings
 ) -> Claim | None:
-    """Take the address now, due or not (a check asked for); None while a run holds it."""
+    """Take the address now, due or not (a check asked for); None while a run holds it,
+    409 when it was looked up less than ``dnsbl_check_min_seconds`` ago."""
     await ensure_subjects(session, now)
     row = await session.scalar(
         select(DnsblSubject).where(DnsblSubject.ip_id == ip.id).with_for_update()
     )
     if row is None or (row.lease_expires_at is not None and row.lease_expires_at >= now):
         return None
+    wait = settings.dnsbl_check_min_seconds
+    if row.checked_at is not None and now < row.checked_at + timedelta(seconds=wait):
+        raise Conflict(
+            f"{ip.address} was looked up at {row.checked_at:%H:%M:%S} UTC; it can be checked "
+            f"again {wait:g} s after that (MAILFLEET_DNSBL_CHECK_MIN_SECONDS)"
+        )
     row.next_run_at = next_slot(row.id, now, settings.dnsbl_interval_seconds)
     return _take(row, owner, now, settings)
 

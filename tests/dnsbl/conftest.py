@@ -75,6 +75,7 @@ def dnsbl_settings_for(settings: Settings, knot: KnotServer, **overrides: Any) -
         "dnsbl_tick_seconds": 0.1,
         "dnsbl_test_point_ttl_seconds": 1.0,
         "dnsbl_delist_recheck_seconds": 1.0,
+        "dnsbl_check_min_seconds": 5.0,  # no test waits it out: it only refuses a re-ask
         **overrides,
     }
     return settings.model_copy(update=values)

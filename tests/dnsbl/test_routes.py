@@ -87,6 +87,8 @@ async def test_reputation_check_and_delisting(
     assert results["bl-broken.test"]["reason"].startswith("list broken")
     assert [h["listing"] for h in body["history"]] == ["listed"]
     assert body["history"][0]["listed"] == [MAJOR_ZONE, MINOR_ZONE]
+    again = await api.post(f"{base}/reputation/check", headers=tenant.headers)
+    assert again.status_code == 409 and "MAILFLEET_DNSBL_CHECK_MIN_SECONDS" in again.text
 
     ip = (await api.get(f"/api/v1/ips/{LISTED}", headers=tenant.headers)).json()
     assert (ip["listing"], ip["score"], ip["pause"]["paused"]) == ("listed", 0, True)
