@@ -22,9 +22,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import checkdmarc.dmarc
-import checkdmarc.spf
-import checkdmarc.utils
 import dns.exception
 import dns.name
 import dns.resolver
@@ -154,6 +151,10 @@ def diagnose(expect: Expectations, resolver: Resolver) -> Diagnosis:
     """Every check, each one's findings; a DNS failure becomes a finding, never a crash."""
     found = Diagnosis(expect.domain)
     guide = GUIDANCE.get(expect.provider_kind, {})
+    # Imported here: checkdmarc costs every process that loads the DNS module ~0.2 s (every
+    # CLI call), and only a diagnosis needs it.
+    import checkdmarc.utils
+
     # checkdmarc keeps answers for half an hour in a process-wide cache that does not know the
     # resolver: a run right after a fix would judge the old records.
     checkdmarc.utils.DNS_CACHE.clear()
@@ -210,6 +211,8 @@ def _spf(expect: Expectations, resolver: Resolver, found: Diagnosis, add: Any) -
         _unknown(add, "critical", "spf", f"the TXT records of {expect.domain}", texts)
         return
     mark = len(resolver.failures)
+    import checkdmarc.spf
+
     result = checkdmarc.spf.check_spf(expect.domain, resolver=resolver)
     found.spf = {k: v for k, v in result.items() if k != "parsed"}
     spf_values = [t for t in _texts(texts) if t.lower().startswith("v=spf1")]
@@ -264,6 +267,8 @@ def _dmarc(expect: Expectations, resolver: Resolver, found: Diagnosis, add: Any)
         _unknown(add, "critical", "dmarc", f"the DMARC record of {expect.domain}", own)
         return
     mark = len(resolver.failures)
+    import checkdmarc.dmarc
+
     result = checkdmarc.dmarc.check_dmarc(expect.domain, resolver=resolver)
     found.dmarc = {k: v for k, v in dict(result).items() if k in ("record", "valid", "error")}
     fix = f'_dmarc.{expect.domain}. TXT "{expect.dmarc}"' if expect.dmarc else None

@@ -38,6 +38,7 @@ def vault_env(env: dict[str, str], openbao: DevOpenBao, tmp_path: Path) -> dict[
     }
 
 
+@pytest.mark.postgres_only  # the CLI on SQLite: the quick start and embedded-default runs
 async def test_keys_made_by_the_cli_work_on_the_api(
     env: dict[str, str], app: FastAPI, client: httpx.AsyncClient
 ) -> None:
@@ -143,6 +144,7 @@ def test_commands_elsewhere_use_the_home_serve_recorded(tmp_path: Path) -> None:
     assert not (elsewhere / "var").exists()
 
 
+@pytest.mark.postgres_only  # output formatting, the same on both databases
 async def test_listings_print_whole_ids_and_json(
     env: dict[str, str], client: httpx.AsyncClient, admin_headers: dict[str, str], db: Database
 ) -> None:

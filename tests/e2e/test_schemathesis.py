@@ -60,7 +60,7 @@ def test_fuzzing_the_api_finds_no_server_errors(
                 "--header",
                 f"Authorization: {bearer(key)['Authorization']}",
                 "--max-examples",
-                "25",
+                "15",
                 # The long poll holds a request up to wait_seconds (≤ 60 s) by design; fuzzing
                 # it only measures patience. tests/control_plane/test_commands_api.py covers it.
                 "--exclude-operation-id-regex",
