@@ -236,6 +236,8 @@ class Workflow:
             return Wait("agent enrolled; waiting for its stream to connect")
         version = server.agent_version or "unknown version"
         following = "installing_mail" if server.mail_stack == "mailu" else "ready"
+        if following == "ready":  # no dns step to record its addresses on the way
+            await provider_ips.learn_at_provisioning(self.db, self.providers, server)
         return Advance(following, f"agent {version} enrolled and connected")
 
     async def _boot_failure(self, server: Server) -> str | None:

@@ -246,6 +246,9 @@ async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
     history = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
     assert [e["state"] for e in history if e["kind"] == "state"][-1] == "ready"
     assert sum(e["state"] == "ready" for e in history) == 1
+    # Ready (here without MailU, so without a dns step) means its address is in the inventory.
+    ips = plane.api("GET", f"/api/v1/ips?server_id={server['id']}")["items"]
+    assert [(ip["address"], ip["role"]) for ip in ips] == [(ready["ipv4"], "sending")]
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     await loop.run_in_executor(None, wait_gone, plane, server["id"])
 
