@@ -20,6 +20,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.configured import Configured
 from control_plane.db.lookup import get_by_id
 from control_plane.health import schedule
 from control_plane.health.models import HealthChange, HealthCheck, HealthSchedule
@@ -55,22 +56,18 @@ class Rules:
         )
 
 
-_rules: Rules | None = None
+_rules = Configured(Rules.of)
 
 
 def configure(settings: Settings) -> None:
-    """Use these settings for results that arrive without them (agent command results);
+    """Judge results that arrive without settings (agent command results) by these;
     ``serve`` calls it."""
-    global _rules
-    _rules = Rules.of(settings)
+    _rules.configure(settings)
 
 
 def current_rules() -> Rules:
     """The rules ``configure`` set (the environment's settings before it is called)."""
-    global _rules
-    if _rules is None:
-        _rules = Rules.of(Settings())
-    return _rules
+    return _rules.current()
 
 
 def _clip(value: str | None, size: int) -> str | None:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import handlers
 from control_plane.commands.models import Command
+from control_plane.configured import Configured
 from control_plane.db.base import utcnow
 from control_plane.incidents import service as incidents
 from control_plane.incidents.signals import Signal
@@ -58,20 +59,18 @@ class Rules:
         )
 
 
-_rules: Rules | None = None
+_rules = Configured(Rules.of)
 
 
 def configure(settings: Settings) -> None:
-    """Judge results by these settings (``serve`` calls it; results arrive without them)."""
-    global _rules
-    _rules = Rules.of(settings)
+    """Judge results that arrive without settings (agent command results) by these;
+    ``serve`` calls it."""
+    _rules.configure(settings)
 
 
 def current_rules() -> Rules:
-    global _rules
-    if _rules is None:
-        _rules = Rules.of(Settings())
-    return _rules
+    """The rules ``configure`` set (the environment's settings before it is called)."""
+    return _rules.current()
 
 
 @dataclass(frozen=True)

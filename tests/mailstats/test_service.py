@@ -92,7 +92,7 @@ async def stored(db: Database, server: Server) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(autouse=True)
 def rules(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(results, "_rules", RULES)
+    monkeypatch.setattr(results._rules, "value", RULES)
 
 
 async def test_a_result_replaces_its_days_and_twice_changes_nothing(db: Database) -> None:
@@ -209,7 +209,7 @@ async def test_too_few_messages_give_no_verdict(db: Database) -> None:
 async def test_without_auto_pause_the_incident_opens_but_mail_flows(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(results, "_rules", results.Rules(0.05, 100, auto_pause=False))
+    monkeypatch.setattr(results._rules, "value", results.Rules(0.05, 100, auto_pause=False))
     server, (main, _) = await with_ips(db)
     await settle(db, server, [row(utcnow().date(), main.address, "example.com", 50, 0, 50)])
     async with db.session() as session:
