@@ -508,6 +508,48 @@ class Settings(BaseSettings):
     ip_switch_tick_seconds: float = Field(
         default=2.0, gt=0, le=300, description="How often replicas look for due switch steps."
     )
+    # Usage tiers (control_plane/metrics: ingest, partitions, retention) — the tiers work.
+    metrics_raw_retention_days: float = Field(
+        default=14.0, gt=0, le=366, description="Raw agent samples are kept this long."
+    )
+    metrics_minute_retention_days: float = Field(
+        default=90.0, gt=0, le=366, description="1-minute rollups are kept this long."
+    )
+    metrics_hourly_retention_days: float = Field(
+        default=730.0, gt=0, le=3660, description="Hourly rollups are kept this long."
+    )
+    metrics_partition_ahead_days: int = Field(
+        default=7, ge=2, le=90, description="On PostgreSQL, daily partitions of raw samples "
+        "and 1-minute rollups exist this many days ahead (made at start and by a periodic job).",
+    )  # fmt: skip
+    metrics_maintenance_seconds: float = Field(
+        default=3600.0, gt=0, le=86_400, description="How often partitions are made ahead "
+        "and expired data dropped (any replica; the work is idempotent).",
+    )  # fmt: skip
+    # Usage history and capacity planning (control_plane/usage, control_plane/capacity).
+    forecast_window_days: float = Field(
+        default=30.0, gt=0, le=365, description="History a forecast is fitted on."
+    )
+    forecast_warning_days: float = Field(
+        default=7.0, gt=0, le=90, description="A forecast crossing 80/90/95 % within this "
+        "many days raises a forecast check.",
+    )  # fmt: skip
+    forecast_interval_seconds: float = Field(
+        default=3600.0, gt=0, le=86_400, description="How often each server's forecasts "
+        "are recomputed (and forecast checks sent).",
+    )  # fmt: skip
+    # Recommendations and resizes (control_plane/resize).
+    recommendation_percentile: float = Field(
+        default=90.0, gt=0, le=100, description="Usage percentile a plan is sized to."
+    )
+    recommendation_headroom: float = Field(
+        default=1.15, ge=1.0, le=5.0, description="Headroom multiplied onto that percentile "
+        "(VPA-style target = p90 × 1.15).",
+    )  # fmt: skip
+    local_plan_prices: str = Field(
+        default="", description="Monthly prices of the local provider's plans, e.g. "
+        "'local-small=5.00,local-medium=10.00' (unlisted plans cost 0), so demos show money.",
+    )  # fmt: skip
 
     def auto_pauses_on(self, trigger: str) -> bool:
         """Whether ``trigger`` ('listing' or 'bounces') pauses an address by itself."""

@@ -21,6 +21,7 @@ from control_plane.audit.middleware import AuditMiddleware
 from control_plane.audit.routes import router as audit_router
 from control_plane.backups.routes import router as backups_router
 from control_plane.backups.routes import workspace_router as workspace_backups_router
+from control_plane.capacity.routes import router as capacity_router
 from control_plane.commands.routes import router as commands_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
@@ -37,10 +38,12 @@ from control_plane.mailstats.routes import router as mailstats_router
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.routes import router as provisioning_router
+from control_plane.resize.routes import router as resize_router
 from control_plane.servers.routes import router as servers_router
 from control_plane.settings import Settings
 from control_plane.tenants.routes import router as tenants_router
 from control_plane.tls.routes import router as tls_router
+from control_plane.usage.routes import router as usage_router
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
@@ -70,6 +73,9 @@ ROUTERS = (
     dnsbl_router,
     mailstats_router,
     ipswitch_router,
+    usage_router,
+    capacity_router,
+    resize_router,
 )
 
 

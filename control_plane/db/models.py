@@ -28,7 +28,7 @@ from control_plane.ips.models import IpAddress, IpEvent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.mailstats.models import MailCount, MailStatsReport
-from control_plane.metrics.models import MetricRollup, MetricSample
+from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
 from control_plane.provisioning.models import ServerEvent
 from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
@@ -75,6 +75,7 @@ __all__ = [
     "Mailbox",
     "MaintenanceWindow",
     "MetricRollup",
+    "MetricRollupHourly",
     "MetricSample",
     "Server",
     "ServerEvent",

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, TenantOwned
 
-# Gauges kept in rollups; counters (bytes) stay raw, where rates are computed from them.
+# The rolled-up series and their names live in control_plane/metrics/series.py; this older
+# list (8 gauges) goes once ingest rolls up every series.
 ROLLUP_METRICS = (
     "cpu_percent",
     "load1",
@@ -46,17 +47,45 @@ class MetricSample(TenantOwned, Base):
     net_tx_bytes: Mapped[int] = mapped_column(BigInteger)
     process_count: Mapped[int] = mapped_column(Integer)
     filesystems: Mapped[str] = mapped_column(Text, default="[]")
+    # Rates over the time since the agent's previous sample (None on its first sample) and
+    # MailU's queue length (None where no MailU queue is on the VPS): migration 0020.
+    net_rx_bytes_per_second: Mapped[float | None] = mapped_column(Float)
+    net_tx_bytes_per_second: Mapped[float | None] = mapped_column(Float)
+    disk_read_bytes_per_second: Mapped[float | None] = mapped_column(Float)
+    disk_write_bytes_per_second: Mapped[float | None] = mapped_column(Float)
+    mail_queue_messages: Mapped[int | None] = mapped_column(Integer)
 
 
 class MetricRollup(TenantOwned, Base):
-    """avg/min/max/count of one gauge over one minute (avg = sum / count)."""
+    """avg/min/max/count of one series over one minute (avg = sum / count).
+
+    ``metric`` is a series name from ``control_plane.metrics.series`` (``cpu_percent``,
+    ``fs_used_bytes:/var``…). On PostgreSQL the table is range-partitioned by ``bucket``
+    (one partition per day, ``metrics/partitions.py``); SQLite keeps a plain table.
+    """
 
     __tablename__ = "metric_rollups_1m"
 
     server_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True
     )
-    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(300), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
+class MetricRollupHourly(TenantOwned, Base):
+    """The same figures over one hour, kept two years (plain table on both databases)."""
+
+    __tablename__ = "metric_rollups_1h"
+
+    server_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(300), primary_key=True)
     bucket: Mapped[datetime] = mapped_column(primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     sum: Mapped[float] = mapped_column(Float)
