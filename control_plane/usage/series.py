@@ -2,19 +2,52 @@
 
 Steps and tiers: ``raw`` reads ``metric_samples`` (14 days); ``1m``, ``5m``, ``15m`` merge
 ``metric_rollups_1m`` (90 days); ``1h`` and ``1d`` merge ``metric_rollups_1h`` (2 years).
+
+Speed: SQLAlchemy Core selecting plain columns (no ORM objects, no per-row type decorator);
+a step wider than its tier's rows is bucketed in SQL (GROUP BY the UTC-aligned epoch), so a
+day of hourly rows crosses the wire as one row. The series of a server are found first by a
+skip scan over the primary key (server_id, metric, bucket), and the rows are then read with
+``metric IN (…)``: the index is walked once per series over just the range asked for,
+instead of over every row the server ever had (benchmarks/usage_query.py measures it).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, get_args
 
+from sqlalchemy import BigInteger, ColumnElement, Float, Integer, cast, func, select, text
+from sqlalchemy import column as sql_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.configured import Configured
+from control_plane.db.base import utcnow
+from control_plane.errors import InvalidInput
+from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
+from control_plane.metrics.series import GAUGES, sample_series, split_series
+from control_plane.settings import Settings
+
 UsageStep = Literal["raw", "1m", "5m", "15m", "1h", "1d"]
+STEPS: tuple[UsageStep, ...] = get_args(UsageStep)
+Tier = Literal["raw", "1m", "1h"]
+# Seconds per step (raw: none) and the tier each step reads.
+STEP_SECONDS: dict[UsageStep, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86_400}
+STEP_TIER: dict[UsageStep, Tier] = {
+    "raw": "raw",
+    "1m": "1m",
+    "5m": "1m",
+    "15m": "1m",
+    "1h": "1h",
+    "1d": "1h",
+}
+TIER_SECONDS: dict[Tier, int] = {"1m": 60, "1h": 3600}
+# Points per series one query may return (Prometheus refuses more than 11,000 too).
+MAX_POINTS = 11_000
+# A range that starts this little before a tier's horizon is still served (clocks, rounding).
+REACH_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +61,59 @@ class Point:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class TierReach:
+    """How far back each tier holds data: its retention setting."""
+
+    raw: timedelta
+    minute: timedelta
+    hour: timedelta
+
+    @classmethod
+    def of(cls, settings: Settings) -> TierReach:
+        return cls(
+            raw=timedelta(days=settings.metrics_raw_retention_days),
+            minute=timedelta(days=settings.metrics_minute_retention_days),
+            hour=timedelta(days=settings.metrics_hourly_retention_days),
+        )
+
+    def of_tier(self, tier: Tier) -> timedelta:
+        return {"raw": self.raw, "1m": self.minute, "1h": self.hour}[tier]
+
+
+_reach = Configured(TierReach.of)
+
+
+def configure(settings: Settings) -> None:
+    """Use ``settings``' retention for callers that pass no ``reach`` (serve calls it)."""
+    _reach.configure(settings)
+
+
+def check_range(
+    start: datetime, end: datetime, step: UsageStep, reach: TierReach, now: datetime
+) -> None:
+    """InvalidInput naming the field when ``step`` cannot serve [start, end)."""
+    if start >= end:
+        raise InvalidInput("from must be before to", field="query.from")
+    tier = STEP_TIER[step]
+    horizon = reach.of_tier(tier)
+    if start < now - horizon - REACH_SLACK:
+        kept = f"{horizon.total_seconds() / 86_400:g} days"
+        raise InvalidInput(
+            f"step {step} reads the {tier} tier, which keeps {kept}: "
+            f"use a wider step or a later from",
+            field="query.step" if step != "1d" else "query.from",
+        )
+    if step != "raw":
+        points = (end - start).total_seconds() / STEP_SECONDS[step]
+        if points > MAX_POINTS:
+            raise InvalidInput(
+                f"{points:.0f} points per series at step {step} (at most {MAX_POINTS}): "
+                "use a wider step or a shorter range",
+                field="query.step",
+            )
+
+
 async def read_series(
     session: AsyncSession,
     server_id: uuid.UUID,
@@ -35,8 +121,167 @@ async def read_series(
     end: datetime,
     step: UsageStep,
     names: Collection[str] | None = None,
+    *,
+    reach: TierReach | None = None,
 ) -> dict[str, list[Point]]:
     """Series name → its points in [start, end) at ``step``, oldest first (``names``: only
     those series; None: all). Raises InvalidInput (field ``query.step``/``query.from``)
-    when the tier for ``step`` does not reach back to ``start``."""
-    raise NotImplementedError("issue 16: the usage helper implements this")
+    when the tier for ``step`` does not reach back to ``start``, or the answer would hold
+    more than MAX_POINTS points per series. Buckets are aligned to UTC (a ``1d`` point is a
+    UTC day) and start at ``start`` floored to the step."""
+    if step not in STEP_TIER:
+        raise InvalidInput(f"step must be one of {', '.join(STEPS)}", field="query.step")
+    check_range(start, end, step, reach or _reach.current(), utcnow())
+    if names is not None and not names:
+        return {}
+    if step == "raw":
+        return await _raw(session, server_id, start, end, names)
+    return await _rolled_up(session, server_id, start, end, step, names)
+
+
+async def _raw(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    names: Collection[str] | None,
+) -> dict[str, list[Point]]:
+    wanted = set(names) if names is not None else None
+    gauges = [g for g in GAUGES if wanted is None or g in wanted]
+    with_fs = wanted is None or any(split_series(n)[1] is not None for n in wanted)
+    columns: list[Any] = [MetricSample.sampled_at, *(getattr(MetricSample, g) for g in gauges)]
+    if with_fs:
+        columns.append(MetricSample.filesystems)
+    stmt = (
+        select(*columns)
+        .where(
+            MetricSample.server_id == server_id,
+            MetricSample.sampled_at >= start,
+            MetricSample.sampled_at < end,
+        )
+        .order_by(MetricSample.sampled_at)
+        .limit(MAX_POINTS + 1)
+    )
+    rows = (await session.execute(stmt)).mappings().all()
+    if len(rows) > MAX_POINTS:
+        raise InvalidInput(
+            f"more than {MAX_POINTS} raw samples in range: use a step or a shorter range",
+            field="query.step",
+        )
+    out: dict[str, list[Point]] = {}
+    for row in rows:
+        at = row["sampled_at"]
+        for name, value in sample_series(dict(row)).items():
+            if wanted is None or name in wanted:
+                out.setdefault(name, []).append(Point(at, value, value, value, 1))
+    return out
+
+
+def _epoch(dialect: str, at: Any) -> ColumnElement[Any]:
+    """Whole seconds since 1970 (UTC) of a timestamp column, on either database."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", at), BigInteger)
+    # SQLite keeps the UTC time as text; strftime('%s') reads it as UTC.
+    return cast(func.strftime("%s", at), Integer)
+
+
+async def _series_names(
+    session: AsyncSession, table: Any, server_id: uuid.UUID, dialect: str
+) -> list[str]:
+    """The series a server has in ``table``: on PostgreSQL a loose index scan (one index
+    probe per series) instead of reading every row's name; SQLite plans DISTINCT so itself."""
+    if dialect != "postgresql":
+        stmt = select(table.c.metric).where(table.c.server_id == server_id).distinct()
+        return list((await session.scalars(stmt)).all())
+    # The table name is one of two model constants, never input.
+    sql = f"""
+        WITH RECURSIVE names(metric) AS (
+            (SELECT metric FROM {table.name} WHERE server_id = :server ORDER BY metric LIMIT 1)
+            UNION ALL
+            SELECT (SELECT t.metric FROM {table.name} t
+                    WHERE t.server_id = :server AND t.metric > names.metric
+                    ORDER BY t.metric LIMIT 1)
+            FROM names WHERE names.metric IS NOT NULL
+        )
+        SELECT metric FROM names WHERE metric IS NOT NULL
+    """  # noqa: S608
+    result = await session.execute(text(sql), {"server": server_id})
+    return [row[0] for row in result]
+
+
+async def _rolled_up(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    step: UsageStep,
+    names: Collection[str] | None,
+) -> dict[str, list[Point]]:
+    tier = STEP_TIER[step]
+    table = (MetricRollup if tier == "1m" else MetricRollupHourly).__table__
+    width = STEP_SECONDS[step]
+    dialect = session.get_bind().dialect.name
+    wanted = sorted(names) if names is not None else None
+    if wanted is None:
+        wanted = await _series_names(session, table, server_id, dialect)
+        if not wanted:
+            return {}
+    first = _floor(start, width)
+    where = (
+        table.c.server_id == server_id,
+        table.c.metric.in_(wanted),
+        table.c.bucket >= first,
+        table.c.bucket < end,
+    )
+    epoch = _epoch(dialect, table.c.bucket)
+    if width == TIER_SECONDS[tier]:  # one stored row per point: no grouping
+        stmt = select(
+            table.c.metric, epoch, table.c.count, table.c.sum, table.c.min, table.c.max
+        ).where(*where)
+        stmt = stmt.order_by(table.c.metric, table.c.bucket)
+    else:
+        bucket: ColumnElement[Any] = sql_column("b")
+        grouped = (epoch // width) * width
+        stmt = (
+            select(
+                table.c.metric,
+                grouped.label("b"),
+                cast(func.sum(table.c.count), BigInteger),
+                cast(func.sum(table.c.sum), Float),
+                func.min(table.c.min),
+                func.max(table.c.max),
+            )
+            .where(*where)
+            .group_by(table.c.metric, bucket)
+            .order_by(table.c.metric, bucket)
+        )
+    result = await session.execute(stmt)
+    out: dict[str, list[Point]] = {}
+    times: dict[int, datetime] = {}
+    current: list[Point] = []
+    current_name = None
+    for name, at, count, total, low, high in result.tuples():
+        if name != current_name:
+            current = out.setdefault(name, [])
+            current_name = name
+        t = times.get(at)
+        if t is None:
+            t = times[at] = datetime.fromtimestamp(at, UTC)
+        current.append(Point(t, total / count, low, high, count))
+    return out
+
+
+def _floor(at: datetime, seconds: int) -> datetime:
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def as_mapping(points: Mapping[str, list[Point]]) -> dict[str, list[dict[str, Any]]]:
+    """JSON-ready form of read_series' answer."""
+    return {
+        name: [
+            {"t": p.t.isoformat(), "avg": p.avg, "min": p.min, "max": p.max, "count": p.count}
+            for p in series
+        ]
+        for name, series in points.items()
+    }
