@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -550,6 +551,17 @@ class Settings(BaseSettings):
         default="", description="Monthly prices of the local provider's plans, e.g. "
         "'local-small=5.00,local-medium=10.00' (unlisted plans cost 0), so demos show money.",
     )  # fmt: skip
+    resize_step_timeout_seconds: float = Field(
+        default=900.0, gt=0, le=86_400, description="A resize step (or its revert) not "
+        "finished within this fails (and the resize is reverted).",
+    )  # fmt: skip
+    resize_lease_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="A replica's claim on a running resize; "
+        "another takes over once it lapses.",
+    )  # fmt: skip
+    resize_tick_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="How often replicas look for due resize steps."
+    )
 
     def auto_pauses_on(self, trigger: str) -> bool:
         """Whether ``trigger`` ('listing' or 'bounces') pauses an address by itself."""
@@ -581,6 +593,12 @@ class Settings(BaseSettings):
             from control_plane.dnsbl.catalog import parse_lists
 
             parse_lists(value)
+        return value
+
+    @field_validator("local_plan_prices")
+    @classmethod
+    def _plan_prices(cls, value: str) -> str:
+        parse_plan_prices(value)
         return value
 
     @field_validator("dnsbl_resolvers")
@@ -645,6 +663,21 @@ class Settings(BaseSettings):
     def managed_vault(self) -> bool:
         """True when MailFleet runs its own single-machine OpenBao."""
         return self.vault_addr is None
+
+
+def parse_plan_prices(value: str) -> dict[str, Decimal]:
+    """``local-small=5.00,local-medium=10.00`` → plan id → monthly price (ValueError)."""
+    prices: dict[str, Decimal] = {}
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        plan, sep, price = pair.partition("=")
+        try:
+            amount = Decimal(price.strip())
+        except ArithmeticError:
+            amount = Decimal("NaN")
+        if not sep or not plan.strip() or not amount.is_finite() or amount < 0:
+            raise ValueError(f"expected plan=price pairs (e.g. local-small=5.00), got {pair!r}")
+        prices[plan.strip()] = amount
+    return prices
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -30,6 +30,7 @@ from control_plane.mail.models import DkimKey, MailAlias, Mailbox, MailDomain
 from control_plane.mailstats.models import MailCount, MailStatsReport
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
 from control_plane.provisioning.models import ServerEvent
+from control_plane.resize.models import ServerResize, ServerResizeStep
 from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
 from control_plane.tls.models import Certificate
@@ -80,6 +81,8 @@ __all__ = [
     "Server",
     "ServerEvent",
     "ServerRecovery",
+    "ServerResize",
+    "ServerResizeStep",
     "Silence",
     "Tenant",
     "Workspace",

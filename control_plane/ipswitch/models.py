@@ -21,10 +21,10 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, TenantOwned, TimestampMixin
+from control_plane.workflows.steps import StepColumns
 
 STATES = ("running", "rolling_back", "succeeded", "rolled_back", "failed")
 ACTIVE_STATES = ("running", "rolling_back")
-STEP_STATES = ("pending", "running", "done", "failed", "rolled_back", "skipped")
 ACTIVE_WHERE = text("state IN ('running', 'rolling_back')")
 
 
@@ -66,16 +66,10 @@ class IpSwitch(IdMixin, TimestampMixin, TenantOwned, Base):
     finished_at: Mapped[datetime | None]
 
 
-class IpSwitchStep(IdMixin, TenantOwned, Base):
+class IpSwitchStep(IdMixin, TenantOwned, StepColumns, Base):
     """One step of a switch, in ``position`` order, with what it did (``detail``)."""
 
     __tablename__ = "ip_switch_steps"
     __table_args__ = (Index("uq_ip_switch_steps_position", "switch_id", "position", unique=True),)
 
     switch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ip_switches.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(24))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
-    started_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
-    detail: Mapped[str] = mapped_column(Text, default="")

@@ -19,9 +19,10 @@ from control_plane.incidents.signals import Signal
 from control_plane.ips import service as ips
 from control_plane.ipswitch import agent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
-from control_plane.ipswitch.workflow import ACTOR, UNDOABLE, Done, Outcome
+from control_plane.ipswitch.workflow import ACTOR, UNDOABLE, Outcome
 from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.settings import Settings
+from control_plane.workflows.steps import Done
 
 RETRY_CAP_SECONDS = 60.0
 CHECK = "ip.switch"

@@ -8,146 +8,56 @@ One runner per ``mailfleet serve``. It looks for due switches every
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import handlers
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
-from control_plane.db.leases import Leases
-from control_plane.errors import MailFleetError
 from control_plane.ipswitch import progress
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.workflow import AGENT_KINDS, Outcome, StepFailed, Workflow
-from control_plane.provisioning.workflow import Fail, Retry, error_outcome
+from control_plane.provisioning.workflow import Fail
 from control_plane.settings import Settings
+from control_plane.workflows.runner import StepRunner, Wakers
 
-log = logging.getLogger(__name__)
-CONCURRENCY = 20
-
-_wakers: list[Callable[[], None]] = []
+wake_runners = Wakers()  # this process's switch runners: look for due switches now
 
 
-def wake_runners(_session: Any = None) -> None:
-    """Make this process's runners look for due switches now (after a commit)."""
-    for wake in list(_wakers):
-        wake()
-
-
-class IpSwitchRunner:
+class IpSwitchRunner(StepRunner[IpSwitch, IpSwitchStep]):
     """One per control-plane process (``serve`` starts it); any number per database."""
 
+    model, step_model, parent, what = IpSwitch, IpSwitchStep, "switch_id", "ip switches"
+    wakers = wake_runners
+
     def __init__(self, settings: Settings, db: Database, workflow: Workflow) -> None:
-        self.settings, self.db, self.workflow = settings, db, workflow
-        self.leases = Leases(db, IpSwitch, settings.ip_switch_lease_seconds, "ip switches")
-        self.owner = self.leases.owner
-        self._wake = asyncio.Event()
-        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.settings, self.workflow = settings, workflow
+        super().__init__(db, settings.ip_switch_lease_seconds, settings.ip_switch_tick_seconds)
 
-    def wake(self) -> None:
-        self._wake.set()
+    def current(self, row: IpSwitch, steps: Sequence[IpSwitchStep]) -> IpSwitchStep | None:
+        return progress.current(row, steps)
 
-    async def run(self) -> None:
-        """Claim and run due steps until cancelled; leases are let go on the way out."""
-        _wakers.append(self.wake)
+    async def outcome(self, row: IpSwitch, step: IpSwitchStep) -> Outcome:
         try:
-            while True:
-                free = CONCURRENCY - len(self._running)
-                if free > 0:
-                    try:
-                        for switch in await self.claim(free):
-                            task = asyncio.create_task(self._run_step(switch))
-                            self._running[switch.id] = task
-                            task.add_done_callback(functools.partial(self._done, switch.id))
-                    except Exception:
-                        log.exception("ip switches: claiming due switches failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.ip_switch_tick_seconds)
-                self._wake.clear()
-        finally:
-            _wakers.remove(self.wake)
-            await self.leases.let_go(self._running.values())
-
-    def _done(self, switch_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
-        self._running.pop(switch_id, None)
-        self._wake.set()
-
-    async def claim(self, limit: int) -> list[IpSwitch]:
-        return await self.leases.claim(
-            lambda now: (IpSwitch.next_run_at <= now,),
-            IpSwitch.next_run_at,
-            limit,
-            skip=self._running,
-        )
-
-    async def _run_step(self, switch: IpSwitch) -> None:
-        async with self.db.session() as session:
-            steps = await _steps(session, switch.id)
-        step = progress.current(switch, steps)
-        if step is None:  # nothing left (a stale next_run_at): clear it
-            await self.db.transact(lambda s: self._apply(s, switch, None, None))
-            return
-        renew = asyncio.create_task(self.leases.keep(switch.id))
-        try:
-            outcome = await self._outcome(switch, step)
-        finally:
-            renew.cancel()
-        try:
-            await self.db.transact(lambda s: self._apply(s, switch, step, outcome))
-        except Exception:
-            log.exception("ip switches: recording the outcome for %s failed", switch.id)
-
-    async def _outcome(self, switch: IpSwitch, step: IpSwitchStep) -> Outcome:
-        undoing = switch.state == "rolling_back"
-        try:
-            if undoing:
-                return await self.workflow.undo(switch, step)
-            return await self.workflow.forward(switch, step)
+            if row.state == "rolling_back":
+                return await self.workflow.undo(row, step)
+            return await self.workflow.forward(row, step)
         except StepFailed as exc:
             return Fail(exc.detail)
-        except MailFleetError as exc:
-            return error_outcome(exc)
-        except Exception as exc:
-            log.exception("ip switches: step %s of %s failed", step.name, switch.id)
-            return Retry(f"internal error: {type(exc).__name__}")
 
-    async def _apply(
+    async def record(
         self,
         session: AsyncSession,
-        claimed: IpSwitch,
-        step: IpSwitchStep | None,
-        outcome: Outcome | None,
+        row: IpSwitch,
+        steps: Sequence[IpSwitchStep],
+        step: IpSwitchStep,
+        outcome: Outcome,
     ) -> None:
-        switch = await self.leases.take_back(session, claimed.id)
-        if switch is None:
-            return
-        steps = await _steps(session, switch.id)
-        if step is None or outcome is None or switch.state != claimed.state:
-            switch.next_run_at = utcnow() if progress.current(switch, steps) else None
-            return
-        row = next(s for s in steps if s.id == step.id)
-        turn = progress.Turn(session, self.settings, switch, steps, utcnow())
-        await turn.record(row, outcome)
-        if switch.state != claimed.state:
-            log.info("ip switches: %s is %s (%s)", switch.id, switch.state, switch.error or "")
-
-
-async def _steps(session: AsyncSession, switch_id: uuid.UUID) -> list[IpSwitchStep]:
-    rows = await session.scalars(
-        select(IpSwitchStep)
-        .where(IpSwitchStep.switch_id == switch_id)
-        .order_by(IpSwitchStep.position)
-    )
-    return list(rows)
+        await progress.Turn(session, self.settings, row, steps, utcnow()).record(step, outcome)
 
 
 async def command_settled(session: AsyncSession, command: Command) -> None:

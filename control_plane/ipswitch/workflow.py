@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,6 +52,7 @@ from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.servers.models import Server
 from control_plane.settings import Settings, parse_host_port
 from control_plane.vault.client import Vault
+from control_plane.workflows.steps import Done
 
 STEPS = ("preconditions", "ptr", "dns", "snat", "egress", "drain", "withdraw")
 UNDOABLE = ("ptr", "dns", "snat")
@@ -61,15 +60,6 @@ SNAT_SET, SNAT_SHOW = "network.snat.set", "network.snat.show"
 AGENT_KINDS = (SNAT_SET, SNAT_SHOW, outbound.KIND)
 ACTOR = ips.CONTROL_PLANE
 PURPOSE = "ip-switch"
-
-
-@dataclass(frozen=True)
-class Done:
-    """The step did its work (``skipped``: it had none to do here)."""
-
-    message: str
-    changes: dict[str, Any] = field(default_factory=dict)
-    skipped: bool = False
 
 
 Outcome = Done | Wait | Retry | Fail

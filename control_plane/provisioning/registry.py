@@ -28,7 +28,7 @@ from control_plane.provisioning.providers.hostwinds import (
     HostwindsSettings,
 )
 from control_plane.provisioning.providers.local import LocalProvider, LocalSettings
-from control_plane.settings import Settings, SettingsError, parse_host_port
+from control_plane.settings import Settings, SettingsError, parse_host_port, parse_plan_prices
 from control_plane.vault.client import Vault, secret_path
 
 log = logging.getLogger(__name__)
@@ -205,4 +205,5 @@ def local_settings(settings: Settings) -> LocalSettings:
         pools=pools,
         prefix=settings.local_provider_prefix,
         extra_path=tuple(p for p in settings.local_provider_extra_path.split(":") if p),
+        prices=tuple(parse_plan_prices(settings.local_plan_prices).items()),
     )

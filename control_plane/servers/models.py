@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from control_plane.db.base import Base, IdMixin, TenantOwned, TimestampMixin
+from control_plane.db.base import Base, IdMixin, Money, TenantOwned, TimestampMixin
 
 
 class Server(IdMixin, TimestampMixin, TenantOwned, Base):
@@ -45,6 +46,9 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
 
     region: Mapped[str | None] = mapped_column(String(64))
     plan: Mapped[str | None] = mapped_column(String(64))
+    # The plan's monthly price when it was last set (migration 0021; resizes keep it).
+    plan_monthly_price: Mapped[Decimal | None] = mapped_column(Money())
+    plan_currency: Mapped[str | None] = mapped_column(String(3))
     instance_id: Mapped[str | None] = mapped_column(String(128))
     ipv4: Mapped[str | None] = mapped_column(String(45))
     ssh_public_key: Mapped[str | None] = mapped_column(Text)

@@ -117,6 +117,7 @@ class LocalSettings:
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL
     lock_timeout: float = 60.0  # seconds to wait for another create/terminate to finish
     extra_path: tuple[str, ...] = ()  # directories put first on the VPS's PATH
+    prices: tuple[tuple[str, Decimal], ...] = ()  # (plan id, monthly price); others cost 0
 
 
 class LocalProvider:
@@ -162,7 +163,8 @@ class LocalProvider:
 
     async def plans(self) -> tuple[Plan, ...]:
         await self._require_host()
-        return PLANS
+        prices = dict(self.settings.prices)
+        return tuple(replace(p, monthly_price=prices.get(p.id, p.monthly_price)) for p in PLANS)
 
     async def create(
         self, name: str, region: str, plan: str, user_data: str, ssh_public_key: str
