@@ -656,8 +656,10 @@ def _domain_commands() -> None:
     from control_plane.incidents.cli import incident_app, silence_app
     from control_plane.ips.cli import ip_app
     from control_plane.ipswitch.cli import switch_app
+    from control_plane.usage.cli import server_usage
 
     server_app.command("health")(server_health)
+    server_app.command("usage")(server_usage)
     app.add_typer(incident_app, name="incident")
     app.add_typer(silence_app, name="silence")
     app.add_typer(channel_app, name="alert-channel")

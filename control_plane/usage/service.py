@@ -1,0 +1,309 @@
+"""A server's usage (series by resource, with summaries) and the fleet's (totals, limits)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.health.resources import filesystem_readings
+from control_plane.metrics.models import MetricSample
+from control_plane.metrics.series import split_series
+from control_plane.servers.models import Server
+from control_plane.servers.service import get_server
+from control_plane.usage.schemas import (
+    FleetTotalsOut,
+    FleetUsageOut,
+    LimitOut,
+    PointOut,
+    ResourceOut,
+    SeriesOut,
+    SummaryOut,
+    UsageOut,
+)
+from control_plane.usage.series import STEP_SECONDS, Point, TierReach, UsageStep, read_series
+from control_plane.usage.summary import summarize
+
+# The widest range each step is chosen for when the caller names none (≤ ~2,200 points).
+DEFAULT_STEPS: tuple[tuple[timedelta, UsageStep], ...] = (
+    (timedelta(hours=1), "raw"),
+    (timedelta(days=1), "1m"),
+    (timedelta(days=7), "5m"),
+    (timedelta(days=21), "15m"),
+    (timedelta(days=92), "1h"),
+)
+DEFAULT_RANGE = timedelta(days=7)
+
+# Series name (or filesystem gauge) → (resource, unit).
+RESOURCES: dict[str, tuple[str, str]] = {
+    "cpu_percent": ("cpu", "%"),
+    "load1": ("load", "load"),
+    "load5": ("load", "load"),
+    "load15": ("load", "load"),
+    "memory_used_bytes": ("memory", "bytes"),
+    "memory_available_bytes": ("memory", "bytes"),
+    "memory_total_bytes": ("memory", "bytes"),
+    "memory_percent": ("memory", "%"),
+    "swap_used_bytes": ("swap", "bytes"),
+    "swap_total_bytes": ("swap", "bytes"),
+    "swap_percent": ("swap", "%"),
+    "fs_used_bytes": ("filesystem", "bytes"),
+    "fs_total_bytes": ("filesystem", "bytes"),
+    "fs_used_percent": ("filesystem", "%"),
+    "fs_inodes_used": ("filesystem", "inodes"),
+    "fs_inodes_total": ("filesystem", "inodes"),
+    "fs_inodes_percent": ("filesystem", "%"),
+    "net_rx_bytes_per_second": ("network", "bytes/s"),
+    "net_tx_bytes_per_second": ("network", "bytes/s"),
+    "disk_read_bytes_per_second": ("disk_io", "bytes/s"),
+    "disk_write_bytes_per_second": ("disk_io", "bytes/s"),
+    "process_count": ("processes", "processes"),
+    "mail_queue_messages": ("mail_queue", "messages"),
+}
+RESOURCE_ORDER = (
+    "cpu", "load", "memory", "swap", "filesystem", "network", "disk_io", "processes", "mail_queue"
+)  # fmt: skip
+
+
+Resource = Literal["disk", "memory", "cpu"]
+
+
+def default_step(span: timedelta) -> UsageStep:
+    for widest, step in DEFAULT_STEPS:
+        if span <= widest:
+            return step
+    return "1d"
+
+
+def _ratio(
+    part: list[Point], whole: list[Point], used: Callable[[float, float], float]
+) -> list[Point]:
+    """Per cent per bucket: ``used(part value, whole avg)`` over the whole's average.
+
+    min/max come from the part's min/max against the bucket's average total (totals change
+    only on a resize), so a bucket's min ≤ avg ≤ max still holds."""
+    totals = {p.t: p.avg for p in whole}
+    out = []
+    for p in part:
+        total = totals.get(p.t)
+        if not total:
+            continue
+        a, b = 100.0 * used(p.min, total) / total, 100.0 * used(p.max, total) / total
+        out.append(Point(p.t, 100.0 * used(p.avg, total) / total, min(a, b), max(a, b), p.count))
+    return out
+
+
+def with_percents(series: dict[str, list[Point]]) -> dict[str, list[Point]]:
+    """Adds memory_percent (1 - available / total, as health judges it), swap_percent and
+    per filesystem fs_used_percent / fs_inodes_percent."""
+    out = dict(series)
+
+    def add(name: str, part: str, whole: str, used: Callable[[float, float], float]) -> None:
+        if part in series and whole in series:
+            points = _ratio(series[part], series[whole], used)
+            if points:
+                out[name] = points
+
+    add("memory_percent", "memory_available_bytes", "memory_total_bytes", lambda v, t: t - v)
+    add("swap_percent", "swap_used_bytes", "swap_total_bytes", lambda v, t: v)
+    for name in series:
+        gauge, mountpoint = split_series(name)
+        if gauge == "fs_used_bytes":
+            add(f"fs_used_percent:{mountpoint}", name, f"fs_total_bytes:{mountpoint}",
+                lambda v, t: v)  # fmt: skip
+        elif gauge == "fs_inodes_used":
+            add(f"fs_inodes_percent:{mountpoint}", name, f"fs_inodes_total:{mountpoint}",
+                lambda v, t: v)  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class Usage:
+    server_id: uuid.UUID
+    start: datetime
+    end: datetime
+    step: UsageStep
+    series: dict[str, list[Point]]
+
+    def rows(self) -> Iterator[tuple[str, Point]]:
+        """(series, point) for every point, by series then time: the export's rows."""
+        for name in sorted(self.series):
+            for point in self.series[name]:
+                yield name, point
+
+    def out(self) -> UsageOut:
+        seconds = STEP_SECONDS.get(self.step)
+        grouped: dict[tuple[str, str | None], list[SeriesOut]] = {}
+        for name in sorted(self.series):
+            gauge, mountpoint = split_series(name)
+            if gauge not in RESOURCES:
+                continue
+            resource, unit = RESOURCES[gauge]
+            points = self.series[name]
+            grouped.setdefault((resource, mountpoint), []).append(
+                SeriesOut(
+                    name=name,
+                    unit=unit,
+                    summary=SummaryOut(**summarize(points, seconds).__dict__),
+                    points=[
+                        PointOut(t=p.t, avg=p.avg, min=p.min, max=p.max, count=p.count)
+                        for p in points
+                    ],
+                )
+            )
+        ordered = sorted(grouped, key=lambda k: (RESOURCE_ORDER.index(k[0]), k[1] or ""))
+        return UsageOut(
+            server_id=self.server_id,
+            start=self.start,
+            end=self.end,
+            step=self.step,
+            resources=[
+                ResourceOut(resource=r, mountpoint=m, series=grouped[r, m]) for r, m in ordered
+            ],
+        )
+
+
+async def server_usage(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    start: datetime | None,
+    end: datetime | None,
+    step: UsageStep | None,
+    reach: TierReach,
+    now: datetime,
+) -> Usage:
+    """The server's series in [start, end) (default: the last 7 days) at ``step`` (default:
+    chosen from the range), with the derived per-cent series. NotFound for a server the
+    session cannot see (another tenant's)."""
+    await get_server(session, server_id)
+    end_at = end or now
+    start_at = start or end_at - DEFAULT_RANGE
+    chosen = step or default_step(end_at - start_at)
+    series = await read_series(session, server_id, start_at, end_at, chosen, reach=reach)
+    return Usage(server_id, start_at, end_at, chosen, with_percents(series))
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """A server's newest fresh sample, as the fleet view reads it."""
+
+    server_id: uuid.UUID
+    server_name: str
+    tenant_id: uuid.UUID
+    at: datetime
+    cpu_percent: float
+    memory_total: float
+    memory_available: float
+    net_rx: float
+    net_tx: float
+    mail_queue: int
+    filesystems: str
+
+    def limit(self, percent: float, mountpoint: str | None = None) -> LimitOut:
+        return LimitOut(
+            server_id=self.server_id,
+            server_name=self.server_name,
+            tenant_id=self.tenant_id,
+            percent=percent,
+            mountpoint=mountpoint,
+            sampled_at=self.at,
+        )
+
+
+async def fleet_usage(
+    session: AsyncSession,
+    tenant_id: uuid.UUID | None,
+    workspace_id: uuid.UUID | None,
+    now: datetime,
+    fresh: timedelta,
+    limit: int,
+) -> FleetUsageOut:
+    """Totals over the servers the session sees (filtered by tenant/workspace) from each
+    one's newest sample within ``fresh``, and the ``limit`` servers highest on disk, memory
+    and CPU now. A server without a fresh sample counts in ``servers`` only (unknown)."""
+    stmt = select(Server.id, Server.name, Server.tenant_id)
+    if tenant_id is not None:
+        stmt = stmt.where(Server.tenant_id == tenant_id)
+    if workspace_id is not None:
+        stmt = stmt.where(Server.workspace_id == workspace_id)
+    servers = {row.id: (row.id, row.name, row.tenant_id) for row in await session.execute(stmt)}
+    latest: dict[uuid.UUID, _Latest] = {}
+    if servers:
+        rows = await session.execute(
+            select(
+                MetricSample.server_id,
+                MetricSample.sampled_at,
+                MetricSample.cpu_percent,
+                MetricSample.memory_total_bytes,
+                MetricSample.memory_available_bytes,
+                MetricSample.net_rx_bytes_per_second,
+                MetricSample.net_tx_bytes_per_second,
+                MetricSample.mail_queue_messages,
+                MetricSample.filesystems,
+            )
+            .where(
+                MetricSample.server_id.in_(list(servers)),
+                MetricSample.sampled_at >= now - fresh,
+                MetricSample.sampled_at <= now,
+            )
+            .order_by(MetricSample.sampled_at)
+        )
+        for r in rows:  # oldest first: the newest overwrites
+            _, name, owner = servers[r.server_id]
+            latest[r.server_id] = _Latest(
+                r.server_id, name, owner, r.sampled_at, float(r.cpu_percent),
+                float(r.memory_total_bytes), float(r.memory_available_bytes),
+                r.net_rx_bytes_per_second or 0.0, r.net_tx_bytes_per_second or 0.0,
+                r.mail_queue_messages or 0, r.filesystems or "[]",
+            )  # fmt: skip
+    return FleetUsageOut(
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        totals=_totals(len(servers), list(latest.values())),
+        closest_to_limits=_limits(list(latest.values()), limit),
+    )
+
+
+def _totals(servers: int, latest: list[_Latest]) -> FleetTotalsOut:
+    disk_used = disk_total = 0
+    for item in latest:
+        for fs in json.loads(item.filesystems):
+            disk_used += int(fs.get("used_bytes") or 0)
+            disk_total += int(fs.get("total_bytes") or 0)
+    return FleetTotalsOut(
+        servers=servers,
+        reporting=len(latest),
+        cpu_percent_average=(sum(i.cpu_percent for i in latest) / len(latest)) if latest else None,
+        memory_used_bytes=int(sum(i.memory_total - i.memory_available for i in latest)),
+        memory_total_bytes=int(sum(i.memory_total for i in latest)),
+        disk_used_bytes=disk_used,
+        disk_total_bytes=disk_total,
+        net_rx_bytes_per_second=sum(i.net_rx for i in latest),
+        net_tx_bytes_per_second=sum(i.net_tx for i in latest),
+        mail_queue_messages=sum(i.mail_queue for i in latest),
+    )
+
+
+def _limits(latest: list[_Latest], limit: int) -> dict[Resource, list[LimitOut]]:
+    """Per resource, the ``limit`` highest servers now. Memory and disk per cent as health
+    judges them (1 - available / total; df's used / (used + free))."""
+    found: dict[Resource, list[LimitOut]] = {"disk": [], "memory": [], "cpu": []}
+    for item in latest:
+        found["cpu"].append(item.limit(item.cpu_percent))
+        if item.memory_total > 0:
+            used = item.memory_total - item.memory_available
+            found["memory"].append(item.limit(100.0 * used / item.memory_total))
+        disks = filesystem_readings([(item.at, item.filesystems)])
+        shares = [
+            (r[0].percent, m) for m, (r, _) in disks.items() if r and r[0].percent is not None
+        ]
+        if shares:
+            percent, mountpoint = max(shares)
+            found["disk"].append(item.limit(percent or 0.0, mountpoint))
+    return {k: sorted(v, key=lambda o: -o.percent)[:limit] for k, v in found.items()}

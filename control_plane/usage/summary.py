@@ -1,0 +1,78 @@
+"""One series' summary: average, p95, max, peak hour of day and day of week, trend per day.
+
+numpy for the percentile, scipy's Theil–Sen estimator for the trend: the median of pairwise
+slopes ignores a few spikes (a backup's disk burst) that would tilt a least-squares line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import theilslopes
+
+from control_plane.usage.series import Point
+
+# Theil–Sen is quadratic in points: longer series are averaged down to this many first.
+TREND_POINTS = 1_000
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """None everywhere: no data (unknown), never zero."""
+
+    average: float | None = None
+    p95: float | None = None
+    max: float | None = None
+    peak_hour: int | None = None
+    peak_weekday: int | None = None
+    trend_per_day: float | None = None
+
+
+def summarize(points: Sequence[Point], step_seconds: int | None) -> Summary:
+    """Summary of ``points`` (a step's buckets; ``step_seconds`` None for raw samples).
+
+    ``average`` weighs each bucket by its sample count; ``p95`` is over bucket averages; peak
+    hour (0–23, UTC) and weekday (0 = Monday) are those with the highest mean bucket average —
+    hour only when buckets are shorter than an hour's, weekday only when no longer than a day.
+    ``trend_per_day`` (units per day) needs points spanning at least a day.
+    """
+    if not points:
+        return Summary()
+    avgs = np.fromiter((p.avg for p in points), float, len(points))
+    counts = np.fromiter((p.count for p in points), float, len(points))
+    times = np.fromiter((p.t.timestamp() for p in points), float, len(points))
+    return Summary(
+        average=float(np.dot(avgs, counts) / counts.sum()),
+        p95=float(np.percentile(avgs, 95)),
+        max=max(p.max for p in points),
+        peak_hour=_peak(times, avgs, 3600, 24, 0)
+        if step_seconds is None or step_seconds < 3600
+        else None,
+        # 1970-01-01 was a Thursday (weekday 3).
+        peak_weekday=_peak(times, avgs, 86_400, 7, 3)
+        if step_seconds is None or step_seconds <= 86_400
+        else None,
+        trend_per_day=_trend(times, avgs),
+    )
+
+
+def _peak(times: np.ndarray, avgs: np.ndarray, unit: int, period: int, offset: int) -> int:
+    slot = ((times // unit).astype(np.int64) + offset) % period
+    sums = np.bincount(slot, weights=avgs, minlength=period)
+    seen = np.bincount(slot, minlength=period)
+    means = np.where(seen > 0, sums / np.maximum(seen, 1), -np.inf)
+    return int(np.argmax(means))
+
+
+def _trend(times: np.ndarray, avgs: np.ndarray) -> float | None:
+    if len(times) < 3 or times[-1] - times[0] < DAY:
+        return None
+    if len(times) > TREND_POINTS:
+        chunks = np.array_split(np.arange(len(times)), TREND_POINTS)
+        times = np.array([times[c].mean() for c in chunks])
+        avgs = np.array([avgs[c].mean() for c in chunks])
+    days = (times - times[0]) / DAY
+    return float(theilslopes(avgs, days).slope)
