@@ -656,9 +656,12 @@ def _domain_commands() -> None:
     from control_plane.incidents.cli import incident_app, silence_app
     from control_plane.ips.cli import ip_app
     from control_plane.ipswitch.cli import switch_app
+    from control_plane.resize.cli import server_recommendations, server_resize
     from control_plane.usage.cli import server_usage
 
     server_app.command("health")(server_health)
+    server_app.command("resize")(server_resize)
+    server_app.command("recommendations")(server_recommendations)
     server_app.command("usage")(server_usage)
     app.add_typer(incident_app, name="incident")
     app.add_typer(silence_app, name="silence")

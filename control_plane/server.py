@@ -18,6 +18,7 @@ from control_plane.alerts import delivery as alert_delivery
 from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
+from control_plane.capacity.jobs import ForecastJob
 from control_plane.commands import handlers
 from control_plane.db import migrate
 from control_plane.db.engine import Database
@@ -45,6 +46,8 @@ from control_plane.periodic import Job, PeriodicJobs
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.workflow import Workflow
+from control_plane.resize import workflow as resizing
+from control_plane.resize.runner import ResizeRunner
 from control_plane.servers.service import count_machines
 from control_plane.settings import Settings, SettingsError, parse_host_port, record_serve
 from control_plane.tls import service as tls
@@ -164,6 +167,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         ),
         Job("dnsbl-history", dnsbl.cleanup_job(settings)),
         Job("mail-stats", mail_stats_schedule.job(settings)),
+        Job("forecast-checks", ForecastJob(settings)),
     ]
 
 
@@ -219,6 +223,8 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     settings, db, ip_switch.Workflow(settings, db, vault, providers)
                 )
                 switch_task = asyncio.create_task(switches.run())
+                resizes = ResizeRunner(settings, db, resizing.Workflow(settings, db, providers))
+                resize_task = asyncio.create_task(resizes.run())
                 periodic = PeriodicJobs(
                     db,
                     periodic_jobs(db, vault, settings),
@@ -245,7 +251,8 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     )
                     return await _serve_api(settings, app, db, api_socket, bootstrap_admin_key)
                 finally:
-                    for task in (runner_task, switch_task, periodic_task, sweep_task, dnsbl_task):
+                    tasks = (runner_task, switch_task, resize_task, periodic_task, sweep_task)
+                    for task in (*tasks, dnsbl_task):
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task

@@ -539,6 +539,13 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, le=86_400, description="How often each server's forecasts "
         "are recomputed (and forecast checks sent).",
     )  # fmt: skip
+    forecast_min_days: int = Field(
+        default=3, ge=2, le=60, description="Days with data a forecast needs (fewer: unknown)."
+    )
+    forecast_anomaly_k: float = Field(
+        default=4.0, gt=0, le=50, description="An hour is an anomaly when it is more than "
+        "this many (normal-scaled) MADs from its hour-of-week (or hour-of-day) median.",
+    )  # fmt: skip
     # Recommendations and resizes (control_plane/resize).
     recommendation_percentile: float = Field(
         default=90.0, gt=0, le=100, description="Usage percentile a plan is sized to."
@@ -550,6 +557,13 @@ class Settings(BaseSettings):
     local_plan_prices: str = Field(
         default="", description="Monthly prices of the local provider's plans, e.g. "
         "'local-small=5.00,local-medium=10.00' (unlisted plans cost 0), so demos show money.",
+    )  # fmt: skip
+    recommendation_window_days: float = Field(
+        default=30.0, gt=0, le=730, description="Usage a recommendation is sized on (hourly)."
+    )
+    recommendation_min_hours: int = Field(
+        default=24, ge=1, le=17_520, description="Hourly points per resource a recommendation "
+        "needs in its window (fewer: unknown, not enough data).",
     )  # fmt: skip
     resize_step_timeout_seconds: float = Field(
         default=900.0, gt=0, le=86_400, description="A resize step (or its revert) not "

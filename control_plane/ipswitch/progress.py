@@ -6,7 +6,6 @@ themselves are in ``workflow.py``.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,9 +21,9 @@ from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.workflow import ACTOR, UNDOABLE, Outcome
 from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.settings import Settings
+from control_plane.workflows.runner import later_seconds
 from control_plane.workflows.steps import Done
 
-RETRY_CAP_SECONDS = 60.0
 CHECK = "ip.switch"
 LEFT = {
     "ptr": "the PTR of {to} still points to the mail host",
@@ -92,12 +91,7 @@ class Turn:
         if isinstance(outcome, Retry):
             switch.step_attempts += 1
             switch.step_command_id = None
-            delay = min(
-                RETRY_CAP_SECONDS, settings.ip_switch_tick_seconds * 2**switch.step_attempts
-            )
-            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
-        else:
-            delay = min(outcome.seconds or settings.ip_switch_tick_seconds, RETRY_CAP_SECONDS)
+        delay = later_seconds(outcome, switch.step_attempts, settings.ip_switch_tick_seconds)
         switch.next_run_at = self.now + timedelta(seconds=delay)
 
     def _enter(self, name: str, at: datetime) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -32,6 +33,18 @@ CONCURRENCY = 20
 R = TypeVar("R")  # the workflow's row
 S = TypeVar("S")  # its step rows
 Outcome = Done | Wait | Retry | Fail
+
+
+RETRY_CAP_SECONDS = 60.0
+
+
+def later_seconds(outcome: Wait | Retry, attempts: int, tick: float) -> float:
+    """When a step that waits or failed in a way that may pass runs again: a Wait after its
+    own delay (or a tick); a Retry after an exponential, jittered back-off on ``attempts``."""
+    if isinstance(outcome, Retry):
+        delay = min(RETRY_CAP_SECONDS, tick * 2.0**attempts)
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+    return min(outcome.seconds or tick, RETRY_CAP_SECONDS)
 
 
 class Wakers:

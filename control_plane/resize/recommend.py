@@ -1,0 +1,124 @@
+"""The plan a server should be on, from its usage (VPA-style: target = p90 × headroom).
+
+Per resource, over the window's hourly points: CPU in cores (the hour's average ``cpu_percent``
+× the current plan's vCPUs / 100: CPU is shared, an hour's average is what it costs), memory
+bytes used and disk bytes used on the root filesystem (or the largest one without a root),
+both from the hour's maximum (running out of either breaks the server, so peaks count). The
+target is the percentile (``MAILFLEET_RECOMMENDATION_PERCENTILE``) × headroom
+(``MAILFLEET_RECOMMENDATION_HEADROOM``); the recommendation is the cheapest plan in the
+provider's catalog, in the current plan's currency, holding every target — up or down.
+
+Disks: a provider that cannot shrink a disk (Hostwinds' upgrades only grow it, like most
+clouds') is never offered a plan with a smaller disk than the current one; the local
+provider's disk figure is a number in its records, so it can go down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from control_plane.metrics.series import filesystem_series, split_series
+from control_plane.provisioning.providers.base import Plan
+from control_plane.usage.series import Point
+
+GIB = 1024**3
+MIB = 1024**2
+SHRINKS_DISK = frozenset({"local"})  # providers whose plans may have a smaller disk
+CPU, MEMORY = "cpu_percent", "memory_used_bytes"
+FS_USED, FS_TOTAL = "fs_used_bytes", "fs_total_bytes"
+
+
+@dataclass(frozen=True)
+class Target:
+    resource: str
+    unit: str
+    series: str
+    hours: int
+    percentile: float
+    target: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    plan: Plan | None  # None: no plan of the catalog holds every target
+    driver: str | None
+
+
+def capacity(plan: Plan, resource: str) -> float:
+    if resource == "cpu":
+        return float(plan.vcpus)
+    if resource == "memory":
+        return float(plan.memory_mb * MIB)
+    return float(plan.disk_gb * GIB)
+
+
+def disk_series(series: dict[str, list[Point]]) -> str | None:
+    """The used-bytes series of ``/``, else of the largest filesystem (by its total)."""
+    if filesystem_series(FS_USED, "/") in series:
+        return filesystem_series(FS_USED, "/")
+    sizes = {
+        split_series(name)[1]: max((p.max for p in points), default=0.0)
+        for name, points in series.items()
+        if split_series(name)[0] == FS_TOTAL
+    }
+    for mountpoint in sorted(sizes, key=lambda m: -sizes[m]):
+        name = filesystem_series(FS_USED, str(mountpoint))
+        if name in series:
+            return name
+    return None
+
+
+def targets(
+    series: dict[str, list[Point]],
+    vcpus: int,
+    percentile: float,
+    headroom: float,
+    min_hours: int,
+) -> tuple[list[Target], str | None]:
+    """Each resource's target, or why there is not enough data (then no targets)."""
+    disk = disk_series(series)
+    wanted = (
+        ("cpu", "cores", CPU, [p.avg * vcpus / 100.0 for p in series.get(CPU, [])]),
+        ("memory", "bytes", MEMORY, [p.max for p in series.get(MEMORY, [])]),
+        ("disk", "bytes", disk or FS_USED, [p.max for p in series.get(disk or "", [])]),
+    )
+    found: list[Target] = []
+    for resource, unit, name, values in wanted:
+        if len(values) < min_hours:
+            return [], (
+                f"not enough data: {len(values)} hour(s) of {name} in the window, at least "
+                f"{min_hours} needed"
+            )
+        value = float(np.percentile(np.asarray(values), percentile))
+        found.append(Target(resource, unit, name, len(values), value, value * headroom))
+    return found, None
+
+
+def choose(
+    wanted: Sequence[Target], catalog: Sequence[Plan], current: Plan, provider: str
+) -> Choice:
+    """The cheapest plan holding every target (ties: fewer resources, then the current),
+    and the resource that sizes it: the one using the largest share of that plan."""
+    fits = [
+        plan
+        for plan in catalog
+        if plan.currency == current.currency
+        and all(capacity(plan, t.resource) >= t.target for t in wanted)
+        and (provider in SHRINKS_DISK or plan.disk_gb >= current.disk_gb)
+    ]
+    if not fits:
+        return Choice(None, _driver(wanted, max(catalog, key=size, default=current)))
+    best = min(fits, key=lambda p: (p.monthly_price, size(p), p.id != current.id))
+    return Choice(best, _driver(wanted, best))
+
+
+def size(plan: Plan) -> tuple[int, int, int]:
+    return (plan.vcpus, plan.memory_mb, plan.disk_gb)
+
+
+def _driver(wanted: Sequence[Target], plan: Plan) -> str | None:
+    shares = {t.resource: t.target / max(capacity(plan, t.resource), 1e-9) for t in wanted}
+    return max(shares, key=lambda r: shares[r]) if shares else None
