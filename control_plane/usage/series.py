@@ -102,7 +102,7 @@ def check_range(
         raise InvalidInput(
             f"step {step} reads the {tier} tier, which keeps {kept}: "
             f"use a wider step or a later from",
-            field="query.step" if step != "1d" else "query.from",
+            field="query.from" if tier == "1h" else "query.step",  # no wider tier
         )
     if step != "raw":
         points = (end - start).total_seconds() / STEP_SECONDS[step]
@@ -260,7 +260,7 @@ async def _rolled_up(
     times: dict[int, datetime] = {}
     current: list[Point] = []
     current_name = None
-    for name, at, count, total, low, high in result.tuples():
+    for name, at, count, total, low, high in result:
         if name != current_name:
             current = out.setdefault(name, [])
             current_name = name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -150,7 +150,7 @@ class Usage:
                 SeriesOut(
                     name=name,
                     unit=unit,
-                    summary=SummaryOut(**summarize(points, seconds).__dict__),
+                    summary=SummaryOut(**asdict(summarize(points, seconds))),
                     points=[
                         PointOut(t=p.t, avg=p.avg, min=p.min, max=p.max, count=p.count)
                         for p in points

@@ -36,7 +36,7 @@ def summarize(points: Sequence[Point], step_seconds: int | None) -> Summary:
 
     ``average`` weighs each bucket by its sample count; ``p95`` is over bucket averages; peak
     hour (0–23, UTC) and weekday (0 = Monday) are those with the highest mean bucket average —
-    hour only when buckets are shorter than an hour's, weekday only when no longer than a day.
+    hour only when buckets are no longer than an hour, weekday only when no longer than a day.
     ``trend_per_day`` (units per day) needs points spanning at least a day.
     """
     if not points:
@@ -49,7 +49,7 @@ def summarize(points: Sequence[Point], step_seconds: int | None) -> Summary:
         p95=float(np.percentile(avgs, 95)),
         max=max(p.max for p in points),
         peak_hour=_peak(times, avgs, 3600, 24, 0)
-        if step_seconds is None or step_seconds < 3600
+        if step_seconds is None or step_seconds <= 3600
         else None,
         # 1970-01-01 was a Thursday (weekday 3).
         peak_weekday=_peak(times, avgs, 86_400, 7, 3)
