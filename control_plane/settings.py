@@ -543,7 +543,7 @@ class Settings(BaseSettings):
         default=3, ge=2, le=60, description="Days with data a forecast needs (fewer: unknown)."
     )
     forecast_anomaly_k: float = Field(
-        default=4.0, gt=0, le=50, description="An hour is an anomaly when it is more than "
+        default=5.0, gt=0, le=50, description="An hour is an anomaly when it is more than "
         "this many (normal-scaled) MADs from its hour-of-week (or hour-of-day) median.",
     )  # fmt: skip
     # Recommendations and resizes (control_plane/resize).
