@@ -192,8 +192,8 @@ def judge(
 
 def _when(c: forecast.Crossing, now: datetime) -> str:
     assert c.at is not None
-    band = f"{c.earliest:%Y-%m-%d}" if c.earliest else "?"
-    band += f" to {c.latest:%Y-%m-%d}" if c.latest else " or later"
+    band = f"{c.earliest:%Y-%m-%d %H:%M}" if c.earliest else "?"
+    band += f" to {c.latest:%Y-%m-%d %H:%M}" if c.latest else " or later"
     days = (c.at - now) / timedelta(days=1)
     return f"around {c.at:%Y-%m-%d %H:%M} UTC, in {days:.1f} days (band {band})"
 
