@@ -238,15 +238,15 @@ async def preview(
 
 async def disk_used(session: AsyncSession, server_id: uuid.UUID) -> tuple[str, float] | None:
     """(mountpoint, bytes used) of the root (or largest) filesystem in the latest sample."""
-    sample = await session.scalar(
-        select(MetricSample)
+    filesystems = await session.scalar(
+        select(MetricSample.filesystems)
         .where(MetricSample.server_id == server_id)
         .order_by(MetricSample.sampled_at.desc())
         .limit(1)
     )
-    if sample is None:
+    if filesystems is None:
         return None
-    values = sample_series({"filesystems": sample.filesystems})
+    values = sample_series({"filesystems": filesystems})
     name = recommend.disk_series({k: [] for k in values})
     if name is None:
         root = filesystem_series(recommend.FS_USED, "/")

@@ -1,0 +1,344 @@
+"""Recommendations and resizes in-process, on both databases, against the Hostwinds contract
+double: usage generated as hourly rollups (down and up, not enough data), the dry run that
+changes nothing, the upgrade flow in the documented order, a failure after
+``upgrade_server`` that reverts it, and other tenants' 404 on every route."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import delete, select
+
+from control_plane.api.app import create_app
+from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
+from control_plane.incidents.service import find_open
+from control_plane.metrics.models import MetricRollupHourly
+from control_plane.provisioning import registry
+from control_plane.provisioning.models import ServerEvent
+from control_plane.provisioning.providers.base import Region
+from control_plane.provisioning.providers.hostwinds import HostwindsProvider, HostwindsSettings
+from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
+from control_plane.resize import workflow
+from control_plane.resize.models import ServerResize
+from control_plane.resize.runner import CHECK, ResizeRunner
+from control_plane.servers.models import Server
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from tests.conftest import MakeTenant, TenantHandle
+from tests.fakes.hostwinds import (
+    DEFAULT_PLANS,
+    FakeInstance,
+    HostwindsDouble,
+    PricePlan,
+    hostwinds_double,
+)
+
+API_KEY = "hwk-resize-0123456789abcdef0123456789"
+GIB = 1024**3
+# The double's plans plus one as small as plan 11 on plan 12's disk (Hostwinds cannot
+# shrink a disk, so 11 is never offered to a server on 12) and one above 13.
+PLANS = (
+    *DEFAULT_PLANS,
+    PricePlan(14, "Unmanaged Linux 1 (75 GB)", 1, 2, 75, Decimal("12.99")),
+    PricePlan(15, "Unmanaged Linux 4", 8, 16, 300, Decimal("69.99")),
+)
+
+
+@pytest.fixture
+def api() -> Iterator[HostwindsDouble]:
+    with hostwinds_double(api_key=API_KEY, plans=PLANS, resize_delay=0.2) as double:
+        yield double
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "resize_tick_seconds": 0.1,
+            "resize_step_timeout_seconds": 2.0,
+            "resize_lease_seconds": 2.0,
+            "recommendation_min_hours": 24,
+        }
+    )
+
+
+def quick_driver(config: dict[str, str]) -> HostwindsProvider:
+    """The driver as Vault configures it, with the test's times (2 requests/s otherwise)."""
+    return HostwindsProvider(
+        config["api_key"],
+        template=config["template"],
+        regions=[Region("2", "Dallas")],
+        settings=HostwindsSettings(
+            base_url=config["base_url"], requests_per_second=50.0, lookup_interval=0.1
+        ),
+    )
+
+
+@pytest_asyncio.fixture
+async def plane(
+    api: HostwindsDouble,
+    fast: Settings,
+    db: Database,
+    vault: Vault,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[httpx.AsyncClient, ProviderRegistry]]:
+    """The API with Hostwinds configured in Vault (no resize runner yet)."""
+    monkeypatch.setattr(registry, "hostwinds_from_secret", quick_driver)
+    await vault.put(
+        HOSTWINDS_SECRET,
+        {"api_key": API_KEY, "template": "debian-12", "regions": "2=Dallas", "base_url": api.url},
+    )
+    providers = ProviderRegistry(fast, vault)
+    app = create_app(fast, database=db, vault=vault, providers=providers)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://mailfleet.test"
+        ) as client:
+            yield client, providers
+    finally:
+        await providers.aclose()
+        await vault.delete(HOSTWINDS_SECRET)
+
+
+@contextlib.asynccontextmanager
+async def runner(fast: Settings, db: Database, providers: ProviderRegistry) -> AsyncIterator[None]:
+    task = asyncio.create_task(ResizeRunner(fast, db, workflow.Workflow(fast, db, providers)).run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def hostwinds_server(
+    client: httpx.AsyncClient, tenant: TenantHandle, db: Database, api: HostwindsDouble, rid: int
+) -> tuple[uuid.UUID, int]:
+    """A ready server at Hostwinds (the double's instance) on plan ``rid``."""
+    serviceid = 300_000 + len(api.instances)
+    api.instances[serviceid] = FakeInstance(
+        serviceid=serviceid, name=f"mf-{serviceid}", location_id=2, rid=rid,
+        template="debian-12", keys=[], user_data="", created_at=time.monotonic() - 60,
+        ips=["198.51.100.31"], ipv6="2001:db8::31", private_ip="10.0.0.31",
+    )  # fmt: skip
+    made = await client.post(
+        "/api/v1/servers",
+        headers=tenant.headers,
+        json={"name": f"rs-{uuid.uuid4().hex[:6]}", "mail_stack": "none"},
+    )
+    assert made.status_code == 201, made.text
+    server_id = uuid.UUID(made.json()["id"])
+    async with db.session() as session:
+        server = await session.get(Server, server_id)
+        assert server is not None
+        server.provider, server.instance_id, server.plan = "hostwinds", str(serviceid), str(rid)
+        server.state, server.agent_state = "ready", "enrolled"
+    return server_id, serviceid
+
+
+async def usage(
+    db: Database, tenant: TenantHandle, server_id: uuid.UUID, hours: int, cpu: float,
+    memory_gib: float, disk_gib: float,
+) -> None:  # fmt: skip
+    """``hours`` hourly rollups ending now: CPU % around ``cpu`` (±20 %), memory and disk used
+    rising to their figure in the last tenth of the hours (so p90 sits at the plateau)."""
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    rows = []
+    for hour in range(hours):
+        bucket = now - timedelta(hours=hours - hour)
+        high = hour >= hours * 0.85
+        values = {
+            "cpu_percent": cpu * (0.8 + 0.4 * ((hour * 7) % 10) / 10),
+            "memory_used_bytes": memory_gib * GIB * (1.0 if high else 0.7),
+            "fs_used_bytes:/": disk_gib * GIB * (1.0 if high else 0.9),
+            "fs_total_bytes:/": 75 * GIB,
+        }
+        rows += [hourly(tenant, server_id, name, bucket, value) for name, value in values.items()]
+    async with db.session() as session:
+        await session.execute(
+            delete(MetricRollupHourly).where(MetricRollupHourly.server_id == server_id)
+        )
+        session.add_all(rows)
+
+
+def hourly(
+    tenant: TenantHandle, server_id: uuid.UUID, name: str, bucket: datetime, value: float
+) -> MetricRollupHourly:
+    return MetricRollupHourly(
+        tenant_id=uuid.UUID(tenant.id), server_id=server_id, metric=name, bucket=bucket,
+        count=60, sum=value * 60, min=value * 0.9, max=value,
+    )  # fmt: skip
+
+
+async def call(
+    client: httpx.AsyncClient, tenant: TenantHandle, method: str, path: str, expect: int,
+    **body: Any,
+) -> Any:  # fmt: skip
+    response = await client.request(
+        method, path, headers=tenant.headers, json=body if method == "POST" else None
+    )
+    assert response.status_code == expect, (method, path, response.text)
+    return response.json()
+
+
+async def ended(client: httpx.AsyncClient, tenant: TenantHandle, path: str) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        found = await call(client, tenant, "GET", path, 200)
+        if found["state"] in ("succeeded", "failed"):
+            return found
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.05)
+
+
+async def test_recommendations_from_generated_usage_down_up_and_unknown(
+    plane: tuple[httpx.AsyncClient, ProviderRegistry],
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+) -> None:
+    client, _ = plane
+    tenant = await make_tenant()
+    server_id, _ = await hostwinds_server(client, tenant, db, api, rid=12)  # 2 vCPU, 4 GB
+    path = f"/api/v1/servers/{server_id}/recommendations"
+
+    await usage(db, tenant, server_id, hours=10, cpu=10, memory_gib=1, disk_gib=30)
+    unknown = await call(client, tenant, "GET", path, 200)
+    assert unknown["state"] == "unknown" and unknown["recommended_plan"] is None, unknown
+    assert "not enough data: 10 hour(s)" in unknown["reason"], unknown
+
+    # Idle: p90 CPU ≈ 0.23 cores, memory 1.2 GiB, disk 30 GiB → plan 14 (1 vCPU, 2 GB, same
+    # 75 GB disk), not 11 (cheaper, but its 50 GB disk would shrink the server's 75 GB).
+    await usage(db, tenant, server_id, hours=72, cpu=10, memory_gib=1.2, disk_gib=30)
+    down = await call(client, tenant, "GET", path, 200)
+    assert (down["state"], down["direction"]) == ("resize", "down"), down
+    assert down["current_plan"]["id"] == "12" and down["recommended_plan"]["id"] == "14"
+    assert Decimal(down["monthly_price_difference"]) == Decimal("-5.00")
+    assert down["currency"] == "USD" and down["driver"] == "memory"
+    evidence = {e["resource"]: e for e in down["evidence"]}
+    assert evidence["memory"]["percentile"] == pytest.approx(1.2 * GIB)
+    assert evidence["memory"]["target"] == pytest.approx(1.2 * GIB * 1.15)
+    assert evidence["disk"]["series"] == "fs_used_bytes:/" and evidence["cpu"]["hours"] == 72
+    assert 0.2 < evidence["cpu"]["percentile"] < 0.25, evidence["cpu"]  # cores of 2 vCPUs
+
+    # Busy memory: p90 5 GiB × 1.15 needs 8 GB → plan 13, +17.00 a month.
+    await usage(db, tenant, server_id, hours=72, cpu=30, memory_gib=5, disk_gib=30)
+    up = await call(client, tenant, "GET", path, 200)
+    assert (up["state"], up["direction"], up["driver"]) == ("resize", "up", "memory"), up
+    assert up["recommended_plan"]["id"] == "13"
+    assert Decimal(up["monthly_price_difference"]) == Decimal("17.00")
+    assert "memory p90 5.00 GiB → target 5.75 GiB" in up["reason"], up
+
+    # Just right: 12 is the cheapest that fits.
+    await usage(db, tenant, server_id, hours=72, cpu=30, memory_gib=3, disk_gib=30)
+    keep = await call(client, tenant, "GET", path, 200)
+    assert keep["state"] == "keep" and Decimal(keep["monthly_price_difference"]) == 0, keep
+
+
+async def test_dry_run_upgrade_revert_and_other_tenants(
+    plane: tuple[httpx.AsyncClient, ProviderRegistry],
+    fast: Settings,
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+) -> None:
+    client, providers = plane
+    tenant, stranger = await make_tenant(), await make_tenant()
+    server_id, serviceid = await hostwinds_server(client, tenant, db, api, rid=12)
+    base = f"/api/v1/servers/{server_id}"
+
+    # Refused before anything is written: unknown plan, the same plan, a shrinking disk.
+    for plan, words in (("99", "unknown plan '99'"), ("12", "already on 12"),
+                        ("11", "cannot shrink a disk")):  # fmt: skip
+        problem = await call(client, tenant, "POST", f"{base}/resize", 422, plan=plan)
+        assert problem["errors"][0]["field"] == "body.plan" and words in problem["detail"]
+
+    # The dry run: the preview, nothing changed, nothing ordered.
+    preview = await call(client, tenant, "POST", f"{base}/resize", 200, plan="13", dry_run=True)
+    assert preview["resize"] is None
+    p = preview["preview"]
+    assert (p["current_plan"]["id"], p["new_plan"]["id"], p["direction"]) == ("12", "13", "up")
+    assert Decimal(p["monthly_price"]) == Decimal("34.99")
+    assert Decimal(p["monthly_price_difference"]) == Decimal("17.00") and p["currency"] == "USD"
+    assert "restart" in p["expected_downtime"]
+    assert [s["name"] for s in p["steps"]] == list(workflow.STEPS)
+    assert (await call(client, tenant, "GET", f"{base}/resizes", 200))["items"] == []
+    assert not [c for c in api.calls if "upgrade" in c.action]
+
+    # The real one, first without a runner: a second request is refused while it runs.
+    started = await call(client, tenant, "POST", f"{base}/resize", 202, plan="13")
+    resize_id = started["resize"]["id"]
+    assert started["resize"]["state"] == "running" and started["resize"]["progress"] == 0
+    busy = await call(client, tenant, "POST", f"{base}/resize", 409, plan="15")
+    assert "already running" in busy["detail"]
+
+    # Other tenants see none of it.
+    routes = (("GET", f"{base}/recommendations"), ("POST", f"{base}/resize"),
+              ("GET", f"{base}/resizes"), ("GET", f"{base}/resizes/{resize_id}"))  # fmt: skip
+    for method, path in routes:
+        response = await client.request(
+            method,
+            path,
+            headers=stranger.headers,
+            json={"plan": "13"} if method == "POST" else None,
+        )
+        assert response.status_code == 404, (method, path, response.text)
+
+    async with runner(fast, db, providers):
+        done = await ended(client, tenant, f"{base}/resizes/{resize_id}")
+        assert done["state"] == "succeeded" and done["progress"] == 1.0, (
+            done["error"],
+            done["steps"],
+        )
+        assert {s["name"]: s["state"] for s in done["steps"]} == {
+            "preconditions": "done", "resize": "done", "wait": "done", "verify": "skipped",
+            "confirm": "done", "record": "done", "revert": "skipped",
+        }, done  # fmt: skip
+        upgrade = [c.action for c in api.calls if "upgrade" in c.action]
+        # The driver's order: the upgrade order (and invoice), applying it, confirming.
+        assert upgrade == ["upgrade_instance", "upgrade_server", "confirm_upgrade"], upgrade
+        assert "revert_upgrade" not in upgrade and api.instances[serviceid].rid == 13
+
+        # A failure after upgrade_server (the confirmation refused) reverts the upgrade.
+        api.fail_next(kind="error_body", actions=["confirm_upgrade"], message="billing hold",
+                      count=1000)  # fmt: skip
+        second = await call(client, tenant, "POST", f"{base}/resize", 202, plan="15")
+        failed = await ended(client, tenant, f"{base}/resizes/{second['resize']['id']}")
+    assert failed["state"] == "failed" and "billing hold" in failed["error"], failed
+    assert {s["name"]: s["state"] for s in failed["steps"]}["revert"] == "done", failed
+    assert failed["error"].startswith("confirm:") and "reverted" in failed["error"]
+    assert api.calls_of("revert_upgrade") and api.instances[serviceid].rid == 13
+    assert api.instances[serviceid].order is None
+
+    async with db.session() as session:
+        server = await session.get(Server, server_id)
+        assert server is not None
+        assert (server.plan, server.plan_monthly_price) == ("13", Decimal("34.99"))
+        messages = list(await session.scalars(
+            select(ServerEvent.message).where(ServerEvent.server_id == server_id,
+                                              ServerEvent.kind == "resize")
+        ))  # fmt: skip
+        incident = await find_open(session, uuid.UUID(tenant.id), "server", str(server_id), CHECK)
+        rows = list(await session.scalars(
+            select(ServerResize).where(ServerResize.server_id == server_id)
+        ))  # fmt: skip
+    assert any("now on 13 (34.99 USD/month, was 12" in m for m in messages), messages
+    assert any("failed" in m and "keeps 13" in m for m in messages), messages
+    history = await call(client, tenant, "GET", f"{base}/resizes", 200)
+    assert [(r["from_plan"], r["to_plan"], r["state"]) for r in history["items"]] == [
+        ("12", "13", "succeeded"),
+        ("13", "15", "failed"),
+    ]
+    assert len(rows) == 2
+    assert incident is not None and "billing hold" in incident.summary, incident
