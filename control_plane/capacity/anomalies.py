@@ -25,9 +25,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
-from scipy.stats import median_abs_deviation, theilslopes
+from scipy.stats import theilslopes
 
 MIN_PER_SLOT = 3
+NORMAL_MAD = 1.482602218505602  # 1 / Φ⁻¹(3/4): a normal distribution's σ over its MAD
 MIN_DEVIATION = 1.0  # percentage points
 DAY = timedelta(days=1)
 
@@ -90,8 +91,8 @@ def find(
             deviation[slot] = np.array(values) - centre[slot]
     if not centre:
         return "none", []
-    pooled = float(median_abs_deviation(np.concatenate(list(deviation.values())), scale="normal"))
-    spread = {s: float(median_abs_deviation(d, scale="normal")) for s, d in deviation.items()}
+    pooled = _scaled_mad(np.concatenate(list(deviation.values())))
+    spread = {s: _scaled_mad(d) for s, d in deviation.items()}
     found: list[Anomaly] = []
     seen: dict[int, int] = defaultdict(int)
     for at, value in points:
@@ -141,3 +142,10 @@ def _others_medians(values: np.ndarray) -> np.ndarray:
     high = ranked[np.where(high_pos < rank, high_pos, high_pos + 1)]
     medians: np.ndarray = (low + high) / 2
     return medians
+
+
+def _scaled_mad(values: np.ndarray) -> float:
+    """The MAD scaled to a standard deviation, as ``scipy.stats.median_abs_deviation(x,
+    scale="normal")`` gives it: numpy directly, since scipy's wrapper (axis and NaN
+    handling) costs ~2 ms a call and this runs once per slot (168 per resource)."""
+    return float(NORMAL_MAD * np.median(np.abs(values - np.median(values))))
