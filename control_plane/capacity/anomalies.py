@@ -2,7 +2,8 @@
 
 A point is judged against the *other* points at the same hour of the week (the other
 Tuesdays 14:00), or of the day while the history is too short for that (every hour of the
-week needs ``MIN_PER_SLOT`` points: three weeks). Leaving the point out matters with a few
+week needs ``MIN_PER_SLOT`` points: three weeks; every hour of the day as many, else there
+is no baseline yet). Leaving the point out matters with a few
 points per slot: with its own value in, a spike pulls the median and the MAD towards itself
 (with two points it can never stand out). The centre is the others' median; the spread is
 the MAD of the slot's deviations scaled to a standard deviation (× 1.4826), but never less
@@ -81,16 +82,15 @@ def find(
     if len(slots) < 168 or min(len(v) for v in slots.values()) < MIN_PER_SLOT:
         kind, slot_of = "hour_of_day", _slot_of_day
         slots = _group(residual, slot_of)
+        if len(slots) < 24 or min(len(v) for v in slots.values()) < MIN_PER_SLOT:
+            return "none", []  # under three days: no baseline for some hours of the day
     # Each point against the *other* points of its slot (leave one out), so a spike cannot
     # pull its own baseline towards itself; the spreads are of these deviations too.
     deviation: dict[int, np.ndarray] = {}
     centre: dict[int, np.ndarray] = {}
     for slot, values in slots.items():
-        if len(values) >= MIN_PER_SLOT:
-            centre[slot] = _others_medians(np.array(values))
-            deviation[slot] = np.array(values) - centre[slot]
-    if not centre:
-        return "none", []
+        centre[slot] = _others_medians(np.array(values))
+        deviation[slot] = np.array(values) - centre[slot]
     pooled = _scaled_mad(np.concatenate(list(deviation.values())))
     spread = {s: _scaled_mad(d) for s, d in deviation.items()}
     found: list[Anomaly] = []
@@ -99,8 +99,6 @@ def find(
         slot = slot_of(at)
         index = seen[slot]
         seen[slot] += 1
-        if slot not in centre:
-            continue
         allowed = max(k * max(spread[slot], pooled), MIN_DEVIATION)
         if abs(deviation[slot][index]) <= allowed:
             continue
