@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.capacity import anomalies, forecast
 from control_plane.capacity.schemas import AnomalyOut, CapacityOut, CrossingOut, ForecastOut
+from control_plane.errors import InvalidInput
 from control_plane.health.resources import levels
 from control_plane.health.results import Severity
 from control_plane.incidents import service as incidents
@@ -330,6 +331,12 @@ async def capacity_out(
     window_days: float | None = None,
 ) -> CapacityOut:
     """``GET /servers/{id}/capacity``: forecasts per resource and the window's anomalies."""
+    kept = settings.metrics_hourly_retention_days
+    if window_days is not None and window_days > kept:
+        raise InvalidInput(
+            f"hourly rollups are kept {kept:g} days (MAILFLEET_METRICS_HOURLY_RETENTION_DAYS)",
+            field="query.window_days",
+        )
     found = await reports(session, server, settings, now, window_days=window_days)
     spotted = sorted(
         (
