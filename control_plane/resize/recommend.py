@@ -8,9 +8,11 @@ target is the percentile (``MAILFLEET_RECOMMENDATION_PERCENTILE``) × headroom
 (``MAILFLEET_RECOMMENDATION_HEADROOM``); the recommendation is the cheapest plan in the
 provider's catalog, in the current plan's currency, holding every target — up or down.
 
-Disks: a provider that cannot shrink a disk (Hostwinds' upgrades only grow it, like most
-clouds') is never offered a plan with a smaller disk than the current one; the local
-provider's disk figure is a number in its records, so it can go down.
+Disks: a plan with a smaller disk than the current one is never offered. That is an
+assumption for Hostwinds: its reference (upgrade-billing.md) describes upgrades only and says
+nothing of shrinking a disk, which most clouds cannot do. The local
+provider's disk figure is only a number in its records — its VPSs share the host's
+filesystems — so there disk neither sizes a plan nor refuses one (its evidence is shown).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from control_plane.usage.series import Point
 
 GIB = 1024**3
 MIB = 1024**2
-SHRINKS_DISK = frozenset({"local"})  # providers whose plans may have a smaller disk
+DISKLESS = frozenset({"local"})  # providers whose plans do not limit disk
 CPU, MEMORY = "cpu_percent", "memory_used_bytes"
 FS_USED, FS_TOTAL = "fs_used_bytes", "fs_total_bytes"
 
@@ -102,17 +104,19 @@ def choose(
 ) -> Choice:
     """The cheapest plan holding every target (ties: fewer resources, then the current),
     and the resource that sizes it: the one using the largest share of that plan."""
+    diskless = provider in DISKLESS
+    sized = [t for t in wanted if not (diskless and t.resource == "disk")]
     fits = [
         plan
         for plan in catalog
         if plan.currency == current.currency
-        and all(capacity(plan, t.resource) >= t.target for t in wanted)
-        and (provider in SHRINKS_DISK or plan.disk_gb >= current.disk_gb)
+        and all(capacity(plan, t.resource) >= t.target for t in sized)
+        and (diskless or plan.disk_gb >= current.disk_gb)
     ]
     if not fits:
-        return Choice(None, _driver(wanted, max(catalog, key=size, default=current)))
+        return Choice(None, _driver(sized, max(catalog, key=size, default=current)))
     best = min(fits, key=lambda p: (p.monthly_price, size(p), p.id != current.id))
-    return Choice(best, _driver(wanted, best))
+    return Choice(best, _driver(sized, best))
 
 
 def size(plan: Plan) -> tuple[int, int, int]:

@@ -207,20 +207,10 @@ async def preview(
     if new.currency != current.currency:
         raise InvalidInput(f"{new.id} is priced in {new.currency}, not {current.currency}",
                            field="body.plan")  # fmt: skip
-    if new.disk_gb < current.disk_gb and server.provider not in recommend.SHRINKS_DISK:
-        raise InvalidInput(
-            f"{server.provider} cannot shrink a disk: {new.id} has {new.disk_gb} GB, the "
-            f"server {current.disk_gb} GB",
-            field="body.plan",
-        )
-    used = await disk_used(session, server.id)
-    if used is not None and new.disk_gb * recommend.GIB < used[1]:
-        raise InvalidInput(
-            f"{new.id}'s {new.disk_gb} GB disk is smaller than the {used[1] / recommend.GIB:.1f} "
-            f"GB used on {used[0]}",
-            field="body.plan",
-        )
+    if server.provider not in recommend.DISKLESS:
+        await _disk_fits(session, server, current, new)
     await _not_busy(session, server.id)
+
     difference = new.monthly_price - current.monthly_price
     return ResizePreview(
         server_id=server.id,
@@ -234,6 +224,23 @@ async def preview(
         expected_downtime=DOWNTIME.get(server.provider, DEFAULT_DOWNTIME),
         steps=[StepPreview(name=name, does=STEP_DOES[name]) for name in STEPS],
     )
+
+
+async def _disk_fits(session: AsyncSession, server: Server, current: Plan, new: Plan) -> None:
+    """A disk is never shrunk (the providers that limit disks cannot), nor below what is used."""
+    if new.disk_gb < current.disk_gb:
+        raise InvalidInput(
+            f"{server.provider} cannot shrink a disk: {new.id} has {new.disk_gb} GB, the "
+            f"server {current.disk_gb} GB",
+            field="body.plan",
+        )
+    used = await disk_used(session, server.id)
+    if used is not None and new.disk_gb * recommend.GIB < used[1]:
+        raise InvalidInput(
+            f"{new.id}'s {new.disk_gb} GB disk is smaller than the {used[1] / recommend.GIB:.1f} "
+            f"GB used on {used[0]}",
+            field="body.plan",
+        )
 
 
 async def disk_used(session: AsyncSession, server_id: uuid.UUID) -> tuple[str, float] | None:

@@ -11,16 +11,22 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
+import httpx
+import psutil  # type: ignore[import-untyped]
 import pytest
 
+from control_plane.provisioning.providers.local import LocalSettings
+from control_plane.provisioning.providers.local_cgroup import Cgroups
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
 from tests.e2e.test_health_alerts import call, namespace_of, tenant_client
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
 
 CONNECT = """
 import json, socket, sys
@@ -105,7 +111,13 @@ def _wait_sending(plane: ControlPlane, address: str) -> None:
 def test_pause_resume_and_todays_cap_are_enforced_on_the_vps(
     local_net: LocalNet, plane_factory: PlaneFactory, sink_at: Any
 ) -> None:
-    plane = plane_factory(**local_net.settings(), MAILFLEET_PERIODIC_SECONDS="0.5")
+    plane = plane_factory(
+        **local_net.settings(),
+        MAILFLEET_PERIODIC_SECONDS="0.5",
+        MAILFLEET_METRICS_INTERVAL_SECONDS="1",
+        MAILFLEET_RESIZE_TICK_SECONDS="0.2",
+        MAILFLEET_LOCAL_PLAN_PRICES="local-small=5.00,local-medium=10.00",
+    )
     tenant_id, tenant = tenant_client(plane, "limits")
     server = order(plane, tenant_id, "limits")
     ready = wait_state(plane, server["id"], "ready", timeout=90)
@@ -129,6 +141,42 @@ def test_pause_resume_and_todays_cap_are_enforced_on_the_vps(
     assert left >= 1, today
     assert attempts(namespace, gateway, left + 1) == [ip1] * left + ["refused"]
 
+    resized(plane, tenant, local_net, ready)
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     wait_gone(plane, server["id"])
     tenant.close()
+
+
+def resized(plane: ControlPlane, tenant: httpx.Client, net: LocalNet, server: Any) -> None:
+    """Resize (issue 16), on the same VPS: local-small → local-medium rewrites its cgroup's
+    memory and CPU limits, which the agent's facts (the verify step) and samples show."""
+    base = f"/api/v1/servers/{server['id']}"
+    (record,) = [r for r in net.instances() if r["id"] == server["instance_id"]]
+    cgroups = Cgroups(LocalSettings().cgroup_parent)
+    limit = cgroups.directories(record["cgroup"])[0] / (
+        "memory.max" if cgroups.layout().version == 2 else "memory.limit_in_bytes"
+    )
+    assert int(limit.read_text()) == 1024 * MIB
+    dry = call(tenant, "POST", f"{base}/resize", json={"plan": "local-medium", "dry_run": True})
+    assert Decimal(dry["preview"]["monthly_price_difference"]) == Decimal("5.00"), dry
+    assert dry["resize"] is None and int(limit.read_text()) == 1024 * MIB
+    started = call(tenant, "POST", f"{base}/resize", 202, json={"plan": "local-medium"})
+    deadline = time.monotonic() + 60
+    while (done := call(tenant, "GET", f"{base}/resizes/{started['resize']['id']}"))[
+        "finished_at"
+    ] is None:
+        assert time.monotonic() < deadline, done
+        time.sleep(0.2)
+    assert done["state"] == "succeeded", done
+    verify = next(s for s in done["steps"] if s["name"] == "verify")
+    memory = min(2048 * MIB, psutil.virtual_memory().total)
+    assert verify["state"] == "done" and f"{memory // MIB} MiB" in verify["detail"], verify
+    assert int(limit.read_text()) == 2048 * MIB
+    assert call(tenant, "GET", base)["plan"] == "local-medium"
+    deadline = time.monotonic() + 30
+    while True:  # the agent's next samples report the new memory too
+        samples = call(tenant, "GET", f"{base}/metrics?step=raw")["samples"]
+        if samples and samples[-1]["memory_total_bytes"] == memory:
+            break
+        assert time.monotonic() < deadline, samples[-1:]
+        time.sleep(0.5)
