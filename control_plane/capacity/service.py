@@ -47,6 +47,7 @@ Kind = Literal["cpu", "memory", "disk", "inodes"]
 State = Literal["ok", "warning", "unknown"]
 PREFIX = "forecast."
 FULL = 100.0
+RESOLVE_MARGIN_DAYS = 1.0
 
 
 @dataclass(frozen=True)
@@ -150,16 +151,22 @@ async def percent_series(
 
 
 def judge(
-    resource: Resource, result: forecast.Forecast, settings: Settings, now: datetime
+    resource: Resource,
+    result: forecast.Forecast,
+    settings: Settings,
+    now: datetime,
+    *,
+    extra_days: float = 0.0,
 ) -> tuple[State, Severity | None, str]:
     """The forecast check's verdict: warning (at health's severity for the level) when a
-    level not yet crossed is forecast within the warning days, ok when none is (or every
-    level is already crossed: health's "now" check has it), unknown when it cannot tell."""
+    level not yet crossed is forecast within the warning days (plus ``extra_days``), ok when
+    none is (or every level is already crossed: health's "now" check has it), unknown when
+    it cannot tell."""
     what = resource.label
     if not result.known:
         return "unknown", None, f"{what}: no forecast: {result.reason}"
     assert result.peak is not None and result.slope_per_day is not None
-    horizon = now + timedelta(days=settings.forecast_warning_days)
+    horizon = now + timedelta(days=settings.forecast_warning_days + extra_days)
     crossings = {c.level: c for c in result.crossings}
     trend = (
         f"busiest hour of the last 24 h {result.peak:.1f}%, "
@@ -253,13 +260,13 @@ async def check_server(
     """Forecast the server's resources and tell the incidents (in the caller's
     transaction): failing checks open or keep their incident; ok ones resolve an open one
     (ok is sent only then, as health does); unknown ones change nothing. A ``forecast.*``
-    incident whose resource is no longer reported (a filesystem unmounted) is resolved."""
+    incident whose resource is no longer reported (a filesystem unmounted) is resolved.
+
+    Hysteresis instead of health's flap guard: an open incident resolves only once no level
+    is forecast within the warning days plus ``RESOLVE_MARGIN_DAYS``, so a crossing that
+    wobbles around the 7-day edge from one hour's fit to the next does not open and resolve
+    an incident every hour."""
     found = await reports(session, server, settings, now, with_anomalies=False)
-    signals = [
-        _signal(server, PREFIX + r.resource.check, "failing", r.severity or "warning", r.summary)
-        for r in found
-        if r.state == "warning"
-    ]
     still_open = {
         check
         for check in await incidents.open_checks(
@@ -267,13 +274,21 @@ async def check_server(
         )
         if check.startswith(PREFIX)
     }
-    by_check = {PREFIX + r.resource.check: r for r in found}
-    for check in sorted(still_open):
-        report = by_check.get(check)
-        if report is None:
-            signals.append(_signal(server, check, "ok", "info", "no longer measured"))
-        elif report.state == "ok":
-            signals.append(_signal(server, check, "ok", "info", report.summary))
+    signals = []
+    for r in found:
+        check = PREFIX + r.resource.check
+        state, severity, summary = r.state, r.severity, r.summary
+        if state == "ok" and check in still_open:
+            state, severity, summary = judge(
+                r.resource, r.forecast, settings, now, extra_days=RESOLVE_MARGIN_DAYS
+            )
+        if state == "warning":
+            signals.append(_signal(server, check, "failing", severity or "warning", summary))
+        elif state == "ok" and check in still_open:
+            signals.append(_signal(server, check, "ok", "info", summary))
+    reported = {PREFIX + r.resource.check for r in found}
+    for check in sorted(still_open - reported):
+        signals.append(_signal(server, check, "ok", "info", "no longer measured"))
     if signals:
         async with session.begin_nested():
             await incidents.observe(session, signals, now)

@@ -2,7 +2,8 @@
 SQLite, the route runs on both in test_capacity_api.py): a filling disk opens
 ``forecast.disk./`` at health's severity for the level ahead, the same round sends nothing
 for a flat memory, nor for a CPU with too little history (unknown changes nothing); the
-throttle lets a server be forecast once per interval; the trend going away resolves it."""
+throttle lets a server be forecast once per interval; a crossing just past the warning days
+keeps it open (hysteresis), the trend going away resolves it."""
 
 from __future__ import annotations
 
@@ -65,6 +66,16 @@ async def test_a_filling_disk_opens_its_forecast_incident_and_a_flat_one_resolve
 
     # throttled: nothing is due again until the next slot
     assert await db.transact(job) == 0
+
+    # 90 % now 7.5 days out: past the 7 warning days but inside the resolve margin (1 day)
+    history["disk"] = Shape(
+        level=90, days_to_level=7.8, slope=1.0, amplitude=1.0, noise=0.2
+    ).series(now, 30)
+    await write_history(db, server, history, reserve=5 * GiB)
+    clock[0] += timedelta(seconds=1.5)
+    assert await db.transact(job) >= 1
+    kept = (await forecast_incidents(db, server.id))["forecast.disk./"]
+    assert kept.state == "open" and "in 7." in kept.summary, kept.summary
 
     history["disk"] = flat(now, 30, 60.0)
     await write_history(db, server, history, reserve=5 * GiB)
