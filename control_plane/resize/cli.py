@@ -45,6 +45,7 @@ def server_resize(
     """Resize a server to another plan of its provider (`serve` carries it out)."""
     from pydantic import ValidationError
 
+    from control_plane.audit.capture import name_cli_object
     from control_plane.cli_common import cli_actor, find_server
     from control_plane.provisioning.registry import ProviderRegistry
     from control_plane.resize import service
@@ -63,6 +64,7 @@ def server_resize(
         try:
             async with db.session() as session:
                 found = await find_server(session, server)
+                name_cli_object("server", found.id)  # the audit record of the run names it
                 preview, resize = await service.request_resize(
                     session, loaded, providers, found, data, cli_actor()
                 )
