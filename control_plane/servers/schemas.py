@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -79,6 +80,10 @@ class ServerOut(ResponseModel):
     provider: str
     region: str | None
     plan: str | None
+    plan_monthly_price: Decimal | None = Field(
+        default=None, description="The plan's monthly price, as of its last resize."
+    )
+    plan_currency: str | None = None
     state: ProvisionState = Field(description="Where the provisioning workflow is.")
     state_changed_at: datetime | None
     failed_step: str | None

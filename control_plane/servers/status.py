@@ -25,6 +25,8 @@ def server_out(server: Server, now: datetime, unknown_after: timedelta) -> Serve
         provider=server.provider,
         region=server.region,
         plan=server.plan,
+        plan_monthly_price=server.plan_monthly_price,
+        plan_currency=server.plan_currency,
         state=server.state,
         state_changed_at=server.state_changed_at,
         failed_step=server.failed_step,
