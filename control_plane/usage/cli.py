@@ -83,10 +83,10 @@ def server_usage(
         for chunk in export.chunks(usage, "csv"):
             typer.echo(chunk, nl=False)
         return
-    out = usage.out()
     if as_json:
-        typer.echo(out.model_dump_json(indent=2, by_alias=True))
+        typer.echo(usage.json(indent=2).decode())
         return
+    out = usage.out()
     typer.echo(f"{usage.start:%Y-%m-%d %H:%M} – {usage.end:%Y-%m-%d %H:%M} UTC, step {usage.step}")
     print_table(
         ("series", "unit", "points", "average", "p95", "max", "peak hour", "peak day", "trend/day"),

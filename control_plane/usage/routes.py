@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime
 
 from control_plane.api.context import Ctx
@@ -34,15 +34,15 @@ async def server_usage(
         export.ExportFormat | None,
         Query(description="csv or json: download the series as records instead."),
     ] = None,
-) -> UsageOut | StreamingResponse:
+) -> Response:
     """Each resource's series at the step, from the tier that holds it, with a summary per
     series (average, p95, max, peak hour and weekday, trend per day)."""
     async with ctx.session() as session:
         usage = await service.server_usage(
             session, server_id, start, end, step, TierReach.of(ctx.settings), utcnow()
         )
-    if format is None:
-        return usage.out()
+    if format is None:  # the body UsageOut describes, serialized without a model per point
+        return Response(usage.json(), media_type="application/json")
     return StreamingResponse(
         export.chunks(usage, format),
         media_type=export.MEDIA_TYPES[format],

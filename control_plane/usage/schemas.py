@@ -44,8 +44,8 @@ class ResourceOut(BaseModel):
 
 class UsageOut(BaseModel):
     server_id: uuid.UUID
-    start: datetime = Field(serialization_alias="from")
-    end: datetime = Field(serialization_alias="to")
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
     step: str
     resources: list[ResourceOut]
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from sqlalchemy import BigInteger, ColumnElement, Float, Integer, cast, func, select, text
 from sqlalchemy import column as sql_column
@@ -50,15 +50,17 @@ MAX_POINTS = 11_000
 REACH_SLACK = timedelta(hours=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One bucket of one series (for ``raw``: one sample, count 1, avg = min = max)."""
+class Point(NamedTuple):
+    """One bucket of one series (for ``raw``: one sample, count 1, avg = min = max).
+
+    A named tuple, not a dataclass: a 90-day answer makes ~40,000 of them, and a tuple is
+    built in C (a frozen dataclass's __init__ took 3 µs each, most of the read's time)."""
 
     t: datetime
     avg: float
     min: float
     max: float
-    count: int
+    count: int  # type: ignore[assignment]  # (tuple.count: unused here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +220,8 @@ async def _rolled_up(
     names: Collection[str] | None,
 ) -> dict[str, list[Point]]:
     tier = STEP_TIER[step]
-    table = (MetricRollup if tier == "1m" else MetricRollupHourly).__table__
+    model = MetricRollup if tier == "1m" else MetricRollupHourly
+    table = model.__table__
     width = STEP_SECONDS[step]
     dialect = session.get_bind().dialect.name
     wanted = sorted(names) if names is not None else None
@@ -227,6 +230,11 @@ async def _rolled_up(
         if not wanted:
             return {}
     first = _floor(start, width)
+    grouped = width != TIER_SECONDS[tier]
+    if dialect == "postgresql":
+        rows_sql = (GROUPED_ROWS if grouped else ROWS).format(table=model.__tablename__)
+        params = {"names": wanted, "server": server_id, "first": first, "end": end}
+        return await _as_arrays(session, ARRAYS.format(rows=rows_sql), params, width, grouped)
     where = (
         table.c.server_id == server_id,
         table.c.metric.in_(wanted),
@@ -234,18 +242,16 @@ async def _rolled_up(
         table.c.bucket < end,
     )
     epoch = _epoch(dialect, table.c.bucket)
-    if width == TIER_SECONDS[tier]:  # one stored row per point: no grouping
+    bucket: ColumnElement[Any] = sql_column("b")
+    if not grouped:  # one stored row per point
         stmt = select(
-            table.c.metric, epoch, table.c.count, table.c.sum, table.c.min, table.c.max
+            table.c.metric, epoch.label("b"), table.c.count, table.c.sum, table.c.min, table.c.max
         ).where(*where)
-        stmt = stmt.order_by(table.c.metric, table.c.bucket)
     else:
-        bucket: ColumnElement[Any] = sql_column("b")
-        grouped = (epoch // width) * width
         stmt = (
             select(
                 table.c.metric,
-                grouped.label("b"),
+                ((epoch // width) * width).label("b"),
                 cast(func.sum(table.c.count), BigInteger),
                 cast(func.sum(table.c.sum), Float),
                 func.min(table.c.min),
@@ -253,9 +259,8 @@ async def _rolled_up(
             )
             .where(*where)
             .group_by(table.c.metric, bucket)
-            .order_by(table.c.metric, bucket)
         )
-    result = await session.execute(stmt)
+    result = (await session.execute(stmt.order_by(table.c.metric, bucket))).all()  # fetchall
     out: dict[str, list[Point]] = {}
     times: dict[int, datetime] = {}
     current: list[Point] = []
@@ -268,6 +273,50 @@ async def _rolled_up(
         if t is None:
             t = times[at] = datetime.fromtimestamp(at, UTC)
         current.append(Point(t, total / count, low, high, count))
+    return out
+
+
+# PostgreSQL: per series (LATERAL) an index range scan, read in bucket order, aggregated into
+# arrays: no sort (the index gives the order), and 15 rows cross the wire rather than 32,000
+# (asyncpg decodes an array in C; a Row object per bucket cost more than the whole query).
+ARRAYS = """
+    SELECT m.name, a.b, a.avg, a.low, a.high, a.n
+    FROM unnest(CAST(:names AS text[])) AS m(name)
+    CROSS JOIN LATERAL (
+        SELECT array_agg(r.b) AS b, array_agg(r.total / r.n) AS avg, array_agg(r.low) AS low,
+               array_agg(r.high) AS high, array_agg(r.n) AS n
+        FROM ({rows} ORDER BY b) AS r
+    ) AS a
+    WHERE a.b IS NOT NULL
+"""
+ROWS = """
+    SELECT CAST(extract(epoch FROM bucket) AS bigint) AS b, count AS n, sum AS total,
+           min AS low, max AS high
+    FROM {table}
+    WHERE server_id = :server AND metric = m.name AND bucket >= :first AND bucket < :end
+"""
+GROUPED_ROWS = """
+    SELECT CAST(extract(epoch FROM bucket) AS bigint) / :width * :width AS b,
+           CAST(sum(count) AS bigint) AS n, sum(sum) AS total, min(min) AS low,
+           max(max) AS high
+    FROM {table}
+    WHERE server_id = :server AND metric = m.name AND bucket >= :first AND bucket < :end
+    GROUP BY 1
+"""
+
+
+async def _as_arrays(
+    session: AsyncSession, sql: str, params: dict[str, Any], width: int, grouped: bool
+) -> dict[str, list[Point]]:
+    if grouped:
+        params["width"] = width
+    out: dict[str, list[Point]] = {}
+    times: dict[int, datetime] = {}
+    for name, epochs, avgs, lows, highs, counts in await session.execute(text(sql), params):
+        for at in epochs:
+            if at not in times:
+                times[at] = datetime.fromtimestamp(at, UTC)
+        out[name] = list(map(Point, map(times.__getitem__, epochs), avgs, lows, highs, counts))
     return out
 
 

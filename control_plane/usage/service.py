@@ -7,8 +7,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
+from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,10 +22,6 @@ from control_plane.usage.schemas import (
     FleetTotalsOut,
     FleetUsageOut,
     LimitOut,
-    PointOut,
-    ResourceOut,
-    SeriesOut,
-    SummaryOut,
     UsageOut,
 )
 from control_plane.usage.series import STEP_SECONDS, Point, TierReach, UsageStep, read_series
@@ -137,9 +134,12 @@ class Usage:
             for point in self.series[name]:
                 yield name, point
 
-    def out(self) -> UsageOut:
+    def document(self) -> dict[str, Any]:
+        """The UsageOut answer as plain data (``json()`` serializes it in pydantic-core):
+        validating 40,000 points into models took ten times the query."""
         seconds = STEP_SECONDS.get(self.step)
-        grouped: dict[tuple[str, str | None], list[SeriesOut]] = {}
+        fields = Point._fields
+        grouped: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         for name in sorted(self.series):
             gauge, mountpoint = split_series(name)
             if gauge not in RESOURCES:
@@ -147,26 +147,29 @@ class Usage:
             resource, unit = RESOURCES[gauge]
             points = self.series[name]
             grouped.setdefault((resource, mountpoint), []).append(
-                SeriesOut(
-                    name=name,
-                    unit=unit,
-                    summary=SummaryOut(**asdict(summarize(points, seconds))),
-                    points=[
-                        PointOut(t=p.t, avg=p.avg, min=p.min, max=p.max, count=p.count)
-                        for p in points
-                    ],
-                )
+                {
+                    "name": name,
+                    "unit": unit,
+                    "summary": asdict(summarize(points, seconds)),
+                    "points": [dict(zip(fields, p, strict=True)) for p in points],
+                }
             )
         ordered = sorted(grouped, key=lambda k: (RESOURCE_ORDER.index(k[0]), k[1] or ""))
-        return UsageOut(
-            server_id=self.server_id,
-            start=self.start,
-            end=self.end,
-            step=self.step,
-            resources=[
-                ResourceOut(resource=r, mountpoint=m, series=grouped[r, m]) for r, m in ordered
+        return {
+            "server_id": self.server_id,
+            "from": self.start,
+            "to": self.end,
+            "step": self.step,
+            "resources": [
+                {"resource": r, "mountpoint": m, "series": grouped[r, m]} for r, m in ordered
             ],
-        )
+        }
+
+    def json(self, indent: int | None = None) -> bytes:
+        return to_json(self.document(), indent=indent)
+
+    def out(self) -> UsageOut:
+        return UsageOut.model_validate(self.document())
 
 
 async def server_usage(

@@ -16,6 +16,7 @@ from sqlalchemy import insert
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.metrics.models import MetricRollupHourly, MetricSample
+from control_plane.usage.schemas import UsageOut
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, make_server
 from tests.usage.test_series import rollup, sample
@@ -60,7 +61,12 @@ async def test_server_usage_summaries_export_and_refusals(
     response = await client.get(url, params={**span, "step": "1h"}, headers=owner.headers)
     assert response.status_code == 200, response.text
     body = response.json()
+    UsageOut.model_validate(body)  # the documented shape
     assert (body["step"], body["server_id"]) == ("1h", str(server_id))
+    assert (body["from"], body["to"]) == (
+        start.isoformat().replace("+00:00", "Z"),
+        end.isoformat().replace("+00:00", "Z"),
+    )
     assert [r["resource"] for r in body["resources"]] == ["cpu", "memory", "filesystem", "network"]
     series = {s["name"]: s for r in body["resources"] for s in r["series"]}
     cpu = series["cpu_percent"]
