@@ -99,7 +99,9 @@ async def _partitions(db: Database, table: str, start: Any, end: Any) -> None:
             day = nxt
 
 
-async def _populate(db: Database, hourly: int, minute: int, series: int) -> dict[str, Any]:
+async def _populate(
+    db: Database, hourly: int, minute: int, series: int, minute_days: int
+) -> dict[str, Any]:
     """Servers, then their rollups made in SQL; returns counts and seconds taken."""
     await upgrade(db)
     tenant = await rows.a_tenant(db, "bench")
@@ -116,7 +118,13 @@ async def _populate(db: Database, hourly: int, minute: int, series: int) -> dict
     started = time.perf_counter()
     spans = (
         ("metric_rollups_1h", ids, now - timedelta(days=730), timedelta(hours=1), 240),
-        ("metric_rollups_1m", ids[:minute], now - timedelta(days=90), timedelta(minutes=1), 4),
+        (
+            "metric_rollups_1m",
+            ids[:minute],
+            now - timedelta(days=minute_days),
+            timedelta(minutes=1),
+            4,
+        ),
     )
     made: dict[str, int] = {}
     for table, servers, start, width, per in spans:
@@ -168,7 +176,7 @@ async def _measure(db: Database, servers: list[uuid.UUID], queries: int) -> dict
         async with db.session() as session:
             if n % 2:
                 usage = await server_usage(session, server, start, end, "1h", reach, end)
-                usage.out().model_dump_json(by_alias=True)
+                usage.json()
             else:
                 got = await read_series(session, server, start, end, "1h", reach=reach)
         took = time.perf_counter() - began
@@ -182,11 +190,13 @@ async def _measure(db: Database, servers: list[uuid.UUID], queries: int) -> dict
     return {"read_series_ms": _ms(reads), "usage_route_ms": _ms(routes), "points": points}
 
 
-async def _size(hourly: int, minute: int, series: int, queries: int) -> dict[str, Any]:
+async def _size(
+    hourly: int, minute: int, series: int, queries: int, minute_days: int
+) -> dict[str, Any]:
     url = await create_database()
     db = Database(url)
     try:
-        data = await _populate(db, hourly, minute, series)
+        data = await _populate(db, hourly, minute, series, minute_days)
         servers = data.pop("servers")
         figures = await _measure(db, servers, queries)
     finally:
@@ -199,7 +209,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [tuple(int(x) for x in s.split(":")) for s in args.sizes.split(",")]
     steps = []
     for hourly, minute in sizes:
-        step = await _size(hourly, minute, args.series, args.queries)
+        step = await _size(hourly, minute, args.series, args.queries, args.minute_days)
         print(step, file=sys.stderr)
         steps.append(step)
     worst = max(s["read_series_ms"]["p99"] for s in steps)
@@ -207,6 +217,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "usage_query",
         "query": "90 days at step 1h, one server",
         "series_per_server": args.series,
+        "minute_days": args.minute_days,
         "queries_per_size": args.queries,
         "target_p99_ms": TARGET_P99_MS,
         "sizes": steps,
@@ -219,9 +230,10 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="100:10,1000:100", help="H:M pairs, comma-separated")
     parser.add_argument("--series", type=int, default=15, choices=range(1, len(SERIES) + 1))
     parser.add_argument("--queries", type=int, default=200, help="per size and kind")
+    parser.add_argument("--minute-days", type=int, default=90, help="1-minute rows kept (days)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     add_out_argument(parser, "usage_query")
     options = parser.parse_args()
     if options.smoke:
-        options.sizes, options.series, options.queries = "3:1,6:2", 4, 5
+        options.sizes, options.series, options.queries, options.minute_days = "2:1,4:1", 3, 3, 2
     write_result(options.out, asyncio.run(main(options)))

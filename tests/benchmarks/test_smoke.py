@@ -138,3 +138,13 @@ def test_first_run_harness(tmp_path: Path) -> None:
     result = run_benchmark("first_run", tmp_path, "--reuse-venv", "--limit", "120")
     for start in ("first_start", "second_start"):
         assert 0 < result[start]["api_and_key_seconds"] < result[start]["to_ready_server_seconds"]
+
+
+def test_usage_query_harness(tmp_path: Path) -> None:
+    result = run_benchmark("usage_query", tmp_path, "--smoke")
+    assert [s["hourly_servers"] for s in result["sizes"]] == [2, 4]
+    for size in result["sizes"]:
+        assert size["hourly_rows"] == size["hourly_servers"] * 3 * 730 * 24
+        assert abs(size["points"] - 3 * 90 * 24) <= 3  # an hour may turn during the run
+        assert 0 < size["read_series_ms"]["p50"] <= size["read_series_ms"]["p99"]
+        assert size["usage_route_ms"]["p50"] > 0
