@@ -4,6 +4,7 @@
 state_dir = "/var/lib/mailfleet-agent"      # optional
 vps_cgroup = "/mailfleet-local/mf-1a2b3c4d" # optional: memory and CPU are this cgroup's
 mail_log = "/mailu/logs/mail.log"           # optional: Postfix's log (mail.stats reads it)
+mail_queue_dir = "/mailu/mailqueue"         # optional: Postfix's queue (queue length metric)
 [control_plane]
 address = "cp.example.com:8443"             # agent link (mutual TLS)
 enroll_address = "cp.example.com:8444"      # enrollment (TLS, join token)
@@ -24,6 +25,9 @@ DEFAULT_STATE_DIR = Path("/var/lib/mailfleet-agent")
 # Postfix's log as MailU writes it with POSTFIX_LOG_FILE (its syslog also logs to stdout), on
 # a volume under MailU's data root; the engine's log API replaces it once that work lands.
 DEFAULT_MAIL_LOG = Path("/mailu/logs/mail.log")
+# The smtp container's /queue (Postfix's queue_directory) on the host, as MailU's compose
+# flavor mounts it ("{{ root }}/mailqueue:/queue", root = /mailu).
+DEFAULT_MAIL_QUEUE_DIR = Path("/mailu/mailqueue")
 # Where in root's home the agent and the programs it runs write; the systemd unit keeps the
 # rest of /root and /home read-only (ProtectHome=read-only, these in ReadWritePaths=):
 # authorized_keys (ssh.authorize) and ssh's known_hosts for sftp repositories, the tokens
@@ -60,6 +64,7 @@ class AgentConfig:
     # The VPS's cgroup where the "VPS" is a cgroup on a bigger host (agent.cgroup).
     vps_cgroup: str | None = None
     mail_log: Path = DEFAULT_MAIL_LOG  # placed under the root by load_config
+    mail_queue_dir: Path = DEFAULT_MAIL_QUEUE_DIR  # placed under the root by load_config
     # Tunables for tests and odd networks; the defaults are what ships.
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 120.0
@@ -120,6 +125,9 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
     mail_log = data.get("mail_log", str(DEFAULT_MAIL_LOG))
     if not isinstance(mail_log, str) or not mail_log.startswith("/"):
         raise ConfigError("mail_log: expected an absolute path string")
+    mail_queue_dir = data.get("mail_queue_dir", str(DEFAULT_MAIL_QUEUE_DIR))
+    if not isinstance(mail_queue_dir, str) or not mail_queue_dir.startswith("/"):
+        raise ConfigError("mail_queue_dir: expected an absolute path string")
     vps_cgroup = data.get("vps_cgroup")
     if vps_cgroup is not None and not (
         isinstance(vps_cgroup, str) and _CGROUP.match(vps_cgroup) and ".." not in vps_cgroup
@@ -133,5 +141,6 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
         state_dir=under_root(root, Path(state_dir)),
         vps_cgroup=vps_cgroup,
         mail_log=under_root(root, Path(mail_log)),
+        mail_queue_dir=under_root(root, Path(mail_queue_dir)),
         **options,  # type: ignore[arg-type]
     )

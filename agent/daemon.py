@@ -65,6 +65,11 @@ def sample_to_proto(sample: MetricSample) -> agent_pb2.MetricSample:
         net_rx_bytes=sample.net_rx_bytes,
         net_tx_bytes=sample.net_tx_bytes,
         process_count=sample.process_count,
+        net_rx_bytes_per_second=sample.net_rx_bytes_per_second,
+        net_tx_bytes_per_second=sample.net_tx_bytes_per_second,
+        disk_read_bytes_per_second=sample.disk_read_bytes_per_second,
+        disk_write_bytes_per_second=sample.disk_write_bytes_per_second,
+        mail_queue_messages=sample.mail_queue_messages,
     )
 
 
@@ -150,7 +155,9 @@ class Agent:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _sample(self, stop: asyncio.Event) -> None:
-        sampler = Sampler(vps_cgroup=self.config.vps_cgroup)
+        sampler = Sampler(
+            vps_cgroup=self.config.vps_cgroup, mail_queue_dir=self.config.mail_queue_dir
+        )
         next_at = time.monotonic()
         while not stop.is_set():
             sample = await asyncio.to_thread(sampler.sample)

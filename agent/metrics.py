@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
@@ -103,6 +104,13 @@ class MetricSample:
     net_rx_bytes: int
     net_tx_bytes: int
     process_count: int
+    # Bytes per second since the sampler's previous sample (None on its first).
+    net_rx_bytes_per_second: float | None = None
+    net_tx_bytes_per_second: float | None = None
+    disk_read_bytes_per_second: float | None = None
+    disk_write_bytes_per_second: float | None = None
+    # Messages in MailU's Postfix queue (None where that queue directory does not exist).
+    mail_queue_messages: int | None = None
 
 
 class Sampler:
@@ -114,7 +122,12 @@ class Sampler:
     are reported, with a warning in the log.
     """
 
-    def __init__(self, statfs_timeout: float = 1.0, vps_cgroup: str | None = None) -> None:
+    def __init__(
+        self,
+        statfs_timeout: float = 1.0,
+        vps_cgroup: str | None = None,
+        mail_queue_dir: Path | None = None,
+    ) -> None:
         # Our own CPU baseline, not psutil.cpu_percent(interval=None): psutil keeps that
         # baseline per calling thread, so sampling from a thread pool (asyncio.to_thread)
         # would measure against a stale or empty baseline.
@@ -131,6 +144,9 @@ class Sampler:
         self._disk_write = _MonotonicSum()
         self._net_rx = _MonotonicSum()
         self._net_tx = _MonotonicSum()
+        self._mail_queue_dir = mail_queue_dir
+        # (monotonic time, net rx, net tx, disk read, disk write) of the previous sample.
+        self._previous: tuple[float, int, int, int, int] | None = None
 
     def sample(self) -> MetricSample:
         """Read everything once; disk or network counters the host hides read as zero."""
@@ -146,6 +162,13 @@ class Sampler:
         swap = psutil.swap_memory()
         disks = _disk_counters()
         nics = _net_counters()
+        counters = (
+            self._net_rx.update({k: v.bytes_recv for k, v in nics.items()}),
+            self._net_tx.update({k: v.bytes_sent for k, v in nics.items()}),
+            self._disk_read.update({k: v.read_bytes for k, v in disks.items()}),
+            self._disk_write.update({k: v.write_bytes for k, v in disks.items()}),
+        )
+        rates = self._rates(time.monotonic(), counters)
         return MetricSample(
             timestamp=timestamp,
             cpu_percent=cpu,
@@ -158,12 +181,35 @@ class Sampler:
             swap_total_bytes=int(swap.total),
             swap_used_bytes=int(swap.used),
             filesystems=self._filesystems(),
-            disk_read_bytes=self._disk_read.update({k: v.read_bytes for k, v in disks.items()}),
-            disk_write_bytes=self._disk_write.update({k: v.write_bytes for k, v in disks.items()}),
-            net_rx_bytes=self._net_rx.update({k: v.bytes_recv for k, v in nics.items()}),
-            net_tx_bytes=self._net_tx.update({k: v.bytes_sent for k, v in nics.items()}),
+            net_rx_bytes=counters[0],
+            net_tx_bytes=counters[1],
+            disk_read_bytes=counters[2],
+            disk_write_bytes=counters[3],
             process_count=len(psutil.pids()),
+            net_rx_bytes_per_second=rates[0],
+            net_tx_bytes_per_second=rates[1],
+            disk_read_bytes_per_second=rates[2],
+            disk_write_bytes_per_second=rates[3],
+            mail_queue_messages=(
+                None if self._mail_queue_dir is None else mail_queue_length(self._mail_queue_dir)
+            ),
         )
+
+    def _rates(
+        self, now: float, counters: tuple[int, int, int, int]
+    ) -> tuple[float | None, float | None, float | None, float | None]:
+        """Bytes per second of each counter since the previous sample (None on the first).
+
+        The sums never fall (``_MonotonicSum``), so a rate is never negative.
+        """
+        previous, self._previous = self._previous, (now, *counters)
+        if previous is None or now <= previous[0]:
+            return None, None, None, None
+        elapsed = now - previous[0]
+        rx, tx, read, write = (
+            max(0, c - p) / elapsed for c, p in zip(counters, previous[1:], strict=True)
+        )
+        return rx, tx, read, write
 
     def _cpu_percent(self) -> float:
         """System-wide busy share since the last call, as psutil computes it (0..100)."""
@@ -264,6 +310,41 @@ class Sampler:
             self._stuck[mountpoint] = thread
             return None
         return result[0] if result else None
+
+
+# Postfix's queues that hold messages (each message one file, deferred/ and active/ hashed
+# into subdirectories); bounce/, defer/ and trace/ hold per-message logs, not messages.
+MAIL_QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
+MAIL_QUEUE_MAX_ENTRIES = 200_000  # a sample's walk stops there (a lower bound beyond)
+
+
+def mail_queue_length(queue_dir: Path, max_entries: int = MAIL_QUEUE_MAX_ENTRIES) -> int | None:
+    """Messages queued in a Postfix queue directory; None when the directory is missing.
+
+    Counts files, as ``find | wc -l`` would, rather than running ``postqueue -p`` inside the
+    smtp container: no docker call on every sample, and it works while Postfix is down.
+    The walk looks at no more than ``max_entries`` entries, so a flooded queue cannot stall
+    the sampler.
+    """
+    if not queue_dir.is_dir():
+        return None
+    count, seen = 0, 0
+    stack = [queue_dir / name for name in MAIL_QUEUES]
+    while stack and seen < max_entries:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > max_entries:
+                        break
+                    with contextlib.suppress(OSError):  # picked up/removed meanwhile
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        elif entry.is_file(follow_symlinks=False):
+                            count += 1
+        except OSError:  # a queue not created yet, or not readable
+            continue
+    return count
 
 
 class _MonotonicSum:

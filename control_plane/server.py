@@ -21,6 +21,7 @@ from control_plane.backups import recovery, schedule, workspace
 from control_plane.capacity.jobs import ForecastJob
 from control_plane.commands import handlers
 from control_plane.db import migrate
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
 from control_plane.dnsbl import delisting as dnsbl_delisting
@@ -42,6 +43,8 @@ from control_plane.listeners import bind, ensure_free
 from control_plane.mail import dkim
 from control_plane.mailstats import results as mail_stats
 from control_plane.mailstats import schedule as mail_stats_schedule
+from control_plane.metrics.retention import MaintenanceJob
+from control_plane.metrics.retention import maintain as metrics_maintain
 from control_plane.periodic import Job, PeriodicJobs
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
@@ -168,6 +171,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("dnsbl-history", dnsbl.cleanup_job(settings)),
         Job("mail-stats", mail_stats_schedule.job(settings)),
         Job("forecast-checks", ForecastJob(settings)),
+        Job("metrics-maintenance", MaintenanceJob(settings, ran=True)),
     ]
 
 
@@ -191,6 +195,8 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
     try:
         async with open_vault(settings) as vault:
             await migrate.upgrade(db)
+            # Partitions for today and ahead before agents connect; then the periodic job.
+            await db.transact(lambda session: metrics_maintain(session, settings, utcnow()))
             pki = AgentPki(vault, settings.vault_pki_mount)
             await pki.ensure(
                 agent_max_ttl_seconds=settings.agent_certificate_ttl_seconds,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import grpc
 
@@ -17,7 +18,6 @@ from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentService
 from control_plane.gateway.sessions import SessionService
 from control_plane.gateway.telemetry import GatewayTelemetry
 from control_plane.metrics.ingest import MetricIngest
-from control_plane.metrics.retention import prune_forever
 from control_plane.settings import Settings, parse_host_port
 from control_plane.vault.pki import AgentPki
 from mailfleet.agent.v1 import agent_pb2_grpc
@@ -66,7 +66,9 @@ class Gateway:
                 issued.not_after.timestamp()
             ),
         )
-        self.ingest = MetricIngest(db)
+        self.ingest = MetricIngest(
+            db, raw_retention=timedelta(days=settings.metrics_raw_retention_days)
+        )
         self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry, pki.vault)
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -99,7 +101,6 @@ class Gateway:
         self._loops = [
             asyncio.create_task(self.sessions.maintain()),
             asyncio.create_task(self.ingest.run()),
-            asyncio.create_task(prune_forever(self.db)),
             asyncio.create_task(self.certificate.renew_forever()),
         ]
         for link, enroll in self.listen:

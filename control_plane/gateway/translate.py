@@ -18,6 +18,27 @@ FINAL_STATES = {
 }
 
 
+def _optionals(sample: agent_pb2.MetricSample) -> dict[str, Any]:
+    """Fields agents send only when they have them (proto3 ``optional``): absent → None
+    (an agent's first sample has no rates; older agents' spooled samples have none)."""
+    has = sample.HasField
+    return {
+        "net_rx_bytes_per_second": (
+            sample.net_rx_bytes_per_second if has("net_rx_bytes_per_second") else None
+        ),
+        "net_tx_bytes_per_second": (
+            sample.net_tx_bytes_per_second if has("net_tx_bytes_per_second") else None
+        ),
+        "disk_read_bytes_per_second": (
+            sample.disk_read_bytes_per_second if has("disk_read_bytes_per_second") else None
+        ),
+        "disk_write_bytes_per_second": (
+            sample.disk_write_bytes_per_second if has("disk_write_bytes_per_second") else None
+        ),
+        "mail_queue_messages": (sample.mail_queue_messages if has("mail_queue_messages") else None),
+    }
+
+
 def sample_rows(
     tenant_id: uuid.UUID, server_id: uuid.UUID, batch: agent_pb2.MetricBatch
 ) -> list[dict[str, Any]]:
@@ -41,6 +62,7 @@ def sample_rows(
             "net_rx_bytes": sample.net_rx_bytes,
             "net_tx_bytes": sample.net_tx_bytes,
             "process_count": sample.process_count,
+            **_optionals(sample),
             "filesystems": json.dumps(
                 [
                     {

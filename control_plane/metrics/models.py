@@ -8,19 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, TenantOwned
 
-# The rolled-up series and their names live in control_plane/metrics/series.py; this older
-# list (8 gauges) goes once ingest rolls up every series.
-ROLLUP_METRICS = (
-    "cpu_percent",
-    "load1",
-    "load5",
-    "load15",
-    "memory_used_bytes",
-    "memory_available_bytes",
-    "swap_used_bytes",
-    "process_count",
-)
-
 
 class MetricSample(TenantOwned, Base):
     """One agent sample. (server_id, sampled_at) is the key, so a re-sent batch adds nothing."""

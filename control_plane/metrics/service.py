@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import InvalidInput
 from control_plane.metrics.aggregate import Aggregate
-from control_plane.metrics.models import ROLLUP_METRICS, MetricRollup, MetricSample
+from control_plane.metrics.models import MetricRollup, MetricSample
+from control_plane.metrics.series import GAUGES
 
 Step = Literal["raw", "1m", "5m", "15m", "1h"]
 STEPS: dict[str, timedelta] = {
@@ -24,9 +25,7 @@ STEPS: dict[str, timedelta] = {
 }
 MAX_RAW_SAMPLES = 10_000
 SAMPLE_FIELDS = (
-    *ROLLUP_METRICS,
-    "memory_total_bytes",
-    "swap_total_bytes",
+    *GAUGES,
     "disk_read_bytes",
     "disk_write_bytes",
     "net_rx_bytes",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from control_plane.db.models import Base
+from control_plane.metrics import partitions
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -15,6 +16,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=partitions.include_name,  # daily partitions are not in the models
 )
 with context.begin_transaction():
     context.run_migrations()

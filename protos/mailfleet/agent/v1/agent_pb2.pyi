@@ -378,6 +378,11 @@ class MetricSample(_message.Message):
     NET_RX_BYTES_FIELD_NUMBER: _builtins.int
     NET_TX_BYTES_FIELD_NUMBER: _builtins.int
     PROCESS_COUNT_FIELD_NUMBER: _builtins.int
+    NET_RX_BYTES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    NET_TX_BYTES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    DISK_READ_BYTES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    DISK_WRITE_BYTES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MAIL_QUEUE_MESSAGES_FIELD_NUMBER: _builtins.int
     cpu_percent: _builtins.float
     load1: _builtins.float
     load5: _builtins.float
@@ -392,6 +397,15 @@ class MetricSample(_message.Message):
     net_rx_bytes: _builtins.int
     net_tx_bytes: _builtins.int
     process_count: _builtins.int
+    net_rx_bytes_per_second: _builtins.float
+    """Since the agent's previous sample; unset on its first (and in samples spooled by agents
+    older than these fields).
+    """
+    net_tx_bytes_per_second: _builtins.float
+    disk_read_bytes_per_second: _builtins.float
+    disk_write_bytes_per_second: _builtins.float
+    mail_queue_messages: _builtins.int
+    """Messages in MailU's Postfix queue; unset where the VPS has no such queue."""
     @_builtins.property
     def sampled_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -415,12 +429,36 @@ class MetricSample(_message.Message):
         net_rx_bytes: _builtins.int = ...,
         net_tx_bytes: _builtins.int = ...,
         process_count: _builtins.int = ...,
+        net_rx_bytes_per_second: _builtins.float | None = ...,
+        net_tx_bytes_per_second: _builtins.float | None = ...,
+        disk_read_bytes_per_second: _builtins.float | None = ...,
+        disk_write_bytes_per_second: _builtins.float | None = ...,
+        mail_queue_messages: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sampled_at", b"sampled_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_disk_read_bytes_per_second", b"_disk_read_bytes_per_second", "_disk_write_bytes_per_second", b"_disk_write_bytes_per_second", "_mail_queue_messages", b"_mail_queue_messages", "_net_rx_bytes_per_second", b"_net_rx_bytes_per_second", "_net_tx_bytes_per_second", b"_net_tx_bytes_per_second", "disk_read_bytes_per_second", b"disk_read_bytes_per_second", "disk_write_bytes_per_second", b"disk_write_bytes_per_second", "mail_queue_messages", b"mail_queue_messages", "net_rx_bytes_per_second", b"net_rx_bytes_per_second", "net_tx_bytes_per_second", b"net_tx_bytes_per_second", "sampled_at", b"sampled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_percent", b"cpu_percent", "disk_read_bytes", b"disk_read_bytes", "disk_write_bytes", b"disk_write_bytes", "filesystems", b"filesystems", "load1", b"load1", "load15", b"load15", "load5", b"load5", "memory_available_bytes", b"memory_available_bytes", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "net_rx_bytes", b"net_rx_bytes", "net_tx_bytes", b"net_tx_bytes", "process_count", b"process_count", "sampled_at", b"sampled_at", "swap_total_bytes", b"swap_total_bytes", "swap_used_bytes", b"swap_used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_disk_read_bytes_per_second", b"_disk_read_bytes_per_second", "_disk_write_bytes_per_second", b"_disk_write_bytes_per_second", "_mail_queue_messages", b"_mail_queue_messages", "_net_rx_bytes_per_second", b"_net_rx_bytes_per_second", "_net_tx_bytes_per_second", b"_net_tx_bytes_per_second", "cpu_percent", b"cpu_percent", "disk_read_bytes", b"disk_read_bytes", "disk_read_bytes_per_second", b"disk_read_bytes_per_second", "disk_write_bytes", b"disk_write_bytes", "disk_write_bytes_per_second", b"disk_write_bytes_per_second", "filesystems", b"filesystems", "load1", b"load1", "load15", b"load15", "load5", b"load5", "mail_queue_messages", b"mail_queue_messages", "memory_available_bytes", b"memory_available_bytes", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "net_rx_bytes", b"net_rx_bytes", "net_rx_bytes_per_second", b"net_rx_bytes_per_second", "net_tx_bytes", b"net_tx_bytes", "net_tx_bytes_per_second", b"net_tx_bytes_per_second", "process_count", b"process_count", "sampled_at", b"sampled_at", "swap_total_bytes", b"swap_total_bytes", "swap_used_bytes", b"swap_used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__disk_read_bytes_per_second: _TypeAlias = _typing.Literal["disk_read_bytes_per_second"]  # noqa: Y015
+    _WhichOneofArgType__disk_read_bytes_per_second: _TypeAlias = _typing.Literal["_disk_read_bytes_per_second", b"_disk_read_bytes_per_second"]  # noqa: Y015
+    _WhichOneofReturnType__disk_write_bytes_per_second: _TypeAlias = _typing.Literal["disk_write_bytes_per_second"]  # noqa: Y015
+    _WhichOneofArgType__disk_write_bytes_per_second: _TypeAlias = _typing.Literal["_disk_write_bytes_per_second", b"_disk_write_bytes_per_second"]  # noqa: Y015
+    _WhichOneofReturnType__mail_queue_messages: _TypeAlias = _typing.Literal["mail_queue_messages"]  # noqa: Y015
+    _WhichOneofArgType__mail_queue_messages: _TypeAlias = _typing.Literal["_mail_queue_messages", b"_mail_queue_messages"]  # noqa: Y015
+    _WhichOneofReturnType__net_rx_bytes_per_second: _TypeAlias = _typing.Literal["net_rx_bytes_per_second"]  # noqa: Y015
+    _WhichOneofArgType__net_rx_bytes_per_second: _TypeAlias = _typing.Literal["_net_rx_bytes_per_second", b"_net_rx_bytes_per_second"]  # noqa: Y015
+    _WhichOneofReturnType__net_tx_bytes_per_second: _TypeAlias = _typing.Literal["net_tx_bytes_per_second"]  # noqa: Y015
+    _WhichOneofArgType__net_tx_bytes_per_second: _TypeAlias = _typing.Literal["_net_tx_bytes_per_second", b"_net_tx_bytes_per_second"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__disk_read_bytes_per_second) -> _WhichOneofReturnType__disk_read_bytes_per_second | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__disk_write_bytes_per_second) -> _WhichOneofReturnType__disk_write_bytes_per_second | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mail_queue_messages) -> _WhichOneofReturnType__mail_queue_messages | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__net_rx_bytes_per_second) -> _WhichOneofReturnType__net_rx_bytes_per_second | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__net_tx_bytes_per_second) -> _WhichOneofReturnType__net_tx_bytes_per_second | None: ...
 
 Global___MetricSample: _TypeAlias = MetricSample  # noqa: Y015
 
