@@ -14,12 +14,23 @@ instead of over every row the server ever had (benchmarks/usage_query.py measure
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, get_args
 
-from sqlalchemy import BigInteger, ColumnElement, Float, Integer, cast, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    Integer,
+    Uuid,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+)
 from sqlalchemy import column as sql_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,28 +198,25 @@ def _epoch(dialect: str, at: Any) -> ColumnElement[Any]:
     return cast(func.strftime("%s", at), Integer)
 
 
-async def _series_names(
-    session: AsyncSession, table: Any, server_id: uuid.UUID, dialect: str
-) -> list[str]:
-    """The series a server has in ``table``: on PostgreSQL a loose index scan (one index
-    probe per series) instead of reading every row's name; SQLite plans DISTINCT so itself."""
-    if dialect != "postgresql":
-        stmt = select(table.c.metric).where(table.c.server_id == server_id).distinct()
-        return list((await session.scalars(stmt)).all())
-    # The table name is one of two model constants, never input.
-    sql = f"""
-        WITH RECURSIVE names(metric) AS (
-            (SELECT metric FROM {table.name} WHERE server_id = :server ORDER BY metric LIMIT 1)
-            UNION ALL
-            SELECT (SELECT t.metric FROM {table.name} t
-                    WHERE t.server_id = :server AND t.metric > names.metric
-                    ORDER BY t.metric LIMIT 1)
-            FROM names WHERE names.metric IS NOT NULL
-        )
-        SELECT metric FROM names WHERE metric IS NOT NULL
-    """  # noqa: S608
-    result = await session.execute(text(sql), {"server": server_id})
-    return [row[0] for row in result]
+# The series a server has in a rollup table, by a loose index scan: one probe of the primary
+# key (server_id, metric, bucket) per series, where DISTINCT reads every row the server has
+# (17,520 a series over two years). Table names: one of two model constants, never input.
+SERIES_NAMES = """
+    WITH RECURSIVE names(metric) AS (
+        SELECT (SELECT metric FROM {table} WHERE server_id = :server ORDER BY metric LIMIT 1)
+        UNION ALL
+        SELECT (SELECT t.metric FROM {table} t
+                WHERE t.server_id = :server AND t.metric > names.metric
+                ORDER BY t.metric LIMIT 1)
+        FROM names WHERE names.metric IS NOT NULL
+    )
+    SELECT metric FROM names WHERE metric IS NOT NULL
+"""
+
+
+async def _series_names(session: AsyncSession, table: str, server_id: uuid.UUID) -> list[str]:
+    stmt = text(SERIES_NAMES.format(table=table)).bindparams(bindparam("server", type_=Uuid()))
+    return list((await session.scalars(stmt, {"server": server_id})).all())
 
 
 async def _rolled_up(
@@ -226,7 +234,7 @@ async def _rolled_up(
     dialect = session.get_bind().dialect.name
     wanted = sorted(names) if names is not None else None
     if wanted is None:
-        wanted = await _series_names(session, table, server_id, dialect)
+        wanted = await _series_names(session, model.__tablename__, server_id)
         if not wanted:
             return {}
     first = _floor(start, width)
@@ -323,14 +331,3 @@ async def _as_arrays(
 def _floor(at: datetime, seconds: int) -> datetime:
     epoch = int(at.timestamp())
     return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
-
-
-def as_mapping(points: Mapping[str, list[Point]]) -> dict[str, list[dict[str, Any]]]:
-    """JSON-ready form of read_series' answer."""
-    return {
-        name: [
-            {"t": p.t.isoformat(), "avg": p.avg, "min": p.min, "max": p.max, "count": p.count}
-            for p in series
-        ]
-        for name, series in points.items()
-    }
