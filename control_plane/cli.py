@@ -15,26 +15,15 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Column, Table
 
-from control_plane.api_keys import service as api_keys
-from control_plane.api_keys.schemas import ApiKeyOut
-from control_plane.api_keys.tokens import Scope
-from control_plane.db import migrate
-from control_plane.db.base import utcnow
-from control_plane.db.engine import Database
-from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.errors import Conflict, InvalidInput, MailFleetError, NotFound
 from control_plane.logs import configure_logging
-from control_plane.servers import service as servers
-from control_plane.servers.models import Server
-from control_plane.servers.schemas import ServerCreate, ServerOut
-from control_plane.servers.status import server_out
 from control_plane.settings import (
     Settings,
     SettingsError,
@@ -42,10 +31,17 @@ from control_plane.settings import (
     load_client_settings,
     load_settings,
 )
-from control_plane.tenants import service as tenants
-from control_plane.tenants.schemas import TenantCreate, TenantOut
-from control_plane.vault.connect import running_vault
-from control_plane.vault.pki import AgentPki
+
+# Every run of `mailfleet` imports this module and each domain's cli.py: the services,
+# SQLAlchemy models, Alembic, FastAPI and Vault are imported by the commands that use them
+# (they were three quarters of this import), so a command pays only for what it runs.
+if TYPE_CHECKING:
+    from control_plane.api_keys.schemas import ApiKeyOut
+    from control_plane.api_keys.tokens import Scope
+    from control_plane.db.engine import Database
+    from control_plane.servers.models import Server
+    from control_plane.servers.schemas import ServerCreate, ServerOut
+    from control_plane.tenants.schemas import TenantOut
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -167,6 +163,9 @@ async def with_database(
     creates: bool = False,
 ) -> T:
     """Run ``action`` on the database; only ``creates`` commands may make a new one."""
+    from control_plane.db import migrate
+    from control_plane.db.engine import Database
+
     loaded = settings()
     if not creates:
         require_database(loaded)
@@ -215,6 +214,8 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from control_plane.db import migrate
+
     upgrade = with_database(
         lambda db: migrate.upgrade(db, revision), require_current=False, creates=True
     )
@@ -225,6 +226,8 @@ def db_upgrade(revision: str = "head") -> None:
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. base")]) -> None:
     """Revert migrations down to REVISION."""
+    from control_plane.db import migrate
+
     run_async(with_database(lambda db: migrate.downgrade(db, revision), require_current=False))
     typer.echo(f"database at {revision}")
 
@@ -232,6 +235,8 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. base
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision the database is at."""
+    from control_plane.db import migrate
+
     current = run_async(with_database(migrate.current_revision, require_current=False))
     typer.echo(current or "empty")
 
@@ -245,6 +250,8 @@ def key_create(
     name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
 ) -> None:
     """Create an API key and print only the key on stdout."""
+    from control_plane.api_keys import service as api_keys
+
     if admin == (tenant is not None):
         raise bad_input("give exactly one of --admin or --tenant ID")
     scope: Scope = "admin" if admin else "tenant"
@@ -263,6 +270,9 @@ def key_list(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None, as_json: JsonOption = False
 ) -> None:
     """List live keys (hints only, never the keys)."""
+    from control_plane.api_keys import service as api_keys
+    from control_plane.api_keys.schemas import ApiKeyOut
+
     tenant_id = parse_uuid(tenant, "--tenant") if tenant else None
 
     async def load(db: Database) -> list[ApiKeyOut]:
@@ -290,6 +300,8 @@ def key_list(
 @key_app.command("revoke")
 def key_revoke(key_id: str) -> None:
     """Revoke a key by id."""
+    from control_plane.api_keys import service as api_keys
+
     ident = parse_uuid(key_id, "KEY_ID")
 
     async def revoke(db: Database) -> None:
@@ -303,6 +315,9 @@ def key_revoke(key_id: str) -> None:
 @tenant_app.command("create")
 def tenant_create(name: str) -> None:
     """Create a tenant and print its id."""
+    from control_plane.tenants import service as tenants
+    from control_plane.tenants.schemas import TenantCreate
+
     try:
         data = TenantCreate(name=name)
     except ValueError:
@@ -318,6 +333,8 @@ def tenant_create(name: str) -> None:
 @tenant_app.command("list")
 def tenant_list(as_json: JsonOption = False) -> None:
     """List tenants."""
+    from control_plane.tenants import service as tenants
+    from control_plane.tenants.schemas import TenantOut
 
     async def load(db: Database) -> list[TenantOut]:
         async with db.session() as session:
@@ -335,6 +352,11 @@ def tenant_list(as_json: JsonOption = False) -> None:
 @server_app.command("join-config")
 def server_join_config(server_id: str) -> None:
     """Print a ready agent.toml for a server, with a fresh single-use join token."""
+    from control_plane.enrollment.agent_config import issue_join_config
+    from control_plane.servers import service as servers
+    from control_plane.vault.connect import running_vault
+    from control_plane.vault.pki import AgentPki
+
     ident = parse_uuid(server_id, "SERVER_ID")
     loaded = settings()
 
@@ -356,6 +378,8 @@ def server_list(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None, as_json: JsonOption = False
 ) -> None:
     """List servers with their agents' status."""
+    from control_plane.servers import service as servers
+
     tenant_id = parse_uuid(tenant, "--tenant") if tenant else None
 
     async def load(db: Database) -> list[ServerOut]:
@@ -377,6 +401,8 @@ def server_list(
 @server_app.command("show")
 def server_show(server_id: str, as_json: JsonOption = False) -> None:
     """One server: its workflow state (and why it failed), machine and agent."""
+    from control_plane.servers import service as servers
+
     ident = parse_uuid(server_id, "SERVER_ID")
 
     async def load(db: Database) -> ServerOut:
@@ -407,6 +433,9 @@ def server_retry(
 
 def _server_outs(found: Sequence[Server]) -> list[ServerOut]:
     """As the API shows them (the agent's status follows from its last heartbeat)."""
+    from control_plane.db.base import utcnow
+    from control_plane.servers.status import server_out
+
     unknown_after = timedelta(seconds=settings().agent_unknown_after_seconds)
     now = utcnow()
     return [server_out(server, now, unknown_after) for server in found]
@@ -473,6 +502,8 @@ def _server_create(
     mail_stack: str,
     mail_hostname: str | None,
 ) -> ServerCreate:
+    from control_plane.servers.schemas import ServerCreate
+
     try:
         return ServerCreate(
             name=name,
@@ -576,6 +607,7 @@ def backup_control_plane() -> None:
     """Back up the database and Vault (raft snapshot) into the state repository
     (MAILFLEET_STATE_BACKUP_REPOSITORY); run it hourly, e.g. from a systemd timer."""
     from control_plane.backups.state import backup_state
+    from control_plane.vault.connect import running_vault
 
     loaded = settings()
 

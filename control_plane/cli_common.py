@@ -11,17 +11,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from control_plane.audit.service import Actor
-from control_plane.db.lookup import get_by_id
-from control_plane.db.pagination import Page
 from control_plane.errors import InvalidInput, NotFound
-from control_plane.servers.models import Server
-from control_plane.tenants.models import Tenant
+
+# Imported by the domain CLIs, so by every `mailfleet` run: SQLAlchemy and the models come
+# with the commands that look something up.
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from control_plane.db.pagination import Page
+    from control_plane.servers.models import Server
+    from control_plane.tenants.models import Tenant
 
 T = TypeVar("T")
 
@@ -41,6 +42,11 @@ async def find_server(
     field: str | None = None,
 ) -> Server:
     """The server with this id, or the one with this name (in ``tenant_id`` if given)."""
+    from sqlalchemy import select
+
+    from control_plane.db.lookup import get_by_id
+    from control_plane.servers.models import Server
+
     ident = as_uuid(ref)
     if ident is not None:
         server = await get_by_id(session, Server, ident, "server", field=field)
@@ -62,6 +68,11 @@ async def find_server(
 
 async def find_tenant(session: AsyncSession, ref: str, *, field: str | None = None) -> Tenant:
     """The tenant with this id or this (unique) name."""
+    from sqlalchemy import select
+
+    from control_plane.db.lookup import get_by_id
+    from control_plane.tenants.models import Tenant
+
     ident = as_uuid(ref)
     if ident is not None:
         return await get_by_id(session, Tenant, ident, "tenant", field=field)
@@ -74,6 +85,8 @@ async def find_tenant(session: AsyncSession, ref: str, *, field: str | None = No
 def cli_actor() -> str:
     """Who acts, as incident timelines and silences show it: the OS user at this CLI (the
     API shows the key's name and id)."""
+    from control_plane.audit.service import Actor
+
     return f"{Actor.cli().user} (cli)"
 
 

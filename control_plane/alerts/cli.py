@@ -6,13 +6,10 @@ Loaded by ``control_plane.cli``, whose helpers it uses.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from control_plane.alerts import channels
-from control_plane.alerts.schemas import ChannelOut, DeliveryOut
-from control_plane.alerts.service import send_test
 from control_plane.cli import (
     JsonOption,
     fail,
@@ -24,8 +21,10 @@ from control_plane.cli import (
     with_database,
 )
 from control_plane.cli_common import cli_actor, find_tenant, moment
-from control_plane.db.engine import Database
-from control_plane.vault.connect import running_vault
+
+if TYPE_CHECKING:  # the services come with the commands (this module loads for every run)
+    from control_plane.alerts.schemas import ChannelOut, DeliveryOut
+    from control_plane.db.engine import Database
 
 channel_app = typer.Typer(help="Alert channels.", no_args_is_help=True)
 DELIVERED = ("sent", "quiet")
@@ -38,6 +37,7 @@ def channel_list(
 ) -> None:
     """Alert channels (a tenant's, or every one; `fleet` ones are an admin's), without
     their secrets."""
+    from control_plane.alerts import channels
 
     async def load(db: Database) -> list[ChannelOut]:
         async with db.session() as session:
@@ -65,6 +65,9 @@ def channel_test(
 ) -> None:
     """Send a test message now (quiet hours do not apply) and print how it went; exit 1 if
     it was not delivered (a running `mailfleet serve` retries it)."""
+    from control_plane.alerts.service import send_test
+    from control_plane.vault.connect import running_vault
+
     ident = parse_uuid(channel_id, "ID")
     loaded = settings()
 

@@ -6,11 +6,10 @@ Loaded by ``control_plane.cli``, whose helpers it uses.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from control_plane.audit.capture import name_cli_object
 from control_plane.cli import (
     JsonOption,
     print_json,
@@ -20,8 +19,10 @@ from control_plane.cli import (
     with_database,
 )
 from control_plane.cli_common import find_server, moment
-from control_plane.db.engine import Database
-from control_plane.health.schemas import CheckOut, HealthOut
+
+if TYPE_CHECKING:  # the services come with the command (this module loads for every run)
+    from control_plane.db.engine import Database
+    from control_plane.health.schemas import CheckOut, HealthOut
 
 
 def server_health(
@@ -33,6 +34,7 @@ def server_health(
 ) -> None:
     """A server's health: the overall state and every check (state, severity, detail,
     observed value, threshold, last run)."""
+    from control_plane.audit.capture import name_cli_object
     from control_plane.health import service  # the checks' imports: only when asked for
     from control_plane.health.sweep import Checker
 

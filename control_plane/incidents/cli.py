@@ -12,12 +12,10 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.cli import (
     JsonOption,
@@ -32,26 +30,23 @@ from control_plane.cli import (
     with_database,
 )
 from control_plane.cli_common import cli_actor, every_page, find_server, find_tenant, moment
-from control_plane.db.base import utcnow
-from control_plane.db.engine import Database
-from control_plane.incidents import service, silences
-from control_plane.incidents.schemas import (
-    CommentIn,
-    IncidentDetailOut,
-    IncidentOut,
-    IncidentState,
-    SilenceIn,
-    SilenceOut,
-    TimelineEntryOut,
-)
-from control_plane.servers.models import Server
+
+if TYPE_CHECKING:  # the services come with the commands (this module loads for every run)
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from control_plane.db.engine import Database
+    from control_plane.incidents.schemas import (
+        IncidentDetailOut,
+        IncidentOut,
+        SilenceOut,
+        TimelineEntryOut,
+    )
 
 incident_app = typer.Typer(help="Incidents and their timelines.", no_args_is_help=True)
 silence_app = typer.Typer(
     help="Silences: matching incidents are recorded, not notified.", no_args_is_help=True
 )
 PAGE = 500
-STATES = get_args(IncidentState)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 IncidentId = Annotated[str, typer.Argument(metavar="ID", help="The incident's id.")]
@@ -66,8 +61,12 @@ def incident_list(
     as_json: JsonOption = False,
 ) -> None:
     """Incidents, oldest first: state, severity, check, subject and summary."""
-    if state is not None and state not in STATES:
-        raise bad_input(f"--state: one of {', '.join(STATES)}, not {state!r}")
+    from control_plane.incidents import service
+    from control_plane.incidents.schemas import IncidentState
+
+    states = get_args(IncidentState)
+    if state is not None and state not in states:
+        raise bad_input(f"--state: one of {', '.join(states)}, not {state!r}")
 
     async def load(db: Database) -> tuple[list[IncidentOut], dict[uuid.UUID, str]]:
         async with db.session() as session:
@@ -97,6 +96,8 @@ def incident_list(
 def incident_show(incident_id: IncidentId, as_json: JsonOption = False) -> None:
     """One incident with its timeline: triggered, notified (each channel's delivery
     result), escalated, acknowledged, commented, resolved."""
+    from control_plane.incidents import service
+
     ident = parse_uuid(incident_id, "ID")
 
     async def load(db: Database) -> IncidentDetailOut:
@@ -115,6 +116,9 @@ def incident_show(incident_id: IncidentId, as_json: JsonOption = False) -> None:
 @incident_app.command("ack")
 def incident_ack(incident_id: IncidentId) -> None:
     """Acknowledge: stop escalating; the channels told so far hear who took it."""
+    from control_plane.db.base import utcnow
+    from control_plane.incidents import service
+
     ident, actor = parse_uuid(incident_id, "ID"), cli_actor()
 
     async def ack(db: Database) -> None:
@@ -129,6 +133,9 @@ def incident_ack(incident_id: IncidentId) -> None:
 @incident_app.command("resolve")
 def incident_resolve(incident_id: IncidentId) -> None:
     """Resolve by hand; if its check still fails, its next failing result opens a new one."""
+    from control_plane.db.base import utcnow
+    from control_plane.incidents import service
+
     ident, actor = parse_uuid(incident_id, "ID"), cli_actor()
 
     async def resolve(db: Database) -> None:
@@ -146,6 +153,10 @@ def incident_comment(
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The comment.")],
 ) -> None:
     """Add a comment to the incident's timeline."""
+    from control_plane.db.base import utcnow
+    from control_plane.incidents import service
+    from control_plane.incidents.schemas import CommentIn
+
     ident, actor = parse_uuid(incident_id, "ID"), cli_actor()
     try:
         body = CommentIn(body=text)
@@ -184,6 +195,10 @@ def silence_create(
 ) -> None:
     """Hold back notifications of the tenant's matching incidents (at least one of
     --server, --check, --severity); prints the silence's id."""
+    from control_plane.db.base import utcnow
+    from control_plane.incidents import silences
+    from control_plane.incidents.schemas import SilenceIn
+
     if (until is None) == (duration is None):
         raise bad_input("give exactly one of --until TIME or --for DURATION")
     now = utcnow()
@@ -223,6 +238,8 @@ def silence_list(
     as_json: JsonOption = False,
 ) -> None:
     """Silences: matchers, when they hold, who made them and why."""
+    from control_plane.db.base import utcnow
+    from control_plane.incidents import silences
 
     async def load(db: Database) -> list[SilenceOut]:
         async with db.session() as session:
@@ -252,6 +269,9 @@ def silence_expire(
     silence_id: Annotated[str, typer.Argument(metavar="ID", help="The silence's id.")],
 ) -> None:
     """End a silence now; the incidents it held are notified at the engine's next round."""
+    from control_plane.db.base import utcnow
+    from control_plane.incidents import silences
+
     ident = parse_uuid(silence_id, "ID")
 
     async def expire(db: Database) -> datetime:
@@ -277,6 +297,10 @@ def _duration(text: str) -> timedelta:
 async def _server_names(
     session: AsyncSession, found: Sequence[IncidentOut]
 ) -> dict[uuid.UUID, str]:
+    from sqlalchemy import select
+
+    from control_plane.servers.models import Server
+
     ids = {i.server_id for i in found if i.server_id is not None}
     if not ids:
         return {}

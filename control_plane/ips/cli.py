@@ -11,11 +11,10 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.cli import (
     JsonOption,
@@ -29,14 +28,16 @@ from control_plane.cli import (
     with_database,
 )
 from control_plane.cli_common import cli_actor, every_page, find_server, moment
-from control_plane.db.base import utcnow
-from control_plane.db.engine import Database
 from control_plane.errors import NotFound
-from control_plane.ips import operations, provider_ips, service
-from control_plane.ips.models import IpAddress
-from control_plane.ips.schemas import AllowanceOut, IpDetailOut, IpOut, WarmupIn
-from control_plane.provisioning.registry import ProviderRegistry
-from control_plane.vault.connect import running_vault
+
+if TYPE_CHECKING:  # the services come with the commands (this module loads for every run)
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from control_plane.db.engine import Database
+    from control_plane.ips import provider_ips
+    from control_plane.ips.models import IpAddress
+    from control_plane.ips.schemas import AllowanceOut, IpDetailOut, IpOut
+    from control_plane.provisioning.registry import ProviderRegistry
 
 ip_app = typer.Typer(help="IP addresses: inventory, warmup, pause.", no_args_is_help=True)
 Address = Annotated[str, typer.Argument(metavar="IP", help="The address.")]
@@ -67,6 +68,7 @@ def _caps_summary(caps: list[int] | None) -> str | None:
 
 def _on_ip(address: str, work: Callable[[AsyncSession, IpAddress], Awaitable[T]]) -> T:
     """Run ``work`` on the live row of ``address``; the answer is the row's detail."""
+    from control_plane.ips import service
 
     async def run(db: Database) -> T:
         async with db.session() as session:
@@ -76,6 +78,9 @@ def _on_ip(address: str, work: Callable[[AsyncSession, IpAddress], Awaitable[T]]
 
 
 async def _detail(session: AsyncSession, ip: IpAddress) -> IpDetailOut:
+    from control_plane.db.base import utcnow
+    from control_plane.ips import operations
+
     return await operations.detail_out(session, ip, utcnow())
 
 
@@ -87,6 +92,9 @@ def ip_list(
     as_json: JsonOption = False,
 ) -> None:
     """Live addresses: server, role, warmup, pause, listing."""
+    from control_plane.db.base import utcnow
+    from control_plane.ips import operations
+
     if role is not None and role not in ("sending", "standby", "retired"):
         raise bad_input(f"--role: sending, standby or retired, not {role!r}")
 
@@ -130,6 +138,9 @@ def ip_show(address: Address, as_json: JsonOption = False) -> None:
 @asynccontextmanager
 async def _providers(found: provider_ips.Target) -> AsyncIterator[ProviderRegistry | None]:
     """The providers, from Vault, when the server has one (a manual server needs neither)."""
+    from control_plane.provisioning.registry import ProviderRegistry
+    from control_plane.vault.connect import running_vault
+
     if found.instance_id is None:
         yield None
         return
@@ -151,6 +162,8 @@ def ip_add(
     as_json: JsonOption = False,
 ) -> None:
     """The server's provider attaches one more address (a standby)."""
+    from control_plane.ips import provider_ips, service
+
     loaded = settings()
 
     async def add(db: Database) -> IpDetailOut:
@@ -167,6 +180,8 @@ def ip_add(
 @ip_app.command("remove")
 def ip_remove(server: Server, address: Address) -> None:
     """Release a standby or retired address (never the sending or main one)."""
+    from control_plane.ips import provider_ips, service
+
     loaded = settings()
 
     async def remove(db: Database) -> None:
@@ -197,6 +212,10 @@ def ip_warmup(
     as_json: JsonOption = False,
 ) -> None:
     """Start a warmup plan and/or set a cap for today only."""
+    from control_plane.db.base import utcnow
+    from control_plane.ips import operations
+    from control_plane.ips.schemas import WarmupIn
+
     try:
         body = WarmupIn.model_validate(
             {
@@ -225,6 +244,9 @@ def ip_pause(
     reason: Annotated[str, typer.Option("--reason", help="Why (shown with the address).")],
 ) -> None:
     """Hold new outbound SMTP from the address (mail waits in the queue)."""
+    from control_plane.db.base import utcnow
+    from control_plane.ips import service
+
     if not reason.strip():
         raise bad_input("--reason: say why")
     actor = cli_actor()
@@ -239,6 +261,9 @@ def ip_pause(
 @ip_app.command("resume")
 def ip_resume(address: Address) -> None:
     """Let the address send again."""
+    from control_plane.db.base import utcnow
+    from control_plane.ips import service
+
     actor = cli_actor()
 
     async def work(session: AsyncSession, ip: IpAddress) -> bool:
@@ -251,6 +276,9 @@ def ip_resume(address: Address) -> None:
 @ip_app.command("allowance")
 def ip_allowance(address: Address, as_json: JsonOption = False) -> None:
     """Today's (UTC) cap, sent, remaining, whether sending is held, whether sent is measured."""
+    from control_plane.db.base import utcnow
+    from control_plane.ips import operations
+
     loaded = settings()
 
     async def work(session: AsyncSession, ip: IpAddress) -> AllowanceOut:

@@ -4,7 +4,7 @@ commands start one and read it back. Loaded by ``control_plane.cli``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -21,10 +21,11 @@ from control_plane.cli import (
     with_database,
 )
 from control_plane.cli_common import cli_actor, every_page, find_server, moment
-from control_plane.db.engine import Database
 from control_plane.errors import InvalidInput
-from control_plane.ipswitch import service
-from control_plane.ipswitch.schemas import IpSwitchIn, IpSwitchOut
+
+if TYPE_CHECKING:  # the service comes with the commands (this module loads for every run)
+    from control_plane.db.engine import Database
+    from control_plane.ipswitch.schemas import IpSwitchOut
 
 switch_app = typer.Typer(
     help="IP switches: move a server's outbound mail to another of its addresses.",
@@ -57,6 +58,9 @@ def switch_start(
     as_json: JsonOption = False,
 ) -> None:
     """Start a switch (it runs in `mailfleet serve`; follow it with `show`)."""
+    from control_plane.ipswitch import service
+    from control_plane.ipswitch.schemas import IpSwitchIn
+
     loaded = settings()
     try:
         data = IpSwitchIn(to_ip=to, auto=auto)
@@ -79,6 +83,7 @@ def switch_start(
 @switch_app.command("list")
 def switch_list(server: Server, as_json: JsonOption = False) -> None:
     """The server's switches, oldest first."""
+    from control_plane.ipswitch import service
 
     async def load(db: Database) -> list[IpSwitchOut]:
         async with db.session() as session:
@@ -105,6 +110,8 @@ def switch_show(
     as_json: JsonOption = False,
 ) -> None:
     """One switch with its steps."""
+    from control_plane.ipswitch import service
+
     switch_id = parse_uuid(switch, "SWITCH")
 
     async def load(db: Database) -> IpSwitchOut:
