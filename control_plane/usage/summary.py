@@ -44,13 +44,13 @@ def summarize(points: Sequence[Point], step_seconds: int | None) -> Summary:
     """
     if not points:
         return Summary()
-    avgs = np.fromiter((p.avg for p in points), float, len(points))
-    counts = np.fromiter((p.count for p in points), float, len(points))
-    times = np.fromiter((p.t.timestamp() for p in points), float, len(points))
+    ts, avg, _, high, count = zip(*points, strict=True)  # columns, transposed in C
+    avgs, counts = np.array(avg, float), np.array(count, float)
+    times = np.array([t.timestamp() for t in ts], float)
     return Summary(
         average=float(np.dot(avgs, counts) / counts.sum()),
         p95=float(np.percentile(avgs, 95)),
-        max=max(p.max for p in points),
+        max=float(max(high)),
         peak_hour=_peak(times, avgs, 3600, 24, 0)
         if step_seconds is None or step_seconds <= 3600
         else None,
