@@ -71,6 +71,12 @@ def test_a_root_places_the_state_under_it(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text), root=tmp_path / "vps")
     assert config.state_dir == tmp_path / "vps" / "var" / "lib" / "mailfleet-agent"
     assert load_config(write(tmp_path, text)).state_dir == Path("/var/lib/mailfleet-agent")
+    # MailU's queue (the smtp container's /queue on the host), placed under the root too.
+    assert config.mail_queue_dir == tmp_path / "vps" / "mailu" / "mailqueue"
+    moved = load_config(write(tmp_path, 'mail_queue_dir = "/srv/q"\n' + text))
+    assert moved.mail_queue_dir == Path("/srv/q")
+    with pytest.raises(ConfigError, match="mail_queue_dir"):
+        load_config(write(tmp_path, 'mail_queue_dir = "q"\n' + text))
 
 
 def test_agent_run_reads_its_config_under_the_root(tmp_path: Path) -> None:

@@ -22,7 +22,14 @@ import pytest
 from agent.cgroup import CgroupError, CgroupReading, VpsCgroup
 from agent.errors import CommandError
 from agent.facts import collect_facts
-from agent.metrics import PSEUDO_FSTYPES, MetricSample, Sampler, cgroup_cpus, cgroup_memory
+from agent.metrics import (
+    PSEUDO_FSTYPES,
+    MetricSample,
+    Sampler,
+    cgroup_cpus,
+    cgroup_memory,
+    mail_queue_length,
+)
 from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
 
 
@@ -43,6 +50,40 @@ def test_a_sample_is_plausible() -> None:
     assert 0 <= sample.memory_available_bytes <= sample.memory_total_bytes
     assert 0 <= sample.swap_used_bytes <= sample.swap_total_bytes or sample.swap_total_bytes == 0
     assert sample.process_count >= 1
+
+
+def test_rates_start_unknown_and_are_never_negative(tmp_path: Path) -> None:
+    """The first sample has no rates (nothing to compare with); later ones are ≥ 0; the mail
+    queue is None without a queue directory."""
+    sampler = Sampler(mail_queue_dir=tmp_path / "no-mailu")
+    first, second = sampler.sample(), sampler.sample()
+    names = ("net_rx", "net_tx", "disk_read", "disk_write")
+    assert [getattr(first, f"{n}_bytes_per_second") for n in names] == [None] * 4
+    assert all(getattr(second, f"{n}_bytes_per_second") >= 0.0 for n in names)
+    assert (first.mail_queue_messages, Sampler().sample().mail_queue_messages) == (None, None)
+
+
+def test_the_mail_queue_counts_queued_messages_only(tmp_path: Path) -> None:
+    """Postfix's layout (MailU's /queue): messages in incoming/active/deferred/hold/maildrop,
+    deferred/ and active/ hashed into subdirectories; per-message logs (defer/, bounce/) and
+    Postfix's own files are not messages."""
+    queue = tmp_path / "mailqueue"
+    files = {
+        "incoming/4AbC1": 1, "active/A/4AbC2": 1, "deferred/B/4AbC3": 1, "deferred/C/4AbC4": 1,
+        "hold/4AbC5": 1, "maildrop/4AbC6": 1, "defer/B/4AbC3": 0, "bounce/4AbC7": 0,
+        "pid/master.pid": 0, "public/pickup": 0,
+    }  # fmt: skip
+    for name in files:
+        (queue / name).parent.mkdir(parents=True, exist_ok=True)
+        (queue / name).write_text("x")
+    (queue / "corrupt").mkdir()
+    sampler = Sampler(mail_queue_dir=queue)
+    assert sampler.sample().mail_queue_messages == sum(files.values()) == 6
+    (queue / "deferred/B/4AbC3").unlink()
+    assert sampler.sample().mail_queue_messages == 5
+    # Bounded: a flooded queue costs at most max_entries directory entries per sample.
+    assert mail_queue_length(queue, max_entries=3) == 2  # maildrop, hold, then stops: a floor
+    assert mail_queue_length(tmp_path / "missing") is None
 
 
 def test_filesystems_are_real_distinct_and_include_the_root() -> None:
@@ -136,20 +177,27 @@ def test_disk_counters_grow_by_the_bytes_written_and_read(tmp_path: Path) -> Non
 # Runs inside a network namespace whose only NIC is one end of a veth pair: it sends
 # ``size`` bytes to an echo server on the other end and reads them back, sampling around it.
 TRAFFIC = """
-import json, socket, sys
+import json, socket, sys, time
 from agent.metrics import Sampler
 peer, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 sampler = Sampler()
+outer = time.monotonic()
 before = sampler.sample()
+inner = time.monotonic()
 with socket.create_connection((peer, port), timeout=10) as conn:
     conn.sendall(b"m" * size)
     conn.shutdown(socket.SHUT_WR)
     got = 0
     while chunk := conn.recv(1 << 16):
         got += len(chunk)
+inner = time.monotonic() - inner
 after = sampler.sample()
+outer = time.monotonic() - outer
 print(json.dumps({"echoed": got, "tx": after.net_tx_bytes - before.net_tx_bytes,
-                  "rx": after.net_rx_bytes - before.net_rx_bytes}))
+                  "rx": after.net_rx_bytes - before.net_rx_bytes,
+                  "first_rates": [before.net_tx_bytes_per_second, before.net_rx_bytes_per_second],
+                  "rates": [after.net_tx_bytes_per_second, after.net_rx_bytes_per_second],
+                  "inner": inner, "outer": outer}))
 """
 ECHO = """
 import socket, sys
@@ -219,6 +267,11 @@ def test_network_counters_grow_by_the_bytes_sent_and_received(
     # the payload each way, plus TCP/IP headers and ACKs (a few per cent), counted once
     assert size <= counted["tx"] < size * 1.2, counted
     assert size <= counted["rx"] < size * 1.2, counted
+    # Rates: none on the first sample; then the bytes over the time between the samples,
+    # which lies between the traffic's own duration and the whole run's.
+    assert counted["first_rates"] == [None, None]
+    for rate, total in zip(counted["rates"], (counted["tx"], counted["rx"]), strict=True):
+        assert total / counted["outer"] <= rate <= total / counted["inner"], counted
 
 
 def test_cpu_use_is_measured_between_samples_without_sleeping() -> None:
