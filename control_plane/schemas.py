@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 T = TypeVar("T")
@@ -40,10 +39,31 @@ class PageOut(BaseModel, Generic[T]):
     )
 
 
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
-After = Annotated[
-    uuid.UUID | None, Query(description="Return objects after this id (from `next_after`).")
-]
+if TYPE_CHECKING:
+    from fastapi import Query
+
+    Limit = Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")]
+    After = Annotated[
+        uuid.UUID | None, Query(description="Return objects after this id (from `next_after`).")
+    ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Limit`` and ``After`` (route parameters) are made on first use: FastAPI is a quarter
+    of a second to import, and the CLI loads these schemas without needing it."""
+    if name not in ("Limit", "After"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from fastapi import Query
+
+    made = {
+        "Limit": Annotated[int, Query(ge=1, le=500, description="Page size (1-500).")],
+        "After": Annotated[
+            uuid.UUID | None,
+            Query(description="Return objects after this id (from `next_after`)."),
+        ],
+    }
+    globals().update(made)
+    return made[name]
 
 
 FindingState = Literal["failing", "unknown"]
