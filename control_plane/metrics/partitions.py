@@ -4,7 +4,7 @@ Each of the two tables is ``PARTITION BY RANGE`` on its time column with one par
 UTC day, named ``<table>_pYYYYMMDD``. Partitions are made some days ahead (at start and by
 the maintenance job) and retention drops whole partitions, which frees the space at once
 and costs no vacuum, unlike DELETE. There is no default partition: a sample for a day that
-has no partition cannot be stored, so ingest checks the days first (``partition_days``).
+has no partition cannot be stored, so ingest checks the days first (``storable_days``).
 SQLite keeps plain tables; every function here is PostgreSQL's.
 """
 
@@ -91,8 +91,9 @@ async def partition_days(session: AsyncSession, table: str) -> set[date]:
     """The UTC days ``table``'s partitions cover whole."""
     days: set[date] = set()
     for part in await partitions_of(session, table):
-        day = part.start.date() if part.start == day_start(part.start.date()) else None
-        day = day or part.start.date() + timedelta(days=1)
+        day = part.start.date()
+        if day_start(day) < part.start:  # starts within a day: that day is not whole
+            day += timedelta(days=1)
         while day_start(day + timedelta(days=1)) <= part.end:
             days.add(day)
             day += timedelta(days=1)
