@@ -89,6 +89,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     drop_tenant_tables(TABLES)
-    with op.batch_alter_table("servers") as batch:
-        batch.drop_column("plan_currency")
-        batch.drop_column("plan_monthly_price")
+    # Not batch mode: on SQLite it rebuilds ``servers``, and dropping the old table with
+    # foreign keys on cascades into every table that references servers (backup policies…).
+    # Both columns are plain, so SQLite (3.35+) drops them in place.
+    for column in ("plan_currency", "plan_monthly_price"):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE servers DROP COLUMN {column}")
+        else:
+            op.drop_column("servers", column)
