@@ -75,7 +75,8 @@ class FleetTotalsOut(BaseModel):
 
 
 class FleetUsageOut(BaseModel):
-    tenant_id: uuid.UUID | None
-    workspace_id: uuid.UUID | None
+    """Not echoing the filters: a tenant key naming another tenant sees nothing of it, not
+    even its id back."""
+
     totals: FleetTotalsOut
     closest_to_limits: dict[Literal["disk", "memory", "cpu"], list[LimitOut]]

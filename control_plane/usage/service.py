@@ -266,8 +266,6 @@ async def fleet_usage(
                 r.mail_queue_messages or 0, r.filesystems or "[]",
             )  # fmt: skip
     return FleetUsageOut(
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
         totals=_totals(len(servers), list(latest.values())),
         closest_to_limits=_limits(list(latest.values()), limit),
     )

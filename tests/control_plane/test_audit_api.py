@@ -195,7 +195,7 @@ async def test_tenants_see_only_their_own_admins_see_all(
 
 
 async def test_no_route_changes_or_deletes_an_event(
-    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant, db: Database
 ) -> None:
     tenant = await make_tenant()
     await client.post("/api/v1/workspaces", json={"name": "w"}, headers=tenant.headers)
@@ -334,13 +334,13 @@ async def test_the_record_commits_with_the_change_not_after_it(
 
 
 async def test_every_route_that_may_change_something_is_recorded(
-    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant, db: Database
 ) -> None:
     """Walks the OpenAPI document like the tenancy walk: no route is left out, none recorded
     twice, each under its own path, whether it succeeds (its own creates) or is refused
     (another tenant's ids: 404; an admin route: 403)."""
     victim, intruder = await make_tenant(), await make_tenant()
-    ids = await objects_of(client, victim)
+    ids = await objects_of(client, victim, db)
     walked = 0
     for method, path, spec in operations(app):
         if method == "GET" or not secured(spec):

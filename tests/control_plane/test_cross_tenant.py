@@ -13,13 +13,18 @@ example in its schema: the walk fails until they exist.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from control_plane.api.context import ADMIN_SCOPE_EXTENSION
+from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
+from control_plane.resize.models import ServerResize
 from tests.alerts.helpers import walk_objects as alert_objects
 from tests.conftest import MakeTenant, TenantHandle
 from tests.dnsbl.helpers import walk_objects as dnsbl_objects
@@ -49,7 +54,33 @@ def example_body(app: FastAPI, spec: dict[str, Any]) -> Any:
     return dict(examples[0])
 
 
-async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[str, str]:
+async def a_finished_resize(db: Database, tenant_id: str, server_id: str) -> str:
+    """A failed resize of the victim's server, written as the workflow leaves one (a real
+    resize needs a provider that resizes; the resize tests run those)."""
+    async with db.session() as session:
+        resize = ServerResize(
+            tenant_id=uuid.UUID(tenant_id),
+            server_id=uuid.UUID(server_id),
+            provider="manual",
+            from_plan="victim-small",
+            to_plan="victim-large",
+            from_price=Decimal("5.00"),
+            to_price=Decimal("10.00"),
+            currency="USD",
+            to_vcpus=2,
+            to_memory_mb=2048,
+            state="failed",
+            error="victim's resize",
+            finished_at=utcnow(),
+        )
+        session.add(resize)
+        await session.flush()
+        return str(resize.id)
+
+
+async def objects_of(
+    client: httpx.AsyncClient, tenant: TenantHandle, db: Database
+) -> dict[str, str]:
     """One object of each kind owned by ``tenant``, keyed by path parameter name."""
     ws = await client.post("/api/v1/workspaces", json={"name": "victim"}, headers=tenant.headers)
     assert ws.status_code == 201
@@ -138,6 +169,7 @@ async def objects_of(client: httpx.AsyncClient, tenant: TenantHandle) -> dict[st
         "audit_event_id": audit.json()["items"][0]["id"],
         "ip": ip.json()["address"],
         "switch_id": switch.json()["id"],
+        "resize_id": await a_finished_resize(db, tenant.id, server.json()["id"]),
         **alerts,
         **incidents,
         **delisting,
@@ -166,10 +198,10 @@ async def test_every_secured_route_needs_a_key(client: httpx.AsyncClient, app: F
 
 
 async def test_admin_routes_refuse_tenant_keys(
-    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant, db: Database
 ) -> None:
     tenant = await make_tenant()
-    ids = await objects_of(client, tenant)
+    ids = await objects_of(client, tenant, db)
     admin_routes = [op for op in operations(app) if op[2].get(ADMIN_SCOPE_EXTENSION) == "admin"]
     assert admin_routes, "expected some admin-only routes"
     for method, path, spec in admin_routes:
@@ -180,10 +212,10 @@ async def test_admin_routes_refuse_tenant_keys(
 
 
 async def test_another_tenants_objects_are_404_everywhere(
-    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant, db: Database
 ) -> None:
     victim, intruder = await make_tenant(), await make_tenant()
-    ids = await objects_of(client, victim)
+    ids = await objects_of(client, victim, db)
     probed = 0
     for method, path, spec in operations(app):
         if not secured(spec) or spec.get(ADMIN_SCOPE_EXTENSION) == "admin" or "{" not in path:
@@ -208,10 +240,10 @@ async def test_another_tenants_objects_are_404_everywhere(
 
 
 async def test_lists_and_creates_never_cross_tenants(
-    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant
+    client: httpx.AsyncClient, app: FastAPI, make_tenant: MakeTenant, db: Database
 ) -> None:
     victim, intruder = await make_tenant(), await make_tenant()
-    ids = await objects_of(client, victim)
+    ids = await objects_of(client, victim, db)
     for method, path, spec in operations(app):
         if not secured(spec) or spec.get(ADMIN_SCOPE_EXTENSION) == "admin" or "{" in path:
             continue
