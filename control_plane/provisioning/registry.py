@@ -111,8 +111,9 @@ class ProviderRegistry:
         offered = ", ".join(await self.names())
         raise UnknownProvider(f"unknown provider {name!r} (offered: {offered})", field=field)
 
-    async def check_order(self, name: str, region: str | None, plan: str | None) -> None:
-        """Refuse an order naming an unknown provider, region or plan (422 naming the field)."""
+    async def check_order(self, name: str, region: str | None, plan: str | None) -> Plan:
+        """The catalog's plan of an order; an unknown provider, region or plan is refused
+        (422 naming the field)."""
         await self.get(name)
         if region is None:
             raise InvalidInput(f"a region is required for provider {name!r}", field="body.region")
@@ -130,11 +131,13 @@ class ProviderRegistry:
             raise InvalidInput(
                 f"unknown region {region!r} for {name} (offered: {known})", field="body.region"
             )
-        if plan not in {p.id for p in catalog.plans}:
+        chosen = next((p for p in catalog.plans if p.id == plan), None)
+        if chosen is None:
             known = ", ".join(p.id for p in catalog.plans)
             raise InvalidInput(
                 f"unknown plan {plan!r} for {name} (offered: {known})", field="body.plan"
             )
+        return chosen
 
     async def catalog(self, name: str) -> Catalog:
         """Regions and plans, cached for ``CATALOG_TTL`` (plans cost a rate-limited call)."""

@@ -29,13 +29,16 @@ async def order_server(
     data: ServerCreate,
 ) -> Server:
     """Record a new server and start its workflow; an unknown provider/region/plan is a 422."""
+    plan = None
     if data.provider == MANUAL:
         for name in ("region", "plan"):
             if getattr(data, name) is not None:
                 raise InvalidInput(f"a manual server takes no {name}", field=f"body.{name}")
     else:
-        await providers.check_order(data.provider, data.region, data.plan)
+        plan = await providers.check_order(data.provider, data.region, data.plan)
     server = await servers.create_server(session, tenant_id, data)
+    if plan is not None:  # the price it is ordered at; a resize records the next one
+        server.plan_monthly_price, server.plan_currency = plan.monthly_price, plan.currency
     if server.mail_stack == "mailu":
         server.dkim_selector = dkim.default_selector(utcnow())
     if data.provider == MANUAL:

@@ -46,7 +46,7 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
 
     region: Mapped[str | None] = mapped_column(String(64))
     plan: Mapped[str | None] = mapped_column(String(64))
-    # The plan's monthly price when it was last set (migration 0021; resizes keep it).
+    # The plan's monthly price when ordered or last resized (migration 0021).
     plan_monthly_price: Mapped[Decimal | None] = mapped_column(Money())
     plan_currency: Mapped[str | None] = mapped_column(String(3))
     instance_id: Mapped[str | None] = mapped_column(String(128))

@@ -81,7 +81,7 @@ class ServerOut(ResponseModel):
     region: str | None
     plan: str | None
     plan_monthly_price: Decimal | None = Field(
-        default=None, description="The plan's monthly price, as of its last resize."
+        default=None, description="The plan's monthly price when ordered or last resized."
     )
     plan_currency: str | None = None
     state: ProvisionState = Field(description="Where the provisioning workflow is.")

@@ -24,10 +24,12 @@ from control_plane.incidents.service import find_open
 from control_plane.provisioning import registry
 from control_plane.provisioning.models import ServerEvent
 from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
+from control_plane.provisioning.service import order_server
 from control_plane.resize import workflow
 from control_plane.resize.models import ServerResize
 from control_plane.resize.runner import CHECK, ResizeRunner
 from control_plane.servers.models import Server
+from control_plane.servers.schemas import ServerCreate
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant, TenantHandle
@@ -163,6 +165,28 @@ async def test_recommendations_from_generated_usage_down_up_and_unknown(
     await usage(db, tenant, server_id, hours=72, cpu=30, memory_gib=3, disk_gib=30)
     keep = await call(client, tenant, "GET", path, 200)
     assert keep["state"] == "keep" and Decimal(keep["monthly_price_difference"]) == 0, keep
+
+
+async def test_an_ordered_server_records_its_plan_price(
+    plane: tuple[httpx.AsyncClient, ProviderRegistry],
+    make_tenant: MakeTenant,
+    fast: Settings,
+    db: Database,
+) -> None:
+    """Ordering (not only resizing) records the catalog's price of the plan."""
+    _, providers = plane
+    tenant = await make_tenant()
+    order = ServerCreate(
+        name=f"po-{uuid.uuid4().hex[:6]}", provider="hostwinds", region="2", plan="13",
+        mail_stack="none",
+    )  # fmt: skip
+    async with db.session() as session:
+        server = await order_server(session, providers, fast, uuid.UUID(tenant.id), order)
+        server_id = server.id
+    async with db.session() as session:
+        stored = await session.get(Server, server_id)
+        assert stored is not None and stored.plan == "13"
+        assert (stored.plan_monthly_price, stored.plan_currency) == (Decimal("34.99"), "USD")
 
 
 async def test_dry_run_upgrade_revert_and_other_tenants(
