@@ -22,6 +22,7 @@ from control_plane.ipswitch.schemas import IpSwitchIn, IpSwitchOut, IpSwitchStep
 from control_plane.ipswitch.workflow import STEPS, usable_problem
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from control_plane.workflows.busy import refuse_while_another_runs
 
 BUSY = "a switch is already running for this server"
 
@@ -37,6 +38,7 @@ async def request_switch(
         raise InvalidInput("give the address to switch to, or auto: true", field="body.to_ip")
     if await active_switch(session, server.id) is not None:
         raise Conflict(BUSY)
+    await refuse_while_another_runs(session, server.id, IpSwitch, "switch")
     sending = await ips.sending_ip(session, server.id)
     if sending is None:
         raise Conflict(f"server {server.id} has no sending address to switch from")

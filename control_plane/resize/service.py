@@ -15,8 +15,6 @@ from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.errors import Conflict, InvalidInput, NotFound
-from control_plane.ipswitch.models import ACTIVE_STATES as SWITCHING
-from control_plane.ipswitch.models import IpSwitch
 from control_plane.metrics.models import MetricSample
 from control_plane.metrics.series import filesystem_series, sample_series
 from control_plane.provisioning import events
@@ -39,6 +37,7 @@ from control_plane.resize.workflow import STEPS, step_seconds
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.usage.series import read_series
+from control_plane.workflows.busy import refuse_while_another_runs
 
 BUSY = "a resize is already running for this server"
 STEP_DOES = {
@@ -264,11 +263,7 @@ async def disk_used(session: AsyncSession, server_id: uuid.UUID) -> tuple[str, f
 async def _not_busy(session: AsyncSession, server_id: uuid.UUID) -> None:
     if await active_resize(session, server_id) is not None:
         raise Conflict(BUSY)
-    switching = await session.scalar(
-        select(IpSwitch.id).where(IpSwitch.server_id == server_id, IpSwitch.state.in_(SWITCHING))
-    )
-    if switching is not None:
-        raise Conflict(f"IP switch {switching} is running for this server; resize after it")
+    await refuse_while_another_runs(session, server_id, ServerResize, "resize")
 
 
 async def request_resize(

@@ -19,8 +19,13 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from control_plane.api.app import create_app
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.errors import Conflict
 from control_plane.incidents.service import find_open
+from control_plane.ipswitch.models import IpSwitch
+from control_plane.ipswitch.schemas import IpSwitchIn
+from control_plane.ipswitch.service import request_switch
 from control_plane.provisioning import registry
 from control_plane.provisioning.models import ServerEvent
 from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
@@ -28,6 +33,7 @@ from control_plane.provisioning.service import order_server
 from control_plane.resize import workflow
 from control_plane.resize.models import ServerResize
 from control_plane.resize.runner import CHECK, ResizeRunner
+from control_plane.resize.service import preview as resize_preview
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
 from control_plane.settings import Settings
@@ -187,6 +193,44 @@ async def test_an_ordered_server_records_its_plan_price(
         stored = await session.get(Server, server_id)
         assert stored is not None and stored.plan == "13"
         assert (stored.plan_monthly_price, stored.plan_currency) == (Decimal("34.99"), "USD")
+
+
+async def test_a_resize_and_an_ip_switch_of_one_server_refuse_each_other(
+    plane: tuple[httpx.AsyncClient, ProviderRegistry],
+    make_tenant: MakeTenant,
+    fast: Settings,
+    db: Database,
+    api: HostwindsDouble,
+) -> None:
+    """Whichever runs first, the other is refused (409 naming it), in both directions."""
+    client, providers = plane
+    tenant = await make_tenant()
+    server_id, _ = await hostwinds_server(client, tenant, db, api, rid=12)
+    owner, now = uuid.UUID(tenant.id), utcnow()
+    switch = IpSwitch(
+        tenant_id=owner, server_id=server_id, from_ip="198.51.100.31", to_ip="198.51.100.32",
+        requested_by="test", state="running", next_run_at=now,
+    )  # fmt: skip
+    resize = ServerResize(
+        tenant_id=owner, server_id=server_id, provider="hostwinds", from_plan="12",
+        to_plan="13", from_price=Decimal("17.99"), to_price=Decimal("34.99"), currency="USD",
+        to_vcpus=4, to_memory_mb=8192, requested_by="test", state="running", next_run_at=now,
+    )  # fmt: skip
+    async with db.session() as session:
+        session.add(switch)
+    async with db.session() as session:
+        server = await session.get(Server, server_id)
+        assert server is not None
+        with pytest.raises(Conflict, match=f"IP switch {switch.id} is running"):
+            await resize_preview(session, providers, server, "13")
+        (await session.get(IpSwitch, switch.id)).state = "failed"  # type: ignore[union-attr]
+    async with db.session() as session:
+        session.add(resize)
+    async with db.session() as session:
+        server = await session.get(Server, server_id)
+        assert server is not None
+        with pytest.raises(Conflict, match=f"resize {resize.id} is running"):
+            await request_switch(session, fast, server, IpSwitchIn(auto=True), "test")
 
 
 async def test_dry_run_upgrade_revert_and_other_tenants(
