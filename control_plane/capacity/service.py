@@ -40,7 +40,7 @@ from control_plane.metrics.models import MetricSample
 from control_plane.metrics.series import filesystem_series
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
-from control_plane.usage.series import Point, read_series
+from control_plane.usage.series import Point, TierReach, read_series
 from control_plane.usage.service import with_percents
 
 Kind = Literal["cpu", "memory", "disk", "inodes"]
@@ -117,7 +117,7 @@ async def filesystems(session: AsyncSession, server_id: uuid.UUID) -> list[Files
 
 
 async def percent_series(
-    session: AsyncSession, server_id: uuid.UUID, start: datetime, end: datetime
+    session: AsyncSession, server_id: uuid.UUID, start: datetime, end: datetime, reach: TierReach
 ) -> dict[Resource, list[tuple[datetime, float]]]:
     """Each resource's hourly averages in % of its capacity over [start, end): the usage
     API's per-cent series (``usage.service.with_percents``), with each filesystem's total
@@ -128,7 +128,7 @@ async def percent_series(
         gauges = ["fs_used_bytes", "fs_total_bytes"]
         gauges += ["fs_inodes_used", "fs_inodes_total"] if fs.has_inodes else []
         names += [filesystem_series(g, fs.mountpoint) for g in gauges]
-    series = await read_series(session, server_id, start, end, "1h", names)
+    series = await read_series(session, server_id, start, end, "1h", names, reach=reach)
     for fs in disks:
         total = filesystem_series("fs_total_bytes", fs.mountpoint)
         if fs.reserve_bytes and total in series:
@@ -223,7 +223,7 @@ async def reports(
     """Every resource's forecast (and anomalies) over the window ending ``now``."""
     window = timedelta(days=window_days or settings.forecast_window_days)
     end = forecast.floor_hour(now) + forecast.HOUR
-    series = await percent_series(session, server.id, end - window, end)
+    series = await percent_series(session, server.id, end - window, end, TierReach.of(settings))
     out = []
     for resource, points in series.items():
         result = forecast.forecast(

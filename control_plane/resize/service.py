@@ -36,7 +36,7 @@ from control_plane.resize.schemas import (
 from control_plane.resize.workflow import STEPS, step_seconds
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
-from control_plane.usage.series import read_series
+from control_plane.usage.series import TierReach, read_series
 from control_plane.workflows.busy import refuse_while_another_runs
 
 BUSY = "a resize is already running for this server"
@@ -103,7 +103,7 @@ async def recommendation(
     if current is None:
         reason = f"the server's plan {server.plan!r} is not in {server.provider}'s catalog"
         return RecommendationOut(**base, **empty, state="unknown", reason=reason)
-    series = await read_series(session, server.id, start, end, "1h")
+    series = await read_series(session, server.id, start, end, "1h", reach=TierReach.of(settings))
     wanted, missing = recommend.targets(
         series,
         current.vcpus,

@@ -34,7 +34,6 @@ from sqlalchemy import (
 from sqlalchemy import column as sql_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.configured import Configured
 from control_plane.db.base import utcnow
 from control_plane.errors import InvalidInput
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
@@ -94,14 +93,6 @@ class TierReach:
         return {"raw": self.raw, "1m": self.minute, "1h": self.hour}[tier]
 
 
-_reach = Configured(TierReach.of)
-
-
-def configure(settings: Settings) -> None:
-    """Use ``settings``' retention for callers that pass no ``reach`` (serve calls it)."""
-    _reach.configure(settings)
-
-
 def check_range(
     start: datetime, end: datetime, step: UsageStep, reach: TierReach, now: datetime
 ) -> None:
@@ -135,7 +126,7 @@ async def read_series(
     step: UsageStep,
     names: Collection[str] | None = None,
     *,
-    reach: TierReach | None = None,
+    reach: TierReach,
 ) -> dict[str, list[Point]]:
     """Series name → its points in [start, end) at ``step``, oldest first (``names``: only
     those series; None: all). Raises InvalidInput (field ``query.step``/``query.from``)
@@ -144,7 +135,7 @@ async def read_series(
     UTC day) and start at ``start`` floored to the step."""
     if step not in STEP_TIER:
         raise InvalidInput(f"step must be one of {', '.join(STEPS)}", field="query.step")
-    check_range(start, end, step, reach or _reach.current(), utcnow())
+    check_range(start, end, step, reach, utcnow())
     if names is not None and not names:
         return {}
     if step == "raw":

@@ -17,9 +17,12 @@ from control_plane.db.engine import Database
 from control_plane.errors import InvalidInput
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
 from control_plane.servers.models import Server
+from control_plane.settings import Settings
 from control_plane.tenants.models import Tenant
-from control_plane.usage.series import Point, read_series
+from control_plane.usage.series import Point, TierReach, read_series
 from control_plane.usage.summary import summarize
+
+REACH = TierReach.of(Settings())
 
 
 async def a_server(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
@@ -78,7 +81,9 @@ async def test_each_step_reads_its_tier_and_merges_buckets(db: Database) -> None
         await session.execute(insert(MetricRollup), minutes)
         await session.execute(insert(MetricRollupHourly), hours)
     async with db.session() as session:
-        got = await read_series(session, server_id, hour, hour + timedelta(hours=1), "raw")
+        got = await read_series(
+            session, server_id, hour, hour + timedelta(hours=1), "raw", reach=REACH
+        )
         assert [p.avg for p in got["cpu_percent"]] == [1.0] * 8
         assert [p.t for p in got["cpu_percent"]] == [r["sampled_at"] for r in raw]
         assert [p.avg for p in got["fs_used_bytes:/"]] == [100.0 + n for n in range(8)]
@@ -86,26 +91,28 @@ async def test_each_step_reads_its_tier_and_merges_buckets(db: Database) -> None
         assert "mail_queue_messages" not in got  # not reported: absent, not zero
 
         end = hour + timedelta(hours=1)
-        one = await read_series(session, server_id, hour, end, "1m", ["cpu_percent"])
+        one = await read_series(session, server_id, hour, end, "1m", ["cpu_percent"], reach=REACH)
         assert list(one) == ["cpu_percent"]
         assert one["cpu_percent"][5] == Point(hour + timedelta(minutes=5), 7.0, 6.0, 8.0, 4)
-        five = await read_series(session, server_id, hour, end, "5m")
+        five = await read_series(session, server_id, hour, end, "5m", reach=REACH)
         assert set(five) == {"cpu_percent", "fs_used_bytes:/"}
         # minutes 0..4 hold avgs 2..6: merged avg 4, min 1, max 7, count 20
         assert five["cpu_percent"][0] == Point(hour, 4.0, 1.0, 7.0, 20)
         assert len(five["cpu_percent"]) == 6
-        fifteen = await read_series(session, server_id, hour, end, "15m", ["cpu_percent"])
+        fifteen = await read_series(
+            session, server_id, hour, end, "15m", ["cpu_percent"], reach=REACH
+        )
         assert fifteen["cpu_percent"][1] == Point(hour + timedelta(minutes=15), 24.0, 16, 32, 60)
 
         span = (day, day + timedelta(days=2))
-        hourly = await read_series(session, server_id, *span, "1h")
+        hourly = await read_series(session, server_id, *span, "1h", reach=REACH)
         assert len(hourly["cpu_percent"]) == 48
         assert hourly["cpu_percent"][25] == Point(day + timedelta(hours=25), 4.0, 3.0, 5.0, 4)
-        daily = await read_series(session, server_id, *span, "1d")
+        daily = await read_series(session, server_id, *span, "1d", reach=REACH)
         # each UTC day: avgs 3..26 → 14.5; min 2, max 27, 24 × 4 samples
         expected = [Point(day + timedelta(days=d), 14.5, 2.0, 27.0, 96) for d in range(2)]
         assert daily["cpu_percent"] == expected
-        assert await read_series(session, server_id, *span, "1d", []) == {}
+        assert await read_series(session, server_id, *span, "1d", [], reach=REACH) == {}
 
         refusals = [
             ("raw", now - timedelta(days=15), "query.step"),  # raw keeps 14 days
@@ -116,7 +123,7 @@ async def test_each_step_reads_its_tier_and_merges_buckets(db: Database) -> None
         ]
         for step, start, field in refusals:
             with pytest.raises(InvalidInput) as refused:
-                await read_series(session, server_id, start, now, step)  # type: ignore[arg-type]
+                await read_series(session, server_id, start, now, step, reach=REACH)  # type: ignore[arg-type]
             assert refused.value.field == field, (step, refused.value.detail)
 
 
