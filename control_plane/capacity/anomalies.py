@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
-from scipy.stats import theilslopes
+
+from control_plane.usage.trend import theil_sen
 
 MIN_PER_SLOT = 3
 NORMAL_MAD = 1.482602218505602  # 1 / Φ⁻¹(3/4): a normal distribution's σ over its MAD
@@ -63,7 +64,7 @@ def _trend_per_day(points: Sequence[tuple[datetime, float]]) -> float:
         return 0.0
     x = np.array(list(days), dtype=float)
     y = np.array([float(np.median(v)) for v in days.values()])
-    return float(theilslopes(y, x).slope)
+    return theil_sen(x, y).slope
 
 
 def find(

@@ -10,8 +10,8 @@ would follow it). Hourly averages rather than hourly maxima because a CPU at 100
 sample is not a CPU out of capacity. Disk and inode use barely cycle; for them this is the
 day's level.
 
-How. Theil–Sen (``scipy.stats.theilslopes``): the median of the pairwise slopes, so a few
-odd days (a cleanup, an outage) do not tilt the line as least squares would, and its
+How. Theil–Sen (``usage.trend``, the interval scipy's): the median of the pairwise slopes,
+so a few odd days (a cleanup, an outage) do not tilt the line as least squares would, and its
 confidence interval for the slope gives the band: the earliest crossing from the upper
 slope, the latest from the lower one (none when the lower slope is not rising: it may never
 cross). Lines pivot at the data's centre (median x, median y), as scipy's intercept does,
@@ -37,7 +37,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
-from scipy.stats import theilslopes
+
+from control_plane.usage.trend import theil_sen
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -133,8 +134,10 @@ def forecast(
         )
     x = np.array([-(day + 0.5) for day in peaks])  # days relative to ``end``
     y = np.array(list(peaks.values()))
-    fit = theilslopes(y, x, alpha=confidence)
-    slope, low, high = float(fit.slope), float(fit.low_slope), float(fit.high_slope)
+    fit = theil_sen(x, y, confidence)
+    slope = fit.slope
+    low = slope if fit.low is None else fit.low  # (always given: a confidence was asked for)
+    high = slope if fit.high is None else fit.high
     pivot_x, pivot_y = float(np.median(x)), float(np.median(y))
     peak = peaks[0]
     crossings = tuple(

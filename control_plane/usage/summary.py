@@ -1,10 +1,7 @@
 """One series' summary: average, p95, max, peak hour of day and day of week, trend per day.
 
-numpy for the percentile and the trend. The trend is Theil–Sen's: the median of pairwise
-slopes, which ignores a few spikes (a backup's disk burst) that would tilt a least-squares
-line. It is written here (four numpy lines) rather than called as scipy.stats.theilslopes,
-which also computes a confidence interval (twice the time), and a usage answer holds ~25
-series (benchmarks/usage_query.py).
+numpy for the percentile; the trend is Theil–Sen's (``usage.trend``, as capacity fits it),
+which ignores a few spikes (a backup's disk burst) that would tilt a least-squares line.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from control_plane.usage.series import Point
+from control_plane.usage.trend import theil_sen
 
 # Theil–Sen is quadratic in points: longer series are averaged down to this many first
 # (90 days of hours → daily means; under a millisecond a series).
@@ -78,8 +76,4 @@ def _trend(times: np.ndarray, avgs: np.ndarray) -> float | None:
         sizes = np.bincount(bins)
         times = np.bincount(bins, times) / sizes
         avgs = np.bincount(bins, avgs) / sizes
-    days = (times - times[0]) / DAY
-    i, j = np.triu_indices(len(days), k=1)
-    dx = days[j] - days[i]
-    keep = dx > 0
-    return float(np.median((avgs[j] - avgs[i])[keep] / dx[keep]))
+    return theil_sen((times - times[0]) / DAY, avgs).slope

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy.stats import theilslopes
 from sqlalchemy import insert
 
 from control_plane.db.base import utcnow
@@ -21,6 +22,7 @@ from control_plane.settings import Settings
 from control_plane.tenants.models import Tenant
 from control_plane.usage.series import Point, TierReach, read_series
 from control_plane.usage.summary import summarize
+from control_plane.usage.trend import TheilSen, theil_sen
 
 REACH = TierReach.of(Settings())
 
@@ -155,3 +157,16 @@ def test_summary_of_a_known_shape() -> None:
     assert daily.peak_hour is None and daily.peak_weekday is not None
     assert summarize([], 3600).average is None and summarize([], None).trend_per_day is None
     assert summarize(points[:12], 3600).trend_per_day is None  # under a day: no trend
+
+
+def test_theil_sen_is_scipys_slope_with_its_interval_on_request() -> None:
+    """The one fit usage and capacity share: scipy's slope (unordered x, ties left out)."""
+    rng = np.random.default_rng(7)
+    x = rng.permutation(np.repeat(np.arange(20.0), 2))
+    y = 0.3 * x + rng.normal(0, 1, x.size)
+    scipy_fit = theilslopes(y, x, alpha=0.9)
+    assert theil_sen(x, y) == TheilSen(pytest.approx(scipy_fit.slope))  # type: ignore[arg-type]
+    banded = theil_sen(x, y, 0.9)
+    assert (banded.low, banded.slope, banded.high) == pytest.approx(
+        (scipy_fit.low_slope, scipy_fit.slope, scipy_fit.high_slope)
+    )
