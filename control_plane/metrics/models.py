@@ -65,7 +65,10 @@ class MetricRollup(TenantOwned, Base):
 
 
 class MetricRollupHourly(TenantOwned, Base):
-    """The same figures over one hour, kept two years (plain table on both databases)."""
+    """The same figures over one hour, kept two years (plain table on both databases).
+
+    On PostgreSQL the primary key INCLUDEs count, sum, min and max, so a range read is an
+    index-only scan (migration 0020; SQLAlchemy cannot declare INCLUDE on a primary key)."""
 
     __tablename__ = "metric_rollups_1h"
 
