@@ -4,10 +4,10 @@ anomalies, and the ``forecast.*`` checks sent to the incidents.
 Resources and their capacity, as health's resource checks judge them (so a forecast of
 90 % means the level health's ``disk./`` check fails at): CPU in %; memory as
 ``1 - available / total``; a filesystem's space as used over what df divides by (used +
-available to users: the root reserve is not usable), its inodes as used over total where it
-has an inode table. The hourly rollups hold used and total; the reserve (total - used -
-free) is read from the server's newest raw sample, which also names its filesystems (no raw
-sample for the raw tier's 14 days: only CPU and memory, and their data is stale anyway).
+available to users: the root reserve is not usable; ``metrics.series.filesystem_capacity``),
+its inodes as used over total where it has an inode table. The server's newest raw sample
+names its filesystems (no raw sample for the raw tier's 14 days: only CPU and memory, and
+their data is stale anyway).
 
 The ``forecast.<check>`` check of a resource (``forecast.disk./`` beside health's
 ``disk./``) fails when its fitted daily peak crosses 80/90/95 % (health's levels and
@@ -20,27 +20,24 @@ now and the forecast's critical "95 % by Thursday", two different facts.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.capacity import anomalies, forecast
 from control_plane.capacity.schemas import AnomalyOut, CapacityOut, CrossingOut, ForecastOut
 from control_plane.errors import InvalidInput
-from control_plane.health.resources import levels
+from control_plane.health.resources import known_filesystems, levels
 from control_plane.health.results import Severity
 from control_plane.incidents import service as incidents
 from control_plane.incidents.signals import Signal
-from control_plane.metrics.models import MetricSample
 from control_plane.metrics.series import filesystem_series
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
-from control_plane.usage.series import Point, TierReach, read_series
+from control_plane.usage.series import TierReach, read_series
 from control_plane.usage.service import with_percents
 
 Kind = Literal["cpu", "memory", "disk", "inodes"]
@@ -83,69 +80,28 @@ class Report:
     anomalies: list[anomalies.Anomaly] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Filesystem:
-    mountpoint: str
-    reserve_bytes: float
-    has_inodes: bool
-
-
-async def filesystems(session: AsyncSession, server_id: uuid.UUID) -> list[Filesystem]:
-    """The filesystems of the server's newest raw sample, with their root reserve."""
-    raw = await session.scalar(
-        select(MetricSample.filesystems)
-        .where(MetricSample.server_id == server_id)
-        .order_by(MetricSample.sampled_at.desc())
-        .limit(1)
-    )
-    try:
-        parsed = json.loads(raw or "[]")
-    except ValueError:
-        return []
-    found = []
-    for fs in parsed if isinstance(parsed, list) else []:
-        if not isinstance(fs, dict) or not fs.get("mountpoint"):
-            continue
-        total, used, free = (
-            float(fs.get(k) or 0) for k in ("total_bytes", "used_bytes", "free_bytes")
-        )
-        reserve = max(total - used - free, 0.0) if used + free > 0 else 0.0
-        found.append(
-            Filesystem(str(fs["mountpoint"]), reserve, int(fs.get("inodes_total") or 0) > 0)
-        )
-    return sorted(found, key=lambda f: f.mountpoint)
-
-
 async def percent_series(
     session: AsyncSession, server_id: uuid.UUID, start: datetime, end: datetime, reach: TierReach
 ) -> dict[Resource, list[tuple[datetime, float]]]:
     """Each resource's hourly averages in % of its capacity over [start, end): the usage
-    API's per-cent series (``usage.service.with_percents``), with each filesystem's total
-    taken down by its root reserve first, so space is judged as df and health judge it."""
-    disks = await filesystems(session, server_id)
+    API's per-cent series (``usage.service.with_percents``), the shares health judges. The
+    filesystems are those of the server's newest raw sample."""
+    disks = await known_filesystems(session, server_id)
     names = ["cpu_percent", "memory_total_bytes", "memory_available_bytes"]
-    for fs in disks:
-        gauges = ["fs_used_bytes", "fs_total_bytes"]
-        gauges += ["fs_inodes_used", "fs_inodes_total"] if fs.has_inodes else []
-        names += [filesystem_series(g, fs.mountpoint) for g in gauges]
+    for mountpoint, has_inodes in disks.items():
+        gauges = ["fs_used_bytes", "fs_free_bytes", "fs_total_bytes"]
+        gauges += ["fs_inodes_used", "fs_inodes_total"] if has_inodes else []
+        names += [filesystem_series(g, mountpoint) for g in gauges]
     series = await read_series(session, server_id, start, end, "1h", names, reach=reach)
-    for fs in disks:
-        total = filesystem_series("fs_total_bytes", fs.mountpoint)
-        if fs.reserve_bytes and total in series:
-            r = fs.reserve_bytes
-            series[total] = [
-                Point(p.t, p.avg - r, p.min - r, p.max - r, p.count) for p in series[total]
-            ]
     percents = with_percents(series)
 
     def hourly(name: str) -> list[tuple[datetime, float]]:
         return [(p.t, p.avg) for p in percents.get(name, [])]
 
     out = {Resource("cpu"): hourly("cpu_percent"), Resource("memory"): hourly("memory_percent")}
-    for fs in disks:
-        m = fs.mountpoint
+    for m, has_inodes in sorted(disks.items()):
         out[Resource("disk", m)] = hourly(filesystem_series("fs_used_percent", m))
-        if fs.has_inodes:
+        if has_inodes:
             out[Resource("inodes", m)] = hourly(filesystem_series("fs_inodes_percent", m))
     return out
 

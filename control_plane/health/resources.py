@@ -26,6 +26,7 @@ bucket), hold no totals (memory %), and no filesystems; 10 minutes of raw sample
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.health.results import Result, Severity
 from control_plane.metrics.models import MetricSample
+from control_plane.metrics.series import filesystem_capacity
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 
@@ -159,9 +161,14 @@ def filesystem_readings(
 
 
 def _total(fs: dict[str, Any]) -> int:
-    """What df divides by: used + available to users (root's reserve is not usable space)."""
-    used, free = int(fs.get("used_bytes", 0)), int(fs.get("free_bytes", 0))
-    return used + free if used + free > 0 else int(fs.get("total_bytes", 0))
+    free = fs.get("free_bytes")
+    return int(
+        filesystem_capacity(
+            int(fs.get("used_bytes", 0)),
+            None if free is None else int(free),
+            int(fs.get("total_bytes", 0)),
+        )
+    )
 
 
 async def resource_results(
@@ -201,7 +208,8 @@ async def resource_results(
     ]
     disks = filesystem_readings((r.sampled_at, r.filesystems) for r in rows)
     has_inodes = {m: any(r.percent is not None for r in i) for m, (_, i) in disks.items()}
-    for mountpoint, had_inodes in (await _known_filesystems(session, server, window.start)).items():
+    known = await known_filesystems(session, server.id, window.start)
+    for mountpoint, had_inodes in known.items():
         if mountpoint not in disks:  # gone quiet: reported unknown, not dropped
             disks[mountpoint] = ([], [])
             has_inodes[mountpoint] = had_inodes
@@ -216,17 +224,16 @@ async def resource_results(
     return results
 
 
-async def _known_filesystems(
-    session: AsyncSession, server: Server, before: datetime
+async def known_filesystems(
+    session: AsyncSession, server_id: uuid.UUID, before: datetime | None = None
 ) -> dict[str, bool]:
-    """mountpoint → has inodes, from the newest sample before the window, so a server
-    that stopped sending still has its disk checks (as unknown) rather than none."""
-    raw = await session.scalar(
-        select(MetricSample.filesystems)
-        .where(MetricSample.server_id == server.id, MetricSample.sampled_at < before)
-        .order_by(MetricSample.sampled_at.desc())
-        .limit(1)
-    )
+    """mountpoint → has inodes, from the server's newest sample (before ``before``): here,
+    before the window, so a server that stopped sending still has its disk checks (as
+    unknown) rather than none; capacity names the series to forecast by it."""
+    stmt = select(MetricSample.filesystems).where(MetricSample.server_id == server_id)
+    if before is not None:
+        stmt = stmt.where(MetricSample.sampled_at < before)
+    raw = await session.scalar(stmt.order_by(MetricSample.sampled_at.desc()).limit(1))
     return {
         str(fs["mountpoint"]): int(fs.get("inodes_total", 0)) > 0
         for fs in _filesystems(raw or "[]")

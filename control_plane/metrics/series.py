@@ -1,7 +1,7 @@
 """The series MailFleet keeps per server, and how one stored sample becomes their values.
 
 A series is a gauge over time. Machine-wide ones are named after the sample field they come
-from (``cpu_percent``, ``net_rx_bytes_per_second``…); each filesystem has four, named
+from (``cpu_percent``, ``net_rx_bytes_per_second``…); each filesystem has five, named
 ``<gauge>:<mountpoint>`` (``fs_used_bytes:/``, ``fs_inodes_used:/var``). Rollup rows (1-minute
 and hourly) hold count/sum/min/max of one series per bucket. Cumulative byte counters are
 not series: the agent sends their rates.
@@ -35,6 +35,7 @@ GAUGES = (
 FILESYSTEM_GAUGES = {
     "fs_used_bytes": "used_bytes",
     "fs_total_bytes": "total_bytes",
+    "fs_free_bytes": "free_bytes",  # available to users: what df's Use% counts with used
     "fs_inodes_used": "inodes_used",
     "fs_inodes_total": "inodes_total",
 }
@@ -44,6 +45,13 @@ SEPARATOR = ":"
 def filesystem_series(gauge: str, mountpoint: str) -> str:
     """``fs_used_bytes:/var``: one filesystem gauge's series name."""
     return f"{gauge}{SEPARATOR}{mountpoint}"
+
+
+def filesystem_capacity(used: float, free: float | None, total: float) -> float:
+    """What a filesystem's used space is a share of, as df's Use% (and so health, usage
+    and capacity) count it: used + available to users, since root's reserve is not space
+    users can fill; the total when no free figure was sent."""
+    return used + free if free is not None and used + free > 0 else total
 
 
 def split_series(name: str) -> tuple[str, str | None]:

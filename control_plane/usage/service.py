@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.health.resources import filesystem_readings
 from control_plane.metrics.models import MetricSample
-from control_plane.metrics.series import split_series
+from control_plane.metrics.series import filesystem_capacity, filesystem_series, split_series
 from control_plane.servers.models import Server
 from control_plane.servers.service import get_server
 from control_plane.usage.schemas import (
@@ -52,6 +52,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "swap_percent": ("swap", "%"),
     "fs_used_bytes": ("filesystem", "bytes"),
     "fs_total_bytes": ("filesystem", "bytes"),
+    "fs_free_bytes": ("filesystem", "bytes"),
     "fs_used_percent": ("filesystem", "%"),
     "fs_inodes_used": ("filesystem", "inodes"),
     "fs_inodes_total": ("filesystem", "inodes"),
@@ -96,26 +97,42 @@ def _ratio(
     return out
 
 
+def _df_capacity(series: dict[str, list[Point]], mountpoint: str) -> list[Point]:
+    """Per bucket, what a filesystem's used space is a share of
+    (``metrics.series.filesystem_capacity``: used + free, else the total)."""
+    free = {p.t: p.avg for p in series.get(filesystem_series("fs_free_bytes", mountpoint), [])}
+    total = {p.t: p.avg for p in series.get(filesystem_series("fs_total_bytes", mountpoint), [])}
+    return [
+        Point(p.t, filesystem_capacity(p.avg, free.get(p.t), total.get(p.t, 0.0)), 0, 0, p.count)
+        for p in series.get(filesystem_series("fs_used_bytes", mountpoint), [])
+    ]
+
+
 def with_percents(series: dict[str, list[Point]]) -> dict[str, list[Point]]:
-    """Adds memory_percent (1 - available / total, as health judges it), swap_percent and
-    per filesystem fs_used_percent / fs_inodes_percent."""
+    """Adds memory_percent (1 - available / total), swap_percent and per filesystem
+    fs_used_percent (used / (used + free), df's Use%) and fs_inodes_percent: the shares
+    health's resource checks and capacity's forecasts judge."""
     out = dict(series)
 
-    def add(name: str, part: str, whole: str, used: Callable[[float, float], float]) -> None:
-        if part in series and whole in series:
-            points = _ratio(series[part], series[whole], used)
+    def add(
+        name: str, part: str, whole: list[Point], used: Callable[[float, float], float]
+    ) -> None:
+        if part in series and whole:
+            points = _ratio(series[part], whole, used)
             if points:
                 out[name] = points
 
-    add("memory_percent", "memory_available_bytes", "memory_total_bytes", lambda v, t: t - v)
-    add("swap_percent", "swap_used_bytes", "swap_total_bytes", lambda v, t: v)
+    add("memory_percent", "memory_available_bytes", series.get("memory_total_bytes", []),
+        lambda v, t: t - v)  # fmt: skip
+    add("swap_percent", "swap_used_bytes", series.get("swap_total_bytes", []), lambda v, t: v)
     for name in series:
         gauge, mountpoint = split_series(name)
-        if gauge == "fs_used_bytes":
-            add(f"fs_used_percent:{mountpoint}", name, f"fs_total_bytes:{mountpoint}",
-                lambda v, t: v)  # fmt: skip
-        elif gauge == "fs_inodes_used":
-            add(f"fs_inodes_percent:{mountpoint}", name, f"fs_inodes_total:{mountpoint}",
+        if gauge == "fs_used_bytes" and mountpoint is not None:
+            add(filesystem_series("fs_used_percent", mountpoint), name,
+                _df_capacity(series, mountpoint), lambda v, t: v)  # fmt: skip
+        elif gauge == "fs_inodes_used" and mountpoint is not None:
+            add(filesystem_series("fs_inodes_percent", mountpoint), name,
+                series.get(filesystem_series("fs_inodes_total", mountpoint), []),
                 lambda v, t: v)  # fmt: skip
     return out
 

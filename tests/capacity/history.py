@@ -70,8 +70,8 @@ async def write_history(
     reserve: float = 0.0,
 ) -> None:
     """Replace the server's hourly rows with these per-cent series (``cpu``, ``memory``,
-    ``disk``, ``inodes``), written as the gauges the rollups hold; one raw sample names the
-    filesystem and its root reserve."""
+    ``disk``, ``inodes``), written as the gauges the rollups hold (disk: of the space left
+    after the root ``reserve``); one raw sample names the filesystem."""
     memory_total, inodes_total = 8 * GiB, 1_000_000
     rows: list[dict[str, object]] = []
 
@@ -95,6 +95,7 @@ async def write_history(
                 add("memory_available_bytes", at, memory_total * (1 - pct / 100))
             elif kind == "disk":
                 add(f"fs_used_bytes:{mount}", at, usable * pct / 100)
+                add(f"fs_free_bytes:{mount}", at, usable * (1 - pct / 100))
                 add(f"fs_total_bytes:{mount}", at, disk_total)
             elif kind == "inodes":
                 add(f"fs_inodes_used:{mount}", at, inodes_total * pct / 100)

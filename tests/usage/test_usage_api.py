@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import insert
 
 from control_plane.db.base import utcnow
@@ -29,6 +30,7 @@ SERIES = {
     "memory_available_bytes": 250.0,
     "fs_used_bytes:/": 300.0,
     "fs_total_bytes:/": 1000.0,
+    "fs_free_bytes:/": 600.0,  # 100 reserved for root: df's Use% is 300 / 900
     "net_rx_bytes_per_second": 5.0,
 }
 
@@ -75,7 +77,7 @@ async def test_server_usage_summaries_export_and_refusals(
     assert (summary["average"], summary["p95"], summary["max"]) == (20.0, 20.0, 21.0)
     assert summary["trend_per_day"] == 0.0 and summary["peak_hour"] in range(24)
     assert series["memory_percent"]["points"][0]["avg"] == 75.0  # 1 - available / total
-    assert series["fs_used_percent:/"]["summary"]["average"] == 30.0
+    assert series["fs_used_percent:/"]["summary"]["average"] == pytest.approx(100 / 3)
     filesystem = next(r for r in body["resources"] if r["resource"] == "filesystem")
     assert filesystem["mountpoint"] == "/"
 

@@ -10,7 +10,7 @@ from control_plane.db.engine import Database
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.support.processes import run_cli
-from tests.usage.test_usage_api import hourly_history
+from tests.usage.test_usage_api import SERIES, hourly_history
 
 # Real CLI processes (about a second each): once, on PostgreSQL; the service is tested on
 # both backends in process.
@@ -38,7 +38,7 @@ async def test_server_usage_cli(
         params={"from": start.isoformat(), "to": end.isoformat(), "step": "1h", "format": "csv"},
         headers=tenant.headers,
     )
-    assert exported.stdout == api.text and exported.stdout.count("\n") == 1 + 30 * 8
+    assert exported.stdout == api.text and exported.stdout.count("\n") == 1 + 30 * (len(SERIES) + 2)
 
     table = run_cli("server", "usage", str(server_id), *span, env={**env, "COLUMNS": "200"})
     assert table.returncode == 0, table.stderr
