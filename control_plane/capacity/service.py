@@ -243,8 +243,11 @@ async def check_server(
         elif state == "ok" and check in still_open:
             signals.append(_signal(server, check, "ok", "info", summary))
     reported = {PREFIX + r.resource.check for r in found}
-    for check in sorted(still_open - reported):
-        signals.append(_signal(server, check, "ok", "info", "no longer measured"))
+    if any(r.resource.kind == "disk" for r in found):
+        # A filesystem gone from the newest sample is resolved; with no sample naming any
+        # (none in the raw tier's days) nothing is known of them: incidents stay as they are.
+        for check in sorted(still_open - reported):
+            signals.append(_signal(server, check, "ok", "info", "no longer measured"))
     if signals:
         async with session.begin_nested():
             await incidents.observe(session, signals, now)

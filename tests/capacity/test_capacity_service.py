@@ -11,12 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from control_plane.capacity.jobs import ForecastJob
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.incidents.models import Incident
+from control_plane.metrics.models import MetricSample
 from control_plane.settings import Settings
 from tests.capacity.history import GiB, Shape, flat, write_history
 from tests.support import rows
@@ -76,6 +77,14 @@ async def test_a_filling_disk_opens_its_forecast_incident_and_a_flat_one_resolve
     assert await db.transact(job) >= 1
     kept = (await forecast_incidents(db, server.id))["forecast.disk./"]
     assert kept.state == "open" and "in 7." in kept.summary, kept.summary
+
+    # no raw sample names the filesystems (an agent silent for the raw tier's days): the
+    # disk cannot be measured, so its incident is not resolved as if it were fine
+    async with db.session() as session:
+        await session.execute(delete(MetricSample).where(MetricSample.server_id == server.id))
+    clock[0] += timedelta(seconds=1.5)
+    assert await db.transact(job) >= 1
+    assert (await forecast_incidents(db, server.id))["forecast.disk./"].state == "open"
 
     history["disk"] = flat(now, 30, 60.0)
     await write_history(db, server, history, reserve=5 * GiB)
