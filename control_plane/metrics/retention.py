@@ -38,6 +38,10 @@ class Retention:
             hourly=timedelta(days=settings.metrics_hourly_retention_days),
         )
 
+    def of_tier(self, tier: str) -> timedelta:
+        """How far back a tier (``raw``, ``1m``, ``1h``) holds data."""
+        return {"raw": self.raw, "1m": self.minute, "1h": self.hourly}[tier]
+
 
 @dataclass
 class Pruned:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -37,8 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.base import utcnow
 from control_plane.errors import InvalidInput
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
+from control_plane.metrics.retention import Retention
 from control_plane.metrics.series import GAUGES, sample_series, split_series
-from control_plane.settings import Settings
 
 UsageStep = Literal["raw", "1m", "5m", "15m", "1h", "1d"]
 STEPS: tuple[UsageStep, ...] = get_args(UsageStep)
@@ -73,24 +72,8 @@ class Point(NamedTuple):
     count: int  # type: ignore[assignment]  # (tuple.count: unused here)
 
 
-@dataclass(frozen=True, slots=True)
-class TierReach:
-    """How far back each tier holds data: its retention setting."""
-
-    raw: timedelta
-    minute: timedelta
-    hour: timedelta
-
-    @classmethod
-    def of(cls, settings: Settings) -> TierReach:
-        return cls(
-            raw=timedelta(days=settings.metrics_raw_retention_days),
-            minute=timedelta(days=settings.metrics_minute_retention_days),
-            hour=timedelta(days=settings.metrics_hourly_retention_days),
-        )
-
-    def of_tier(self, tier: Tier) -> timedelta:
-        return {"raw": self.raw, "1m": self.minute, "1h": self.hour}[tier]
+# How far back each tier holds data: its retention setting (the retention job's own figures).
+TierReach = Retention
 
 
 def check_range(
