@@ -8,9 +8,9 @@ the embedded OpenBao uses and production Vault should). Nothing touches disk une
 except the SQLite copy, in a private temporary directory, and every stream goes straight
 into ``restic backup --stdin``.
 
-``restore_state`` reverses it with the control plane stopped: ``pg_restore --clean
---single-transaction`` (all or nothing) or the SQLite file swapped in whole (the old one kept
-beside it), and ``sys/storage/raft/snapshot-force``.
+``restore_state`` reverses it with the control plane stopped: ``pg_restore --clean``'s
+script run by ``psql --single-transaction`` (all or nothing) or the SQLite file swapped in
+whole (the old one kept beside it), and ``sys/storage/raft/snapshot-force``.
 
 A remote repository's backend credentials (S3 keys, …) come from the file named by
 ``MAILFLEET_STATE_BACKUP_ENV_FILE`` (``NAME=value`` lines, readable by its owner only), never
@@ -51,6 +51,13 @@ from mailfleet.restic import SAFE_PATH, env_problem
 
 TAG = "mailfleet-state"
 PG_DUMP, SQLITE_COPY, VAULT_SNAPSHOT = "database.pgdump", "database.sqlite3", "vault.snap"
+
+# Every partitioned table of the database being restored over, as DROP statements.
+DROP_PARTITIONED = """
+SELECT format('DROP TABLE IF EXISTS %I.%I CASCADE;', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'p' AND NOT c.relispartition AND n.nspname = current_schema()
+"""
 
 
 class StateBackupError(MailFleetError):
@@ -166,10 +173,14 @@ def _inherited() -> dict[str, str]:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` into the pipe; a consumer that quits early (its own error, reported by
+    the caller from its exit status) leaves the rest unwritten."""
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        pass
     finally:
         os.close(fd)
 
@@ -308,11 +319,18 @@ async def restore_state(
         dump = await _from_restic(repository, PG_DUMP, at)
         async with db.engine.begin() as conn:
             await conn.execute(text(CREATE_TENANT_ROLE))
+            prelude = "".join(f"{drop}\n" for drop in await conn.scalars(text(DROP_PARTITIONED)))
         await db.engine.dispose()
         uri, env = _libpq(db.url)
-        restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
-                   f"--dbname={uri}"]  # fmt: skip
-        await _pipe(None, restore, stdin_data=dump, consumer_env={**_inherited(), **env})
+        client_env = {**_inherited(), **env}
+        # pg_restore --clean drops a partition's inherited key before the table, which
+        # PostgreSQL refuses; dropping the partitioned tables first (their partitions go with
+        # them) makes those statements no-ops. Prelude and script run as one transaction.
+        clean = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file=-"]
+        script = await _pipe(None, clean, stdin_data=dump, consumer_env=client_env)
+        restore = ["psql", "--no-psqlrc", "--quiet", "--single-transaction",
+                   "--set=ON_ERROR_STOP=1", f"--dbname={uri}"]  # fmt: skip
+        await _pipe(None, restore, stdin_data=prelude.encode() + script, consumer_env=client_env)
         restored["database"] = PG_DUMP
     else:
         data = await _from_restic(repository, SQLITE_COPY, at)
