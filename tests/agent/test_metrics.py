@@ -199,14 +199,19 @@ print(json.dumps({"echoed": got, "tx": after.net_tx_bytes - before.net_tx_bytes,
                   "rates": [after.net_tx_bytes_per_second, after.net_rx_bytes_per_second],
                   "inner": inner, "outer": outer}))
 """
+# Reads everything before answering with as many bytes: an echo that answers while the
+# sender still sends can fill both directions' buffers at once (the sender reads only after
+# sending), and under load that ended in a reset.
 ECHO = """
 import socket, sys
 with socket.create_server((sys.argv[1], 0)) as server:
     print(server.getsockname()[1], flush=True)
     conn, _ = server.accept()
     with conn:
+        received = 0
         while chunk := conn.recv(1 << 16):
-            conn.sendall(chunk)
+            received += len(chunk)
+        conn.sendall(b"e" * received)
 """
 
 
