@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import theilslopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +28,10 @@ def theil_sen(x: np.ndarray, y: np.ndarray, confidence: float | None = None) -> 
     """Theil–Sen slope of ``y`` over ``x`` (pairs with equal x are left out), with its
     ``confidence`` interval when one is given (``len(x)`` ≥ 2 with distinct x values)."""
     if confidence is not None:
+        # scipy.stats takes ~1.5 s to import: loaded by the first forecast, not at every
+        # serve and CLI start.
+        from scipy.stats import theilslopes
+
         fit = theilslopes(y, x, alpha=confidence)
         return TheilSen(float(fit.slope), float(fit.low_slope), float(fit.high_slope))
     i, j = np.triu_indices(len(x), k=1)
