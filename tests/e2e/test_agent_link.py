@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def test_agents_enroll_answer_commands_and_stream_metrics(
 
         exported = plane.http.get("/metrics").text
         assert 'mailfleet_agents{status="online"} 2.0' in exported
-        assert "mailfleet_command_round_trip_seconds_count 4.0" in exported
+        # At least the four commands above: serve's own jobs may send more meanwhile.
+        round_trips = re.search(
+            r"^mailfleet_command_round_trip_seconds_count (\S+)$", exported, re.M
+        )
+        assert round_trips is not None and float(round_trips.group(1)) >= 4, exported[-2000:]
 
 
 def test_revocation_closes_the_stream_and_a_new_token_re_enrolls(
