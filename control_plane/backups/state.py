@@ -153,11 +153,17 @@ async def _pipe(
         )  # fmt: skip
     finally:
         os.close(read)
-        if producer is not None:
+        if producer is not None or stdin_data is None:
             os.close(write)
-    if stdin_data is not None:
-        await asyncio.to_thread(_write_all, write, stdin_data)
-    out, err = await second.communicate()
+    if stdin_data is None:
+        out, err = await second.communicate()
+    else:
+        # Written while the consumer's output is read: a consumer that writes before it has
+        # read all its input (pg_restore --file=-) would otherwise fill its stdout pipe and
+        # stop reading, and both sides would wait forever.
+        (out, err), _ = await asyncio.gather(
+            second.communicate(), asyncio.to_thread(_write_all, write, stdin_data)
+        )
     if first is not None:
         _, first_err = await first.communicate()
         if first.returncode != 0:
