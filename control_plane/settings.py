@@ -577,6 +577,41 @@ class Settings(BaseSettings):
         default=2.0, gt=0, le=300, description="How often replicas look for due resize steps."
     )
 
+    # Cost tracking (costs/).
+    cost_currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", description="The currency of the prices set "
+        "by settings (local plans, extra IPs, backup storage, bandwidth).",
+    )  # fmt: skip
+    ip_monthly_price: Decimal = Field(
+        default=Decimal("4.99"), ge=0, description="An extra IP address a month (every "
+        "address of a server beyond the one its plan includes).",
+    )  # fmt: skip
+    backup_storage_prices: str = Field(
+        default="s3=0.023,b2=0.006,gs=0.020,azure=0.018,sftp=0.010,rest=0.010,local=0",
+        description="Backup storage per GB-month by repository kind (restic's repository "
+        "URL scheme; a plain path is 'local'), e.g. 's3=0.023,sftp=0.01'.",
+    )  # fmt: skip
+    bandwidth_overage_price: Decimal = Field(
+        default=Decimal("0.01"), ge=0, description="A GB sent beyond the plan's monthly "
+        "allowance.",
+    )  # fmt: skip
+    price_refresh_interval_seconds: float = Field(
+        default=86_400.0, gt=0, le=30 * 86_400, description="How often the price catalog "
+        "is refreshed from the providers' price lists and the settings.",
+    )  # fmt: skip
+    cost_metering_interval_seconds: float = Field(
+        default=3600.0, gt=0, le=86_400, description="How often today's backup sizes, "
+        "bandwidth and shared servers' split weights are read into the ledger.",
+    )  # fmt: skip
+    budget_check_interval_seconds: float = Field(
+        default=3600.0, gt=0, le=86_400, description="How often budgets are compared with "
+        "month-to-date cost and its projection.",
+    )  # fmt: skip
+    invoice_tolerance_percent: Decimal = Field(
+        default=Decimal("2"), ge=0, le=100, description="An invoice line further than this "
+        "from MailFleet's own figure for the server is flagged.",
+    )  # fmt: skip
+
     def auto_pauses_on(self, trigger: str) -> bool:
         """Whether ``trigger`` ('listing' or 'bounces') pauses an address by itself."""
         return trigger in self.reputation_auto_pause.split(",")
@@ -612,6 +647,12 @@ class Settings(BaseSettings):
     @field_validator("local_plan_prices")
     @classmethod
     def _plan_prices(cls, value: str) -> str:
+        parse_plan_prices(value)
+        return value
+
+    @field_validator("backup_storage_prices")
+    @classmethod
+    def _storage_prices(cls, value: str) -> str:
         parse_plan_prices(value)
         return value
 

@@ -23,6 +23,10 @@ from control_plane.backups.routes import router as backups_router
 from control_plane.backups.routes import workspace_router as workspace_backups_router
 from control_plane.capacity.routes import router as capacity_router
 from control_plane.commands.routes import router as commands_router
+from control_plane.costs.budget_routes import router as budgets_router
+from control_plane.costs.invoice_routes import router as invoices_router
+from control_plane.costs.price_routes import router as prices_router
+from control_plane.costs.routes import router as costs_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
 from control_plane.dnsbl.routes import router as dnsbl_router
@@ -76,6 +80,10 @@ ROUTERS = (
     usage_router,
     capacity_router,
     resize_router,
+    prices_router,
+    invoices_router,
+    costs_router,
+    budgets_router,
 )
 
 

@@ -89,14 +89,19 @@ class Base(DeclarativeBase):
 
 class Money(TypeDecorator[Decimal]):
     """An exact amount (prices): NUMERIC(12, 2) on PostgreSQL, its text on SQLite (which
-    has no exact decimal type and would go through a float)."""
+    has no exact decimal type and would go through a float). ``scale`` 6 holds rates (a
+    GB-month of backup storage at 0.0059) and unrounded ledger amounts."""
 
     impl = String(32)
     cache_ok = True
 
+    def __init__(self, scale: int = 2) -> None:
+        super().__init__()
+        self.scale = scale
+
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(Numeric(12, 2, asdecimal=True))
+            return dialect.type_descriptor(Numeric(10 + self.scale, self.scale, asdecimal=True))
         return dialect.type_descriptor(String(32))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:

@@ -18,6 +18,15 @@ from control_plane.backups.models import (
     WorkspaceBackupPolicy,
 )
 from control_plane.commands.models import Command
+from control_plane.costs.models import (
+    Budget,
+    BudgetAlert,
+    InvoiceLine,
+    MeterReading,
+    MeterSpan,
+    Price,
+    ProviderInvoice,
+)
 from control_plane.db.base import Base
 from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.dnsbl.models import DelistRequest, DnsblCheck, DnsblResult, DnsblSubject
@@ -48,6 +57,8 @@ __all__ = [
     "BackupPolicy",
     "BackupSnapshot",
     "Base",
+    "Budget",
+    "BudgetAlert",
     "Certificate",
     "Command",
     "DelistRequest",
@@ -64,6 +75,7 @@ __all__ = [
     "HealthSchedule",
     "Incident",
     "IncidentEvent",
+    "InvoiceLine",
     "IpAddress",
     "IpEvent",
     "IpSwitch",
@@ -75,9 +87,13 @@ __all__ = [
     "MailStatsReport",
     "Mailbox",
     "MaintenanceWindow",
+    "MeterReading",
+    "MeterSpan",
     "MetricRollup",
     "MetricRollupHourly",
     "MetricSample",
+    "Price",
+    "ProviderInvoice",
     "Server",
     "ServerEvent",
     "ServerRecovery",

@@ -1,7 +1,13 @@
-"""Flushing with uniqueness violations reported as a Conflict naming the field."""
+"""Flushing with uniqueness violations reported as a Conflict naming the field; one
+insert-or-update for both databases."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,3 +27,21 @@ async def flush_unique(session: AsyncSession, field: str, message: str) -> None:
         if "unique" in text or "duplicate" in text:
             raise Conflict(message, field=field) from None
         raise
+
+
+async def upsert(
+    session: AsyncSession,
+    model: type[Any],
+    row: dict[str, Any],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert ``row``, or where a row with the same ``keys`` (a unique constraint) exists,
+    set its ``update`` columns to the new values: one statement, no read-then-write race."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = (pg_insert if postgres else sqlite_insert)(model).values(row)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={name: statement.excluded[name] for name in update}
+    )
+    await session.execute(statement)

@@ -19,6 +19,10 @@ class MailDomain(IdMixin, TimestampMixin, TenantOwned, Base):
     server_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("servers.id", ondelete="CASCADE"), index=True
     )
+    # Whose domain it is (a shared server's cost is split by it); defaults to the server's.
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
+    )
     name: Mapped[str] = mapped_column(String(253))  # IDNA, lower case
     command_id: Mapped[uuid.UUID | None]
 

@@ -16,3 +16,6 @@ class Tenant(IdMixin, TimestampMixin, TenantScoped, Base):
     __tenant_key__: ClassVar[str] = "id"
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # How a shared server's cost is split among the workspaces whose domains it carries:
+    # mailboxes | storage | even (costs/rating.py).
+    cost_split: Mapped[str] = mapped_column(String(16), default="mailboxes")

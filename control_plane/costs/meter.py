@@ -1,0 +1,124 @@
+"""The metering ledger's writes: spans of server-hours and IP-hours, daily readings.
+
+Called in the same transaction as the change they record (an order, a resize, a
+deprovision, an address assigned or released, a backup's size), so the ledger never
+disagrees with what happened. Spans and readings name the server by id and name and are
+never deleted with it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.costs.models import MeterReading, MeterSpan
+from control_plane.db.base import new_id, utcnow
+from control_plane.db.writes import upsert
+from control_plane.servers.models import Server
+
+SPAN_RESOURCES = ("server", "ip")
+READING_RESOURCES = (
+    "backup_storage",
+    "bandwidth",
+    "share_domains",
+    "share_mailboxes",
+    "share_storage",
+)
+
+
+async def open_span(
+    session: AsyncSession, server: Server, resource: str, item: str, at: datetime
+) -> MeterSpan:
+    """Start holding ``item`` (a plan or an address) for ``server`` from ``at``; a span of
+    the same item already open is kept (idempotent)."""
+    open_ = await session.scalar(
+        select(MeterSpan).where(
+            MeterSpan.server_id == server.id,
+            MeterSpan.resource == resource,
+            MeterSpan.item == item,
+            MeterSpan.ended_at.is_(None),
+        )
+    )
+    if open_ is not None:
+        return open_
+    span = MeterSpan(
+        tenant_id=server.tenant_id,
+        server_id=server.id,
+        server_name=server.name,
+        workspace_id=server.workspace_id,
+        provider=server.provider,
+        resource=resource,
+        item=item,
+        started_at=at,
+    )
+    session.add(span)
+    await session.flush()
+    return span
+
+
+async def close_spans(
+    session: AsyncSession,
+    server_id: uuid.UUID,
+    resource: str,
+    at: datetime,
+    item: str | None = None,
+) -> int:
+    """End the server's open spans of ``resource`` (of ``item`` only, if given) at ``at``;
+    how many were open."""
+    where = [
+        MeterSpan.server_id == server_id,
+        MeterSpan.resource == resource,
+        MeterSpan.ended_at.is_(None),
+    ]
+    if item is not None:
+        where.append(MeterSpan.item == item)
+    result = await session.execute(
+        update(MeterSpan)
+        .where(*where)
+        .values(ended_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def change_plan(session: AsyncSession, server: Server, plan: str, at: datetime) -> None:
+    """The server moved to ``plan`` at ``at`` (a confirmed resize): one span ends, the next
+    starts at the same instant."""
+    await close_spans(session, server.id, "server", at)
+    await open_span(session, server, "server", plan, at)
+
+
+async def record_reading(
+    session: AsyncSession,
+    server: Server,
+    resource: str,
+    item: str,
+    day: date,
+    quantity: int,
+) -> None:
+    """The day's ``quantity`` of ``resource`` for ``server`` (replacing an earlier reading of
+    the same day: a late or corrected fact)."""
+    if resource not in READING_RESOURCES:
+        raise ValueError(f"unknown reading {resource!r}")
+    await upsert(
+        session,
+        MeterReading,
+        {
+            "id": new_id(),
+            "tenant_id": server.tenant_id,
+            "server_id": server.id,
+            "server_name": server.name,
+            "workspace_id": server.workspace_id,
+            "provider": server.provider,
+            "resource": resource,
+            "item": item,
+            "day": day,
+            "quantity": quantity,
+            "recorded_at": utcnow(),
+        },
+        keys=("server_id", "resource", "item", "day"),
+        update=("quantity", "recorded_at", "server_name", "workspace_id"),
+    )
