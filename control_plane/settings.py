@@ -653,7 +653,7 @@ class Settings(BaseSettings):
     @field_validator("backup_storage_prices")
     @classmethod
     def _storage_prices(cls, value: str) -> str:
-        parse_plan_prices(value)
+        parse_storage_prices(value)
         return value
 
     @field_validator("dnsbl_resolvers")
@@ -720,19 +720,27 @@ class Settings(BaseSettings):
         return self.vault_addr is None
 
 
-def parse_plan_prices(value: str) -> dict[str, Decimal]:
-    """``local-small=5.00,local-medium=10.00`` → plan id → monthly price (ValueError)."""
+def parse_plan_prices(
+    value: str, *, key: str = "plan", example: str = "local-small=5.00"
+) -> dict[str, Decimal]:
+    """``local-small=5.00,local-medium=10.00`` → plan id → monthly price (ValueError);
+    ``key`` and ``example`` word the error for other lists (``kind``, ``s3=0.023``)."""
     prices: dict[str, Decimal] = {}
     for pair in filter(None, (part.strip() for part in value.split(","))):
-        plan, sep, price = pair.partition("=")
+        name, sep, price = pair.partition("=")
         try:
             amount = Decimal(price.strip())
         except ArithmeticError:
             amount = Decimal("NaN")
-        if not sep or not plan.strip() or not amount.is_finite() or amount < 0:
-            raise ValueError(f"expected plan=price pairs (e.g. local-small=5.00), got {pair!r}")
-        prices[plan.strip()] = amount
+        if not sep or not name.strip() or not amount.is_finite() or amount < 0:
+            raise ValueError(f"expected {key}=price pairs (e.g. {example}), got {pair!r}")
+        prices[name.strip()] = amount
     return prices
+
+
+def parse_storage_prices(value: str) -> dict[str, Decimal]:
+    """``s3=0.023,sftp=0.01`` → repository kind → price per GB-month (ValueError)."""
+    return parse_plan_prices(value, key="kind", example="s3=0.023")
 
 
 def load_settings(**overrides: object) -> Settings:
