@@ -6,13 +6,15 @@ It follows the public reference the driver cites (see the docstring of
 message; ``add_instance`` only queues the order (the instance shows ``BUILD`` until
 ``create_delay`` has passed, then ``ACTIVE``); one upgrade order at a time, ``upgrade_server``
 moving the instance through ``RESIZE`` to ``RESIZED`` until it is confirmed or reverted;
-price list, IPs, rDNS, terminate, SSH keys. A refused key gets HTTP 401 with "Not
-Authorized!", an unknown action "Invalid Action.".
+price list (managed prices unless ``managed`` is 0, as documented), IPs, rDNS, terminate,
+SSH keys. A refused key gets HTTP 401 with "Not Authorized!", an unknown action "Invalid
+Action.".
 
 Where the reference is silent the double picks one answer and says so: requests beyond
 ``rate_limit`` per second (token bucket, burst ``rate_limit``) get an error body saying
 "Rate limit exceeded…" with HTTP 200 (or HTTP 429 with ``rate_limit_style="http"``); the
-action adding an IP is ``add_ip``; ``add_ssh_key`` takes the key in ``ssh_key``.
+action adding an IP is ``add_ip``; ``add_ssh_key`` takes the key in ``ssh_key``; a managed
+plan costs ``MANAGED_SURCHARGE`` more; ``bandwidth`` is a number of GB.
 
 Test hooks: ``fail_next`` injects failures (HTTP 500, error bodies, hangs before or after
 the action is carried out, rate-limit answers); ``calls`` records every request's action,
@@ -62,9 +64,11 @@ class PricePlan:
     cpu: int
     ram_gb: int
     disk_gb: int
-    monthly: Decimal
+    monthly: Decimal  # unmanaged
+    bandwidth_gb: int = 2000
 
 
+MANAGED_SURCHARGE = Decimal("10.00")  # the double's choice: managed costs this much more
 DEFAULT_PLANS = (
     PricePlan(11, "Unmanaged Linux 1", 1, 2, 50, Decimal("9.99")),
     PricePlan(12, "Unmanaged Linux 2", 2, 4, 75, Decimal("17.99")),
@@ -425,6 +429,8 @@ class HostwindsDouble:
         return [{"result": "success", "action": "Set rDNS", "message": "rDNS record updated."}]
 
     def _get_price_list(self, form: Form) -> Any:
+        managed = (form.get("managed") or ["1"])[0].lower() not in ("0", "false")
+        surcharge = MANAGED_SURCHARGE if managed else Decimal(0)
         entries = {
             str(plan.rid): {
                 "id": plan.rid,
@@ -432,9 +438,9 @@ class HostwindsDouble:
                 "ram": str(plan.ram_gb),
                 "cpu": str(plan.cpu),
                 "disk": str(plan.disk_gb),
-                "bandwidth": "2000",
-                "monthly": str(plan.monthly),
-                "annually": str(plan.monthly * 12),
+                "bandwidth": str(plan.bandwidth_gb),
+                "monthly": str(plan.monthly + surcharge),
+                "annually": str((plan.monthly + surcharge) * 12),
                 "rid": plan.rid,
                 "current": 0,
             }

@@ -82,9 +82,10 @@ async def running_instance(provider: Provider, name: str = "mx1") -> Instance:
 async def test_lifecycle(api: HostwindsDouble, provider: HostwindsProvider) -> None:
     assert await provider.regions() == REGIONS
     plans = {plan.id: plan for plan in await provider.plans()}
-    assert plans["11"].monthly_price == Decimal("9.99")
+    assert plans["11"].monthly_price == Decimal("9.99")  # unmanaged (managed=0) price
     assert (plans["12"].vcpus, plans["12"].memory_mb, plans["12"].disk_gb) == (2, 4096, 75)
     assert plans["12"].currency == "USD"
+    assert plans["12"].included_gb == 2000
 
     created = await provider.create("mx1", "1", "11", USER_DATA, SSH_KEY)
     assert (created.name, created.status, created.region, created.plan) == (

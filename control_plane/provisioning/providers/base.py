@@ -41,7 +41,8 @@ class Region:
 class Plan:
     """A size an instance can be created with or resized to, with its monthly price.
 
-    The price is kept so cost allocation can be computed without another provider call.
+    The price is kept so cost allocation can be computed without another provider call;
+    the price catalog (``costs/catalog.py``) records it with its date.
     """
 
     id: str
@@ -51,6 +52,7 @@ class Plan:
     disk_gb: int
     monthly_price: Decimal
     currency: str
+    included_gb: int | None = None  # monthly bandwidth allowance; None: unmetered or unknown
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ The API, as documented publicly:
   ``RESIZED`` until ``confirm_upgrade`` or ``revert_upgrade``. Only one upgrade order may
   exist at a time (``check_upgrade_order`` shows it).
 - ``get_instance_ips``, ``delete_ip`` (``ip``; not the main one), ``set_rdns`` (``ip``,
-  ``rdns``), ``get_price_list`` (``rid``, ``name``, ``ram``/``cpu``/``disk`` as strings,
-  ``monthly`` price), ``get_instances``, ``terminate``, ``add_ssh_key`` (``name``).
+  ``rdns``), ``get_price_list`` (optional ``managed``, Boolean, default 1, so unmanaged
+  prices need ``managed=0``; answers ``rid``, ``name``, ``ram``/``cpu``/``disk``/
+  ``bandwidth`` as strings, ``monthly`` price), ``get_instances``, ``terminate``,
+  ``add_ssh_key`` (``name``).
 - The reference's automation guide throttles clients to 2 requests/s and retries transient
   failures with exponential backoff, at most 3 times, behind a circuit breaker.
 
@@ -45,7 +47,8 @@ the action adding an IP (``add_ip``, assumed from the documented ``delete_ip``);
 ``user_data``; Hostwinds' rate-limit answer (HTTP 429 and error bodies saying "rate limit" /
 "too many requests" are both treated as such); ``product_id`` naming the plan's ``rid``;
 the list of locations (passed in as ``regions``: the reference documents ``location_id``
-but no action listing them); the currency (USD); status names besides ACTIVE and RESIZED.
+but no action listing them); the currency (USD); the unit of ``get_price_list``'s
+``bandwidth`` (read as GB unless it names TB); status names besides ACTIVE and RESIZED.
 
 The API key comes from the caller (read from Vault), is sent only in the POST body, and is
 kept out of reprs, logs and exception text (Hostwinds' messages are scrubbed of it too).
@@ -189,7 +192,9 @@ class HostwindsProvider:
         return self._regions
 
     async def plans(self) -> tuple[Plan, ...]:
-        body = await self._call("get_price_list")
+        """The unmanaged plans' prices: ``get_price_list`` defaults to managed ones
+        (``managed``, Boolean, default 1), which MailFleet does not order."""
+        body = await self._call("get_price_list", {"managed": "0"})
         return responses.parse_plans(body, self.settings.currency)
 
     async def create(

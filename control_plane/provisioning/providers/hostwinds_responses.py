@@ -161,11 +161,29 @@ def _number(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def parse_bandwidth(value: Any) -> int | None:
+    """A plan's ``bandwidth`` (a string) as whole GB a month: a bare number is GB, like
+    ``ram`` and ``disk``; ``2 TB`` or ``500GB`` carry their unit (a TB is 1,000 GB, as
+    transfer is sold). Missing, zero, "unlimited" or unreadable: None (no allowance known,
+    so no overage is charged rather than all of it)."""
+    text = str(value or "").strip().upper().replace(" ", "")
+    factor = 1
+    for unit, multiple in (("TB", 1000), ("GB", 1)):
+        if text.endswith(unit):
+            text, factor = text.removesuffix(unit), multiple
+            break
+    number = _number(text)
+    if number is None or number <= 0:
+        return None
+    return int(number * factor)
+
+
 def parse_plans(body: Any, currency: str) -> tuple[Plan, ...]:
     """``get_price_list`` entries with a fixed monthly price; custom plans are skipped.
 
     ``ram``, ``cpu`` and ``disk`` are strings in GB, cores and GB; the id is ``rid``, the
-    value ``add_instance`` and ``upgrade_instance`` take.
+    value ``add_instance`` and ``upgrade_instance`` take; ``bandwidth`` the monthly transfer
+    allowance (see ``parse_bandwidth``).
     """
     plans: list[Plan] = []
     for entry in _records(unwrap(body)):
@@ -183,6 +201,7 @@ def parse_plans(body: Any, currency: str) -> tuple[Plan, ...]:
                 disk_gb=int(disk),
                 monthly_price=price,
                 currency=currency,
+                included_gb=parse_bandwidth(entry.get("bandwidth")),
             )
         )
     return tuple(plans)
