@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +52,9 @@ def hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def rollup_rows(samples: Iterable[dict[str, Any]], bucket_of: Any = minute) -> list[dict[str, Any]]:
+def rollup_rows(
+    samples: Iterable[dict[str, Any]], bucket_of: Callable[[datetime], datetime] = minute
+) -> list[dict[str, Any]]:
     """count/sum/min/max per (server, series, bucket) for the given new samples."""
     groups: dict[tuple[Any, Any, str, datetime], Aggregate] = {}
     for sample in samples:

@@ -2,14 +2,17 @@
 
 Both move the server's traffic or restart it, and each one's rollback assumes the server is
 as it left it. Each workflow still refuses a second one of its own kind with its own message
-(and its partial unique index settles a race between two of them).
+(and its partial unique index settles a race between two of them). Between the two kinds
+no index can settle it, so the check holds a per-server lock until its transaction ends:
+on PostgreSQL a transaction-scoped advisory lock keyed by the server; SQLite's writers
+already take turns (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import Conflict
@@ -24,7 +27,12 @@ RUNNING = ((IpSwitch, SWITCHING, "IP switch"), (ServerResize, RESIZING, "resize"
 async def refuse_while_another_runs(
     session: AsyncSession, server_id: uuid.UUID, own: type[IpSwitch | ServerResize], action: str
 ) -> None:
-    """409 naming the other kind's running workflow on ``server_id`` (``own`` kind aside)."""
+    """409 naming the other kind's running workflow on ``server_id`` (``own`` kind aside).
+    Call it in the transaction that then records ``own``: the lock lasts until it ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": server_lock_key(server_id)}
+        )
     for model, states, label in RUNNING:
         if model is own:
             continue
@@ -33,3 +41,10 @@ async def refuse_while_another_runs(
         )
         if running is not None:
             raise Conflict(f"{label} {running} is running for this server; {action} after it")
+
+
+def server_lock_key(server_id: uuid.UUID) -> int:
+    """A signed 64-bit advisory lock key for one server (its id's first 8 bytes XOR a
+    constant of this module, so it does not meet other locks keyed by small integers)."""
+    raw = int.from_bytes(server_id.bytes[:8], "big") ^ 0x6D66_6275_7379_0000  # "mfbusy"
+    return raw - (1 << 64) if raw >= 1 << 63 else raw

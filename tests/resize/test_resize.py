@@ -38,6 +38,7 @@ from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+from control_plane.workflows.busy import refuse_while_another_runs
 from tests.conftest import MakeTenant, TenantHandle
 from tests.fakes.hostwinds import (
     HostwindsDouble,
@@ -231,6 +232,39 @@ async def test_a_resize_and_an_ip_switch_of_one_server_refuse_each_other(
         assert server is not None
         with pytest.raises(Conflict, match=f"resize {resize.id} is running"):
             await request_switch(session, fast, server, IpSwitchIn(auto=True), "test")
+
+
+async def test_a_resize_and_an_ip_switch_recorded_at_the_same_instant_cannot_both_run(
+    plane: tuple[httpx.AsyncClient, ProviderRegistry],
+    make_tenant: MakeTenant,
+    db: Database,
+    api: HostwindsDouble,
+) -> None:
+    """The busy check holds the server until its transaction ends: a switch checked while
+    a resize is being recorded waits for it, then sees it and is refused."""
+    client, _ = plane
+    tenant = await make_tenant()
+    server_id, _ = await hostwinds_server(client, tenant, db, api, rid=13)
+    resize = ServerResize(
+        tenant_id=uuid.UUID(tenant.id), server_id=server_id, provider="hostwinds",
+        from_plan="12", to_plan="13", from_price=Decimal("17.99"), to_price=Decimal("34.99"),
+        currency="USD", to_vcpus=4, to_memory_mb=8192, requested_by="test", state="running",
+        next_run_at=utcnow(),
+    )  # fmt: skip
+
+    async def switch_checked() -> None:
+        async with db.session() as session:
+            await refuse_while_another_runs(session, server_id, IpSwitch, "switch")
+
+    async with db.session() as session:
+        await refuse_while_another_runs(session, server_id, ServerResize, "resize")
+        session.add(resize)
+        await session.flush()
+        other = asyncio.ensure_future(switch_checked())
+        await asyncio.sleep(0.5)
+        assert not other.done()  # waits for the resize's transaction
+    with pytest.raises(Conflict, match=f"resize {resize.id} is running"):
+        await asyncio.wait_for(other, 15)
 
 
 async def test_dry_run_upgrade_revert_and_other_tenants(
