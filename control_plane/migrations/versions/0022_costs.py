@@ -17,6 +17,7 @@ from alembic import op
 
 from control_plane.db.base import Money
 from control_plane.db.rls import enable_tenant_rls
+from control_plane.db.tenancy import TENANT_ROLE
 from control_plane.migrations.columns import (
     drop_tenant_tables,
     moment,
@@ -62,6 +63,8 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_prices_lookup", "prices", ["provider", "kind", "item", "effective_from"])
+    if op.get_bind().dialect.name == "postgresql":  # the catalog is public: tenants rate by it
+        op.execute(f"GRANT SELECT ON prices TO {TENANT_ROLE}")
     op.create_table(
         "meter_spans",
         *tenant_row(),
