@@ -2,7 +2,9 @@
 control plane names (passwords and backend credentials delivered from Vault).
 
 ``backup.run``       snapshot the data (MailU's data root by default) to the primary, then
-                     ``restic copy`` it to the offsite repository when there is one
+                     ``restic copy`` it to the offsite repository when there is one; the
+                     result carries each repository's stored size (``restic stats``), which
+                     the control plane meters as backup storage
 ``backup.snapshots`` list the primary's snapshots
 ``backup.restore``   a snapshot to a directory, or in place with the previous state kept
                      aside until ``backup.restore.finish`` keeps or rolls back
@@ -13,6 +15,7 @@ control plane names (passwords and backend credentials delivered from Vault).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -21,12 +24,13 @@ from typing import Any
 
 from agent.backup import sources
 from agent.backup.drill import drill as restore_drill
-from agent.backup.restic import PARTIAL, Repository, Restic, snapshot_host
+from agent.backup.restic import PARTIAL, Repository, Restic, ResticError, snapshot_host
 from agent.backup.restore import finish_restore, restore_snapshot
 from agent.config import under_root
 from agent.errors import CommandError
 from agent.mailu.install import Progress
 
+log = logging.getLogger(__name__)
 CACHE_DIR = Path("/var/cache/mailfleet-agent/restic")
 TAG = "mailfleet"
 _SUBSET = re.compile(r"^[1-9][0-9]*/[1-9][0-9]*$")
@@ -120,8 +124,29 @@ async def run(root: Path, payload: dict[str, Any], progress: Progress) -> dict[s
             create=True, chunker_from=primary.repository,
         )  # fmt: skip
         result["offsite_copied"] = True
+    progress(95, "measuring the repository")
+    for key, repository in (("repository_size", primary), ("offsite_size", offsite)):
+        size = await stored_size(repository) if repository is not None else None
+        if size is not None:
+            result[key] = size
     progress(100, f"snapshot {result['short_id']}: {result['data_added']} bytes added")
     return result
+
+
+async def stored_size(repository: Restic) -> int | None:
+    """The bytes the repository holds (``restic stats --mode raw-data``: its packs, after
+    deduplication and compression — what the storage bills), or None when restic could not
+    tell: the snapshot is safe either way, so a failed measurement never fails the backup
+    (the size is then simply missing from the result, as from an older agent's)."""
+    try:
+        _, messages, _ = await repository.run(
+            "stats", "--json", "--mode", "raw-data", limit_seconds=600
+        )
+    except ResticError as exc:
+        log.warning("restic stats failed: %s", exc)
+        return None
+    size = next((m.get("total_size") for m in messages if "total_size" in m), None)
+    return size if isinstance(size, int) and size >= 0 else None
 
 
 async def snapshots(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from control_plane.backups.models import BackupPolicy, BackupSnapshot
 from control_plane.backups.schemas import CheckState, PolicyIn, RestoreIn
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
+from control_plane.costs import backup_storage
 from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.provisioning import events
@@ -372,6 +373,10 @@ async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
         reason = command.error or command.state
         if command.kind == "backup.run":
             await _absorb_backup(session, policy, command, result if ok else None, reason)
+            if ok and server is not None and command.finished_at is not None:
+                await backup_storage.record_backup(
+                    session, server, policy, result, command.finished_at
+                )
         elif command.kind == "backup.forget" and ok:
             await _absorb_forget(session, policy, result)
         elif command.kind == "backup.snapshots" and ok:

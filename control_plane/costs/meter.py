@@ -86,9 +86,32 @@ async def close_spans(
 
 async def change_plan(session: AsyncSession, server: Server, plan: str, at: datetime) -> None:
     """The server moved to ``plan`` at ``at`` (a confirmed resize): one span ends, the next
-    starts at the same instant."""
-    await close_spans(session, server.id, "server", at)
+    starts at the same instant. Idempotent: a step run again after a crash finds ``plan``'s
+    span open and changes nothing."""
+    await session.execute(
+        update(MeterSpan)
+        .where(
+            MeterSpan.server_id == server.id,
+            MeterSpan.resource == "server",
+            MeterSpan.ended_at.is_(None),
+            MeterSpan.item != plan,
+        )
+        .values(ended_at=at)
+        .execution_options(synchronize_session=False)
+    )
     await open_span(session, server, "server", plan, at)
+
+
+async def close_server(session: AsyncSession, server_id: uuid.UUID, at: datetime) -> int:
+    """The server's instance is gone (terminated, or its row deleted): every span of it —
+    its plan and its addresses — ends at ``at``; how many were open."""
+    return sum([await close_spans(session, server_id, resource, at) for resource in SPAN_RESOURCES])
+
+
+def metered(server: Server) -> bool:
+    """Whether the server is billed by the hour: it was ordered on a provider's plan. A
+    manual server (no plan) is its owner's machine, and so are its addresses."""
+    return server.plan is not None
 
 
 async def record_reading(
@@ -98,11 +121,22 @@ async def record_reading(
     item: str,
     day: date,
     quantity: int,
-) -> None:
+) -> bool:
     """The day's ``quantity`` of ``resource`` for ``server`` (replacing an earlier reading of
-    the same day: a late or corrected fact)."""
+    the same day: a late or corrected fact); whether it changed anything (the same figure
+    again leaves the row, ``recorded_at`` included, as it was)."""
     if resource not in READING_RESOURCES:
         raise ValueError(f"unknown reading {resource!r}")
+    known = await session.scalar(
+        select(MeterReading.quantity).where(
+            MeterReading.server_id == server.id,
+            MeterReading.resource == resource,
+            MeterReading.item == item,
+            MeterReading.day == day,
+        )
+    )
+    if known == quantity:
+        return False  # nothing new: the day need not be rated again
     await upsert(
         session,
         MeterReading,
@@ -122,3 +156,4 @@ async def record_reading(
         keys=("server_id", "resource", "item", "day"),
         update=("quantity", "recorded_at", "server_name", "workspace_id"),
     )
+    return True

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.commands import handlers
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
+from control_plane.costs import meter
 from control_plane.db.base import new_id
 from control_plane.errors import InvalidInput, NotFound
 from control_plane.incidents import service as incidents
@@ -132,7 +133,8 @@ async def sync_server(
     A new address gets a row (standby; the main one becomes the sending, published address
     when the server has none), an address gone is released. An address still live on
     another server's row (the provider moved it) ends that row first: the new assignment
-    starts its own history. Returns the live rows, main first.
+    starts its own history. Returns the live rows, main first. Each assignment and release
+    opens or ends the address's metering span (``costs.meter``) in the same transaction.
     """
     wanted: list[str] = []
     for address in addresses:
@@ -143,6 +145,7 @@ async def sync_server(
     for address, gone in rows.items():
         if address not in wanted:
             gone.released_at = now
+            await meter.close_spans(session, server.id, "ip", now, item=address)
             await record_event(
                 session, gone, "released", "no longer on the server", CONTROL_PLANE, now
             )
@@ -165,6 +168,8 @@ async def sync_server(
             )
             session.add(ip)
             rows[address] = ip
+            if meter.metered(server):  # every address, the main one too: rating counts them
+                await meter.open_span(session, server, "ip", address, now)
             what = "main address" if index == 0 else "extra address"
             await record_event(
                 session, ip, "assigned", f"{what} of {server.name}", CONTROL_PLANE, now
@@ -194,6 +199,7 @@ async def _release_elsewhere(
     )
     if other is not None:
         other.released_at = now
+        await meter.close_spans(session, other.server_id, "ip", now, item=address)
         await record_event(
             session,
             other,

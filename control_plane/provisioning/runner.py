@@ -22,6 +22,8 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.costs import meter
+from control_plane.costs.jobs import meter_bandwidth
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.db.leases import Leases
@@ -130,11 +132,18 @@ class ProvisioningRunner:
         if isinstance(outcome, Advance | Wait | Retry):
             for name, value in outcome.changes.items():
                 setattr(row, name, value)  # facts learned stand even if the state moved on
+            if outcome.changes.get("instance_id") and meter.metered(row):
+                # The VPS exists at the provider: it is billed from now, whatever comes next.
+                await meter.open_span(session, row, "server", row.plan or "", now)
         if row.state != claimed.state:
             row.next_step_at = now  # moved meanwhile (deprovision requested): run that next
             return
         if isinstance(outcome, Deleted):
             log.info("provisioning: %s", outcome.message)
+            # The ledger outlives the row: its spans end (if termination did not end them)
+            # and its last bandwidth is read before the metrics go with it.
+            await meter_bandwidth(session, [row], now)
+            await meter.close_server(session, row.id, now)
             await session.execute(delete(Server).where(Server.id == row.id))
             return
         if isinstance(outcome, Advance):

@@ -17,8 +17,12 @@ Steps are idempotent, so a step cut short by a crash simply runs again:
 - booting: polls the provider until the instance runs and has an address.
 - enrolling: waits until the agent has enrolled and its stream is up (first heartbeat).
 - deprovisioning: terminates every instance of the server's name (so one ordered just
-  before a crash is found too), revokes the agent, destroys the server's Vault secrets,
-  then deletes the row (its history with it).
+  before a crash is found too), ends its metering spans (``costs.meter``), revokes the
+  agent, destroys the server's Vault secrets, then deletes the row (its history with it;
+  the ledger stays).
+
+Metering: the runner opens the server's span of its plan when the instance id is
+recorded (the VPS exists and is billed from then).
 
 ``manual`` servers skip to ``enrolling`` and wait there without a deadline: a person
 installs their agent.
@@ -38,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.commands import handlers
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
+from control_plane.costs import meter
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.dns import service as dns_service
@@ -360,8 +365,10 @@ class Workflow:
             for instance_id in sorted(doomed):
                 await provider.terminate(instance_id)
                 log.info("server %s: instance %s terminated", server.id, instance_id)
+        terminated = utcnow()  # billing of the VPS and its addresses ends here
 
         async def revoke(session: AsyncSession) -> list[str]:
+            await meter.close_server(session, server.id, terminated)
             row = await session.get(Server, server.id)
             return await enrollment.revoke_agent(session, row) if row is not None else []
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 import os
 
 import psutil  # type: ignore[import-untyped]
+from sqlalchemy import select
 
+from control_plane.costs import meter
+from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import NotFound
 from control_plane.provisioning import events
@@ -139,6 +142,13 @@ class Workflow:
                     f"({resize.to_price} {resize.currency}/month, was {resize.from_plan} at "
                     f"{resize.from_price})",
                 )
+            confirmed = await session.scalar(
+                select(ServerResizeStep.finished_at).where(
+                    ServerResizeStep.resize_id == resize.id, ServerResizeStep.name == "confirm"
+                )
+            )
+            # The provider bills the new plan from the confirmation, not from this record.
+            await meter.change_plan(session, server, resize.to_plan, confirmed or utcnow())
         return Done(f"the server is on {resize.to_plan} at {resize.to_price} {resize.currency}")
 
     async def revert(self, resize: ServerResize) -> Outcome:

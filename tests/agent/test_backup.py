@@ -265,6 +265,19 @@ async def test_an_offsite_copy_holds_the_same_snapshot(
     there = await backup.snapshots(root, payload(offsite), progress)
     assert len(there["snapshots"]) == 1
     assert there["snapshots"][0]["paths"] == result["paths"]
+    # Each repository's stored size, as restic itself counts it, for the storage bill.
+    sizes = (result["repository_size"], result["offsite_size"])
+    assert sizes == (raw_data_size(repo), raw_data_size(offsite)) and min(sizes) > 0
+
+
+def raw_data_size(repository: Path) -> int:
+    """The bytes a repository stores, asked of restic directly."""
+    env = {"PATH": os.environ["PATH"], "RESTIC_PASSWORD": PASSWORD}
+    stats = subprocess.run(
+        ["restic", "stats", "--repo", str(repository), "--json", "--mode", "raw-data",
+         "--no-cache"], env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return int(json.loads(stats.stdout)["total_size"])
 
 
 async def test_failures_are_clear_and_leave_the_snapshots_alone(

@@ -11,7 +11,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,6 +31,7 @@ from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from control_plane.vault.pki import AgentPki
 from tests.conftest import MakeTenant, TenantHandle
+from tests.control_plane.costs.ledger import spans_of
 from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 
 API_KEY = "hwk-0123456789abcdef0123456789abcdef"
@@ -112,7 +113,11 @@ async def history(client: httpx.AsyncClient, tenant: TenantHandle, server_id: st
 
 
 async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent(
-    plane: httpx.AsyncClient, make_tenant: MakeTenant, api: HostwindsDouble, vault: Vault
+    plane: httpx.AsyncClient,
+    make_tenant: MakeTenant,
+    api: HostwindsDouble,
+    vault: Vault,
+    db: Database,
 ) -> None:
     tenant = await make_tenant()
     response = await plane.post("/api/v1/servers", json=ORDER, headers=tenant.headers)
@@ -134,10 +139,19 @@ async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent
     stored = await vault.get(admin_key_path(uuid.UUID(tenant.id), uuid.UUID(server_id)))
     assert stored is not None and stored["public_key"] == failed["ssh_public_key"]
     assert stored["public_key"] in api.ssh_keys.values()
-    states = [e["state"] for e in await history(plane, tenant, server_id)]
+    events = await history(plane, tenant, server_id)
+    states = [e["state"] for e in events]
     assert (
         states[:4] == ["requested", "creating", "booting", "enrolling"] and states[-1] == "failed"
     )
+    # Billing starts when the instance exists: its plan's span opened as its id was recorded.
+    (span,) = await spans_of(db, server_id)
+    assert (span.resource, span.item, span.ended_at) == ("server", "12", None)
+    ordered = next(
+        e for e in events if e["message"].startswith(f"instance {instance.serviceid} ordered")
+    )
+    gap = datetime.fromisoformat(ordered["at"]) - span.started_at
+    assert timedelta(0) <= gap < timedelta(seconds=1), (ordered, span.started_at)
 
     response = await plane.delete(f"/api/v1/servers/{server_id}", headers=tenant.headers)
     assert response.status_code == 202 and response.json()["state"] == "deprovisioning"
@@ -149,6 +163,9 @@ async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent
         await asyncio.sleep(0.05)
     assert api.instances == {}
     assert await vault.get(admin_key_path(uuid.UUID(tenant.id), uuid.UUID(server_id))) is None
+    (closed,) = await spans_of(db, server_id)  # the row is gone; the ledger stays, closed
+    assert closed.id == span.id and closed.ended_at is not None
+    assert span.started_at < closed.ended_at <= utcnow()
 
 
 async def test_a_provider_error_fails_the_step_with_its_message_and_retry_resumes(

@@ -10,6 +10,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from control_plane.api.app import create_app
+from control_plane.costs import meter
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.errors import Conflict
@@ -31,7 +33,7 @@ from control_plane.provisioning.models import ServerEvent
 from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
 from control_plane.provisioning.service import order_server
 from control_plane.resize import workflow
-from control_plane.resize.models import ServerResize
+from control_plane.resize.models import ServerResize, ServerResizeStep
 from control_plane.resize.runner import CHECK, ResizeRunner
 from control_plane.resize.service import preview as resize_preview
 from control_plane.servers.models import Server
@@ -40,6 +42,7 @@ from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from control_plane.workflows.busy import refuse_while_another_runs
 from tests.conftest import MakeTenant, TenantHandle
+from tests.control_plane.costs.ledger import spans_of
 from tests.fakes.hostwinds import (
     HostwindsDouble,
     hostwinds_double,
@@ -316,6 +319,10 @@ async def test_dry_run_upgrade_revert_and_other_tenants(
         )
         assert response.status_code == 404, (method, path, response.text)
 
+    async with db.session() as session:  # billed on 12 since the instance was created
+        row = await session.get(Server, server_id)
+        assert row is not None
+        await meter.open_span(session, row, "server", "12", utcnow() - timedelta(days=3))
     async with runner(fast, db, providers):
         done = await ended(client, tenant, f"{base}/resizes/{resize_id}")
         assert done["state"] == "succeeded" and done["progress"] == 1.0, (
@@ -341,6 +348,18 @@ async def test_dry_run_upgrade_revert_and_other_tenants(
     assert failed["error"].startswith("confirm:") and "reverted" in failed["error"]
     assert api.calls_of("revert_upgrade") and api.instances[serviceid].rid == 13
     assert api.instances[serviceid].order is None
+    # The ledger moved to 13 at the confirmation (one span ends as the next starts); the
+    # reverted resize changed nothing.
+    async with db.session() as session:
+        confirmed = await session.scalar(
+            select(ServerResizeStep.finished_at).where(
+                ServerResizeStep.resize_id == uuid.UUID(resize_id),
+                ServerResizeStep.name == "confirm",
+            )
+        )
+    old, new = await spans_of(db, server_id, "server")
+    assert confirmed is not None and (old.item, new.item) == ("12", "13")
+    assert old.ended_at == new.started_at == confirmed and new.ended_at is None
 
     async with db.session() as session:
         server = await session.get(Server, server_id)
