@@ -20,6 +20,7 @@ from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
 from control_plane.capacity.jobs import ForecastJob
 from control_plane.commands import handlers
+from control_plane.costs.jobs import MeteringJob
 from control_plane.db import migrate
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
@@ -172,6 +173,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("mail-stats", mail_stats_schedule.job(settings)),
         Job("forecast-checks", ForecastJob(settings)),
         Job("metrics-maintenance", MaintenanceJob(settings, ran=True)),
+        Job("cost-metering", MeteringJob(settings)),
     ]
 
 
