@@ -36,6 +36,8 @@ async def update_tenant(session: AsyncSession, tenant_id: uuid.UUID, data: Tenan
     tenant = await get_tenant(session, tenant_id)
     if data.name is not None:
         tenant.name = data.name
+    if data.cost_split is not None:
+        tenant.cost_split = data.cost_split
     await flush_unique(session, "body.name", f"a tenant named {data.name!r} already exists")
     await session.refresh(tenant)
     return tenant

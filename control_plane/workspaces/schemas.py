@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import ConfigDict, Field
 
@@ -30,6 +31,14 @@ class WorkspaceUpdate(RequestModel):
         description="An escalation policy of the same tenant for this workspace's servers; "
         "null: the tenant's default.",
     )
+    markup_percent: Decimal | None = Field(
+        default=None, ge=0, max_digits=12, decimal_places=2,
+        description="Billed on top of cost, in percent; null: none.",
+    )  # fmt: skip
+    markup_fixed: Decimal | None = Field(
+        default=None, ge=0, max_digits=12, decimal_places=2,
+        description="Billed on top of cost a month, in the cost's currency; null: none.",
+    )  # fmt: skip
 
 
 class WorkspaceOut(ResponseModel):
@@ -38,5 +47,7 @@ class WorkspaceOut(ResponseModel):
     name: str
     description: str
     escalation_policy_id: uuid.UUID | None
+    markup_percent: Decimal | None
+    markup_fixed: Decimal | None
     created_at: datetime
     updated_at: datetime

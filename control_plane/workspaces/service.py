@@ -52,8 +52,13 @@ async def update_workspace(
         workspace.escalation_policy_id = await assignable(
             session, workspace.tenant_id, data.escalation_policy_id, "body.escalation_policy_id"
         )
+    for markup in ("markup_percent", "markup_fixed"):  # null is a value: no markup
+        if markup in data.model_fields_set:
+            setattr(workspace, markup, getattr(data, markup))
     for field, value in data.model_dump(
-        exclude_unset=True, exclude_none=True, exclude={"escalation_policy_id"}
+        exclude_unset=True,
+        exclude_none=True,
+        exclude={"escalation_policy_id", "markup_percent", "markup_fixed"},
     ).items():
         setattr(workspace, field, value)
     await flush_unique(session, "body.name", _duplicate(data.name))

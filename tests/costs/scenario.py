@@ -44,7 +44,7 @@ async def _workspace(db: Database, tenant_id: uuid.UUID, name: str, **markup: De
         return workspace.id
 
 
-async def play_month(db: Database) -> Month:
+async def play_month(db: Database, tenant_id: uuid.UUID | None = None) -> Month:
     """S1 (A): small 30.00 from the 1st, resized to large on the 11th (60.00, 72.00 set
     ahead from the 26th), backups growing 1 GB a day (0.30 per GB-month). S2 (B): small,
     the 5th 12:00 to the 8th 12:00, then deleted. S3 (shared, large): a second address
@@ -52,7 +52,7 @@ async def play_month(db: Database) -> Month:
     (before: idle). S4 (C): small all month, 10 GB sent a day (100 GB included, 0.05 per
     GB beyond); small goes from 30.00 to 36.00 on the 16th. S5 (B): a plan with no price
     from the 20th."""
-    tenant_id = await rows.a_tenant(db, "costs")
+    tenant_id = tenant_id or await rows.a_tenant(db, "costs")
     provider = f"p{os.urandom(4).hex()}"
     large = f"large-{provider}"  # priced for every provider ('*')
     a = await _workspace(db, tenant_id, "A", markup_percent=Decimal("10"))
