@@ -100,6 +100,23 @@ async def sent_bytes(
     return {server_id: round(float(rate) * MINUTE_SECONDS) for server_id, rate in rows.all()}
 
 
+async def known_readings(
+    session: AsyncSession, server_ids: Sequence[uuid.UUID], resources: Sequence[str], day: date
+) -> dict[tuple[uuid.UUID, str, str], int]:
+    """(server, resource, item) → the quantity already recorded for ``day``: one read, so
+    a pass that finds nothing new writes (and reads) nothing more per server."""
+    rows = await session.execute(
+        select(
+            MeterReading.server_id, MeterReading.resource, MeterReading.item, MeterReading.quantity
+        ).where(
+            MeterReading.server_id.in_(server_ids),
+            MeterReading.resource.in_(resources),
+            MeterReading.day == day,
+        )
+    )
+    return {(server_id, resource, item): q for server_id, resource, item, q in rows.all()}
+
+
 async def meter_bandwidth(session: AsyncSession, servers: Sequence[Server], now: datetime) -> int:
     """Today's and yesterday's ``bandwidth`` readings of ``servers``; how many changed.
     Also called just before a server's row (and its metrics) are deleted."""
@@ -108,11 +125,12 @@ async def meter_bandwidth(session: AsyncSession, servers: Sequence[Server], now:
     for day in (today - timedelta(days=1), today):
         for chunk in _chunks(servers):
             sent = await sent_bytes(session, list(chunk), day)
+            known = await known_readings(session, list(sent), ("bandwidth",), day)
             for server_id, quantity in sent.items():
-                server = chunk[server_id]
-                changed += await meter.record_reading(
-                    session, server, "bandwidth", "", day, quantity
-                )
+                if known.get((server_id, "bandwidth", "")) != quantity:
+                    changed += await meter.record_reading(
+                        session, chunk[server_id], "bandwidth", "", day, quantity
+                    )
     return changed
 
 
@@ -165,20 +183,15 @@ async def meter_shares(session: AsyncSession, shared: Sequence[Server], day: dat
     changed = 0
     for chunk in _chunks(shared):
         weights = await share_weights(session, list(chunk))
-        earlier = await session.execute(
-            select(MeterReading.server_id, MeterReading.resource, MeterReading.item).where(
-                MeterReading.server_id.in_(list(chunk)),
-                MeterReading.resource.in_(SHARES),
-                MeterReading.day == day,
-            )
-        )
-        for server_id, resource, item in earlier.all():
+        known = await known_readings(session, list(chunk), SHARES, day)
+        for server_id, resource, item in known:
             weights.setdefault(server_id, {}).setdefault((resource, item), 0)
         for server_id, found in weights.items():
             for (resource, item), quantity in sorted(found.items()):
-                changed += await meter.record_reading(
-                    session, chunk[server_id], resource, item, day, quantity
-                )
+                if known.get((server_id, resource, item)) != quantity:
+                    changed += await meter.record_reading(
+                        session, chunk[server_id], resource, item, day, quantity
+                    )
     return changed
 
 
