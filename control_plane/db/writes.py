@@ -32,13 +32,14 @@ async def flush_unique(session: AsyncSession, field: str, message: str) -> None:
 async def upsert(
     session: AsyncSession,
     model: type[Any],
-    row: dict[str, Any],
+    row: dict[str, Any] | Sequence[dict[str, Any]],
     *,
     keys: Sequence[str],
     update: Sequence[str],
 ) -> None:
     """Insert ``row``, or where a row with the same ``keys`` (a unique constraint) exists,
-    set its ``update`` columns to the new values: one statement, no read-then-write race."""
+    set its ``update`` columns to the new values: one statement, no read-then-write race.
+    A list of rows (distinct keys) goes in one multi-row statement."""
     postgres = session.get_bind().dialect.name == "postgresql"
     statement = (pg_insert if postgres else sqlite_insert)(model).values(row)
     statement = statement.on_conflict_do_update(
