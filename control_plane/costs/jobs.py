@@ -120,18 +120,18 @@ async def known_readings(
 async def meter_bandwidth(session: AsyncSession, servers: Sequence[Server], now: datetime) -> int:
     """Today's and yesterday's ``bandwidth`` readings of ``servers``; how many changed.
     Also called just before a server's row (and its metrics) are deleted."""
-    changed = 0
+    pending: list[meter.Reading] = []
     today = now.date()
     for day in (today - timedelta(days=1), today):
         for chunk in _chunks(servers):
             sent = await sent_bytes(session, list(chunk), day)
             known = await known_readings(session, list(sent), ("bandwidth",), day)
-            for server_id, quantity in sent.items():
-                if known.get((server_id, "bandwidth", "")) != quantity:
-                    changed += await meter.record_reading(
-                        session, chunk[server_id], "bandwidth", "", day, quantity
-                    )
-    return changed
+            pending += [
+                (chunk[server_id], "bandwidth", "", day, quantity)
+                for server_id, quantity in sent.items()
+                if known.get((server_id, "bandwidth", "")) != quantity
+            ]
+    return await meter.record_readings(session, pending)
 
 
 async def share_weights(
@@ -180,19 +180,19 @@ async def share_weights(
 async def meter_shares(session: AsyncSession, shared: Sequence[Server], day: date) -> int:
     """``day``'s split weights of each shared server; a workspace it weighed earlier that
     day and no longer carries goes to 0 (kept, not deleted: the ledger says what changed)."""
-    changed = 0
+    pending: list[meter.Reading] = []
     for chunk in _chunks(shared):
         weights = await share_weights(session, list(chunk))
         known = await known_readings(session, list(chunk), SHARES, day)
         for server_id, resource, item in known:
             weights.setdefault(server_id, {}).setdefault((resource, item), 0)
-        for server_id, found in weights.items():
-            for (resource, item), quantity in sorted(found.items()):
-                if known.get((server_id, resource, item)) != quantity:
-                    changed += await meter.record_reading(
-                        session, chunk[server_id], resource, item, day, quantity
-                    )
-    return changed
+        pending += [
+            (chunk[server_id], resource, item, day, quantity)
+            for server_id, found in weights.items()
+            for (resource, item), quantity in sorted(found.items())
+            if known.get((server_id, resource, item)) != quantity
+        ]
+    return await meter.record_readings(session, pending)
 
 
 async def reconcile_spans(session: AsyncSession, now: datetime) -> int:

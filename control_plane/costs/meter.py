@@ -9,6 +9,7 @@ never deleted with it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import select, update
@@ -137,9 +138,23 @@ async def record_reading(
     )
     if known == quantity:
         return False  # nothing new: the day need not be rated again
-    await upsert(
-        session,
-        MeterReading,
+    await record_readings(session, [(server, resource, item, day, quantity)])
+    return True
+
+
+Reading = tuple[Server, str, str, date, int]  # server, resource, item, day, quantity
+BATCH = 500  # readings per statement (11 parameters each: well within SQLite's limit)
+
+
+async def record_readings(session: AsyncSession, readings: Sequence[Reading]) -> int:
+    """Write ``readings`` (distinct keys) as they are, a batch per statement: for a caller
+    that has already left out what is recorded unchanged (the metering job, which reads a
+    day's readings at once); how many."""
+    unknown = {reading[1] for reading in readings} - set(READING_RESOURCES)
+    if unknown:
+        raise ValueError(f"unknown reading {sorted(unknown)[0]!r}")
+    now = utcnow()
+    rows = [
         {
             "id": new_id(),
             "tenant_id": server.tenant_id,
@@ -151,9 +166,16 @@ async def record_reading(
             "item": item,
             "day": day,
             "quantity": quantity,
-            "recorded_at": utcnow(),
-        },
-        keys=("server_id", "resource", "item", "day"),
-        update=("quantity", "recorded_at", "server_name", "workspace_id"),
-    )
-    return True
+            "recorded_at": now,
+        }
+        for server, resource, item, day, quantity in readings
+    ]
+    for first in range(0, len(rows), BATCH):
+        await upsert(
+            session,
+            MeterReading,
+            rows[first : first + BATCH],
+            keys=("server_id", "resource", "item", "day"),
+            update=("quantity", "recorded_at", "server_name", "workspace_id"),
+        )
+    return len(rows)
