@@ -20,12 +20,18 @@ from control_plane.costs.backup_storage import repository_kind
 from control_plane.costs.jobs import MeteringJob, meter_all
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
 from control_plane.ips import service as ips
 from control_plane.mail.models import Mailbox, MailDomain
 from control_plane.metrics import partitions
 from control_plane.metrics.models import MetricRollup
+from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.runner import ProvisioningRunner
+from control_plane.provisioning.workflow import Workflow
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
 from control_plane.workspaces.models import Workspace
 from tests.agent.test_backup import make_maildir, raw_data_size
 from tests.agent.test_backup import payload as agent_payload
@@ -263,3 +269,37 @@ async def test_the_safety_net_opens_missed_spans_and_ends_those_of_servers_gone(
     assert {(s.resource, s.ended_at) for s in ended} == {("server", now), ("ip", now)}
     async with db.session() as session:
         assert await meter_all(session, utcnow()) == 0
+
+
+async def test_a_deleted_server_leaves_its_spans_closed_and_its_last_bandwidth(
+    db: Database, settings: Settings, vault: Vault, pki: AgentPki
+) -> None:
+    """Deprovisioning's last step deletes the row (and its metrics, by cascade): the ledger
+    is closed and read first, in the same transaction."""
+    tenant = await a_tenant(db, "meter")
+    server = await a_server_row(
+        db, tenant, name=f"bye-{uuid.uuid4().hex[:6]}", state="deprovisioning",
+        next_step_at=utcnow() - timedelta(seconds=1),
+    )  # fmt: skip
+    async with db.session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            today = utcnow().date()
+            await partitions.make_ahead(session, today - timedelta(days=1), today)
+        session.add(await rollup(server, 0, 0, 50.0, 3))
+        # A span the hooks would not have left open (as if termination had been missed).
+        await meter.open_span(session, server, "ip", "198.18.0.1", NOON)
+    providers = ProviderRegistry(settings, vault)
+    workflow = Workflow(settings, db, vault, pki, AgentHub(), providers)
+    runner = ProvisioningRunner(settings, db, workflow)
+    try:
+        (claimed,) = await runner.leases.claim(
+            lambda now: (Server.id == server.id,), Server.next_step_at, 1
+        )
+        await runner._run_step(claimed)
+    finally:
+        await providers.aclose()
+    async with db.session() as session:
+        assert await session.get(Server, server.id) is None
+    (span,) = await spans_of(db, server.id)
+    assert span.ended_at is not None and span.ended_at > NOON
+    assert await readings_of(db, server.id) == {("bandwidth", "", utcnow().date()): 3000}
