@@ -10,7 +10,8 @@ control plane names (passwords and backend credentials delivered from Vault).
                      aside until ``backup.restore.finish`` keeps or rolls back
 ``backup.check``     ``restic check`` with a rotating ``--read-data-subset``
 ``backup.drill``     restore a sample of the newest snapshot to scratch and compare it
-``backup.forget``    ``restic forget`` by the retention policy, then ``prune``
+``backup.forget``    ``restic forget`` by the retention policy, then ``prune`` (and the
+                     repositories' sizes again, as after a run)
 """
 
 from __future__ import annotations
@@ -125,12 +126,20 @@ async def run(root: Path, payload: dict[str, Any], progress: Progress) -> dict[s
         )  # fmt: skip
         result["offsite_copied"] = True
     progress(95, "measuring the repository")
+    result |= await stored_sizes(primary, offsite)
+    progress(100, f"snapshot {result['short_id']}: {result['data_added']} bytes added")
+    return result
+
+
+async def stored_sizes(primary: Restic, offsite: Restic | None) -> dict[str, int]:
+    """``repository_size`` and ``offsite_size``: each repository's size that could be
+    measured (the storage bill's figures)."""
+    sizes: dict[str, int] = {}
     for key, repository in (("repository_size", primary), ("offsite_size", offsite)):
         size = await stored_size(repository) if repository is not None else None
         if size is not None:
-            result[key] = size
-    progress(100, f"snapshot {result['short_id']}: {result['data_added']} bytes added")
-    return result
+            sizes[key] = size
+    return sizes
 
 
 async def stored_size(repository: Restic) -> int | None:
@@ -188,7 +197,7 @@ async def check(root: Path, payload: dict[str, Any], progress: Progress) -> dict
 async def forget(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """Forget what the retention policy lets go (MailFleet's snapshots of this host only),
     then prune the data no snapshot needs any more."""
-    primary, _ = repositories(root, payload)
+    primary, offsite = repositories(root, payload)
     keep = payload.get("keep")
     if not isinstance(keep, dict) or not keep:
         raise CommandError('payload.keep: the retention policy, e.g. {"daily": 30}')
@@ -210,4 +219,8 @@ async def forget(root: Path, payload: dict[str, Any], progress: Progress) -> dic
         progress(50, f"pruning data of {len(removed)} forgotten snapshots")
         await primary.run_prepared("prune")
         pruned = True
-    return {"kept": kept, "removed": removed, "pruned": pruned}
+    result: dict[str, Any] = {"kept": kept, "removed": removed, "pruned": pruned}
+    if pruned:  # the repository shrank: its new size, with the offsite's beside it
+        progress(95, "measuring the repository")
+        result |= await stored_sizes(primary, offsite)
+    return result

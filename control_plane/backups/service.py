@@ -371,12 +371,11 @@ async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
         result = json.loads(command.result) if command.result else {}
         ok = command.state == "succeeded"
         reason = command.error or command.state
+        if command.kind in backup_storage.MEASURED and ok and server is not None:
+            when = command.finished_at or utcnow()
+            await backup_storage.record_backup(session, server, policy, result, when)
         if command.kind == "backup.run":
             await _absorb_backup(session, policy, command, result if ok else None, reason)
-            if ok and server is not None and command.finished_at is not None:
-                await backup_storage.record_backup(
-                    session, server, policy, result, command.finished_at
-                )
         elif command.kind == "backup.forget" and ok:
             await _absorb_forget(session, policy, result)
         elif command.kind == "backup.snapshots" and ok:

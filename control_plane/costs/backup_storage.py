@@ -1,10 +1,10 @@
-"""Backup storage into the ledger: the repository sizes a successful ``backup.run`` reports.
+"""Backup storage into the ledger: the repository sizes the agent reports.
 
-The agent measures each repository after the snapshot (``restic stats --mode raw-data``:
-the bytes its storage holds, after deduplication and compression) and reports them as
-``repository_size`` and ``offsite_size``; an older agent reports neither, and then there is
-simply no reading. Storage is priced by where the repository lives, its *kind*: restic's
-URL scheme.
+The agent measures each repository after a snapshot and after a prune (``restic stats
+--mode raw-data``: the bytes its storage holds, after deduplication and compression) and
+reports them as ``repository_size`` and ``offsite_size``; an older agent reports neither,
+and then there is simply no reading. Storage is priced by where the repository lives, its
+*kind*: restic's URL scheme.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from control_plane.servers.models import Server
 # restic's backends with a URL scheme (``s3:host/bucket``…); anything else is a local path.
 KINDS = ("s3", "b2", "gs", "azure", "sftp", "rest", "swift", "rclone")
 LOCAL = "local"
+MEASURED = ("backup.run", "backup.forget")  # the commands whose results carry the sizes
 
 
 def repository_kind(url: str) -> str:
@@ -32,17 +33,21 @@ def repository_kind(url: str) -> str:
 
 
 def sizes_by_kind(policy: BackupPolicy, result: dict[str, Any]) -> dict[str, int]:
-    """Bytes held per repository kind after the run: the primary's, plus the offsite copy's
-    when the run copied there (two repositories of one kind add up)."""
+    """Bytes held per repository kind: the primary's and the offsite copy's (two
+    repositories of one kind add up). A kind with a repository left unmeasured (an older
+    agent, restic could not tell) is left out: its last reading stands."""
     held: dict[str, int] = {}
+    unknown: set[str] = set()
     measured = [(policy.repository_url, result.get("repository_size"))]
-    if policy.offsite_url and result.get("offsite_copied"):
+    if policy.offsite_url:
         measured.append((policy.offsite_url, result.get("offsite_size")))
     for url, size in measured:
+        kind = repository_kind(url)
         if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
-            kind = repository_kind(url)
             held[kind] = held.get(kind, 0) + size
-    return held
+        else:
+            unknown.add(kind)
+    return {kind: size for kind, size in held.items() if kind not in unknown}
 
 
 async def record_backup(
@@ -52,9 +57,9 @@ async def record_backup(
     result: dict[str, Any],
     finished_at: datetime,
 ) -> int:
-    """The day's ``backup_storage`` readings from one successful run's result (a later run
-    the same day replaces them: the size is the repository's, not the run's); how many
-    changed."""
+    """The day's ``backup_storage`` readings from a successful ``backup.run`` or pruning
+    ``backup.forget`` (a later one the same day replaces them: the size is the
+    repository's, not the run's); how many changed."""
     changed = 0
     for kind, size in sizes_by_kind(policy, result).items():
         day = finished_at.date()

@@ -451,7 +451,9 @@ async def test_a_simulated_year_is_forgotten_exactly_as_the_policy_says(
     await asyncio.to_thread(make_all)
     keep = {"hourly": 3, "daily": 3, "weekly": 2, "monthly": 3}
     _, progress = recorder()
+    before = raw_data_size(repo)
     result = await backup.forget(root, payload(repo, keep=keep), progress)
+    assert result["repository_size"] == raw_data_size(repo) <= before  # measured after pruning
     listed = (await backup.snapshots(root, payload(repo), progress))["snapshots"]
     left = {
         datetime.fromisoformat(s["time"]).astimezone(UTC).replace(microsecond=0)

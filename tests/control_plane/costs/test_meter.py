@@ -5,6 +5,7 @@ where they live: tests/provisioning/test_workflow.py, tests/resize/test_resize.p
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,10 @@ from sqlalchemy import delete
 
 from agent.backup import commands as agent_backup
 from control_plane.backups import schedule
+from control_plane.backups import service as backups
+from control_plane.backups.models import BackupPolicy
 from control_plane.costs import meter
-from control_plane.costs.backup_storage import repository_kind
+from control_plane.costs.backup_storage import repository_kind, sizes_by_kind
 from control_plane.costs.jobs import MeteringJob, meter_all
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
@@ -72,6 +75,18 @@ def test_the_repository_kind_is_restics_url_scheme() -> None:
         ("/srv/odd:name", "local"),
     ):
         assert repository_kind(url) == kind, url
+
+
+def test_sizes_add_up_per_kind_and_a_kind_not_fully_measured_is_left_out() -> None:
+    both_s3 = BackupPolicy(repository_url="s3:h/a", offsite_url="s3:h/b")
+    mixed = BackupPolicy(repository_url="/srv/r", offsite_url="b2:bucket:mf")
+    measured = {"repository_size": 100, "offsite_size": 40}
+    assert sizes_by_kind(both_s3, measured) == {"s3": 140}
+    assert sizes_by_kind(mixed, measured) == {"local": 100, "b2": 40}
+    primary_only = {"repository_size": 100}  # the offsite could not be measured
+    assert sizes_by_kind(both_s3, primary_only) == {}
+    assert sizes_by_kind(mixed, primary_only) == {"local": 100}
+    assert sizes_by_kind(mixed, {"repository_size": True, "offsite_size": -1}) == {}
 
 
 async def test_a_resize_ends_one_span_and_starts_the_next_at_the_same_instant(
@@ -150,6 +165,26 @@ async def test_a_backup_records_the_repository_size_restic_measures(
         assert await schedule.absorb_finished(session) >= 2
     today = utcnow().date()
     assert await readings_of(db, server_id) == {("backup_storage", "local", today): measured}
+
+    # A mailbox goes, a second snapshot, then forget + prune: the repository shrinks, and
+    # the pruning's measurement replaces the day's reading.
+    shutil.rmtree(root / "mailu" / "mail" / "user1@example.net")
+    await agent_backup.run(root, agent_payload(repo), progress)
+    keep = {"last": 1}
+    pruned = await agent_backup.forget(root, agent_payload(repo, keep=keep), progress)
+    assert pruned["pruned"] is True and pruned["repository_size"] == raw_data_size(repo)
+    assert 0 < pruned["repository_size"] < measured
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(server_id))
+        policy = await backups.require_policy(session, server) if server else None
+        assert server is not None and policy is not None
+        forget = await backups.queue(session, server, policy, "backup.forget", keep=keep)
+    await report(db, server_id, str(forget.id), pruned)
+    async with db.session() as session:
+        assert await schedule.absorb_finished(session) >= 1
+    assert await readings_of(db, server_id) == {
+        ("backup_storage", "local", today): pruned["repository_size"]
+    }
 
 
 async def rollup(server: Server, day_offset: int, minute: int, rate: float, count: int) -> Any:
