@@ -9,10 +9,11 @@ now, so what is held now and what it will cost follow one rule.
 from __future__ import annotations
 
 import calendar
+import functools
 import itertools
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -75,8 +76,13 @@ def next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
+@functools.cache
+def _days_of(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
 def month_days(day: date) -> int:
-    return calendar.monthrange(day.year, day.month)[1]
+    return _days_of(day.year, day.month)
 
 
 def _us(delta: timedelta) -> int:
@@ -93,6 +99,7 @@ class Prices:
         self.book = book
         self._integrals: dict[tuple[str, str, str, datetime, datetime], tuple[Decimal, int, str]]
         self._integrals = {}
+        self._plans: dict[tuple[str, str, datetime], PricePeriod | None] = {}
 
     def segments(
         self, provider: str, kind: str, item: str, lo: datetime, hi: datetime
@@ -148,10 +155,17 @@ class Prices:
         return found
 
     def plan_at(self, provider: str, plan: str, at: datetime) -> PricePeriod | None:
-        for p in periods(self.book, provider, "plan", plan):
-            if p.start <= at < (p.end or NEVER):
-                return p
-        return None
+        key = (provider, plan, at)
+        if key not in self._plans:
+            self._plans[key] = next(
+                (
+                    p
+                    for p in periods(self.book, provider, "plan", plan)
+                    if p.start <= at < (p.end or NEVER)
+                ),
+                None,
+            )
+        return self._plans[key]
 
 
 Emit = Callable[[CostLine], None]
@@ -179,15 +193,18 @@ class Rater:
         unit: str,
         priced: bool,
     ) -> None:
-        if ref.workspace_id is not None:
-            parts: Iterable[tuple[uuid.UUID | None, Decimal, Decimal]] = (
-                (ref.workspace_id, amount, quantity),
-            )
-        else:
-            weights = self.ledger.shares.get(
-                (ref.server_id, day, self.cost_split.get(ref.tenant_id, "mailboxes"))
-            )
-            parts = split(amount, quantity, weights)
+        if ref.workspace_id is not None:  # the common case, made directly
+            self.lines.append(
+                CostLine(
+                    day, ref.tenant_id, ref.workspace_id, ref.server_id, ref.server_name,
+                    ref.provider, resource, item, currency, amount, quantity, unit, priced,
+                )
+            )  # fmt: skip
+            return
+        weights = self.ledger.shares.get(
+            (ref.server_id, day, self.cost_split.get(ref.tenant_id, "mailboxes"))
+        )
+        parts = split(amount, quantity, weights)
         append = self.lines.append
         for workspace, share, qty in parts:
             append(
@@ -211,7 +228,9 @@ class Rater:
                 end = start + DAY
                 us = _us(min(b, end) - max(a, start))
                 day = start.date()
-                amount = ZERO if p is None else p.amount * us / (month_days(day) * DAY_US)
+                amount = (
+                    ZERO if p is None else p.amount * us / (_days_of(day.year, day.month) * DAY_US)
+                )
                 self._emit(
                     ref,
                     day,
@@ -255,13 +274,11 @@ class Rater:
                 r.provider, "backup_storage", r.item, a, b
             )
             gb = r.quantity / GB
-            per = month_days(r.day) * DAY_US
             priced_us = _us(b - a) - unpriced
             if priced_us:
-                self._emit(
-                    r, r.day, r.resource, r.item, currency, gb * total / per,
-                    gb * priced_us / DAY_US, "gb-day", True,
-                )  # fmt: skip
+                amount = r.quantity * total / (GB * month_days(r.day) * DAY_US)
+                quantity = gb if priced_us == DAY_US else gb * priced_us / DAY_US
+                self._emit(r, r.day, r.resource, r.item, currency, amount, quantity, "gb-day", True)
             if unpriced:
                 self._emit(
                     r, r.day, r.resource, r.item, currency, ZERO, gb * unpriced / DAY_US,
@@ -304,8 +321,8 @@ class Rater:
             (s for s in plans if s.started_at < end), key=lambda s: s.started_at, default=None
         )
         price = None if plan is None else self.prices.plan_at(r.provider, plan.item, end - MICRO)
-        currency = self.prices.currency(r.provider, "bandwidth", "")
         if price is None:  # the allowance is unknown: unpriced
+            currency = self.prices.currency(r.provider, "bandwidth", "")
             self._emit(r, r.day, "bandwidth", "", currency, ZERO, r.quantity / GB, "gb", False)
             return
         if price.included_gb is None:

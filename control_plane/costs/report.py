@@ -131,9 +131,10 @@ async def cost_report(
     future = project(loaded, hi, month_end, workspace_id) if hi < month_end else []
     markups = await _markups(session, {line.workspace_id for line in lines})
     fraction = month_fraction(start, hi)
-    groups = _groups(lines, group_by, markups, fraction)
-    totals = _totals(lines, markups, fraction)
-    idle = _totals([line for line in lines if line.workspace_id is None], {}, fraction)
+    by_workspace = _billed_by_workspace(lines, markups, fraction)
+    groups = _groups(lines, group_by, markups, by_workspace)
+    totals = _totals(by_workspace)
+    idle = _totals({k: v for k, v in by_workspace.items() if k[0] is None})
     return CostReport(
         start=start,
         end=hi,
@@ -202,7 +203,7 @@ async def _markups(
 
 def _billed_by_workspace(
     lines: list[CostLine], markups: dict[uuid.UUID | None, Markup], fraction: Decimal
-) -> dict[tuple[uuid.UUID | None, str], tuple[Decimal, Decimal, bool]]:
+) -> ByWorkspace:
     """Per (workspace, currency): cost, billed (idle: nothing billed), any unpriced."""
     sums: dict[tuple[uuid.UUID | None, str], _Sum] = defaultdict(_Sum)
     for line in lines:
@@ -228,13 +229,12 @@ def _rounded(sums: dict[tuple[str, str], _Sum]) -> dict[tuple[str, str], tuple[D
     return out
 
 
-def _totals(
-    lines: list[CostLine], markups: dict[uuid.UUID | None, Markup], fraction: Decimal
-) -> list[Total]:
+ByWorkspace = dict[tuple[uuid.UUID | None, str], tuple[Decimal, Decimal, bool]]
+
+
+def _totals(by_workspace: ByWorkspace) -> list[Total]:
     per: dict[str, _Sum] = defaultdict(_Sum)
-    for (_, currency), (cost, bill, unpriced) in _billed_by_workspace(
-        lines, markups, fraction
-    ).items():
+    for (_, currency), (cost, bill, unpriced) in by_workspace.items():
         s = per[currency]
         s.cost += cost
         s.billed += bill
@@ -249,14 +249,12 @@ def _groups(
     lines: list[CostLine],
     group_by: str,
     markups: dict[uuid.UUID | None, Markup],
-    fraction: Decimal,
+    by_workspace: ByWorkspace,
 ) -> list[Group]:
     sums: dict[tuple[str, str], _Sum] = defaultdict(_Sum)
     names: dict[str, str] = {}
     if group_by == "workspace":
-        for (workspace, currency), (cost, bill, unpriced) in _billed_by_workspace(
-            lines, markups, fraction
-        ).items():
+        for (workspace, currency), (cost, bill, unpriced) in by_workspace.items():
             key = IDLE_KEY if workspace is None else str(workspace)
             names[key] = markups.get(workspace, ("(deleted workspace)", None, None))[0]
             sums[(key, currency)] = _Sum(cost, bill, unpriced)

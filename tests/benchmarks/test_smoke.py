@@ -148,3 +148,11 @@ def test_usage_query_harness(tmp_path: Path) -> None:
         assert abs(size["points"] - 3 * 90 * 24) <= 3  # an hour may turn during the run
         assert 0 < size["read_series_ms"]["p50"] <= size["read_series_ms"]["p99"]
         assert size["usage_route_ms"]["p50"] > 0
+
+
+def test_costs_harness(tmp_path: Path) -> None:
+    result = run_benchmark("costs", tmp_path, "--smoke")
+    assert (result["servers"], result["workspaces"]) == (10, 4)
+    assert result["spans"] >= 20 and result["readings"] > 10 * 30
+    assert 0 < result["report_seconds"]["p50"] <= result["report_seconds"]["p99"]
+    assert float(result["projected"]) >= float(result["month_to_date"]) > 0
