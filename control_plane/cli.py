@@ -684,6 +684,7 @@ def cell_text(value: object) -> str:
 def _domain_commands() -> None:
     """Commands kept with their domains (they use the helpers above, so they come last)."""
     from control_plane.alerts.cli import channel_app
+    from control_plane.costs.cli import costs
     from control_plane.health.cli import server_health
     from control_plane.incidents.cli import incident_app, silence_app
     from control_plane.ips.cli import ip_app
@@ -700,6 +701,7 @@ def _domain_commands() -> None:
     app.add_typer(channel_app, name="alert-channel")
     app.add_typer(ip_app, name="ip")
     app.add_typer(switch_app, name="ip-switch")
+    app.command("costs")(costs)
 
 
 _domain_commands()

@@ -1,0 +1,50 @@
+"""``mailfleet costs``: the real CLI on the test database prints the CSV the API streams,
+a table with the month's projection, and one line for bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from control_plane.db.engine import Database
+from tests.conftest import MakeTenant
+from tests.control_plane.cli_fixtures import env, one_line_error
+from tests.costs.scenario import play_month
+from tests.support.processes import run_cli
+
+# Real CLI processes (about a second each): once, on PostgreSQL; the report is tested on
+# both backends in process.
+pytestmark = pytest.mark.postgres_only
+
+__all__ = ["env"]  # a fixture, used by name
+NOVEMBER = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+
+
+async def test_costs_cli(
+    env: dict[str, str], client: httpx.AsyncClient, db: Database, make_tenant: MakeTenant
+) -> None:
+    tenant = await make_tenant()
+    month = await play_month(db, uuid.UUID(tenant.id))
+    scope = ("--tenant", tenant.id, "--month", "2026-11")
+
+    exported = run_cli("costs", *scope, "--format", "csv", env=env)
+    assert exported.returncode == 0, exported.stderr
+    api = await client.get(
+        "/api/v1/costs", params={**NOVEMBER, "format": "csv"}, headers=tenant.headers
+    )
+    assert exported.stdout == api.text and "idle / unallocated" in api.text
+
+    table = run_cli(
+        "costs", *scope, "--workspace", "A", "--group-by", "server", env={**env, "COLUMNS": "200"}
+    )
+    assert table.returncode == 0, table.stderr
+    assert f"s1-{month.provider}" in table.stdout and "projected to month end" in table.stdout
+    body = json.loads(run_cli("costs", *scope, "--format", "json", env=env).stdout)
+    assert body["workspace_id"] is None and body["month"] == "2026-11-01"
+
+    one_line_error(run_cli("costs", "--month", "November", env=env), 2, "--month")
+    one_line_error(run_cli("costs", "--group-by", "planet", env=env), 2, "--group-by")
+    one_line_error(run_cli("costs", *scope, "--workspace", "nobody", env=env), 2, "workspace")
