@@ -296,6 +296,7 @@ class Rater:
                 by_server[r.server_id].append(r)
         plans = self._plans()
         for server_id, readings in by_server.items():
+            floor = self._least_allowance(readings[0].provider, plans.get(server_id, []))
             readings.sort(key=lambda r: r.day)
             month: date | None = None
             total = 0
@@ -304,9 +305,21 @@ class Rater:
                     month = month_start(r.day)
                     total = (carry or {}).get(server_id, 0)
                 before, total = total, total + r.quantity
-                if r.day < first or not r.quantity:
-                    continue
+                if r.day < first or not r.quantity or (floor is not None and total <= floor):
+                    continue  # within every allowance the server's plans have
                 self._overage(r, plans.get(server_id, []), before, total)
+
+    def _least_allowance(self, provider: str, plans: list[Span]) -> int | None:
+        """The smallest allowance (bytes) of any price of the server's plans; None when one
+        is unpriced or unmetered (each day must be looked at)."""
+        least: int | None = None
+        for span in plans:
+            found = periods(self.prices.book, provider, "plan", span.item)
+            if not found or any(p.included_gb is None for p in found):
+                return None
+            low = min(p.included_gb or 0 for p in found) * 1_000_000_000
+            least = low if least is None else min(least, low)
+        return least
 
     def _plans(self) -> dict[uuid.UUID, list[Span]]:
         plans: dict[uuid.UUID, list[Span]] = defaultdict(list)

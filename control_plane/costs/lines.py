@@ -8,11 +8,12 @@ from datetime import date
 from decimal import Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CostLine:
     """What one resource of one server cost one workspace on one UTC day (unrounded).
     ``priced`` False: no price was known for it, so ``amount`` is 0 and reports say
-    "unpriced" rather than free."""
+    "unpriced" rather than free. Not frozen: a month is ~70 lines a server, and a frozen
+    dataclass is several times slower to make (treat lines as read-only)."""
 
     day: date
     tenant_id: uuid.UUID
