@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from control_plane.db.engine import Database
+from tests.control_plane.costs.ledger import spans_of
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, vault_secret, wait_gone, wait_state
 from tests.fakes import docker_cli
@@ -251,6 +252,12 @@ async def test_a_control_plane_killed_in_any_step_finishes_exactly_once(
     assert [(ip["address"], ip["role"]) for ip in ips] == [(ready["ipv4"], "sending")]
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     await loop.run_in_executor(None, wait_gone, plane, server["id"])
+    # Billed once whatever the crash: one span of its plan, one of its address, both ended
+    # by the deprovisioning (the ledger outlives the row).
+    spans = await spans_of(db, server["id"])
+    held = [(s.resource, s.item) for s in spans]
+    assert held == [("server", ready["plan"]), ("ip", ready["ipv4"])], held
+    assert all(s.ended_at is not None for s in spans)
 
 
 async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
