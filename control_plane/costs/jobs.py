@@ -14,8 +14,9 @@ that arrived late completes it):
 
 Then a safety net for the hooks (``meter`` is called where servers are created, resized,
 terminated, and addresses assigned or released): a metered server with an instance and no
-open span gets one from now, an open span of a server or address that is gone ends now;
-each is logged as a warning, since it means a hook was missed.
+open span gets one from now, one whose open span names another plan moves to its plan now,
+an open span of a server or address that is gone ends now; each is logged as a warning,
+since it means a hook was missed.
 
 A re-run over the same data changes nothing and returns 0.
 """
@@ -214,6 +215,20 @@ async def reconcile_spans(session: AsyncSession, now: datetime) -> int:
     for server in unmetered:
         log.warning("metering: server %s had no open span; opened at %s", server.id, now)
         await meter.open_span(session, server, "server", server.plan or "", now)
+        changed += 1
+    other_plan = await session.scalars(
+        select(Server)
+        .join(MeterSpan, MeterSpan.server_id == Server.id)
+        .where(
+            MeterSpan.resource == "server",
+            MeterSpan.ended_at.is_(None),
+            MeterSpan.item != Server.plan,
+            Server.state != "deprovisioning",
+        )
+    )
+    for server in other_plan.unique():
+        log.warning("metering: server %s is on %s, its span was not", server.id, server.plan)
+        await meter.change_plan(session, server, server.plan or "", now)
         changed += 1
     live_ip = exists().where(
         IpAddress.server_id == MeterSpan.server_id,

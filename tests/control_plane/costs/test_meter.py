@@ -284,6 +284,11 @@ async def test_the_safety_net_opens_missed_spans_and_ends_those_of_servers_gone(
         db, tenant, name=f"leaving-{uuid.uuid4().hex[:6]}", provider="hostwinds", plan="12",
         instance_id="i-leaving", state="deprovisioning",
     )  # fmt: skip
+    moved = await metered_server(db, tenant)  # its span says 12
+    async with db.session() as session:
+        row = await session.get(Server, moved.id)
+        assert row is not None
+        row.plan = "15"  # as if a resize had been recorded without its hook
     gone = await metered_server(db, tenant)
     (address,) = fresh_addresses(1)
     async with db.session() as session:
@@ -291,7 +296,7 @@ async def test_the_safety_net_opens_missed_spans_and_ends_those_of_servers_gone(
         await session.execute(delete(Server).where(Server.id == gone.id))  # no hook ran
     now = utcnow()
     async with db.session() as session:
-        assert await meter_all(session, now) >= 3
+        assert await meter_all(session, now) >= 4
     (opened,) = await spans_of(db, missed.id)
     assert (opened.resource, opened.item, opened.started_at, opened.ended_at) == (
         "server",
@@ -300,6 +305,8 @@ async def test_the_safety_net_opens_missed_spans_and_ends_those_of_servers_gone(
         None,
     )
     assert await spans_of(db, leaving.id) == []  # terminated, or about to be
+    replanned = [(s.item, s.ended_at) for s in await spans_of(db, moved.id)]
+    assert replanned == [("12", now), ("15", None)]
     ended = await spans_of(db, gone.id)
     assert {(s.resource, s.ended_at) for s in ended} == {("server", now), ("ip", now)}
     async with db.session() as session:
