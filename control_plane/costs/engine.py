@@ -29,6 +29,7 @@ HOUR_US = Decimal(3_600_000_000)
 GB = Decimal(1_000_000_000)
 ZERO = Decimal(0)
 NEVER = datetime.max.replace(tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)  # not frozen: made by the ten thousand, frozen is slower
@@ -97,7 +98,7 @@ class Prices:
 
     def __init__(self, book: PriceBook) -> None:
         self.book = book
-        self._integrals: dict[tuple[str, str, str, datetime, datetime], tuple[Decimal, int, str]]
+        self._integrals: dict[tuple[str, str, str, int, int], tuple[Decimal, int, str]]
         self._integrals = {}
         self._plans: dict[tuple[str, str, datetime], PricePeriod | None] = {}
 
@@ -140,7 +141,8 @@ class Prices:
         self, provider: str, kind: str, item: str, lo: datetime, hi: datetime
     ) -> tuple[Decimal, int, str]:
         """Σ price × microseconds over [lo, hi), the unpriced microseconds, the currency."""
-        key = (provider, kind, item, lo, hi)
+        # Integers, not the instants: an aware datetime's hash asks its zone for the offset.
+        key = (provider, kind, item, _us(lo - EPOCH), _us(hi - EPOCH))
         found = self._integrals.get(key)
         if found is None:
             total, unpriced, currency = ZERO, 0, ""

@@ -98,7 +98,7 @@ async def load(
     ledger = Ledger(spans=[Span(*row) for row in await session.execute(spans)])
     meta = {s.server_id: (s.tenant_id, s.server_name, s.provider) for s in ledger.spans}
     rows = (await session.execute(readings)).all()
-    missing = {row.server_id for row in rows if row.server_id not in meta}
+    missing = {s for s in {row[0] for row in rows} if s not in meta}
     if missing:
         found = await session.execute(
             select(*_META_COLUMNS).distinct().where(MeterReading.server_id.in_(missing))
