@@ -16,7 +16,7 @@ async def test_admin_creates_reads_renames_and_deletes_a_tenant(
     assert created.status_code == 201
     tenant = created.json()
     assert tenant["name"] == "Globex"
-    assert set(tenant) == {"id", "name", "created_at", "updated_at"}
+    assert set(tenant) == {"id", "name", "cost_split", "created_at", "updated_at"}
 
     fetched = await client.get(f"/api/v1/tenants/{tenant['id']}", headers=admin_headers)
     assert fetched.json() == tenant
