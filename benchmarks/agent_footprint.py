@@ -35,6 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_out_argument(parser, "agent_footprint")
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--settle", type=float, default=5.0, help="seconds after enrollment before sampling"
+    )
     args = parser.parse_args()
     shipped = {
         "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": "10",
@@ -50,7 +53,7 @@ def main() -> None:
                 plane.wait_status(server_id, "online", timeout=60)
                 assert agent.process is not None
                 proc = psutil.Process(agent.process.process.pid)
-                time.sleep(5)  # past enrollment and the first batch
+                time.sleep(args.settle)  # past enrollment and the first batch
                 cpu_start, wall_start = proc.cpu_times(), time.monotonic()
                 rss: list[float] = []
                 deadline = wall_start + args.seconds

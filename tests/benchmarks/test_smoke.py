@@ -106,7 +106,7 @@ def test_health_sweep_notification_latency(tmp_path: Path) -> None:
 
 
 def test_agent_footprint_harness(tmp_path: Path) -> None:
-    result = run_benchmark("agent_footprint", tmp_path, "--seconds", "2")
+    result = run_benchmark("agent_footprint", tmp_path, "--seconds", "2", "--settle", "0")
     assert result["rss_mb"]["max"] > 10
     assert result["cpu_percent_of_one_core"]["mean"] >= 0
 
