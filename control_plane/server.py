@@ -20,6 +20,7 @@ from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
 from control_plane.capacity.jobs import ForecastJob
 from control_plane.commands import handlers
+from control_plane.costs.catalog import PriceRefreshJob
 from control_plane.costs.jobs import MeteringJob
 from control_plane.db import migrate
 from control_plane.db.base import utcnow
@@ -146,7 +147,9 @@ async def _serve_api(
     return 0 if server.started else 1
 
 
-def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
+def periodic_jobs(
+    db: Database, vault: Vault, settings: Settings, providers: ProviderRegistry
+) -> list[Job]:
     return [
         Job("dkim-rotation", lambda session: dkim.advance_rotations(session, vault)),
         Job("backup-results", schedule.absorb_finished),
@@ -173,6 +176,7 @@ def periodic_jobs(db: Database, vault: Vault, settings: Settings) -> list[Job]:
         Job("mail-stats", mail_stats_schedule.job(settings)),
         Job("forecast-checks", ForecastJob(settings)),
         Job("metrics-maintenance", MaintenanceJob(settings, ran=True)),
+        Job("price-refresh", PriceRefreshJob(settings, providers)),  # first round: at start
         Job("cost-metering", MeteringJob(settings)),
     ]
 
@@ -235,7 +239,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                 resize_task = asyncio.create_task(resizes.run())
                 periodic = PeriodicJobs(
                     db,
-                    periodic_jobs(db, vault, settings),
+                    periodic_jobs(db, vault, settings, providers),
                     settings.periodic_seconds,
                     handlers.wake,
                 )

@@ -6,7 +6,9 @@ the next from its date, so rating any past day uses the price of that day.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,10 +17,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.costs.models import Price
-from control_plane.errors import InvalidInput
+from control_plane.errors import Conflict, InvalidInput
 
 KINDS = ("plan", "ip", "backup_storage", "bandwidth")
+SOURCES = ("provider", "setting", "admin")
 ANY_PROVIDER = "*"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 @dataclass(frozen=True)
@@ -46,23 +50,15 @@ async def set_price(
 ) -> Price | None:
     """``amount`` from ``effective_from`` on: the entry current then is closed at that
     instant and later ones (a price set ahead) are left alone. Setting what is already the
-    price changes nothing (None)."""
+    price changes nothing (None); another price starting at that very instant is a
+    Conflict."""
     if kind not in KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="body.kind")
-    if amount < 0 or not amount.is_finite():
+    if not amount.is_finite() or amount < 0:
         raise InvalidInput("a price is zero or more", field="body.amount")
-    current = await session.scalar(
-        select(Price)
-        .where(
-            Price.provider == provider,
-            Price.kind == kind,
-            Price.item == item,
-            Price.effective_from <= effective_from,
-            or_(Price.effective_to.is_(None), Price.effective_to > effective_from),
-        )
-        .order_by(Price.effective_from.desc())
-        .limit(1)
-    )
+    if not _CURRENCY.match(currency):
+        raise InvalidInput("a currency is 3 capital letters (ISO 4217)", field="body.currency")
+    current = await price_at(session, provider, kind, item, effective_from)
     if (
         current is not None
         and current.amount == amount
@@ -83,9 +79,7 @@ async def set_price(
     )
     if current is not None:
         if current.effective_from == effective_from:
-            raise InvalidInput(
-                "a price already starts at that instant", field="body.effective_from"
-            )
+            raise Conflict("a price already starts at that instant", field="body.effective_from")
         current.effective_to = effective_from
     price = Price(
         provider=provider,
@@ -101,6 +95,45 @@ async def set_price(
     session.add(price)
     await session.flush()
     return price
+
+
+async def price_at(
+    session: AsyncSession, provider: str, kind: str, item: str, at: datetime
+) -> Price | None:
+    """The entry in force at ``at`` (the provider's own, not the ``*`` fallback)."""
+    return await session.scalar(
+        select(Price)
+        .where(
+            Price.provider == provider,
+            Price.kind == kind,
+            Price.item == item,
+            Price.effective_from <= at,
+            or_(Price.effective_to.is_(None), Price.effective_to > at),
+        )
+        .order_by(Price.effective_from.desc())
+        .limit(1)
+    )
+
+
+async def list_prices(
+    session: AsyncSession,
+    *,
+    at: datetime | None,
+    provider: str | None = None,
+    kind: str | None = None,
+) -> Sequence[Price]:
+    """The catalog in force at ``at``, or (``at`` None) every entry ever, oldest first."""
+    stmt = select(Price).order_by(Price.provider, Price.kind, Price.item, Price.effective_from)
+    if at is not None:
+        stmt = stmt.where(
+            Price.effective_from <= at,
+            or_(Price.effective_to.is_(None), Price.effective_to > at),
+        )
+    if provider is not None:
+        stmt = stmt.where(Price.provider == provider)
+    if kind is not None:
+        stmt = stmt.where(Price.kind == kind)
+    return (await session.scalars(stmt)).all()
 
 
 PriceBook = dict[tuple[str, str, str], list[PricePeriod]]
