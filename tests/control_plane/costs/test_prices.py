@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -147,3 +148,24 @@ async def test_routes(
     assert refresh.status_code == 403
     refresh = await client.post("/api/v1/prices/refresh", headers=admin_headers)
     assert refresh.status_code == 200 and refresh.json()["failed"] == []
+
+
+async def test_periodic_job_fetches_apart_then_records(
+    db: Database, vault: Vault, settings: Settings
+) -> None:
+    quick = settings.model_copy(
+        update={"price_refresh_interval_seconds": 1.0, "ip_monthly_price": Decimal("6.25")}
+    )
+    providers = ProviderRegistry(quick, vault)
+    job = catalog.PriceRefreshJob(quick, providers)
+    try:
+        assert await db.transact(job) == 0  # the first round starts the fetch
+        deadline = asyncio.get_running_loop().time() + 10
+        while (recorded := await db.transact(job)) == 0:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        assert recorded >= 1
+        assert (await current(db, "*", "ip"))[""].amount == Decimal("6.25")
+        assert await db.transact(job) == 0  # not due again within the interval
+    finally:
+        await providers.aclose()
