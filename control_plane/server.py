@@ -20,6 +20,7 @@ from control_plane.api_keys.service import issue_key, live_admin_key
 from control_plane.backups import recovery, schedule, workspace
 from control_plane.capacity.jobs import ForecastJob
 from control_plane.commands import handlers
+from control_plane.costs.budget_checks import BudgetJob
 from control_plane.costs.catalog import PriceRefreshJob
 from control_plane.costs.jobs import MeteringJob
 from control_plane.db import migrate
@@ -175,6 +176,7 @@ def periodic_jobs(
         Job("dnsbl-history", dnsbl.cleanup_job(settings)),
         Job("mail-stats", mail_stats_schedule.job(settings)),
         Job("forecast-checks", ForecastJob(settings)),
+        Job("budget-checks", BudgetJob(settings)),
         Job("metrics-maintenance", MaintenanceJob(settings, ran=True)),
         Job("price-refresh", PriceRefreshJob(settings, providers)),  # first round: at start
         Job("cost-metering", MeteringJob(settings)),

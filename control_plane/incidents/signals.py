@@ -1,7 +1,8 @@
 """What a watcher tells the incident machinery: one subject's check is ok, failing or unknown.
 
 Health checks send them for servers; later features (IP listings, budgets, forecasts) send
-them for IPs, domains and workspaces, and get the same incidents, grouping and escalation.
+them for IPs, domains, workspaces and tenants (budgets), and get the same incidents, grouping
+and escalation.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-SubjectKind = Literal["server", "ip", "domain", "workspace"]
+SubjectKind = Literal["server", "ip", "domain", "workspace", "tenant"]
 
 
 @dataclass(frozen=True)
