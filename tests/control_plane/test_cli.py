@@ -16,6 +16,7 @@ from control_plane.db import migrate
 from control_plane.db.engine import Database
 from control_plane.servers.models import Server
 from control_plane.vault.pki import AgentPki
+from tests.conftest import MakeTenant
 from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
 
@@ -209,10 +210,10 @@ async def test_listings_print_whole_ids_and_json(
         (("--mail-stack", "none", "--provider", "nimbus"), "--provider: unknown provider 'nimbus'"),
     ],
 )
-def test_server_create_errors_name_the_flags(
-    vault_env: dict[str, str], args: tuple[str, ...], message: str
+async def test_server_create_errors_name_the_flags(
+    vault_env: dict[str, str], make_tenant: MakeTenant, args: tuple[str, ...], message: str
 ) -> None:
-    tenant = run_cli("tenant", "create", f"flags-{uuid.uuid4()}", env=vault_env).stdout.strip()
+    tenant = (await make_tenant()).id  # in process: `tenant create` has CLI tests of its own
     result = run_cli("server", "create", "mx1", "--tenant", tenant, *args, env=vault_env)
     assert result.returncode == 2
     lines = result.stderr.splitlines()
