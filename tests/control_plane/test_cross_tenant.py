@@ -154,6 +154,12 @@ async def objects_of(
     incidents = await walk_objects(client, tenant.id, tenant.headers, server.json()["id"])
     alerts = await alert_objects(client, tenant.headers)
     delisting = await dnsbl_objects(client, tenant.headers, ip.json()["address"])
+    budget = await client.post(
+        "/api/v1/budgets",
+        json={"workspace_id": ws.json()["id"], "amount": "100.00", "currency": "USD"},
+        headers=tenant.headers,
+    )
+    assert budget.status_code == 201, budget.text
     audit = await client.get("/api/v1/audit-events", headers=tenant.headers)
     assert audit.status_code == 200 and audit.json()["items"], audit.text
     return {
@@ -170,6 +176,7 @@ async def objects_of(
         "ip": ip.json()["address"],
         "switch_id": switch.json()["id"],
         "resize_id": await a_finished_resize(db, tenant.id, server.json()["id"]),
+        "budget_id": budget.json()["id"],
         **alerts,
         **incidents,
         **delisting,
