@@ -20,6 +20,7 @@ from control_plane.mail.schemas import (
     DkimRecordOut,
     DomainCreate,
     DomainOut,
+    DomainUpdate,
     MailboxCreate,
     MailboxOut,
     MailboxUpdate,
@@ -36,6 +37,7 @@ async def domain_out(session: AsyncSession, domain: MailDomain) -> DomainOut:
         id=domain.id,
         tenant_id=domain.tenant_id,
         server_id=domain.server_id,
+        workspace_id=domain.workspace_id,
         name=domain.name,
         dkim_selector=server.dkim_selector or "",
         dkim_records=[
@@ -110,6 +112,16 @@ async def list_domains(
 async def get_domain(domain_id: uuid.UUID, ctx: Ctx) -> DomainOut:
     async with ctx.session() as session:
         return await domain_out(session, await service.get_domain(session, domain_id))
+
+
+@router.patch("/{domain_id}")
+async def update_domain(domain_id: uuid.UUID, body: DomainUpdate, ctx: Ctx) -> DomainOut:
+    """Move the domain to another workspace of its tenant (its share of a shared server's
+    cost goes with it)."""
+    async with ctx.session() as session:
+        domain = await service.get_domain(session, domain_id)
+        await service.set_domain_workspace(session, domain, body.workspace_id)
+        return await domain_out(session, domain)
 
 
 @router.delete("/{domain_id}", status_code=status.HTTP_204_NO_CONTENT)

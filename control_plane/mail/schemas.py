@@ -27,6 +27,21 @@ class DomainCreate(RequestModel):
         description="The mail domain; internationalised names are stored in IDNA form.",
     )
     server_id: uuid.UUID = Field(description="The MailU server the domain lives on.")
+    workspace_id: uuid.UUID | None = Field(
+        default=None,
+        description="Whose domain it is (a shared server's cost is split by it); default: "
+        "the server's workspace.",
+    )
+
+
+class DomainUpdate(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"workspace_id": "01a20000-0000-7000-8000-000000000001"}]}
+    )
+
+    workspace_id: uuid.UUID | None = Field(
+        description="A workspace of the domain's tenant, or null for none."
+    )
 
 
 DkimRole = Literal["signing", "next", "retiring"]
@@ -46,6 +61,7 @@ class DomainOut(ResponseModel):
     id: uuid.UUID
     tenant_id: uuid.UUID
     server_id: uuid.UUID
+    workspace_id: uuid.UUID | None = Field(description="Whose domain it is, for cost.")
     name: str
     dkim_selector: str = Field(description="The selector MailU signs this domain's mail with.")
     dkim_records: list[DkimRecordOut] = Field(

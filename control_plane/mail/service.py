@@ -36,6 +36,7 @@ from control_plane.mail.schemas import (
 )
 from control_plane.servers.models import Server
 from control_plane.vault.client import Vault, secret_path
+from control_plane.workspaces.models import Workspace
 
 COMMAND_SECONDS = 120.0
 PENDING = ("queued", "sent", "running")
@@ -68,12 +69,40 @@ async def create_domain(session: AsyncSession, vault: Vault, data: DomainCreate)
     server = await get_by_id(session, Server, data.server_id, "server", field="body.server_id")
     if server.mail_stack != "mailu":
         raise Conflict(f"server {server.id} runs no mail stack", field="body.server_id")
+    workspace_id = server.workspace_id
+    if data.workspace_id is not None:
+        workspace_id = await workspace_of(session, server.tenant_id, data.workspace_id)
     server.dkim_selector = server.dkim_selector or dkim.default_selector(utcnow())
-    domain = MailDomain(tenant_id=server.tenant_id, server_id=server.id, name=name)
+    domain = MailDomain(
+        tenant_id=server.tenant_id, server_id=server.id, workspace_id=workspace_id, name=name
+    )
     session.add(domain)
     await flush_unique(session, "body.name", f"the domain {name} is already managed")
     for selector in dkim.live_selectors(server):
         await dkim.add_key(session, vault, server, domain, selector)
+    await session.flush()
+    return domain
+
+
+async def workspace_of(
+    session: AsyncSession, tenant_id: uuid.UUID, workspace_id: uuid.UUID
+) -> uuid.UUID:
+    """``workspace_id`` when it is a workspace of ``tenant_id`` (else 404 naming it)."""
+    found = await session.scalar(
+        select(Workspace.id).where(Workspace.id == workspace_id, Workspace.tenant_id == tenant_id)
+    )
+    if found is None:
+        raise NotFound("workspace", workspace_id, field="body.workspace_id")
+    return found
+
+
+async def set_domain_workspace(
+    session: AsyncSession, domain: MailDomain, workspace_id: uuid.UUID | None
+) -> MailDomain:
+    """Move the domain to another workspace of its tenant (or to none)."""
+    if workspace_id is not None:
+        workspace_id = await workspace_of(session, domain.tenant_id, workspace_id)
+    domain.workspace_id = workspace_id
     await session.flush()
     return domain
 

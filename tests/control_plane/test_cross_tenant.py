@@ -273,3 +273,18 @@ async def test_lists_and_creates_never_cross_tenants(
                 path, json={**body, "tenant_id": victim.id}, headers=intruder.headers
             )
             assert response.status_code == 404, (path, response.text)
+    # nor may the intruder put a domain of its own in the victim's workspace
+    mine = await client.post(
+        "/api/v1/servers",
+        json={"name": "intruder-mail", "provider": "manual",
+              "mail_hostname": f"mx.i{intruder.id[-12:]}.example"},
+        headers=intruder.headers,
+    )  # fmt: skip
+    assert mine.status_code == 201, mine.text
+    domain = await client.post(
+        "/api/v1/domains",
+        json={"name": f"intruder-{intruder.id[-12:]}.example", "server_id": mine.json()["id"],
+              "workspace_id": ids["workspace_id"]},
+        headers=intruder.headers,
+    )  # fmt: skip
+    assert domain.status_code == 404 and "body.workspace_id" in domain.text, domain.text
