@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 
 from control_plane.schemas import RequestModel, ResponseModel
 
@@ -59,6 +59,14 @@ class PriceOut(ResponseModel):
     effective_to: datetime | None = Field(description="Exclusive; null: still in force.")
     source: Literal["provider", "setting", "admin"]
     created_at: datetime
+
+    @field_validator("amount")
+    @classmethod
+    def _as_set(cls, value: Decimal) -> Decimal:
+        """The same on both databases: PostgreSQL answers at the column's scale
+        (20.000000); show 20.00, and a rate as 0.0059."""
+        cents = value.quantize(Decimal("0.01"))
+        return cents if cents == value else value.normalize()
 
 
 class PricesOut(ResponseModel):
