@@ -27,6 +27,7 @@ from control_plane.costs.budget_routes import router as budgets_router
 from control_plane.costs.invoice_routes import router as invoices_router
 from control_plane.costs.price_routes import router as prices_router
 from control_plane.costs.routes import router as costs_router
+from control_plane.costs.statement_routes import router as statements_router
 from control_plane.db.engine import Database
 from control_plane.dns.routes import router as dns_router
 from control_plane.dnsbl.routes import router as dnsbl_router
@@ -84,6 +85,7 @@ ROUTERS = (
     invoices_router,
     costs_router,
     budgets_router,
+    statements_router,
 )
 
 
