@@ -177,6 +177,7 @@ async def objects_of(
         "switch_id": switch.json()["id"],
         "resize_id": await a_finished_resize(db, tenant.id, server.json()["id"]),
         "budget_id": budget.json()["id"],
+        "invoice_id": str(uuid.uuid4()),  # admin-only routes: refused before any lookup
         **alerts,
         **incidents,
         **delisting,
