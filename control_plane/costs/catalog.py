@@ -127,7 +127,14 @@ async def _keep(
         source=source,
         included_gb=included_gb,
     )
-    return 0 if price is None else 1
+    if price is None:
+        return 0
+    if current is not None:  # a first price is no news; a change is
+        log.info(
+            "price of %s %s %s: %s → %s %s",
+            provider, kind, item or "-", current.amount, amount, currency,
+        )  # fmt: skip
+    return 1
 
 
 class PriceRefreshJob:
@@ -154,5 +161,5 @@ class PriceRefreshJob:
         task, self._task = self._task, None
         refreshed = await record(session, self.settings, task.result())
         if refreshed.recorded:
-            log.info("price catalog: %d new prices", refreshed.recorded)
+            log.debug("price catalog: %d new entries", refreshed.recorded)
         return refreshed.recorded

@@ -69,6 +69,9 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+MONTH_PATTERN = r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
+
+
 def month_start(day: date) -> date:
     return day.replace(day=1)
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from control_plane.api.context import Ctx
 from control_plane.costs import statements
+from control_plane.costs.engine import MONTH_PATTERN
 from control_plane.db.base import utcnow
 from control_plane.workspaces.service import get_workspace
 
@@ -18,9 +19,7 @@ router = APIRouter(prefix="/api/v1/workspaces", tags=["costs"])
 
 Month = Annotated[
     str,
-    Query(
-        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="e.g. 2026-11; default: this month, to date"
-    ),
+    Query(pattern=MONTH_PATTERN, description="e.g. 2026-11; default: this month, to date"),
 ]
 
 

@@ -68,7 +68,8 @@ async def test_statement_csv_and_html(
     assert "869.00" in page.text and "864.00" in page.text
     assert "720.00</td><td>hour" in page.text  # the quantity: 720 hours
     assert "<link" not in page.text and "<script" not in page.text  # self-contained
-    bad = await client.get(url, params={"month": "2026-13"}, headers=tenant.headers)
-    assert bad.status_code == 422 and "query.month" in bad.text
+    for month in ("2026-13", "0000-01", "9999-12"):  # no such month; none a report reaches
+        bad = await client.get(url, params={"month": month}, headers=tenant.headers)
+        assert bad.status_code == 422 and "query.month" in bad.text, month
     foreign = await client.get(url, params={"month": "2026-11"}, headers=other.headers)
     assert foreign.status_code == 404
