@@ -33,9 +33,12 @@ install: $(DEV_STAMP)
 
 # `make run` offers the local provider (VPSs as network namespaces) when it runs as root.
 LOCAL_PROVIDER ?= $(shell [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0)
+# make run's local VPSs cost something, so the cost reports of a demo show money
+DEMO_PLAN_PRICES ?= local-small=5.00,local-medium=10.00,local-large=20.00
 
 run: $(STAMP)
 	@MAILFLEET_LOCAL_PROVIDER=$${MAILFLEET_LOCAL_PROVIDER:-$(LOCAL_PROVIDER)} \
+	  MAILFLEET_LOCAL_PLAN_PRICES=$${MAILFLEET_LOCAL_PLAN_PRICES-$(DEMO_PLAN_PRICES)} \
 	  $(BIN)/mailfleet serve --bootstrap-admin-key
 
 system-deps:
