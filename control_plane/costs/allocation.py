@@ -5,7 +5,7 @@ only in reports, by largest remainder so the rounded parts add up to the rounded
 from __future__ import annotations
 
 import uuid
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TypeVar
@@ -25,14 +25,20 @@ Shares = dict[tuple[uuid.UUID, date, str], Weights]
 K = TypeVar("K", bound=Hashable)
 
 
-def add_share(
-    shares: Shares, server_id: uuid.UUID, day: date, resource: str, item: str, quantity: int
+def add_shares(
+    shares: Shares,
+    server_id: uuid.UUID,
+    resource: str,
+    item: str,
+    days: Sequence[date],
+    quantities: Sequence[int],
 ) -> None:
-    """One share reading into ``shares``."""
+    """A server's share readings of one kind and workspace (day by day) into ``shares``."""
     how = SPLIT_READING[resource]
-    weight = (1 if quantity > 0 else 0) if how == "even" else max(0, quantity)
     workspace = uuid.UUID(item) if item else None
-    shares.setdefault((server_id, day, how), []).append((workspace, weight))
+    for day, quantity in zip(days, quantities, strict=True):
+        weight = (1 if quantity > 0 else 0) if how == "even" else max(0, quantity)
+        shares.setdefault((server_id, day, how), []).append((workspace, weight))
 
 
 def split(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from control_plane.costs.allocation import Shares, split
+from control_plane.costs.allocation import Shares, Weights, split
 from control_plane.costs.lines import CostLine
 from control_plane.costs.prices import ANY_PROVIDER, PriceBook, PricePeriod, periods
 
@@ -94,6 +94,8 @@ def _us(delta: timedelta) -> int:
 
 
 Segment = tuple[datetime, datetime, PricePeriod | None]
+# A day's storage rating: Σ price × µs, unpriced µs, currency, the µs of [lo, hi) in it.
+StorageDay = tuple[Decimal, int, str, int]
 
 
 class Prices:
@@ -174,16 +176,41 @@ class Prices:
 
 
 Emit = Callable[[CostLine], None]
+# ``_split``'s arguments: ref, first day, resource, item, currency, amount, quantity, unit,
+# priced, weights.
+_Pool = tuple["Span | Reading", date, str, str, str, Decimal, Decimal, str, bool, "Weights | None"]
 
 
 class Rater:
-    """Cost lines of a ledger within [lo, hi), split per UTC day and at price changes."""
+    """Cost lines of a ledger within [lo, hi), split per UTC day and at price changes.
 
-    def __init__(self, ledger: Ledger, prices: Prices, cost_split: dict[uuid.UUID, str]) -> None:
+    ``by_day`` False (a report not grouped by day): a workspace's own server is rated per
+    month and price instead, and a shared server's days of the same weights in a month are
+    summed before they are split; lines are dated their first day. The same sums (to far
+    below a cent) with a tenth of the lines; ``result`` gives them."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        prices: Prices,
+        cost_split: dict[uuid.UUID, str],
+        *,
+        by_day: bool = True,
+    ) -> None:
         self.ledger = ledger
         self.prices = prices
         self.cost_split = cost_split
+        self.by_day = by_day
         self.lines: list[CostLine] = []
+        # A shared server's amounts awaiting their split (not by_day), by month and weights.
+        self._pooled: dict[tuple[object, ...], _Pool] = {}
+
+    def result(self) -> list[CostLine]:
+        """The lines rated so far, the pooled ones split."""
+        for pool in self._pooled.values():
+            self._split(*pool)
+        self._pooled.clear()
+        return self.lines
 
     # allocation -------------------------------------------------------------------------
     def _emit(
@@ -209,6 +236,32 @@ class Rater:
         weights = self.ledger.shares.get(
             (ref.server_id, day, self.cost_split.get(ref.tenant_id, "mailboxes"))
         )
+        if not self.by_day:
+            key = (ref.server_id, ref.server_name, day.year, day.month, resource, item,
+                   currency, unit, priced, tuple(weights) if weights else None)  # fmt: skip
+            held = self._pooled.get(key)
+            if held is not None:
+                day, amount, quantity = held[1], held[5] + amount, held[6] + quantity
+            self._pooled[key] = (
+                ref, day, resource, item, currency, amount, quantity, unit, priced, weights,
+            )  # fmt: skip
+            return
+        self._split(ref, day, resource, item, currency, amount, quantity, unit, priced, weights)
+
+    def _split(
+        self,
+        ref: Span | Reading,
+        day: date,
+        resource: str,
+        item: str,
+        currency: str,
+        amount: Decimal,
+        quantity: Decimal,
+        unit: str,
+        priced: bool,
+        weights: Weights | None,
+    ) -> None:
+        """A shared server's line, one per workspace by ``weights`` (none: idle)."""
         parts = split(amount, quantity, weights)
         append = self.lines.append
         for workspace, share, qty in parts:
@@ -223,16 +276,17 @@ class Rater:
     def _span_piece(
         self, ref: Span, kind: str, unit: str, lo: datetime, hi: datetime, item: str
     ) -> None:
-        """[lo, hi) of a span held at its price(s), one line per day and price."""
+        """[lo, hi) of a span held at its price(s), one line per day (or month) and price."""
+        monthly = not self.by_day and ref.workspace_id is not None
         for a, b, p in self.prices.segments(
             ref.provider, kind, ref.item if kind == "plan" else "", lo, hi
         ):
             currency = p.currency if p else self.prices.currency(ref.provider, kind, "")
             start = day_start(a.date())
             while start < b:
-                end = start + DAY
+                end = day_start(next_month(start.date())) if monthly else start + DAY
                 us = _us(min(b, end) - max(a, start))
-                day = start.date()
+                day = max(a, start).date()
                 amount = (
                     ZERO if p is None else p.amount * us / (_days_of(day.year, day.month) * DAY_US)
                 )
@@ -268,27 +322,53 @@ class Rater:
 
     # readings ----------------------------------------------------------------------------
     def storage(self, lo: datetime, hi: datetime) -> None:
+        """A line per reading; per month (bytes summed, one division) for a workspace's own
+        server when not ``by_day``: days of one price and length add up exactly."""
+        days: dict[tuple[str, str, date], StorageDay | None] = {}
+        months: dict[tuple[object, ...], tuple[Reading, int]] = {}
         for r in self.ledger.readings:
             if r.resource != "backup_storage":
                 continue
-            start = day_start(r.day)
-            a, b = max(lo, start), min(hi, start + DAY)
-            if a >= b:
+            key = (r.provider, r.item, r.day)
+            if key in days:
+                rated = days[key]
+            else:
+                rated = days[key] = self._storage_day(r, lo, hi)
+            if rated is None:
                 continue
-            total, unpriced, currency = self.prices.integral(
-                r.provider, "backup_storage", r.item, a, b
-            )
-            gb = r.quantity / GB
-            priced_us = _us(b - a) - unpriced
-            if priced_us:
-                amount = r.quantity * total / (GB * month_days(r.day) * DAY_US)
-                quantity = gb if priced_us == DAY_US else gb * priced_us / DAY_US
-                self._emit(r, r.day, r.resource, r.item, currency, amount, quantity, "gb-day", True)
-            if unpriced:
-                self._emit(
-                    r, r.day, r.resource, r.item, currency, ZERO, gb * unpriced / DAY_US,
-                    "gb-day", False,
-                )  # fmt: skip
+            if self.by_day or r.workspace_id is None:
+                self._storage_line(r, r.quantity, rated)
+                continue
+            group = (r.server_id, r.workspace_id, r.item, r.day.year, r.day.month, rated)
+            first, size = months.get(group, (r, 0))
+            months[group] = (first, size + r.quantity)
+        for first, size in months.values():
+            self._storage_line(first, size, days[(first.provider, first.item, first.day)])
+
+    def _storage_day(self, r: Reading, lo: datetime, hi: datetime) -> StorageDay | None:
+        """The day's part of [lo, hi): Σ price × µs, unpriced µs, currency, µs; None: none."""
+        start = day_start(r.day)
+        a, b = max(lo, start), min(hi, start + DAY)
+        if a >= b:
+            return None
+        total, unpriced, currency = self.prices.integral(r.provider, "backup_storage", r.item, a, b)
+        return total, unpriced, currency, _us(b - a)
+
+    def _storage_line(self, r: Reading, size: int, rated: StorageDay | None) -> None:
+        """``size`` bytes held over days rated alike (``size``: their bytes summed)."""
+        assert rated is not None
+        total, unpriced, currency, span = rated
+        gb = size / GB
+        priced_us = span - unpriced
+        if priced_us:
+            amount = size * total / (GB * month_days(r.day) * DAY_US)
+            quantity = gb if priced_us == DAY_US else gb * priced_us / DAY_US
+            self._emit(r, r.day, r.resource, r.item, currency, amount, quantity, "gb-day", True)
+        if unpriced:
+            self._emit(
+                r, r.day, r.resource, r.item, currency, ZERO, gb * unpriced / DAY_US,
+                "gb-day", False,
+            )  # fmt: skip
 
     def bandwidth(
         self, first: date, last: date, *, carry: dict[uuid.UUID, int] | None = None

@@ -20,7 +20,12 @@ from control_plane.costs.rating import Loaded
 
 
 def project(
-    loaded: Loaded, now: datetime, month_end: datetime, workspace_id: uuid.UUID | None
+    loaded: Loaded,
+    now: datetime,
+    month_end: datetime,
+    workspace_id: uuid.UUID | None,
+    *,
+    by_day: bool = True,
 ) -> list[CostLine]:
     """The lines of [now, month_end) for the month ``loaded`` covers up to ``now``."""
     ledger = loaded.ledger
@@ -34,13 +39,14 @@ def project(
     _continue_storage(ledger, held, days, future)
     carry = _continue_bandwidth(ledger, held, now, month_end, days, future)
     _continue_shares(ledger, today, days, future)
-    rater = Rater(future, loaded.prices, loaded.cost_split)
+    rater = Rater(future, loaded.prices, loaded.cost_split, by_day=by_day)
     rater.spans(now, month_end)
     rater.storage(now, month_end)
     rater.bandwidth(today, days[-1], carry=carry)
+    lines = rater.result()
     if workspace_id is None:
-        return rater.lines
-    return [line for line in rater.lines if line.workspace_id == workspace_id]
+        return lines
+    return [line for line in lines if line.workspace_id == workspace_id]
 
 
 def _continue_storage(

@@ -122,13 +122,14 @@ async def cost_report(
         session, min(start.date(), month), hi, month_end,
         tenant_id=tenant_id, workspace_id=workspace_id,
     )  # fmt: skip
-    lines = rate_loaded(loaded, start, hi, workspace_id)
+    by_day = group_by == "day"  # otherwise a workspace's own server is rated per month
+    lines = rate_loaded(loaded, start, hi, workspace_id, by_day=by_day)
     month_lines = (
         lines
         if start == day_start(month)
-        else rate_loaded(loaded, day_start(month), hi, workspace_id)
+        else rate_loaded(loaded, day_start(month), hi, workspace_id, by_day=False)
     )
-    future = project(loaded, hi, month_end, workspace_id) if hi < month_end else []
+    future = project(loaded, hi, month_end, workspace_id, by_day=False) if hi < month_end else []
     markups = await _markups(session, {line.workspace_id for line in lines})
     fraction = month_fraction(start, hi)
     by_workspace = _billed_by_workspace(lines, markups, fraction)
