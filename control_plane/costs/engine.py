@@ -380,15 +380,16 @@ class Rater:
             if r.resource == "bandwidth" and r.day <= last:
                 by_server[r.server_id].append(r)
         plans = self._plans()
+        carried = carry or {}
         for server_id, readings in by_server.items():
             floor = self._least_allowance(readings[0].provider, plans.get(server_id, []))
             readings.sort(key=lambda r: r.day)
-            month: date | None = None
+            following = date.min  # the first day of the month after the one being added up
             total = 0
             for r in readings:
-                if month_start(r.day) != month:
-                    month = month_start(r.day)
-                    total = (carry or {}).get(server_id, 0)
+                if r.day >= following:  # in day order: a month begins
+                    following = next_month(r.day)
+                    total = carried.get(server_id, 0)
                 before, total = total, total + r.quantity
                 if r.day < first or not r.quantity or (floor is not None and total <= floor):
                     continue  # within every allowance the server's plans have

@@ -3,11 +3,14 @@ a price change mid-month, a corrected reading re-rating its day only; both datab
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
 from control_plane.costs import meter
 from control_plane.costs.allocation import round_parts
+from control_plane.costs.lines import CostLine
 from control_plane.costs.rating import rate
 from control_plane.costs.report import cost_report, month_figures
 from control_plane.db.engine import Database
@@ -98,6 +101,27 @@ async def test_report_window_and_ledger_after_deletion(db: Database) -> None:
     assert [g.cost for g in s2] == [Decimal("3.00")]
     # B's S3 share of the 5th–8th: ¼ of 60.00 × 96 h / 720 h
     assert report.totals[0].cost == Decimal("3.00") + Decimal("2.00")
+
+
+async def test_reports_not_by_day_match_the_daily_lines(db: Database) -> None:
+    """Grouped by server or resource, a report rates a workspace's server per month and
+    pools a shared server's days before splitting: the cents are the daily lines' own."""
+    month = await play_month(db)
+    async with db.tenant_session(month.tenant_id) as session:
+        lines = await rate(session, date(2026, 11, 1), date(2026, 12, 1), now=NOW)
+        reports = {
+            group_by: await cost_report(session, NOV, NOW, NOW, None, None, group_by)
+            for group_by in ("server", "resource")
+        }
+    keys: dict[str, Callable[[CostLine], str]] = {
+        "server": lambda line: str(line.server_id),
+        "resource": lambda line: line.resource,
+    }
+    for group_by, key in keys.items():
+        sums: dict[str, Decimal] = defaultdict(Decimal)
+        for line in lines:
+            sums[key(line)] += line.amount
+        assert {g.key: g.cost for g in reports[group_by].groups} == round_parts(sums)
 
 
 def test_rounded_parts_add_up() -> None:
