@@ -123,11 +123,11 @@ async def test_addresses_have_spans_from_assignment_to_release(db: Database) -> 
     async with db.session() as session:
         await ips.sync_server(session, server, [main, extra], later + timedelta(hours=2))
     spans = [(s.item, s.started_at, s.ended_at) for s in await spans_of(db, server.id, "ip")]
-    assert spans == [
-        (main, NOON, None),
-        (extra, NOON, later),
-        (extra, later + timedelta(hours=2), None),
-    ]
+    # spans_of orders by start, then by the address as text ("…10" before "…9")
+    assert spans == sorted(
+        [(main, NOON, None), (extra, NOON, later), (extra, later + timedelta(hours=2), None)],
+        key=lambda span: (span[1], span[0]),
+    )
     moved = await spans_of(db, other.id, "ip")
     assert [(s.item, s.started_at, s.ended_at) for s in moved] == [
         (extra, later + timedelta(hours=1), later + timedelta(hours=2))
