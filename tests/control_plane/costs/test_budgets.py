@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from control_plane.costs import report
 from control_plane.costs.budget_checks import check_budgets
-from control_plane.costs.models import Budget, MeterSpan
-from control_plane.costs.prices import set_price
+from control_plane.costs.models import Budget
 from control_plane.db.engine import Database
 from control_plane.incidents.models import Incident
 from control_plane.workspaces.models import Workspace
+from tests.control_plane.costs.ledger import a_priced_server
 from tests.support import rows
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -24,33 +24,11 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 async def a_costing_workspace(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
     """A workspace with one server at 720.00 a month (1.00 an hour) all November."""
     tenant_id = await rows.a_tenant(db, "budget")
-    plan = f"plan-{uuid.uuid4().hex[:12]}"
     async with db.session() as session:
         workspace = Workspace(tenant_id=tenant_id, name="client")
         session.add(workspace)
         await session.flush()
-        await set_price(
-            session,
-            provider="manual",
-            kind="plan",
-            item=plan,
-            amount=Decimal("720.00"),
-            currency="USD",
-            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
-            source="admin",
-        )
-        session.add(
-            MeterSpan(
-                tenant_id=tenant_id,
-                server_id=uuid.uuid4(),
-                server_name="mx1",
-                workspace_id=workspace.id,
-                provider="manual",
-                resource="server",
-                item=plan,
-                started_at=START,
-            )
-        )
+        await a_priced_server(session, tenant_id, workspace.id, START)
         return tenant_id, workspace.id
 
 

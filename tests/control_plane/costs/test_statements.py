@@ -12,11 +12,10 @@ from decimal import Decimal
 import httpx
 from sqlalchemy import update
 
-from control_plane.costs.models import MeterSpan
-from control_plane.costs.prices import set_price
 from control_plane.db.engine import Database
 from control_plane.workspaces.models import Workspace
 from tests.conftest import MakeTenant
+from tests.control_plane.costs.ledger import a_priced_server
 
 
 async def test_statement_csv_and_html(
@@ -27,28 +26,15 @@ async def test_statement_csv_and_html(
         "/api/v1/workspaces", json={"name": "<Client & Co>"}, headers=tenant.headers
     )
     ws = uuid.UUID(made.json()["id"])
-    plan = f"plan-{uuid.uuid4().hex[:12]}"
     async with db.session() as session:
         await session.execute(
             update(Workspace)
             .where(Workspace.id == ws)
             .values(markup_percent=Decimal("20"), markup_fixed=Decimal("5.00"))
         )
-        await set_price(
-            session,
-            provider="manual",
-            kind="plan",
-            item=plan,
-            amount=Decimal("720.00"),
-            currency="USD",
-            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
-            source="admin",
-        )
-        session.add(
-            MeterSpan(tenant_id=uuid.UUID(tenant.id), server_id=uuid.uuid4(), server_name="mx1",
-                      workspace_id=ws, provider="manual", resource="server", item=plan,
-                      started_at=datetime(2026, 11, 1, tzinfo=UTC),
-                      ended_at=datetime(2026, 12, 1, tzinfo=UTC))
+        await a_priced_server(
+            session, uuid.UUID(tenant.id), ws, datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 12, 1, tzinfo=UTC),
         )  # fmt: skip
     url = f"/api/v1/workspaces/{ws}/statement"
     got = await client.get(
