@@ -33,7 +33,7 @@ from control_plane.errors import InvalidInput
 from control_plane.health.resources import known_filesystems, levels
 from control_plane.health.results import Severity
 from control_plane.incidents import service as incidents
-from control_plane.incidents.signals import Signal
+from control_plane.incidents.signals import Signal, server_signal
 from control_plane.metrics.series import filesystem_series
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -197,17 +197,7 @@ async def reports(
 def _signal(
     server: Server, check: str, state: Literal["ok", "failing"], severity: Severity, summary: str
 ) -> Signal:
-    return Signal(
-        tenant_id=server.tenant_id,
-        subject_kind="server",
-        subject_id=str(server.id),
-        check=check,
-        state=state,
-        severity=severity,
-        summary=f"{server.name}: {check} {summary}"[:1000],
-        server_id=server.id,
-        workspace_id=server.workspace_id,
-    )
+    return server_signal(server, check, state, severity, f"{server.name}: {check} {summary}")
 
 
 async def check_server(

@@ -27,7 +27,7 @@ from control_plane.health.models import HealthChange, HealthCheck, HealthSchedul
 from control_plane.health.results import Result
 from control_plane.health.schemas import CheckOut, HealthOut, PendingOut, ResultOut, RunOut
 from control_plane.incidents import service as incidents
-from control_plane.incidents.signals import Signal
+from control_plane.incidents.signals import Signal, server_signal
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 
@@ -113,18 +113,8 @@ def _summary(server: Server, row: HealthCheck) -> str:
 
 
 def _signal(server: Server, row: HealthCheck, since: datetime | None = None) -> Signal:
-    return Signal(
-        tenant_id=server.tenant_id,
-        subject_kind="server",
-        subject_id=str(server.id),
-        check=row.check,
-        state=row.state,  # type: ignore[arg-type]
-        severity=row.severity,  # type: ignore[arg-type]
-        summary=_summary(server, row),
-        server_id=server.id,
-        workspace_id=server.workspace_id,
-        since=since,
-    )
+    state, severity = row.state, row.severity
+    return server_signal(server, row.check, state, severity, _summary(server, row), since)  # type: ignore[arg-type]
 
 
 async def record_results(

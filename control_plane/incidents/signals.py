@@ -10,7 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from control_plane.servers.models import Server
 
 SubjectKind = Literal["server", "ip", "domain", "workspace", "tenant"]
 
@@ -37,3 +40,27 @@ class Signal:
     # incident dates from it, and so does its group window — the re-check's wait is not
     # added again before the first notification.
     since: datetime | None = None
+
+
+def server_signal(
+    server: Server,
+    check: str,
+    state: Literal["ok", "failing", "unknown"],
+    severity: Literal["critical", "warning", "info"],
+    summary: str,
+    since: datetime | None = None,
+) -> Signal:
+    """A check of a server, with what grouping, silences and routing read (its tenant,
+    workspace and id); every watcher of servers builds its signals here."""
+    return Signal(
+        tenant_id=server.tenant_id,
+        subject_kind="server",
+        subject_id=str(server.id),
+        check=check,
+        state=state,
+        severity=severity,
+        summary=summary[:1000],
+        server_id=server.id,
+        workspace_id=server.workspace_id,
+        since=since,
+    )

@@ -14,12 +14,13 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.incidents import service as incidents
-from control_plane.incidents.signals import Signal
+from control_plane.incidents.signals import server_signal
 from control_plane.ips import service as ips
 from control_plane.ipswitch import agent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.workflow import ACTOR, UNDOABLE, Outcome
 from control_plane.provisioning.workflow import Fail, Retry, Wait
+from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.workflows.runner import later_seconds
 from control_plane.workflows.steps import Done
@@ -198,18 +199,10 @@ class Turn:
     ) -> None:
         """``ip.switch`` on the server: a switch rolled back (warning) or left half-undone
         (critical) opens an incident; the next one that succeeds resolves it."""
-        switch = self.switch
-        signal = Signal(
-            tenant_id=switch.tenant_id,
-            subject_kind="server",
-            subject_id=str(switch.server_id),
-            check=CHECK,
-            state=state,
-            severity=severity,
-            summary=summary,
-            server_id=switch.server_id,
-        )
-        await incidents.observe(self.session, [signal], self.now)
+        server = await self.session.get(Server, self.switch.server_id)
+        if server is not None:  # a deleted server's incidents went with it
+            signal = server_signal(server, CHECK, state, severity, summary)
+            await incidents.observe(self.session, [signal], self.now)
 
     async def _events(self, detail: str) -> None:
         """The same ``switch`` event on both addresses' histories."""

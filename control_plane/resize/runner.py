@@ -20,7 +20,7 @@ from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.incidents import service as incidents
-from control_plane.incidents.signals import Signal
+from control_plane.incidents.signals import server_signal
 from control_plane.provisioning import events
 from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.resize.models import ServerResize, ServerResizeStep
@@ -193,17 +193,8 @@ class Turn:
         server = await self.session.get(Server, resize.server_id)
         if server is not None:
             events.record(self.session, server, "resize", f"resize {resize.id}: {summary}")
-        signal = Signal(
-            tenant_id=resize.tenant_id,
-            subject_kind="server",
-            subject_id=str(resize.server_id),
-            check=CHECK,
-            state=state,
-            severity=severity,
-            summary=summary,
-            server_id=resize.server_id,
-        )
-        await incidents.observe(self.session, [signal], self.now)
+            signal = server_signal(server, CHECK, state, severity, summary)
+            await incidents.observe(self.session, [signal], self.now)
 
 
 async def command_settled(session: AsyncSession, command: Command) -> None:
