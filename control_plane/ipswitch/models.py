@@ -15,20 +15,17 @@ switch; ``to_was_published``: the new address was already in DNS (its undo keeps
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, TenantOwned, TimestampMixin
-from control_plane.workflows.steps import StepColumns
+from control_plane.workflows.steps import ACTIVE_WHERE, StepColumns, WorkflowColumns
 
 STATES = ("running", "rolling_back", "succeeded", "rolled_back", "failed")
-ACTIVE_STATES = ("running", "rolling_back")
-ACTIVE_WHERE = text("state IN ('running', 'rolling_back')")
 
 
-class IpSwitch(IdMixin, TimestampMixin, TenantOwned, Base):
+class IpSwitch(IdMixin, TimestampMixin, TenantOwned, WorkflowColumns, Base):
     """One request to move a server's outbound mail from ``from_ip`` to ``to_ip``."""
 
     __tablename__ = "ip_switches"
@@ -50,20 +47,11 @@ class IpSwitch(IdMixin, TimestampMixin, TenantOwned, Base):
     to_ip: Mapped[str] = mapped_column(String(45))
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
     requested_by: Mapped[str | None] = mapped_column(String(300))
-    state: Mapped[str] = mapped_column(String(16), default="running")
-    error: Mapped[str | None] = mapped_column(Text)
     rollback_position: Mapped[int | None] = mapped_column(Integer)
     previous_snat: Mapped[str | None] = mapped_column(String(45))
     snat_ports: Mapped[str | None] = mapped_column(String(200))
     previous_ptr: Mapped[str | None] = mapped_column(String(253))
     to_was_published: Mapped[bool] = mapped_column(Boolean, default=False)
-    step_command_id: Mapped[uuid.UUID | None]
-    step_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    step_deadline_at: Mapped[datetime | None]
-    next_run_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
 
 
 class IpSwitchStep(IdMixin, TenantOwned, StepColumns, Base):

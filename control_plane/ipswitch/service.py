@@ -16,13 +16,14 @@ from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.ips import service as ips
 from control_plane.ips.models import IpAddress
 from control_plane.ipswitch import progress
-from control_plane.ipswitch.models import ACTIVE_STATES, IpSwitch, IpSwitchStep
+from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.ipswitch.runner import wake_runners
 from control_plane.ipswitch.schemas import IpSwitchIn, IpSwitchOut, IpSwitchStepOut
 from control_plane.ipswitch.workflow import STEPS, usable_problem
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.workflows.busy import refuse_while_another_runs
+from control_plane.workflows.steps import ACTIVE_STATES
 
 BUSY = "a switch is already running for this server"
 

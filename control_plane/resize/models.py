@@ -9,21 +9,18 @@ history. ``next_run_at``/lease columns as in ``control_plane.workflows.runner``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, IdMixin, Money, TenantOwned, TimestampMixin
-from control_plane.workflows.steps import StepColumns
+from control_plane.workflows.steps import ACTIVE_WHERE, StepColumns, WorkflowColumns
 
 STATES = ("running", "rolling_back", "succeeded", "failed")
-ACTIVE_STATES = ("running", "rolling_back")
-ACTIVE_WHERE = text("state IN ('running', 'rolling_back')")
 
 
-class ServerResize(IdMixin, TimestampMixin, TenantOwned, Base):
+class ServerResize(IdMixin, TimestampMixin, TenantOwned, WorkflowColumns, Base):
     """One request to move a server from ``from_plan`` to ``to_plan``."""
 
     __tablename__ = "server_resizes"
@@ -50,15 +47,6 @@ class ServerResize(IdMixin, TimestampMixin, TenantOwned, Base):
     to_vcpus: Mapped[int] = mapped_column(Integer)
     to_memory_mb: Mapped[int] = mapped_column(Integer)
     requested_by: Mapped[str | None] = mapped_column(String(300))
-    state: Mapped[str] = mapped_column(String(16), default="running")
-    error: Mapped[str | None] = mapped_column(Text)
-    step_command_id: Mapped[uuid.UUID | None]
-    step_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    step_deadline_at: Mapped[datetime | None]
-    next_run_at: Mapped[datetime | None]
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
 
 
 class ServerResizeStep(IdMixin, TenantOwned, StepColumns, Base):

@@ -22,7 +22,7 @@ from control_plane.provisioning.providers.base import Plan
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
 from control_plane.provisioning.schemas import PlanOut
 from control_plane.resize import recommend
-from control_plane.resize.models import ACTIVE_STATES, ServerResize, ServerResizeStep
+from control_plane.resize.models import ServerResize, ServerResizeStep
 from control_plane.resize.runner import wake_runners
 from control_plane.resize.schemas import (
     RecommendationOut,
@@ -38,6 +38,7 @@ from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.usage.series import TierReach, read_series
 from control_plane.workflows.busy import refuse_while_another_runs
+from control_plane.workflows.steps import ACTIVE_STATES
 
 BUSY = "a resize is already running for this server"
 STEP_DOES = {

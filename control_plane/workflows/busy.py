@@ -16,12 +16,11 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import Conflict
-from control_plane.ipswitch.models import ACTIVE_STATES as SWITCHING
 from control_plane.ipswitch.models import IpSwitch
-from control_plane.resize.models import ACTIVE_STATES as RESIZING
 from control_plane.resize.models import ServerResize
+from control_plane.workflows.steps import ACTIVE_STATES
 
-RUNNING = ((IpSwitch, SWITCHING, "IP switch"), (ServerResize, RESIZING, "resize"))
+RUNNING = ((IpSwitch, "IP switch"), (ServerResize, "resize"))
 
 
 async def refuse_while_another_runs(
@@ -33,11 +32,11 @@ async def refuse_while_another_runs(
         await session.execute(
             text("SELECT pg_advisory_xact_lock(:key)"), {"key": server_lock_key(server_id)}
         )
-    for model, states, label in RUNNING:
+    for model, label in RUNNING:
         if model is own:
             continue
         running = await session.scalar(
-            select(model.id).where(model.server_id == server_id, model.state.in_(states))
+            select(model.id).where(model.server_id == server_id, model.state.in_(ACTIVE_STATES))
         )
         if running is not None:
             raise Conflict(f"{label} {running} is running for this server; {action} after it")

@@ -1,19 +1,39 @@
-"""A workflow's step row: one step in ``position`` order, with what it did (``detail``).
-
-The workflow's own row carries the rest (state, error, the step's deadline and attempts,
-``next_run_at``, the lease); each workflow adds the foreign key to it.
+"""A workflow's rows: its own (``WorkflowColumns``: state, error, the current step's
+command, deadline and attempts, ``next_run_at``, the lease) and its steps' (``StepColumns``:
+one step in ``position`` order, with what it did in ``detail``). Each workflow adds its
+subject and the steps' foreign key to it.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 STEP_STATES = ("pending", "running", "done", "failed", "rolled_back", "skipped")
+# A workflow in these states holds its subject (one at a time per server: a partial unique
+# index on this condition).
+ACTIVE_STATES = ("running", "rolling_back")
+ACTIVE_WHERE = text("state IN ('running', 'rolling_back')")
+
+
+class WorkflowColumns:
+    """The columns every workflow row has (mixed into a workflow's model), read and written
+    by ``control_plane.workflows.runner``."""
+
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    step_command_id: Mapped[uuid.UUID | None]
+    step_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    step_deadline_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class StepColumns:
