@@ -23,7 +23,7 @@ from control_plane.ipswitch.workflow import STEPS, usable_problem
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.workflows.busy import refuse_while_another_runs
-from control_plane.workflows.steps import ACTIVE_STATES
+from control_plane.workflows.steps import ACTIVE_STATES, step_rows
 
 BUSY = "a switch is already running for this server"
 
@@ -70,20 +70,9 @@ async def request_switch(
         next_run_at=now,
     )
     session.add(switch)
-    for position, name in enumerate(STEPS):
-        first = position == 0
-        session.add(
-            IpSwitchStep(
-                id=new_id(),
-                tenant_id=server.tenant_id,
-                switch_id=switch.id,
-                position=position,
-                name=name,
-                state="running" if first else "pending",
-                started_at=now if first else None,
-                detail="",
-            )
-        )
+    session.add_all(
+        step_rows(IpSwitchStep, STEPS, now, tenant_id=server.tenant_id, switch_id=switch.id)
+    )
     await flush_unique(session, "server_id", BUSY)
     detail = f"switch {switch.id} requested: {sending.address} → {target.address}"
     for row in (sending, target):

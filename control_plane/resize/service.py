@@ -38,7 +38,7 @@ from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.usage.series import TierReach, read_series
 from control_plane.workflows.busy import refuse_while_another_runs
-from control_plane.workflows.steps import ACTIVE_STATES
+from control_plane.workflows.steps import ACTIVE_STATES, step_rows
 
 BUSY = "a resize is already running for this server"
 STEP_DOES = {
@@ -299,20 +299,9 @@ async def request_resize(
         next_run_at=now,
     )
     session.add(resize)
-    for position, name in enumerate(STEPS):
-        first = position == 0
-        session.add(
-            ServerResizeStep(
-                id=new_id(),
-                tenant_id=server.tenant_id,
-                resize_id=resize.id,
-                position=position,
-                name=name,
-                state="running" if first else "pending",
-                started_at=now if first else None,
-                detail="",
-            )
-        )
+    session.add_all(
+        step_rows(ServerResizeStep, STEPS, now, tenant_id=server.tenant_id, resize_id=resize.id)
+    )
     await flush_unique(session, "server_id", BUSY)
     sign = "+" if found.monthly_price_difference >= 0 else ""
     events.record(

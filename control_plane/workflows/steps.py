@@ -7,12 +7,15 @@ subject and the steps' foreign key to it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
+
+from control_plane.db.base import new_id
 
 STEP_STATES = ("pending", "running", "done", "failed", "rolled_back", "skipped")
 # A workflow in these states holds its subject (one at a time per server: a partial unique
@@ -45,6 +48,22 @@ class StepColumns:
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+S = TypeVar("S", bound=StepColumns)
+
+
+def step_rows(model: type[S], names: Sequence[str], now: datetime, **owner: Any) -> list[S]:
+    """A new workflow's steps: the first running from ``now``, the rest pending; ``owner``
+    names the tenant and the workflow row they belong to."""
+    rows = []
+    for position, name in enumerate(names):
+        row = model(**{"id": new_id(), **owner})
+        row.position, row.name, row.detail = position, name, ""
+        row.state = "running" if position == 0 else "pending"
+        row.started_at = now if position == 0 else None
+        rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True)
