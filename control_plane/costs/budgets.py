@@ -21,6 +21,7 @@ from control_plane.costs.budget_schemas import BudgetCreate, BudgetStatusOut, Bu
 from control_plane.costs.models import Budget, BudgetAlert
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
+from control_plane.db.writes import flush_unique
 from control_plane.errors import Conflict, NotFound
 from control_plane.tenants.service import get_tenant
 from control_plane.workspaces.models import Workspace
@@ -69,7 +70,7 @@ async def create_budget(session: AsyncSession, tenant_id: uuid.UUID, data: Budge
         thresholds=",".join(str(t) for t in data.thresholds),
     )
     session.add(budget)
-    await session.flush()
+    await flush_unique(session, "body.workspace_id", "a budget was made for it meanwhile")
     await session.refresh(budget)
     return budget
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -107,11 +108,21 @@ class MeterReading(IdMixin, TenantOwned, Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+WORKSPACE_SET = text("workspace_id IS NOT NULL")
+TENANT_WIDE = text("workspace_id IS NULL")
+
+
 class Budget(IdMixin, TimestampMixin, TenantOwned, Base):
     """A monthly amount for a workspace (or, ``workspace_id`` NULL, the whole tenant);
     alerts at each of ``thresholds`` (percent, comma separated) of actual and forecast."""
 
     __tablename__ = "budgets"
+    __table_args__ = (  # one budget per workspace, one per tenant (two requests at once: 409)
+        Index("uq_budgets_workspace", "workspace_id", unique=True,
+              postgresql_where=WORKSPACE_SET, sqlite_where=WORKSPACE_SET),
+        Index("uq_budgets_tenant", "tenant_id", unique=True,
+              postgresql_where=TENANT_WIDE, sqlite_where=TENANT_WIDE),
+    )  # fmt: skip
 
     workspace_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True

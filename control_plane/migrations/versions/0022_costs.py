@@ -102,6 +102,13 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("thresholds", sa.String(100), nullable=False),
     )
+    for name, column, where in (
+        ("uq_budgets_workspace", "workspace_id", "workspace_id IS NOT NULL"),
+        ("uq_budgets_tenant", "tenant_id", "workspace_id IS NULL"),
+    ):
+        condition = sa.text(where)
+        op.create_index(name, "budgets", [column], unique=True,
+                        postgresql_where=condition, sqlite_where=condition)  # fmt: skip
     op.create_table(
         "budget_alerts",
         *tenant_row(),

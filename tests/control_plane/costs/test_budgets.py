@@ -7,7 +7,9 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from control_plane.costs import report
 from control_plane.costs.budget_checks import check_budgets
@@ -101,3 +103,22 @@ async def test_thresholds_fire_once_each_and_the_next_month_resolves(db: Databas
     after = await budget_incidents(db, ws)
     november = {k: i for k, i in after.items() if k.endswith(":11")}
     assert november and all(i.state == "resolved" for i in november.values())
+
+
+async def test_the_database_keeps_one_budget_per_workspace_and_per_tenant(db: Database) -> None:
+    """Two requests checked at the same instant both see no budget: the unique indexes
+    refuse the second row (the API turns that into a 409)."""
+    tenant_id, ws = await a_costing_workspace(db)
+    for workspace_id in (ws, None):
+        async with db.session() as session:
+            session.add(Budget(tenant_id=tenant_id, workspace_id=workspace_id,
+                               amount=Decimal("1.00"), currency="USD"))  # fmt: skip
+        with pytest.raises(IntegrityError):
+            async with db.session() as session:
+                session.add(Budget(tenant_id=tenant_id, workspace_id=workspace_id,
+                                   amount=Decimal("2.00"), currency="USD"))  # fmt: skip
+    other_tenant, other_ws = await a_costing_workspace(db)
+    async with db.session() as session:  # other owners are not affected
+        session.add(Budget(tenant_id=other_tenant, workspace_id=other_ws,
+                           amount=Decimal("1.00"), currency="USD"))  # fmt: skip
+        session.add(Budget(tenant_id=other_tenant, amount=Decimal("1.00"), currency="USD"))
