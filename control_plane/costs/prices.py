@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.costs.models import Price
+from control_plane.db import locks
 from control_plane.errors import Conflict, InvalidInput
 
 KINDS = ("plan", "ip", "backup_storage", "bandwidth")
@@ -58,6 +59,7 @@ async def set_price(
         raise InvalidInput("a price is zero or more", field="body.amount")
     if not _CURRENCY.match(currency):
         raise InvalidInput("a currency is 3 capital letters (ISO 4217)", field="body.currency")
+    await locks.hold(session, f"price:{provider}:{kind}:{item}")  # two refreshes at once
     current = await price_at(session, provider, kind, item, effective_from)
     if (
         current is not None

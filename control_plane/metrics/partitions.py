@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db import locks
+
 # Partitioned table → its partition key (the time column).
 PARTITIONED = {"metric_samples": "sampled_at", "metric_rollups_1m": "bucket"}
 # pg_advisory_xact_lock key ("mfpart"): replicas making or dropping partitions take turns.
-LOCK_KEY = 0x6D6670617274
 _NAME = re.compile(r"^(?P<table>[a-z0-9_]+)_p(?P<day>\d{8})$")
 _BOUND = re.compile(r"^FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)$")
 
@@ -58,7 +59,7 @@ def days_between(first: date, last: date) -> Iterable[date]:
 
 async def lock(session: AsyncSession) -> None:
     """Serialise partition work across replicas until this transaction ends."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    await locks.hold(session, "partitions")
 
 
 @dataclass(frozen=True)

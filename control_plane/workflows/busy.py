@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db import locks
 from control_plane.errors import Conflict
 from control_plane.ipswitch.models import IpSwitch
 from control_plane.resize.models import ServerResize
@@ -28,10 +29,7 @@ async def refuse_while_another_runs(
 ) -> None:
     """409 naming the other kind's running workflow on ``server_id`` (``own`` kind aside).
     Call it in the transaction that then records ``own``: the lock lasts until it ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": server_lock_key(server_id)}
-        )
+    await locks.hold(session, f"busy:{server_id}")
     for model, label in RUNNING:
         if model is own:
             continue
@@ -40,10 +38,3 @@ async def refuse_while_another_runs(
         )
         if running is not None:
             raise Conflict(f"{label} {running} is running for this server; {action} after it")
-
-
-def server_lock_key(server_id: uuid.UUID) -> int:
-    """A signed 64-bit advisory lock key for one server (its id's first 8 bytes XOR a
-    constant of this module, so it does not meet other locks keyed by small integers)."""
-    raw = int.from_bytes(server_id.bytes[:8], "big") ^ 0x6D66_6275_7379_0000  # "mfbusy"
-    return raw - (1 << 64) if raw >= 1 << 63 else raw

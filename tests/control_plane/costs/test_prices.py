@@ -55,6 +55,19 @@ async def test_history_change_mid_month_same_price_and_ahead(db: Database) -> No
         await put(db, "histp", "p1", "11.00", mid)
 
 
+@pytest.mark.postgres_only
+async def test_two_replicas_refreshing_at_once_keep_one_history(db: Database) -> None:
+    """Both read the item's history before either writes: without the per-item lock each
+    would add an entry open to the future (two current prices)."""
+    await asyncio.gather(
+        *(put(db, "racep", "p1", amount, T0 + timedelta(minutes=n))
+          for n, amount in enumerate(("10.00", "11.00", "12.00")))
+    )  # fmt: skip
+    rows = await entries(db, "racep", "p1")
+    assert [r.effective_to for r in rows] == [r.effective_from for r in rows[1:]] + [None]
+    assert len(rows) == 3
+
+
 def test_bandwidth_units_and_storage_setting_wording() -> None:
     assert parse_bandwidth("2000") == 2000
     assert parse_bandwidth("2 TB") == 2000
