@@ -96,7 +96,8 @@ async def percent_series(
     percents = with_percents(series)
 
     def hourly(name: str) -> list[tuple[datetime, float]]:
-        return [(p.t, p.avg) for p in percents.get(name, [])]
+        found = percents.get(name)
+        return [] if found is None else list(zip(found.times(), found.avg.tolist(), strict=True))
 
     out = {Resource("cpu"): hourly("cpu_percent"), Resource("memory"): hourly("memory_percent")}
     for m, has_inodes in sorted(disks.items()):

@@ -24,7 +24,7 @@ import numpy as np
 
 from control_plane.metrics.series import filesystem_series, split_series
 from control_plane.provisioning.providers.base import Plan
-from control_plane.usage.series import Point
+from control_plane.usage.series import Floats, Series
 
 GIB = 1024**3
 MIB = 1024**2
@@ -57,12 +57,12 @@ def capacity(plan: Plan, resource: str) -> float:
     return float(plan.disk_gb * GIB)
 
 
-def disk_series(series: dict[str, list[Point]]) -> str | None:
+def disk_series(series: dict[str, Series]) -> str | None:
     """The used-bytes series of ``/``, else of the largest filesystem (by its total)."""
     if filesystem_series(FS_USED, "/") in series:
         return filesystem_series(FS_USED, "/")
     sizes = {
-        split_series(name)[1]: max((p.max for p in points), default=0.0)
+        split_series(name)[1]: float(points.max.max()) if len(points) else 0.0
         for name, points in series.items()
         if split_series(name)[0] == FS_TOTAL
     }
@@ -74,7 +74,7 @@ def disk_series(series: dict[str, list[Point]]) -> str | None:
 
 
 def targets(
-    series: dict[str, list[Point]],
+    series: dict[str, Series],
     vcpus: int,
     percentile: float,
     headroom: float,
@@ -82,10 +82,16 @@ def targets(
 ) -> tuple[list[Target], str | None]:
     """Each resource's target, or why there is not enough data (then no targets)."""
     disk = disk_series(series)
+    none = np.zeros(0)
+
+    def column(name: str, field: str) -> Floats:
+        found = series.get(name)
+        return none if found is None else getattr(found, field)
+
     wanted = (
-        ("cpu", "cores", CPU, [p.avg * vcpus / 100.0 for p in series.get(CPU, [])]),
-        ("memory", "bytes", MEMORY, [p.max for p in series.get(MEMORY, [])]),
-        ("disk", "bytes", disk or FS_USED, [p.max for p in series.get(disk or "", [])]),
+        ("cpu", "cores", CPU, column(CPU, "avg") * vcpus / 100.0),
+        ("memory", "bytes", MEMORY, column(MEMORY, "max")),
+        ("disk", "bytes", disk or FS_USED, column(disk or "", "max")),
     )
     found: list[Target] = []
     for resource, unit, name, values in wanted:
@@ -94,7 +100,7 @@ def targets(
                 f"not enough data: {len(values)} hour(s) of {name} in the window, at least "
                 f"{min_hours} needed"
             )
-        value = float(np.percentile(np.asarray(values), percentile))
+        value = float(np.percentile(values, percentile))
         found.append(Target(resource, unit, name, len(values), value, value * headroom))
     return found, None
 

@@ -36,7 +36,7 @@ from control_plane.resize.schemas import (
 from control_plane.resize.workflow import STEPS, step_seconds
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
-from control_plane.usage.series import TierReach, read_series
+from control_plane.usage.series import Series, TierReach, read_series
 from control_plane.workflows.busy import refuse_while_another_runs
 from control_plane.workflows.steps import ACTIVE_STATES, step_rows
 
@@ -254,7 +254,7 @@ async def disk_used(session: AsyncSession, server_id: uuid.UUID) -> tuple[str, f
     if filesystems is None:
         return None
     values = sample_series({"filesystems": filesystems})
-    name = recommend.disk_series({k: [] for k in values})
+    name = recommend.disk_series({k: Series.of([], [], [], [], []) for k in values})
     if name is None:
         root = filesystem_series(recommend.FS_USED, "/")
         return ("/", values[root]) if root in values else None

@@ -9,15 +9,20 @@ day of hourly rows crosses the wire as one row. The series of a server are found
 skip scan over the primary key (server_id, metric, bucket), and the rows are then read with
 ``metric IN (…)``: the index is walked once per series over just the range asked for,
 instead of over every row the server ever had (benchmarks/usage_query.py measures it).
+On PostgreSQL each series comes back as arrays, kept as numpy columns (``Series``): no
+Python object per bucket.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, get_args
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -72,6 +77,78 @@ class Point(NamedTuple):
     count: int  # type: ignore[assignment]  # (tuple.count: unused here)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = 1_000_000  # microseconds a second
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Series:
+    """One series' buckets as columns, oldest first: ``t`` in epoch seconds (UTC).
+
+    Columns, not a Point per bucket: a 90-day answer has ~40,000 buckets, and making a tuple
+    and a datetime for each was most of the read; the per-cent series, summaries and JSON
+    work on the arrays. Indexing or iterating still gives Points (tests, exports)."""
+
+    t: Ints  # microseconds since 1970 (UTC): a raw sample's time keeps its fraction
+    avg: Floats
+    min: Floats
+    max: Floats
+    count: Ints
+
+    @classmethod
+    def of(cls, t: Any, avg: Any, low: Any, high: Any, count: Any) -> Series:
+        """From sequences (lists, arrays) of equal length."""
+        return cls(
+            np.asarray(t, np.int64),
+            np.asarray(avg, np.float64),
+            np.asarray(low, np.float64),
+            np.asarray(high, np.float64),
+            np.asarray(count, np.int64),
+        )
+
+    @classmethod
+    def of_points(cls, points: Collection[Point]) -> Series:
+        """From Points (their times aware)."""
+        if not points:
+            return cls.of([], [], [], [], [])
+        times, avg, low, high, count = zip(*points, strict=True)
+        at = [(t - EPOCH) // timedelta(microseconds=1) for t in times]
+        return cls.of(at, avg, low, high, count)
+
+    def take(self, keep: npt.NDArray[np.bool_]) -> Series:
+        """The buckets where ``keep`` is true."""
+        t, avg, low, high, count = self.t, self.avg, self.min, self.max, self.count
+        return Series(t[keep], avg[keep], low[keep], high[keep], count[keep])
+
+    def times(self) -> list[datetime]:
+        return [EPOCH + timedelta(microseconds=t) for t in self.t.tolist()]
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def __getitem__(self, i: int) -> Point:
+        return Point(
+            EPOCH + timedelta(microseconds=int(self.t[i])),
+            float(self.avg[i]),
+            float(self.min[i]),
+            float(self.max[i]),
+            int(self.count[i]),
+        )
+
+    def __iter__(self) -> Iterator[Point]:
+        columns = (self.avg.tolist(), self.min.tolist(), self.max.tolist(), self.count.tolist())
+        return map(Point, self.times(), *columns)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Series | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 # How far back each tier holds data: its retention setting (the retention job's own figures).
 TierReach = Retention
 
@@ -110,7 +187,7 @@ async def read_series(
     names: Collection[str] | None = None,
     *,
     reach: TierReach,
-) -> dict[str, list[Point]]:
+) -> dict[str, Series]:
     """Series name → its points in [start, end) at ``step``, oldest first (``names``: only
     those series; None: all). Raises InvalidInput (field ``query.step``/``query.from``)
     when the tier for ``step`` does not reach back to ``start``, or the answer would hold
@@ -132,7 +209,7 @@ async def _raw(
     start: datetime,
     end: datetime,
     names: Collection[str] | None,
-) -> dict[str, list[Point]]:
+) -> dict[str, Series]:
     wanted = set(names) if names is not None else None
     gauges = [g for g in GAUGES if wanted is None or g in wanted]
     with_fs = wanted is None or any(split_series(n)[1] is not None for n in wanted)
@@ -155,13 +232,15 @@ async def _raw(
             f"more than {MAX_POINTS} raw samples in range: use a step or a shorter range",
             field="query.step",
         )
-    out: dict[str, list[Point]] = {}
+    found: dict[str, tuple[list[int], list[float]]] = {}
     for row in rows:
-        at = row["sampled_at"]
+        at = (row["sampled_at"] - EPOCH) // timedelta(microseconds=1)
         for name, value in sample_series(dict(row)).items():
             if wanted is None or name in wanted:
-                out.setdefault(name, []).append(Point(at, value, value, value, 1))
-    return out
+                times, values = found.setdefault(name, ([], []))
+                times.append(at)
+                values.append(value)
+    return {n: Series.of(t, v, v, v, np.ones(len(t))) for n, (t, v) in found.items()}
 
 
 def _epoch(dialect: str, at: Any) -> ColumnElement[Any]:
@@ -200,7 +279,7 @@ async def _rolled_up(
     end: datetime,
     step: UsageStep,
     names: Collection[str] | None,
-) -> dict[str, list[Point]]:
+) -> dict[str, Series]:
     tier = STEP_TIER[step]
     model = MetricRollup if tier == "1m" else MetricRollupHourly
     table = model.__table__
@@ -243,19 +322,10 @@ async def _rolled_up(
             .group_by(table.c.metric, bucket)
         )
     result = (await session.execute(stmt.order_by(table.c.metric, bucket))).all()  # fetchall
-    out: dict[str, list[Point]] = {}
-    times: dict[int, datetime] = {}
-    current: list[Point] = []
-    current_name = None
+    found: dict[str, list[tuple[int, float, float, float, int]]] = {}
     for name, at, count, total, low, high in result:
-        if name != current_name:
-            current = out.setdefault(name, [])
-            current_name = name
-        t = times.get(at)
-        if t is None:
-            t = times[at] = datetime.fromtimestamp(at, UTC)
-        current.append(Point(t, total / count, low, high, count))
-    return out
+        found.setdefault(name, []).append((at * US, total / count, low, high, count))
+    return {name: Series.of(*zip(*rows, strict=True)) for name, rows in found.items()}
 
 
 # PostgreSQL: per series (LATERAL) an index-only range scan (the key INCLUDEs the figures),
@@ -291,17 +361,13 @@ GROUPED_ROWS = """
 
 async def _as_arrays(
     session: AsyncSession, sql: str, params: dict[str, Any], width: int, grouped: bool
-) -> dict[str, list[Point]]:
+) -> dict[str, Series]:
     if grouped:
         params["width"] = width
-    out: dict[str, list[Point]] = {}
-    times: dict[int, datetime] = {}
-    for name, epochs, avgs, lows, highs, counts in await session.execute(text(sql), params):
-        for at in epochs:
-            if at not in times:
-                times[at] = datetime.fromtimestamp(at, UTC)
-        out[name] = list(map(Point, map(times.__getitem__, epochs), avgs, lows, highs, counts))
-    return out
+    return {
+        name: Series.of(np.asarray(epochs, np.int64) * US, avgs, lows, highs, counts)
+        for name, epochs, avgs, lows, highs, counts in await session.execute(text(sql), params)
+    }
 
 
 def _floor(at: datetime, seconds: int) -> datetime:

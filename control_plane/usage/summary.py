@@ -6,12 +6,11 @@ which ignores a few spikes (a backup's disk burst) that would tilt a least-squar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from control_plane.usage.series import Point
+from control_plane.usage.series import US, Series
 from control_plane.usage.trend import theil_sen
 
 # Theil–Sen is quadratic in points: longer series are averaged down to this many first
@@ -32,7 +31,7 @@ class Summary:
     trend_per_day: float | None = None
 
 
-def summarize(points: Sequence[Point], step_seconds: int | None) -> Summary:
+def summarize(points: Series, step_seconds: int | None) -> Summary:
     """Summary of ``points`` (a step's buckets; ``step_seconds`` None for raw samples).
 
     ``average`` weighs each bucket by its sample count; ``p95`` is over bucket averages; peak
@@ -40,15 +39,13 @@ def summarize(points: Sequence[Point], step_seconds: int | None) -> Summary:
     hour only when buckets are no longer than an hour, weekday only when no longer than a day.
     ``trend_per_day`` (units per day) needs points spanning at least a day.
     """
-    if not points:
+    if not len(points):
         return Summary()
-    ts, avg, _, high, count = zip(*points, strict=True)  # columns, transposed in C
-    avgs, counts = np.array(avg, float), np.array(count, float)
-    times = np.array([t.timestamp() for t in ts], float)
+    avgs, counts, times = points.avg, points.count.astype(float), points.t / US
     return Summary(
         average=float(np.dot(avgs, counts) / counts.sum()),
         p95=float(np.percentile(avgs, 95)),
-        max=float(max(high)),
+        max=float(points.max.max()),
         peak_hour=_peak(times, avgs, 3600, 24, 0)
         if step_seconds is None or step_seconds <= 3600
         else None,

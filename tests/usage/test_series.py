@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic_core import to_json
 from scipy.stats import theilslopes
 from sqlalchemy import insert
 
@@ -20,7 +21,8 @@ from control_plane.metrics.models import MetricRollup, MetricRollupHourly, Metri
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.tenants.models import Tenant
-from control_plane.usage.series import Point, TierReach, read_series
+from control_plane.usage.series import Point, Series, TierReach, read_series
+from control_plane.usage.service import Usage
 from control_plane.usage.summary import summarize
 from control_plane.usage.trend import TheilSen, theil_sen
 
@@ -139,7 +141,7 @@ def test_summary_of_a_known_shape() -> None:
         value = 50 + 10 * np.cos(2 * np.pi * (t.hour - 14) / 24) + 0.5 * n / 24
         value += 10 if t.weekday() == 2 else 0
         points.append(Point(t, float(value), float(value) - 1, float(value) + 2, 60))
-    summary = summarize(points, 3600)
+    summary = summarize(Series.of_points(points), 3600)
     avgs = [p.avg for p in points]
     assert summary.average == pytest.approx(float(np.mean(avgs)))
     assert summary.p95 == pytest.approx(float(np.percentile(avgs, 95)))
@@ -151,12 +153,14 @@ def test_summary_of_a_known_shape() -> None:
         Point(p.t, p.avg + 400, p.min, p.max + 400, p.count) if n in (100, 300, 500) else p
         for n, p in enumerate(points)
     ]
-    assert summarize(spiked, 3600).trend_per_day == pytest.approx(0.5, abs=0.05)
+    assert summarize(Series.of_points(spiked), 3600).trend_per_day == pytest.approx(0.5, abs=0.05)
     # daily points: no hour of day; nothing at all: unknown, never zero
-    daily = summarize(points[::24], 86_400)
+    daily = summarize(Series.of_points(points[::24]), 86_400)
     assert daily.peak_hour is None and daily.peak_weekday is not None
-    assert summarize([], 3600).average is None and summarize([], None).trend_per_day is None
-    assert summarize(points[:12], 3600).trend_per_day is None  # under a day: no trend
+    none = Series.of_points([])
+    assert summarize(none, 3600).average is None and summarize(none, None).trend_per_day is None
+    under_a_day = Series.of_points(points[:12])
+    assert summarize(under_a_day, 3600).trend_per_day is None
 
 
 def test_theil_sen_is_scipys_slope_with_its_interval_on_request() -> None:
@@ -170,3 +174,24 @@ def test_theil_sen_is_scipys_slope_with_its_interval_on_request() -> None:
     assert (banded.low, banded.slope, banded.high) == pytest.approx(
         (scipy_fit.low_slope, scipy_fit.slope, scipy_fit.high_slope)
     )
+
+
+def test_usage_json_is_pydantic_cores_serialization_of_the_document() -> None:
+    """The route's body, joined from columns, is byte for byte ``to_json(document())``:
+    floats in every notation, times with and without a fraction, an empty answer."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    times = [start + timedelta(seconds=n * 3600, microseconds=n * 7) for n in range(5)]
+    values = [1e16, 1.5e-7, 50.0, -0.0, 123456.789]
+    series = {
+        "cpu_percent": Series.of_points(
+            [Point(t, v, v, v + 1, 1) for t, v in zip(times, values, strict=True)]
+        ),
+        "fs_used_bytes:/var": Series.of_points([Point(times[0], 3.0, 2.0, 4.0, 60)]),
+        "unknown_gauge": Series.of_points([Point(times[1], 1.0, 1.0, 1.0, 1)]),
+    }
+    for usage in (
+        Usage(uuid.uuid4(), start, times[-1], "raw", series),
+        Usage(uuid.uuid4(), start, times[-1], "1h", {}),
+    ):
+        assert usage.json() == to_json(usage.document())
+        assert json.loads(usage.json(indent=2)) == json.loads(usage.json())
