@@ -8,8 +8,9 @@ PYPROJECT_SHA := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # (the dev extra) come on top only when a target needs them.
 STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SHA)
-# Debian packages the tests drive for real (later: restic knot pebble nftables chromium).
-DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace nftables
+# Debian packages the tests drive for real (chromium: the console's browser tests, driven
+# by Playwright through this executable; no browser is downloaded).
+DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace nftables chromium
 
 .PHONY: run test lint typecheck install system-deps postgres clean
 

@@ -612,6 +612,23 @@ class Settings(BaseSettings):
         "from MailFleet's own figure for the server is flagged.",
     )  # fmt: skip
 
+    # The web console (web/).
+    web_session_idle_seconds: float = Field(
+        default=1800.0, gt=0, le=30 * 86_400, description="A console session unused this "
+        "long ends (sign in again).",
+    )  # fmt: skip
+    web_login_max_failures: int = Field(
+        default=10, ge=1, le=10_000, description="Failed console sign-ins one client address "
+        "may make within MAILFLEET_WEB_LOGIN_WINDOW_SECONDS before it is refused (429).",
+    )  # fmt: skip
+    web_login_window_seconds: float = Field(
+        default=900.0, gt=0, le=86_400, description="The window failed sign-ins are counted in."
+    )
+    trusted_proxies: str = Field(
+        default="", description="Comma-separated addresses or networks (e.g. '127.0.0.1,"
+        "10.0.0.0/8') whose X-Forwarded-Proto/-For the console believes.",
+    )  # fmt: skip
+
     def auto_pauses_on(self, trigger: str) -> bool:
         """Whether ``trigger`` ('listing' or 'bounces') pauses an address by itself."""
         return trigger in self.reputation_auto_pause.split(",")
@@ -642,6 +659,14 @@ class Settings(BaseSettings):
             from control_plane.dnsbl.catalog import parse_lists
 
             parse_lists(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():  # a typo stops the start, not every request behind the proxy
+                ipaddress.ip_network(part.strip(), strict=False)
         return value
 
     @field_validator("local_plan_prices")

@@ -52,6 +52,7 @@ from control_plane.usage.routes import router as usage_router
 from control_plane.vault.client import Vault
 from control_plane.vault.connect import open_vault
 from control_plane.vault.pki import AgentPki
+from control_plane.web.routes import install_console
 from control_plane.workspaces.routes import router as workspaces_router
 
 ROUTERS = (
@@ -158,4 +159,5 @@ def create_app(
     for router in ROUTERS:
         _mark_admin_routes(router)
         app.include_router(router, responses=PROBLEM_RESPONSES)
+    install_console(app)  # HTML pages under /ui, outside the OpenAPI document
     return app

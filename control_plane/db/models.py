@@ -43,6 +43,7 @@ from control_plane.resize.models import ServerResize, ServerResizeStep
 from control_plane.servers.models import AgentCertificate, Server
 from control_plane.tenants.models import Tenant
 from control_plane.tls.models import Certificate
+from control_plane.web.models import LoginFailure, WebSession
 from control_plane.workspaces.models import Workspace
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "IpSwitch",
     "IpSwitchStep",
     "JoinToken",
+    "LoginFailure",
     "MailAlias",
     "MailCount",
     "MailDomain",
@@ -101,6 +103,7 @@ __all__ = [
     "ServerResizeStep",
     "Silence",
     "Tenant",
+    "WebSession",
     "Workspace",
     "WorkspaceBackupPolicy",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -252,6 +252,18 @@ async def checks_of(session: AsyncSession, server_id: uuid.UUID) -> list[HealthC
             )
         ).all()
     )
+
+
+async def overall_by_server(
+    session: AsyncSession, server_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Overall]:
+    """``overall`` of each server's checks, for many servers at once (a page of the fleet)."""
+    rows: dict[uuid.UUID, list[HealthCheck]] = {server_id: [] for server_id in server_ids}
+    for row in await session.scalars(
+        select(HealthCheck).where(HealthCheck.server_id.in_(server_ids))
+    ):
+        rows[row.server_id].append(row)
+    return {server_id: overall(checks) for server_id, checks in rows.items()}
 
 
 async def history(

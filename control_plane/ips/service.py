@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
 from sqlalchemy import event, select
@@ -68,6 +68,26 @@ async def sending_ip(session: AsyncSession, server_id: uuid.UUID) -> IpAddress |
         .order_by(IpAddress.assigned_at)
         .limit(1)
     )
+
+
+async def sending_ips(
+    session: AsyncSession, server_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Each server's sending address, as ``sending_ip`` picks it, for many servers at once
+    (a page of the fleet)."""
+    rows = await session.execute(
+        select(IpAddress.server_id, IpAddress.address)
+        .where(
+            IpAddress.server_id.in_(server_ids),
+            IpAddress.released_at.is_(None),
+            IpAddress.role == "sending",
+        )
+        .order_by(IpAddress.assigned_at)
+    )
+    found: dict[uuid.UUID, str] = {}
+    for server_id, address in rows:
+        found.setdefault(server_id, address)
+    return found
 
 
 async def published_addresses(session: AsyncSession, server: Server) -> tuple[str, ...]:

@@ -68,13 +68,24 @@ async def list_servers(
     workspace_id: uuid.UUID | None,
     after: uuid.UUID | None,
     limit: int,
+    state: str | None = None,
 ) -> Page[Server]:
     stmt = select(Server)
     if tenant_id is not None:
         stmt = stmt.where(Server.tenant_id == tenant_id)
     if workspace_id is not None:
         stmt = stmt.where(Server.workspace_id == workspace_id)
+    if state is not None:
+        stmt = stmt.where(Server.state == state)
     return await paginate(session, stmt, Server.id, after, limit)
+
+
+async def count_by_state(session: AsyncSession, tenant_id: uuid.UUID | None) -> dict[str, int]:
+    """How many of the (tenant's) servers are in each provisioning state."""
+    stmt = select(Server.state, func.count()).group_by(Server.state)
+    if tenant_id is not None:
+        stmt = stmt.where(Server.tenant_id == tenant_id)
+    return {state: count for state, count in await session.execute(stmt)}
 
 
 async def count_machines(session: AsyncSession, provider: str) -> int:
