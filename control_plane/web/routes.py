@@ -96,7 +96,7 @@ async def login(
         if key is None:
             await sessions.record_failure(session, address, settings, now)
         else:
-            token = await sessions.start(session, key, now)
+            token = await sessions.start(session, key, settings, now)
     if key is None:
         return _login_page(request, 401, "That API key is invalid, expired or revoked.")
     response = _see(FLEET)

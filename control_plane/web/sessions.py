@@ -102,8 +102,11 @@ class Signed:
     key: ApiKey
 
 
-async def start(session: AsyncSession, key: ApiKey, now: datetime) -> str:
-    """Open a session for ``key``; returns the cookie token (shown to no one else)."""
+async def start(session: AsyncSession, key: ApiKey, settings: Settings, now: datetime) -> str:
+    """Open a session for ``key``; returns the cookie token (shown to no one else). Sessions
+    left idle past the timeout (never signed out) go now, so the table stays small."""
+    idle = timedelta(seconds=settings.web_session_idle_seconds)
+    await session.execute(delete(WebSession).where(WebSession.last_seen_at < now - idle))
     token = new_token()
     session.add(
         WebSession(
@@ -175,10 +178,8 @@ async def retry_after(
 async def record_failure(
     session: AsyncSession, address: str, settings: Settings, now: datetime
 ) -> None:
-    """Count a refused sign-in; the address's failures older than the window go."""
+    """Count a refused sign-in; failures older than the window (any address's) go."""
     since = now - timedelta(seconds=settings.web_login_window_seconds)
-    await session.execute(
-        delete(LoginFailure).where(LoginFailure.address == address, LoginFailure.at <= since)
-    )
+    await session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
     session.add(LoginFailure(address=address, at=now))
     await session.flush()

@@ -6,11 +6,12 @@ The tests run once, on PostgreSQL (the production database)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from control_plane.settings import Settings
 from tests.support.openbao import DevOpenBao
@@ -43,32 +44,38 @@ def console_server(
         trusted_proxies="127.0.0.1",  # the tests play a proxy with X-Forwarded-* headers
     )
     server = ConsoleServer(settings, openbao)
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest_asyncio.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Playwright's async API, on the suite's own event loop: its sync API would hold a
+    running loop in the main thread and break every async test after it."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
-        chromium.close()
+        await chromium.close()
 
 
-@pytest.fixture
-def context(browser: Browser, console_server: ConsoleServer) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(base_url=console_server.url, viewport={"width": 1280, "height": 900})
+@pytest_asyncio.fixture
+async def context(browser: Browser, console_server: ConsoleServer) -> AsyncIterator[BrowserContext]:
+    ctx = await browser.new_context(
+        base_url=console_server.url, viewport={"width": 1280, "height": 900}
+    )
     ctx.set_default_timeout(10_000)
     yield ctx
-    ctx.close()
+    await ctx.close()
 
 
-@pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
+@pytest_asyncio.fixture
+async def page(context: BrowserContext) -> Page:
+    return await context.new_page()
 
 
 @pytest.fixture(scope="session")

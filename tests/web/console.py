@@ -67,13 +67,20 @@ class ConsoleServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        self.uvicorn.should_exit = True
-        self.serving.result(20)
-        self.run(self.db.dispose())
-        self.run(drop_database(self.db_url))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        """Everything ``start`` got to, in reverse: safe after a start that failed midway."""
+        try:
+            if hasattr(self, "serving"):
+                self.uvicorn.should_exit = True
+                self.serving.result(20)
+            if hasattr(self, "db"):
+                self.run(self.db.dispose())
+            if hasattr(self, "db_url"):
+                self.run(drop_database(self.db_url))
+        finally:
+            if self.thread.is_alive():
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self.thread.join(10)
+            self.loop.close()
 
     # What the tests set up, through MailFleet's own services.
 
