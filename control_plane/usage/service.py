@@ -163,12 +163,6 @@ def with_percents(series: dict[str, Series]) -> dict[str, Series]:
 AFTER_COLUMN = (b',"min":', b',"max":', b',"count":', b"},")
 
 
-def _values(column: npt.NDArray[Any]) -> list[bytes]:
-    """Each value as pydantic-core writes it (one call for the column; no value has a
-    comma)."""
-    return to_json(column.tolist())[1:-1].split(b",")
-
-
 @dataclass(frozen=True)
 class Usage:
     server_id: uuid.UUID
@@ -230,44 +224,47 @@ class Usage:
             return to_json(self.document(), indent=indent)
         seconds = STEP_SECONDS.get(self.step)
         grouped = self.grouped()
-        times = _time_prefixes([s for _, _, group in grouped for _, _, s in group])
-        resources = []
+        pieces = _point_pieces([s for _, _, group in grouped for _, _, s in group])
+        out = [to_json(self.head())[:-1], b',"resources":[']
         for r, m, group in grouped:
-            series = []
+            out += [to_json({"resource": r, "mountpoint": m})[:-1], b',"series":[']
             for name, unit, points in group:
                 summary = asdict(summarize(points, seconds))
-                head = to_json({"name": name, "unit": unit, "summary": summary})[:-1]
-                series.append(head + b',"points":[' + _points(points, times) + b"]}")
-            head = to_json({"resource": r, "mountpoint": m})[:-1]
-            resources.append(head + b',"series":[' + b",".join(series) + b"]}")
-        return to_json(self.head())[:-1] + b',"resources":[' + b",".join(resources) + b"]}"
+                out += [to_json({"name": name, "unit": unit, "summary": summary})[:-1]]
+                out += [b',"points":[', *next(pieces), b"]},"]
+            out[-1] = out[-1][:-1] + b"]},"
+        out[-1] = out[-1][:-1] if grouped else out[-1]
+        return b"".join(out) + b"]}"
 
     def out(self) -> UsageOut:
         return UsageOut.model_validate(self.document())
 
 
-def _time_prefixes(series: list[Series]) -> dict[int, bytes]:
-    """``{"t":<time>,"avg":`` for every time in ``series``, each time serialized once."""
+def _point_pieces(series: list[Series]) -> Iterator[list[bytes]]:
+    """Per series, its points' JSON objects (comma-separated) as pieces to join: as
+    pydantic-core writes them one by one, from each column of all the series serialized at
+    once (no value's text has a comma) and each distinct time once."""
     if not series:
-        return {}
-    unique = np.unique(np.concatenate([s.t for s in series])).tolist()
-    texts = to_json([EPOCH + timedelta(microseconds=t) for t in unique])[1:-1].split(b",")
-    return {t: b'{"t":' + text + b',"avg":' for t, text in zip(unique, texts, strict=True)}
-
-
-def _points(points: Series, times: dict[int, bytes]) -> bytes:
-    """The points' JSON objects, comma-separated, as pydantic-core writes them one by one."""
-    n = len(points)
-    if not n:
-        return b""
+        return
+    t, avg, low, high, count = (
+        np.concatenate([getattr(s, c) for s in series]) for c in Series.__slots__
+    )
+    unique, at = np.unique(t, return_inverse=True)
+    texts = to_json([EPOCH + timedelta(microseconds=u) for u in unique.tolist()])[1:-1]
+    prefixes = [b'{"t":' + text + b',"avg":' for text in texts.split(b",")]
+    n = len(t)
     pieces: list[bytes] = [b""] * (9 * n)
-    pieces[0::9] = list(map(times.__getitem__, points.t.tolist()))
-    columns = (points.avg, points.min, points.max, points.count)
-    for k, (column, after) in enumerate(zip(columns, AFTER_COLUMN, strict=True)):
-        pieces[1 + 2 * k :: 9] = _values(column)
+    pieces[0::9] = list(map(prefixes.__getitem__, at.tolist()))
+    for k, (column, after) in enumerate(zip((avg, low, high, count), AFTER_COLUMN, strict=True)):
+        pieces[1 + 2 * k :: 9] = to_json(column.tolist())[1:-1].split(b",")
         pieces[2 + 2 * k :: 9] = [after] * n
-    pieces[-1] = b"}"
-    return b"".join(pieces)
+    first = 0
+    for s in series:
+        last = first + 9 * len(s)
+        if last > first:
+            pieces[last - 1] = b"}"
+        yield pieces[first:last]
+        first = last
 
 
 async def server_usage(

@@ -11,6 +11,7 @@ A confidence interval (Sen 1968) is scipy's, not derived again here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,7 +35,15 @@ def theil_sen(x: np.ndarray, y: np.ndarray, confidence: float | None = None) -> 
 
         fit = theilslopes(y, x, alpha=confidence)
         return TheilSen(float(fit.slope), float(fit.low_slope), float(fit.high_slope))
-    i, j = np.triu_indices(len(x), k=1)
+    i, j = _pairs(len(x))
     dx = x[j] - x[i]
     keep = dx != 0
     return TheilSen(float(np.median((y[j] - y[i])[keep] / dx[keep])))
+
+
+@lru_cache(maxsize=128)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of n points: the same few sizes recur (96 per usage summary)."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
