@@ -163,8 +163,8 @@ async def with_database(
     creates: bool = False,
 ) -> T:
     """Run ``action`` on the database; only ``creates`` commands may make a new one."""
-    from control_plane.db import migrate
     from control_plane.db.engine import Database
+    from control_plane.db.schema_version import require_current as at_head
 
     loaded = settings()
     if not creates:
@@ -172,12 +172,7 @@ async def with_database(
     db = Database.from_settings(loaded)
     try:
         if require_current:
-            current, head = await migrate.current_revision(db), migrate.head_revision()
-            if current != head:
-                raise Conflict(
-                    f"database schema is at {current or 'empty'}, expected {head}: "
-                    "run 'mailfleet db upgrade'"
-                )
+            await at_head(db)
         return await action(db)
     finally:
         await db.dispose()

@@ -14,10 +14,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from control_plane.backups.models import BackupPolicy
-from control_plane.db import migrate
+from control_plane.db import migrate, schema_version
 from control_plane.db.base import UTCDateTime
 from control_plane.db.engine import Database
 from control_plane.db.models import Base
+from control_plane.errors import Conflict
 from control_plane.metrics import partitions
 from control_plane.servers.models import Server
 from control_plane.tenants.models import Tenant
@@ -52,6 +53,21 @@ async def test_upgrade_downgrade_upgrade(empty_db: Database) -> None:
 
     await migrate.upgrade(empty_db)
     assert await migrate.current_revision(empty_db) == migrate.head_revision()
+
+
+async def test_commands_run_only_at_the_head_revision(empty_db: Database) -> None:
+    """The CLI's check reads the migration files, not Alembic: the same head, the same
+    refusals (an empty database, an older revision)."""
+    head = migrate.head_revision()
+    assert schema_version.newest_file_revision() == head
+    with pytest.raises(Conflict, match=f"schema is at empty, expected {head}"):
+        await schema_version.require_current(empty_db)
+    await migrate.upgrade(empty_db)
+    await schema_version.require_current(empty_db)
+    await migrate.downgrade(empty_db, "-1")
+    older = await migrate.current_revision(empty_db)
+    with pytest.raises(Conflict, match=f"schema is at {older}, expected {head}"):
+        await schema_version.require_current(empty_db)
 
 
 async def test_models_match_the_migrated_schema(empty_db: Database) -> None:
