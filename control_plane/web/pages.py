@@ -21,6 +21,7 @@ from control_plane.health import service as health
 from control_plane.ips.service import sending_ips
 from control_plane.metrics.series import split_series
 from control_plane.provisioning.events import list_events
+from control_plane.provisioning.workflow import PROVISION_STEPS
 from control_plane.servers import service as servers
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ProvisionState, ServerOut
@@ -165,7 +166,7 @@ async def server_page(
     return render(
         request, "server.html", console=console, server=_out(console, server, now),
         checks=[health.check_out(row) for row in rows], health=health.overall(rows),
-        events=events, sending_ip=ip, cost=cost, **chart,
+        events=events, sending_ip=ip, cost=cost, steps=PROVISION_STEPS, **chart,
     )  # fmt: skip
 
 

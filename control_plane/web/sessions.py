@@ -28,7 +28,8 @@ from control_plane.web.models import LoginFailure, WebSession
 
 COOKIE = "mf_session"
 LOGIN_COOKIE = "mf_login_csrf"  # the sign-in form's own CSRF token (no session yet)
-# last_seen_at is written at most this often (not on every page view).
+# last_seen_at is written at most this often (not on every page view), or a quarter of the
+# idle timeout when that is shorter.
 SEEN_RESOLUTION = timedelta(seconds=30)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -141,7 +142,7 @@ async def resolve(
     if key_dead or now - web.last_seen_at > idle:
         await session.execute(delete(WebSession).where(WebSession.id == web.id))
         return None
-    if now - web.last_seen_at >= SEEN_RESOLUTION:
+    if now - web.last_seen_at >= min(SEEN_RESOLUTION, idle / 4):
         await session.execute(
             update(WebSession).where(WebSession.id == web.id).values(last_seen_at=now)
         )

@@ -42,6 +42,7 @@ async def test_a_tenant_goes_from_the_fleet_to_a_server_chart_of_real_samples(
     await page.click("text=mx1")
     await page.wait_for_url(f"**/ui/servers/{server_id}")
     await expect(page.locator("h1")).to_have_text("mx1")
+    await expect(page.locator("#live-facts")).to_contain_text("Provisioning: requested")
     await expect(page.locator("#usage .chart canvas")).to_have_count(1)  # uPlot drew it
     assert await points(page) >= 24 // 2  # the 5-minute samples, at the 24 h range's step
     legend = await page.locator("#usage .u-legend").inner_text()
