@@ -105,10 +105,16 @@ class ConsoleServer:
         return self.run(make())
 
     def server(self, tenant_id: uuid.UUID, name: str) -> uuid.UUID:
-        async def make() -> uuid.UUID:
+        return self.servers(tenant_id, [name])[0]
+
+    def servers(self, tenant_id: uuid.UUID, names: list[str]) -> list[uuid.UUID]:
+        async def make() -> list[uuid.UUID]:
             async with self.db.tenant_session(tenant_id) as session:
-                data = ServerCreate(name=name, provider="manual", mail_stack="none")
-                return (await create_server(session, tenant_id, data)).id
+                made = []
+                for name in names:
+                    data = ServerCreate(name=name, provider="manual", mail_stack="none")
+                    made.append((await create_server(session, tenant_id, data)).id)
+                return made
 
         return self.run(make())
 
