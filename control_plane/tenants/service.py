@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,14 @@ async def get_tenant(
 
 async def list_tenants(session: AsyncSession, after: uuid.UUID | None, limit: int) -> Page[Tenant]:
     return await paginate(session, select(Tenant), Tenant.id, after, limit)
+
+
+async def tenant_names(
+    session: AsyncSession, tenant_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Names of many tenants at once (an admin's page of the fleet names each owner)."""
+    rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenant_ids)))
+    return {tenant_id: name for tenant_id, name in rows}
 
 
 async def update_tenant(session: AsyncSession, tenant_id: uuid.UUID, data: TenantUpdate) -> Tenant:

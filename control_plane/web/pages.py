@@ -26,7 +26,7 @@ from control_plane.servers import service as servers
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ProvisionState, ServerOut
 from control_plane.servers.status import server_out
-from control_plane.tenants.service import get_tenant
+from control_plane.tenants.service import get_tenant, tenant_names
 from control_plane.usage import service as usage
 from control_plane.usage.series import Point, TierReach
 from control_plane.web.console import Console, PageError, SignedIn, render
@@ -93,13 +93,15 @@ async def fleet(
         ips = await sending_ips(session, ids)
         costs = await month_to_date(session, tenant_id, now)
         counts = await servers.count_by_state(session, tenant_id)
+        owners = await tenant_names(session, {s.tenant_id for s in page.items})
     rows = [
         Row(_out(console, s, now), healths[s.id], ips.get(s.id, s.ipv4), costs.get(str(s.id)))
         for s in page.items
     ]
     return render(
         request, "fleet.html", console=console, tenant=tenant, rows=rows, counts=counts,
-        total=sum(counts.values()), states=STATES, state=state, next_after=page.next_after,
+        total=sum(counts.values()), states=STATES, state=state, owners=owners,
+        next_after=page.next_after,
     )  # fmt: skip
 
 
