@@ -25,7 +25,8 @@ GiB = 2**30
 @dataclass(frozen=True)
 class Shape:
     """Percent at hour t: the daily peak is ``level`` at ``now + days_to_level`` and climbs
-    ``slope`` points a day; the day swings ``amplitude`` under it (peak at 14:00 UTC)."""
+    ``slope`` points a day; the day swings ``amplitude`` under it (peak at ``peak_hour``
+    UTC)."""
 
     level: float = 90.0
     days_to_level: float = 10.0
@@ -33,6 +34,7 @@ class Shape:
     amplitude: float = 10.0
     noise: float = 1.0
     seed: int = 1
+    peak_hour: int = 14
     planted: Mapping[datetime, float] = field(default_factory=dict)
 
     def series(self, now: datetime, days: float) -> list[tuple[datetime, float]]:
@@ -45,13 +47,21 @@ class Shape:
                 out.append((at, self.planted[at]))
             else:
                 d = (at - now) / DAY
-                # 1 at 14:00, -1 at 02:00: the peak sits ``amplitude`` above the cycle's midline
-                cycle = math.cos(2 * math.pi * (at.hour - 14) / 24)
+                # 1 at the peak hour, -1 twelve hours off: the peak sits ``amplitude`` above
+                # the cycle's midline
+                cycle = math.cos(2 * math.pi * (at.hour - self.peak_hour) / 24)
                 peak = self.level + self.slope * (d - self.days_to_level)
                 value = peak - self.amplitude + self.amplitude * cycle + rng.gauss(0, self.noise)
                 out.append((at, value))
             at += HOUR
         return out
+
+
+def mid_window_hour(now: datetime) -> int:
+    """The hour in the middle of the forecast's 24-hour windows ending at ``now``'s next
+    hour: a daily peak there is where the fit places each day's peak, so a forecast day
+    does not move by up to half a day with the time of day a test runs at."""
+    return (now.replace(minute=0, second=0, microsecond=0) + HOUR - 12 * HOUR).hour
 
 
 def hour_at(now: datetime, days_ago: float, hour: int) -> datetime:

@@ -19,7 +19,7 @@ from control_plane.db.engine import Database
 from control_plane.incidents.models import Incident
 from control_plane.metrics.models import MetricSample
 from control_plane.settings import Settings
-from tests.capacity.history import GiB, Shape, flat, write_history
+from tests.capacity.history import GiB, Shape, flat, mid_window_hour, write_history
 from tests.support import rows
 
 pytestmark = pytest.mark.postgres_only
@@ -42,7 +42,10 @@ async def test_a_filling_disk_opens_its_forecast_incident_and_a_flat_one_resolve
     tenant = await rows.a_tenant(db, "cap")
     server = await rows.a_server_row(db, tenant, name="cap", state="ready")
     now = utcnow()
-    filling = Shape(level=90, days_to_level=5, slope=1.0, amplitude=1.0, noise=0.2)
+    peak_hour = mid_window_hour(now)
+    filling = Shape(
+        level=90, days_to_level=5, slope=1.0, amplitude=1.0, noise=0.2, peak_hour=peak_hour
+    )
     history = {
         # 85 % now: 80 % is health's; 90 % in 5 days (warning), 95 % in 10 (too far)
         "disk": filling.series(now, 30),
@@ -70,7 +73,7 @@ async def test_a_filling_disk_opens_its_forecast_incident_and_a_flat_one_resolve
 
     # 90 % now 7.5 days out: past the 7 warning days but inside the resolve margin (1 day)
     history["disk"] = Shape(
-        level=90, days_to_level=7.8, slope=1.0, amplitude=1.0, noise=0.2
+        level=90, days_to_level=7.5, slope=1.0, amplitude=1.0, noise=0.2, peak_hour=peak_hour
     ).series(now, 30)
     await write_history(db, server, history, reserve=5 * GiB)
     clock[0] += timedelta(seconds=1.5)
