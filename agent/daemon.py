@@ -27,6 +27,7 @@ from agent.network.nft import Nft
 from agent.network.state import FILE_NAME as NETWORK_STATE
 from agent.outbox import Outbox
 from agent.spool import Spool
+from agent.waiting import woken
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,7 @@ class Agent:
             if self.connected.is_set():
                 self.backoff.reset()
             delay = self.backoff.next()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await woken(stop, delay)
 
     async def _sample(self, stop: asyncio.Event) -> None:
         sampler = Sampler(
@@ -170,9 +170,9 @@ class Agent:
             if next_at < time.monotonic():  # fell behind (suspend, slow disk): skip, no burst
                 next_at = time.monotonic() + self.intervals.metrics
             self.intervals.changed.clear()
-            woken = asyncio.create_task(self._first_of(stop.wait(), self.intervals.changed.wait()))
+            either = asyncio.create_task(self._first_of(stop.wait(), self.intervals.changed.wait()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken, next_at - time.monotonic())
+                await asyncio.wait_for(either, next_at - time.monotonic())
             if self.intervals.changed.is_set():  # the control plane set another interval
                 next_at = time.monotonic() + self.intervals.metrics
 

@@ -7,7 +7,6 @@ other tasks only queue messages and nudge it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -22,6 +21,7 @@ from agent.commands import CommandRunner
 from agent.identity import Credentials, IdentityStore, new_key_and_csr
 from agent.outbox import Outbox
 from agent.spool import Spool
+from agent.waiting import woken
 from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,7 @@ class Link:
                     await call.write(agent_pb2.AgentMessage(metrics=batch))
                     sent_metrics = sequence
             wait = max(0.0, next_heartbeat - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox.kick.wait(), wait)
+            await woken(self.outbox.kick, wait)
 
     async def _rotate(self, channel: grpc.aio.Channel, credentials: Credentials) -> None:
         when = self._rotate_at.setdefault(

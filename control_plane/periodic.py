@@ -17,7 +17,6 @@ at its next round).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.waiting import woken
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,5 @@ class PeriodicJobs:
         while True:
             await self.run_once()
             wait = await self.seconds_to_next()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await woken(self._wake, wait)
             self._wake.clear()

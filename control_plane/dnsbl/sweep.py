@@ -27,6 +27,7 @@ from control_plane.errors import Conflict
 from control_plane.health.sweep import default_owner
 from control_plane.ips import service as ips
 from control_plane.settings import Settings
+from control_plane.waiting import woken
 
 log = logging.getLogger(__name__)
 PIPELINE = 3  # batches in flight: one stores while the others are looked up
@@ -168,8 +169,7 @@ class Sweep:
                     self._start(claims)
                     if len(claims) == self.settings.dnsbl_batch:
                         continue  # more may be due
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.dnsbl_tick_seconds)
+                await woken(self._wake, self.settings.dnsbl_tick_seconds)
         finally:
             for task in list(self._running):
                 task.cancel()

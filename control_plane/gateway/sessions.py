@@ -7,7 +7,6 @@ heartbeat per 10 s cost one transaction a second rather than a thousand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -39,6 +38,7 @@ from control_plane.metrics.ingest import MetricIngest
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+from control_plane.waiting import woken
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -344,8 +344,7 @@ class SessionService:
         checked = utcnow() - timedelta(minutes=1)
         last_full = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.hub.dispatch_wanted.wait(), interval)
+            await woken(self.hub.dispatch_wanted, interval)
             self.hub.dispatch_wanted.clear()
             try:
                 log.debug("dispatch pass")

@@ -32,6 +32,7 @@ from control_plane.health.results import Result
 from control_plane.mail import stack
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from control_plane.waiting import woken
 
 log = logging.getLogger(__name__)
 PORT_CHECKS = ("smtp.25", "smtp.465", "smtp.587", "imap.993", "tls.expiry")
@@ -274,8 +275,7 @@ class Sweep:
                     self._start(claim)
                 if claims and len(claims) == free:
                     continue  # more may be due; a finished run wakes this loop when full
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.health_tick_seconds)
+                await woken(self._wake, self.settings.health_tick_seconds)
         finally:
             stop()
             for task in list(self._running):

@@ -13,7 +13,6 @@ not stored: counted and logged once per batch, so it never fails the batch nor c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from control_plane.metrics import partitions
 from control_plane.metrics.aggregate import Aggregate
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
 from control_plane.metrics.series import sample_series
+from control_plane.waiting import woken
 
 log = logging.getLogger(__name__)
 RAW_RETENTION = timedelta(days=14)  # the setting's default (metrics_raw_retention_days)
@@ -187,8 +187,7 @@ class MetricIngest:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+            await woken(self._wake, self.interval)
             self._wake.clear()
             await self.flush()
 

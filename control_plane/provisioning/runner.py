@@ -12,7 +12,6 @@ the state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -44,6 +43,7 @@ from control_plane.provisioning.workflow import (
 )
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
+from control_plane.waiting import woken
 
 log = logging.getLogger(__name__)
 RETRY_CAP_SECONDS = 60.0
@@ -79,8 +79,7 @@ class ProvisioningRunner:
                             task.add_done_callback(functools.partial(self._done, server.id))
                     except Exception:
                         log.exception("provisioning: claiming due servers failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_seconds())
+                await woken(self._wake, self._idle_seconds())
                 self._wake.clear()
         finally:
             stop_listening()

@@ -10,7 +10,6 @@ and records the outcome on the rows (``record``), in a transaction under the lea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -26,6 +25,7 @@ from control_plane.db.engine import Database
 from control_plane.db.leases import Leases
 from control_plane.errors import MailFleetError
 from control_plane.provisioning.workflow import Fail, Retry, Wait, error_outcome
+from control_plane.waiting import woken
 from control_plane.workflows.steps import Done
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,7 @@ class StepRunner(Generic[R, S]):
                             task.add_done_callback(functools.partial(self._done, row_id))
                     except Exception:
                         log.exception("%s: claiming due rows failed", self.what)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.tick)
+                await woken(self._wake, self.tick)
                 self._wake.clear()
         finally:
             self.wakers.remove(self.wake)

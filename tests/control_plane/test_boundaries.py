@@ -16,7 +16,7 @@ CONTROL_PLANE = Path(__file__).resolve().parents[2] / "control_plane"
 # What the link may use: the command queue, storage, identity and certificates, the server
 # row it keeps heartbeats on, and its own metric stream (a capability of the protocol).
 GATEWAY_MAY_USE = {"gateway", "commands", "db", "enrollment", "vault", "servers", "metrics"}
-GATEWAY_MAY_USE |= {"errors", "settings"}  # modules, not features
+GATEWAY_MAY_USE |= {"errors", "settings", "waiting"}  # modules, not features
 WIRING = {"control_plane.server", "control_plane.api.app", "control_plane.api.context"}
 
 
