@@ -8,6 +8,7 @@ tenant-scoped sessions (RLS) exactly as its API calls do.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from control_plane.api.context import Principal, RequestContext, request_context
 from control_plane.db.base import utcnow
+from control_plane.errors import MailFleetError
+from control_plane.servers.models import Server
+from control_plane.servers.service import get_server
 from control_plane.settings import Settings
 from control_plane.web import sessions
 from control_plane.web.sessions import COOKIE, Signed
@@ -62,9 +66,28 @@ class Console:
         return self.signed.session.tenant_id
 
 
+def not_found(exc: MailFleetError) -> PageError:
+    """A service's refusal (another tenant's server reads as missing) as a page."""
+    return PageError(exc.status, "Not found" if exc.status == 404 else "Refused", exc.detail)
+
+
+async def visible_server(console: Console, server_id: uuid.UUID) -> Server:
+    """The server if the signed-in key may see it, else a 404 page (tenancy by RLS)."""
+    try:
+        async with console.ctx.session() as session:
+            return await get_server(session, server_id)
+    except MailFleetError as exc:
+        raise not_found(exc) from None
+
+
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def use_nav(links: Sequence[Any]) -> None:
+    """The top bar's links (the pages package's ``NAV``), set once at start-up."""
+    _templates.globals["nav_links"] = tuple(links)
 
 
 def render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:

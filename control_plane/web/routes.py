@@ -15,7 +15,7 @@ from control_plane.api_keys.service import verify_key
 from control_plane.db.base import utcnow
 from control_plane.errors import NotFound
 from control_plane.tenants.service import get_tenant, list_tenants
-from control_plane.web import sessions
+from control_plane.web import pages, sessions
 from control_plane.web.console import (
     STATIC,
     STATIC_URL,
@@ -24,8 +24,8 @@ from control_plane.web.console import (
     SignInRequired,
     render,
     settings_of,
+    use_nav,
 )
-from control_plane.web.pages import router as pages_router
 from control_plane.web.sessions import COOKIE, LOGIN_COOKIE
 
 router = APIRouter(include_in_schema=False)
@@ -164,4 +164,6 @@ def install_console(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, _to_login)
     app.add_exception_handler(PageError, _page_error)
     app.include_router(router)
-    app.include_router(pages_router)
+    for page_router in pages.routers():
+        app.include_router(page_router)
+    use_nav(pages.nav_links())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from control_plane.web.pages import PAGE_SIZE
+from control_plane.web.pages.fleet import PAGE_SIZE
 from control_plane.web.sessions import COOKIE
 from tests.web.conftest import MAX_FAILURES
 from tests.web.console import ConsoleServer

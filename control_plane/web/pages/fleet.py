@@ -1,4 +1,5 @@
-"""The console's pages: the fleet overview and a server's page, over the API's services."""
+"""The fleet overview and a server's page (facts, resource chart, checks, events); the
+server page's other sections come from their own modules (``SERVER_SECTIONS``)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ from control_plane.servers.status import server_out
 from control_plane.tenants.service import get_tenant, tenant_names
 from control_plane.usage import service as usage
 from control_plane.usage.series import Point, TierReach
-from control_plane.web.console import Console, PageError, SignedIn, render
+from control_plane.web.console import Console, PageError, SignedIn, not_found, render
+from control_plane.web.pages import NavLink, server_sections
 
 router = APIRouter(include_in_schema=False)
+NAV = (NavLink("Fleet", "/ui/", 0),)
 PAGE_SIZE = 50
 STATES: tuple[str, ...] = get_args(ProvisionState)
 RANGES: dict[str, timedelta] = {
@@ -67,10 +70,6 @@ async def month_to_date(
         session, day_start(first), day_start(next_month(first)), now, tenant_id, None, "server"
     )
     return {group.key: f"{group.billed:.2f} {group.currency}" for group in report.groups}
-
-
-def _not_found(exc: MailFleetError) -> PageError:
-    return PageError(exc.status, "Not found" if exc.status == 404 else "Refused", exc.detail)
 
 
 @router.get("/ui/")
@@ -164,11 +163,12 @@ async def server_page(
             cost = (await month_to_date(session, server.tenant_id, now)).get(str(server_id))
         chart = await _chart(console, server_id, span)
     except MailFleetError as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     return render(
         request, "server.html", console=console, server=_out(console, server, now),
         checks=[health.check_out(row) for row in rows], health=health.overall(rows),
-        events=events, sending_ip=ip, cost=cost, steps=PROVISION_STEPS, **chart,
+        events=events, sending_ip=ip, cost=cost, steps=PROVISION_STEPS,
+        sections=server_sections(), **chart,
     )  # fmt: skip
 
 
@@ -183,5 +183,5 @@ async def server_chart(
     try:
         chart = await _chart(console, server_id, span)
     except MailFleetError as exc:
-        raise _not_found(exc) from None
+        raise not_found(exc) from None
     return render(request, "chart.html", console=console, **chart)
