@@ -14,6 +14,7 @@ per the tenant's ``cost_split``; no weights: idle.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -78,9 +79,11 @@ async def load(
     *,
     tenant_id: uuid.UUID | None,
     workspace_id: uuid.UUID | None,
+    server_ids: Collection[uuid.UUID] | None = None,
 ) -> Loaded:
     """Spans held and readings taken from the start of ``first``'s month to ``hi``, and
-    the prices of [that month, ``prices_to``): three queries and the tenants' splits."""
+    the prices of [that month, ``prices_to``): three queries and the tenants' splits.
+    ``server_ids`` reads those servers' ledger only (a page of the console's fleet)."""
     lo = day_start(month_start(first))
     last_day = (hi - MICRO).date()
     spans = select(*_SPAN_COLUMNS).where(
@@ -95,6 +98,9 @@ async def load(
     if workspace_id is not None:  # its own, and shared servers' (split below)
         spans = spans.where(or_(_S.workspace_id == workspace_id, _S.workspace_id.is_(None)))
         readings.append(or_(_R.workspace_id == workspace_id, _R.workspace_id.is_(None)))
+    if server_ids is not None:
+        spans = spans.where(_S.server_id.in_(server_ids))
+        readings.append(_R.server_id.in_(server_ids))
     ledger = Ledger(spans=[Span(*row) for row in await session.execute(spans)])
     meta = {s.server_id: (s.tenant_id, s.server_name, s.provider) for s in ledger.spans}
     rows = await _reading_runs(session, readings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -111,16 +111,18 @@ async def cost_report(
     tenant_id: uuid.UUID | None,
     workspace_id: uuid.UUID | None,
     group_by: str = "workspace",
+    *,
+    server_ids: Collection[uuid.UUID] | None = None,
 ) -> CostReport:
     """What [start, end) cost up to ``now``, grouped; with the month to date and its
-    projection for the range's last month."""
+    projection for the range's last month. ``server_ids``: those servers' costs only."""
     check_range(start, end, group_by)
     hi = max(start, min(end, now))
     month = month_start((hi - MICRO).date() if hi > start else start.date())
     month_end = day_start(next_month(month))
     loaded = await load(
         session, min(start.date(), month), hi, month_end,
-        tenant_id=tenant_id, workspace_id=workspace_id,
+        tenant_id=tenant_id, workspace_id=workspace_id, server_ids=server_ids,
     )  # fmt: skip
     by_day = group_by == "day"  # otherwise a workspace's own server is rated per month
     lines = rate_loaded(loaded, start, hi, workspace_id, by_day=by_day)

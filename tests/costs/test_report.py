@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from uuid import UUID
 
 from control_plane.costs import meter
 from control_plane.costs.allocation import round_parts
@@ -105,7 +106,8 @@ async def test_report_window_and_ledger_after_deletion(db: Database) -> None:
 
 async def test_reports_not_by_day_match_the_daily_lines(db: Database) -> None:
     """Grouped by server or resource, a report rates a workspace's server per month and
-    pools a shared server's days before splitting: the cents are the daily lines' own."""
+    pools a shared server's days before splitting: the cents are the daily lines' own;
+    a report of some servers gives each the cents it has in the whole report."""
     month = await play_month(db)
     async with db.tenant_session(month.tenant_id) as session:
         lines = await rate(session, date(2026, 11, 1), date(2026, 12, 1), now=NOW)
@@ -113,6 +115,11 @@ async def test_reports_not_by_day_match_the_daily_lines(db: Database) -> None:
             group_by: await cost_report(session, NOV, NOW, NOW, None, None, group_by)
             for group_by in ("server", "resource")
         }
+        whole = {g.key: g.cost for g in reports["server"].groups}
+        picked = sorted(whole)[:2]  # a page of servers: their ledger alone
+        page = await cost_report(
+            session, NOV, NOW, NOW, None, None, "server", server_ids=[UUID(k) for k in picked]
+        )
     keys: dict[str, Callable[[CostLine], str]] = {
         "server": lambda line: str(line.server_id),
         "resource": lambda line: line.resource,
@@ -122,6 +129,7 @@ async def test_reports_not_by_day_match_the_daily_lines(db: Database) -> None:
         for line in lines:
             sums[key(line)] += line.amount
         assert {g.key: g.cost for g in reports[group_by].groups} == round_parts(sums)
+    assert {g.key: g.cost for g in page.groups} == {k: whole[k] for k in picked}
 
 
 def test_rounded_parts_add_up() -> None:

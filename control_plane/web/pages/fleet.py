@@ -62,12 +62,16 @@ def _out(console: Console, server: Server, now: datetime) -> ServerOut:
 
 
 async def month_to_date(
-    session: AsyncSession, tenant_id: uuid.UUID | None, now: datetime
+    session: AsyncSession, server_ids: list[uuid.UUID], now: datetime
 ) -> dict[str, str]:
-    """Each server's billed cost this month so far, by server id (costs' own report)."""
+    """These servers' billed cost this month so far, by server id (costs' own report, on
+    their ledger alone: a page of the fleet costs what its 50 servers do, not the fleet)."""
+    if not server_ids:
+        return {}
     first = month_start(now.date())
+    start, end = day_start(first), day_start(next_month(first))
     report = await cost_report(
-        session, day_start(first), day_start(next_month(first)), now, tenant_id, None, "server"
+        session, start, end, now, None, None, "server", server_ids=server_ids
     )
     return {group.key: f"{group.billed:.2f} {group.currency}" for group in report.groups}
 
@@ -90,7 +94,7 @@ async def fleet(
         ids = [s.id for s in page.items]
         healths = await health.overall_by_server(session, ids)
         ips = await sending_ips(session, ids)
-        costs = await month_to_date(session, tenant_id, now)
+        costs = await month_to_date(session, ids, now)
         counts = await servers.count_by_state(session, tenant_id)
         owners = await tenant_names(session, {s.tenant_id for s in page.items})
     rows = [
@@ -160,7 +164,7 @@ async def server_page(
             rows = await health.checks_of(session, server_id)
             events = (await list_events(session, server_id, None, 100)).items
             ip = (await sending_ips(session, [server_id])).get(server_id, server.ipv4)
-            cost = (await month_to_date(session, server.tenant_id, now)).get(str(server_id))
+            cost = (await month_to_date(session, [server_id], now)).get(str(server_id))
         chart = await _chart(console, server_id, span)
     except MailFleetError as exc:
         raise not_found(exc) from None
