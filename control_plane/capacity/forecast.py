@@ -74,6 +74,7 @@ class Forecast:
     slope_high: float | None = None
     days: int = 0  # daily peaks fitted
     crossings: tuple[Crossing, ...] = ()
+    fitted: float | None = None  # the fitted line at the data's end (the hour after now's)
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -153,6 +154,7 @@ def forecast(
         slope_high=high,
         days=len(peaks),
         crossings=crossings,
+        fitted=pivot_y - slope * pivot_x,  # x is in days from the end
     )
 
 

@@ -43,6 +43,11 @@ class ForecastOut(ResponseModel):
     slope_per_day: float | None = Field(description="Percentage points a day (Theil–Sen).")
     slope_band: tuple[float, float] | None = Field(description="Its 95 % confidence interval.")
     days_fitted: int
+    fitted_percent: float | None = Field(
+        default=None,
+        description="The fitted line's value at the end of computed_at's hour: the forecast "
+        "line starts there and moves slope_per_day a day (null: no forecast).",
+    )
     thresholds: list[CrossingOut]
 
 

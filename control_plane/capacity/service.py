@@ -284,6 +284,7 @@ def _forecast_out(r: Report, now: datetime) -> ForecastOut:
         slope_per_day=f.slope_per_day,
         slope_band=band,
         days_fitted=f.days,
+        fitted_percent=f.fitted,
         thresholds=[_crossing_out(c, now) for c in f.crossings],
     )
 

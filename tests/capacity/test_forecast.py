@@ -49,6 +49,14 @@ def test_each_level_is_forecast_within_a_day(seed: int, window: int) -> None:
         assert abs(days_until(crossing.at) - truth) <= fixed + share * truth, (crossing, truth)
         assert crossing.earliest is not None and crossing.latest is not None
         assert crossing.earliest <= crossing.at <= crossing.latest
+    # the line the console draws: from ``fitted`` at the data's end, slope a day, it meets
+    # each level at its crossing
+    end = forecast.floor_hour(NOW) + forecast.HOUR
+    assert result.fitted is not None
+    for crossing in result.crossings:
+        assert crossing.at is not None
+        on_line = result.fitted + result.slope_per_day * (crossing.at - end) / DAY
+        assert on_line == pytest.approx(crossing.level, abs=1e-6)
     # the band widens the further out it looks
     widths = [(c.latest - c.earliest) for c in result.crossings if c.latest and c.earliest]
     assert widths == sorted(widths)
