@@ -53,8 +53,8 @@ PLANS = {"small": ("10.00", 1000), "medium": ("20.00", 2000), "large": ("40.00",
 BATCH = 5_000
 
 
-def _prices() -> list[dict[str, Any]]:
-    since = MONTH - timedelta(days=90)
+def prices(month: datetime = MONTH) -> list[dict[str, Any]]:
+    since = month - timedelta(days=90)
     entries = [("plan", plan, amount, gb) for plan, (amount, gb) in PLANS.items()]
     entries += [("ip", "", "4.99", None), ("backup_storage", "s3", "0.023", None)]
     entries += [("bandwidth", "", "0.01", None)]
@@ -66,36 +66,41 @@ def _prices() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _ledger(
-    tenant: uuid.UUID, workspaces: list[uuid.UUID], servers: int
+def ledger(
+    tenant: uuid.UUID,
+    workspaces: list[uuid.UUID],
+    server_ids: list[uuid.UUID],
+    month: datetime = MONTH,
+    now: datetime = NOW,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Spans and readings of the month up to NOW's day, by the rules in the docstring."""
+    """Spans and readings of ``month`` up to ``now``'s day, by the rules in the docstring
+    (the console's benchmark bills its own servers this way)."""
     spans: list[dict[str, Any]] = []
     readings: list[dict[str, Any]] = []
-    days = (NOW.date() - MONTH.date()).days + 1
-    for n in range(servers):
-        server, name = uuid.uuid4(), f"srv-{n}"
+    days = (now.date() - month.date()).days + 1
+    for n, server in enumerate(server_ids):
+        name = f"srv-{n}"
         shared = n % 20 == 0
         owner = None if shared else workspaces[n % len(workspaces)]
         base = {"tenant_id": tenant, "server_id": server, "server_name": name,
                 "workspace_id": owner, "provider": PROVIDER}  # fmt: skip
         plan = list(PLANS)[n % 3]
-        start = MONTH - timedelta(days=n % 40)
-        end = MONTH + timedelta(days=12 + n % 10) if n % 50 == 1 else None
+        start = month - timedelta(days=n % 40)
+        end = month + timedelta(days=12 + n % 10) if n % 50 == 1 else None
         if n % 10 == 3:  # resized on the 15th
             spans.append({**base, "resource": "server", "item": plan, "started_at": start,
-                          "ended_at": MONTH + timedelta(days=14)})  # fmt: skip
-            plan, start = "large", MONTH + timedelta(days=14)
+                          "ended_at": month + timedelta(days=14)})  # fmt: skip
+            plan, start = "large", month + timedelta(days=14)
         spans.append({**base, "resource": "server", "item": plan, "started_at": start,
                       "ended_at": end})  # fmt: skip
         spans.append({**base, "resource": "ip", "item": f"10.{n >> 8}.{n & 255}.1",
                       "started_at": start, "ended_at": end})  # fmt: skip
         if n % 10 == 5:
             spans.append({**base, "resource": "ip", "item": f"10.{n >> 8}.{n & 255}.2",
-                          "started_at": MONTH + timedelta(days=7), "ended_at": end})  # fmt: skip
-        last = days if end is None else (end.date() - MONTH.date()).days + 1
+                          "started_at": month + timedelta(days=7), "ended_at": end})  # fmt: skip
+        last = days if end is None else (end.date() - month.date()).days + 1
         for d in range(last):
-            day = MONTH.date() + timedelta(days=d)
+            day = month.date() + timedelta(days=d)
             readings.append({**base, "resource": "backup_storage", "item": "s3", "day": day,
                              "quantity": (5 + d % 3 + n % 7) * 1_000_000_000})  # fmt: skip
             readings.append({**base, "resource": "bandwidth", "item": "", "day": day,
@@ -119,8 +124,8 @@ async def _populate(db: Database, servers: int, workspaces: int) -> dict[str, An
             [{"id": i, "tenant_id": tenant, "name": f"client-{n}",
               "markup_percent": Decimal(n % 4 * 5) or None} for n, i in enumerate(ids)],
         )  # fmt: skip
-        await session.execute(insert(Price), _prices())
-    spans, readings = _ledger(tenant, ids, servers)
+        await session.execute(insert(Price), prices())
+    spans, readings = ledger(tenant, ids, [uuid.uuid4() for _ in range(servers)])
     async with db.session() as session:
         await session.execute(text("SET LOCAL synchronous_commit = off"))
         for model, batch in ((MeterSpan, spans), (MeterReading, readings)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -114,6 +115,14 @@ def _vpss(count: int) -> str:
     return f"{count} local VPS" + ("" if count == 1 else "s")
 
 
+def freeze_startup_heap() -> None:
+    """Take what start-up made (modules, the app, table metadata: ~250k objects) out of the
+    garbage collector's sight. Otherwise every full collection walks it again, stalling a
+    request by 150-190 ms every ~20 (benchmarks/console.py saw its p95 there)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve_api(
     settings: Settings,
     app: FastAPI,
@@ -129,6 +138,7 @@ async def _serve_api(
     _stop_on_signals(server)
     task = asyncio.create_task(server.serve(sockets=[api_socket]))
     if await _wait_started(server, task):
+        freeze_startup_heap()
         url_host = f"[{host}]" if ":" in host else host
         lines = [
             f"MailFleet API: http://{url_host}:{port}  (docs at /docs)",

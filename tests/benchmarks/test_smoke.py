@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from control_plane.web.pages import server_sections
 from tests.support.netns import netns_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +157,13 @@ def test_costs_harness(tmp_path: Path) -> None:
     assert result["spans"] >= 20 and result["readings"] > 10 * 30
     assert 0 < result["report_seconds"]["p50"] <= result["report_seconds"]["p99"]
     assert float(result["projected"]) >= float(result["month_to_date"]) > 0
+
+
+def test_console_harness(tmp_path: Path) -> None:
+    result = run_benchmark("console", tmp_path, "--smoke")
+    assert result["servers"] == 20
+    for page in ("fleet", "fleet_admin_all_tenants", "server"):
+        assert 0 < result[page]["p50"] <= result[page]["p95"], page
+        assert result[page]["bytes"] > 1000, page  # a page, not an error body
+    assert result["samples_per_charted_server"] == 24 * 60
+    assert set(result["server_sections"]) == {s.slug for s in server_sections()}
