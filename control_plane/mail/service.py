@@ -120,11 +120,19 @@ async def get_domain(session: AsyncSession, domain_id: uuid.UUID) -> MailDomain:
 
 
 async def list_domains(
-    session: AsyncSession, server_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    server_id: uuid.UUID | None,
+    after: uuid.UUID | None,
+    limit: int,
+    tenant_id: uuid.UUID | None = None,
 ) -> Page[MailDomain]:
+    """One page of domains (RLS limits a tenant key to its own); ``tenant_id`` narrows an
+    admin's view to one tenant (the console's chosen tenant)."""
     stmt = select(MailDomain)
     if server_id is not None:
         stmt = stmt.where(MailDomain.server_id == server_id)
+    if tenant_id is not None:
+        stmt = stmt.where(MailDomain.tenant_id == tenant_id)
     return await paginate(session, stmt, MailDomain.id, after, limit)
 
 

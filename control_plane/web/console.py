@@ -7,6 +7,7 @@ tenant-scoped sessions (RLS) exactly as its API calls do.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from control_plane.api.context import Principal, RequestContext, request_context
+from control_plane.audit.service import api_pending
 from control_plane.db.base import utcnow
 from control_plane.errors import MailFleetError
 from control_plane.servers.models import Server
@@ -78,6 +80,17 @@ async def visible_server(console: Console, server_id: uuid.UUID) -> Server:
             return await get_server(session, server_id)
     except MailFleetError as exc:
         raise not_found(exc) from None
+
+
+def acting_as(
+    request: Request, console: Console, method: str, api_route: str, status: int
+) -> RequestContext:
+    """The console's context audited as the API route that makes the same change (its
+    path parameters named as the console route's), so the audit log reads the same
+    whether a change came from the browser or the API."""
+    audit = api_pending(console.ctx.actor, method, api_route, request.path_params, status)
+    request.state.audit = audit  # refused or failed: the middleware records this one
+    return dataclasses.replace(console.ctx, audit=audit)
 
 
 def settings_of(request: Request) -> Settings:

@@ -34,3 +34,12 @@
   document.addEventListener("DOMContentLoaded", function () { drawAll(); });
   document.addEventListener("htmx:afterSwap", function () { drawAll(); });
 })();
+
+// Domains: a page showing a secret once (a mailbox's login, the answer to a POST) puts
+// the plain page's URL in its history entry, so a reload fetches that page (GET) and the
+// secret is gone.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  var once = document.querySelector("[data-replace-url]");
+  if (once) window.history.replaceState(null, "", once.getAttribute("data-replace-url"));
+});
