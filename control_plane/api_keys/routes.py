@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from control_plane.api.context import Ctx
+from control_plane.api.context import Ctx, RequestContext
 from control_plane.api_keys import service
 from control_plane.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from control_plane.errors import Forbidden
@@ -16,6 +16,12 @@ router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_api_key(body: ApiKeyCreate, ctx: Ctx) -> ApiKeyCreated:
     """Admin keys make admin or tenant keys; tenant keys make keys for their own tenant."""
+    return await issue_for(ctx, body)
+
+
+async def issue_for(ctx: RequestContext, body: ApiKeyCreate) -> ApiKeyCreated:
+    """A new key as the caller may make it (the API's and the console's): the key itself
+    is in the answer only."""
     if body.scope == "admin" and not ctx.principal.is_admin:
         raise Forbidden("only an admin key can create admin keys")
     tenant_id = ctx.owning_tenant(body.tenant_id) if body.scope == "tenant" else body.tenant_id

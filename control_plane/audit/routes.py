@@ -31,8 +31,10 @@ async def list_audit_events(
     ] = None,
     after: After = None,
     limit: Limit = 100,
+    newest_first: bool = False,
 ) -> PageOut[AuditEventOut]:
-    """Oldest first. A tenant key sees its tenant's events, an admin key every event."""
+    """Oldest first, or (``newest_first=true``) newest first. A tenant key sees its
+    tenant's events, an admin key every event."""
     async with ctx.session() as session:
         page = await service.list_events(
             session,
@@ -44,6 +46,7 @@ async def list_audit_events(
             until=until,
             after=after,
             limit=limit,
+            newest_first=newest_first,
         )
         items = [AuditEventOut.model_validate(e) for e in page.items]
         return PageOut(items=items, next_after=page.next_after)

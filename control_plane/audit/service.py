@@ -160,6 +160,7 @@ async def list_events(
     until: datetime | None,
     after: uuid.UUID | None,
     limit: int,
+    newest_first: bool = False,
 ) -> Page[AuditEvent]:
     stmt = select(AuditEvent)
     for column, value in (
@@ -174,7 +175,7 @@ async def list_events(
         stmt = stmt.where(AuditEvent.at >= since)
     if until is not None:
         stmt = stmt.where(AuditEvent.at < until)
-    return await paginate(session, stmt, AuditEvent.id, after, limit)
+    return await paginate(session, stmt, AuditEvent.id, after, limit, newest_first=newest_first)
 
 
 async def get_event(session: AsyncSession, event_id: uuid.UUID) -> AuditEvent:

@@ -45,12 +45,22 @@ async def list_incidents(
     ctx: Ctx,
     state: IncidentState | None = None,
     server_id: uuid.UUID | None = None,
+    tenant_id: uuid.UUID | None = None,
     after: After = None,
     limit: Limit = 100,
+    newest_first: bool = False,
 ) -> PageOut[IncidentOut]:
+    """Oldest first, or (``newest_first=true``) newest first; ``after`` pages either way.
+    Admin keys may narrow to one tenant's."""
     async with ctx.session() as session:
         page = await service.list_incidents(
-            session, state=state, server_id=server_id, after=after, limit=limit
+            session,
+            state=state,
+            server_id=server_id,
+            after=after,
+            limit=limit,
+            newest_first=newest_first,
+            tenant_id=tenant_id,
         )
         return PageOut(
             items=[service.incident_out(i) for i in page.items], next_after=page.next_after

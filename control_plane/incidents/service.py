@@ -234,13 +234,17 @@ async def list_incidents(
     server_id: uuid.UUID | None,
     after: uuid.UUID | None,
     limit: int,
+    newest_first: bool = False,
+    tenant_id: uuid.UUID | None = None,
 ) -> Page[Incident]:
     stmt: Select[tuple[Incident]] = select(Incident)
+    if tenant_id is not None:
+        stmt = stmt.where(Incident.tenant_id == tenant_id)
     if state is not None:
         stmt = stmt.where(Incident.state == state)
     if server_id is not None:
         stmt = stmt.where(Incident.server_id == server_id)
-    return await paginate(session, stmt, Incident.id, after, limit)
+    return await paginate(session, stmt, Incident.id, after, limit, newest_first=newest_first)
 
 
 async def resolve_orphans(session: AsyncSession, now: datetime | None = None) -> int:

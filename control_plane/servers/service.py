@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,6 +79,15 @@ async def list_servers(
     if state is not None:
         stmt = stmt.where(Server.state == state)
     return await paginate(session, stmt, Server.id, after, limit)
+
+
+async def server_names(
+    session: AsyncSession, server_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Names of many servers at once (a page of incidents links each to its server); a
+    server the caller may not see, or one deleted since, is absent."""
+    rows = await session.execute(select(Server.id, Server.name).where(Server.id.in_(server_ids)))
+    return {server_id: name for server_id, name in rows}
 
 
 async def count_by_state(session: AsyncSession, tenant_id: uuid.UUID | None) -> dict[str, int]:

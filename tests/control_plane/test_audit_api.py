@@ -172,6 +172,16 @@ async def test_pages_follow_each_other(client: httpx.AsyncClient, make_tenant: M
     assert len(ids) == len(set(ids)) == len(await events(client, tenant.headers))
 
 
+async def test_newest_first_pages_back(client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+    tenant = await make_tenant()
+    for name in ("a", "b", "c"):
+        await client.post("/api/v1/workspaces", json={"name": name}, headers=tenant.headers)
+    ids = [e["id"] for e in await events(client, tenant.headers)]
+    page = await events(client, tenant.headers, newest_first="true", limit="2")
+    rest = await events(client, tenant.headers, newest_first="true", after=page[-1]["id"])
+    assert [e["id"] for e in page + rest] == ids[::-1]
+
+
 async def test_tenants_see_only_their_own_admins_see_all(
     client: httpx.AsyncClient, make_tenant: MakeTenant, admin_headers: dict[str, str]
 ) -> None:

@@ -63,6 +63,25 @@ async def test_list_filters_and_pages(
     assert len(rest.json()["items"]) == 1 and rest.json()["next_after"] is None
 
 
+async def test_newest_first_pages_back_and_admins_narrow_to_a_tenant(
+    client: httpx.AsyncClient,
+    db: Database,
+    make_tenant: MakeTenant,
+    admin_headers: dict[str, str],
+) -> None:
+    tenant, _ = await tenant_with_incidents(db, make_tenant)
+    await tenant_with_incidents(db, make_tenant)  # another tenant's, hidden from the first
+    oldest_first = (await client.get("/api/v1/incidents", headers=tenant.headers)).json()
+    ids = [i["id"] for i in oldest_first["items"]]
+    query = "/api/v1/incidents?newest_first=true&limit=2"
+    first = (await client.get(query, headers=tenant.headers)).json()
+    rest = (await client.get(f"{query}&after={first['next_after']}", headers=tenant.headers)).json()
+    assert [i["id"] for i in first["items"] + rest["items"]] == ids[::-1]
+    assert rest["next_after"] is None
+    narrowed = await client.get(f"/api/v1/incidents?tenant_id={tenant.id}", headers=admin_headers)
+    assert [i["id"] for i in narrowed.json()["items"]] == ids
+
+
 async def test_acknowledge_comment_resolve_with_the_timeline(
     client: httpx.AsyncClient, db: Database, make_tenant: MakeTenant
 ) -> None:
