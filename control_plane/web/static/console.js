@@ -1,38 +1,64 @@
-// Draws each usage chart from the JSON its section carries (first load and htmx swaps).
+// Draws every chart from the JSON beside it (first load and htmx swaps): the server page's
+// #usage section and any .chart-section (usage, costs). A chart's JSON has its labels and
+// uPlot's columns, and may give each series a style (line, forecast: dashed, marks:
+// points alone, e.g. anomalies) and a colour index (a forecast in its series' colour).
 (function () {
   "use strict";
   var COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+  var HEIGHT = 280;
 
-  function draw(section) {
-    var holder = section.querySelector(".chart");
-    var source = section.querySelector(".chart-data");
-    if (!holder || !source || holder.dataset.drawn) return;
+  function seriesOf(chart) {
+    var styles = chart.styles || [], colors = chart.colors || [];
+    return [{}].concat(chart.labels.map(function (label, i) {
+      var color = COLORS[(colors[i] === undefined ? i : colors[i]) % COLORS.length];
+      var s = { label: label, stroke: color, width: 2, spanGaps: false };
+      if (styles[i] === "forecast") {
+        s.dash = [6, 4];
+        s.spanGaps = true; // two points, far apart: one dashed line between them
+      } else if (styles[i] === "marks") {
+        s.paths = function () { return null; };
+        s.points = { show: true, size: 11, width: 2, stroke: "#000", fill: color };
+      }
+      return s;
+    }));
+  }
+
+  // One chart: its holder (.chart) and, in the same .chart-unit (else its section), the
+  // JSON (.chart-data) and what to say when it has no points (.chart-empty).
+  function draw(holder) {
+    var unit = holder.closest(".chart-unit") || holder.closest("#usage, .chart-section");
+    var source = unit && unit.querySelector(".chart-data");
+    if (!source || holder.dataset.drawn) return;
     var chart = JSON.parse(source.textContent);
     holder.dataset.drawn = "1";
     holder.dataset.points = String(chart.data[0].length);
     if (chart.data[0].length === 0) {
-      section.querySelector(".chart-empty").hidden = false;
+      var empty = unit.querySelector(".chart-empty");
+      if (empty) empty.hidden = false;
       return;
     }
-    var series = [{}].concat(chart.labels.map(function (label, i) {
-      return { label: label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false };
-    }));
     var width = function () { return Math.max(280, holder.clientWidth); };
     var plot = new uPlot({
-      width: width(), height: 280, series: series,
-      scales: { y: { range: [0, 100] } },
-      axes: [{}, { label: "%", size: 50 }],
+      width: width(), height: HEIGHT, series: seriesOf(chart),
+      scales: { y: { range: chart.range || [0, 100] } },
+      axes: [{}, { label: chart.unit || "%", size: 50 }],
     }, chart.data, holder);
-    window.addEventListener("resize", function () {
-      plot.setSize({ width: width(), height: 280 });
-    });
+    var resize = function () {
+      if (!holder.isConnected) { // swapped out: let it go
+        window.removeEventListener("resize", resize);
+        plot.destroy();
+        return;
+      }
+      plot.setSize({ width: width(), height: HEIGHT });
+    };
+    window.addEventListener("resize", resize);
   }
 
-  function drawAll(root) {
-    (root || document).querySelectorAll("#usage").forEach(draw);
+  function drawAll() {
+    document.querySelectorAll("#usage .chart, .chart-section .chart").forEach(draw);
   }
-  document.addEventListener("DOMContentLoaded", function () { drawAll(); });
-  document.addEventListener("htmx:afterSwap", function () { drawAll(); });
+  document.addEventListener("DOMContentLoaded", drawAll);
+  document.addEventListener("htmx:afterSwap", drawAll);
 })();
 
 // Domains: a page showing a secret once (a mailbox's login, the answer to a POST) puts
