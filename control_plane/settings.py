@@ -169,6 +169,14 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0, le=300)
     agent_unknown_after_seconds: float = Field(default=40.0, gt=0, le=3600)
     metrics_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    dispatch_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Each replica's full pass over its agents' queued commands (the safety "
+        "net: on PostgreSQL, LISTEN/NOTIFY wakes the replica holding the agent at once).",
+    )
+    notify_retry_seconds: float = Field(default=1.0, gt=0, le=300)
     vault_addr: str | None = Field(
         default=None, description="Vault/OpenBao URL; unset: MailFleet runs a local OpenBao."
     )
@@ -318,6 +326,11 @@ class Settings(BaseSettings):
         default=False,
         description="Use Hostwinds API actions no public source confirms (today: `add_ip`, "
         "adding an address to a server); off until a live test settles them.",
+    )
+    hostwinds_user_data: bool = Field(
+        default=False,
+        description="Send cloud-init `user_data` with Hostwinds' `add_instance` (no public "
+        "source documents the field); off until a live test settles it.",
     )
 
     # The local provider: "VPSs" as network namespaces on this host (demos, tests).

@@ -16,6 +16,7 @@ from control_plane.commands import handlers
 from control_plane.commands.models import FINAL_STATES, LIVE_STATES, Command
 from control_plane.commands.schemas import CommandCreate
 from control_plane.db.base import UTCDateTime, new_id, utcnow
+from control_plane.db.notify import COMMAND_SETTLED, COMMANDS_QUEUED, notify
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
 from control_plane.errors import Conflict, NotFound
@@ -53,6 +54,7 @@ async def create_command(
     )  # fmt: skip
     # Two requests racing with one key: the loser gets 409 and its retry returns the winner.
     await flush_unique(session, "body.idempotency_key", "this idempotency key is being used now")
+    await notify(session, COMMANDS_QUEUED, str(server.id))
     return command, True
 
 
@@ -78,6 +80,7 @@ async def queue_system_command(
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     command = _queue(session, server, kind, text, idempotency_key, run_seconds, None)
     await session.flush()
+    await notify(session, COMMANDS_QUEUED, str(server.id))
     return command
 
 
@@ -144,6 +147,7 @@ async def request_cancel(session: AsyncSession, command: Command) -> Command:
         await _finish(session, command.id, "cancelled", None, "cancelled before delivery", now)
     else:
         command.cancel_requested_at = now
+        await notify(session, COMMANDS_QUEUED, str(command.server_id))  # its holder cancels
     await session.flush()
     await session.refresh(command)
     return command
@@ -270,6 +274,7 @@ async def _finish(
     )
     if kind is None:
         return False
+    await notify(session, COMMAND_SETTLED, str(command_id))
     if handlers.handles_results(kind):
         command = await session.get(Command, command_id, populate_existing=True)
         assert command is not None  # just updated

@@ -39,6 +39,8 @@ class AgentHub:
     def __init__(self) -> None:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self.dispatch_wanted = asyncio.Event()
+        self._wanted: set[uuid.UUID] = set()
+        self._wanted_all = False
         self._command_waiters: dict[uuid.UUID, list[asyncio.Event]] = {}
 
     def command_settled(self, command_id: uuid.UUID) -> None:
@@ -61,9 +63,28 @@ class AgentHub:
                 if not waiters:
                     del self._command_waiters[command_id]
 
-    def wake_dispatcher(self) -> None:
-        """Something for agents changed in this process: deliver now, not at the next tick."""
+    def wake_dispatcher(self, server_id: uuid.UUID | None = None) -> None:
+        """Work for ``server_id``'s agent (None: any agent's) arrived: deliver now, not at
+        the next tick. A server whose stream another replica holds is not ours to wake."""
+        if server_id is None:
+            self._wanted_all = True
+        elif server_id in self._sessions:
+            self._wanted.add(server_id)
+        else:
+            return
         self.dispatch_wanted.set()
+
+    def take_wanted(self) -> list[uuid.UUID]:
+        """The held servers woken since the last call (all held ones after a wake for any)."""
+        wanted = (
+            self.connected()
+            if self._wanted_all
+            else [s for s in self._wanted if s in self._sessions]
+        )
+        self._wanted.clear()
+        self._wanted_all = False
+        self.dispatch_wanted.clear()
+        return wanted
 
     def register(self, session: AgentSession) -> None:
         """A new stream replaces an older one of the same agent (it reconnected)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ import grpc
 
 from control_plane.commands import handlers
 from control_plane.db.engine import Database
+from control_plane.db.notify import COMMAND_SETTLED, COMMANDS_QUEUED, Listener, listens
 from control_plane.gateway.certificate import GatewayCertificate
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentServicer
@@ -33,6 +35,35 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
+
+
+def _uuid(payload: str | None) -> uuid.UUID | None:
+    """A notification's id (None: none given, or not an id; a wake for everything)."""
+    try:
+        return uuid.UUID(payload) if payload else None
+    except ValueError:
+        return None
+
+
+def replica_listener(
+    db: Database, hub: AgentHub, settings: Settings, telemetry: GatewayTelemetry
+) -> Listener:
+    """Other replicas' wake-ups: work queued for an agent held here, and commands settled
+    that a request here may wait for (``GET …/commands/{id}?wait_seconds``)."""
+
+    def queued(payload: str | None) -> None:
+        hub.wake_dispatcher(_uuid(payload))
+
+    def settled(payload: str | None) -> None:
+        if (command_id := _uuid(payload)) is not None:
+            hub.command_settled(command_id)
+
+    return Listener(
+        db,
+        {COMMANDS_QUEUED: queued, COMMAND_SETTLED: settled},
+        retry_seconds=settings.notify_retry_seconds,
+        on_notify=lambda channel: telemetry.notify_wakeups.labels(channel).inc(),
+    )
 
 
 class Gateway:
@@ -97,12 +128,15 @@ class Gateway:
                 raise OSError(f"cannot listen on {enroll}")
         await server.start()
         self._server = server
-        self._unsubscribe = handlers.on_wake(lambda _server_id: self.hub.wake_dispatcher())
+        self._unsubscribe = handlers.on_wake(self.hub.wake_dispatcher)
         self._loops = [
-            asyncio.create_task(self.sessions.maintain()),
+            asyncio.create_task(self.sessions.maintain(self.settings.dispatch_poll_seconds)),
             asyncio.create_task(self.ingest.run()),
             asyncio.create_task(self.certificate.renew_forever()),
         ]
+        if listens(self.db):
+            listener = replica_listener(self.db, self.hub, self.settings, self.telemetry)
+            self._loops.append(asyncio.create_task(listener.run()))
         for link, enroll in self.listen:
             log.info("agent gateway on %s (mutual TLS), enrollment on %s", link, enroll)
 

@@ -246,6 +246,8 @@ class SessionService:
             return deliveries, await commands.pending_cancels(db_session, server_ids)
 
     async def _deliver(self, server_ids: list[uuid.UUID], *, redeliver: bool = False) -> None:
+        if not server_ids:
+            return
         deliveries, cancels = await to_completion(self._claim(server_ids, redeliver))
         for delivery in deliveries:
             log.debug("delivering command %s", delivery.command_id)
@@ -345,11 +347,14 @@ class SessionService:
         last_full = 0.0
         while True:
             await woken(self.hub.dispatch_wanted, interval)
-            self.hub.dispatch_wanted.clear()
+            full = time.monotonic() - last_full >= interval
+            wanted = self.hub.take_wanted()
             try:
                 log.debug("dispatch pass")
-                await self._deliver(self.hub.connected())
-                if time.monotonic() - last_full >= interval:
+                # Woken: the servers with new work; each interval, every held one (the
+                # safety net for a wake-up lost between replicas).
+                await self._deliver(self.hub.connected() if full else wanted)
+                if full:
                     started = utcnow()
                     await self.flush_heartbeats()
                     await self.close_revoked_and_expired(checked - timedelta(seconds=5))

@@ -37,6 +37,12 @@ class GatewayTelemetry:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+        self.notify_wakeups = Counter(
+            "mailfleet_notify_wakeups",
+            "LISTEN/NOTIFY notifications received from any replica, by channel.",
+            ["channel"],
+            registry=self.registry,
+        )
         self.enrollments = Counter(
             "mailfleet_enrollments",
             "Enrollment attempts by outcome.",
