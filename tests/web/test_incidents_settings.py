@@ -142,6 +142,11 @@ async def test_alert_channels_policies_and_api_keys_show_their_secrets_once(
     await expect(channels).to_contain_text("https://hooks.example.com/…")
     html = await page.content()
     assert HOOK_TOKEN not in html and HOOK_SECRET not in html
+    bad = {"csrf_token": await csrf_of(page), "name": "no url", "kind": "slack"}
+    refused = await page.request.post("/ui/settings/alert-channels", form=bad)
+    assert refused.status == 422 and "needs url" in await refused.text()
+    await page.reload()
+    await expect(channels).to_have_count(1)  # nothing made
 
     await page.click("summary:has-text('Add a policy')")
     policy = page.locator("#policy-form")
@@ -208,3 +213,35 @@ async def test_alert_channels_policies_and_api_keys_show_their_secrets_once(
         await expect(other.locator("#channels")).to_have_count(0)
     finally:
         await other.context.close()
+
+
+async def test_an_admin_sees_every_tenants_incidents_and_makes_fleet_settings(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    """With no tenant chosen an admin sees each incident's tenant, and what it makes is the
+    fleet's own: an in-app channel of no tenant, an admin key."""
+    tenant_id, _, _ = console_server.tenant("watched")
+    server_id = console_server.server(tenant_id, "mx-watched")
+    incident = failing_incident(console_server, tenant_id, server_id)
+    await sign_in(page, console_server.admin_key())
+    await page.goto("/ui/incidents")
+    row = page.locator("#incidents tbody tr", has_text="mx-watched")
+    await expect(row.locator("td[data-label=Tenant]")).to_contain_text("watched-")
+    await expect(row.get_by_role("link", name="smtp.25")).to_have_attribute(
+        "href", f"/ui/incidents/{incident.id}"
+    )
+
+    await page.goto("/ui/settings")
+    form = page.locator("#channel-form")
+    if not await form.is_visible():  # closed once any channel (another test's) is listed
+        await page.click("summary:has-text('Add a channel')")
+    await form.locator("input[name=name]").fill(f"fleet feed {uuid.uuid4().hex[:6]}")
+    await form.locator("select[name=kind]").select_option("in_app")
+    await form.locator("button[type=submit]").click()
+    fleet = page.locator("#channels tbody tr", has_text="fleet feed")
+    await expect(fleet.locator("td[data-label=Owner]")).to_have_text("fleet")
+
+    await page.goto("/ui/settings/api-keys")
+    await page.fill("#key-form input[name=name]", "second admin")
+    await page.click("#key-form button[type=submit]")
+    assert (await page.locator("#new-key-value").inner_text()).startswith("mf_admin_")
