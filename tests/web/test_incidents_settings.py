@@ -142,7 +142,11 @@ async def test_alert_channels_policies_and_api_keys_show_their_secrets_once(
     await expect(channels).to_contain_text("https://hooks.example.com/…")
     html = await page.content()
     assert HOOK_TOKEN not in html and HOOK_SECRET not in html
-    bad = {"csrf_token": await csrf_of(page), "name": "no url", "kind": "slack"}
+    bad: dict[str, str | float | bool] = {
+        "csrf_token": await csrf_of(page),
+        "name": "no url",
+        "kind": "slack",
+    }
     refused = await page.request.post("/ui/settings/alert-channels", form=bad)
     assert refused.status == 422 and "needs url" in await refused.text()
     await page.reload()
