@@ -201,6 +201,7 @@ async def test_an_admin_sees_every_tenants_domains_and_adds_one_for_a_chosen_ten
     await expect(page.locator("#domains thead")).to_contain_text("Tenant")
     await expect(page.locator("#domains")).to_contain_text(made.name)
     await expect(page.locator("#choose-tenant")).to_contain_text("Choose a tenant first")
+    token = await csrf(page)
     refused = await page.request.post(
         "/ui/domains",
         form={
@@ -209,4 +210,17 @@ async def test_an_admin_sees_every_tenants_domains_and_adds_one_for_a_chosen_ten
             "csrf_token": await csrf(page),
         },
     )
-    assert refused.status == 422 and "Choose a tenant first" in await refused.text()
+    assert refused.status == 422 and "belongs to its server&#39;s tenant." in await refused.text()
+
+    switched = await page.request.post(
+        "/ui/tenant", form={"tenant_id": str(first), "csrf_token": token}
+    )
+    assert switched.ok
+    await page.goto("/ui/domains")
+    await expect(page.locator("#domains tbody tr")).to_have_count(1)  # this tenant's only
+    await expect(page.locator("#domains thead")).not_to_contain_text("Tenant")
+    name = f"admin-{first.hex[-6:]}.example"
+    await page.fill("#domain-name", name)
+    await submit(page, "#new-domain button")
+    await expect(page.locator("h1")).to_have_text(name)
+    assert audit_actions(console_server, first) == ["domain.create 201"]

@@ -167,7 +167,7 @@ async def create_domain(
     require_csrf(request, csrf_token, console.csrf)  # refused: audited as the API's route
     try:
         if console.tenant_id is None:
-            raise InvalidInput("choose a tenant first: a domain belongs to its server's tenant")
+            raise InvalidInput("Choose a tenant first: a domain belongs to its server's tenant.")
         data = DomainCreate.model_validate({"name": name, "server_id": server_id or None})
         async with ctx.session() as session:
             domain = await service.create_domain(session, ctx.vault, data)
