@@ -162,6 +162,7 @@ class Delivery:
     payload: str
     timeout_seconds: float
     attempt: int
+    queued_at: datetime
 
 
 async def claim_for_delivery(
@@ -185,6 +186,8 @@ async def claim_for_delivery(
     now = utcnow()
     deliveries = []
     for command in candidates:
+        # read before the update: the session applies "attempts + 1" to the object too
+        attempt = command.attempts + 1
         values: dict[str, object] = {"attempts": Command.attempts + 1}
         if command.state == "queued":
             values.update(
@@ -206,7 +209,8 @@ async def claim_for_delivery(
                     kind=command.kind,
                     payload=command.payload,
                     timeout_seconds=command.timeout_seconds,
-                    attempt=command.attempts + 1,
+                    attempt=attempt,
+                    queued_at=command.created_at,
                 )
             )
     return deliveries

@@ -101,6 +101,7 @@ class Gateway:
             db, raw_retention=timedelta(days=settings.metrics_raw_retention_days)
         )
         self.sessions = SessionService(db, hub, settings, self.ingest, self.telemetry, pki.vault)
+        self.telemetry.watch_ingest(self.ingest)
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] = lambda: None

@@ -268,6 +268,9 @@ class SessionService:
             self._delivered_at.setdefault(delivery.command_id, time.monotonic())
             session.send(command_message(replace(delivery, payload=payload)))
             self.telemetry.commands_sent.inc()
+            if delivery.attempt == 1:
+                waited = (utcnow() - delivery.queued_at).total_seconds()
+                self.telemetry.command_dispatch.observe(max(0.0, waited))
         for server_id, command_id in cancels:
             if redeliver or command_id not in self._cancels_sent:
                 self._send_cancel(server_id, command_id)

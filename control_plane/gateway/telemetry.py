@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from control_plane.metrics.ingest import MetricIngest
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created doubles scrapes
 
 
 class GatewayTelemetry:
+    """This replica's own figures (streams, deliveries, ingest, wake-ups); the fleet's come
+    from the database at scrape time (control_plane/metrics/fleet.py)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.agents_connected = Gauge(
@@ -43,6 +48,23 @@ class GatewayTelemetry:
             ["channel"],
             registry=self.registry,
         )
+        self.command_dispatch = Histogram(
+            "mailfleet_command_dispatch_seconds",
+            "From a command being queued (on any replica) to this replica sending it to the "
+            "agent, first deliveries only.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.ingest_pending_rows = Gauge(
+            "mailfleet_ingest_pending_rows",
+            "Metric samples received by this replica and not yet committed.",
+            registry=self.registry,
+        )
+        self.ingest_lag = Gauge(
+            "mailfleet_ingest_lag_seconds",
+            "How long the oldest uncommitted metric samples on this replica have waited.",
+            registry=self.registry,
+        )
         self.enrollments = Counter(
             "mailfleet_enrollments",
             "Enrollment attempts by outcome.",
@@ -60,3 +82,8 @@ class GatewayTelemetry:
             "at 70-90 % of its lifetime.",
             registry=self.registry,
         )
+
+    def watch_ingest(self, ingest: MetricIngest) -> None:
+        """Read the ingest's backlog at scrape time."""
+        self.ingest_pending_rows.set_function(lambda: ingest.pending_rows)
+        self.ingest_lag.set_function(ingest.lag_seconds)

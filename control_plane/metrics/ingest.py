@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ RAW_RETENTION = timedelta(days=14)  # the setting's default (metrics_raw_retenti
 @dataclass
 class _Pending:
     rows: list[dict[str, Any]]
+    since: float = field(default_factory=time.monotonic)
     done: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -175,6 +177,14 @@ class MetricIngest:
         self._rows = 0
         self._wake = asyncio.Event()
         self.samples_ingested = 0
+
+    @property
+    def pending_rows(self) -> int:
+        return self._rows
+
+    def lag_seconds(self) -> float:
+        """How long the oldest rows not yet committed have waited (0: none wait)."""
+        return time.monotonic() - self._pending[0].since if self._pending else 0.0
 
     async def submit(self, rows: list[dict[str, Any]]) -> int:
         """Queue rows; returns (after commit) how many of them were new."""

@@ -83,9 +83,14 @@ class Replica:
 
     def __init__(self, db: Database, settings: Settings, vault: Vault) -> None:
         self.hub = AgentHub()
-        telemetry = GatewayTelemetry()
-        self.sessions = SessionService(db, self.hub, settings, MetricIngest(db), telemetry, vault)
-        self.listener = replica_listener(db, self.hub, settings, telemetry)
+        self.telemetry = GatewayTelemetry()
+        self.sessions = SessionService(
+            db, self.hub, settings, MetricIngest(db), self.telemetry, vault
+        )
+        self.listener = replica_listener(db, self.hub, settings, self.telemetry)
+
+    def figure(self, name: str, **labels: str) -> float:
+        return self.telemetry.registry.get_sample_value(name, labels) or 0.0
 
 
 async def test_a_command_queued_on_one_replica_reaches_the_agent_on_the_other_at_once(
@@ -120,7 +125,9 @@ async def test_a_command_queued_on_one_replica_reaches_the_agent_on_the_other_at
                 assert row is not None
                 command, _ = await create_command(session, row, CommandCreate(kind="ping"))
             delivered = await asyncio.wait_for(received.get(), 5)
-            assert delivered.command.id == str(command.id)
+            assert (delivered.command.id, delivered.command.attempt) == (str(command.id), 1)
+            assert holder.figure("mailfleet_command_dispatch_seconds_count") == 1
+            assert holder.figure("mailfleet_notify_wakeups_total", channel=COMMANDS_QUEUED) >= 1
 
             with other.hub.watching(command.id) as settled:  # the other's long poll
                 replies.put_nowait(
