@@ -118,3 +118,19 @@ def addresses(console: ConsoleServer, tenant_id: uuid.UUID) -> list[str]:
             return sorted([*boxes, *more])
 
     return console.run(read())
+
+
+def more_mailboxes(
+    console: ConsoleServer, tenant_id: uuid.UUID, domain_id: uuid.UUID, n: int
+) -> None:
+    """``n`` more mailboxes on the domain, ``m00@`` … (one transaction)."""
+
+    async def make() -> None:
+        vault = vault_of(console)
+        async with console.db.tenant_session(tenant_id) as session:
+            domain = await service.get_domain(session, domain_id)
+            for i in range(n):
+                data = MailboxCreate(local_part=f"m{i:02}")
+                await service.create_mailbox(session, vault, domain, data)
+
+    console.run(make(), timeout=60)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, Response, expect
 
+from control_plane.web.pages.domains import PAGE_SIZE
 from tests.web.console import ConsoleServer
 from tests.web.domains_setup import (
     addresses,
@@ -19,6 +20,7 @@ from tests.web.domains_setup import (
     ensure_kv_mount,
     mail_server,
     mailbox_password,
+    more_mailboxes,
     workspace,
 )
 from tests.web.helpers import serious_violations, sign_in, snap
@@ -224,3 +226,16 @@ async def test_an_admin_sees_every_tenants_domains_and_adds_one_for_a_chosen_ten
     await submit(page, "#new-domain button")
     await expect(page.locator("h1")).to_have_text(name)
     assert audit_actions(console_server, first) == ["domain.create 201"]
+
+
+async def test_a_domains_mailboxes_page_by_fifty(page: Page, console_server: ConsoleServer) -> None:
+    tenant_id, key, _ = console_server.tenant("many")
+    made = domain_with_mail(console_server, tenant_id, "many")  # box@, then m00@ …
+    more_mailboxes(console_server, tenant_id, made.domain_id, PAGE_SIZE)
+    await sign_in(page, key)
+    await page.goto(f"/ui/domains/{made.domain_id}")
+    rows = page.locator("#mailboxes tbody tr")
+    await expect(rows).to_have_count(PAGE_SIZE)
+    await page.click("text=Next page of mailboxes")
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text(f"m{PAGE_SIZE - 1:02}@{made.name}")

@@ -142,6 +142,7 @@ async def _domains_page(
         request, "domains.html", refused.status if refused else 200, console=console,
         tenant=tenant, rows=rows, server_names=names, workspaces=workspaces, zones=zones,
         owners=owners, servers=choices, next_after=page.next_after, refused=refused,
+        after=after,
     )  # fmt: skip
 
 
