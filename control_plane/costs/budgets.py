@@ -124,13 +124,20 @@ class Standing:
         return self.actual if basis == "actual" else self.projected
 
 
-async def standing(session: AsyncSession, budget: Budget, now: datetime) -> Standing:
+async def standing(
+    session: AsyncSession, budget: Budget, now: datetime, book: report.MonthBook | None = None
+) -> Standing:
     """This month's cost and projection in the budget's currency; a month with figures in
-    other currencies only (or none yet) is unknown, not zero."""
+    other currencies only (or none yet) is unknown, not zero. ``book``: the tenant's month
+    already rated (``report.month_book``), for many budgets at once."""
     month = month_start(now)
-    figures = await report.month_figures(
-        session, tenant_id=budget.tenant_id, workspace_id=budget.workspace_id, month=month, now=now
-    )
+    if book is not None and book.covers(budget.tenant_id, budget.workspace_id, month):
+        figures = book.of(budget.workspace_id)
+    else:
+        figures = await report.month_figures(
+            session, tenant_id=budget.tenant_id, workspace_id=budget.workspace_id,
+            month=month, now=now,
+        )  # fmt: skip
     mine = next((f for f in figures if f.currency == budget.currency), None)
     if mine is None:
         return Standing(month, None, None)
@@ -157,10 +164,12 @@ async def fired(session: AsyncSession, budget: Budget, month: date) -> list[str]
     return [f"{basis}.{threshold}" for basis, threshold in found.all()]
 
 
-async def status_of(session: AsyncSession, budget: Budget, now: datetime) -> BudgetStatusOut:
+async def status_of(
+    session: AsyncSession, budget: Budget, now: datetime, book: report.MonthBook | None = None
+) -> BudgetStatusOut:
     """``crossed`` when actual or forecast reached the whole amount; ``unknown`` without
     figures in the budget's currency."""
-    found = await standing(session, budget, now)
+    found = await standing(session, budget, now, book)
     values = [v for v in (found.actual, found.projected) if v is not None]
     if not values:
         state = "unknown"

@@ -170,6 +170,53 @@ async def month_figures(
     return report.month_to_date
 
 
+@dataclass(frozen=True)
+class MonthBook:
+    """A tenant's month rated once: each workspace's figures (None: unallocated) and the
+    tenant's own, so a page of workspaces or budgets costs one report, not one each."""
+
+    tenant_id: uuid.UUID | None  # None: every tenant's (an admin's view)
+    month: date
+    by_workspace: dict[uuid.UUID | None, list[MonthFigures]]
+    tenant: list[MonthFigures]
+
+    def covers(self, tenant_id: uuid.UUID, workspace_id: uuid.UUID | None, month: date) -> bool:
+        """Whether ``of`` answers for this tenant's workspace (or whole tenant) and month."""
+        same_month = self.month == month_start(month)
+        return same_month and (workspace_id is not None or self.tenant_id == tenant_id)
+
+    def of(self, workspace_id: uuid.UUID | None) -> list[MonthFigures]:
+        """What ``month_figures`` gives for this workspace (None: the whole tenant)."""
+        return self.tenant if workspace_id is None else self.by_workspace.get(workspace_id, [])
+
+
+async def month_book(
+    session: AsyncSession, *, tenant_id: uuid.UUID | None, month: date, now: datetime
+) -> MonthBook:
+    """Every workspace's month-to-date cost and projection from one load of the ledger."""
+    first = month_start(month)
+    start, end = day_start(first), day_start(next_month(first))
+    if now <= start:
+        return MonthBook(tenant_id, first, {}, [])
+    hi = min(end, now)
+    loaded = await load(session, first, hi, end, tenant_id=tenant_id, workspace_id=None)
+    actual = rate_loaded(loaded, start, hi, None, by_day=False)
+    future = project(loaded, hi, end, None, by_day=False) if hi < end else []
+    actual_by: dict[uuid.UUID | None, list[CostLine]] = defaultdict(list)
+    future_by: dict[uuid.UUID | None, list[CostLine]] = defaultdict(list)
+    for line in actual:
+        actual_by[line.workspace_id].append(line)
+    for line in future:
+        future_by[line.workspace_id].append(line)
+    workspaces = set(actual_by) | set(future_by)
+    return MonthBook(
+        tenant_id,
+        first,
+        {w: _figures(first, actual_by[w], future_by[w]) for w in workspaces},
+        _figures(first, actual, future),
+    )
+
+
 def _figures(month: date, actual: list[CostLine], future: list[CostLine]) -> list[MonthFigures]:
     so_far: dict[str, Decimal] = defaultdict(Decimal)
     ahead: dict[str, Decimal] = defaultdict(Decimal)

@@ -13,7 +13,7 @@ from control_plane.costs import meter
 from control_plane.costs.allocation import round_parts
 from control_plane.costs.lines import CostLine
 from control_plane.costs.rating import rate
-from control_plane.costs.report import cost_report, month_figures
+from control_plane.costs.report import cost_report, month_book, month_figures
 from control_plane.db.engine import Database
 from tests.costs.scenario import (
     EXPECTED,
@@ -137,3 +137,20 @@ def test_rounded_parts_add_up() -> None:
     rounded = round_parts(parts)
     assert sum(rounded.values()) == Decimal("1.00")
     assert sorted(rounded.values()) == [Decimal("0.33"), Decimal("0.33"), Decimal("0.34")]
+
+
+async def test_the_month_book_gives_each_workspace_its_own_figures(db: Database) -> None:
+    """One rating of the month gives every workspace (and the tenant) the figures a
+    report of that workspace alone gives."""
+    month = await play_month(db)
+    async with db.tenant_session(month.tenant_id) as session:
+        book = await month_book(
+            session, tenant_id=month.tenant_id, month=date(2026, 11, 1), now=NOW
+        )
+        for workspace in (month.a, month.b, month.c, None):
+            alone = await month_figures(
+                session, tenant_id=month.tenant_id, workspace_id=workspace,
+                month=date(2026, 11, 1), now=NOW,
+            )  # fmt: skip
+            assert book.of(workspace) == alone, workspace
+    assert [f.actual for f in book.tenant] == [TOTAL]

@@ -30,7 +30,13 @@ from control_plane.costs.budget_schemas import (
 )
 from control_plane.costs.engine import MONTH_PATTERN, day_start, month_start, next_month
 from control_plane.costs.models import Budget
-from control_plane.costs.report import CostReport, MonthFigures, cost_report, month_figures
+from control_plane.costs.report import (
+    CostReport,
+    MonthBook,
+    MonthFigures,
+    cost_report,
+    month_book,
+)
 from control_plane.db.base import utcnow
 from control_plane.errors import MailFleetError
 from control_plane.web.console import (
@@ -101,7 +107,10 @@ def _validation(form: BudgetForm, exc: ValidationError) -> BudgetForm:
 
 
 async def _budget_rows(
-    session: AsyncSession, tenant_id: uuid.UUID | None, names: dict[uuid.UUID, str]
+    session: AsyncSession,
+    tenant_id: uuid.UUID | None,
+    names: dict[uuid.UUID, str],
+    book: MonthBook,
 ) -> list[BudgetRow]:
     now = utcnow()
     found = (await budgets.list_budgets(session, tenant_id, None, None, LISTED)).items
@@ -109,7 +118,7 @@ async def _budget_rows(
         BudgetRow(
             b,
             "Whole tenant" if b.workspace_id is None else names.get(b.workspace_id, "workspace"),
-            await budgets.status_of(session, b, now),
+            await budgets.status_of(session, b, now, book),
         )
         for b in found
     ]
@@ -121,19 +130,18 @@ async def _costs_data(console: Console, month: date, after: uuid.UUID | None) ->
         report: CostReport = await cost_report(
             session, day_start(month), day_start(next_month(month)), now, tenant_id, None
         )
+        book = await month_book(session, tenant_id=tenant_id, month=month, now=now)
         page = await list_workspaces(session, tenant_id, after, PAGE_SIZE)
         rows = [
             WorkspaceRow(
                 w,
                 [f"{g.billed:.2f} {g.currency}" for g in report.groups if g.key == str(w.id)],
-                await month_figures(
-                    session, tenant_id=w.tenant_id, workspace_id=w.id, month=month, now=now
-                ),
+                book.of(w.id),
             )
             for w in page.items
         ]
         every = (await list_workspaces(session, tenant_id, None, LISTED)).items
-        budget_rows = await _budget_rows(session, tenant_id, {w.id: w.name for w in every})
+        budget_rows = await _budget_rows(session, tenant_id, {w.id: w.name for w in every}, book)
     return {
         "month": month, "report": report, "rows": rows, "next_after": page.next_after,
         "workspaces": every, "budgets": budget_rows, "this_month": month_start(now.date()),
