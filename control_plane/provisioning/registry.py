@@ -3,8 +3,9 @@
 ``manual`` is always offered (a VPS the customer made, enrolled by join token). ``local``
 is offered when ``MAILFLEET_LOCAL_PROVIDER`` is on. ``hostwinds`` is offered once its
 account is configured in Vault at ``providers/hostwinds`` (``api_key``, ``template``,
-``regions`` as ``id=Name`` pairs separated by commas, optional ``base_url``): the key never
-passes through the environment, and a change is picked up without a restart.
+optional ``base_url``, optional ``regions`` as ``id=Name`` pairs separated by commas, used
+only when ``get_locations`` is refused): the key never passes through the environment, and a
+change is picked up without a restart.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class ProviderRegistry:
         async with self._lock:
             if self._hostwinds is not None and self._hostwinds[0] == fingerprint:
                 return self._hostwinds[1]
-            driver = hostwinds_from_secret(config)
+            driver = hostwinds_from_secret(config, self.settings.hostwinds_user_data)
             if self._hostwinds is not None:
                 await self._hostwinds[1].aclose()
             self._hostwinds = (fingerprint, driver)
@@ -186,7 +187,9 @@ class ProviderRegistry:
             return driver
 
 
-def hostwinds_from_secret(config: dict[str, str]) -> HostwindsProvider:
+def hostwinds_from_secret(config: dict[str, str], user_data: bool = False) -> HostwindsProvider:
+    """The driver for the account in Vault; ``regions`` there is only a fallback for when
+    ``get_locations`` is refused, and ``user_data`` is ``MAILFLEET_HOSTWINDS_USER_DATA``."""
     regions = []
     for pair in filter(None, (p.strip() for p in config.get("regions", "").split(","))):
         region_id, _, name = pair.partition("=")
@@ -195,7 +198,9 @@ def hostwinds_from_secret(config: dict[str, str]) -> HostwindsProvider:
         config["api_key"],
         template=config.get("template", ""),
         regions=regions,
-        settings=HostwindsSettings(base_url=config.get("base_url") or DEFAULT_BASE_URL),
+        settings=HostwindsSettings(
+            base_url=config.get("base_url") or DEFAULT_BASE_URL, send_user_data=user_data
+        ),
     )
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from control_plane.vault.client import Vault, server_secret_path
+
+_SSH_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,45 @@ async def ensure_admin_key(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.U
         return _as_secret(new_key_pair(f"mailfleet-{server_id}"))
 
     return (await vault.ensure(admin_key_path(tenant_id, server_id), make))["public_key"]
+
+
+def public_half(private_key: str, comment: str) -> str:
+    """The ``authorized_keys`` line of a private key in OpenSSH or PEM form; ``ValueError``
+    when it is not an unencrypted private key we can read."""
+    data = private_key.encode()
+    try:
+        key: object = serialization.load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (TypeError, UnsupportedAlgorithm) as exc:
+            raise ValueError(f"not a readable private key: {type(exc).__name__}") from None
+    if not isinstance(key, _SSH_KEYS):
+        raise ValueError(f"not a key type SSH takes: {type(key).__name__}")
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return f"{public.decode()} {comment}"
+
+
+class IssuedAdminKey:
+    """``IssuedKeys`` for one server: a key pair its provider made (Hostwinds'
+    ``add_ssh_key``) replaces the one made here in the server's ``admin_ssh`` secret, so all
+    that reads the admin key (a shell, a download, the agent's install over SSH) gets the key
+    the VPS trusts. ``provider_key`` records the provider's name for it."""
+
+    def __init__(self, vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> None:
+        self.vault, self.tenant_id, self.server_id = vault, tenant_id, server_id
+        self.path = admin_key_path(tenant_id, server_id)
+
+    async def issued(self, key_name: str) -> bool:
+        stored = await self.vault.get(self.path)
+        return stored is not None and stored.get("provider_key") == key_name
+
+    async def keep(self, key_name: str, private_key: str) -> None:
+        public = public_half(private_key, f"mailfleet-{self.server_id}")
+        secret = {"private_key": private_key, "public_key": public, "provider_key": key_name}
+        await self.vault.put(self.path, secret)
 
 
 async def rotate_admin_key(vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID) -> SshKeyPair:

@@ -196,13 +196,26 @@ class Workflow:
 
         agent_toml = await self.db.transact(join)
         user_data = render_user_data(agent_toml, entry.install)
+        issued = ssh.IssuedAdminKey(self.vault, server.tenant_id, server.id)
         instance = await entry.provider.create(
-            instance_name(server.id), server.region, server.plan, user_data, server.ssh_public_key
+            instance_name(server.id),
+            server.region,
+            server.plan,
+            user_data,
+            server.ssh_public_key,
+            issued,
         )
+        # A provider that issued the key itself (Hostwinds) replaced the pair made here.
+        pair = await ssh.read_admin_key(self.vault, server.tenant_id, server.id)
+        public_key = pair.public_key if pair is not None else server.ssh_public_key
         return Advance(
             "booting",
             f"instance {instance.id} ordered from {server.provider}",
-            {"instance_id": instance.id, "ipv4": instance.ipv4[0] if instance.ipv4 else None},
+            {
+                "instance_id": instance.id,
+                "ipv4": instance.ipv4[0] if instance.ipv4 else None,
+                "ssh_public_key": public_key,
+            },
         )
 
     async def _booting(self, server: Server) -> Outcome:

@@ -1,19 +1,33 @@
 """A contract double of the Hostwinds Cloud API, served over real HTTP on 127.0.0.1.
 
-It follows the public reference the driver cites (see the docstring of
+It follows the public sources the driver cites (see the docstring of
 ``control_plane/provisioning/providers/hostwinds.py``): one endpoint taking form-encoded
 ``action=<name>`` plus the key in ``API``; errors as HTTP 200 with ``result: error`` and a
 message; ``add_instance`` only queues the order (the instance shows ``BUILD`` until
-``create_delay`` has passed, then ``ACTIVE``); one upgrade order at a time, ``upgrade_server``
-moving the instance through ``RESIZE`` to ``RESIZED`` until it is confirmed or reverted;
-price list (managed prices unless ``managed`` is 0, as documented), IPs, rDNS, terminate,
-SSH keys. A refused key gets HTTP 401 with "Not Authorized!", an unknown action "Invalid
-Action.".
+``create_delay`` has passed, then ``ACTIVE``) and answers "Invoice Paid" first;
+``add_ssh_key`` takes a ``name`` and answers with the key pair it made, ``keys[]`` names
+keys for ``add_instance``, ``delete_ssh_key`` takes a ``name``; ``get_locations``; one upgrade
+order at a time (``check_upgrade_order`` shows ``id``, ``orderid``, ``invoiceid``,
+``duedate``, ``total``), ``upgrade_server`` only once its invoice is paid, moving the instance
+through ``RESIZE`` to ``RESIZED`` until it is confirmed or reverted; price list (managed
+prices unless ``managed`` is 0), IPs, rDNS, terminate. A refused key gets HTTP 401 with
+"Not Authorized!", an unknown action "Invalid Action.".
 
-Where the reference is silent the double picks one answer and says so: requests beyond
+Every action takes only the fields its source lists (``FIELDS``); any other field is refused
+with an error body ("Unknown field: …"), so a driver sending an undocumented field fails its
+tests. Real Hostwinds may well ignore such a field silently, which is exactly why the double
+must not: ``accept_unverified`` (e.g. ``{"add_instance": {"user_data"}}``) lets a test opt in
+to an assumption explicitly.
+
+Where the sources are silent the double picks one answer and says so: requests beyond
 ``rate_limit`` per second (token bucket, burst ``rate_limit``) get an error body saying
 "Rate limit exceeded…" with HTTP 200 (or HTTP 429 with ``rate_limit_style="http"``); the
-action adding an IP is ``add_ip``; ``add_ssh_key`` takes the key in ``ssh_key``; a managed
+action adding an IP is ``add_ip``; ``add_ssh_key``'s answer carries the private key (OpenSSH
+PEM) in ``private_key`` and a taken name answers "An SSH key with this name already
+exists."; ``get_locations`` answers ``{"success": [{"id", "name"}]}``; an upgrade order's
+invoice (the monthly difference) is paid from the account's ``credit`` when it suffices,
+and its answer then starts with "Invoice Paid" as ``add_instance``'s does (``pay_invoice``
+and ``apply_upgrade`` stand in for a person paying and applying it at Hostwinds); a managed
 plan costs ``MANAGED_SURCHARGE`` more; ``bandwidth`` is a number of GB.
 
 Test hooks: ``fail_next`` injects failures (HTTP 500, error bodies, hangs before or after
@@ -30,7 +44,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,6 +52,8 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -75,6 +91,43 @@ DEFAULT_PLANS = (
     PricePlan(13, "Unmanaged Linux 3", 4, 8, 150, Decimal("34.99")),
 )
 DEFAULT_LOCATIONS = {1: "Seattle, WA", 2: "Dallas, TX", 3: "Amsterdam, NL"}
+# The fields each action's source lists (besides ``action`` and ``API``); all else is refused.
+_SERVICE = frozenset({"serviceid"})
+FIELDS: dict[str, frozenset[str]] = {
+    "add_instance": frozenset(
+        [
+            "template",
+            "rid",
+            "location_id",
+            "qty",
+            "keys",
+            "keys[]",
+            "srvrname",
+            "billingcycle",
+            "cclass",
+            "ram",
+            "cpu",
+            "disk",
+            "bandwidth",
+        ]
+    ),
+    "get_instances": frozenset(),
+    "get_instance": _SERVICE,
+    "terminate": _SERVICE,
+    "get_instance_ips": frozenset({"serviceid", "location_id"}),
+    "add_ip": _SERVICE,  # the double's assumption, as the driver's
+    "delete_ip": frozenset({"serviceid", "ip"}),
+    "set_rdns": frozenset({"serviceid", "ip", "rdns", "rdata"}),
+    "get_price_list": frozenset({"serviceid", "drive_type", "managed", "disk"}),
+    "upgrade_instance": frozenset({"serviceid", "rid", "ram", "cpu", "disk", "bandwidth"}),
+    "check_upgrade_order": _SERVICE,
+    "upgrade_server": frozenset({"serviceid", "disk", "upgrade_drive_type"}),
+    "confirm_upgrade": _SERVICE,
+    "revert_upgrade": _SERVICE,
+    "add_ssh_key": frozenset({"name"}),
+    "delete_ssh_key": frozenset({"name"}),
+    "get_locations": frozenset(),
+}
 
 
 @dataclass
@@ -106,7 +159,7 @@ class FakeInstance:
     ipv6: str
     private_ip: str
     rdns: dict[str, str] = field(default_factory=dict)
-    order: dict[str, Any] | None = None
+    order: dict[str, Any] | None = None  # with "rid" and "paid" besides the documented fields
     resize_started_at: float | None = None
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     configkey: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -125,6 +178,8 @@ class HostwindsDouble:
         rate_limit_style: Literal["body", "http"] = "body",
         plans: tuple[PricePlan, ...] = DEFAULT_PLANS,
         locations: dict[int, str] | None = None,
+        credit: Decimal = Decimal("1000.00"),
+        accept_unverified: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.api_key = api_key
         self.create_delay = create_delay
@@ -133,9 +188,11 @@ class HostwindsDouble:
         self.rate_limit_style = rate_limit_style
         self.plans = {plan.rid: plan for plan in plans}
         self.locations = dict(locations or DEFAULT_LOCATIONS)
+        self.credit = credit
+        self.accept_unverified = {k: frozenset(v) for k, v in (accept_unverified or {}).items()}
         self.calls: list[Call] = []
         self.instances: dict[int, FakeInstance] = {}
-        self.ssh_keys: dict[str, str] = {}
+        self.ssh_keys: dict[str, str] = {}  # name → the public half (authorized_keys line)
         self.url = ""
         self._lock = threading.Lock()
         self._failures: list[Failure] = []
@@ -162,6 +219,8 @@ class HostwindsDouble:
             "confirm_upgrade": self._confirm_upgrade,
             "revert_upgrade": self._revert_upgrade,
             "add_ssh_key": self._add_ssh_key,
+            "delete_ssh_key": self._delete_ssh_key,
+            "get_locations": self._get_locations,
         }
 
     # -- test hooks ----------------------------------------------------------------------
@@ -191,12 +250,25 @@ class HostwindsDouble:
         with self._lock:
             return self.instances[int(serviceid)].rdns.get(ip)
 
+    def pay_invoice(self, serviceid: int | str) -> None:
+        """Someone pays the open upgrade order's invoice at Hostwinds."""
+        with self._lock:
+            order = self.instances[int(serviceid)].order
+            assert order is not None, "no upgrade order"
+            order["paid"] = True
+
+    def apply_upgrade(self, serviceid: int | str) -> None:
+        """Someone applies a paid upgrade at Hostwinds (what ``upgrade_server`` does)."""
+        with self._lock:
+            self._upgrade_server({"serviceid": [str(serviceid)]})
+
     @contextmanager
-    def serve(self) -> Iterator[HostwindsDouble]:
-        """Run on 127.0.0.1 in a background thread; stopped and joined on exit."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def serve(self, host: str = "127.0.0.1") -> Iterator[HostwindsDouble]:
+        """Run on ``host`` (loopback) in a background thread; stopped and joined on exit."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
@@ -218,7 +290,8 @@ class HostwindsDouble:
                 if not thread.is_alive() or time.monotonic() > deadline:
                     raise RuntimeError("the Hostwinds double did not start")
                 time.sleep(0.01)
-            self.url = f"http://127.0.0.1:{port}{API_PATH}"
+            where = f"[{host}]" if family == socket.AF_INET6 else host
+            self.url = f"http://{where}:{port}{API_PATH}"
             yield self
         finally:
             server.should_exit = True
@@ -253,6 +326,10 @@ class HostwindsDouble:
         handler = self._actions.get(action)
         if handler is None:
             return _error(None, "Invalid Action.", "6734")
+        allowed = FIELDS[action] | self.accept_unverified.get(action, frozenset())
+        unknown = sorted(set(form) - allowed - {"action", "API"})
+        if unknown:
+            return _error(_title(action), f"Unknown field: {', '.join(unknown)}", "400")
         try:
             with self._lock:
                 return JSONResponse(handler(form))
@@ -380,6 +457,9 @@ class HostwindsDouble:
             {"result": "success", "action": "Add Instance", "message": "Server is being Created!"},
         ]
 
+    def _get_locations(self, form: Form) -> Any:
+        return {"success": [{"id": key, "name": name} for key, name in self.locations.items()]}
+
     def _get_instances(self, form: Form) -> Any:
         return [self._object(instance) for instance in self.instances.values()]
 
@@ -458,25 +538,37 @@ class HostwindsDouble:
         if self._status(instance) != "ACTIVE":
             raise ApiError("The instance must be active to be upgraded.")
         order = next(self._orders)
-        instance.order = {"id": order, "orderid": order, "invoiceid": order, "rid": int(rid)}
-        return [
-            {
-                "result": "success",
-                "action": "Upgrade Instance",
-                "message": "Service has been upgraded!",
-            }
-        ]
+        total = max(self.plans[int(rid)].monthly - self.plans[instance.rid].monthly, Decimal(0))
+        paid = self.credit >= total
+        if paid:
+            self.credit -= total
+        instance.order = {
+            "id": order, "orderid": order, "invoiceid": order, "duedate": "2026-12-31",
+            "total": f"{total:.2f}", "rid": int(rid), "paid": paid,
+        }  # fmt: skip
+        upgraded = {
+            "result": "success",
+            "action": "Upgrade Instance",
+            "message": "Service has been upgraded!",
+        }
+        if not paid:
+            return [upgraded]
+        receipt = {"result": "success", "action": "Invoice Paid", "message": f"Invoice #{order}"}
+        return [receipt, upgraded]
 
     def _check_upgrade_order(self, form: Form) -> Any:
         instance = self._instance(form)
         if instance.order is None:
             raise ApiError("No upgrade order found.")
-        return {"success": {k: v for k, v in instance.order.items() if k != "rid"}}
+        hidden = ("rid", "paid")
+        return {"success": {k: v for k, v in instance.order.items() if k not in hidden}}
 
     def _upgrade_server(self, form: Form) -> Any:
         instance = self._instance(form)
         if instance.order is None or instance.resize_started_at is not None:
             raise ApiError("No paid upgrade order is waiting for this service.")
+        if not instance.order["paid"]:
+            raise ApiError(f"Invoice #{instance.order['invoiceid']} is unpaid.")
         instance.resize_started_at = time.monotonic()
         message = f"Server Server#{instance.serviceid} is being upgraded."
         return [{"result": "success", "action": "Upgrade Server", "message": message}]
@@ -505,8 +597,28 @@ class HostwindsDouble:
             raise ApiError("A valid name is required.")
         if name in self.ssh_keys:
             raise ApiError("An SSH key with this name already exists.")
-        self.ssh_keys[name] = (form.get("ssh_key") or [""])[0]
-        return [{"result": "success", "action": "Add SSH Key", "message": "SSH key added."}]
+        key = Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        self.ssh_keys[name] = public.decode()
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        return {
+            "result": "success",
+            "action": "Add SSH Key",
+            "message": "SSH key created.",
+            "private_key": private.decode(),
+        }
+
+    def _delete_ssh_key(self, form: Form) -> Any:
+        name = (form.get("name") or [""])[0]
+        if self.ssh_keys.pop(name, None) is None:
+            raise ApiError("SSH key not found.")
+        return [{"result": "success", "action": "Delete SSH Key", "message": "SSH key deleted."}]
 
 
 async def _form(request: Request) -> Form:
@@ -539,7 +651,7 @@ def _is_error(response: JSONResponse) -> bool:
 
 
 @contextmanager
-def hostwinds_double(**options: Any) -> Iterator[HostwindsDouble]:
+def hostwinds_double(host: str = "127.0.0.1", **options: Any) -> Iterator[HostwindsDouble]:
     """``with hostwinds_double(create_delay=0.1) as api: …`` — ``api.url`` is the endpoint."""
-    with HostwindsDouble(**options).serve() as double:
+    with HostwindsDouble(**options).serve(host) as double:
         yield double

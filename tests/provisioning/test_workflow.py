@@ -1,7 +1,8 @@
 """The provisioning workflow in-process: API + runner against the Hostwinds contract double.
 
-A Hostwinds "VPS" never runs its user data, so these tests follow orders up to ``enrolling``
-and through every failure path; the local-provider e2e tests follow them to ``ready``.
+Hostwinds gets documented fields only (no user data), and a double's "VPS" runs nothing, so
+these tests follow orders up to ``enrolling`` and through every failure path; the
+local-provider e2e tests follow them to ``ready``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from control_plane.api.app import create_app
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
+from control_plane.provisioning.providers.hostwinds import HostwindsProvider
 from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.ssh import admin_key_path
@@ -132,13 +134,14 @@ async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent
     (instance,) = api.instances.values()
     assert instance.name == f"mf-{server_id}"
     assert (instance.rid, instance.location_id) == (12, 2)
-    user_data = instance.user_data
-    assert user_data.startswith("#cloud-config\n")
-    assert "mfjoin_" in user_data and "install-agent" in user_data
-    assert "PRIVATE KEY" not in user_data
+    # Documented fields only: no user data (so nothing boots an agent here), and the key
+    # Hostwinds issued under the instance's name, its private half kept in the server's path.
+    assert instance.user_data == "" and instance.keys == [instance.name]
     stored = await vault.get(admin_key_path(uuid.UUID(tenant.id), uuid.UUID(server_id)))
     assert stored is not None and stored["public_key"] == failed["ssh_public_key"]
-    assert stored["public_key"] in api.ssh_keys.values()
+    assert stored["provider_key"] == instance.name
+    assert stored["public_key"].startswith(api.ssh_keys[instance.name] + " ")
+    assert stored["private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     events = await history(plane, tenant, server_id)
     states = [e["state"] for e in events]
     assert (
@@ -161,7 +164,7 @@ async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent
     ).status_code != 404:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
-    assert api.instances == {}
+    assert api.instances == {} and api.ssh_keys == {}
     assert await vault.get(admin_key_path(uuid.UUID(tenant.id), uuid.UUID(server_id))) is None
     (closed,) = await spans_of(db, server_id)  # the row is gone; the ledger stays, closed
     assert closed.id == span.id and closed.ended_at is not None
@@ -242,3 +245,20 @@ async def test_runners_never_claim_the_same_server_and_take_over_stale_leases(
     assert not {s.id for s in await third.claim(10_000)} & ours  # leases still held
     await asyncio.sleep(1.2)  # the first two "died": their leases lapse
     assert {s.id for s in await third.claim(10_000)} >= ours
+
+
+async def test_user_data_goes_to_hostwinds_only_with_its_setting(
+    settings: Settings, vault: Vault
+) -> None:
+    """``add_instance`` taking user data is unverified: off unless MAILFLEET_HOSTWINDS_USER_DATA."""
+    await vault.put(HOSTWINDS_SECRET, {"api_key": API_KEY, "template": "debian-12"})
+    try:
+        for flag in (False, True):
+            chosen = settings.model_copy(update={"hostwinds_user_data": flag})
+            providers = ProviderRegistry(chosen if flag else settings, vault)
+            driver = (await providers.get("hostwinds")).provider
+            assert isinstance(driver, HostwindsProvider)
+            assert driver.settings.send_user_data is flag
+            await providers.aclose()
+    finally:
+        await vault.delete(HOSTWINDS_SECRET)

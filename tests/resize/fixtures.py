@@ -31,7 +31,7 @@ PLANS = (
 )
 
 
-def quick_driver(config: dict[str, str]) -> HostwindsProvider:
+def quick_driver(config: dict[str, str], user_data: bool = False) -> HostwindsProvider:
     """The driver as Vault configures it, with the test's times (2 requests/s otherwise)."""
     return HostwindsProvider(
         config["api_key"],

@@ -336,8 +336,12 @@ async def test_dry_run_upgrade_revert_and_other_tenants(
             "confirm": "done", "record": "done", "revert": "skipped",
         }, done  # fmt: skip
         upgrade = [c.action for c in api.calls if "upgrade" in c.action]
-        # The driver's order: the upgrade order (and invoice), applying it, confirming.
-        assert upgrade == ["upgrade_instance", "upgrade_server", "confirm_upgrade"], upgrade
+        # As documented: no open order, the order (and invoice, paid from the account's
+        # credit), the order checked, applying it, confirming.
+        assert upgrade == [
+            "check_upgrade_order", "upgrade_instance", "check_upgrade_order", "upgrade_server",
+            "confirm_upgrade",
+        ], upgrade  # fmt: skip
         assert "revert_upgrade" not in upgrade and api.instances[serviceid].rid == 13
 
         # A failure after upgrade_server (the confirmation refused) reverts the upgrade.
@@ -384,3 +388,14 @@ async def test_dry_run_upgrade_revert_and_other_tenants(
     ]
     assert len(rows) == 2
     assert incident is not None and "billing hold" in incident.summary, incident
+
+    # An invoice the account's credit does not cover: the upgrade is never applied; the
+    # resize retries until its deadline, then fails naming the invoice (nothing to revert).
+    api.credit = Decimal(0)
+    applied = len(api.calls_of("upgrade_server"))
+    async with runner(fast, db, providers):
+        third = await call(client, tenant, "POST", f"{base}/resize", 202, plan="15")
+        unpaid = await ended(client, tenant, f"{base}/resizes/{third['resize']['id']}")
+    assert unpaid["state"] == "failed" and "is paid" in unpaid["error"], unpaid
+    assert "invoice" in unpaid["error"] and unpaid["error"].startswith("resize:"), unpaid
+    assert len(api.calls_of("upgrade_server")) == applied and api.instances[serviceid].rid == 13

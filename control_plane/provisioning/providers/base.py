@@ -108,6 +108,20 @@ class ProviderUnavailable(ProviderError):
         super().__init__(message, retryable)
 
 
+class IssuedKeys(Protocol):
+    """Where a provider that makes a server's SSH key pair itself (Hostwinds' ``add_ssh_key``
+    answers with the private half) keeps it: the server's path in Vault. The workflow hands
+    one to ``create``; the private key goes nowhere else (no log, no row, no answer)."""
+
+    async def issued(self, key_name: str) -> bool:
+        """Whether the private half of the provider's key ``key_name`` is already kept."""
+        ...
+
+    async def keep(self, key_name: str, private_key: str) -> None:
+        """Keep the private half (``ValueError`` if it is not a private key we can read)."""
+        ...
+
+
 class Provider(Protocol):
     """What a VPS provider driver offers the provisioning workflow.
 
@@ -127,13 +141,20 @@ class Provider(Protocol):
         ...
 
     async def create(
-        self, name: str, region: str, plan: str, user_data: str, ssh_public_key: str
+        self,
+        name: str,
+        region: str,
+        plan: str,
+        user_data: str,
+        ssh_public_key: str,
+        issued_keys: IssuedKeys | None = None,
     ) -> Instance:
         """Order an instance; returns once accepted (status usually ``creating``).
 
         ``name`` is unique per provider account and makes the call idempotent: if an
         instance with that name already exists it is returned instead of ordering another,
-        so a workflow resumed after a crash never rents two machines.
+        so a workflow resumed after a crash never rents two machines. A provider that issues
+        the SSH key itself (instead of taking ``ssh_public_key``) keeps it in ``issued_keys``.
         """
         ...
 

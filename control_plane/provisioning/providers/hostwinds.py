@@ -1,54 +1,77 @@
 """Hostwinds Cloud API driver (httpx, own code: no library covers this API).
 
-The API, as documented publicly:
+Only what public sources document is sent by default; each point below names its source.
 
 - One endpoint, ``https://clients.hostwinds.com/cloud/api.php``; every request is a form-encoded
-  POST carrying ``action=<name>`` and the API key in the ``API`` field.
+  POST carrying ``action=<name>`` and the API key in the ``API`` field [overview]. Keys are
+  allow-listed by IPv4 address, so requests always leave over IPv4 (``ipv4_transport``).
 - Failures come back as HTTP 200 with ``[{"result": "error", "action": …, "message": …,
   "ERROR": <code>}]``; the HTTP status alone means nothing. The message is passed on as-is;
-  the numeric ``ERROR`` code is not used (the reference says it may change without notice).
-- ``add_instance`` (``template``, ``rid``, ``location_id``, ``srvrname``, ``qty``,
-  ``billingcycle``, ``keys``) only queues the order and answers without a ``serviceid``; the
-  instance is found again by its ``srvrname`` and polled with ``get_instance``.
-- Resizing is two orders: ``upgrade_instance`` (``serviceid``, ``rid``: creates the order and
-  invoice) then ``upgrade_server`` (applies it), after which the instance reports
-  ``RESIZED`` until ``confirm_upgrade`` or ``revert_upgrade``. Only one upgrade order may
-  exist at a time (``check_upgrade_order`` shows it).
-- ``get_instance_ips``, ``delete_ip`` (``ip``; not the main one), ``set_rdns`` (``ip``,
-  ``rdns``), ``get_price_list`` (optional ``managed``, Boolean, default 1, so unmanaged
-  prices need ``managed=0``; answers ``rid``, ``name``, ``ram``/``cpu``/``disk``/
-  ``bandwidth`` as strings, ``monthly`` price), ``get_instances``, ``terminate``,
-  ``add_ssh_key`` (``name``).
-- The reference's automation guide throttles clients to 2 requests/s and retries transient
-  failures with exponential backoff, at most 3 times, behind a circuit breaker.
+  the numeric ``ERROR`` code is not used (it may change without notice) [overview, automation].
+- ``add_ssh_key`` takes a ``name`` only and its answer carries the key pair Hostwinds made,
+  kept as sensitive [terraform add-ssh-key]; ``delete_ssh_key`` takes a ``name``
+  [terraform delete-ssh-key]. The private half found in the answer goes straight to the
+  server's path in Vault (``IssuedKeys``), never to a log, an exception or a row.
+- ``add_instance`` takes ``template``, ``rid``, ``location_id`` (required) and ``qty``,
+  ``keys``, ``srvrname``, ``billingcycle`` (optional) [server-management], the keys as
+  ``keys[]=<key name>`` [terraform add-instance]. It only queues the order and answers with
+  an "Invoice Paid" entry but no ``serviceid``; the instance is found again by ``srvrname``
+  and polled with ``get_instance``. ``location_id`` comes "from get_locations"
+  [terraform add-instance variables], so regions are read from ``get_locations``.
+- ``get_price_list`` (``managed``, Boolean, default 1, so unmanaged prices need
+  ``managed=0``; answers ``rid``, ``name``, ``ram``/``cpu``/``disk``/``bandwidth`` as strings,
+  ``monthly``) [upgrade-billing].
+- Resizing, as documented [upgrade-billing, automation]: ``check_upgrade_order`` first (only one
+  upgrade order may exist), ``upgrade_instance`` (``serviceid``, ``rid``: the order and its
+  invoice), ``check_upgrade_order`` again (``orderid``, ``invoiceid``, ``total``,
+  ``duedate``), then — only once the invoice is paid — ``upgrade_server``; the instance
+  reports ``RESIZED`` until ``confirm_upgrade`` or ``revert_upgrade``. "Do not apply upgrades
+  before invoice payment" [automation]: ``upgrade_server`` is sent only when the order's
+  answer reports the invoice paid (the "Invoice Paid" entry ``add_instance``'s documented
+  answer carries) or nothing is due; otherwise the resize waits, retrying, and says which
+  invoice to pay.
+- ``get_instance(s)``, ``terminate``, "A valid serviceid is required." [server-management];
+  ``get_instance_ips``, ``delete_ip`` (not the main one), ``set_rdns`` (``ip``, ``rdns``)
+  [networking]; 2 requests/s, at most 3 retries with exponential backoff, circuit breaker
+  [automation].
 
 Sources (read for facts, the code here is our own):
 
-- penguinmails/penguinmails.github.io, docs/implementation-technical/api/hostwinds/ —
-  overview.md (endpoint, form encoding, ``API`` field, error format), server-management.md
-  (instance object, add_instance, get_instance(s), terminate, "A valid serviceid is
-  required."), upgrade-billing.md (get_price_list, upgrade_instance, upgrade_server,
-  check_upgrade_order, confirm_upgrade, revert_upgrade), networking.md (get_instance_ips,
-  delete_ip, set_rdns), automation-best-practices.md (2 req/s, retries, circuit breaker).
-  Published at https://penguinmails.github.io/docs/implementation-technical/api/hostwinds/
-  (overview, server-management, upgrade-billing, networking, automation-best-practices);
-  it points to the official reference, https://developers.hostwinds.com/cloud/.
-- Public client code cross-checking the names (found through a code index that does not name
-  the repositories, so cited by content): terraform ``terracurl`` requests for
-  ``add_instance`` (``keys[]``, ``qty=1``) and ``add_ssh_key``; PHP scripts reading
-  ``get_instance_ips`` as ``{"success": {"IP Addresses": [{"ip": …}]}}``; Python tools
-  reading ``get_instance`` as ``{"success": {…, "status": "ACTIVE"}}`` and noting that it
-  carries the root ``password`` and ``configkey`` (so answers are never logged), that an
-  unknown action answers ``"Invalid Action."`` and a refused key ``"Not Authorized!"``.
+- [overview], [server-management], [upgrade-billing], [networking], [automation]:
+  https://github.com/penguinmails/penguinmails.github.io, branch main,
+  ``docs/implementation-technical/api/hostwinds/{overview,server-management,upgrade-billing,
+  networking,automation-best-practices}.md`` (published under
+  https://penguinmails.github.io/docs/implementation-technical/api/hostwinds/); they point to
+  the official reference, https://developers.hostwinds.com/cloud/.
+- [terraform …]: the same company's MVP, https://github.com/Israel-Laguan/penguinmails-mvp,
+  ``scripts/terraform/add-ssh-key/main.tf`` (``action=add_ssh_key&name=…``, the answer saved
+  as ``sensitive_content``), ``scripts/terraform/add-instance/main.tf`` (``template``,
+  ``rid``, ``qty=1``, ``keys[]``, ``srvrname``, ``billingcycle``, ``location_id``),
+  ``scripts/terraform/add-instance/variables.tf`` ("Location ID from get_locations"),
+  ``scripts/terraform/delete-ssh-key/main.tf`` (``action=delete_ssh_key&name=…``); read at
+  commits 01cc93d03816b78dcd702b068ba91501c72f796b and d81bbe0792a0bec09e0e2314a4cb9dee32aef132.
+- Public client code cross-checking answer shapes (found through a code index that does not
+  name the repositories, so cited by content): PHP scripts reading ``get_instance_ips`` as
+  ``{"success": {"IP Addresses": [{"ip": …}]}}``; Python tools reading ``get_instance`` as
+  ``{"success": {…, "status": "ACTIVE"}}`` and noting that it carries the root ``password``
+  and ``configkey`` (so answers are never logged), that an unknown action answers
+  ``"Invalid Action."`` and a refused key ``"Not Authorized!"``.
 
 Not verified against any source (kept in one place so a live test can settle them):
-the action adding an IP (``add_ip``, assumed from the documented ``delete_ip``); the
-``add_ssh_key`` field for the key itself (``ssh_key``); ``add_instance`` taking cloud-init
-``user_data``; Hostwinds' rate-limit answer (HTTP 429 and error bodies saying "rate limit" /
-"too many requests" are both treated as such); ``product_id`` naming the plan's ``rid``;
-the list of locations (passed in as ``regions``: the reference documents ``location_id``
-but no action listing them); the currency (USD); the unit of ``get_price_list``'s
-``bandwidth`` (read as GB unless it names TB); status names besides ACTIVE and RESIZED.
+- behind settings, off by default (README, "Hostwinds: what is not verified"):
+  ``add_instance`` taking cloud-init ``user_data`` (``HostwindsSettings.send_user_data``,
+  ``MAILFLEET_HOSTWINDS_USER_DATA``); the action adding an IP (``add_ip``, assumed from the
+  documented ``delete_ip``; ``MAILFLEET_HOSTWINDS_UNVERIFIED_ACTIONS``).
+- read tolerantly, since only the request is documented: where ``add_ssh_key``'s answer puts
+  the key (any PEM private key in it is taken); ``get_locations``' answer (records with
+  ``id``/``name`` or an id → name object; the typed-in ``regions`` are a fallback only when
+  it is refused or unreadable); whether an upgrade order's answer carries "Invoice Paid" as
+  ``add_instance``'s does (if not, resizes wait for a payment made at Hostwinds).
+- Hostwinds' rate-limit answer (HTTP 429 and error bodies saying "rate limit" / "too many
+  requests" are both treated as such); the wording of "key name already exists";
+  ``product_id`` naming the plan's ``rid``; the currency (USD); the unit of
+  ``get_price_list``'s ``bandwidth`` (read as GB unless it names TB); status names besides
+  ACTIVE and RESIZED (an unknown one means "not ready yet", see ``map_status``).
 
 The API key comes from the caller (read from Vault), is sent only in the POST body, and is
 kept out of reprs, logs and exception text (Hostwinds' messages are scrubbed of it too).
@@ -58,20 +81,21 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
 import ipaddress
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
 from control_plane.provisioning.providers import hostwinds_responses as responses
 from control_plane.provisioning.providers.base import (
     Instance,
+    IssuedKeys,
     Plan,
     Provider,
     ProviderError,
@@ -111,6 +135,21 @@ class HostwindsSettings:
     lookup_interval: float = 2.0
     billing_cycle: str = "monthly"
     currency: str = "USD"
+    send_user_data: bool = False  # unverified: no source shows add_instance taking user_data
+
+
+def ipv4_transport() -> httpx.AsyncHTTPTransport:
+    """Hostwinds allow-lists API keys by IPv4 address: binding our side to 0.0.0.0 makes
+    every request leave over IPv4, even where the host name resolves to IPv6 first."""
+    return httpx.AsyncHTTPTransport(local_address="0.0.0.0")  # noqa: S104 (a source address)
+
+
+@dataclass(frozen=True)
+class _Ordered(Generic[T]):
+    """How an order went: Hostwinds' answer, or (answer lost) the effect found instead."""
+
+    answer: Any = None
+    found: T | None = None
 
 
 class _OutcomeUnknown(ProviderError):
@@ -165,7 +204,7 @@ class HostwindsProvider:
         self._regions = tuple(regions)
         self.settings = settings or HostwindsSettings()
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or ipv4_transport(),
             timeout=self.settings.timeout,
             headers={"Accept": "application/json", "User-Agent": "mailfleet"},
         )
@@ -189,7 +228,21 @@ class HostwindsProvider:
     # -- the interface -------------------------------------------------------------------
 
     async def regions(self) -> tuple[Region, ...]:
-        return self._regions
+        """The locations ``get_locations`` lists (``add_instance``'s ``location_id`` comes
+        from it); the typed-in regions only when that action is refused or unreadable."""
+        try:
+            found = responses.parse_locations(await self._call("get_locations"))
+        except ProviderError as exc:
+            if exc.retryable or not self._regions:
+                raise
+            log.warning("hostwinds get_locations refused (%s): configured regions", exc.message)
+            return self._regions
+        if found:
+            return found
+        if self._regions:
+            log.warning("hostwinds get_locations listed nothing readable: configured regions")
+            return self._regions
+        raise ProviderError("Hostwinds get_locations listed no location MailFleet can read")
 
     async def plans(self) -> tuple[Plan, ...]:
         """The unmanaged plans' prices: ``get_price_list`` defaults to managed ones
@@ -198,15 +251,24 @@ class HostwindsProvider:
         return responses.parse_plans(body, self.settings.currency)
 
     async def create(
-        self, name: str, region: str, plan: str, user_data: str, ssh_public_key: str
+        self,
+        name: str,
+        region: str,
+        plan: str,
+        user_data: str,
+        ssh_public_key: str,
+        issued_keys: IssuedKeys | None = None,
     ) -> Instance:
+        """``add_instance`` with the documented fields only, the key Hostwinds issued under
+        the instance's name in ``keys[]``. ``ssh_public_key`` is not sent (``add_ssh_key``
+        takes no key); ``user_data`` only with ``send_user_data`` (unverified)."""
         if not name.strip():
             raise ValueError("an instance name is required")
         existing = await self._find_by_name(name)
         if existing is not None:
             log.info("hostwinds: instance %s already exists as %s", name, existing.id)
             return existing
-        key_name = await self._ensure_ssh_key(ssh_public_key)
+        key_name = await self._ensure_ssh_key(name, issued_keys)
         params: dict[str, str | Sequence[str]] = {
             "template": self._template,
             "rid": plan,
@@ -215,9 +277,11 @@ class HostwindsProvider:
             "qty": "1",
             "billingcycle": self.settings.billing_cycle,
             "keys[]": [key_name],
-            "user_data": user_data,
         }
-        found = await self._order("add_instance", params, lambda: self._find_by_name(name))
+        if self.settings.send_user_data:
+            params["user_data"] = user_data
+        ordered = await self._order("add_instance", params, lambda: self._find_by_name(name))
+        found = ordered.found
         if found is None:
             found = await self._look_for(lambda: self._find_by_name(name))
         if found is None:
@@ -234,25 +298,49 @@ class HostwindsProvider:
         return responses.parse_instances(await self._call("get_instances"))
 
     async def terminate(self, instance_id: str) -> None:
+        """Terminate, then delete the SSH key issued under the instance's name."""
         try:
+            name = (await self.get(instance_id)).name
             await self._call("terminate", {"serviceid": _service_id(instance_id)})
         except ProviderNotFound:
             log.info("hostwinds: instance %s already gone", instance_id)
+            return
+        if name:
+            await self._delete_ssh_key(name)
 
     async def boot_failure(self, instance_id: str) -> str | None:
         return None  # the API shows no boot output; a failed boot ends at the enroll deadline
 
     async def resize(self, instance_id: str, plan: str) -> Instance:
-        service = {"serviceid": _service_id(instance_id)}
+        """Order → invoice → ``check_upgrade_order`` → ``upgrade_server`` (only once the
+        invoice is paid) → RESIZED; ``confirm_resize``/``revert_resize`` finish it.
 
-        async def order_placed() -> bool | None:
-            return True if await self._upgrade_order_exists(instance_id) else None
+        An unpaid invoice, or an order already there (which may be unpaid: nothing documented
+        says), raises a retryable error naming the invoice: the resize step tries again until
+        its deadline, and an upgrade paid and applied at Hostwinds meanwhile shows as RESIZED.
+        """
+        service = {"serviceid": _service_id(instance_id)}
+        pending = await self._upgrade_order(instance_id)
+        if pending is not None:
+            raise _unpaid(instance_id, pending, "an upgrade order is already open")
+
+        async def order_placed() -> Mapping[str, Any] | None:
+            return await self._upgrade_order(instance_id)
 
         async def upgrade_started() -> bool | None:
             status = (await self.get(instance_id)).status
             return True if status in ("resizing", "resize_pending_confirm") else None
 
-        await self._order("upgrade_instance", {**service, "rid": plan}, order_placed)
+        ordered = await self._order("upgrade_instance", {**service, "rid": plan}, order_placed)
+        order = ordered.found or await self._upgrade_order(instance_id)
+        if order is None:
+            raise ProviderError(
+                f"Hostwinds accepted the upgrade of {instance_id} to {plan} but "
+                "check_upgrade_order shows no order yet",
+                retryable=True,
+            )
+        if not (responses.invoice_paid(ordered.answer) or _nothing_due(order)):
+            raise _unpaid(instance_id, order, "its answer does not report the invoice paid")
         await self._order("upgrade_server", service, upgrade_started)
         return await self.get(instance_id)
 
@@ -274,7 +362,7 @@ class HostwindsProvider:
             return fresh[0] if fresh else None
 
         service = {"serviceid": _service_id(instance_id)}
-        added = await self._order(ACTION_ADD_IP, service, new_address)
+        added = (await self._order(ACTION_ADD_IP, service, new_address)).found
         if added is None:
             added = await self._look_for(new_address)
         if added is None:
@@ -309,29 +397,53 @@ class HostwindsProvider:
             raise ProviderError(f"several Hostwinds instances are named {name}: {ids}")
         return matches[0] if matches else None
 
-    async def _ensure_ssh_key(self, public_key: str) -> str:
-        """Register the key under a name derived from it; an existing one is reused."""
-        material = public_key.strip()
-        if not material:
-            raise ValueError("an SSH public key is required")
-        name = "mailfleet-" + hashlib.sha256(material.encode()).hexdigest()[:16]
+    async def _ensure_ssh_key(self, key_name: str, issued_keys: IssuedKeys | None) -> str:
+        """The key Hostwinds issues under ``key_name`` (the instance's name), its private half
+        kept in ``issued_keys``. A key of that name whose private half was never kept (an
+        answer lost, a crash before keeping it) is deleted and issued again."""
+        if issued_keys is None:
+            raise ProviderError("Hostwinds issues the server's SSH key: nowhere to keep it")
+        if await issued_keys.issued(key_name):
+            return key_name
         try:
-            await self._call("add_ssh_key", {"name": name, "ssh_key": material})
+            answer = await self._call("add_ssh_key", {"name": key_name}, idempotent=False)
         except ProviderError as exc:
-            if "already exist" not in exc.message.lower():
+            if exc.retryable or "already exist" not in exc.message.lower():
                 raise
-        return name
+            log.warning("hostwinds: SSH key %s exists but was never kept; issuing anew", key_name)
+            await self._delete_ssh_key(key_name)
+            answer = await self._call("add_ssh_key", {"name": key_name}, idempotent=False)
+        private_key = responses.find_private_key(answer)
+        if private_key is None:
+            raise ProviderError(f"Hostwinds add_ssh_key answered no private key for {key_name}")
+        try:
+            await issued_keys.keep(key_name, private_key)
+        except ValueError:
+            raise ProviderError(
+                f"Hostwinds add_ssh_key answered a key MailFleet cannot read for {key_name}"
+            ) from None
+        return key_name
 
-    async def _upgrade_order_exists(self, instance_id: str) -> bool:
+    async def _delete_ssh_key(self, key_name: str) -> None:
+        """Best effort: a key left behind costs nothing and is replaced when reused."""
+        try:
+            await self._call("delete_ssh_key", {"name": key_name})
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            log.info("hostwinds: SSH key %s not deleted: %s", key_name, exc.message)
+
+    async def _upgrade_order(self, instance_id: str) -> Mapping[str, Any] | None:
+        """The open upgrade order (``check_upgrade_order``), None when there is none."""
         try:
             params = {"serviceid": _service_id(instance_id)}
             body = await self._call("check_upgrade_order", params)
         except ProviderError as exc:
             if exc.retryable:
                 raise
-            return False
+            return None
         order = responses.unwrap(body)
-        return isinstance(order, Mapping) and bool(order)
+        return order if isinstance(order, Mapping) and order else None
 
     async def _finish_upgrade(self, action: str, instance_id: str) -> Instance:
         async def settled() -> bool | None:
@@ -352,19 +464,18 @@ class HostwindsProvider:
 
     async def _order(
         self, action: str, params: Params, took_effect: Callable[[], Awaitable[T | None]]
-    ) -> T | None:
+    ) -> _Ordered[T]:
         """Send a non-idempotent action; never re-send it while it may have taken effect.
 
         When no answer came back (timeout, dropped connection, 5xx), the request may still
         have been carried out: look for its effect first (``took_effect``: e.g. an instance
-        with the name we ordered), and send again only if there is none. Returns what
-        ``took_effect`` found, or None when the first answer was a success.
+        with the name we ordered), and send again only if there is none. Returns the answer,
+        or (no answer) what ``took_effect`` found.
         """
         attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                await self._call(action, params, idempotent=False)
-                return None
+                return _Ordered(answer=await self._call(action, params, idempotent=False))
             except _OutcomeUnknown as exc:
                 log.warning(
                     "hostwinds %s: no answer (%s); checking whether it took effect",
@@ -374,7 +485,7 @@ class HostwindsProvider:
                 found = await self._look_for(took_effect)
                 if found is not None:
                     log.info("hostwinds %s: it had taken effect; not sending again", action)
-                    return found
+                    return _Ordered(found=found)
                 if attempt == attempts:
                     raise ProviderError(
                         f"Hostwinds {action}: no answer after {attempts} attempts ({exc.message})",
@@ -481,6 +592,27 @@ def _service_id(instance_id: str) -> str:
     if not instance_id.isdigit():
         raise ProviderNotFound(f"no Hostwinds instance {instance_id!r}")
     return instance_id
+
+
+def _nothing_due(order: Mapping[str, Any]) -> bool:
+    """An order whose invoice ``total`` is zero has nothing to pay."""
+    try:
+        return Decimal(str(order.get("total")).strip()) == 0
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def _unpaid(instance_id: str, order: Mapping[str, Any], why: str) -> ProviderError:
+    """The resize waits: ``upgrade_server`` is never sent before the invoice is paid."""
+    invoice = order.get("invoiceid", "?")
+    total, due = order.get("total", "?"), order.get("duedate", "?")
+    return ProviderError(
+        f"Hostwinds upgrade order {order.get('orderid', '?')} for instance {instance_id}: "
+        f"{why}, so no upgrade is applied before invoice {invoice} ({total}, due {due}) is "
+        "paid. Pay it and apply the upgrade at Hostwinds (this resize then sees the instance "
+        "RESIZED), or cancel the order there",
+        retryable=True,
+    )
 
 
 def _json(response: httpx.Response) -> Any:

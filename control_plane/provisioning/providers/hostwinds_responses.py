@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +23,7 @@ from control_plane.provisioning.providers.base import (
     ProviderError,
     ProviderNotFound,
     ProviderRateLimited,
+    Region,
 )
 
 log = logging.getLogger(__name__)
@@ -109,15 +111,21 @@ def _addresses(values: Iterable[Any]) -> list[ipaddress.IPv4Address | ipaddress.
 
 
 def map_status(status: Any, vm_state: Any = None, suspended: Any = 0) -> InstanceStatus:
-    """Hostwinds status (or, when empty, the OpenStack vm_state) → MailFleet's status."""
+    """Hostwinds status (or, when empty, the OpenStack vm_state) → MailFleet's status.
+
+    A word not listed here means "not ready yet" (``creating``), never a failure: the
+    reference documents only ACTIVE and RESIZED, so an unlisted word is far more likely a
+    step we have not seen than a broken VPS; the boot deadline still ends a wait that never
+    ends. ``ERROR`` (OpenStack's) is the one word read as failed.
+    """
     if str(suspended) == "1":
         return "stopped"
     for value in (status, vm_state):
         key = str(value or "").strip().upper().replace(" ", "_")
         if key in _STATUSES:
             return _STATUSES[key]
-    log.warning("unknown Hostwinds status %r (vm_state %r): reported as error", status, vm_state)
-    return "error"
+    log.warning("unknown Hostwinds status %r (vm_state %r): not ready yet", status, vm_state)
+    return "creating"
 
 
 def parse_instance(obj: Any) -> Instance:
@@ -205,3 +213,58 @@ def parse_plans(body: Any, currency: str) -> tuple[Plan, ...]:
             )
         )
     return tuple(plans)
+
+
+def parse_locations(body: Any) -> tuple[Region, ...]:
+    """``get_locations``: the source names the action, not its answer, so both likely shapes
+    are read: a list (or id-keyed object) of records with an id and a name, or an object
+    mapping ids to names. Records without a numeric id are skipped (``location_id`` is an
+    integer in ``add_instance``)."""
+    value = unwrap(body)
+    regions: list[Region] = []
+    if isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values()):
+        pairs = [(key, name) for key, name in value.items()]
+    else:
+        pairs = []
+        for entry in _records(value):
+            key = entry.get("id", entry.get("location_id"))
+            label = entry.get("name") or entry.get("location") or entry.get("city") or key
+            pairs.append((key, label))
+    for key, label in pairs:
+        if str(key).strip().isdigit():
+            regions.append(Region(str(key).strip(), str(label).strip()))
+    return tuple(regions)
+
+
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[A-Za-z0-9+/=\s]+?-----END \1PRIVATE KEY-----"
+)
+
+
+def find_private_key(body: Any) -> str | None:
+    """The private key in ``add_ssh_key``'s answer, wherever it sits: the sources show the
+    answer carries the key (kept as sensitive) but not under which field. Never logged."""
+    if isinstance(body, str):
+        found = _PRIVATE_KEY.search(body.replace("\\n", "\n"))
+        return found.group(0) + "\n" if found else None
+    if not isinstance(body, Mapping | list):
+        return None
+    values: Iterable[Any] = body.values() if isinstance(body, Mapping) else body
+    for value in values:
+        key = find_private_key(value)
+        if key is not None:
+            return key
+    return None
+
+
+def invoice_paid(body: Any) -> bool:
+    """Whether an order's answer reports its invoice paid: ``add_instance``'s documented
+    answer starts with ``{"result": "success", "action": "Invoice Paid", …}`` (the account's
+    credit paid it); an upgrade order's answer is read the same way."""
+    items: Iterable[Any] = body if isinstance(body, list) else [body]
+    return any(
+        isinstance(item, Mapping)
+        and str(item.get("result", "")).lower() == "success"
+        and str(item.get("action", "")).strip().lower() == "invoice paid"
+        for item in items
+    )

@@ -65,6 +65,7 @@ from control_plane.provisioning.providers import local_proc as proc
 from control_plane.provisioning.providers.base import (
     Instance,
     InstanceStatus,
+    IssuedKeys,
     Plan,
     Provider,
     ProviderError,
@@ -167,7 +168,13 @@ class LocalProvider:
         return tuple(replace(p, monthly_price=prices.get(p.id, p.monthly_price)) for p in PLANS)
 
     async def create(
-        self, name: str, region: str, plan: str, user_data: str, ssh_public_key: str
+        self,
+        name: str,
+        region: str,
+        plan: str,
+        user_data: str,
+        ssh_public_key: str,
+        issued_keys: IssuedKeys | None = None,  # unused: the local provider takes our key
     ) -> Instance:
         """Build the VPS and start its boot; returns it ``running``.
 
