@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 from fastapi import APIRouter, status
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,13 +110,18 @@ async def delete_policy(server_id: uuid.UUID, ctx: Ctx) -> None:
         await service.delete_policy(session, server)
 
 
-async def backups_out(session: AsyncSession, server: Server) -> BackupsOut:
-    """What the API and ``mailfleet backup list`` show (results the agent sent are absorbed
-    first)."""
+async def backups_out(
+    session: AsyncSession,
+    server: Server,
+    before: datetime | None = None,
+    limit: int | None = None,
+) -> BackupsOut:
+    """What the API, ``mailfleet backup list`` and the console show (results the agent sent
+    are absorbed first); the console pages the snapshots (``before``, ``limit``)."""
     policy = await service.get_policy(session, server)
     if policy is not None:
         await service.absorb_results(session, policy)
-    snapshots = await service.list_snapshots(session, server)
+    snapshots = await service.list_snapshots(session, server, before, limit)
     return BackupsOut(
         policy=policy_out(policy) if policy else None,
         findings=service.findings(policy, utcnow()),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -289,13 +290,37 @@ async def finish_restore(
     )
 
 
-async def list_snapshots(session: AsyncSession, server: Server) -> list[BackupSnapshot]:
-    stmt = (
-        select(BackupSnapshot)
-        .where(BackupSnapshot.server_id == server.id)
-        .order_by(BackupSnapshot.taken_at.desc())
-    )
+async def list_snapshots(
+    session: AsyncSession,
+    server: Server,
+    before: datetime | None = None,
+    limit: int | None = None,
+) -> list[BackupSnapshot]:
+    """Newest first; a page of them with ``limit``, those taken before ``before`` (the
+    console's pages)."""
+    stmt = select(BackupSnapshot).where(BackupSnapshot.server_id == server.id)
+    if before is not None:
+        stmt = stmt.where(BackupSnapshot.taken_at < before)
+    stmt = stmt.order_by(BackupSnapshot.taken_at.desc()).limit(limit)
     return list((await session.scalars(stmt)).all())
+
+
+async def latest_job(session: AsyncSession, server: Server) -> Command | None:
+    """The server's newest ``backup.*`` command (running or finished), to follow or explain."""
+    return await session.scalar(
+        select(Command)
+        .where(Command.server_id == server.id, Command.kind.in_(KINDS))
+        .order_by(Command.created_at.desc())
+        .limit(1)
+    )
+
+
+async def job(session: AsyncSession, server: Server, command_id: uuid.UUID) -> Command:
+    """One of the server's ``backup.*`` commands (any other reads as missing)."""
+    found = await commands.get_command(session, server.id, command_id)
+    if found.kind not in KINDS:
+        raise NotFound("backup job", command_id)
+    return found
 
 
 def findings(policy: BackupPolicy | None, now: datetime) -> list[Finding]:
