@@ -16,6 +16,7 @@ from control_plane.schemas import Finding, ResponseModel
 from control_plane.servers.models import Server
 from control_plane.tls import service
 from control_plane.tls.models import Certificate
+from control_plane.vault.client import Vault
 
 router = APIRouter(prefix="/api/v1/servers/{server_id}/tls", tags=["tls"])
 
@@ -23,6 +24,10 @@ router = APIRouter(prefix="/api/v1/servers/{server_id}/tls", tags=["tls"])
 class CertificateOut(ResponseModel):
     server_id: uuid.UUID
     names: list[str]
+    issuer: str | None = Field(
+        description="The issuing CA's name, from the certificate; null while there is none "
+        "or it cannot be read."
+    )
     serial: str | None
     issued_at: datetime | None
     not_after: datetime | None
@@ -35,11 +40,13 @@ class CertificateOut(ResponseModel):
     delivery_command_id: uuid.UUID | None
 
 
-def certificate_out(cert: Certificate) -> CertificateOut:
+async def certificate_out(cert: Certificate, vault: Vault) -> CertificateOut:
+    """What the API and the console show of a certificate (its issuer read from Vault)."""
     now = utcnow()
     return CertificateOut(
         server_id=cert.server_id,
         names=cert.names.splitlines(),
+        issuer=await service.issuer(vault, cert),
         serial=cert.serial,
         issued_at=cert.issued_at,
         not_after=cert.not_after,
@@ -57,7 +64,8 @@ def certificate_out(cert: Certificate) -> CertificateOut:
 async def get_certificate(server_id: uuid.UUID, ctx: Ctx) -> CertificateOut:
     async with ctx.session() as session:
         server = await get_by_id(session, Server, server_id, "server")
-        return certificate_out(await service.get_certificate(session, server))
+        cert = await service.get_certificate(session, server)
+    return await certificate_out(cert, ctx.vault)
 
 
 @router.post("")
@@ -68,4 +76,4 @@ async def issue_certificate(server_id: uuid.UUID, ctx: Ctx) -> CertificateOut:
         await get_by_id(session, Server, server_id, "server")  # the caller may see it
     cert = await service.issue_for_server(ctx.db, ctx.vault, ctx.settings, server_id)
     handlers.wake(server_id)
-    return certificate_out(cert)
+    return await certificate_out(cert, ctx.vault)

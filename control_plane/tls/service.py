@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +40,7 @@ from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.tls import acme_issue
 from control_plane.tls.models import Certificate
-from control_plane.vault.client import Vault, secret_path, server_secret_path
+from control_plane.vault.client import Vault, VaultError, secret_path, server_secret_path
 
 log = logging.getLogger(__name__)
 CLAIM = timedelta(minutes=15)
@@ -251,6 +253,25 @@ async def get_certificate(session: AsyncSession, server: Server) -> Certificate:
     if cert is None:
         raise NotFound("certificate of server", server.id)
     return cert
+
+
+async def issuer(vault: Vault, cert: Certificate) -> str | None:
+    """Who issued the certificate kept in Vault (its issuer's common name, else the whole
+    name); None when there is none yet or it cannot be read now (unknown, not "none")."""
+    try:
+        stored = await vault.get(server_secret_path(cert.tenant_id, cert.server_id, "tls"))
+    except VaultError as exc:
+        log.warning("the certificate of server %s could not be read: %s", cert.server_id, exc)
+        return None
+    pem = (stored or {}).get("cert_pem")
+    if not pem:
+        return None
+    try:
+        leaf = x509.load_pem_x509_certificate(pem.encode())  # the first of the chain
+    except ValueError:
+        return None
+    names = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else leaf.issuer.rfc4514_string()
 
 
 def certificate_findings(cert: Certificate, now: datetime) -> list[Finding]:

@@ -136,6 +136,8 @@ async def test_a_certificate_is_issued_stored_delivered_and_renewed(
     assert first["not_after"].startswith(leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
     intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
     leaf.verify_directly_issued_by(intermediate)  # issued by Pebble's CA, not self-made
+    (issuer,) = intermediate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    assert first["issuer"] == issuer.value  # read from the certificate, for the console too
     # The challenge record came and went; MailFleet's other records are untouched.
     assert knot_primary.query(f"_acme-challenge.{host}", "TXT").texts == []
 
