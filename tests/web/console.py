@@ -21,6 +21,7 @@ from control_plane.api.app import create_app
 from control_plane.api_keys.service import issue_key, revoke_key
 from control_plane.db import migrate
 from control_plane.db.engine import Database
+from control_plane.gateway.server import Gateway
 from control_plane.gateway.translate import sample_rows
 from control_plane.metrics.ingest import store_samples
 from control_plane.metrics.partitions import make_ahead
@@ -44,6 +45,7 @@ class ConsoleServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._gateway: Gateway | None = None
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
@@ -55,6 +57,7 @@ class ConsoleServer:
         self.run(migrate.upgrade(self.db), timeout=120)
         vault = Vault(self.openbao.url, token=self.openbao.token, kv_mount="mailfleet")
         app = create_app(self.settings, database=self.db, vault=vault)
+        self.app = app
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
@@ -69,6 +72,8 @@ class ConsoleServer:
     def stop(self) -> None:
         """Everything ``start`` got to, in reverse: safe after a start that failed midway."""
         try:
+            if self._gateway is not None:
+                self.run(self._gateway.stop())
             if hasattr(self, "serving"):
                 self.uvicorn.should_exit = True
                 self.serving.result(20)
@@ -81,6 +86,24 @@ class ConsoleServer:
                 self.loop.call_soon_threadsafe(self.loop.stop)
                 self.thread.join(10)
             self.loop.close()
+
+    def gateway(self) -> Gateway:
+        """The agent gateway ``mailfleet serve`` runs, on the app's hub and PKI, listening on
+        free loopback ports; started on first use (only tests with real agents pay for it),
+        stopped with the server."""
+        if self._gateway is None:
+            link, enroll = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            settings = self.settings.model_copy(update={"grpc_addr": link, "enroll_addr": enroll})
+            state = self.app.state
+
+            async def start() -> Gateway:
+                await state.pki.ensure(agent_max_ttl_seconds=86_400, gateway_ttl_seconds=86_400)
+                gateway = Gateway(settings, self.db, state.pki, state.hub)
+                await gateway.start()
+                return gateway
+
+            self._gateway = self.run(start())
+        return self._gateway
 
     # What the tests set up, through MailFleet's own services.
 

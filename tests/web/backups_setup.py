@@ -1,0 +1,82 @@
+"""A real agent for the console's backup tests: ``mailfleet-agent run`` enrolled for one
+server through the console server's gateway, its filesystem rooted in a temp directory (a
+few maildir messages under ``/mailu``), backing up with real restic to a local repository
+that the server's backup policy names."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from control_plane.backups import service as backups
+from control_plane.backups.schemas import PolicyIn
+from control_plane.enrollment.agent_config import issue_join_config
+from control_plane.servers.service import get_server
+from tests.support.processes import spawn
+from tests.web.console import ConsoleServer
+
+MAILBOX = "sales@shop.example"
+
+
+def mail_root(root: Path) -> Path:
+    """A MailU data root with one mailbox of 20 messages (what a backup reads); its inbox."""
+    inbox = root / "mailu" / "mail" / MAILBOX / "cur"
+    inbox.mkdir(parents=True)
+    for n in range(20):
+        (inbox / f"{n}.eml").write_text(f"Subject: {n}\n\nbody {n}\n")
+    return inbox
+
+
+def set_policy(console: ConsoleServer, server_id: uuid.UUID, repository: Path) -> None:
+    """The server's backup policy, through the service the API's PUT uses."""
+
+    async def put() -> None:
+        await console.app.state.vault.ensure_kv_mount()
+        async with console.db.session() as session:
+            server = await get_server(session, server_id)
+            data = PolicyIn(repository_url=str(repository))
+            await backups.put_policy(session, console.app.state.vault, server, data)
+
+    console.run(put())
+
+
+def agent_toml(console: ConsoleServer, server_id: uuid.UUID) -> str:
+    gateway = console.gateway()
+
+    async def issue() -> str:
+        async with console.db.session() as session:
+            server = await get_server(session, server_id)
+            link, enroll = gateway.listen[0]
+            issued = await issue_join_config(
+                session, console.app.state.pki, console.settings, server, (link, enroll)
+            )
+            return issued.agent_toml
+
+    return console.run(issue())
+
+
+@contextmanager
+def running_agent(console: ConsoleServer, server_id: uuid.UUID, tmp: Path) -> Iterator[Path]:
+    """The agent, connected (its stream registered with the gateway) before this yields
+    the inbox it backs up."""
+    root = tmp / "rootfs"
+    inbox = mail_root(root)
+    config = tmp / "agent.toml"
+    tuning = "backoff_initial_seconds = 0.2\nbackoff_max_seconds = 1.0\n"
+    toml = agent_toml(console, server_id)
+    config.write_text(f'state_dir = "/var/lib/mailfleet-agent"\n{toml}\n[agent]\n{tuning}')
+    agent = spawn("mailfleet-agent", "run", "--config", str(config), "--root", str(root), env={})
+    try:
+        hub = console.app.state.hub
+        deadline = time.monotonic() + 30
+        while hub.get(server_id) is None:
+            if agent.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the agent did not connect:\n" + "\n".join(agent.output()))
+            time.sleep(0.05)
+        yield inbox
+    finally:
+        agent.stop()
+        print("\n".join(agent.output()[-40:]))  # shown by pytest when the test failed
