@@ -27,6 +27,7 @@ from control_plane.costs.jobs import MeteringJob
 from control_plane.db import migrate
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.db.single_replica import only_replica
 from control_plane.dns import service as dns_service
 from control_plane.dnsbl import delisting as dnsbl_delisting
 from control_plane.dnsbl import service as dnsbl
@@ -195,17 +196,19 @@ def periodic_jobs(
 
 async def serve(settings: Settings, *, bootstrap_admin_key: bool = False) -> int:
     """Check every listen address first (one line naming the taken one and its setting),
-    record the settings for the CLI, then start everything."""
-    api_socket = bind(settings.api_addr, "MAILFLEET_API_ADDR")
-    try:
-        ensure_free(settings.grpc_addr, "MAILFLEET_GRPC_ADDR")
-        ensure_free(settings.enroll_addr, "MAILFLEET_ENROLL_ADDR")
-        if settings.smtp_observer_addr is not None:
-            ensure_free(settings.smtp_observer_addr, "MAILFLEET_SMTP_OBSERVER_ADDR")
-        record_serve(settings, os.getpid())
-        return await _serve(settings, api_socket, bootstrap_admin_key)
-    finally:
-        api_socket.close()
+    record the settings for the CLI, then start everything. On SQLite it must be the only
+    replica: a second ``serve`` on the same file is refused in one line."""
+    with only_replica(settings):
+        api_socket = bind(settings.api_addr, "MAILFLEET_API_ADDR")
+        try:
+            ensure_free(settings.grpc_addr, "MAILFLEET_GRPC_ADDR")
+            ensure_free(settings.enroll_addr, "MAILFLEET_ENROLL_ADDR")
+            if settings.smtp_observer_addr is not None:
+                ensure_free(settings.smtp_observer_addr, "MAILFLEET_SMTP_OBSERVER_ADDR")
+            record_serve(settings, os.getpid())
+            return await _serve(settings, api_socket, bootstrap_admin_key)
+        finally:
+            api_socket.close()
 
 
 async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_key: bool) -> int:
