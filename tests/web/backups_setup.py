@@ -9,12 +9,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from control_plane.backups import service as backups
+from control_plane.backups.models import BackupSnapshot
 from control_plane.backups.schemas import PolicyIn
+from control_plane.db.base import utcnow
 from control_plane.enrollment.agent_config import issue_join_config
 from control_plane.servers.service import get_server
+from control_plane.tls.models import Certificate
+from control_plane.vault.client import server_secret_path
 from tests.support.processes import spawn
 from tests.web.console import ConsoleServer
 
@@ -80,3 +90,63 @@ def running_agent(console: ConsoleServer, server_id: uuid.UUID, tmp: Path) -> It
     finally:
         agent.stop()
         print("\n".join(agent.output()[-40:]))  # shown by pytest when the test failed
+
+
+def snapshots(
+    console: ConsoleServer, tenant_id: uuid.UUID, server_id: uuid.UUID, count: int
+) -> None:
+    """``count`` snapshot rows, an hour apart up to now, as a repository listing would leave
+    them (for the table's pages: no agent needed)."""
+    now = utcnow()
+
+    async def add() -> None:
+        async with console.db.tenant_session(tenant_id) as session:
+            for n in range(count):
+                session.add(
+                    BackupSnapshot(
+                        tenant_id=tenant_id, server_id=server_id, short_id=f"{n:08x}",
+                        taken_at=now - timedelta(hours=count - n), root="/", paths="/mailu",
+                        data_added=1000 * n, bytes_processed=5000 * n, files=10 + n,
+                        duration_seconds=1.0, offsite_copied=False,
+                    )
+                )  # fmt: skip
+
+    console.run(add())
+
+
+def certificate(
+    console: ConsoleServer, tenant_id: uuid.UUID, server_id: uuid.UUID, names: list[str]
+) -> str:
+    """A certificate for ``names`` signed by a CA of its own (expiring in 20 days: due for
+    renewal), kept where issuance keeps one (Vault) with its row; the CA's name."""
+    ca_name = "MailFleet Test Issuing CA"
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=70))
+        .not_valid_after(now + timedelta(days=20))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = leaf.public_bytes(serialization.Encoding.PEM).decode()
+
+    async def store() -> None:
+        await console.app.state.vault.ensure_kv_mount()
+        path = server_secret_path(tenant_id, server_id, "tls")
+        await console.app.state.vault.put(path, {"cert_pem": pem, "key_pem": "(unused)"})
+        async with console.db.tenant_session(tenant_id) as session:
+            session.add(
+                Certificate(
+                    tenant_id=tenant_id, server_id=server_id, names="\n".join(names),
+                    serial=format(leaf.serial_number, "x"), issued_at=now - timedelta(days=70),
+                    not_after=leaf.not_valid_after_utc,
+                )
+            )  # fmt: skip
+
+    console.run(store())
+    return ca_name

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.web.backups_setup import running_agent, set_policy
+from control_plane.web.pages.backups import PAGE_SIZE
+from tests.web.backups_setup import certificate, running_agent, set_policy, snapshots
 from tests.web.console import ConsoleServer
 from tests.web.helpers import serious_violations, sign_in, snap
 
@@ -133,3 +134,37 @@ async def test_back_up_now_and_restore_follow_the_agent_live(
             await other.close()
         await page.reload()
         await expect(page.locator("#backup-job")).to_contain_text("Finishing the restore")
+
+
+async def test_snapshots_page_and_the_certificate_shows_its_issuer_and_renewal(
+    page: Page, console_server: ConsoleServer, screenshots: Path, tmp_path: Path
+) -> None:
+    tenant_id, key, _ = console_server.tenant("pages")
+    server_id = console_server.server(tenant_id, "mx-pages")
+    await sign_in(page, key)
+    await page.goto(f"/ui/servers/{server_id}")
+    await expect(page.locator("#section-backups")).to_contain_text("No backup policy")
+    await expect(page.locator("#section-tls")).to_contain_text("No certificate yet")
+
+    set_policy(console_server, server_id, tmp_path / "repo")
+    snapshots(console_server, tenant_id, server_id, PAGE_SIZE + 1)
+    names = ["mx1.shop.example", "mta-sts.shop.example"]
+    issuer = certificate(console_server, tenant_id, server_id, names)
+    await page.reload()
+    rows = page.locator("#snapshots tbody tr")
+    await expect(rows).to_have_count(PAGE_SIZE)
+    await expect(rows.first).to_contain_text(f"{PAGE_SIZE:08x}")  # the newest first
+    tls = page.locator("#certificates tbody tr")
+    await expect(tls).to_contain_text(" ".join(names))
+    await expect(tls.locator("td[data-label=Issuer]")).to_have_text(issuer)
+    await expect(tls.locator("td[data-label='Days left']")).to_contain_text("20")
+    await expect(tls.locator("td[data-label=Renewal]")).to_contain_text("due")
+    assert await serious_violations(page) == []
+    await snap(page, screenshots, "server-sections-paged")
+
+    await page.click("#section-backups >> text=Next page")
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text("00000000")  # the oldest, alone on the second page
+    assert page.url.endswith(f"/ui/servers/{server_id}")  # swapped in place
+    await page.click("#section-backups >> text=Newest snapshots")
+    await expect(rows).to_have_count(PAGE_SIZE)
