@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import dns.resolver
 from sqlalchemy import select
@@ -135,6 +135,32 @@ async def check(
     session.add(result)
     await session.flush()
     return result
+
+
+async def streamed(
+    run: Callable[[Callable[[checker.ServerResult], None]], Awaitable[DnsCheck]],
+) -> AsyncIterator[checker.ServerResult | DnsCheck]:
+    """ "Test DNS" as it runs: each server's result as soon as it is known, then the kept
+    check; ``run`` is ``check`` given its progress callback. Its error (a refusal is a
+    MailFleetError) is raised after the results seen so far; leaving early cancels it."""
+    queue: asyncio.Queue[checker.ServerResult | DnsCheck | Exception | None] = asyncio.Queue()
+
+    async def produce() -> None:
+        try:
+            queue.put_nowait(await run(queue.put_nowait))
+        except Exception as exc:  # handed to the reader, who decides what it means
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(produce())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        task.cancel()
 
 
 async def list_checks(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -162,34 +161,25 @@ async def check_dns(domain_id: uuid.UUID, ctx: Ctx, request: Request) -> Any:
     kept; with ``Accept: text/event-stream`` each result streams as it arrives, then the
     report."""
 
-    async def run(on_progress: Callable[[ServerResult], None] | None = None) -> CheckOut:
+    async def run(on_progress: Callable[[ServerResult], None] | None = None) -> DnsCheck:
         async with ctx.session() as session:
             domain = await get_domain(session, domain_id)
-            found = await checks.check(session, ctx.vault, ctx.settings, domain, on_progress)
-            return check_out(found)
+            return await checks.check(session, ctx.vault, ctx.settings, domain, on_progress)
 
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return await run()
+        return check_out(await run())
     async with ctx.session() as session:
         await get_domain(session, domain_id)  # 404 before the stream starts
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def produce() -> None:
-        try:
-            out = await run(lambda r: queue.put_nowait(sse("result", json.dumps(r.to_dict()))))
-            queue.put_nowait(sse("report", out.model_dump_json()))
-        except MailFleetError as exc:
-            queue.put_nowait(sse("error", json.dumps({"detail": exc.detail})))
-        finally:
-            queue.put_nowait(None)
 
     async def stream() -> AsyncIterator[str]:
-        task = asyncio.create_task(produce())
         try:
-            while (item := await queue.get()) is not None:
-                yield item
-        finally:
-            task.cancel()
+            async for item in checks.streamed(run):
+                if isinstance(item, ServerResult):
+                    yield sse("result", json.dumps(item.to_dict()))
+                else:
+                    yield sse("report", check_out(item).model_dump_json())
+        except MailFleetError as exc:
+            yield sse("error", json.dumps({"detail": exc.detail}))
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 

@@ -27,7 +27,7 @@ from control_plane.dnsbl.schemas import (
     delist_out,
     result_out,
 )
-from control_plane.dnsbl.sweep import Checker
+from control_plane.dnsbl.sweep import check_ip_now
 from control_plane.incidents.routes import actor_name
 from control_plane.ips import service as ips
 from control_plane.ips.models import IpAddress
@@ -81,12 +81,7 @@ async def check_reputation(ip: str, ctx: Ctx, history: History = 100) -> Reputat
     results. Takes as long as the lookups (at most MAILFLEET_DNSBL_TIMEOUT_SECONDS twice)."""
     async with ctx.session() as session:
         address = (await ips.get_live(session, ip)).address  # the caller may see it
-    # A check asked for asks the test points again: "now" means now, not the sweep's cache.
-    checker = Checker(ctx.db, ctx.settings)
-    try:
-        await checker.check_ip(address)
-    finally:
-        await checker.aclose()
+    await check_ip_now(ctx.db, ctx.settings, address)
     async with ctx.session() as session:
         row = await ips.get_live(session, address)
         return await reputation(session, row, ctx.settings, history)

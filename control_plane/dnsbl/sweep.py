@@ -111,6 +111,16 @@ class Checker:
         return outcome
 
 
+async def check_ip_now(db: Database, settings: Settings, address: str) -> Outcome:
+    """A check asked for (the API's and the console's "check now"): its own lookups, so the
+    test points are asked again ("now" means now, not the sweep's cache)."""
+    checker = Checker(db, settings)
+    try:
+        return await checker.check_ip(address)
+    finally:
+        await checker.aclose()
+
+
 def _unknown(claim: schedule.Claim, lists: Sequence[DnsblList], reason: str) -> Outcome:
     return Outcome(claim, {item.zone: Verdict("unknown", reason=reason) for item in lists})
 

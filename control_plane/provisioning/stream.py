@@ -30,8 +30,10 @@ SETTLED = ("ready", "failed")
 
 
 def sse(event: str, data: str, event_id: str | None = None) -> str:
+    """One event; data of several lines (an HTML fragment) as one ``data:`` line each."""
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {data}\n\n"
+    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"{head}event: {event}\n{lines}\n"
 
 
 async def follow(
