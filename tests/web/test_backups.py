@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
+from sqlalchemy import select
 
+from control_plane.audit.models import AuditEvent
 from control_plane.web.pages.backups import PAGE_SIZE
 from tests.web.backups_setup import certificate, running_agent, set_policy, snapshots
 from tests.web.console import ConsoleServer
@@ -135,6 +137,18 @@ async def test_back_up_now_and_restore_follow_the_agent_live(
         await page.reload()
         await expect(page.locator("#backup-job")).to_contain_text("Finishing the restore")
 
+    # Each change is audited as the API route that makes it, refusals too (with their status).
+    assert audited(console_server, server_id) == [
+        ("server.backups", 202, True),  # queued (the job itself failed)
+        ("server.backups", 202, True),
+        ("server.restore", 202, True),
+        ("server.restore.finish", 202, True),
+        ("server.backups", 403, False),  # no CSRF token
+        ("server.backups", 404, False),  # the other tenant's three
+        ("server.restore", 404, False),
+        ("server.restore.finish", 404, False),
+    ]
+
 
 async def test_snapshots_page_and_the_certificate_shows_its_issuer_and_renewal(
     page: Page, console_server: ConsoleServer, screenshots: Path, tmp_path: Path
@@ -168,3 +182,28 @@ async def test_snapshots_page_and_the_certificate_shows_its_issuer_and_renewal(
     assert page.url.endswith(f"/ui/servers/{server_id}")  # swapped in place
     await page.click("#section-backups >> text=Newest snapshots")
     await expect(rows).to_have_count(PAGE_SIZE)
+
+    # Refusals are pages naming the field; nothing is queued.
+    base = f"/ui/servers/{server_id}/restore"
+    for query, words in (
+        ("at=2001-01-01T00:00", "at: this server has no snapshot at or before 2001-01-01"),
+        ("at=yesterday", "at: yesterday is not a date and time"),
+        ("mailbox=../etc", "mailbox: Value error, an address local@domain"),
+        ("snapshot=zz", "snapshot: Value error, a snapshot id (hex)"),
+    ):
+        refused = await page.request.get(f"{base}?{query}")
+        assert refused.status == 422 and words in await refused.text(), (query, refused.status)
+    assert audited(console_server, server_id) == []
+
+
+def audited(console: ConsoleServer, server_id: uuid.UUID) -> list[tuple[str, int | None, bool]]:
+    """The server's audit records, oldest first: (action, status, succeeded)."""
+
+    async def read() -> list[tuple[str, int | None, bool]]:
+        async with console.db.session() as session:
+            rows = await session.scalars(
+                select(AuditEvent).where(AuditEvent.object_id == server_id).order_by(AuditEvent.at)
+            )
+            return [(r.action, r.status, r.succeeded) for r in rows]
+
+    return console.run(read())

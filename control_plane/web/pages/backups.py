@@ -26,7 +26,7 @@ from control_plane.backups.schemas import RestoreFinish, RestoreIn
 from control_plane.commands import handlers
 from control_plane.commands.models import FINAL_STATES
 from control_plane.commands.schemas import CommandOut
-from control_plane.errors import MailFleetError
+from control_plane.errors import InvalidInput, MailFleetError
 from control_plane.servers.models import Server
 from control_plane.servers.service import get_server
 from control_plane.web.console import Console, PageError, SignedIn, not_found, render
@@ -66,7 +66,8 @@ def _utc(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise PageError(422, "Invalid time", f"at: {value!r} is not a date and time.") from None
+        message = f"at: {value.strip()} is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+        raise PageError(422, "Invalid time", message) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -160,6 +161,9 @@ async def confirm_restore(
             await service.require_policy(session, server)
             chosen = await service.snapshot_for(session, server, body)
             server_name = server.name
+    except InvalidInput as exc:  # the form's field, named as the form names it
+        field = (exc.field or "form").removeprefix("body.")
+        raise PageError(422, "Invalid restore", f"{field}: {exc.detail}") from None
     except MailFleetError as exc:
         raise not_found(exc) from None
     return render(
