@@ -37,10 +37,14 @@ async def serious_violations(page: Page) -> list[str]:
 
 
 async def snap(page: Page, directory: Path, name: str) -> None:
-    """The page at desktop width and at a phone's, full length."""
+    """The page at desktop width and at a phone's, full length; at the phone's width it
+    must fit."""
     await page.screenshot(path=str(directory / f"{name}-1280.png"), full_page=True)
     size = page.viewport_size
     await page.set_viewport_size({"width": 390, "height": 844})
     await page.screenshot(path=str(directory / f"{name}-phone.png"), full_page=True)
+    # wide tables scroll inside their own box; the page itself never needs a sideways scroll
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{name}: the page is {width} px wide at a phone's 390 px"
     if size is not None:
         await page.set_viewport_size(size)
