@@ -3,6 +3,7 @@ loopback, its addresses given through the environment as the file expects."""
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,11 +44,31 @@ class Replica:
     enroll: str
 
 
-def haproxy_env(binds: Replica, replicas: Sequence[Replica]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Binds(Replica):
+    """HAProxy's listeners: the replicas' three, and its own figures (``/stats``)."""
+
+    stats: str
+
+    def backend_status(self) -> dict[tuple[str, str], str]:
+        """(backend, server) → UP / DOWN / …, from the stats page's CSV."""
+        with urllib.request.urlopen(f"http://{self.stats}/stats;csv", timeout=5) as answer:
+            rows = csv.reader(answer.read().decode().lstrip("# ").splitlines())
+            header = next(rows)
+            column = {name: index for index, name in enumerate(header)}
+            return {
+                (row[column["pxname"]], row[column["svname"]]): row[column["status"]]
+                for row in rows
+                if row and row[column["svname"]] not in ("FRONTEND", "BACKEND")
+            }
+
+
+def haproxy_env(binds: Binds, replicas: Sequence[Replica]) -> dict[str, str]:
     env = {
         "MAILFLEET_LB_API_BIND": binds.api,
         "MAILFLEET_LB_LINK_BIND": binds.link,
         "MAILFLEET_LB_ENROLL_BIND": binds.enroll,
+        "MAILFLEET_LB_STATS_BIND": binds.stats,
     }
     for number, replica in enumerate(replicas, start=1):
         for name, address in zip(
@@ -69,12 +91,16 @@ def check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def loopback_binds() -> Replica:
+def loopback_replica() -> Replica:
     return Replica(*(f"127.0.0.1:{free_port()}" for _ in LISTENERS))
 
 
+def loopback_binds() -> Binds:
+    return Binds(*(f"127.0.0.1:{free_port()}" for _ in (*LISTENERS, "STATS")))
+
+
 @contextmanager
-def running_haproxy(binds: Replica, replicas: Sequence[Replica], log: Path) -> Iterator[None]:
+def running_haproxy(binds: Binds, replicas: Sequence[Replica], log: Path) -> Iterator[None]:
     """HAProxy in the foreground (-db), logging to ``log``; killed on exit."""
     binary = haproxy_binary()
     assert binary is not None, "haproxy is not installed (make system-deps)"
@@ -88,7 +114,7 @@ def running_haproxy(binds: Replica, replicas: Sequence[Replica], log: Path) -> I
             start_new_session=True,
         )
     try:
-        _wait_listening(binds, process)
+        _wait_listening(binds, process, log)
         yield
     finally:
         if process.poll() is None:
@@ -100,12 +126,13 @@ def running_haproxy(binds: Replica, replicas: Sequence[Replica], log: Path) -> I
                 process.wait(timeout=10)
 
 
-def _wait_listening(binds: Replica, process: subprocess.Popen[bytes]) -> None:
+def _wait_listening(binds: Binds, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 10
-    for address in (binds.api, binds.link, binds.enroll):
+    for address in (binds.api, binds.link, binds.enroll, binds.stats):
         host, port = address.rsplit(":", 1)
         while True:
-            assert process.poll() is None, f"haproxy exited ({process.returncode})"
+            if process.poll() is not None:
+                raise AssertionError(f"haproxy exited ({process.returncode}): {log.read_text()}")
             try:
                 socket.create_connection((host, int(port)), timeout=1).close()
                 break
