@@ -199,7 +199,9 @@ async def _timed(runs: int, call: Callable[[int], Awaitable[httpx.Response]]) ->
         response = await call(n)
         elapsed = time.perf_counter() - began
         if response.status_code != 200:
-            raise RuntimeError(f"{response.request.url} → {response.status_code}")
+            raise RuntimeError(
+                f"{response.request.url} → {response.status_code}: {response.text[-600:]}"
+            )
         if n:  # the first run warms connections and statement caches
             took.append(elapsed)
         size = len(response.content)

@@ -14,7 +14,7 @@ from control_plane.db.base import new_id, utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
-from control_plane.errors import Conflict, InvalidInput, NotFound
+from control_plane.errors import Conflict, InvalidInput, MailFleetError, NotFound
 from control_plane.metrics.models import MetricSample
 from control_plane.metrics.series import filesystem_series, sample_series
 from control_plane.provisioning import events
@@ -99,7 +99,11 @@ async def recommendation(
     if server.provider == MANUAL:
         reason = "a manual server has no provider plan catalog to choose from"
         return RecommendationOut(**base, **empty, state="unknown", reason=reason)
-    catalog = await _catalog(providers, server)
+    try:
+        catalog = await _catalog(providers, server)
+    except MailFleetError as exc:  # not configured here, or unreachable: no verdict
+        reason = f"{server.provider}'s plans cannot be read: {exc.detail}"
+        return RecommendationOut(**base, **empty, state="unknown", reason=reason)
     current = _current(catalog, server)
     if current is None:
         reason = f"the server's plan {server.plan!r} is not in {server.provider}'s catalog"

@@ -176,6 +176,19 @@ async def test_recommendations_from_generated_usage_down_up_and_unknown(
     keep = await call(client, tenant, "GET", path, 200)
     assert keep["state"] == "keep" and Decimal(keep["monthly_price_difference"]) == 0, keep
 
+    # A provider not configured here (its plans cannot be read): no verdict, and why.
+    async with db.session() as session:
+        server = await session.get(Server, server_id)
+        assert server is not None
+        server.provider = "vultr"
+    unread = await call(client, tenant, "GET", path, 200)
+    assert unread["state"] == "unknown" and unread["recommended_plan"] is None, unread
+    assert "vultr's plans cannot be read" in unread["reason"], unread
+    async with db.session() as session:  # back as it was, for whatever runs next
+        server = await session.get(Server, server_id)
+        assert server is not None
+        server.provider = "hostwinds"
+
 
 async def test_an_ordered_server_records_its_plan_price(
     plane: tuple[httpx.AsyncClient, ProviderRegistry],
