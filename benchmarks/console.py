@@ -9,7 +9,8 @@ page's chart reads at its default 24 h range. Timed: whole GET requests through 
 (the session cookie checked, the services called, the template rendered), in process over
 ASGI, so what is timed is the server's work, not a socket's. The fleet is timed as the
 tenant sees it and as an admin with every tenant; each server-page section (htmx loads
-them after the page) is timed too and reported beside the targets.
+them after the page) and every other page of the top bar are timed too and reported
+beside the targets.
 
     .venv/bin/python benchmarks/console.py [--servers 1000 --runs 40]
     .venv/bin/python benchmarks/console.py --smoke      # seconds, for the test suite
@@ -238,6 +239,13 @@ async def _measure(
                 max(3, runs // 4), lambda n, p=path: tenant.get(f"{server(n)}/{p}")
             )
         figures["server_sections"] = sections
+        areas: dict[str, Any] = {}  # every other page in the top bar, beside the targets
+        for link in pages.nav_links():
+            if link.path != "/ui/":
+                areas[link.path] = await _timed(
+                    max(3, runs // 4), lambda n, p=link.path: tenant.get(p)
+                )
+        figures["other_pages"] = areas
     return figures
 
 

@@ -103,7 +103,7 @@ def month_fraction(lo: datetime, hi: datetime) -> Decimal:
     return fraction
 
 
-async def cost_report(
+async def report_and_book(
     session: AsyncSession,
     start: datetime,
     end: datetime,
@@ -113,9 +113,10 @@ async def cost_report(
     group_by: str = "workspace",
     *,
     server_ids: Collection[uuid.UUID] | None = None,
-) -> CostReport:
+) -> tuple[CostReport, MonthBook | None]:
     """What [start, end) cost up to ``now``, grouped; with the month to date and its
-    projection for the range's last month. ``server_ids``: those servers' costs only."""
+    projection for the range's last month. ``server_ids``: those servers' costs only.
+    With every workspace in it (no workspace or servers picked), also that month's book."""
     check_range(start, end, group_by)
     hi = max(start, min(end, now))
     month = month_start((hi - MICRO).date() if hi > start else start.date())
@@ -138,7 +139,7 @@ async def cost_report(
     groups = _groups(lines, group_by, markups, by_workspace)
     totals = _totals(by_workspace)
     idle = _totals({k: v for k, v in by_workspace.items() if k[0] is None})
-    return CostReport(
+    report = CostReport(
         start=start,
         end=hi,
         group_by=group_by,
@@ -150,6 +151,26 @@ async def cost_report(
         month=month,
         month_to_date=_figures(month, month_lines, future),
     )
+    whole = workspace_id is None and server_ids is None
+    return report, _book(tenant_id, month, month_lines, future) if whole else None
+
+
+async def cost_report(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    tenant_id: uuid.UUID | None,
+    workspace_id: uuid.UUID | None,
+    group_by: str = "workspace",
+    *,
+    server_ids: Collection[uuid.UUID] | None = None,
+) -> CostReport:
+    """``report_and_book``'s report (``GET /api/v1/costs``)."""
+    report, _ = await report_and_book(
+        session, start, end, now, tenant_id, workspace_id, group_by, server_ids=server_ids
+    )
+    return report
 
 
 async def month_figures(
@@ -202,6 +223,12 @@ async def month_book(
     loaded = await load(session, first, hi, end, tenant_id=tenant_id, workspace_id=None)
     actual = rate_loaded(loaded, start, hi, None, by_day=False)
     future = project(loaded, hi, end, None, by_day=False) if hi < end else []
+    return _book(tenant_id, first, actual, future)
+
+
+def _book(
+    tenant_id: uuid.UUID | None, first: date, actual: list[CostLine], future: list[CostLine]
+) -> MonthBook:
     actual_by: dict[uuid.UUID | None, list[CostLine]] = defaultdict(list)
     future_by: dict[uuid.UUID | None, list[CostLine]] = defaultdict(list)
     for line in actual:

@@ -167,3 +167,4 @@ def test_console_harness(tmp_path: Path) -> None:
         assert result[page]["bytes"] > 1000, page  # a page, not an error body
     assert result["samples_per_charted_server"] == 24 * 60
     assert set(result["server_sections"]) == {s.slug for s in server_sections()}
+    assert "/ui/costs" in result["other_pages"] and "/ui/usage" in result["other_pages"]

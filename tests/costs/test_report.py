@@ -13,7 +13,12 @@ from control_plane.costs import meter
 from control_plane.costs.allocation import round_parts
 from control_plane.costs.lines import CostLine
 from control_plane.costs.rating import rate
-from control_plane.costs.report import cost_report, month_book, month_figures
+from control_plane.costs.report import (
+    cost_report,
+    month_book,
+    month_figures,
+    report_and_book,
+)
 from control_plane.db.engine import Database
 from tests.costs.scenario import (
     EXPECTED,
@@ -153,4 +158,7 @@ async def test_the_month_book_gives_each_workspace_its_own_figures(db: Database)
                 month=date(2026, 11, 1), now=NOW,
             )  # fmt: skip
             assert book.of(workspace) == alone, workspace
+        _, with_report = await report_and_book(session, NOV, NOW, NOW, month.tenant_id, None)
+        _, picked = await report_and_book(session, NOV, NOW, NOW, None, month.a)
     assert [f.actual for f in book.tenant] == [TOTAL]
+    assert with_report == book and picked is None  # one workspace's report has no book

@@ -31,11 +31,10 @@ from control_plane.costs.budget_schemas import (
 from control_plane.costs.engine import MONTH_PATTERN, day_start, month_start, next_month
 from control_plane.costs.models import Budget
 from control_plane.costs.report import (
-    CostReport,
     MonthBook,
     MonthFigures,
     cost_report,
-    month_book,
+    report_and_book,
 )
 from control_plane.db.base import utcnow
 from control_plane.errors import MailFleetError
@@ -127,10 +126,10 @@ async def _budget_rows(
 async def _costs_data(console: Console, month: date, after: uuid.UUID | None) -> dict[str, Any]:
     now, tenant_id = utcnow(), console.tenant_id
     async with console.ctx.session() as session:
-        report: CostReport = await cost_report(
+        report, book = await report_and_book(
             session, day_start(month), day_start(next_month(month)), now, tenant_id, None
         )
-        book = await month_book(session, tenant_id=tenant_id, month=month, now=now)
+        assert book is not None  # the report has every workspace: it comes with the book
         page = await list_workspaces(session, tenant_id, after, PAGE_SIZE)
         rows = [
             WorkspaceRow(
