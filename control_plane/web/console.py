@@ -11,12 +11,14 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from control_plane.api.context import Principal, RequestContext, request_context
 from control_plane.audit.service import api_pending
@@ -38,6 +40,17 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def when(at: datetime | None, seconds: bool = False) -> Markup:
+    """A moment as the console shows it: UTC, to the minute (or second), machine-readable."""
+    if at is None:
+        return Markup("—")
+    shown = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return Markup('<time datetime="{}">{} UTC</time>').format(at.isoformat(), shown)
+
+
+_templates.filters["when"] = when
 
 
 class SignInRequired(Exception):
