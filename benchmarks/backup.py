@@ -1,10 +1,17 @@
-"""``backup.run`` against raw ``restic backup`` on the same generated maildir.
+"""``backup.run`` and ``backup.restore`` against raw ``restic backup``/``restore`` on the same
+generated maildir.
 
 Generates a maildir of ``--gigabytes`` (messages of 4–96 KiB cut from a random pool, so each
-is unique and incompressible), then for each of MailFleet's agent command and plain restic,
-into fresh repositories: an initial backup, 1 % of the messages changed, an incremental
-backup. Reports wall times, the ratio MailFleet/raw (target ≤ 1.05) and the restore rate of
-a full restore with ``backup.restore`` into a directory.
+is unique and incompressible), then ``--rounds`` rounds (10 by default), each into a fresh
+repository and restic cache per side: an initial backup, 1 % of the messages changed, an
+incremental backup, a full restore into a new directory. Within each phase MailFleet's agent
+command and plain restic run back to back, the one to lead alternating by round (ABAB…), and
+every timed run starts from the same cache state (``--cache cold``: the page cache dropped;
+``warm``: what it reads read once first). Reports per phase each side's median and spread,
+and the ratio MailFleet/raw of each round's pair: median, spread and a 95 % interval for the
+median, with the verdict against the target (≤ 1.05) — "unresolved" when the interval
+straddles it. MailFleet's backup includes what the command does after restic (``restic
+stats`` for the repository's size).
 
 Writes benchmarks/results/backup.json.
 """
@@ -29,9 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.backup import commands  # noqa: E402
-from benchmarks.harness import add_out_argument, write_result  # noqa: E402
+from agent.config import under_root  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    add_out_argument,
+    compare,
+    drop_page_cache,
+    in_turn,
+    write_result,
+)
 
 PASSWORD = secrets.token_urlsafe(24)
+TARGET = 1.05  # MailFleet/raw: the wrapper may cost at most 5 %
 
 
 def generate(mail: Path, total: int, seed: int = 1) -> list[Path]:
@@ -89,52 +104,108 @@ async def mailfleet_backup(root: Path, repo: Path) -> float:
     return time.perf_counter() - started
 
 
-async def mailfleet_restore(root: Path, repo: Path) -> float:
+def raw_restore(repo: Path, target: Path) -> float:
+    env = {"PATH": os.environ["PATH"], "RESTIC_PASSWORD": PASSWORD}
+    started = time.perf_counter()
+    subprocess.run(
+        ["restic", "restore", "latest", "--repo", str(repo), "--cache-dir", str(repo) + ".cache",
+         "--target", str(target)],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+async def mailfleet_restore(root: Path, repo: Path, target: str) -> float:
     payload = {"repository": {"url": str(repo)}, "repository_password": PASSWORD,
-               "snapshot": "latest", "target": "/restored"}  # fmt: skip
+               "snapshot": "latest", "target": target}  # fmt: skip
     started = time.perf_counter()
     await commands.restore(root, payload, lambda percent, message: None)
     return time.perf_counter() - started
 
 
-async def measure(work: Path, root: Path, messages: list[Path], rounds: int) -> dict[str, Any]:
-    """Each figure is the best of ``rounds``, fresh repositories every round and the order of
-    the two sides alternated, so neither always reads a warm page cache first."""
-    data = root / "mailu" / "mail"
-    best: dict[str, float] = {}
+SIDES = ("mailfleet", "raw")
 
-    def keep(name: str, seconds: float) -> None:
-        best[name] = min(best.get(name, seconds), seconds)
 
-    for round_ in range(rounds):
-        raw, ours = work / f"raw{round_}", work / f"mailfleet{round_}"
-        init(raw)
-        init(ours)
-        if round_ % 2 == 0:
-            keep("raw_initial_s", raw_backup(raw, data))
-            keep("mailfleet_initial_s", await mailfleet_backup(root, ours))
-        else:
-            keep("mailfleet_initial_s", await mailfleet_backup(root, ours))
-            keep("raw_initial_s", raw_backup(raw, data))
-        change_one_percent(messages, seed=round_ + 2)
-        if round_ % 2 == 0:
-            keep("mailfleet_incremental_s", await mailfleet_backup(root, ours))
-            keep("raw_incremental_s", raw_backup(raw, data))
-        else:
-            keep("raw_incremental_s", raw_backup(raw, data))
-            keep("mailfleet_incremental_s", await mailfleet_backup(root, ours))
-        if round_ == rounds - 1:
-            keep("restore_s", await mailfleet_restore(root, ours))
-        shutil.rmtree(raw)
-        shutil.rmtree(ours)
-    return best
+class Bench:
+    """One maildir, and per round a fresh repository and restic cache for each side."""
+
+    def __init__(self, work: Path, root: Path, messages: list[Path], cold: bool) -> None:
+        self.work, self.root, self.messages, self.cold = work, root, messages, cold
+        self.data = root / "mailu" / "mail"
+        self.times: dict[str, dict[str, list[float]]] = {
+            phase: {side: [] for side in SIDES} for phase in ("initial", "incremental", "restore")
+        }
+
+    def settle(self, tree: Path) -> None:
+        """The same cache state before every timed run: the page cache dropped (cold) or
+        else ``tree`` — what the run reads — read once, discarded (warm)."""
+        if self.cold:
+            drop_page_cache()
+            return
+        os.sync()
+        for path in tree.rglob("*"):
+            if path.is_file():
+                with path.open("rb") as handle:
+                    while handle.read(1 << 20):
+                        pass
+
+    async def backup(self, side: str, round_dir: Path) -> float:
+        self.settle(self.data)
+        repo = round_dir / side
+        if side == "raw":
+            return raw_backup(repo, self.data)
+        return await mailfleet_backup(self.root, repo)
+
+    async def restore(self, side: str, round_dir: Path) -> tuple[float, Path]:
+        repo = round_dir / side
+        self.settle(repo)
+        if side == "raw":
+            target = round_dir / "raw-restored"
+            return raw_restore(repo, target), target
+        target = self.root / f"restored-{round_dir.name}"
+        return await mailfleet_restore(self.root, repo, "/" + target.name), target
+
+    async def round(self, round_: int) -> None:
+        """Initial backup, 1 % changed, incremental backup, full restore: within each phase
+        both sides back to back, the one to lead alternating by round (ABAB…)."""
+        round_dir = self.work / f"round{round_}"
+        round_dir.mkdir()
+        for side in SIDES:
+            init(round_dir / side)
+        for side in in_turn(round_, *SIDES):
+            self.times["initial"][side].append(await self.backup(side, round_dir))
+        change_one_percent(self.messages, seed=round_ + 2)
+        for side in in_turn(round_, *SIDES):
+            self.times["incremental"][side].append(await self.backup(side, round_dir))
+        restored = {}
+        for side in in_turn(round_, *SIDES):
+            seconds, restored[side] = await self.restore(side, round_dir)
+            self.times["restore"][side].append(seconds)
+        if round_ == 0:  # each side restored every message
+            for side, target in restored.items():
+                count = sum(1 for p in target.rglob("*") if p.is_file())
+                assert count == len(self.messages), f"{side} restored {count} files"
+        shutil.rmtree(round_dir)
+        shutil.rmtree(restored["mailfleet"])
+        shutil.rmtree(under_root(self.root, commands.CACHE_DIR))
+        print(f"round {round_ + 1}: " + ", ".join(
+            f"{phase} {t['mailfleet'][-1]:.2f}/{t['raw'][-1]:.2f} s"
+            for phase, t in self.times.items()
+        ), flush=True)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_out_argument(parser, "backup")
     parser.add_argument("--gigabytes", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    parser.add_argument(
+        "--cache",
+        choices=("cold", "warm"),
+        default="cold",
+        help="before each timed run: drop the page cache (cold, needs root; falls back to warm)"
+        " or read what the run reads once (warm)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mailfleet-bench-backup-"))
     try:
@@ -144,22 +215,35 @@ def main() -> None:
         size = sum(p.stat().st_size for p in messages)
         print(f"generated {len(messages)} messages, {size / 1024**3:.2f} GiB "
               f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
-        figures = asyncio.run(measure(work, root, messages, args.rounds))
+        cold = args.cache == "cold" and drop_page_cache()
+        load_before = os.getloadavg()[0]
+        bench = Bench(work, root, messages, cold)
+        for round_ in range(args.rounds):
+            asyncio.run(bench.round(round_))
         version = subprocess.run(["restic", "version"], capture_output=True, text=True)
+        phases = {
+            phase: compare(("mailfleet_s", "raw_s"), t["mailfleet"], t["raw"], target=TARGET)
+            for phase, t in bench.times.items()
+        }
         result: dict[str, Any] = {
             "benchmark": "backup",
             "messages": len(messages),
             "bytes": size,
             "rounds": args.rounds,
-            **{k: round(v, 3) for k, v in figures.items()},
-            "ratio_initial": round(figures["mailfleet_initial_s"] / figures["raw_initial_s"], 3),
-            "ratio_incremental": round(
-                figures["mailfleet_incremental_s"] / figures["raw_incremental_s"], 3
+            "cache_state": (
+                "cold: page cache dropped before each timed run"
+                if cold
+                else "warm: what each run reads was read once, discarded, before it"
             ),
-            "restore_mib_per_s": round(size / 1024**2 / figures["restore_s"], 1),
-            "target_ratio": 1.05,
+            **phases,
+            "restore_mib_per_s": round(
+                size / 1024**2 / phases["restore"]["mailfleet_s"]["median"], 1
+            ),
+            "target_ratio": TARGET,
             "restic": version.stdout.split()[1],
             "cpus": os.cpu_count(),
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         write_result(args.out, result)
         print(json.dumps(result, indent=2))
