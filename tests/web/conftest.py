@@ -42,6 +42,7 @@ def console_server(
         web_login_max_failures=MAX_FAILURES,
         web_login_window_seconds=600,
         trusted_proxies="127.0.0.1",  # the tests play a proxy with X-Forwarded-* headers
+        alert_allow_private_targets=True,  # alert channels' tests send to loopback receivers
     )
     server = ConsoleServer(settings, openbao)
     try:

@@ -15,6 +15,7 @@ from control_plane.db.base import utcnow
 from control_plane.incidents.models import Incident
 from control_plane.vault.client import Vault
 from tests.incidents.helpers import observe, open_incident, signal
+from tests.support.webhooks import webhook_receiver
 from tests.web.console import ConsoleServer
 from tests.web.helpers import serious_violations, sign_in, snap
 
@@ -249,3 +250,29 @@ async def test_an_admin_sees_every_tenants_incidents_and_makes_fleet_settings(
     await page.fill("#key-form input[name=name]", "second admin")
     await page.click("#key-form button[type=submit]")
     assert (await page.locator("#new-key-value").inner_text()).startswith("mf_admin_")
+
+
+@pytest.mark.usefixtures("kv_mount")
+async def test_a_channels_test_button_sends_a_signed_message_and_says_how_it_went(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    """ "Test" on a webhook channel sends now, signed with its secret, and the page says it
+    was sent; when its receiver is gone the page says it will retry, and why."""
+    _, key, _ = console_server.tenant("hooktest")
+    await sign_in(page, key)
+    with webhook_receiver() as receiver:
+        await page.goto("/ui/settings")
+        form = page.locator("#channel-form")
+        await form.locator("input[name=name]").fill("loopback hook")
+        await form.locator("select[name=kind]").select_option("webhook")
+        await form.locator("input[name=url]").fill(receiver.url)
+        await form.locator("input[name=secret]").fill(HOOK_SECRET)
+        await form.locator("button[type=submit]").click()
+        await page.click("button[aria-label='Send a test message to loopback hook']")
+        await expect(page.locator("#test-result")).to_contain_text("loopback hook: sent")
+        arrival = receiver.wait_for(lambda a: True, 5, "the test message")
+        assert arrival.signed_by(HOOK_SECRET) and arrival.path == "/hook"
+    await page.click("button[aria-label='Send a test message to loopback hook']")
+    result = page.locator("#test-result")  # the receiver is gone: refused, retried later
+    await expect(result.locator(".badge")).to_have_text("retrying")
+    await expect(result).to_contain_text("All connection attempts failed")
