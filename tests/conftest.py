@@ -33,6 +33,7 @@ pytest_plugins = [
     "tests.support.pebble",
     "tests.support.moto",
     "tests.alerts.fixtures",
+    "tests.support.ordering",  # known-slow tests first, one at each worker's head
 ]
 
 
