@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 
@@ -10,7 +9,7 @@ import grpc
 
 from agent import __version__
 from agent.config import AgentConfig
-from agent.identity import Credentials, IdentityStore, fetch_pinned_ca, new_key_and_csr, pem_pin
+from agent.identity import Credentials, IdentityStore, key_and_csr, pem_pin, pinned_ca
 from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -25,9 +24,9 @@ async def enroll(config: AgentConfig, store: IdentityStore) -> Credentials:
     token = config.join_token
     if not token or store.token_spent(token):
         raise EnrollmentError("not enrolled and no unused join token in the config")
-    ca_pem = await asyncio.to_thread(fetch_pinned_ca, config.enroll_address, config.ca_pin)
+    ca_pem = await pinned_ca(config.enroll_address, config.ca_pin)
     hostname = socket.gethostname()
-    key_pem, csr_pem = new_key_and_csr(hostname)
+    key_pem, csr_pem = await key_and_csr(hostname)
     channel = grpc.aio.secure_channel(
         config.enroll_address, grpc.ssl_channel_credentials(root_certificates=ca_pem)
     )

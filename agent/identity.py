@@ -3,80 +3,87 @@
 The key is made here and never leaves the machine (mode 0600). The CA certificate is
 learned at first contact from the TLS chain the enrollment listener presents, and accepted
 only if the SHA-256 of its public key equals the pin from agent.toml (as kubeadm's
-``--discovery-token-ca-cert-hash`` does).
+``--discovery-token-ca-cert-hash`` does). The work that needs ``cryptography`` (the key, the
+CSR, checking the chain's signature) lives in ``agent.pki``, which the daemon runs as a
+short-lived helper process (``in_helper``) so the package never stays loaded in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import socket
-import ssl
+import json
+import os
+import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from agent import der
 from agent.files import write_atomically
+
+pem_pin = der.pem_pin  # the pin of a PEM certificate, without cryptography
+
+
+# agent.pki is found where this package was (a venv, an editable install, PYTHONPATH)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 
 
 class TrustError(Exception):
     """The control plane's CA does not match the pin, or could not be fetched."""
 
 
-def spki_pin(cert: x509.Certificate) -> str:
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+class HelperError(OSError):
+    """The short-lived ``agent.pki`` helper failed (like a failed disk, retried later)."""
+
+
+async def in_helper(request: dict[str, str]) -> dict[str, str]:
+    """``agent.pki.answer(request)`` in a short-lived Python process: this one never loads
+    ``cryptography``. Its TrustError comes back as one."""
+    path = os.pathsep.join(p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent.pki",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path},
     )
-    return f"sha256:{hashlib.sha256(spki).hexdigest()}"
+    out, err = await process.communicate(json.dumps(request).encode())
+    if process.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise HelperError(f"agent.pki {request.get('op')}: exit {process.returncode}: {tail[0]}")
+    answer: dict[str, str] = json.loads(out)
+    if "error" in answer:
+        raise TrustError(answer["error"])
+    return answer
 
 
-def pem_pin(pem: bytes) -> str:
-    return spki_pin(x509.load_pem_x509_certificate(pem))
+async def pinned_ca(address: str, pin: str) -> bytes:
+    """``fetch_pinned_ca`` in the helper."""
+    return (await in_helper({"op": "pinned-ca", "address": address, "pin": pin}))["ca_pem"].encode()
 
 
-def _peer_chain(sock: ssl.SSLSocket) -> list[bytes]:
-    """DER certificates the peer sent (public API from Python 3.13, private before)."""
-    getter = getattr(sock, "get_unverified_chain", None)
-    if getter is None:
-        getter = sock._sslobj.get_unverified_chain  # type: ignore[attr-defined]
-    chain = getter() or []
-    der = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
-    return [c if isinstance(c, bytes) else c.public_bytes(der) for c in chain]
+async def key_and_csr(hostname: str) -> tuple[bytes, bytes]:
+    """``new_key_and_csr`` in the helper."""
+    answer = await in_helper({"op": "csr", "hostname": hostname})
+    return answer["key_pem"].encode(), answer["csr_pem"].encode()
 
 
 def fetch_pinned_ca(address: str, pin: str, timeout: float = 10.0) -> bytes:
-    """The CA certificate (PEM) from ``address``'s TLS chain whose key matches ``pin``."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # nothing is trusted until the pin matches below
-    try:
-        with (
-            socket.create_connection((host, int(port)), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            chain = [x509.load_der_x509_certificate(der) for der in _peer_chain(tls)]
-    except (OSError, ssl.SSLError) as exc:
-        raise TrustError(f"cannot reach {address}: {exc}") from None
-    if not chain:
-        raise TrustError(f"{address} presented no certificate")
-    leaf = chain[0]
-    for candidate in chain[1:]:
-        if spki_pin(candidate) != pin:
-            continue
-        try:
-            leaf.verify_directly_issued_by(candidate)
-        except (ValueError, TypeError, Exception) as exc:  # InvalidSignature has no base here
-            raise TrustError(
-                f"{address}'s certificate is not signed by the pinned CA: {exc}"
-            ) from None
-        return candidate.public_bytes(serialization.Encoding.PEM)
-    raise TrustError(f"the CA presented by {address} does not match ca_pin {pin}")
+    """The CA certificate (PEM) from ``address``'s TLS chain whose key matches ``pin``
+    (in this process: loads ``cryptography``)."""
+    from agent import pki
+
+    return pki.fetch_pinned_ca(address, pin, timeout)
+
+
+def new_key_and_csr(hostname: str) -> tuple[bytes, bytes]:
+    """A fresh EC P-256 key (PEM) and a CSR for it (in this process: loads ``cryptography``)."""
+    from agent import pki
+
+    return pki.new_key_and_csr(hostname)
 
 
 @dataclass(frozen=True)
@@ -87,16 +94,12 @@ class Credentials:
     ca_pem: bytes
 
     @property
-    def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.certificate_pem)
-
-    @property
     def not_before(self) -> datetime:
-        return self.certificate.not_valid_before_utc.astimezone(UTC)
+        return der.validity(self.certificate_pem)[0]
 
     @property
     def not_after(self) -> datetime:
-        return self.certificate.not_valid_after_utc.astimezone(UTC)
+        return der.validity(self.certificate_pem)[1]
 
 
 class IdentityStore:
@@ -144,21 +147,3 @@ class IdentityStore:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         digest = hashlib.sha256(token.encode()).hexdigest()
         write_atomically(self._path("spent_token"), digest.encode() + b"\n")
-
-
-def new_key_and_csr(hostname: str) -> tuple[bytes, bytes]:
-    """A fresh EC P-256 key (PEM, unencrypted, stored 0600) and a CSR for it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64] or "agent")])
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return key_pem, csr.public_bytes(serialization.Encoding.PEM)

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent import __version__
 from agent.commands import CommandRunner
-from agent.identity import Credentials, IdentityStore, new_key_and_csr
+from agent.identity import Credentials, IdentityStore, key_and_csr
 from agent.outbox import Outbox
 from agent.spool import Spool
 from agent.waiting import woken
@@ -161,7 +161,7 @@ class Link:
             credentials.certificate_pem, rotation_time(credentials, self._rng)
         )
         await asyncio.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()))
-        key_pem, csr_pem = new_key_and_csr(socket.gethostname())
+        key_pem, csr_pem = await key_and_csr(socket.gethostname())
         response = await agent_pb2_grpc.AgentLinkStub(channel).RenewCertificate(
             agent_pb2.RenewRequest(csr_pem=csr_pem), timeout=30
         )
