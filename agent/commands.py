@@ -8,6 +8,7 @@ command interrupted by an agent crash is reported failed, never started a second
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import time
@@ -15,15 +16,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, smtp_probe, ssh_keys
-from agent.backup import commands as backup
+from agent import __version__
 from agent.config import DEFAULT_MAIL_LOG, DEFAULT_STATE_DIR, under_root
 from agent.errors import CommandError
 from agent.facts import collect_facts
 from agent.journal import CommandJournal
-from agent.maillog import command as maillog
-from agent.mailu import certs, mail, mta_sts
-from agent.mailu import install as mailu
 from agent.network.commands import Network
 from agent.network.state import FILE_NAME as NETWORK_STATE
 from mailfleet.agent.v1 import agent_pb2
@@ -50,10 +47,59 @@ async def collect_facts_command(payload: dict[str, Any], progress: Progress) -> 
     return await asyncio.to_thread(collect_facts, __version__)
 
 
+# Commands whose code the agent imports when one first arrives ("module:function"): idle, it
+# holds none of MailU's, restic's, the mail log's or the probe's modules (nor what they load:
+# PyYAML, cryptography for certificates). ROOTED ones are called (root, payload, progress).
+ON_FIRST_USE = {"smtp.probe_out": "agent.smtp_probe:probe_out"}
+ROOTED = {
+    "mailu.install": "agent.mailu.install:install",
+    "mailu.status": "agent.mailu.install:status",
+    "mailu.uninstall": "agent.mailu.install:uninstall",
+    "mailu.domain.ensure": "agent.mailu.mail:domain_ensure",
+    "mailu.domain.delete": "agent.mailu.mail:domain_delete",
+    "mailu.mailbox.ensure": "agent.mailu.mail:mailbox_ensure",
+    "mailu.mailbox.delete": "agent.mailu.mail:mailbox_delete",
+    "mailu.alias.ensure": "agent.mailu.mail:alias_ensure",
+    "mailu.alias.delete": "agent.mailu.mail:alias_delete",
+    "mailu.dkim.remove": "agent.mailu.mail:dkim_remove",
+    "mailu.certs.install": "agent.mailu.certs:install",
+    "mailu.mta_sts.set": "agent.mailu.mta_sts:set_policies",
+    "backup.run": "agent.backup.commands:run",
+    "backup.snapshots": "agent.backup.commands:snapshots",
+    "backup.restore": "agent.backup.commands:restore",
+    "backup.restore.finish": "agent.backup.commands:restore_finish",
+    "backup.check": "agent.backup.commands:check",
+    "backup.drill": "agent.backup.commands:drill",
+    "backup.forget": "agent.backup.commands:forget",
+}
+
+
+def imported(target: str) -> Any:
+    """The function ``"module:function"`` names (its module imported now, if not yet)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def on_first_use(target: str) -> Handler:
+    async def handler(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        run: Handler = imported(target)
+        return await run(payload, progress)
+
+    return handler
+
+
+def rooted_on_first_use(root: Path, target: str) -> Handler:
+    async def handler(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        run: RootedHandler = imported(target)
+        return await run(root, payload, progress)
+
+    return handler
+
+
 HANDLERS: dict[str, Handler] = {
     "ping": ping,
     "collect-facts": collect_facts_command,
-    "smtp.probe_out": smtp_probe.probe_out,
+    **{kind: on_first_use(target) for kind, target in ON_FIRST_USE.items()},
 }
 
 
@@ -77,41 +123,29 @@ def handlers_for(
         return await asyncio.to_thread(collect_facts, __version__, vps_cgroup)
 
     async def ssh_authorize(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from agent import ssh_keys
+
         return await asyncio.to_thread(ssh_keys.authorize, root, str(payload.get("public_key")))
 
-    def on_root(run: RootedHandler) -> Handler:
-        return lambda payload, progress: run(root, payload, progress)
-
     async def mail_stats(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from agent.maillog import command as maillog
+
         return await maillog.mail_stats(state, postfix_log, payload, progress)
 
     network_handlers = network.handlers()
     snat_set = network_handlers["network.snat.set"]
-    network_handlers["network.snat.set"] = maillog.counted_before(state, postfix_log, snat_set)
 
+    async def snat_set_counted(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from agent.maillog import command as maillog
+
+        return await maillog.counted_before(state, postfix_log, snat_set)(payload, progress)
+
+    network_handlers["network.snat.set"] = snat_set_counted
     return {
         **HANDLERS,
         "collect-facts": facts,
         "ssh.authorize": ssh_authorize,
-        "mailu.install": on_root(mailu.install),
-        "mailu.status": on_root(mailu.status),
-        "mailu.uninstall": on_root(mailu.uninstall),
-        "mailu.domain.ensure": on_root(mail.domain_ensure),
-        "mailu.domain.delete": on_root(mail.domain_delete),
-        "mailu.mailbox.ensure": on_root(mail.mailbox_ensure),
-        "mailu.mailbox.delete": on_root(mail.mailbox_delete),
-        "mailu.alias.ensure": on_root(mail.alias_ensure),
-        "mailu.alias.delete": on_root(mail.alias_delete),
-        "mailu.dkim.remove": on_root(mail.dkim_remove),
-        "mailu.certs.install": on_root(certs.install),
-        "mailu.mta_sts.set": on_root(mta_sts.set_policies),
-        "backup.run": on_root(backup.run),
-        "backup.snapshots": on_root(backup.snapshots),
-        "backup.restore": on_root(backup.restore),
-        "backup.restore.finish": on_root(backup.restore_finish),
-        "backup.check": on_root(backup.check),
-        "backup.drill": on_root(backup.drill),
-        "backup.forget": on_root(backup.forget),
+        **{kind: rooted_on_first_use(root, target) for kind, target in ROOTED.items()},
         "mail.stats": mail_stats,
         **network_handlers,
     }

@@ -4,16 +4,19 @@ The API is published on the VPS's loopback by the compose project (``admin`` ser
 its token is the ``API_TOKEN`` in ``mailu.env``; both are read from the files the install
 wrote, so nothing else has to carry them. Create calls are made idempotent here: Mailu
 answers 409 for a domain or user that exists, which becomes "already there" (domains) or
-an update (users).
+an update (users). One loopback call at a time needs no HTTP library: ``http.client`` in a
+thread keeps httpx (and what its extras load) out of the agent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import importlib
+import json
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import quote, urlsplit
 
 from agent.errors import CommandError
 
@@ -23,9 +26,9 @@ _yaml: Any = importlib.import_module("yaml")  # untyped library, imported by nam
 class MailuApi:
     def __init__(self, base_url: str, token: str, timeout: float = 15.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            timeout=timeout, trust_env=False, headers={"Authorization": f"Bearer {token}"}
-        )
+        self._url = urlsplit(self.base_url)
+        self._timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
     @classmethod
     def for_install(cls, directory: Path) -> MailuApi:
@@ -45,7 +48,7 @@ class MailuApi:
         return cls(f"http://{host}:{port}/api/v1", tokens[0])
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Nothing is kept open between calls (each is one loopback connection)."""
 
     async def ensure_domain(self, name: str) -> bool:
         """Create the domain; False when it already existed."""
@@ -89,18 +92,37 @@ class MailuApi:
         self, method: str, path: str, body: dict[str, Any] | None = None, *, ok: tuple[int, ...]
     ) -> tuple[int, Any]:
         try:
-            response = await self._http.request(method, self.base_url + path, json=body)
-        except httpx.HTTPError as exc:
+            status, raw = await asyncio.to_thread(self._request, method, path, body)
+        except (OSError, http.client.HTTPException) as exc:
             raise CommandError(
                 f"Mailu API unreachable ({method} {path}): {type(exc).__name__}"
             ) from None
         try:
-            payload = response.json()
+            payload = json.loads(raw)
         except ValueError:
             payload = None
-        if response.status_code not in ok:
-            message = payload.get("message") if isinstance(payload, dict) else response.text[:200]
+        if status not in ok:
+            text = raw[:200].decode(errors="replace")
+            message = payload.get("message") if isinstance(payload, dict) else text
             errors = payload.get("errors") if isinstance(payload, dict) else None
             detail = f"{message} {errors}" if errors else message
-            raise CommandError(f"Mailu API {method} {path}: {response.status_code} {detail}")
-        return response.status_code, payload
+            raise CommandError(f"Mailu API {method} {path}: {status} {detail}")
+        return status, payload
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        """One request on its own connection (no proxy: the API is on this machine)."""
+        headers = dict(self._headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        connection = http.client.HTTPConnection(
+            self._url.hostname or "127.0.0.1", self._url.port, timeout=self._timeout
+        )
+        try:
+            target = quote(self._url.path + path, safe="/@:+")
+            connection.request(method, target, body=data, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
