@@ -1,57 +1,29 @@
-"""``mailfleet-agent``: the VPS agent's command line."""
+"""``mailfleet-agent``: the VPS agent's command line.
+
+``run`` starts the long-lived daemon, parsed here with argparse so that process never loads
+typer (nor click and rich with it); every other command is typer's, in ``agent.cli_tools``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
-from importlib import resources
+import sys
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from agent import __version__
 from agent.config import DEFAULT_CONFIG, ConfigError, under_root
 
-app = typer.Typer(
-    name="mailfleet-agent",
-    help="MailFleet VPS agent.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-@app.callback()
-def _root() -> None:
-    """MailFleet VPS agent."""
-
-
-@app.command()
-def version() -> None:
-    """Print the agent version."""
-    typer.echo(__version__)
-
-
-@app.command("systemd-unit")
-def systemd_unit() -> None:
-    """Print the systemd unit that runs this agent (the install script writes it out)."""
-    typer.echo(resources.files("agent").joinpath("mailfleet-agent.service").read_text(), nl=False)
-
-
-@app.command()
-def run(
-    config: Annotated[
-        Path | None, typer.Option(help=f"agent.toml to read [default: ROOT{DEFAULT_CONFIG}].")
-    ] = None,
-    root: Annotated[
-        Path,
-        typer.Option(help="The machine's filesystem root; the agent's paths are placed under it."),
-    ] = Path("/"),
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
-) -> None:
-    """Enroll if needed, then stay connected to the control plane until stopped."""
+def run_daemon(config: Path | None, root: Path, log_level: str) -> int:
+    """Enroll if needed, then stay connected until SIGINT or SIGTERM; the exit status
+    (2: bad configuration, 1: cannot read it, 0: stopped)."""
+    if log_level.lower() not in LOG_LEVELS:
+        print(f"error: --log-level {log_level}: one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -63,11 +35,11 @@ def run(
         root = root.resolve()
         agent = Agent(config or under_root(root, DEFAULT_CONFIG), root)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -77,7 +49,32 @@ def run(
         await agent.run(stop)
 
     asyncio.run(main())
+    return 0
 
 
-def main() -> None:
-    app()
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailfleet-agent run",
+        description="Enroll if needed, then stay connected to the control plane until stopped.",
+    )
+    parser.add_argument(
+        "--config", type=Path, help=f"agent.toml to read [default: ROOT{DEFAULT_CONFIG}]."
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="The machine's filesystem root; the agent's paths are placed under it.",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["run"]:
+        options = run_parser().parse_args(args[1:])
+        sys.exit(run_daemon(options.config, options.root, options.log_level))
+    from agent.cli_tools import app
+
+    app(args=args, prog_name="mailfleet-agent")

@@ -1,0 +1,70 @@
+"""The daemon's process holds what idling needs and no more (issue 19: ≤ 40 MB RSS): the CLI
+libraries, the HTTP client, cryptography and command handlers' modules load only when a
+short-lived command, a helper or the first command of their kind needs them."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.commands import ON_FIRST_USE, ROOTED, imported
+
+# Loaded by the entry point and the daemon's objects, these would stay resident for good.
+NOT_WHILE_IDLE = (
+    "typer",
+    "click",
+    "rich",
+    "httpx",
+    "httpcore",
+    "cryptography",
+    "yaml",
+    "agent.cli_tools",
+    "agent.pki",
+    "agent.mailu",
+    "agent.backup",
+    "agent.maillog",
+    "agent.smtp_probe",
+)
+
+DAEMON = """
+import json, sys
+from pathlib import Path
+import agent.cli  # the console script's module: `mailfleet-agent run` goes through it
+from agent.daemon import Agent
+
+agent = Agent(Path(sys.argv[1]), Path("/"))  # config, journal, spool, network, handlers
+assert "mailu.install" in agent.commands.handlers
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_daemon_imports_none_of_what_idling_does_not_need(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[control_plane]\naddress = "127.0.0.1:1"\n'
+        f'enroll_address = "127.0.0.1:2"\nca_pin = "sha256:{"0" * 64}"\njoin_token = "mfjoin_x"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", DAEMON, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    modules = set(json.loads(out))
+    assert {"agent.daemon", "grpc", "psutil"} <= modules  # the check sees what is loaded
+    loaded = sorted(
+        name
+        for name in modules
+        for top in NOT_WHILE_IDLE
+        if name == top or name.startswith(top + ".")
+    )
+    assert loaded == []
+
+
+def test_every_command_loaded_on_first_use_names_a_coroutine() -> None:
+    for target in (*ROOTED.values(), *ON_FIRST_USE.values()):
+        assert inspect.iscoroutinefunction(imported(target)), target
