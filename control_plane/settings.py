@@ -318,6 +318,15 @@ class Settings(BaseSettings):
     provision_dns_timeout_seconds: float = Field(default=900, gt=0)
     provision_tls_timeout_seconds: float = Field(default=1800, gt=0)
     provision_deprovision_timeout_seconds: float = Field(default=1800, gt=0)
+    provision_install_timeout_seconds: float = Field(
+        default=1800, gt=0, description="The agent's install over SSH, connecting included."
+    )
+    provision_ssh_connect_seconds: float = Field(
+        default=180,
+        gt=0,
+        description="How long the install over SSH keeps trying to reach a VPS's sshd (it "
+        "may still be starting) before the step fails with the last error.",
+    )
     agent_package: str = Field(
         default="mailfleet",
         description="What install-agent.sh pip-installs on a new VPS (a spec, wheel path or URL).",
@@ -354,6 +363,11 @@ class Settings(BaseSettings):
     local_provider_agent_command: Path | None = Field(
         default=None,
         description="The mailfleet-agent executable local VPSs run; default: next to Python's.",
+    )
+    local_provider_boot: Literal["cloud-init", "ssh"] = Field(
+        default="cloud-init",
+        description="How local VPSs get their agent: `cloud-init` (user data run at boot) or "
+        "`ssh` (each VPS runs a real sshd on its address; MailFleet installs over SSH).",
     )
 
     # Health: resources from stored samples, outbound SMTP through the observer (area D).

@@ -5,6 +5,10 @@ addresses, the CA pin and a one-time join token), the install script, and the co
 runs it. Nothing else secret: the join token is single use, short-lived and bound to this
 server, and the CA pin is public. The agent makes its own key on the VPS and enrolls.
 
+This is the ``cloud-init`` bootstrap. Providers that document no user data (Hostwinds) use
+the ``ssh`` bootstrap instead (``ssh_install.py``): the same ``agent.toml`` and install script,
+sent over SSH once the VPS runs (``ssh_install`` below names the script).
+
 How the agent gets there depends on the machine (``AgentInstall``):
 
 - ``pip``: a real VPS. ``install-agent.sh`` (shipped in this package, also at
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
+Bootstrap = Literal["ssh", "cloud-init"]  # how a provider's machines get their agent
 _yaml: Any = importlib.import_module("yaml")  # untyped; see local_boot for why by name
 
 AGENT_CONFIG_PATH = "/etc/mailfleet/agent.toml"
@@ -48,7 +53,20 @@ class AgentInstall:
 
 
 def install_script() -> str:
-    return resources.files("control_plane.provisioning").joinpath("install-agent.sh").read_text()
+    return _shipped("install-agent.sh")
+
+
+def _shipped(name: str) -> str:
+    return resources.files("control_plane.provisioning").joinpath(name).read_text()
+
+
+def ssh_install(install: AgentInstall) -> tuple[str, list[str]]:
+    """The script (and its arguments) the install over SSH runs by ``sh -s`` once
+    ``agent.toml`` is in place: ``install-agent.sh`` for ``pip``; ``start-agent.sh``, which
+    starts the machine's own agent in the background, for ``preinstalled``."""
+    if install.method == "pip":
+        return install_script(), ["--package", install.package]
+    return _shipped("start-agent.sh"), [install.command]
 
 
 def render_user_data(agent_toml: str, install: AgentInstall) -> str:

@@ -4,8 +4,14 @@
 is offered when ``MAILFLEET_LOCAL_PROVIDER`` is on. ``hostwinds`` is offered once its
 account is configured in Vault at ``providers/hostwinds`` (``api_key``, ``template``,
 optional ``base_url``, optional ``regions`` as ``id=Name`` pairs separated by commas, used
-only when ``get_locations`` is refused): the key never passes through the environment, and a
-change is picked up without a restart.
+only when ``get_locations`` is refused, optional ``bootstrap``): the key never passes through
+the environment, and a change is picked up without a restart.
+
+``bootstrap`` is how a provider's machines get their agent: ``ssh`` (installed over SSH once
+the VPS runs; Hostwinds' default, as it documents no user data) or ``cloud-init`` (user data,
+for providers and templates that document it: Hostwinds' with ``bootstrap = cloud-init`` in
+its account or ``MAILFLEET_HOSTWINDS_USER_DATA``; the local provider's unless
+``MAILFLEET_LOCAL_PROVIDER_BOOT=ssh``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from control_plane.errors import InvalidInput
-from control_plane.provisioning.bootstrap import AgentInstall
+from control_plane.provisioning.bootstrap import AgentInstall, Bootstrap
 from control_plane.provisioning.providers.base import Plan, Provider, ProviderError, Region
 from control_plane.provisioning.providers.hostwinds import (
     DEFAULT_BASE_URL,
@@ -51,6 +57,7 @@ class ProviderEntry:
     install: AgentInstall
     gateway_address: str
     enroll_address: str
+    bootstrap: Bootstrap = "cloud-init"
 
 
 @dataclass
@@ -104,11 +111,14 @@ class ProviderRegistry:
                 install=AgentInstall.preinstalled(str(self._agent_command())),
                 gateway_address=f"{host}:{parse_host_port(self.settings.grpc_addr)[1]}",
                 enroll_address=f"{host}:{parse_host_port(self.settings.enroll_addr)[1]}",
+                bootstrap=self.settings.local_provider_boot,
             )
         if name == "hostwinds":
             driver = await self._hostwinds_driver()
             if driver is not None:
-                return self._remote(driver)
+                # User data is sent exactly when the account's bootstrap is cloud-init.
+                bootstrap: Bootstrap = "cloud-init" if driver.settings.send_user_data else "ssh"
+                return self._remote(driver, bootstrap)
         offered = ", ".join(await self.names())
         raise UnknownProvider(f"unknown provider {name!r} (offered: {offered})", field=field)
 
@@ -150,12 +160,13 @@ class ProviderRegistry:
         self._catalogs[name] = catalog
         return catalog
 
-    def _remote(self, provider: Provider) -> ProviderEntry:
+    def _remote(self, provider: Provider, bootstrap: Bootstrap) -> ProviderEntry:
         return ProviderEntry(
             provider=provider,
             install=AgentInstall.pip(self.settings.agent_package),
             gateway_address=self.settings.advertised_gateway,
             enroll_address=self.settings.advertised_enroll,
+            bootstrap=bootstrap,
         )
 
     def _agent_command(self) -> Path:
@@ -189,7 +200,13 @@ class ProviderRegistry:
 
 def hostwinds_from_secret(config: dict[str, str], user_data: bool = False) -> HostwindsProvider:
     """The driver for the account in Vault; ``regions`` there is only a fallback for when
-    ``get_locations`` is refused, and ``user_data`` is ``MAILFLEET_HOSTWINDS_USER_DATA``."""
+    ``get_locations`` is refused, and ``user_data`` is ``MAILFLEET_HOSTWINDS_USER_DATA``: the
+    default bootstrap then is ``cloud-init`` (user data sent), else ``ssh``."""
+    bootstrap = config.get("bootstrap") or ("cloud-init" if user_data else "ssh")
+    if bootstrap not in ("ssh", "cloud-init"):
+        raise ProviderError(
+            f"providers/hostwinds: bootstrap {bootstrap!r} is neither 'ssh' nor 'cloud-init'"
+        )
     regions = []
     for pair in filter(None, (p.strip() for p in config.get("regions", "").split(","))):
         region_id, _, name = pair.partition("=")
@@ -199,7 +216,8 @@ def hostwinds_from_secret(config: dict[str, str], user_data: bool = False) -> Ho
         template=config.get("template", ""),
         regions=regions,
         settings=HostwindsSettings(
-            base_url=config.get("base_url") or DEFAULT_BASE_URL, send_user_data=user_data
+            base_url=config.get("base_url") or DEFAULT_BASE_URL,
+            send_user_data=bootstrap == "cloud-init",
         ),
     )
 
@@ -214,4 +232,5 @@ def local_settings(settings: Settings) -> LocalSettings:
         prefix=settings.local_provider_prefix,
         extra_path=tuple(p for p in settings.local_provider_extra_path.split(":") if p),
         prices=tuple(parse_plan_prices(settings.local_plan_prices).items()),
+        boot=settings.local_provider_boot,
     )

@@ -100,6 +100,22 @@ class ProvisioningRunner:
             skip=self._running,
         )
 
+    async def run_one(self, server_id: uuid.UUID) -> bool:
+        """Run ``server_id``'s step now if it is due and no one holds it; whether it ran.
+        (Tests drive one server step by step with it, touching no other server.)"""
+        claimed = await self.leases.claim(
+            lambda now: (
+                Server.id == server_id,
+                Server.state.in_(ACTIVE_STATES),
+                Server.next_step_at <= now,
+            ),
+            Server.next_step_at,
+            1,
+        )
+        for server in claimed:
+            await self._run_step(server)
+        return bool(claimed)
+
     async def _run_step(self, server: Server) -> None:
         renew = asyncio.create_task(self.leases.keep(server.id))
         try:

@@ -2,7 +2,7 @@
 
 States::
 
-    requested → creating → booting → enrolling → ready
+    requested → creating → booting → [installing_agent] → enrolling → ready
          (any of them) ──DELETE──→ deprovisioning → (row deleted)
          (any step) ──error / timeout──→ failed (failed_step kept; retry or delete)
 
@@ -11,10 +11,14 @@ A step looks at the server as stored and returns an outcome (``Advance``, ``Wait
 Steps are idempotent, so a step cut short by a crash simply runs again:
 
 - requested: the admin SSH key pair exists in Vault (made once, check-and-set).
-- creating: a fresh join token goes into the user data and the instance is ordered under a
-  name derived from the server id; a provider that already has an instance of that name
-  returns it instead of renting a second (``Provider.create``'s contract).
+- creating: the instance is ordered under a name derived from the server id; a provider
+  that already has an instance of that name returns it instead of renting a second
+  (``Provider.create``'s contract). With the ``cloud-init`` bootstrap a fresh join token goes
+  into its user data; with ``ssh`` it gets none.
 - booting: polls the provider until the instance runs and has an address.
+- installing_agent (``ssh`` bootstrap only): connects as root with the server's key from
+  Vault, pins the host key on first contact, writes ``agent.toml`` with a fresh join token
+  and runs the install script, its output recorded as events (``ssh_install.py``).
 - enrolling: waits until the agent has enrolled and its stream is up (first heartbeat).
 - deprovisioning: terminates every instance of the server's name (so one ordered just
   before a crash is found too), ends its metering spans (``costs.meter``), revokes the
@@ -53,7 +57,7 @@ from control_plane.errors import MailFleetError, NotFound
 from control_plane.ips import provider_ips
 from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
-from control_plane.provisioning import ssh
+from control_plane.provisioning import events, ssh, ssh_install
 from control_plane.provisioning.bootstrap import render_user_data
 from control_plane.provisioning.providers.base import ProviderError, ProviderNotFound
 from control_plane.provisioning.registry import MANUAL, ProviderRegistry
@@ -67,7 +71,17 @@ from control_plane.vault.pki import AgentPki
 log = logging.getLogger(__name__)
 
 MANUAL_BACKSTOP_SECONDS = 300.0
-PROVISION_STEPS = ("requested", "creating", "booting", "enrolling", "installing_mail", "dns", "tls")
+PROVISION_STEPS = (
+    "requested",
+    "creating",
+    "booting",
+    "installing_agent",
+    "enrolling",
+    "installing_mail",
+    "dns",
+    "tls",
+)
+OUTPUT_LINES = 500  # install output lines recorded as events per attempt; the rest counted
 ACTIVE_STATES = (*PROVISION_STEPS, "deprovisioning")
 ALL_STATES = (*ACTIVE_STATES, "ready", "failed")
 
@@ -128,6 +142,7 @@ def step_timeout(settings: Settings, state: str) -> float | None:
         "requested": settings.provision_create_timeout_seconds,
         "creating": settings.provision_create_timeout_seconds,
         "booting": settings.provision_boot_timeout_seconds,
+        "installing_agent": settings.provision_install_timeout_seconds,
         "enrolling": settings.provision_enroll_timeout_seconds,
         "installing_mail": settings.provision_mail_timeout_seconds,
         "dns": settings.provision_dns_timeout_seconds,
@@ -167,6 +182,7 @@ class Workflow:
             "requested": self._requested,
             "creating": self._creating,
             "booting": self._booting,
+            "installing_agent": self._installing_agent,
             "enrolling": self._enrolling,
             "installing_mail": self._installing_mail,
             "dns": self._dns,
@@ -182,20 +198,11 @@ class Workflow:
 
     async def _creating(self, server: Server) -> Outcome:
         entry = await self.providers.get(server.provider, field="provider")
-        addresses = (entry.gateway_address, entry.enroll_address)
-
         if server.region is None or server.plan is None or server.ssh_public_key is None:
             return Fail("the order has no region, plan or SSH key")
-
-        async def join(session: AsyncSession) -> str:
-            row = await session.get(Server, server.id)
-            if row is None:
-                raise NotFound("server", server.id)
-            issued = await issue_join_config(session, self.pki, self.settings, row, addresses)
-            return issued.agent_toml
-
-        agent_toml = await self.db.transact(join)
-        user_data = render_user_data(agent_toml, entry.install)
+        user_data = ""
+        if entry.bootstrap == "cloud-init":
+            user_data = render_user_data(await self._join_config(server), entry.install)
         issued = ssh.IssuedAdminKey(self.vault, server.tenant_id, server.id)
         instance = await entry.provider.create(
             instance_name(server.id),
@@ -232,12 +239,79 @@ class Workflow:
         if failure is not None:
             return Fail(failure)
         if instance.status == "running" and instance.ipv4:
+            if entry.bootstrap == "ssh":
+                return Advance(
+                    "installing_agent",
+                    f"instance {instance.id} running at {instance.ipv4[0]}; "
+                    "installing its agent over SSH",
+                    {"ipv4": instance.ipv4[0]},
+                )
             return Advance(
                 "enrolling",
                 f"instance {instance.id} running at {instance.ipv4[0]}; waiting for its agent",
                 {"ipv4": instance.ipv4[0]},
             )
         return Wait(f"instance {instance.id} is {instance.status}")
+
+    async def _join_config(self, server: Server) -> str:
+        """A fresh ``agent.toml`` (new join token) for the server's provider's addresses."""
+        entry = await self.providers.get(server.provider, field="provider")
+        addresses = (entry.gateway_address, entry.enroll_address)
+
+        async def join(session: AsyncSession) -> str:
+            row = await session.get(Server, server.id)
+            if row is None:
+                raise NotFound("server", server.id)
+            issued = await issue_join_config(session, self.pki, self.settings, row, addresses)
+            return issued.agent_toml
+
+        return await self.db.transact(join)
+
+    async def _installing_agent(self, server: Server) -> Outcome:
+        """The agent's install over SSH (``ssh_install``): one attempt per run; while sshd
+        cannot be reached, again later for ``provision_ssh_connect_seconds``. A refusal fails
+        the step with its reason, to be retried once its cause is fixed."""
+        entry = await self.providers.get(server.provider, field="provider")
+        if server.ipv4 is None:
+            return Fail("no address was recorded for this server")
+        pair = await ssh.read_admin_key(self.vault, server.tenant_id, server.id)
+        if pair is None:
+            return Fail("the server's SSH key is missing from Vault")
+        target = ssh_install.Target(server.ipv4, pair.private_key, server.ssh_host_key)
+        del pair  # the key lives on only inside the SSH client
+        output = _OutputEvents(self.db, server.id)
+
+        async def pin(host_key: str) -> None:
+            async def record(session: AsyncSession) -> None:
+                row = await session.get(Server, server.id)
+                if row is not None and row.ssh_host_key is None:
+                    row.ssh_host_key = host_key
+                    events.record(session, row, "progress", f"SSH host key pinned: {host_key}")
+
+            await self.db.transact(record)
+
+        try:
+            await ssh_install.install_agent(
+                target,
+                lambda: self._join_config(server),
+                entry.install,
+                on_first_key=pin,
+                on_line=output.line,
+            )
+        except ssh_install.Unreachable as exc:
+            limit = self.settings.provision_ssh_connect_seconds
+            entered = server.state_changed_at or utcnow()
+            if (utcnow() - entered).total_seconds() < limit:
+                return Retry(f"SSH not reachable yet: {exc.detail}")
+            tries = server.step_attempts + 1
+            return Fail(
+                f"could not log in over SSH within {limit:.0f} s ({tries} attempts): {exc.detail}"
+            )
+        except ssh_install.InstallFailed as exc:
+            await output.finish()
+            return Fail(exc.detail)
+        await output.finish()
+        return Advance("enrolling", "agent installed over SSH; waiting for it to enroll")
 
     async def _enrolling(self, server: Server) -> Outcome:
         if server.revoked_at is not None:
@@ -390,3 +464,28 @@ class Workflow:
         await enrollment.revoke_in_vault(self.pki, serials)
         await ssh.delete_server_secrets(self.vault, server.tenant_id, server.id)
         return Deleted(f"server {server.name} deprovisioned")
+
+
+class _OutputEvents:
+    """An install's output as the server's events (``output``), one per line as it comes,
+    up to ``OUTPUT_LINES``; the number of lines left out is recorded at the end."""
+
+    def __init__(self, db: Database, server_id: uuid.UUID) -> None:
+        self.db, self.server_id, self.seen = db, server_id, 0
+
+    async def line(self, text: str) -> None:
+        self.seen += 1
+        if self.seen <= OUTPUT_LINES and text.strip():
+            await self._record(text)
+
+    async def finish(self) -> None:
+        if self.seen > OUTPUT_LINES:
+            await self._record(f"… {self.seen - OUTPUT_LINES} more lines of output not kept")
+
+    async def _record(self, message: str) -> None:
+        async def add(session: AsyncSession) -> None:
+            row = await session.get(Server, self.server_id)
+            if row is not None:
+                events.record(session, row, "output", message)
+
+        await self.db.transact(add)

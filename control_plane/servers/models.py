@@ -53,6 +53,8 @@ class Server(IdMixin, TimestampMixin, TenantOwned, Base):
     ipv4: Mapped[str | None] = mapped_column(String(45))
     ssh_public_key: Mapped[str | None] = mapped_column(Text)
     ssh_key_downloaded_at: Mapped[datetime | None]
+    # The VPS's SSH host key as first met (provisioning/ssh_install.py); later ones must match.
+    ssh_host_key: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(24), default="requested")
     state_changed_at: Mapped[datetime | None]
     failed_step: Mapped[str | None] = mapped_column(String(24))

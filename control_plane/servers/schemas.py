@@ -17,6 +17,7 @@ ProvisionState = Literal[
     "requested",
     "creating",
     "booting",
+    "installing_agent",
     "enrolling",
     "installing_mail",
     "dns",
@@ -118,7 +119,7 @@ class ServerEventOut(ResponseModel):
     id: uuid.UUID
     at: datetime
     state: str
-    kind: Literal["state", "progress", "retry", "failed", "note", "backup", "recovery"]
+    kind: Literal["state", "progress", "retry", "failed", "note", "backup", "recovery", "output"]
     message: str
 
 

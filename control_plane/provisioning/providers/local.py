@@ -23,6 +23,9 @@ Layout on the host::
 - The boot enters only the VPS's network namespace (``nsenter --net``), not a mount
   namespace of its own as ``ip netns exec`` would make: that one hides ``/sys/fs/cgroup``,
   which the agent reads its cgroup from.
+- Boot modes: ``cloud-init`` (default) runs the user data (``local_boot``); ``ssh`` runs a
+  real ``sshd`` on the VPS's address instead, for MailFleet's install over SSH
+  (``local_sshd``), and takes no user data.
 - A boot that exits with an error (or is killed) before its agent enrolled is reported by
   ``boot_failure`` with the end of its ``boot.log``, so provisioning fails at once.
 - Allocation (ids, addresses) is derived from those records plus the host's own addresses,
@@ -62,6 +65,7 @@ from typing import TYPE_CHECKING
 from control_plane.provisioning.bootstrap import AGENT_CONFIG_PATH
 from control_plane.provisioning.providers import local_boot as boot
 from control_plane.provisioning.providers import local_proc as proc
+from control_plane.provisioning.providers import local_sshd
 from control_plane.provisioning.providers.base import (
     Instance,
     InstanceStatus,
@@ -119,6 +123,8 @@ class LocalSettings:
     lock_timeout: float = 60.0  # seconds to wait for another create/terminate to finish
     extra_path: tuple[str, ...] = ()  # directories put first on the VPS's PATH
     prices: tuple[tuple[str, Decimal], ...] = ()  # (plan id, monthly price); others cost 0
+    boot: str = "cloud-init"  # or "ssh": the VPS's boot is an sshd (see local_sshd)
+    sshd_binary: str = "/usr/sbin/sshd"
 
 
 class LocalProvider:
@@ -135,6 +141,8 @@ class LocalProvider:
             raise ValueError(f"bridge name {s.bridge!r} is not a valid interface name")
         if not _PREFIX.match(s.prefix):
             raise ValueError(f"prefix {s.prefix!r}: 1-6 lowercase letters/digits, letter first")
+        if s.boot not in ("cloud-init", "ssh"):
+            raise ValueError(f"boot mode {s.boot!r} is neither 'cloud-init' nor 'ssh'")
         self.gateway = ipaddress.IPv4Interface(s.bridge_address)
         network = self.gateway.network
         if not network.subnet_of(BENCHMARK_NET):
@@ -190,6 +198,8 @@ class LocalProvider:
         _region(region)
         limits = _limits(plan)
         plan_of_boot = boot.parse_user_data(user_data)
+        if self.settings.boot == "ssh" and plan_of_boot.kind != "none":
+            raise ValueError("the local provider's ssh boot mode takes no user data")
         async with self._locked():
             existing = [r for r in self._store.all() if r.name == name]
             live = [r for r in existing if r.status != "terminated"]
@@ -498,10 +508,12 @@ class LocalProvider:
             procs = self._cgroups.procs_files(record.cgroup)
             plan = _with_vps_cgroup(plan, record.cgroup)
         command = await asyncio.to_thread(self._lay_out_files, directory, rootfs, plan, user_data)
+        env = boot.boot_environment(record.id, rootfs, self.settings.extra_path)
+        if self.settings.boot == "ssh":
+            command = await asyncio.to_thread(self._lay_out_sshd, directory, record, env)
         if command is None:
             return ()
         netns = f"--net={NETNS_DIR / record.namespace}"
-        env = boot.boot_environment(record.id, rootfs, self.settings.extra_path)
         ref = await asyncio.to_thread(
             boot.spawn,
             command,
@@ -527,6 +539,29 @@ class LocalProvider:
             boot.note(directory, message)
         boot.write_files(plan, rootfs)
         return boot.prepare(plan, user_data, directory)
+
+    def _lay_out_sshd(
+        self, directory: Path, record: LocalRecord, env: dict[str, str]
+    ) -> builtins.list[str]:
+        if not local_sshd.available(self.settings.sshd_binary):
+            raise ProviderError(
+                f"the ssh boot mode needs OpenSSH's sshd at {self.settings.sshd_binary} "
+                "(Debian: openssh-server)"
+            )
+        session_env = {
+            "PATH": env["PATH"],
+            "MAILFLEET_LOCAL_ROOT": env["MAILFLEET_LOCAL_ROOT"],
+            "MAILFLEET_INSTANCE_ID": record.id,
+        }
+        if record.cgroup is not None:
+            session_env["MAILFLEET_VPS_CGROUP"] = record.cgroup
+        return local_sshd.lay_out(
+            directory,
+            record.ipv4[0],
+            record.ssh_public_key,
+            session_env,
+            self.settings.sshd_binary,
+        )
 
     async def _abandon(self, record: LocalRecord) -> None:
         """Undo a failed build; if even that fails, the ``creating`` record stays visible."""
