@@ -266,7 +266,8 @@ async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
     """Booting only polls the provider; a Hostwinds VPS that takes a while to come up is
     polled on by the restarted control plane, and never ordered twice."""
     kv = hvac.Client(url=openbao.url, token=openbao.token).secrets.kv.v2
-    with hostwinds_double(api_key="hwk-boot", create_delay=4.0) as api:
+    # Loopback "VPSs": the install over SSH that follows booting connects there, not out.
+    with hostwinds_double(api_key="hwk-boot", create_delay=4.0, addresses="127.0.52.0/24") as api:
         account = {"api_key": "hwk-boot", "template": "debian-12", "regions": "1=Seattle"}
         kv.create_or_update_secret(
             path="providers/hostwinds",
@@ -288,7 +289,9 @@ async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
             await loop.run_in_executor(None, freeze_when, plane, booting)
             assert len(api.instances) == 1
             plane.start()
-            after = await loop.run_in_executor(None, wait_state, plane, server["id"], "enrolling")
+            after = await loop.run_in_executor(
+                None, wait_state, plane, server["id"], "installing_agent"
+            )
             assert after["instance_id"] == str(next(iter(api.instances)))
             assert len(api.calls_of("add_instance")) == 1 and len(api.instances) == 1
             plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)

@@ -180,6 +180,7 @@ class HostwindsDouble:
         locations: dict[int, str] | None = None,
         credit: Decimal = Decimal("1000.00"),
         accept_unverified: Mapping[str, Collection[str]] | None = None,
+        addresses: str = "198.51.100.0/24",
     ) -> None:
         self.api_key = api_key
         self.create_delay = create_delay
@@ -198,7 +199,9 @@ class HostwindsDouble:
         self._failures: list[Failure] = []
         self._ids = itertools.count(100_001)
         self._orders = itertools.count(500)
-        self._addresses = ipaddress.ip_network("198.51.100.0/24").hosts()
+        # Where its VPSs "are": the documentation range by default; a test whose workflow
+        # then connects to them (the install over SSH) hands out loopback or its namespaces'.
+        self._addresses = ipaddress.ip_network(addresses).hosts()
         self._v6 = itertools.count(1)
         self._tokens = rate_limit or 0.0
         self._refilled = time.monotonic()

@@ -1,8 +1,9 @@
 """The provisioning workflow in-process: API + runner against the Hostwinds contract double.
 
-Hostwinds gets documented fields only (no user data), and a double's "VPS" runs nothing, so
-these tests follow orders up to ``enrolling`` and through every failure path; the
-local-provider e2e tests follow them to ``ready``.
+Hostwinds gets documented fields only (no user data) and the agent is to be installed over
+SSH; the double's "VPSs" are loopback addresses where no sshd listens, so these tests follow
+orders up to ``installing_agent`` and through every failure path; the local-provider tests
+(tests/e2e, tests/provisioning/test_ssh_bootstrap.py) follow them to ``ready``.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ from tests.control_plane.costs.ledger import spans_of
 from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 
 API_KEY = "hwk-0123456789abcdef0123456789abcdef"
+NO_SSHD = "127.0.51.0/24"  # loopback: connecting to port 22 there is refused
 ORDER = {"name": "mx1", "provider": "hostwinds", "region": "2", "plan": "12", "mail_stack": "none"}
 
 
 @pytest.fixture
 def api() -> Iterator[HostwindsDouble]:
-    with hostwinds_double(api_key=API_KEY, create_delay=0.3) as double:
+    with hostwinds_double(api_key=API_KEY, create_delay=0.3, addresses=NO_SSHD) as double:
         yield double
 
 
@@ -61,6 +63,7 @@ async def plane(
             "provision_poll_seconds": 0.1,
             "provision_lease_seconds": 2.0,
             "provision_enroll_timeout_seconds": 1.5,
+            "provision_ssh_connect_seconds": 1.0,
         }
     )
     hub = AgentHub()
@@ -114,7 +117,7 @@ async def history(client: httpx.AsyncClient, tenant: TenantHandle, server_id: st
     return items
 
 
-async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent(
+async def test_an_order_is_rented_booted_and_fails_installing_its_agent_without_sshd(
     plane: httpx.AsyncClient,
     make_tenant: MakeTenant,
     api: HostwindsDouble,
@@ -126,9 +129,12 @@ async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent
     assert response.status_code == 201, response.text
     server_id = response.json()["id"]
     failed = await settle(plane, tenant, server_id, "failed")
-    assert failed["failed_step"] == "enrolling"
-    assert "enrolling did not finish within 2 s: waiting for the agent" in failed["failure_reason"]
-    assert failed["ipv4"].startswith("198.51.100.")  # the double's documentation range
+    # The agent is installed over SSH (Hostwinds' bootstrap): no sshd, so that step fails.
+    assert failed["failed_step"] == "installing_agent"
+    reason = failed["failure_reason"]
+    assert reason.startswith("could not log in over SSH within 1 s ("), reason
+    assert reason.endswith(f" attempts): root@{failed['ipv4']}:22: Connection refused"), reason
+    assert failed["ipv4"].startswith("127.0.51.")
 
     assert len(api.calls_of("add_instance")) == 1
     (instance,) = api.instances.values()
@@ -145,7 +151,8 @@ async def test_an_order_is_rented_booted_and_fails_in_enrolling_without_an_agent
     events = await history(plane, tenant, server_id)
     states = [e["state"] for e in events]
     assert (
-        states[:4] == ["requested", "creating", "booting", "enrolling"] and states[-1] == "failed"
+        states[:4] == ["requested", "creating", "booting", "installing_agent"]
+        and states[-1] == "failed"
     )
     # Billing starts when the instance exists: its plan's span opened as its id was recorded.
     (span,) = await spans_of(db, server_id)
@@ -187,7 +194,7 @@ async def test_a_provider_error_fails_the_step_with_its_message_and_retry_resume
 
     retried = await plane.post(f"/api/v1/servers/{server_id}/retry", headers=tenant.headers)
     assert retried.status_code == 200 and retried.json()["state"] == "creating"
-    await settle(plane, tenant, server_id, "enrolling")
+    await settle(plane, tenant, server_id, "installing_agent")
     assert len(api.instances) == 1
     again = await plane.post(f"/api/v1/servers/{server_id}/retry", headers=tenant.headers)
     assert again.status_code == 409  # only failed servers are retried

@@ -1,0 +1,309 @@
+"""The agent installed over SSH (issue 20), against real OpenSSH ``sshd``s: the local
+provider's ``ssh`` boot mode runs one in each VPS's network namespace.
+
+One test follows a real ``mailfleet serve`` to ``ready``; the other drives one server step
+by step (``ProvisioningRunner.run_one``) through every way the install can fail — no sshd,
+a wrong key, a failing install script, a changed host key — each retried through the same
+service the API's retry calls, until the install goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.engine import Database
+from control_plane.gateway.hub import AgentHub
+from control_plane.provisioning import service
+from control_plane.provisioning.models import ServerEvent
+from control_plane.provisioning.providers import local_sshd
+from control_plane.provisioning.providers.local import LocalProvider
+from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.runner import ProvisioningRunner
+from control_plane.provisioning.ssh import admin_key_path, new_key_pair
+from control_plane.provisioning.workflow import Workflow
+from control_plane.servers.models import Server
+from control_plane.servers.schemas import ServerCreate
+from control_plane.settings import Settings
+from control_plane.vault.client import Vault
+from control_plane.vault.pki import AgentPki
+from tests.conftest import MakeTenant
+from tests.e2e.conftest import PlaneFactory
+from tests.e2e.conftest import local_net as local_net  # the fixtures, used here too
+from tests.e2e.conftest import plane_factory as plane_factory
+from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.support.netns import namespace_pids
+from tests.support.openbao import DevOpenBao
+
+pytestmark = pytest.mark.postgres_only
+
+
+def ssh_net_settings(net: LocalNet) -> dict[str, str]:
+    return {
+        **net.settings(),
+        "MAILFLEET_LOCAL_PROVIDER_BOOT": "ssh",
+        "MAILFLEET_PROVISION_SSH_CONNECT_SECONDS": "10",
+    }
+
+
+def test_a_local_vps_gets_its_agent_over_ssh_and_becomes_ready(
+    local_net: LocalNet,
+    plane_factory: PlaneFactory,
+    openbao: DevOpenBao,
+) -> None:
+    plane = plane_factory(**ssh_net_settings(local_net))
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
+    server = order(plane, tenant["id"], "ssh1")
+    ready = wait_state(plane, server["id"], "ready")
+    events = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
+    states = [e["state"] for e in events if e["kind"] == "state"]
+    assert states[:5] == ["requested", "creating", "booting", "installing_agent", "enrolling"]
+    messages = [e["message"] for e in events]
+    (record,) = local_net.instances()
+    instance_dir = local_net.state_dir / record["id"]
+    host_key = local_sshd.host_public_key(instance_dir)
+    assert f"SSH host key pinned: {host_key}" in messages
+    assert any(
+        e["kind"] == "output" and e["message"].startswith("mailfleet-agent started (pid ")
+        for e in events
+    ), messages
+    assert not (instance_dir / "user-data").read_text()  # no user data: SSH did it all
+    config = instance_dir / "rootfs" / "etc" / "mailfleet" / "agent.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert config.read_text().startswith(f'vps_cgroup = "{record["cgroup"]}"\n')
+    assert ready["status"] == "online"
+
+    plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
+    wait_gone(plane, server["id"])
+    assert local_net.instances() == []  # the local_net fixture checks nothing else is left
+
+
+@dataclass
+class Driver:
+    """A server driven one step at a time, by runners that differ only in settings."""
+
+    db: Database
+    settings: Settings
+    vault: Vault
+    pki: AgentPki
+    registries: list[ProviderRegistry]
+    server_id: uuid.UUID | None = None
+
+    def runner(self, **changes: object) -> ProvisioningRunner:
+        settings = self.settings.model_copy(update=changes)
+        providers = ProviderRegistry(settings, self.vault)
+        self.registries.append(providers)
+        workflow = Workflow(settings, self.db, self.vault, self.pki, AgentHub(), providers)
+        return ProvisioningRunner(settings, self.db, workflow)
+
+    async def row(self) -> Server:
+        async with self.db.session() as session:
+            server = await session.get(Server, self.server_id)
+        assert server is not None
+        return server
+
+    async def step(self, runner: ProvisioningRunner) -> Server:
+        assert self.server_id is not None
+        assert await runner.run_one(self.server_id), (await self.row()).state
+        return await self.row()
+
+    async def install(self, runner: ProvisioningRunner) -> Server:
+        """Run ``installing_agent`` (again each time it is due) until it leaves that state."""
+        assert self.server_id is not None
+        deadline = time.monotonic() + 10
+        while (server := await self.row()).state == "installing_agent":
+            assert time.monotonic() < deadline, server.state
+            if not await runner.run_one(self.server_id):
+                await asyncio.sleep(0.05)
+        return server
+
+    async def retry(self) -> None:
+        async def again(session: AsyncSession) -> None:
+            server = await session.get(Server, self.server_id)
+            assert server is not None
+            await service.retry(session, server, self.settings)
+
+        await self.db.transact(again)
+
+
+@pytest_asyncio.fixture
+async def driver(
+    local_net: LocalNet,
+    settings: Settings,
+    db: Database,
+    vault: Vault,
+    pki: AgentPki,
+) -> AsyncIterator[Driver]:
+    env = ssh_net_settings(local_net)
+    local = settings.model_copy(
+        update={
+            "local_provider": True,
+            "local_provider_dir": local_net.state_dir,
+            "local_provider_prefix": local_net.prefix,
+            "local_provider_bridge": local_net.bridge,
+            "local_provider_bridge_address": env["MAILFLEET_LOCAL_PROVIDER_BRIDGE_ADDRESS"],
+            "local_provider_pool": env["MAILFLEET_LOCAL_PROVIDER_POOL"],
+            "local_provider_boot": "ssh",
+            "provision_ssh_connect_seconds": 1.0,
+            "provision_poll_seconds": 0.05,
+            "provision_lease_seconds": 5.0,
+        }
+    )
+    drive = Driver(db, local, vault, pki, [])
+    try:
+        yield drive
+    finally:
+        if drive.server_id is not None:
+            row = await drive.row()
+            provider = (await drive.registries[0].get("local")).provider
+            assert isinstance(provider, LocalProvider)
+            if row.instance_id is not None:
+                await provider.terminate(row.instance_id)
+            await provider.teardown()
+        for registry in drive.registries:
+            await registry.aclose()
+
+
+async def events_of(db: Database, server_id: uuid.UUID) -> list[ServerEvent]:
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(ServerEvent).where(ServerEvent.server_id == server_id).order_by(ServerEvent.id)
+        )
+        return list(rows)
+
+
+async def test_each_ssh_failure_fails_the_step_with_its_reason_and_retries(
+    driver: Driver, make_tenant: MakeTenant, vault: Vault, db: Database, tmp_path: Path
+) -> None:
+    good = driver.runner()
+    tenant = await make_tenant()
+    order_body = ServerCreate(
+        name="ssh2", provider="local", region="local", plan="local-small", mail_stack="none"
+    )
+
+    async def place(session: AsyncSession) -> uuid.UUID:
+        server = await service.order_server(
+            session, driver.registries[0], driver.settings, uuid.UUID(tenant.id), order_body
+        )
+        return server.id
+
+    driver.server_id = server_id = await db.transact(place)
+    for expected in ("creating", "booting", "installing_agent"):
+        assert (await driver.step(good)).state == expected
+    row = await driver.row()
+    assert row.ipv4 is not None and row.instance_id is not None
+    provider = (await driver.registries[0].get("local")).provider
+    assert isinstance(provider, LocalProvider)
+    instance_dir = provider.instance_dir(row.instance_id)
+    record = await provider.describe(row.instance_id)
+
+    # 1. No sshd (it was killed): refused, failed with the reason.
+    (boot,) = record.boot
+    os.killpg(boot.pid, signal.SIGKILL)
+    await _until(lambda: not _sshd_running(record.namespace))
+    failed = await driver.install(good)
+    assert failed.state == "failed" and failed.failed_step == "installing_agent"
+    assert failed.failure_reason is not None
+    assert failed.failure_reason.startswith("could not log in over SSH within 1 s (")
+    assert failed.failure_reason.endswith(f"attempts): root@{row.ipv4}:22: Connection refused")
+    assert failed.ssh_host_key is None  # nothing met, nothing pinned
+
+    # 2. sshd back, but Vault holds another key than the VPS trusts: refused too.
+    config = instance_dir / local_sshd.SSH_DIR / local_sshd.CONFIG
+    await asyncio.to_thread(
+        subprocess.run,
+        ["ip", "netns", "exec", record.namespace, "/usr/sbin/sshd", "-f", str(config)],
+        check=True,
+        timeout=10,
+    )  # daemonizes inside the namespace; terminate stops every process there
+    path = admin_key_path(uuid.UUID(tenant.id), server_id)
+    kept = await vault.get(path)
+    assert kept is not None
+    wrong = new_key_pair("wrong")
+    await vault.put(path, {"private_key": wrong.private_key, "public_key": wrong.public_key})
+    await driver.retry()
+    failed = await driver.install(good)
+    assert failed.state == "failed" and failed.failure_reason is not None
+    assert f"root@{row.ipv4}:22 refused the server's SSH key" in failed.failure_reason
+    assert failed.ssh_host_key is None
+
+    # 3. The right key, but the install script fails (no agent where it is looked for).
+    await vault.put(path, kept)
+    not_executable = tmp_path / "no-agent"
+    not_executable.write_text("")
+    broken = driver.runner(local_provider_agent_command=not_executable)
+    await driver.retry()
+    failed = await driver.install(broken)
+    host_key = local_sshd.host_public_key(instance_dir)
+    assert failed.state == "failed" and failed.failure_reason == (
+        "the agent's install script exited with status 1; last output: "
+        f"start-agent.sh: {not_executable} is not an executable"
+    )
+    assert failed.ssh_host_key == host_key  # pinned on first contact
+    config_file = instance_dir / "rootfs" / "etc" / "mailfleet" / "agent.toml"
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    assert "join_token" in config_file.read_text()
+
+    # 4. The VPS shows another host key than the one pinned: refused before anything is sent.
+    other = new_key_pair("other").public_key.rsplit(" ", 1)[0]
+
+    async def repin(key: str) -> None:
+        async def change(session: AsyncSession) -> None:
+            server = await session.get(Server, server_id)
+            assert server is not None
+            server.ssh_host_key = key
+
+        await db.transact(change)
+
+    await repin(other)
+    config_file.unlink()
+    await driver.retry()
+    failed = await driver.install(good)
+    assert failed.state == "failed" and failed.failure_reason is not None
+    assert failed.failure_reason.startswith(f"SSH host key of {row.ipv4} changed: pinned SHA256:")
+    assert "refusing to send the agent's join token there" in failed.failure_reason
+    assert failed.ssh_host_key == other and not config_file.exists()
+
+    # 5. The pin right again: the install goes through and the server waits for its agent.
+    await repin(host_key)
+    await driver.retry()
+    installed = await driver.install(good)
+    assert installed.state == "enrolling", installed.failure_reason
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    events = await events_of(db, server_id)
+    failures = [e.message for e in events if e.kind == "failed"]
+    retries = [e.message for e in events if e.kind == "retry"]
+    assert f"SSH not reachable yet: root@{row.ipv4}:22: Connection refused" in retries
+    assert len(failures) == 4 and "changed" in failures[3]
+    assert [e.message for e in events if e.kind == "output"][-1].startswith(
+        "mailfleet-agent started (pid "
+    )
+    assert not [e for e in events if "PRIVATE KEY" in e.message]
+
+
+def _sshd_running(namespace: str) -> bool:
+    return any(
+        Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"
+        for pid in namespace_pids(namespace)
+        if Path(f"/proc/{pid}").exists()
+    )
+
+
+async def _until(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.02)
