@@ -244,15 +244,19 @@ async def record_result(
     result_json: str | None,
     error: str | None,
 ) -> bool:
-    """Store the agent's final report once; later duplicates change nothing. True if known."""
+    """Store the agent's final report once; later duplicates change nothing. True if known.
+
+    One statement in the usual case (the update names the server); only a report that
+    changed nothing is looked up, to tell a duplicate from a command that is not this
+    server's.
+    """
     assert state in FINAL_STATES
-    exists = await session.scalar(
+    if await _finish(session, command_id, state, result_json, error, utcnow(), server_id):
+        return True
+    known = await session.scalar(
         select(Command.id).where(Command.id == command_id, Command.server_id == server_id)
     )
-    if exists is None:
-        return False
-    await _finish(session, command_id, state, result_json, error, utcnow())
-    return True
+    return known is not None
 
 
 async def _finish(
@@ -262,11 +266,14 @@ async def _finish(
     result_json: str | None,
     error: str | None,
     now: datetime,
+    server_id: uuid.UUID | None = None,
 ) -> bool:
-    """Settle the command once; the handlers its feature registered for its kind run then."""
+    """Settle the command once (``server_id``'s only, if given); the handlers its feature
+    registered for its kind run then."""
+    owned = [] if server_id is None else [Command.server_id == server_id]
     kind = await session.scalar(
         update(Command)
-        .where(Command.id == command_id, Command.state.not_in(FINAL_STATES))
+        .where(Command.id == command_id, *owned, Command.state.not_in(FINAL_STATES))
         .values(
             state=state,
             result=result_json,

@@ -16,12 +16,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class AgentSession:
-    """One connected agent: an outbox the stream writer drains, and a reason to close."""
+    """One connected agent: an outbox the stream writer drains, and a reason to close.
+
+    ``None`` in the outbox tells the writer to end the stream, so it waits on the queue alone
+    (no task per outgoing message).
+    """
 
     server_id: uuid.UUID
     tenant_id: uuid.UUID
     certificate_serial: str
-    outbox: asyncio.Queue[agent_pb2.ControlMessage] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[agent_pb2.ControlMessage | None] = field(default_factory=asyncio.Queue)
     metric_batches: asyncio.Queue[agent_pb2.MetricBatch] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str = ""
@@ -30,6 +34,11 @@ class AgentSession:
         if not self.closed.is_set():
             self.close_reason = reason
             self.closed.set()
+            self.end()
+
+    def end(self) -> None:
+        """Wake the writer to end the stream (closed, or the agent's side finished)."""
+        self.outbox.put_nowait(None)
 
     def send(self, message: agent_pb2.ControlMessage) -> None:
         self.outbox.put_nowait(message)

@@ -102,29 +102,20 @@ class SessionService:
             asyncio.create_task(self._read(session, incoming)),
             asyncio.create_task(self._store_metrics(session)),
         ]
-        closed = asyncio.create_task(session.closed.wait())
-        outgoing: asyncio.Task[agent_pb2.ControlMessage] | None = None
+        for task in tasks:  # the agent hung up, or storing failed: end the stream
+            task.add_done_callback(lambda _: session.end())
         try:
-            while True:
-                outgoing = asyncio.create_task(session.outbox.get())
-                await asyncio.wait({outgoing, closed, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-                if outgoing.done():
-                    yield outgoing.result()
-                    continue
-                outgoing.cancel()
-                if closed.done():
-                    raise StreamClosed(session.close_reason)
-                for task in tasks:
-                    if task.done() and task.exception() is not None:
-                        log.info("stream of %s ended: %r", peer.server_id, task.exception())
-                return
+            while (message := await session.outbox.get()) is not None:
+                yield message
+            if session.closed.is_set():
+                raise StreamClosed(session.close_reason)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.info("stream of %s ended: %r", peer.server_id, task.exception())
         finally:
-            # ``outgoing`` too: cancelled while waiting (the RPC ended under it), its
-            # ``outbox.get()`` would be left pending and destroyed with the stream.
-            waiting = [*tasks, closed, *([outgoing] if outgoing is not None else [])]
-            for task in waiting:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.hub.unregister(session)
             self.telemetry.agents_connected.set(len(self.hub))
             if self.hub.get(peer.server_id) is None:  # not replaced by a newer stream
