@@ -13,9 +13,11 @@ from control_plane.provisioning.bootstrap import (
     AgentInstall,
     install_script,
     render_user_data,
+    ssh_install,
 )
 from control_plane.provisioning.providers.local_boot import parse_user_data
 from control_plane.provisioning.ssh import new_key_pair
+from control_plane.provisioning.ssh_install import WRITE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 TOML = render_agent_toml(
@@ -73,3 +75,34 @@ def test_ssh_key_pairs_are_ed25519_openssh() -> None:
     )
     assert pair.private_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     assert new_key_pair("x").public_key != new_key_pair("x").public_key
+
+
+def test_the_ssh_install_writes_agent_toml_private_and_names_its_script(tmp_path: Path) -> None:
+    """What the install over SSH runs on the VPS: agent.toml from stdin under umask 077 into a
+    fresh file (a leftover readable one is replaced, not reused), then the packaged script."""
+    directory = tmp_path / "etc" / "mailfleet"
+    directory.mkdir(parents=True)
+    leftover = directory / ".agent.toml.new"
+    leftover.write_text("old")
+    leftover.chmod(0o644)
+    written = subprocess.run(
+        ["sh", "-c", f"umask 022; {WRITE_CONFIG}"],
+        input=TOML,
+        text=True,
+        capture_output=True,
+        env={"MAILFLEET_LOCAL_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert written.returncode == 0, written.stderr
+    config = directory / "agent.toml"
+    assert config.read_text() == TOML and (config.stat().st_mode & 0o777) == 0o600
+    assert not leftover.exists()
+
+    assert ssh_install(AgentInstall.pip("mailfleet==0.1.0")) == (
+        install_script(),
+        ["--package", "mailfleet==0.1.0"],
+    )
+    script, args = ssh_install(AgentInstall.preinstalled("/opt/agent"))
+    assert args == ["/opt/agent"] and script.startswith("#!/bin/sh\n")
+    checked = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True)
+    assert checked.returncode == 0, checked.stderr

@@ -257,15 +257,24 @@ async def test_runners_never_claim_the_same_server_and_take_over_stale_leases(
 async def test_user_data_goes_to_hostwinds_only_with_its_setting(
     settings: Settings, vault: Vault
 ) -> None:
-    """``add_instance`` taking user data is unverified: off unless MAILFLEET_HOSTWINDS_USER_DATA."""
-    await vault.put(HOSTWINDS_SECRET, {"api_key": API_KEY, "template": "debian-12"})
+    """``add_instance`` taking user data is unverified: off unless MAILFLEET_HOSTWINDS_USER_DATA
+    (or the account's ``bootstrap=cloud-init``); otherwise the agent is installed over SSH."""
+    account = {"api_key": API_KEY, "template": "debian-12"}
     try:
-        for flag in (False, True):
+        for flag, bootstrap, expected in (
+            (False, None, "ssh"),
+            (True, None, "cloud-init"),
+            (False, "cloud-init", "cloud-init"),
+            (True, "ssh", "ssh"),
+        ):
+            extra = {"bootstrap": bootstrap} if bootstrap else {}
+            await vault.put(HOSTWINDS_SECRET, {**account, **extra})
             chosen = settings.model_copy(update={"hostwinds_user_data": flag})
             providers = ProviderRegistry(chosen if flag else settings, vault)
-            driver = (await providers.get("hostwinds")).provider
-            assert isinstance(driver, HostwindsProvider)
-            assert driver.settings.send_user_data is flag
+            entry = await providers.get("hostwinds")
+            assert isinstance(entry.provider, HostwindsProvider)
+            assert entry.bootstrap == expected
+            assert entry.provider.settings.send_user_data is (expected == "cloud-init")
             await providers.aclose()
     finally:
         await vault.delete(HOSTWINDS_SECRET)
