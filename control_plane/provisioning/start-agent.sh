@@ -21,6 +21,13 @@ if [ -n "${MAILFLEET_VPS_CGROUP:-}" ] && ! grep -q '^vps_cgroup' "$CONFIG"; then
   { printf 'vps_cgroup = "%s"\n' "$MAILFLEET_VPS_CGROUP"; cat "$CONFIG"; } > "$CONFIG.new"
   mv -f "$CONFIG.new" "$CONFIG"
 fi
-mkdir -p "$ROOT/var/log"
+# Run again (a step repeated after a crash): one agent, never two on the same state.
+PIDFILE="$ROOT/run/mailfleet-agent.pid"
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  echo "mailfleet-agent already running (pid $(cat "$PIDFILE"))"
+  exit 0
+fi
+mkdir -p "$ROOT/var/log" "$ROOT/run"
 setsid "$AGENT" run --root "$ROOT" </dev/null >>"$ROOT/var/log/mailfleet-agent.log" 2>&1 &
+echo $! > "$PIDFILE"
 echo "mailfleet-agent started (pid $!)"

@@ -14,6 +14,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.engine import Database
 from control_plane.gateway.hub import AgentHub
 from control_plane.provisioning import service
+from control_plane.provisioning.bootstrap import AgentInstall, ssh_install
 from control_plane.provisioning.models import ServerEvent
 from control_plane.provisioning.providers import local_sshd
 from control_plane.provisioning.providers.local import LocalProvider
@@ -292,6 +294,19 @@ async def test_each_ssh_failure_fails_the_step_with_its_reason_and_retries(
         "mailfleet-agent started (pid "
     )
     assert not [e for e in events if "PRIVATE KEY" in e.message]
+
+    # A step repeated (a crash after the install) starts no second agent.
+    script, _ = ssh_install(AgentInstall.preinstalled("/bin/true"))
+    again = await asyncio.to_thread(
+        subprocess.run,
+        ["sh", "-s", "--", str(Path(sys.executable).with_name("mailfleet-agent"))],
+        input=script,
+        env={"MAILFLEET_LOCAL_ROOT": str(instance_dir / "rootfs"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert again.returncode == 0 and again.stdout.startswith("mailfleet-agent already running")
 
 
 def _sshd_running(namespace: str) -> bool:
