@@ -5,8 +5,10 @@ fresh clone; this test is its smoke run.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks.first_run import one_start
+from tests.e2e.test_serve import live_admin_keys
 from tests.support.netns import netns_unavailable
 from tests.support.quickstart import Walk, admin_key_line, prepare_checkout
 
@@ -92,3 +95,16 @@ def test_the_quick_start_works_as_written(walk: Walk) -> None:
     _, second = one_start(walk, key, limit=120, n=1)
     assert 0 < second["api_and_key_seconds"] < second["to_ready_server_seconds"]
     assert walk.leftovers() == []
+    # The restart (tests/e2e/test_serve.py starts serve once): OpenBao was unsealed from the
+    # kept key (the server's agent got its certificate) and the first key still works, so
+    # no second one was made; what the first start made is still there.
+    restarted = walk.runs[-1].output()
+    line = next(line for line in restarted if line.startswith("Admin API key"))
+    assert line.startswith("Admin API key: one exists (mf_admin_"), line
+    assert line.endswith("make another with 'mailfleet api-key create --admin'")
+    assert not any("Traceback" in line for line in restarted), "\n".join(restarted[-60:])
+    database = walk.directory / "var" / "mailfleet.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM tenants")}
+    assert {"Acme", "acme", "acme-1"} <= names, names
+    assert live_admin_keys(database) == 1

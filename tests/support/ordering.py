@@ -27,7 +27,7 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_partition_leaves_no_gap_and_no_duplicate_in_the_metric_series": 30,
     "test_an_agent_killed_mid_install_is_restarted_and_the_install_finishes": 29,
     "test_the_quick_start_works_as_written": 45,  # and first_run's second start
-    "test_embedded_defaults_from_first_start_to_restart": 25,
+    "test_embedded_defaults_from_first_start_to_stop": 15,
     "test_console_harness": 25,
     "test_gateway_certificate_is_renewed_while_agents_stay_connected": 24,
     "test_a_second_shell_needs_no_settings_and_local_vpss_outlive_serve": 23,

@@ -76,6 +76,7 @@ class Walk:
     prefix: str = field(default_factory=lambda: "q" + secrets.token_hex(2))
     api_port: int = field(default_factory=free_port)
     environment: dict[str, str] = field(default_factory=dict)
+    runs: list[Running] = field(default_factory=list)  # each `make run`, its output kept
 
     def __post_init__(self) -> None:
         subnet = pick_subnet()
@@ -116,6 +117,7 @@ class Walk:
             start_new_session=True,
         )
         running = Running(process)
+        self.runs.append(running)
         try:
             yield running
         finally:
