@@ -9,7 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import handlers
@@ -165,6 +177,15 @@ class Delivery:
     queued_at: datetime
 
 
+def _for_servers(session: AsyncSession, server_ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    """``server_id IN (…)``, as one array parameter on PostgreSQL: the gateway's full pass
+    names every server it holds each second, and an IN list of 10,000 values cost 38 ms of
+    the replica's CPU to render and send (the array: 6 ms)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return Command.server_id == any_(bindparam("server_ids", server_ids, type_=ARRAY(Uuid())))
+    return Command.server_id.in_(server_ids)
+
+
 async def claim_for_delivery(
     session: AsyncSession, server_ids: list[uuid.UUID], *, redeliver: bool = False
 ) -> list[Delivery]:
@@ -178,7 +199,7 @@ async def claim_for_delivery(
     candidates = (
         await session.scalars(
             select(Command)
-            .where(Command.server_id.in_(server_ids), Command.state.in_(states))
+            .where(_for_servers(session, server_ids), Command.state.in_(states))
             .order_by(Command.id)
             .limit(1000)
         )
@@ -325,7 +346,7 @@ async def pending_cancels(
         return []
     rows = await session.execute(
         select(Command.server_id, Command.id).where(
-            Command.server_id.in_(server_ids),
+            _for_servers(session, server_ids),
             Command.state.in_(LIVE_STATES),
             Command.cancel_requested_at.is_not(None),
         )
