@@ -3,10 +3,17 @@
 Simulated agents are lightweight clients in a few worker processes that speak the real
 protocol over real mutual TLS: they enroll with join tokens (Vault signs every certificate),
 hold one stream each, heartbeat every 10 s, send a metric batch every 15 s and answer pings.
-For each fleet size the driver measures, over a window, the stored-sample rate and the
-round trip of ping commands (API POST → result stored, observed by polling the API).
+For each fleet size the driver measures the control plane's CPU (every process of ``serve``'s
+group, from /proc) over an idle window (heartbeats and metrics only) and over a command
+window, the round trip of ``--commands`` ping commands (API POST → result stored, observed by
+long-polling the API) sent to servers drawn from the whole fleet (each at most once while
+commands < agents), and the samples stored in PostgreSQL against those the agents sent.
 
-    .venv/bin/python benchmarks/agent_fleet.py --sizes 100,1000,2500 [--window 60]
+On a machine with two cores or more the control plane is pinned to core 0 (``taskset``) and
+the driver, its simulator workers and OpenBao to core 1, so the simulator's cost is not
+counted against the control plane (PostgreSQL is not pinned).
+
+    .venv/bin/python benchmarks/agent_fleet.py --sizes 500,1000 [--window 60] [--commands 1000]
 
 Writes benchmarks/results/agent_fleet.json.
 """
@@ -15,17 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import grpc
 import httpx
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -43,6 +53,8 @@ from tests.support.stack import control_plane  # noqa: E402
 HEARTBEAT_SECONDS = 10.0
 METRICS_SECONDS = 15.0
 WORKERS = 2
+PLANE_CPU, SIMULATOR_CPU = 0, 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def sample() -> agent_pb2.MetricSample:
@@ -92,6 +104,8 @@ async def simulated_agent(
         )
         reply = await call.read()
         assert isinstance(reply, agent_pb2.ControlMessage) and reply.HasField("hello")
+        beat_every = reply.hello.heartbeat_interval_ms / 1000  # as the plane asks, as an agent
+        batch_every = reply.hello.metrics_interval_ms / 1000
         connected[0] += 1
         outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
 
@@ -114,13 +128,13 @@ async def simulated_agent(
 
         async def write() -> None:
             sequence = 0
-            next_beat = time.monotonic() + random.uniform(0, HEARTBEAT_SECONDS)
-            next_batch = time.monotonic() + random.uniform(0, METRICS_SECONDS)
+            next_beat = time.monotonic() + random.uniform(0, beat_every)
+            next_batch = time.monotonic() + random.uniform(0, batch_every)
             while True:
                 now = time.monotonic()
                 if now >= next_beat:
                     await call.write(agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat()))
-                    next_beat += HEARTBEAT_SECONDS
+                    next_beat += beat_every
                 if now >= next_batch:
                     sequence += 1
                     await call.write(
@@ -128,7 +142,7 @@ async def simulated_agent(
                             metrics=agent_pb2.MetricBatch(sequence=sequence, samples=[sample()])
                         )
                     )
-                    next_batch += METRICS_SECONDS
+                    next_batch += batch_every
                 wait = max(0.0, min(next_beat, next_batch) - time.monotonic())
                 try:
                     message = await asyncio.wait_for(outbox.get(), wait)
@@ -141,10 +155,23 @@ async def simulated_agent(
             asyncio.create_task(write()),
             asyncio.create_task(stop.wait()),
         ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-        connected[0] -= 1
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            connected[0] -= 1
+
+
+async def keep_connected(
+    address: str, ca: bytes, key: bytes, cert: bytes, connected: list[int], stop: asyncio.Event
+) -> None:
+    """As a real agent: connect again a second after the stream failed or ended."""
+    while not stop.is_set():
+        with contextlib.suppress(grpc.aio.AioRpcError, AssertionError):
+            await simulated_agent(address, ca, key, cert, connected, stop)
+        if not stop.is_set():
+            await asyncio.sleep(1)
 
 
 async def enroll(enroll_address: str, ca: bytes, token: str) -> tuple[bytes, bytes]:
@@ -181,9 +208,16 @@ def worker(conn: Any, address: str, enroll_address: str, pin: str) -> None:
 
             async def one(token: str, limit: asyncio.Semaphore) -> None:
                 async with limit:
-                    key, cert = await enroll(enroll_address, ca, token)
+                    for attempt in range(5):  # as a real agent, again after a refusal
+                        try:
+                            key, cert = await enroll(enroll_address, ca, token)
+                            break
+                        except grpc.aio.AioRpcError:
+                            if attempt == 4:
+                                raise
+                            await asyncio.sleep(1 + attempt)
                 tasks.append(
-                    asyncio.create_task(simulated_agent(address, ca, key, cert, connected, stop))
+                    asyncio.create_task(keep_connected(address, ca, key, cert, connected, stop))
                 )
 
             started = time.monotonic()
@@ -194,7 +228,8 @@ def worker(conn: Any, address: str, enroll_address: str, pin: str) -> None:
     asyncio.run(run())
 
 
-async def make_servers(plane_url: str, key: str, count: int) -> list[str]:
+async def make_servers(plane_url: str, key: str, count: int) -> list[tuple[str, str]]:
+    """``count`` manual servers of a new tenant: (server id, join token) each."""
     headers = {"Authorization": f"Bearer {key}"}
     limit = asyncio.Semaphore(16)
     async with httpx.AsyncClient(base_url=plane_url, headers=headers, timeout=60) as http:
@@ -202,7 +237,7 @@ async def make_servers(plane_url: str, key: str, count: int) -> list[str]:
             await http.post("/api/v1/tenants", json={"name": f"fleet-{time.time_ns()}"})
         ).json()
 
-        async def one(i: int) -> str:
+        async def one(i: int) -> tuple[str, str]:
             async with limit:
                 server = (
                     await http.post(
@@ -216,85 +251,187 @@ async def make_servers(plane_url: str, key: str, count: int) -> list[str]:
                     )
                 ).json()
                 join = (await http.post(f"/api/v1/servers/{server['id']}/join-tokens")).json()
-                return str(join["token"])
+                return str(server["id"]), str(join["token"])
 
         return await asyncio.gather(*(one(i) for i in range(count)))
 
 
-async def measure(
-    plane_url: str, key: str, server_ids: list[str], window: float, rate: float
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` onto one core (threads made later inherit it)."""
+    subprocess.run(["taskset", "-a", "-cp", str(cpu), str(pid)], check=True, capture_output=True)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in the group (``serve`` and its children)."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp … utime stime
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
+def spread(server_ids: list[str], count: int) -> list[str]:
+    """``count`` targets over the whole fleet: every server once before any twice."""
+    targets: list[str] = []
+    while len(targets) < count:
+        targets += random.sample(server_ids, len(server_ids))
+    return targets[:count]
+
+
+def percentiles(latencies: list[float]) -> dict[str, float] | None:
+    if not latencies:
+        return None
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": pct(0.5), "p99": pct(0.99), "mean": round(1000 * statistics.mean(ordered), 1)}
+
+
+async def ping_commands(
+    plane_url: str, key: str, targets: list[str], window: float
 ) -> dict[str, Any]:
+    """Send the pings evenly over the window; each one's round trip until it succeeded."""
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=plane_url, headers=headers, timeout=60) as http:
-
-        async def scrape() -> float:
-            text = (await http.get("/metrics")).text
-            return sum(
-                float(line.split()[-1])
-                for line in text.splitlines()
-                if line.startswith("mailfleet_metric_samples_total")
-            )
-
-        before, t0 = await scrape(), time.monotonic()
-        latencies: list[float] = []
-        failures = 0
+    latencies: list[float] = []
+    errors: dict[str, int] = {}  # what went wrong, and how often
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+    async with httpx.AsyncClient(
+        base_url=plane_url, headers=headers, timeout=60, limits=limits
+    ) as http:
 
         async def ping(server_id: str) -> None:
-            nonlocal failures
             started = time.monotonic()
-            command = (
-                await http.post(f"/api/v1/servers/{server_id}/commands", json={"kind": "ping"})
-            ).json()
-            path = f"/api/v1/servers/{server_id}/commands/{command['id']}"
+            try:
+                posted = await http.post(
+                    f"/api/v1/servers/{server_id}/commands", json={"kind": "ping"}
+                )
+            except httpx.HTTPError as exc:  # the plane did not answer in time: a failure
+                errors[f"POST {type(exc).__name__}"] = (
+                    errors.get(f"POST {type(exc).__name__}", 0) + 1
+                )
+                return
+            if posted.status_code != 201:
+                errors[f"POST {posted.status_code}"] = (
+                    errors.get(f"POST {posted.status_code}", 0) + 1
+                )
+                return
+            path = f"/api/v1/servers/{server_id}/commands/{posted.json()['id']}"
+            state = "queued"
             while time.monotonic() - started < 30:  # long poll: answered when it settles
-                state = (await http.get(path, params={"wait_seconds": 10})).json()["state"]
+                try:
+                    polled = await http.get(path, params={"wait_seconds": 10})
+                except httpx.HTTPError:
+                    continue
+                if polled.status_code != 200:
+                    errors[f"GET {polled.status_code}"] = (
+                        errors.get(f"GET {polled.status_code}", 0) + 1
+                    )
+                    await asyncio.sleep(0.1)
+                    continue
+                state = polled.json()["state"]
                 if state == "succeeded":
                     latencies.append(time.monotonic() - started)
                     return
                 if state in {"failed", "timed_out", "cancelled"}:
                     break
-            failures += 1
+            errors[state] = errors.get(state, 0) + 1
 
+        t0 = time.monotonic()
         pings = []
-        while time.monotonic() - t0 < window:
-            pings.append(asyncio.create_task(ping(random.choice(server_ids))))
-            await asyncio.sleep(1 / rate)
+        for i, server_id in enumerate(targets):
+            await asyncio.sleep(max(0.0, t0 + i * window / len(targets) - time.monotonic()))
+            pings.append(asyncio.create_task(ping(server_id)))
         await asyncio.gather(*pings)
-        elapsed = time.monotonic() - t0
-        ingested = await scrape() - before
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
-
     return {
-        "window_seconds": round(elapsed, 1),
-        "ingest_samples_per_second": round(ingested / elapsed, 1),
         "commands": len(latencies),
-        "command_failures": failures,
-        "command_round_trip_ms": {
-            "p50": pct(0.5),
-            "p99": pct(0.99),
-            "mean": round(1000 * statistics.mean(latencies), 1),
-        }
-        if latencies
-        else None,
+        "command_failures": len(targets) - len(latencies),
+        "command_errors": errors,
+        "servers_commanded": len(set(targets)),
+        "command_round_trip_ms": percentiles(latencies),
+    }
+
+
+async def stored_samples(database_url: str, start: float, end: float) -> int:
+    """Samples in PostgreSQL taken by the agents between two wall-clock times."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=10)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM metric_samples"
+            " WHERE sampled_at >= to_timestamp($1) AND sampled_at < to_timestamp($2)",
+            start,
+            end,
+        )
+    finally:
+        await conn.close()
+    return int(count)
+
+
+def cpu_figures(pgid: int, agents: int, seconds: float, before: float) -> dict[str, float]:
+    cores = (group_cpu_seconds(pgid) - before) / seconds
+    return {"cores": round(cores, 3), "per_1000_agents": round(cores * 1000 / agents, 3)}
+
+
+def measure_step(
+    plane: Any, database_url: str, server_ids: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The idle window, then the command window; samples counted over both."""
+    pgid, agents = plane.process.process.pid, len(server_ids)
+    wall_start = time.time()
+    cpu, t0 = group_cpu_seconds(pgid), time.monotonic()
+    time.sleep(args.idle)
+    idle = cpu_figures(pgid, agents, time.monotonic() - t0, cpu)
+    cpu, t1 = group_cpu_seconds(pgid), time.monotonic()
+    targets = spread(server_ids, args.commands)
+    print(f"commands start: {agents} agents", flush=True)
+    pings = asyncio.run(ping_commands(plane.url, plane.admin_key, targets, args.window))
+    busy = cpu_figures(pgid, agents, time.monotonic() - t1, cpu)
+    wall_end = time.time()
+    time.sleep(min(5.0, args.window))  # batches in flight at the end are stored meanwhile
+    stored = asyncio.run(stored_samples(database_url, wall_start, wall_end))
+    expected = agents * (wall_end - wall_start) / args.metrics_seconds
+    return {
+        "idle_seconds": round(t1 - t0, 1),
+        "window_seconds": round(wall_end - wall_start - (t1 - t0), 1),
+        "control_plane_cpu": {"idle": idle, "commands": busy},
+        **pings,
+        "samples": {
+            "stored": stored,
+            "expected": round(expected),
+            "stored_share": round(stored / expected, 3) if expected else None,
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_out_argument(parser, "agent_fleet")
-    parser.add_argument("--sizes", default="100,1000,2500")
-    parser.add_argument("--window", type=float, default=60.0)
-    parser.add_argument("--rate", type=float, default=5.0, help="pings per second while measuring")
+    parser.add_argument("--sizes", default="500,1000")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds without commands")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of commands")
+    parser.add_argument("--commands", type=int, default=1000, help="ping commands per step")
+    parser.add_argument(
+        "--metrics-seconds", type=float, default=METRICS_SECONDS, help="agents' batch interval"
+    )
+    parser.add_argument("--note", default="", help="the conditions of the run, kept with it")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    pinned = (os.cpu_count() or 1) >= 2
+    if pinned:  # OpenBao and the workers start from here and inherit it
+        os.sched_setaffinity(0, {SIMULATOR_CPU})
     results: list[dict[str, Any]] = []
     database_url = asyncio.run(create_database("mailfleet_bench"))
     shipped = {
         "MAILFLEET_HEARTBEAT_INTERVAL_SECONDS": str(HEARTBEAT_SECONDS),
-        "MAILFLEET_METRICS_INTERVAL_SECONDS": str(METRICS_SECONDS),
+        "MAILFLEET_METRICS_INTERVAL_SECONDS": str(args.metrics_seconds),
         "MAILFLEET_AGENT_UNKNOWN_AFTER_SECONDS": "40",
         "MAILFLEET_LOG_LEVEL": "warning",
     }
@@ -304,6 +441,10 @@ def main() -> None:
             dev_openbao() as bao,
             control_plane(Path(tmp_dir), bao, database_url, **shipped) as plane,
         ):
+            assert plane.process is not None
+            if pinned:
+                pin(plane.process.process.pid, PLANE_CPU)
+            print(f"control plane pid {plane.process.process.pid}", flush=True)
             one = plane.api("POST", "/api/v1/tenants", 201, json={"name": "pin"})
             server = plane.api(
                 "POST",
@@ -322,16 +463,17 @@ def main() -> None:
                 process.start()
                 pipes.append((parent, process))
             server_ids: list[str] = []
-            total = 0
             try:
                 for size in sizes:
-                    add = size - total
                     started = time.monotonic()
-                    tokens = asyncio.run(make_servers(plane.url, plane.admin_key, add))
+                    made = asyncio.run(
+                        make_servers(plane.url, plane.admin_key, size - len(server_ids))
+                    )
+                    server_ids += [server_id for server_id, _ in made]
+                    tokens = [token for _, token in made]
                     for i, (pipe, _) in enumerate(pipes):
                         pipe.send(tokens[i::WORKERS])
                     enroll_seconds = max(pipe.recv()[1] for pipe, _ in pipes)
-                    total = size
                     connected = 0
                     deadline = time.monotonic() + 300
                     while time.monotonic() < deadline:
@@ -341,19 +483,19 @@ def main() -> None:
                         if connected >= size:
                             break
                         time.sleep(1)
-                    servers = plane.api("GET", "/api/v1/servers", params={"limit": 500})
-                    server_ids = [s["id"] for s in servers["items"] if s["status"] == "online"]
-                    time.sleep(min(METRICS_SECONDS, args.window))  # let batches settle in
+                    setup = time.monotonic() - started
+                    time.sleep(min(args.metrics_seconds, args.idle))  # let batches settle in
                     row = {
                         "agents": size,
                         "connected": connected,
-                        "setup_seconds": round(time.monotonic() - started, 1),
+                        "setup_seconds": round(setup, 1),
                         "enroll_seconds": round(enroll_seconds, 1),
-                        **asyncio.run(
-                            measure(plane.url, plane.admin_key, server_ids, args.window, args.rate)
-                        ),
+                        **measure_step(plane, database_url, server_ids, args),
                     }
-                    row["expected_ingest_samples_per_second"] = round(size / METRICS_SECONDS, 1)
+                    # what the plane said when something failed (its log is kept in memory)
+                    row["plane_errors"] = [
+                        line[:300] for line in plane.output() if "ERROR" in line or "Error:" in line
+                    ][-5:]
                     results.append(row)
                     print(json.dumps(row), flush=True)
             finally:
@@ -370,8 +512,13 @@ def main() -> None:
         {
             "benchmark": "agent_fleet",
             "target": {"agents": 10_000, "metrics_interval_seconds": 15, "p99_ms": 250},
+            "metrics_interval_seconds": args.metrics_seconds,
             "workers": WORKERS,
             "cpus": os.cpu_count(),
+            "pinned": {"control_plane": PLANE_CPU, "simulator": SIMULATOR_CPU} if pinned else None,
+            "commands_per_step": args.commands,
+            "note": args.note,
+            "load_average": os.getloadavg(),
             "steps": results,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },

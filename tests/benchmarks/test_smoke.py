@@ -136,16 +136,20 @@ def test_agent_footprint_harness(tmp_path: Path) -> None:
 
 def test_agent_fleet_harness(tmp_path: Path) -> None:
     args = ("--sizes", "4", "--idle", "2", "--window", "2", "--commands", "6")
+    args += ("--metrics-seconds", "1")  # a batch a second, so a few seconds hold some
     result = run_benchmark("agent_fleet", tmp_path, *args)
     (step,) = result["steps"]
     assert step["connected"] == 4
     assert step["commands"] == 6 and step["command_failures"] == 0
     assert step["servers_commanded"] == 4  # the whole fleet, each once before any twice
     assert 0 < step["command_round_trip_ms"]["p50"] <= step["command_round_trip_ms"]["p99"]
-    cpu = step["control_plane_cpu"]  # 4 agents: per 1,000 is 250 times the cores used
-    assert cpu["commands"]["per_1000_agents"] > cpu["commands"]["cores"] > 0
-    assert cpu["idle"]["per_1000_agents"] >= cpu["idle"]["cores"] >= 0
-    assert step["samples"]["expected"] > 0 and step["samples"]["stored"] > 0
+    for window in ("idle", "commands"):  # 4 agents: per 1,000 is 250 times the cores used
+        cpu = step["control_plane_cpu"][window]
+        assert cpu["cores"] >= 0, window
+        assert cpu["per_1000_agents"] == pytest.approx(250 * cpu["cores"], abs=0.2), window
+    assert step["control_plane_cpu"]["commands"]["cores"] > 0
+    samples = step["samples"]  # ~4 agents x ~6 s at one a second; the newest may be in flight
+    assert samples["expected"] >= 12 and samples["expected"] / 2 <= samples["stored"], samples
     if (os.cpu_count() or 1) >= 2:
         assert result["pinned"] == {"control_plane": 0, "simulator": 1}
 
