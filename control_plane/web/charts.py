@@ -5,9 +5,12 @@ a forecast or its marks in the colour of the series they belong to."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from control_plane.metrics.series import split_series
+from control_plane.usage.series import Point
 
 Style = Literal["line", "forecast", "marks"]
 
@@ -20,12 +23,27 @@ class Line:
     color: int | None = None  # the drawer's palette index (None: the series' own position)
 
 
-def lines_of(chart: Mapping[str, Any]) -> list[Line]:
-    """A chart's columns (``pages.fleet.chart_data``) back as lines, to add others to."""
-    times = chart["data"][0]
+# The resource series a server's chart draws, first and in this order; then each
+# filesystem's used per cent.
+RESOURCE_SERIES = {"cpu_percent": "CPU %", "memory_percent": "Memory %"}
+
+
+def series_label(name: str) -> str | None:
+    """The label a resource chart gives series ``name`` (None: it is not charted)."""
+    if name in RESOURCE_SERIES:
+        return RESOURCE_SERIES[name]
+    gauge, mountpoint = split_series(name)
+    return f"Disk {mountpoint} %" if gauge == "fs_used_percent" else None
+
+
+def resource_lines(series: Mapping[str, Iterable[Point]]) -> list[Line]:
+    """CPU, memory, then each filesystem's used per cent (by name): a line each."""
+    first = [name for name in RESOURCE_SERIES if name in series]
+    disks = sorted(n for n in series if n not in RESOURCE_SERIES and series_label(n))
     return [
-        Line(label, {t: v for t, v in zip(times, column, strict=True) if v is not None})
-        for label, column in zip(chart["labels"], chart["data"][1:], strict=True)
+        Line(label, {p.t.timestamp(): round(p.avg, 2) for p in series[name]})
+        for name in (*first, *disks)
+        if (label := series_label(name)) is not None
     ]
 
 

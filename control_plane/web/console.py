@@ -106,6 +106,12 @@ def acting_as(
     return dataclasses.replace(console.ctx, audit=audit)
 
 
+def require_csrf(request: Request, given: str | None, expected: str) -> None:
+    """Every form's token must be the session's (the sign-in form's: its cookie's)."""
+    if not sessions.same_token(given, expected):
+        raise PageError(403, "Refused", "The form's security token is missing or wrong.")
+
+
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.context import RequestContext
 from control_plane.errors import MailFleetError
-from control_plane.web.console import Console, PageError, acting_as, not_found
-from control_plane.web.routes import require_csrf
+from control_plane.web.console import Console, PageError, acting_as, not_found, require_csrf
 
 M = TypeVar("M", bound=BaseModel)
 

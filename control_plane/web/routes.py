@@ -23,6 +23,7 @@ from control_plane.web.console import (
     SignedIn,
     SignInRequired,
     render,
+    require_csrf,
     settings_of,
     use_nav,
 )
@@ -46,11 +47,6 @@ def _set_cookie(request: Request, response: Response, name: str, value: str) -> 
         secure=sessions.is_https(request, settings_of(request)),
         path="/ui",
     )
-
-
-def require_csrf(request: Request, given: str | None, expected: str) -> None:
-    if not sessions.same_token(given, expected):
-        raise PageError(403, "Refused", "The form's security token is missing or wrong.")
 
 
 @router.get("/")

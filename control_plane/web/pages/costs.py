@@ -45,9 +45,9 @@ from control_plane.web.console import (
     acting_as,
     not_found,
     render,
+    require_csrf,
 )
 from control_plane.web.pages import NavLink
-from control_plane.web.routes import require_csrf
 from control_plane.workspaces.models import Workspace
 from control_plane.workspaces.service import get_workspace, list_workspaces
 

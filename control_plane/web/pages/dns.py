@@ -34,10 +34,10 @@ from control_plane.web.console import (
     acting_as,
     not_found,
     render,
+    require_csrf,
     visible_server,
 )
 from control_plane.web.pages import ServerSection
-from control_plane.web.routes import require_csrf
 
 router = APIRouter(include_in_schema=False)
 SERVER_SECTIONS = (ServerSection("dns", "DNS", 20),)

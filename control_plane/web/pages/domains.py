@@ -40,9 +40,8 @@ from control_plane.mail.schemas import (
 )
 from control_plane.servers.service import list_servers, server_names
 from control_plane.tenants.service import get_tenant, tenant_names
-from control_plane.web.console import Console, SignedIn, acting_as, not_found, render
+from control_plane.web.console import Console, SignedIn, acting_as, not_found, render, require_csrf
 from control_plane.web.pages import NavLink
-from control_plane.web.routes import require_csrf
 from control_plane.workspaces.models import Workspace
 from control_plane.workspaces.service import list_workspaces
 

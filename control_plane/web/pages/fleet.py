@@ -3,7 +3,6 @@ server page's other sections come from their own modules (``SERVER_SECTIONS``)."
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from control_plane.db.base import utcnow
 from control_plane.errors import MailFleetError
 from control_plane.health import service as health
 from control_plane.ips.service import sending_ips
-from control_plane.metrics.series import split_series
 from control_plane.provisioning.events import list_events
 from control_plane.provisioning.workflow import PROVISION_STEPS
 from control_plane.servers import service as servers
@@ -30,6 +28,7 @@ from control_plane.servers.status import server_out
 from control_plane.tenants.service import get_tenant, tenant_names
 from control_plane.usage import service as usage
 from control_plane.usage.series import Point, TierReach
+from control_plane.web.charts import columns, resource_lines, script_json
 from control_plane.web.console import Console, PageError, SignedIn, not_found, render
 from control_plane.web.pages import NavLink, server_sections
 
@@ -45,7 +44,6 @@ RANGES: dict[str, timedelta] = {
     "30d": timedelta(days=30),
     "90d": timedelta(days=90),
 }
-CHART_SERIES = {"cpu_percent": "CPU %", "memory_percent": "Memory %"}
 
 
 @dataclass(frozen=True)
@@ -109,25 +107,8 @@ async def fleet(
 
 
 def chart_data(series: Mapping[str, Iterable[Point]]) -> dict[str, Any]:
-    """uPlot's columns: shared times (epoch seconds), then one array per series (None
-    where a series has no point at that time)."""
-    names = {name: label for name, label in CHART_SERIES.items() if name in series}
-    for name in sorted(series):
-        gauge, mountpoint = split_series(name)
-        if gauge == "fs_used_percent":
-            names[name] = f"Disk {mountpoint} %"
-    times = sorted({p.t for name in names for p in series[name]})
-    index = {t: i for i, t in enumerate(times)}
-    columns: list[list[float | None]] = []
-    for name in names:
-        column: list[float | None] = [None] * len(times)
-        for point in series[name]:
-            column[index[point.t]] = round(point.avg, 2)
-        columns.append(column)
-    return {
-        "labels": list(names.values()),
-        "data": [[t.timestamp() for t in times], *columns],
-    }
+    """uPlot's columns of the server's resource series (``charts.resource_lines``)."""
+    return columns(resource_lines(series))
 
 
 async def _chart(console: Console, server_id: uuid.UUID, span: str) -> dict[str, Any]:
@@ -145,7 +126,7 @@ async def _chart(console: Console, server_id: uuid.UUID, span: str) -> dict[str,
         "ranges": list(RANGES),
         "step": found.step,
         # inside <script>: "<" escaped, so no agent-sent mountpoint can close the tag
-        "chart": json.dumps(chart_data(found.series)).replace("<", "\\u003c"),
+        "chart": script_json(chart_data(found.series)),
     }
 
 

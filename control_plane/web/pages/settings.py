@@ -27,9 +27,8 @@ from control_plane.audit import service as audit
 from control_plane.errors import MailFleetError
 from control_plane.tenants.service import tenant_names
 from control_plane.web import forms
-from control_plane.web.console import Console, SignedIn, acting_as, not_found, render
+from control_plane.web.console import Console, SignedIn, acting_as, not_found, render, require_csrf
 from control_plane.web.pages import NavLink
-from control_plane.web.routes import require_csrf
 
 router = APIRouter(include_in_schema=False)
 NAV = (NavLink("Settings", "/ui/settings", 60),)

@@ -30,10 +30,24 @@ from control_plane.usage.schemas import LimitOut
 from control_plane.usage.series import STEP_SECONDS, TierReach
 from control_plane.usage.service import Resource
 from control_plane.usage.summary import Summary, summarize
-from control_plane.web.charts import Line, columns, lines_of, script_json
-from control_plane.web.console import Console, PageError, SignedIn, not_found, render
+from control_plane.web.charts import (
+    RESOURCE_SERIES,
+    Line,
+    columns,
+    resource_lines,
+    script_json,
+    series_label,
+)
+from control_plane.web.console import (
+    Console,
+    PageError,
+    SignedIn,
+    not_found,
+    render,
+    visible_server,
+)
 from control_plane.web.pages import NavLink
-from control_plane.web.pages.fleet import CHART_SERIES, RANGES, chart_data
+from control_plane.web.pages.fleet import RANGES
 from control_plane.workspaces.models import Workspace
 from control_plane.workspaces.service import get_workspace, list_workspaces
 
@@ -86,7 +100,7 @@ async def _trends(
                 )
             ),
         )
-        for series, title in CHART_SERIES.items()
+        for series, title in RESOURCE_SERIES.items()
     ]
 
 
@@ -172,16 +186,15 @@ def history_chart(found: usage.Usage, capacity: CapacityOut, ahead: timedelta) -
     """The chart's series, each charted series' forecast line from the fitted value at
     the end of the newest hour as far ahead as the chart looks back, and the anomalies in
     range as marks on their series."""
-    lines = lines_of(chart_data(found.series))
+    lines = resource_lines(found.series)
     color = {line.label: i for i, line in enumerate(lines)}
     start, end = found.start.timestamp(), found.end.timestamp()
     origin = floor_hour(capacity.computed_at) + HOUR
     for f in capacity.forecasts:
         name = _series_of(f)
-        labels = chart_data({name: found.series[name]})["labels"] if name in found.series else []
-        if not labels:
+        label = series_label(name) if name in found.series else None
+        if label is None:
             continue  # not charted (inodes)
-        label = labels[0]
         if f.fitted_percent is not None and f.slope_per_day is not None:
             days = ahead / timedelta(days=1)
             values = {
@@ -217,7 +230,7 @@ async def _history(console: Console, server: Server, span: str) -> dict[str, Any
     summaries = [
         SummaryRow(label, summarize(series, seconds))
         for name, series in sorted(found.series.items())
-        for label in chart_data({name: series})["labels"]  # the charted series'
+        if (label := series_label(name)) is not None  # the charted series'
     ]
     return {
         "server": server, "span": span, "ranges": list(RANGES), "step": found.step,
@@ -226,21 +239,13 @@ async def _history(console: Console, server: Server, span: str) -> dict[str, Any
     }  # fmt: skip
 
 
-async def _visible(console: Console, server_id: uuid.UUID) -> Server:
-    try:
-        async with console.ctx.session() as session:
-            return await servers.get_server(session, server_id)
-    except MailFleetError as exc:
-        raise not_found(exc) from None
-
-
 @router.get("/ui/usage/servers/{server_id}")
 async def server_history(
     request: Request, console: SignedIn, server_id: uuid.UUID, span: Range = "7d"
 ) -> HTMLResponse:
     """One server's usage over the range: chart with forecast lines and anomalies, each
     series' summary, the capacity forecasts and the export."""
-    server = await _visible(console, server_id)
+    server = await visible_server(console, server_id)
     try:
         data = await _history(console, server, span)
     except MailFleetError as exc:
@@ -253,7 +258,7 @@ async def server_history_chart(
     request: Request, console: SignedIn, server_id: uuid.UUID, span: Range = "7d"
 ) -> HTMLResponse:
     """The history chart alone, for the range picker (htmx)."""
-    server = await _visible(console, server_id)
+    server = await visible_server(console, server_id)
     try:
         data = await _history(console, server, span)
     except MailFleetError as exc:
