@@ -55,14 +55,12 @@ def costs(
 ) -> None:
     """What servers, addresses, backups and bandwidth cost in a month, grouped, with what
     each workspace is billed, the idle part, and the month's projection."""
-    import re
     from dataclasses import asdict
-    from datetime import date
 
     from control_plane.cli import bad_input, print_table, run_async, with_database
     from control_plane.cli_common import find_tenant
     from control_plane.costs import export
-    from control_plane.costs.engine import MONTH_PATTERN, day_start, next_month
+    from control_plane.costs.engine import day_start, month_of, next_month
     from control_plane.costs.report import GROUP_BY, cost_report
     from control_plane.costs.schemas import CostReportOut
     from control_plane.db.base import utcnow
@@ -72,9 +70,10 @@ def costs(
     if group_by not in GROUP_BY:
         raise bad_input(f"--group-by: one of {', '.join(GROUP_BY)}")
     now = utcnow()
-    if month is not None and not re.match(MONTH_PATTERN, month):
-        raise bad_input("--month: a month like 2026-11")
-    first = date.fromisoformat(f"{month}-01") if month else now.date().replace(day=1)
+    try:
+        first = month_of(month, now.date())
+    except ValueError:
+        raise bad_input("--month: a month like 2026-11") from None
 
     async def load(db: Database) -> CostReport:
         async with db.session() as session:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import functools
 import itertools
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -70,6 +71,16 @@ def day_start(day: date) -> datetime:
 
 
 MONTH_PATTERN = r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$"  # YYYY-MM, years 1900-2999
+
+
+def month_of(text: str | None, today: date) -> date:
+    """The first day of month ``text`` (YYYY-MM, see MONTH_PATTERN), or of ``today``'s
+    month without one; ValueError for anything else (each caller names its own field)."""
+    if not text:
+        return month_start(today)
+    if not re.match(MONTH_PATTERN, text):
+        raise ValueError(f"not a month like 2026-11: {text!r}")
+    return date(int(text[:4]), int(text[5:7]), 1)
 
 
 def month_start(day: date) -> date:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -11,7 +10,7 @@ from fastapi.responses import Response
 
 from control_plane.api.context import Ctx
 from control_plane.costs import statements
-from control_plane.costs.engine import MONTH_PATTERN
+from control_plane.costs.engine import MONTH_PATTERN, month_of
 from control_plane.db.base import utcnow
 from control_plane.workspaces.service import get_workspace
 
@@ -36,14 +35,13 @@ async def workspace_statement(
 ) -> Response:
     """Billed amounts (cost with the workspace's markup) per server and resource, totals."""
     now = utcnow()
-    month = month or f"{now:%Y-%m}"
-    first = date(int(month[:4]), int(month[5:7]), 1)
+    first = month_of(month, now.date())  # the query's pattern checked it
     async with ctx.session() as session:
         workspace = await get_workspace(session, workspace_id)
         found = await statements.statement(
             session, workspace, first, now, ctx.settings.cost_currency
         )
-    name = f"statement-{workspace_id}-{month}.{format}"
+    name = f"statement-{workspace_id}-{first:%Y-%m}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format == "csv":
         return Response(statements.as_csv(found), media_type="text/csv; charset=utf-8",

@@ -9,7 +9,6 @@ routes), ``GET /api/v1/workspaces/{id}/statement`` (costs.statements)."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,7 +27,7 @@ from control_plane.costs.budget_schemas import (
     BudgetStatusOut,
     BudgetUpdate,
 )
-from control_plane.costs.engine import MONTH_PATTERN, day_start, month_start, next_month
+from control_plane.costs.engine import day_start, month_of, month_start, next_month
 from control_plane.costs.models import Budget
 from control_plane.costs.report import (
     MonthBook,
@@ -63,11 +62,10 @@ Text = Annotated[str, Form(max_length=300)]
 
 
 def _month(month: str | None, now: datetime) -> date:
-    if not month:
-        return month_start(now.date())
-    if not re.match(MONTH_PATTERN, month):
-        raise PageError(422, "Unknown month", "month: a month like 2026-11.")
-    return date(int(month[:4]), int(month[5:7]), 1)
+    try:
+        return month_of(month, now.date())
+    except ValueError:
+        raise PageError(422, "Unknown month", "month: a month like 2026-11.") from None
 
 
 @dataclass(frozen=True)
