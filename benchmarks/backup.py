@@ -10,8 +10,9 @@ every timed run starts from the same cache state (``--cache cold``: the page cac
 ``warm``: what it reads read once first). Reports per phase each side's median and spread,
 and the ratio MailFleet/raw of each round's pair: median, spread and a 95 % interval for the
 median, with the verdict against the target (≤ 1.05) — "unresolved" when the interval
-straddles it. MailFleet's backup includes what the command does after restic (``restic
-stats`` for the repository's size).
+straddles it. MailFleet's backup includes what the command does after restic: the day's
+first backup (each round's initial one, its repository new) measures the repository with
+``restic stats`` for the storage bill; later ones the same day (the incremental) do not.
 
 Writes benchmarks/results/backup.json.
 """
@@ -96,15 +97,17 @@ def init(repo: Path) -> None:
                    capture_output=True)  # fmt: skip
 
 
-async def mailfleet_backup(root: Path, repo: Path) -> tuple[float, float]:
+async def mailfleet_backup(root: Path, repo: Path) -> tuple[float, float, bool]:
     """The command's wall time, and the part of it its ``restic backup`` took (the rest is
-    the start-up and ``restic stats`` measuring the repository)."""
+    the start-up and, on the day's first backup, ``restic stats`` measuring the
+    repository)."""
     payload = {"repository": {"url": str(repo)}, "repository_password": PASSWORD,
                "host": "bench", "paths": ["/mailu/mail"]}  # fmt: skip
     os.sync()
     started = time.perf_counter()
     result = await commands.run(root, payload, lambda percent, message: None)
-    return time.perf_counter() - started, float(result["duration_seconds"])
+    seconds = time.perf_counter() - started
+    return seconds, float(result["duration_seconds"]), "repository_size" in result
 
 
 def raw_restore(repo: Path, target: Path) -> float:
@@ -139,6 +142,7 @@ class Bench:
             phase: {side: [] for side in SIDES} for phase in ("initial", "incremental", "restore")
         }
         self.restic_parts: dict[str, list[float]] = {}  # MailFleet's backups: restic's share
+        self.measured: dict[str, int] = {}  # MailFleet's backups that ran restic stats
 
     def settle(self, tree: Path) -> None:
         """The same cache state before every timed run: the page cache dropped (cold) or
@@ -158,8 +162,9 @@ class Bench:
         repo = round_dir / side
         if side == "raw":
             return raw_backup(repo, self.data)
-        seconds, restic_part = await mailfleet_backup(self.root, repo)
+        seconds, restic_part, measured = await mailfleet_backup(self.root, repo)
         self.restic_parts.setdefault(phase, []).append(restic_part)
+        self.measured[phase] = self.measured.get(phase, 0) + measured
         return seconds
 
     async def restore(self, side: str, round_dir: Path) -> tuple[float, Path]:
@@ -235,6 +240,7 @@ def main() -> None:
         }
         for phase, parts in bench.restic_parts.items():
             phases[phase]["mailfleet_s"]["restic_backup_part"] = spread(parts)
+            phases[phase]["mailfleet_s"]["rounds_measuring_size"] = bench.measured[phase]
         result: dict[str, Any] = {
             "benchmark": "backup",
             "messages": len(messages),

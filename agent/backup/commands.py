@@ -3,8 +3,9 @@ control plane names (passwords and backend credentials delivered from Vault).
 
 ``backup.run``       snapshot the data (MailU's data root by default) to the primary, then
                      ``restic copy`` it to the offsite repository when there is one; the
-                     result carries each repository's stored size (``restic stats``), which
-                     the control plane meters as backup storage
+                     first run of each UTC day also carries each repository's stored size
+                     (``restic stats``), which the control plane meters as the day's
+                     backup storage
 ``backup.snapshots`` list the primary's snapshots
 ``backup.restore``   a snapshot to a directory, or in place with the previous state kept
                      aside until ``backup.restore.finish`` keeps or rolls back
@@ -16,6 +17,7 @@ control plane names (passwords and backend credentials delivered from Vault).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -90,6 +92,7 @@ async def run(root: Path, payload: dict[str, Any], progress: Progress) -> dict[s
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise CommandError("payload.limit_upload_kib: KiB/s, a positive whole number")
     throttle = ["--limit-upload", str(limit)] if limit else []
+    measure = measure_due(primary, payload)
     started = time.monotonic()
     when = datetime.now(UTC).isoformat()
     with sources.consistent_sqlite_copies(databases) as excludes:
@@ -125,20 +128,49 @@ async def run(root: Path, payload: dict[str, Any], progress: Progress) -> dict[s
             create=True, chunker_from=primary.repository,
         )  # fmt: skip
         result["offsite_copied"] = True
-    progress(95, "measuring the repository")
-    result |= await stored_sizes(primary, offsite)
+    if measure:
+        progress(95, "measuring the repository")
+        result |= await stored_sizes(primary, offsite)
     progress(100, f"snapshot {result['short_id']}: {result['data_added']} bytes added")
     return result
 
 
+def _measured_marker(repository: Restic) -> Path:
+    digest = hashlib.sha256(repository.repository.url.encode()).hexdigest()[:24]
+    return repository.cache_dir / "measured" / digest
+
+
+def measure_due(primary: Restic, payload: dict[str, Any]) -> bool:
+    """Whether this backup measures the repositories: ``payload.measure_size`` when the
+    control plane says, else when the primary was not measured yet this UTC day. Why: the
+    bill takes one reading per day (a later one only replaces it), and ``restic stats``
+    reads every snapshot's trees — on an hourly schedule it cost more than the incremental
+    backup itself; the snapshot's own summary cannot stand in (``data_added`` is before
+    compression and knows nothing of pruning)."""
+    asked = payload.get("measure_size")
+    if asked is not None:
+        if not isinstance(asked, bool):
+            raise CommandError("payload.measure_size: true or false")
+        return asked
+    marker = _measured_marker(primary)
+    try:
+        return marker.read_text().strip() != datetime.now(UTC).date().isoformat()
+    except OSError:
+        return True
+
+
 async def stored_sizes(primary: Restic, offsite: Restic | None) -> dict[str, int]:
     """``repository_size`` and ``offsite_size``: each repository's size that could be
-    measured (the storage bill's figures)."""
+    measured (the storage bill's figures); a measured primary is marked for the day."""
     sizes: dict[str, int] = {}
     for key, repository in (("repository_size", primary), ("offsite_size", offsite)):
         size = await stored_size(repository) if repository is not None else None
         if size is not None:
             sizes[key] = size
+    if len(sizes) == (2 if offsite is not None else 1):  # else the next run tries again
+        marker = _measured_marker(primary)
+        marker.parent.mkdir(mode=0o700, exist_ok=True)
+        marker.write_text(datetime.now(UTC).date().isoformat())
     return sizes
 
 

@@ -268,6 +268,15 @@ async def test_an_offsite_copy_holds_the_same_snapshot(
     # Each repository's stored size, as restic itself counts it, for the storage bill.
     sizes = (result["repository_size"], result["offsite_size"])
     assert sizes == (raw_data_size(repo), raw_data_size(offsite)) and min(sizes) > 0
+    # The bill takes one reading a day: the day's next backup skips ``restic stats``
+    # (it cost more than an hourly incremental backup) unless the payload asks for it.
+    again = await backup.run(root, payload(repo, **extra), progress)
+    assert "repository_size" not in again and "offsite_size" not in again
+    with pytest.raises(CommandError, match=r"^payload\.measure_size: "):
+        await backup.run(root, payload(repo, measure_size="yes", **extra), progress)
+    forced = await backup.run(root, payload(repo, measure_size=True, **extra), progress)
+    assert forced["repository_size"] == raw_data_size(repo)
+    assert len((await backup.snapshots(root, payload(repo), progress))["snapshots"]) == 3
 
 
 def raw_data_size(repository: Path) -> int:

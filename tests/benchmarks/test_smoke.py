@@ -65,6 +65,9 @@ def test_backup_harness(tmp_path: Path) -> None:
         if phase != "restore":  # the command's own restic backup, within its wall time
             part = figures["mailfleet_s"]["restic_backup_part"]
             assert part["min"] > 0 and part["max"] <= figures["mailfleet_s"]["max"]
+    # Each round's repository is new: its initial backup is the day's first and measures it.
+    assert result["initial"]["mailfleet_s"]["rounds_measuring_size"] == 2
+    assert result["incremental"]["mailfleet_s"]["rounds_measuring_size"] == 0
     assert result["restore_mib_per_s"] > 0
 
 
