@@ -177,6 +177,14 @@ class Settings(BaseSettings):
         "net: on PostgreSQL, LISTEN/NOTIFY wakes the replica holding the agent at once).",
     )
     notify_retry_seconds: float = Field(default=1.0, gt=0, le=300)
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a replica trusts an API key it verified before checking it "
+        "again: a key revoked on another replica (or by the CLI) is refused within this time, "
+        "at once on the replica that revoked it; 0 checks every request.",
+    )
     vault_addr: str | None = Field(
         default=None, description="Vault/OpenBao URL; unset: MailFleet runs a local OpenBao."
     )
@@ -330,6 +338,12 @@ class Settings(BaseSettings):
     agent_package: str = Field(
         default="mailfleet",
         description="What install-agent.sh pip-installs on a new VPS (a spec, wheel path or URL).",
+    )
+    preinstalled_agent: Path | None = Field(
+        default=None,
+        description="The mailfleet-agent executable already on the machines MailFleet does not "
+        "build itself (Hostwinds', adopted ones: an image made with the agent in it): their "
+        "install writes agent.toml and starts it instead of pip-installing the agent.",
     )
     hostwinds_unverified_actions: bool = Field(
         default=False,
