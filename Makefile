@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 DEV_STAMP := $(VENV)/.installed-dev-$(PYPROJECT_SHA)
 # Debian packages the tests drive for real (chromium: the console's browser tests, driven
 # by Playwright through this executable; no browser is downloaded).
-DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace nftables chromium haproxy docker-compose openssh-server
+DEBIAN_TEST_PACKAGES ?= postgresql-client restic knot knot-dnsutils pebble strace nftables chromium haproxy docker.io docker-compose openssh-server busybox-static
 
 .PHONY: run test lint typecheck install system-deps postgres clean
 

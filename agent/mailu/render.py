@@ -14,6 +14,14 @@ from agent.mailu.spec import CLAMAV_IMAGE, REDIS_IMAGE, MailuSpec
 
 _yaml: Any = importlib.import_module("yaml")  # untyped library, imported by name
 
+
+class _Dumper(_yaml.SafeDumper):  # type: ignore[misc]
+    """Each value written out where it is used: no ``&id001`` anchors for shared lists."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 MAIL_PORTS = (25, 465, 587, 110, 995, 143, 993, 4190)  # all ten published, as Mailu does
 WEB_PORTS = (80, 443)
 DATA_DIRECTORIES = (
@@ -191,7 +199,9 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
         networks["clamav"] = {"driver": "bridge"}
     if spec.webmail != "none":
         networks["webmail"] = {"driver": "bridge"}
-    document = {"name": "mailu", "services": services, "networks": networks}
+    # No top-level ``name``: Compose v1 refuses it; the agent names the project on the
+    # command line, as both versions accept.
+    document = {"services": services, "networks": networks}
     header = "# MailU, rendered by the MailFleet agent from the control plane's settings.\n"
-    body: str = _yaml.safe_dump(document, sort_keys=False, width=1000)
+    body: str = _yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000)
     return header + body
