@@ -337,7 +337,29 @@ class Settings(BaseSettings):
     )
     agent_package: str = Field(
         default="mailfleet",
-        description="What install-agent.sh pip-installs on a new VPS (a spec, wheel path or URL).",
+        description="What install-agent.sh pip-installs on a new VPS (a spec, wheel path or "
+        "URL) when MAILFLEET_API_ADVERTISE_URL is unset.",
+    )
+    api_advertise_url: str | None = Field(
+        default=None,
+        description="This control plane's API as new VPSs reach it (https://…): they install "
+        "the agent from the package it serves there (GET /agent/install.sh), never from a "
+        "package index.",
+    )
+    agent_wheelhouse_dir: Path | None = Field(
+        default=None,
+        description="Where the agent package VPSs install (the agent's wheel and its "
+        "dependencies) is built; default MAILFLEET_HOME/agent-wheels.",
+    )
+    agent_wheelhouse_extra: Path | None = Field(
+        default=None,
+        description="A directory of wheels added to the agent package as they are (built for "
+        "a VPS Python other than this machine's: `pip download --python-version …`).",
+    )
+    agent_restic_binary: Path | None = Field(
+        default=None,
+        description="A static restic (>= 0.14) served with the agent package, installed on "
+        "VPSs whose distribution's restic is older.",
     )
     preinstalled_agent: Path | None = Field(
         default=None,
@@ -377,6 +399,12 @@ class Settings(BaseSettings):
     local_provider_agent_command: Path | None = Field(
         default=None,
         description="The mailfleet-agent executable local VPSs run; default: next to Python's.",
+    )
+    local_provider_agent: Literal["preinstalled", "package"] = Field(
+        default="preinstalled",
+        description="The agent local VPSs run: `preinstalled` (this host's mailfleet-agent, "
+        "started at once) or `package` (installed from the agent package this control plane "
+        "serves, as on a rented VPS: a virtualenv under the VPS's root, a few seconds).",
     )
     local_provider_boot: Literal["cloud-init", "ssh"] = Field(
         default="cloud-init",
@@ -742,7 +770,7 @@ class Settings(BaseSettings):
             )
         return f"{_DRIVERS[scheme]}://{rest}"
 
-    @field_validator("vault_addr")
+    @field_validator("vault_addr", "api_advertise_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -763,6 +791,10 @@ class Settings(BaseSettings):
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
         return Path(url.database).absolute()
+
+    @property
+    def agent_wheelhouse(self) -> Path:
+        return self.agent_wheelhouse_dir or self.home / "agent-wheels"
 
     @property
     def advertised_gateway(self) -> str:
