@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.api_keys.service import verify_key
+from control_plane.api_keys.service import verify_key_cached
 from control_plane.audit.service import PENDING_KEY, SAFE_METHODS, Actor, Pending, api_pending
 from control_plane.db.engine import Database
 from control_plane.errors import Forbidden, InvalidInput, NotFound, Unauthorized
@@ -96,8 +96,8 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    async with database(request).session() as session:
-        record = await verify_key(session, credentials.credentials)
+    seconds = request.app.state.settings.api_key_cache_seconds
+    record = await verify_key_cached(database(request), credentials.credentials, seconds)
     if record is None:
         raise Unauthorized("the API key is invalid, expired or revoked")
     return Principal(

@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api_keys.cache import VerifiedKey, keys
 from control_plane.api_keys.models import ApiKey
 from control_plane.api_keys.tokens import Scope, generate_key, hash_key, key_hint, key_scope
 from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.errors import InvalidInput
@@ -75,6 +77,24 @@ async def verify_key(session: AsyncSession, key: str) -> ApiKey | None:
     return record
 
 
+async def verify_key_cached(db: Database, key: str, seconds: float) -> VerifiedKey | None:
+    """``verify_key`` for API requests: a key verified less than ``seconds`` ago is taken
+    from memory (see ``control_plane.api_keys.cache``) without a database round trip."""
+    if key_scope(key) is None:
+        return None
+    digest = hash_key(key)
+    found = keys.get(digest) if seconds > 0 else None
+    if found is not None:
+        return found
+    async with db.session() as session:
+        record = await verify_key(session, key)
+    if record is None:
+        return None
+    found = VerifiedKey.of(record)
+    keys.put(digest, found, seconds)
+    return found
+
+
 async def get_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     return await get_by_id(session, ApiKey, key_id, "api key")
 
@@ -112,4 +132,5 @@ async def revoke_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     if record.revoked_at is None:
         record.revoked_at = utcnow()
         await session.flush()
+    keys.forget(record.key_hash)
     return record

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -35,6 +36,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     ):
         cursor.execute(pragma)
     cursor.close()
+
+
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out again.
+IDLE_PING_SECONDS = 10.0
+
+
+class _IdlePing:
+    """Ping a pooled connection at checkout only if it sat idle ``seconds`` or more.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout, and on asyncpg a ping is three
+    round trips (BEGIN, ``;``, ROLLBACK): with a checkout per API request, key check and
+    gateway write, that was several round trips per message for nothing, since a connection
+    handed back milliseconds ago is alive. What a ping guards against — PostgreSQL
+    restarted, a firewall dropping idle sessions — kills connections that sat in the pool;
+    those are still pinged, and a dead one is replaced before anyone gets it (raising
+    ``DisconnectionError`` makes the pool discard it and check out another). A connection
+    that dies in the busy window fails its one statement, which SQLAlchemy reports as a
+    disconnect and answers by invalidating the pool (every older connection is replaced).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < self.seconds:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise exc.DisconnectionError(f"a pooled connection was dead: {error!r}") from error
 
 
 T = TypeVar("T")
@@ -62,7 +97,14 @@ async def to_completion(work: Coroutine[Any, Any, T]) -> T:
 class Database:
     """One engine per process; sessions are short and always inside a transaction."""
 
-    def __init__(self, url: str, *, password: str | None = None, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        echo: bool = False,
+        idle_ping_seconds: float = IDLE_PING_SECONDS,
+    ) -> None:
         sa_url = make_url(url)
         if password is not None:
             sa_url = sa_url.set(password=password)
@@ -75,7 +117,7 @@ class Database:
                 create_private(Path(sa_url.database))
             options["connect_args"] = {"timeout": 10}
         else:
-            options.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+            options.update(pool_size=10, max_overflow=20, pool_recycle=1800)
             options["connect_args"] = {"timeout": 10, "command_timeout": 60}
         self.url = sa_url
         self.engine = create_async_engine(sa_url, **options)
@@ -86,6 +128,10 @@ class Database:
                 "begin",
                 lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"),
             )
+        else:
+            pinger = _IdlePing(idle_ping_seconds)
+            event.listen(self.engine.sync_engine.pool, "checkin", pinger.checkin)
+            event.listen(self.engine.sync_engine.pool, "checkout", pinger.checkout)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import update
 
+from control_plane.api_keys.models import ApiKey
+from control_plane.api_keys.service import verify_key_cached
+from control_plane.db.base import utcnow
+from control_plane.db.engine import Database
 from tests.conftest import MakeTenant, bearer
 
 
@@ -50,6 +56,29 @@ async def test_revoked_key_is_refused_at_once(
     )
     revoked = [k for k in with_revoked.json()["items"] if k["id"] == extra["id"]]
     assert revoked[0]["revoked_at"] is not None
+
+
+async def test_a_key_revoked_elsewhere_is_refused_within_the_cache_time(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database
+) -> None:
+    """A replica trusts a key it verified for ``api_key_cache_seconds`` (no round trip per
+    request); revoked by another replica or the CLI — the row changed behind its back —
+    the key is refused once that time is up. With 0, every request checks."""
+    tenant = await make_tenant()
+    extra = (await client.post("/api/v1/api-keys", json={}, headers=tenant.headers)).json()
+    key = extra["key"]
+    seconds = 0.5
+    trusted = await verify_key_cached(db, key, seconds)
+    assert trusted is not None and str(trusted.id) == extra["id"]
+    async with db.session() as session:
+        await session.execute(
+            update(ApiKey).where(ApiKey.id == trusted.id).values(revoked_at=utcnow())
+        )
+    assert await verify_key_cached(db, key, seconds) == trusted  # still within the bound
+    assert await verify_key_cached(db, key, 0) is None  # a replica that checks every time
+    await asyncio.sleep(seconds)
+    assert await verify_key_cached(db, key, seconds) is None
+    assert (await client.get("/api/v1/workspaces", headers=bearer(key))).status_code == 401
 
 
 async def test_expired_key_is_refused(client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
