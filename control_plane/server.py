@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -128,7 +129,7 @@ async def _serve_api(
     settings: Settings,
     app: FastAPI,
     db: Database,
-    api_socket: socket.socket,
+    api_sockets: list[socket.socket],
     bootstrap_admin_key: bool,
 ) -> int:
     host, port = parse_host_port(settings.api_addr)
@@ -137,7 +138,7 @@ async def _serve_api(
     )
     server = _Server(config)
     _stop_on_signals(server)
-    task = asyncio.create_task(server.serve(sockets=[api_socket]))
+    task = asyncio.create_task(server.serve(sockets=api_sockets))
     if await _wait_started(server, task):
         freeze_startup_heap()
         url_host = f"[{host}]" if ":" in host else host
@@ -157,6 +158,16 @@ async def _serve_api(
             flush=True,
         )
     return 0 if server.started else 1
+
+
+def _provider_api_sockets(settings: Settings, hosts: list[str]) -> list[socket.socket]:
+    """The API also on a provider's host addresses (the local provider's bridge), on the
+    API's port: the only way its VPSs reach the agent package (GET /agent/install.sh)."""
+    host, port = parse_host_port(settings.api_addr)
+    with contextlib.suppress(ValueError):  # a name, not an address: listen beside it
+        if not host or ipaddress.ip_address(host).is_unspecified:  # already listening there
+            return []
+    return [bind(f"{extra}:{port}", "MAILFLEET_API_ADDR") for extra in hosts if extra != host]
 
 
 def periodic_jobs(
@@ -226,7 +237,8 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
             hub = AgentHub()
             providers = ProviderRegistry(settings, vault)
             try:
-                gateway = Gateway(settings, db, pki, hub, extra_hosts=await providers.start())
+                extra_hosts = await providers.start()
+                gateway = Gateway(settings, db, pki, hub, extra_hosts=extra_hosts)
                 try:
                     await gateway.start()
                 except OSError as exc:  # taken since the check above (the gateway names it)
@@ -276,7 +288,12 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                         providers=providers,
                         wake_workflow=runner.wake,
                     )
-                    return await _serve_api(settings, app, db, api_socket, bootstrap_admin_key)
+                    sockets = [api_socket, *_provider_api_sockets(settings, extra_hosts)]
+                    try:
+                        return await _serve_api(settings, app, db, sockets, bootstrap_admin_key)
+                    finally:
+                        for extra in sockets[1:]:
+                            extra.close()
                 finally:
                     tasks = (runner_task, switch_task, resize_task, periodic_task, sweep_task)
                     for task in (*tasks, dnsbl_task):

@@ -41,6 +41,7 @@ from control_plane.mail.routes import router as mail_router
 from control_plane.mail.stack_routes import router as mail_stack_router
 from control_plane.mailstats.routes import router as mailstats_router
 from control_plane.metrics.routes import router as metrics_router
+from control_plane.provisioning import agent_package_routes
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.routes import router as provisioning_router
 from control_plane.resize.routes import router as resize_router
@@ -156,6 +157,7 @@ def create_app(
     install_docs(app)
     app.add_middleware(AuditMiddleware)  # refused and failed changes; see control_plane.audit
     app.include_router(health.router)
+    app.include_router(agent_package_routes.router)  # no key: for VPSs being set up
     for router in ROUTERS:
         _mark_admin_routes(router)
         app.include_router(router, responses=PROBLEM_RESPONSES)

@@ -11,9 +11,14 @@ sent over SSH once the VPS runs (``ssh_install`` below names the script).
 
 How the agent gets there depends on the machine (``AgentInstall``):
 
-- ``pip``: a real VPS. ``install-agent.sh`` (shipped in this package, also at
-  ``packaging/install-agent.sh``) makes a virtualenv, pip-installs the agent and enables its
-  systemd unit.
+- ``package``: the agent package this control plane serves (``agent_package.py``). A short
+  script (``FETCH_SCRIPT``) fetches ``URL/agent/install.sh`` (``install-agent.sh`` with the
+  wheelhouse's SHA-256s in it) and runs it with ``--root "${MAILFLEET_LOCAL_ROOT:-/}"``: on a
+  rented VPS the root is ``/``; a local VPS installs under its own root, from the same
+  served files, fetched over its namespace link.
+- ``pip``: a real VPS without ``MAILFLEET_API_ADVERTISE_URL``. ``install-agent.sh`` (shipped
+  in this package, also at ``packaging/install-agent.sh``) makes a virtualenv, pip-installs
+  ``MAILFLEET_AGENT_PACKAGE`` from a package index and enables its systemd unit.
 - ``preinstalled``: the image already holds the agent (the local provider's namespaces
   share this host's filesystem, so they use the control plane's own installation). The
   agent runs in the foreground of the boot, with ``--root`` set to the machine's root
@@ -39,9 +44,14 @@ INSTALL_SCRIPT_PATH = "/usr/local/sbin/mailfleet-install-agent"
 class AgentInstall:
     """How a provider's machines get the agent."""
 
-    method: Literal["pip", "preinstalled"]
+    method: Literal["package", "pip", "preinstalled"]
     package: str = "mailfleet"  # pip: what to install
     command: str = "mailfleet-agent"  # preinstalled: the executable
+    url: str = ""  # package: the control plane's API as the machine reaches it
+
+    @classmethod
+    def served(cls, url: str) -> AgentInstall:
+        return cls("package", url=url.rstrip("/"))
 
     @classmethod
     def pip(cls, package: str) -> AgentInstall:
@@ -50,6 +60,21 @@ class AgentInstall:
     @classmethod
     def preinstalled(cls, command: str) -> AgentInstall:
         return cls("preinstalled", command=command)
+
+
+# The ``package`` install's first step, on the machine: the served install script, fetched
+# with Python (cloud images have it: cloud-init is Python) and run under the machine's root.
+FETCH_SCRIPT = """#!/bin/sh
+# Fetch the MailFleet agent's install script from the control plane (URL) and run it.
+set -eu
+url="${1:?usage: fetch URL}"
+script=$(mktemp)
+trap 'rm -f "$script"' EXIT
+python3 -c 'import shutil, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/agent/install.sh", timeout=120) as answer:
+    shutil.copyfileobj(answer, sys.stdout.buffer)' "$url" > "$script"
+sh "$script" --url "$url" --root "${MAILFLEET_LOCAL_ROOT:-/}"
+"""
 
 
 def install_script() -> str:
@@ -64,6 +89,8 @@ def ssh_install(install: AgentInstall) -> tuple[str, list[str]]:
     """The script (and its arguments) the install over SSH runs by ``sh -s`` once
     ``agent.toml`` is in place: ``install-agent.sh`` for ``pip``; ``start-agent.sh``, which
     starts the machine's own agent in the background, for ``preinstalled``."""
+    if install.method == "package":
+        return FETCH_SCRIPT, [install.url]
     if install.method == "pip":
         return install_script(), ["--package", install.package]
     return _shipped("start-agent.sh"), [install.command]
@@ -74,11 +101,16 @@ def render_user_data(agent_toml: str, install: AgentInstall) -> str:
     files: list[dict[str, str]] = [
         {"path": AGENT_CONFIG_PATH, "permissions": "0600", "content": agent_toml}
     ]
-    if install.method == "pip":
+    if install.method == "package":
+        files.append({"path": INSTALL_SCRIPT_PATH, "permissions": "0700", "content": FETCH_SCRIPT})
+        # runcmd is not re-rooted on a local VPS (write_files are): the path names its root
+        fetch = f'"${{MAILFLEET_LOCAL_ROOT:-}}"{INSTALL_SCRIPT_PATH}'
+        runcmd: list[Any] = [f"sh {fetch} {shlex.quote(install.url)}"]
+    elif install.method == "pip":
         files.append(
             {"path": INSTALL_SCRIPT_PATH, "permissions": "0700", "content": install_script()}
         )
-        runcmd: list[Any] = [[INSTALL_SCRIPT_PATH, "--package", install.package]]
+        runcmd = [[INSTALL_SCRIPT_PATH, "--package", install.package]]
     else:
         command = shlex.quote(install.command)
         runcmd = [f'exec {command} run --root "${{MAILFLEET_LOCAL_ROOT:-/}}"']

@@ -108,7 +108,7 @@ class ProviderRegistry:
             host = str(self.local.gateway.ip)
             return ProviderEntry(
                 provider=self.local,
-                install=AgentInstall.preinstalled(str(self._agent_command())),
+                install=self._local_install(host),
                 gateway_address=f"{host}:{parse_host_port(self.settings.grpc_addr)[1]}",
                 enroll_address=f"{host}:{parse_host_port(self.settings.enroll_addr)[1]}",
                 bootstrap=self.settings.local_provider_boot,
@@ -163,11 +163,25 @@ class ProviderRegistry:
     def _remote(self, provider: Provider, bootstrap: Bootstrap) -> ProviderEntry:
         return ProviderEntry(
             provider=provider,
-            install=AgentInstall.pip(self.settings.agent_package),
+            install=self._served_or_pip(),
             gateway_address=self.settings.advertised_gateway,
             enroll_address=self.settings.advertised_enroll,
             bootstrap=bootstrap,
         )
+
+    def _local_install(self, host: str) -> AgentInstall:
+        """This host's own agent, or the package served on the bridge (``package``)."""
+        if self.settings.local_provider_agent == "package":
+            return AgentInstall.served(
+                f"http://{host}:{parse_host_port(self.settings.api_addr)[1]}"
+            )
+        return AgentInstall.preinstalled(str(self._agent_command()))
+
+    def _served_or_pip(self) -> AgentInstall:
+        """The package this control plane serves where VPSs can reach it, else pip."""
+        if self.settings.api_advertise_url is not None:
+            return AgentInstall.served(self.settings.api_advertise_url)
+        return AgentInstall.pip(self.settings.agent_package)
 
     def _agent_command(self) -> Path:
         configured = self.settings.local_provider_agent_command
