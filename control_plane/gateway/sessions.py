@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 import uuid
@@ -27,13 +26,9 @@ from control_plane.db.engine import Database, to_completion
 from control_plane.errors import MailFleetError
 from control_plane.gateway.hub import AgentHub, AgentSession
 from control_plane.gateway.identity import PeerIdentity
+from control_plane.gateway.reports import Report, ReportWriter
 from control_plane.gateway.telemetry import GatewayTelemetry
-from control_plane.gateway.translate import (
-    FINAL_STATES,
-    cancel_message,
-    command_message,
-    sample_rows,
-)
+from control_plane.gateway.translate import cancel_message, command_message, sample_rows
 from control_plane.metrics.ingest import MetricIngest
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -67,6 +62,7 @@ class SessionService:
         self._expiry: dict[uuid.UUID, datetime] = {}
         self._delivered_at: dict[uuid.UUID, float] = {}
         self._cancels_sent: set[uuid.UUID] = set()
+        self.reports = ReportWriter(db)
 
     async def stream(
         self,
@@ -195,7 +191,7 @@ class SessionService:
         except ValueError:
             log.warning("server %s reported on a malformed command id", session.server_id)
             return
-        known = await to_completion(self._store_update(session.server_id, command_id, update_))
+        known = await self.reports.submit(Report(session.server_id, command_id, update_))
         if known:
             log.debug("command %s settled", command_id)
             self.hub.command_settled(command_id)
@@ -204,28 +200,6 @@ class SessionService:
                 self.telemetry.command_round_trip.observe(time.monotonic() - started)
             self._cancels_sent.discard(command_id)
             session.send(agent_pb2.ControlMessage(command_ack=agent_pb2.CommandAck(id=update_.id)))
-
-    async def _store_update(
-        self, server_id: uuid.UUID, command_id: uuid.UUID, update_: agent_pb2.CommandUpdate
-    ) -> bool:
-        """Progress, or the final report; True if a final report for a known command."""
-        final = FINAL_STATES.get(update_.state)
-        async with self.db.session() as db_session:
-            if final is None:
-                await commands.record_progress(
-                    db_session,
-                    server_id,
-                    command_id,
-                    update_.progress_percent,
-                    update_.progress_message,
-                )
-                return False
-            result = update_.result_json.decode() if update_.result_json else None
-            if result is not None:
-                json.loads(result)  # refuse to store something that is not JSON
-            return await commands.record_result(
-                db_session, server_id, command_id, final, result, update_.error or None
-            )
 
     async def _claim(
         self, server_ids: list[uuid.UUID], redeliver: bool
