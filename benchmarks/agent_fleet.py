@@ -13,7 +13,14 @@ On a machine with two cores or more the control plane is pinned to core 0 (``tas
 the driver, its simulator workers and OpenBao to core 1, so the simulator's cost is not
 counted against the control plane (PostgreSQL is not pinned).
 
+With ``--replicas 2`` two ``serve`` replicas share the database behind the packaged HAProxy
+configuration (agents, enrollment and the API all through it); both replicas are pinned to
+core 0 (no spare core for a true speed-up: the figure is their CPU together per 1,000
+agents, which should not grow), HAProxy to the driver's core. Each step also checks that
+every ping ended exactly once (one final state per command in the database).
+
     .venv/bin/python benchmarks/agent_fleet.py --sizes 500,1000 [--window 60] [--commands 1000]
+        [--replicas 2]
 
 Writes benchmarks/results/agent_fleet.json.
 """
@@ -27,11 +34,14 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +56,15 @@ sys.path.insert(0, str(ROOT))
 from agent.identity import fetch_pinned_ca, new_key_and_csr  # noqa: E402
 from benchmarks.harness import add_out_argument, write_result  # noqa: E402
 from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc  # noqa: E402
-from tests.support.openbao import dev_openbao  # noqa: E402
+from tests.support.haproxy import (  # noqa: E402
+    Replica,
+    haproxy_binary,
+    loopback_binds,
+    running_haproxy,
+)
+from tests.support.openbao import DevOpenBao, dev_openbao  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
-from tests.support.stack import control_plane  # noqa: E402
+from tests.support.stack import ControlPlane, control_plane, control_plane_env  # noqa: E402
 
 HEARTBEAT_SECONDS = 10.0
 METRICS_SECONDS = 15.0
@@ -256,6 +272,89 @@ async def make_servers(plane_url: str, key: str, count: int) -> list[tuple[str, 
         return await asyncio.gather(*(one(i) for i in range(count)))
 
 
+@dataclass
+class Plane:
+    """The control plane as the benchmark sees it: one replica, or two behind HAProxy."""
+
+    url: str
+    admin_key: str
+    replicas: list[ControlPlane]
+
+    @property
+    def pgids(self) -> list[int]:
+        return [r.process.process.pid for r in self.replicas if r.process is not None]
+
+    def output(self) -> list[str]:
+        return [line for r in self.replicas for line in r.output()]
+
+
+@contextlib.contextmanager
+def planes(
+    tmp: Path, bao: DevOpenBao, database_url: str, replicas: int, env: dict[str, str]
+) -> Iterator[Plane]:
+    if replicas == 1:
+        with control_plane(tmp, bao, database_url, **env) as one:
+            yield Plane(one.url, one.admin_key, [one])
+        return
+    binds = loopback_binds()
+    env = {
+        **env,
+        "MAILFLEET_GATEWAY_ADVERTISE_ADDR": binds.link,
+        "MAILFLEET_ENROLL_ADVERTISE_ADDR": binds.enroll,
+    }
+    started: list[ControlPlane] = []
+    try:
+        for number in range(replicas):
+            (tmp / f"r{number}").mkdir()
+            started.append(
+                ControlPlane(control_plane_env(tmp / f"r{number}", bao, database_url, **env))
+            )
+            started[-1].start(bootstrap=number == 0)  # the first alone migrates
+        key = started[0].admin_key
+        for replica in started:
+            replica.admin_key = key
+            replica.http.headers["Authorization"] = f"Bearer {key}"
+        backends = [
+            Replica(r.env["MAILFLEET_API_ADDR"], r.env["MAILFLEET_GRPC_ADDR"],
+                    r.env["MAILFLEET_ENROLL_ADDR"])
+            for r in started
+        ]  # fmt: skip
+        with running_haproxy(binds, backends, tmp / "haproxy.log"):
+            yield Plane(f"http://{binds.api}", key, started)
+    finally:
+        if started:
+            started[0].revoke_admin_key()
+        for replica in started:
+            replica.stop()
+            replica.http.close()
+
+
+async def ended_once(database_url: str, since: float) -> dict[str, int]:
+    """The pings queued since ``since``, by state: each is one row that a guarded update
+    settles once (``state`` not yet final), so every ping that ended ended once; anything
+    but ``succeeded`` here is a ping that did not (or not well)."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT state, count(*) AS n FROM commands"
+            " WHERE kind = 'ping' AND created_at >= to_timestamp($1) GROUP BY state",
+            since,
+        )
+    finally:
+        await conn.close()
+    return {str(row["state"]): int(row["n"]) for row in rows}
+
+
+def deliveries(plane: Plane) -> int:
+    """Commands sent to agents by every replica so far (re-deliveries counted)."""
+    total = 0.0
+    for replica in plane.replicas:
+        text = replica.http.get("/metrics").text
+        found = re.search(r"^mailfleet_commands_sent_total (\S+)$", text, re.MULTILINE)
+        total += float(found.group(1)) if found else 0.0
+    return int(total)
+
+
 def pin(pid: int, cpu: int) -> None:
     """Every thread of ``pid`` onto one core (threads made later inherit it)."""
     subprocess.run(["taskset", "-a", "-cp", str(cpu), str(pid)], check=True, capture_output=True)
@@ -375,26 +474,33 @@ async def stored_samples(database_url: str, start: float, end: float) -> int:
     return int(count)
 
 
-def cpu_figures(pgid: int, agents: int, seconds: float, before: float) -> dict[str, float]:
-    cores = (group_cpu_seconds(pgid) - before) / seconds
+def cpu_figures(used: float, agents: int, seconds: float) -> dict[str, float]:
+    cores = used / seconds
     return {"cores": round(cores, 3), "per_1000_agents": round(cores * 1000 / agents, 3)}
 
 
+def planes_cpu_seconds(plane: Plane) -> float:
+    return sum(group_cpu_seconds(pgid) for pgid in plane.pgids)
+
+
 def measure_step(
-    plane: Any, database_url: str, server_ids: list[str], args: argparse.Namespace
+    plane: Plane, database_url: str, server_ids: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
     """The idle window, then the command window; samples counted over both."""
-    pgid, agents = plane.process.process.pid, len(server_ids)
+    agents = len(server_ids)
     wall_start = time.time()
-    cpu, t0 = group_cpu_seconds(pgid), time.monotonic()
+    cpu, t0 = planes_cpu_seconds(plane), time.monotonic()
     time.sleep(args.idle)
-    idle = cpu_figures(pgid, agents, time.monotonic() - t0, cpu)
-    cpu, t1 = group_cpu_seconds(pgid), time.monotonic()
+    idle = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t0)
+    cpu, t1 = planes_cpu_seconds(plane), time.monotonic()
     targets = spread(server_ids, args.commands)
     print(f"commands start: {agents} agents", flush=True)
+    commands_from, sent_before = time.time(), deliveries(plane)
     pings = asyncio.run(ping_commands(plane.url, plane.admin_key, targets, args.window))
-    busy = cpu_figures(pgid, agents, time.monotonic() - t1, cpu)
+    busy = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t1)
     wall_end = time.time()
+    pings["ping_states"] = asyncio.run(ended_once(database_url, commands_from))
+    pings["deliveries"] = deliveries(plane) - sent_before  # = pings: none delivered twice
     time.sleep(min(5.0, args.window))  # batches in flight at the end are stored meanwhile
     stored = asyncio.run(stored_samples(database_url, wall_start, wall_end))
     expected = agents * (wall_end - wall_start) / args.metrics_seconds
@@ -421,8 +527,12 @@ def main() -> None:
     parser.add_argument(
         "--metrics-seconds", type=float, default=METRICS_SECONDS, help="agents' batch interval"
     )
+    parser.add_argument("--replicas", type=int, choices=(1, 2), default=1,
+                        help="serve replicas; 2: behind HAProxy")  # fmt: skip
     parser.add_argument("--note", default="", help="the conditions of the run, kept with it")
     args = parser.parse_args()
+    if args.replicas > 1 and haproxy_binary() is None:
+        parser.error("--replicas 2 needs haproxy (make system-deps)")
     sizes = [int(s) for s in args.sizes.split(",")]
     pinned = (os.cpu_count() or 1) >= 2
     if pinned:  # OpenBao and the workers start from here and inherit it
@@ -439,20 +549,20 @@ def main() -> None:
         with (
             tempfile.TemporaryDirectory() as tmp_dir,
             dev_openbao() as bao,
-            control_plane(Path(tmp_dir), bao, database_url, **shipped) as plane,
+            planes(Path(tmp_dir), bao, database_url, args.replicas, shipped) as plane,
         ):
-            assert plane.process is not None
-            if pinned:
-                pin(plane.process.process.pid, PLANE_CPU)
-            print(f"control plane pid {plane.process.process.pid}", flush=True)
-            one = plane.api("POST", "/api/v1/tenants", 201, json={"name": "pin"})
-            server = plane.api(
-                "POST",
-                "/api/v1/servers",
-                201,
-                json={"name": "pin", "tenant_id": one["id"], "mail_stack": "none"},
-            )
-            join = plane.api("POST", f"/api/v1/servers/{server['id']}/join-tokens", 201)
+            for pgid in plane.pgids:
+                if pinned:
+                    pin(pgid, PLANE_CPU)
+                print(f"control plane pid {pgid}", flush=True)
+            headers = {"Authorization": f"Bearer {plane.admin_key}"}
+            with httpx.Client(base_url=plane.url, headers=headers, timeout=30) as http:
+                one = http.post("/api/v1/tenants", json={"name": "pin"}).json()
+                server = http.post(
+                    "/api/v1/servers",
+                    json={"name": "pin", "tenant_id": one["id"], "mail_stack": "none"},
+                ).json()
+                join = http.post(f"/api/v1/servers/{server['id']}/join-tokens").json()
             pipes = []
             for _ in range(WORKERS):
                 parent, child = mp.Pipe()
@@ -514,6 +624,7 @@ def main() -> None:
             "target": {"agents": 10_000, "metrics_interval_seconds": 15, "p99_ms": 250},
             "metrics_interval_seconds": args.metrics_seconds,
             "workers": WORKERS,
+            "replicas": args.replicas,
             "cpus": os.cpu_count(),
             "pinned": {"control_plane": PLANE_CPU, "simulator": SIMULATOR_CPU} if pinned else None,
             "commands_per_step": args.commands,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from control_plane.web.pages import server_sections
+from tests.support.haproxy import haproxy_binary
 from tests.support.netns import netns_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,12 +139,17 @@ def test_agent_footprint_harness(tmp_path: Path) -> None:
 
 
 def test_agent_fleet_harness(tmp_path: Path) -> None:
+    """Two replicas behind HAProxy where haproxy is installed (the path with more parts:
+    the single replica is the same run without them)."""
+    replicas = 2 if haproxy_binary() is not None else 1
     args = ("--sizes", "4", "--idle", "2", "--window", "2", "--commands", "6")
     args += ("--metrics-seconds", "1")  # a batch a second, so a few seconds hold some
-    result = run_benchmark("agent_fleet", tmp_path, *args)
+    result = run_benchmark("agent_fleet", tmp_path, *args, "--replicas", str(replicas))
+    assert result["replicas"] == replicas
     (step,) = result["steps"]
     assert step["connected"] == 4
     assert step["commands"] == 6 and step["command_failures"] == 0
+    assert step["ping_states"] == {"succeeded": 6} and step["deliveries"] == 6  # each once
     assert step["servers_commanded"] == 4  # the whole fleet, each once before any twice
     assert 0 < step["command_round_trip_ms"]["p50"] <= step["command_round_trip_ms"]["p99"]
     for window in ("idle", "commands"):  # 4 agents: per 1,000 is 250 times the cores used

@@ -32,7 +32,7 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_gateway_certificate_is_renewed_while_agents_stay_connected": 24,
     "test_a_second_shell_needs_no_settings_and_local_vpss_outlive_serve": 23,
     "test_register_warm_pause_allowance_remove": 22,
-    "test_agent_fleet_harness": 22,
+    "test_agent_fleet_harness": 32,
     "test_database_and_vault_come_back_as_they_were": 21,
     "test_point_in_time_restore_in_place_keeps_the_previous_state_until_finished": 21,
     "test_start_list_and_show_match_the_api": 21,
