@@ -52,6 +52,7 @@ from control_plane.mailstats import schedule as mail_stats_schedule
 from control_plane.metrics.retention import MaintenanceJob
 from control_plane.metrics.retention import maintain as metrics_maintain
 from control_plane.periodic import Job, PeriodicJobs
+from control_plane.provisioning.agent_package import AgentPackage
 from control_plane.provisioning.registry import ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.workflow import Workflow
@@ -275,6 +276,10 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                 mail_stats.configure(settings)
                 sweep_task = asyncio.create_task(Sweep(db, settings).run())
                 dnsbl_task = asyncio.create_task(DnsblSweep(db, settings).run())
+                package = AgentPackage.from_settings(settings)
+                # built while the rest starts (the first VPS need not wait)
+                warm = package.warm() if package.needed(settings) else asyncio.sleep(0)
+                package_task = asyncio.create_task(warm)
                 observer = SmtpObserver.from_settings(settings)
                 try:
                     if observer is not None:
@@ -288,6 +293,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                         providers=providers,
                         wake_workflow=runner.wake,
                     )
+                    app.state.agent_package = package
                     sockets = [api_socket, *_provider_api_sockets(settings, extra_hosts)]
                     try:
                         return await _serve_api(settings, app, db, sockets, bootstrap_admin_key)
@@ -296,7 +302,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                             extra.close()
                 finally:
                     tasks = (runner_task, switch_task, resize_task, periodic_task, sweep_task)
-                    for task in (*tasks, dnsbl_task):
+                    for task in (*tasks, dnsbl_task, package_task):
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -43,6 +44,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from control_plane import __version__
+from control_plane.settings import Settings
 
 AGENT_DISTRIBUTION = "mailfleet-agent"
 MANIFEST = "SHA256SUMS"
@@ -52,7 +54,11 @@ MANIFEST_MARK = "# @MANIFEST@"
 # Files a repacked wheel leaves out: the installer writes them, or they are caches.
 _INSTALLER_FILES = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+# deflate's fastest level: measured here, 1.0 s of CPU for 22.6 MB against 2.5 s for 20.3 MB
+# at its default
+_DEFLATE = (zipfile.ZIP_DEFLATED, 1)
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+log = logging.getLogger(__name__)
 BUILD_SECONDS = 300  # the agent wheel's build; setuptools alone takes about a second
 
 
@@ -215,7 +221,7 @@ def repack(dist: importlib.metadata.Distribution, out: Path) -> Path:
     target = out / f"{stem}-{_wheel_tag(dist)}.whl"
     records: list[str] = []
     info_dir: str | None = None
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(target, "w") as archive:
         for file in sorted(dist.files or [], key=str):
             relative = str(file)
             parts = file.parts
@@ -228,14 +234,14 @@ def repack(dist: importlib.metadata.Distribution, out: Path) -> Path:
             data = Path(str(file.locate())).read_bytes()
             info = zipfile.ZipInfo(relative, _ZIP_TIME)
             info.external_attr = (0o755 if os.access(file.locate(), os.X_OK) else 0o644) << 16
-            archive.writestr(info, data, zipfile.ZIP_DEFLATED)
+            archive.writestr(info, data, *_DEFLATE)
             records.append(f"{relative},sha256={_b64sha(data)},{len(data)}")
         if info_dir is None:
             raise PackageError(f"{name}: no .dist-info in its RECORD")
         records.append(f"{info_dir}/RECORD,,")
         record = zipfile.ZipInfo(f"{info_dir}/RECORD", _ZIP_TIME)
         record.external_attr = 0o644 << 16
-        archive.writestr(record, "\n".join(records) + "\n", zipfile.ZIP_DEFLATED)
+        archive.writestr(record, "\n".join(records) + "\n", *_DEFLATE)
     return target
 
 
@@ -329,6 +335,28 @@ class AgentPackage:
         self.restic = restic
         self._built: Wheelhouse | None = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgentPackage:
+        return cls(
+            settings.agent_wheelhouse, settings.agent_wheelhouse_extra, settings.agent_restic_binary
+        )
+
+    @staticmethod
+    def needed(settings: Settings) -> bool:
+        """Whether VPSs of this control plane install from the package (then it is built at
+        start, so the first VPS does not wait for it)."""
+        local = settings.local_provider and settings.local_provider_agent == "package"
+        return local or settings.api_advertise_url is not None
+
+    async def warm(self) -> None:
+        """Build now; a failure is logged here and met again (as a 503) when a VPS asks."""
+        try:
+            built = await self.wheelhouse()
+        except PackageError as exc:
+            log.warning("agent package: %s", exc)
+        else:
+            log.info("agent package %s ready in %s", built.version, built.directory)
 
     async def wheelhouse(self) -> Wheelhouse:
         async with self._lock:

@@ -13,22 +13,15 @@ from fastapi.responses import FileResponse
 
 from control_plane.errors import NotFound, Unavailable
 from control_plane.provisioning.agent_package import AgentPackage, PackageError, Wheelhouse
-from control_plane.settings import Settings
 
 router = APIRouter(prefix="/agent", tags=["agent package"], include_in_schema=False)
 CHECKSUM_HEADER = "X-Checksum-Sha256"
 
 
-def agent_package(settings: Settings) -> AgentPackage:
-    return AgentPackage(
-        settings.agent_wheelhouse, settings.agent_wheelhouse_extra, settings.agent_restic_binary
-    )
-
-
 async def _wheelhouse(request: Request) -> Wheelhouse:
     state = request.app.state
     if getattr(state, "agent_package", None) is None:  # one per app, built on first use
-        state.agent_package = agent_package(state.settings)
+        state.agent_package = AgentPackage.from_settings(state.settings)
     try:
         built: Wheelhouse = await state.agent_package.wheelhouse()
     except PackageError as exc:

@@ -51,8 +51,9 @@ def test_a_bare_local_vps_installs_the_served_agent_package_and_enrolls(
         assert missing.status_code == 404, name  # only names on the list are served
     assert plane.http.get("/agent/wheels/nope.whl").json()["errors"][0]["field"] == "path.name"
 
-    # A wheel that does not match its SHA-256 is refused before anything is installed.
-    tampered = script.text.replace(listed[agent_wheel], "0" * 64)
+    # A file that does not match its SHA-256 is refused before anything is installed.
+    first = min(listed)  # fetched first
+    tampered = script.text.replace(listed[first], "0" * 64)
     root = tmp_path / "tampered-root"
     (root / "etc" / "mailfleet").mkdir(parents=True)
     (root / "etc" / "mailfleet" / "agent.toml").write_text("")
@@ -61,7 +62,7 @@ def test_a_bare_local_vps_installs_the_served_agent_package_and_enrolls(
         input=tampered, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert refused.returncode == 1, refused.stderr
-    assert f"{agent_wheel}: SHA-256 {listed[agent_wheel]}, expected {'0' * 64}" in refused.stderr
+    assert f"{first}: SHA-256 {listed[first]}, expected {'0' * 64}" in refused.stderr
     assert not (root / "opt" / "mailfleet-agent").exists()
 
     tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})

@@ -9,6 +9,7 @@ from pathlib import Path
 from control_plane.enrollment.agent_config import render_agent_toml
 from control_plane.provisioning.bootstrap import (
     AGENT_CONFIG_PATH,
+    FETCH_SCRIPT,
     INSTALL_SCRIPT_PATH,
     AgentInstall,
     install_script,
@@ -40,6 +41,37 @@ def test_pip_user_data_writes_the_config_and_runs_the_install_script() -> None:
     assert files[INSTALL_SCRIPT_PATH].content.decode() == install_script()
     assert files[INSTALL_SCRIPT_PATH].permissions == 0o700
     assert plan.runcmd == (f"{INSTALL_SCRIPT_PATH} --package mailfleet==0.1.0",)
+
+
+def test_package_user_data_fetches_the_served_install_script_and_runs_it_under_the_root(
+    tmp_path: Path,
+) -> None:
+    """The ``package`` install: user data (or the install over SSH) carries a short script
+    that fetches URL/agent/install.sh and runs it with --url and the machine's --root."""
+    plan = parse_user_data(render_user_data(TOML, AgentInstall.served("http://10.0.0.1:8080/")))
+    files = {f.path: f for f in plan.write_files}
+    assert files[AGENT_CONFIG_PATH].content.decode() == TOML
+    assert files[INSTALL_SCRIPT_PATH].content.decode() == FETCH_SCRIPT
+    assert plan.runcmd == (
+        f'sh "${{MAILFLEET_LOCAL_ROOT:-}}"{INSTALL_SCRIPT_PATH} http://10.0.0.1:8080',
+    )
+    assert ssh_install(AgentInstall.served("https://cp.example.net")) == (
+        FETCH_SCRIPT,
+        ["https://cp.example.net"],
+    )
+    # It runs what it fetched with the URL and the root (a stand-in python3 "fetches").
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python3"
+    fake.write_text("#!/bin/sh\necho 'echo \"ran $*\"'\n")
+    fake.chmod(0o755)
+    ran = subprocess.run(
+        ["sh", "-s", "http://cp:1"],
+        input=FETCH_SCRIPT, capture_output=True, text=True, check=False,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "MAILFLEET_LOCAL_ROOT": "/srv/vps 1"},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "ran --url http://cp:1 --root /srv/vps 1\n"
 
 
 def test_preinstalled_user_data_runs_the_agent_under_the_machine_root() -> None:
