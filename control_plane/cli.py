@@ -78,6 +78,9 @@ CLI_NAMES = {
     "plan": "--plan",
     "mail_stack": "--mail-stack",
     "mail_hostname": "--mail-hostname",
+    "address": "--address",
+    "ssh_private_key": "--ssh-key",
+    "ssh_password": "--ssh-password",
     "at": "--at",
     "snapshot": "--snapshot",
     "mailbox": "--mailbox",
@@ -685,12 +688,16 @@ def _domain_commands() -> None:
     from control_plane.ips.cli import ip_app
     from control_plane.ipswitch.cli import switch_app
     from control_plane.resize.cli import server_recommendations, server_resize
+    from control_plane.servers.cli import server_adopt, server_clear_host_key, server_ssh_credential
     from control_plane.usage.cli import server_usage
 
     server_app.command("health")(server_health)
     server_app.command("resize")(server_resize)
     server_app.command("recommendations")(server_recommendations)
     server_app.command("usage")(server_usage)
+    server_app.command("adopt")(server_adopt)
+    server_app.command("ssh-credential")(server_ssh_credential)
+    server_app.command("clear-host-key")(server_clear_host_key)
     app.add_typer(incident_app, name="incident")
     app.add_typer(silence_app, name="silence")
     app.add_typer(channel_app, name="alert-channel")

@@ -29,7 +29,7 @@ from control_plane.costs.prices import ANY_PROVIDER, price_at, set_price
 from control_plane.db.base import utcnow
 from control_plane.periodic import nudge
 from control_plane.provisioning.providers.base import Plan
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER, ProviderRegistry
 from control_plane.settings import Settings, parse_storage_prices
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ async def fetch_plans(registry: ProviderRegistry) -> Fetched:
     raised."""
     fetched = Fetched(at=utcnow())
     try:
-        names = [name for name in await registry.names() if name != MANUAL]
+        names = [name for name in await registry.names() if name not in OWNED_BY_CUSTOMER]
     except Exception as exc:  # Vault unreachable: no provider can be listed this time
         log.warning("price refresh: cannot list the providers: %s", exc)
         fetched.failed["*"] = f"cannot list the providers: {exc}"

@@ -24,7 +24,7 @@ from control_plane.errors import Conflict, InvalidInput, MailFleetError, Unavail
 from control_plane.ips import service
 from control_plane.ips.models import IpAddress
 from control_plane.provisioning.providers.base import Provider, ProviderError, ProviderNotFound
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER, ProviderRegistry
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 
@@ -47,7 +47,7 @@ async def target(session: AsyncSession, server_id: uuid.UUID) -> Target:
     """The server (404 if the session may not see it) as a provider call needs it; 409
     while a provider's server is not ready."""
     server = await get_by_id(session, Server, server_id, "server")
-    if server.provider == MANUAL:
+    if server.provider in OWNED_BY_CUSTOMER:
         return Target(server.id, server.provider, None)
     if server.state != "ready" or not server.instance_id:
         raise Conflict(f"the server is {server.state}, not ready", field="server_id")
@@ -179,7 +179,7 @@ async def learn_at_provisioning(db: Database, providers: ProviderRegistry, serve
     provider's list when it can give it, else the recorded address (the reconcile job reads
     the provider again later if needed)."""
     addresses: Sequence[str] = (server.ipv4,) if server.ipv4 else ()
-    if server.provider != MANUAL and server.instance_id:
+    if server.provider not in OWNED_BY_CUSTOMER and server.instance_id:
         try:
             provider = (await providers.get(server.provider, field="provider")).provider
             addresses = await provider.list_ips(server.instance_id) or addresses

@@ -47,7 +47,7 @@ from control_plane.ipswitch import agent
 from control_plane.ipswitch.models import IpSwitch, IpSwitchStep
 from control_plane.mail.models import MailDomain
 from control_plane.provisioning.providers.base import Provider, ProviderError
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER, ProviderRegistry
 from control_plane.provisioning.workflow import Fail, Retry, Wait
 from control_plane.servers.models import Server
 from control_plane.settings import Settings, parse_host_port
@@ -272,7 +272,7 @@ class Workflow:
             return server, to_row, await _live(session, switch.server_id, switch.from_ip)
 
     async def _provider(self, server: Server) -> Provider | None:
-        if server.provider == MANUAL:
+        if server.provider in OWNED_BY_CUSTOMER:
             return None
         return (await self.providers.get(server.provider, field="provider")).provider
 

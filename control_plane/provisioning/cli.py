@@ -18,7 +18,7 @@ from control_plane.db.engine import Database
 from control_plane.errors import InvalidInput, MailFleetError
 from control_plane.provisioning import service
 from control_plane.provisioning.events import list_events
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER, ProviderRegistry
 from control_plane.provisioning.workflow import PROVISION_STEPS
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
@@ -38,7 +38,7 @@ async def create_server(
     vault = running_vault(settings)
     providers = ProviderRegistry(settings, vault)
     try:
-        if body.provider != MANUAL and (body.region is None or body.plan is None):
+        if body.provider not in OWNED_BY_CUSTOMER and (body.region is None or body.plan is None):
             body = await _with_defaults(providers, body)
         tenant_id = body.tenant_id
         assert tenant_id is not None

@@ -1,6 +1,9 @@
 """Which providers this control plane offers, and what their machines need to enroll.
 
-``manual`` is always offered (a VPS the customer made, enrolled by join token). ``local``
+``manual`` is always offered (a VPS the customer made, enrolled by join token), and so is
+``ssh`` (a machine the customer has, adopted: MailFleet installs its agent over SSH with the
+credential it was given, ``ssh_adopt.py``); neither is rented, and MailFleet never destroys
+either (``OWNED_BY_CUSTOMER``). ``local``
 is offered when ``MAILFLEET_LOCAL_PROVIDER`` is on. ``hostwinds`` is offered once its
 account is configured in Vault at ``providers/hostwinds`` (``api_key``, ``template``,
 optional ``base_url``, optional ``regions`` as ``id=Name`` pairs separated by commas, used
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from control_plane.errors import InvalidInput
 from control_plane.provisioning.bootstrap import AgentInstall, Bootstrap
+from control_plane.provisioning.providers.adopted import AdoptedMachines
 from control_plane.provisioning.providers.base import Plan, Provider, ProviderError, Region
 from control_plane.provisioning.providers.hostwinds import (
     DEFAULT_BASE_URL,
@@ -41,6 +45,9 @@ from control_plane.vault.client import Vault, secret_path
 log = logging.getLogger(__name__)
 
 MANUAL = "manual"
+ADOPTED = AdoptedMachines.name  # "ssh"
+# The customer's own machines: no provider rents, resizes, readdresses or destroys them.
+OWNED_BY_CUSTOMER = frozenset({MANUAL, ADOPTED})
 HOSTWINDS_SECRET = secret_path("providers", "hostwinds")
 CATALOG_TTL = 600.0  # seconds a provider's regions and plans are trusted
 
@@ -80,6 +87,7 @@ class ProviderRegistry:
             except ValueError as exc:
                 raise SettingsError(f"MAILFLEET_LOCAL_PROVIDER_*: {exc}") from None
         self._hostwinds: tuple[str, HostwindsProvider] | None = None
+        self._adopted = AdoptedMachines()
         self._catalogs: dict[str, Catalog] = {}
         self._lock = asyncio.Lock()
 
@@ -96,7 +104,7 @@ class ProviderRegistry:
             self._hostwinds = None
 
     async def names(self) -> list[str]:
-        names = [MANUAL]
+        names = [MANUAL, ADOPTED]
         if self.local is not None:
             names.append("local")
         if await self.vault.get(HOSTWINDS_SECRET) is not None:
@@ -113,6 +121,8 @@ class ProviderRegistry:
                 enroll_address=f"{host}:{parse_host_port(self.settings.enroll_addr)[1]}",
                 bootstrap=self.settings.local_provider_boot,
             )
+        if name == ADOPTED:
+            return self._remote(self._adopted, "ssh")
         if name == "hostwinds":
             driver = await self._hostwinds_driver()
             if driver is not None:
@@ -161,9 +171,17 @@ class ProviderRegistry:
         return catalog
 
     def _remote(self, provider: Provider, bootstrap: Bootstrap) -> ProviderEntry:
+        """Machines MailFleet does not build itself get the agent by pip, or start the one
+        already on them (``MAILFLEET_PREINSTALLED_AGENT``: an image built with it)."""
+        preinstalled = self.settings.preinstalled_agent
+        install = (
+            AgentInstall.preinstalled(str(preinstalled))
+            if preinstalled is not None
+            else self._served_or_pip()
+        )
         return ProviderEntry(
             provider=provider,
-            install=self._served_or_pip(),
+            install=install,
             gateway_address=self.settings.advertised_gateway,
             enroll_address=self.settings.advertised_enroll,
             bootstrap=bootstrap,

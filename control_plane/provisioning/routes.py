@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 
-from control_plane.api.context import Ctx
+from control_plane.api.context import AdminCtx, Ctx
 from control_plane.commands import handlers
 from control_plane.commands.schemas import CommandOut
 from control_plane.errors import InvalidInput
@@ -17,7 +17,13 @@ from control_plane.provisioning.schemas import ProviderOut, provider_out
 from control_plane.provisioning.stream import follow
 from control_plane.schemas import After, Limit, PageOut
 from control_plane.servers.routes import server_response
-from control_plane.servers.schemas import ServerEventOut, ServerOut, SshKeyOut, SshKeyRotationOut
+from control_plane.servers.schemas import (
+    ServerEventOut,
+    ServerOut,
+    SshCredentialIn,
+    SshKeyOut,
+    SshKeyRotationOut,
+)
 from control_plane.servers.service import get_server
 
 router = APIRouter(prefix="/api/v1", tags=["provisioning"])
@@ -27,7 +33,9 @@ EVENT_STREAM = "text/event-stream"
 @router.delete("/servers/{server_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete_server(server_id: uuid.UUID, ctx: Ctx) -> ServerOut:
     """Deprovision: cancel any provisioning, terminate the VPS, revoke the agent, destroy
-    its secrets, then forget the server. Follow it in its events; repeating is harmless."""
+    its secrets, then forget the server. Follow it in its events; repeating is harmless.
+    A manual or adopted (``ssh``) server's machine is the customer's: it is left running,
+    untouched; only MailFleet's DNS records, the agent's certificates and the secrets go."""
     async with ctx.session() as session:
         server = await service.deprovision(
             session, await get_server(session, server_id), ctx.settings
@@ -80,6 +88,36 @@ async def server_events(
         media_type=EVENT_STREAM,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.put("/servers/{server_id}/ssh-credential")
+async def replace_ssh_credential(
+    server_id: uuid.UUID, body: SshCredentialIn, ctx: Ctx
+) -> ServerOut:
+    """An adopted server's new SSH credential (one of ``ssh_private_key``, ``ssh_password``),
+    kept in Vault and never shown again. If the agent's install had failed (a refused
+    credential), it runs again with the new one."""
+    async with ctx.session() as session:
+        server = await service.replace_ssh_credential(
+            session,
+            ctx.vault,
+            ctx.settings,
+            await get_server(session, server_id),
+            body.ssh_private_key,
+            body.ssh_password,
+        )
+        out = server_response(ctx, server)
+    ctx.wake_workflow()
+    return out
+
+
+@router.delete("/servers/{server_id}/ssh-host-key")
+async def clear_ssh_host_key(server_id: uuid.UUID, ctx: AdminCtx) -> ServerOut:
+    """Forget the server's pinned SSH host key (admin; after a legitimate reinstall of its
+    machine changed the key): the next login, e.g. ``POST …/retry``, pins the key it meets."""
+    async with ctx.session() as session:
+        server = await service.clear_ssh_host_key(session, await get_server(session, server_id))
+        return server_response(ctx, server)
 
 
 @router.post("/servers/{server_id}/ssh-key", status_code=status.HTTP_201_CREATED)

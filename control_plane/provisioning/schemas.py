@@ -3,7 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from control_plane.provisioning.providers.base import ProviderError
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER, ProviderRegistry
 from control_plane.schemas import ResponseModel
 
 
@@ -30,7 +30,7 @@ class ProviderOut(ResponseModel):
 
 
 async def provider_out(providers: ProviderRegistry, name: str) -> ProviderOut:
-    if name == MANUAL:
+    if name in OWNED_BY_CUSTOMER:
         return ProviderOut(name=name, regions=[], plans=[])
     try:
         catalog = await providers.catalog(name)

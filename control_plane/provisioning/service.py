@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import asyncssh
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.commands import service as commands
@@ -11,8 +13,13 @@ from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput
 from control_plane.mail import dkim
-from control_plane.provisioning import events, ssh
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning import events, ssh, ssh_adopt
+from control_plane.provisioning.registry import (
+    ADOPTED,
+    MANUAL,
+    OWNED_BY_CUSTOMER,
+    ProviderRegistry,
+)
 from control_plane.provisioning.workflow import enter
 from control_plane.servers import service as servers
 from control_plane.servers.models import Server
@@ -28,19 +35,31 @@ async def order_server(
     tenant_id: uuid.UUID,
     data: ServerCreate,
 ) -> Server:
-    """Record a new server and start its workflow; an unknown provider/region/plan is a 422."""
-    plan = None
-    if data.provider == MANUAL:
+    """Record a new server and start its workflow; an unknown provider/region/plan is a 422,
+    and so is an adoption's bad address or credential (``ssh_adopt``), before any write."""
+    plan, adoption = None, None
+    if data.provider == ADOPTED:
+        adoption = ssh_adopt.checked(data.address, data.ssh_private_key, data.ssh_password)
+    else:
+        credential = (data.ssh_private_key, data.ssh_password)
+        ssh_adopt.refuse_fields(data.provider, data.address, *credential)
+    if data.provider in OWNED_BY_CUSTOMER:
+        kind = "a manual" if data.provider == MANUAL else "an adopted"
         for name in ("region", "plan"):
             if getattr(data, name) is not None:
-                raise InvalidInput(f"a manual server takes no {name}", field=f"body.{name}")
+                raise InvalidInput(f"{kind} server takes no {name}", field=f"body.{name}")
     else:
         plan = await providers.check_order(data.provider, data.region, data.plan)
+    if adoption is not None:
+        await ssh_adopt.address_free(session, tenant_id, adoption.address)
     server = await servers.create_server(session, tenant_id, data)
     if plan is not None:  # the price it is ordered at; a resize records the next one
         server.plan_monthly_price, server.plan_currency = plan.monthly_price, plan.currency
     if server.mail_stack == "mailu":
         server.dkim_selector = dkim.default_selector(utcnow())
+    if adoption is not None:
+        await ssh_adopt.start(session, providers.vault, settings, server, adoption)
+        return server
     if data.provider == MANUAL:
         enter(server, "enrolling", settings)
         events.record(session, server, "state", "registered; waiting for its agent to enroll")
@@ -70,6 +89,48 @@ async def retry(session: AsyncSession, server: Server, settings: Settings) -> Se
     enter(server, step, settings)
     server.failed_step = server.failure_reason = None
     events.record(session, server, "state", f"retrying {step}")
+    await session.flush()
+    return server
+
+
+async def replace_ssh_credential(
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    server: Server,
+    key: SecretStr | None,
+    password: SecretStr | None,
+) -> Server:
+    """An adopted server's new SSH credential (the old one was refused, or changed): into
+    Vault, never shown again; an install that failed runs again with it, which is what
+    replacing it is for."""
+    if server.provider != ADOPTED:
+        raise Conflict(
+            f"server {server.id} is not an adopted machine (provider {server.provider}); "
+            "its SSH key is MailFleet's own (rotate it)"
+        )
+    checked = ssh_adopt.login(key, password)
+    server.ssh_public_key = checked.public_key
+    events.record(session, server, "note", "SSH credential replaced")
+    await session.flush()
+    await ssh_adopt.keep_login(vault, server, checked)
+    if server.state == "failed" and server.failed_step == "installing_agent":
+        await retry(session, server, settings)
+    return server
+
+
+async def clear_ssh_host_key(session: AsyncSession, server: Server) -> Server:
+    """Forget the pinned SSH host key after a legitimate reinstall of the machine: the next
+    login pins the key it meets then. Admin only (routes), audited, and an event names the
+    key forgotten, so a pin is never dropped silently."""
+    pinned = server.ssh_host_key
+    if pinned is None:
+        raise Conflict(f"server {server.id} has no SSH host key pinned")
+    server.ssh_host_key = None
+    fingerprint = asyncssh.import_public_key(pinned).get_fingerprint()
+    events.record(
+        session, server, "note", f"SSH host key pin {fingerprint} cleared; the next login pins anew"
+    )
     await session.flush()
     return server
 

@@ -27,8 +27,37 @@ class SshKeyPair:
     public_key: str  # one authorized_keys line
 
 
+@dataclass(frozen=True)
+class SshLogin:
+    """How MailFleet logs in to a server's machine as root: a private key (OpenSSH or PEM
+    text) or a password. Read from Vault into memory for one connection, never kept."""
+
+    private_key: str | None = None
+    password: str | None = None
+
+
 def admin_key_path(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
     return server_secret_path(tenant_id, server_id, "admin_ssh")
+
+
+def login_path(tenant_id: uuid.UUID, server_id: uuid.UUID) -> str:
+    """An adopted machine's credential, as its owner gave it (``ssh_adopt.py``); apart from
+    ``admin_ssh`` so the one-time download never hands it back."""
+    return server_secret_path(tenant_id, server_id, "ssh_login")
+
+
+async def read_login(
+    vault: Vault, tenant_id: uuid.UUID, server_id: uuid.UUID, adopted: bool
+) -> SshLogin | None:
+    """The credential the install over SSH logs in with: an adopted machine's own, else
+    the server's admin key (None: not in Vault)."""
+    if adopted:
+        stored = await vault.get(login_path(tenant_id, server_id))
+        if stored is None:
+            return None
+        return SshLogin(stored.get("private_key"), stored.get("password"))
+    pair = await read_admin_key(vault, tenant_id, server_id)
+    return SshLogin(private_key=pair.private_key) if pair is not None else None
 
 
 def _as_secret(pair: SshKeyPair) -> dict[str, str]:

@@ -1,9 +1,10 @@
 """The agent's install over SSH: the ``installing_agent`` step of servers whose provider
 bootstraps by SSH (Hostwinds documents no user data, see ``providers/hostwinds.py``).
 
-The control plane connects as ``root`` to the VPS's address with the server's admin key,
-read from Vault into this process's memory only (asyncssh is handed the key object, never a
-file; nothing here logs it). Then, over that one connection:
+The control plane connects as ``root`` to the VPS's address with the server's admin key
+(an adopted machine: the key or password its owner gave), read from Vault into this
+process's memory only (asyncssh is handed the key object, never a file; nothing here logs
+it). Then, over that one connection:
 
 1. the host key: the first one met is pinned on the server (``on_first_key`` records it
    before anything else is sent); later connections accept that key only, so a VPS whose
@@ -62,15 +63,22 @@ class Unreachable(InstallFailed):
     """No login (yet): refused, timed out, or the key not accepted; may pass as sshd starts."""
 
 
+class CredentialRefused(Unreachable):
+    """sshd answered but refused the key or password: on a machine being set up the key may
+    not be authorized yet; on an adopted one the credential is wrong."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where and as whom: the VPS's address, the server's private key (OpenSSH or PEM
-    text, from Vault), and the pinned host key (``type base64``) if there is one."""
+    """Where and as whom: the VPS's address, the private key (OpenSSH or PEM text, from
+    Vault) or, for an adopted machine, possibly a password instead, and the pinned host key
+    (``type base64``) if there is one."""
 
     address: str
-    private_key: str
+    private_key: str | None
     pinned_host_key: str | None
     port: int = SSH_PORT
+    password: str | None = None
 
 
 def host_key_line(key: asyncssh.SSHKey) -> str:
@@ -113,12 +121,19 @@ async def _connect(
     target: Target, on_first_key: Callable[[str], Awaitable[None]]
 ) -> asyncssh.SSHClientConnection:
     """One connection attempt; the pin checked (or made) before anything is sent."""
-    try:
-        client_key = asyncssh.import_private_key(target.private_key)
-    except (asyncssh.KeyImportError, ValueError):
-        raise InstallFailed(
-            "the server's SSH key in Vault is not a private key asyncssh reads"
-        ) from None
+    client_keys = None
+    if target.private_key is not None:
+        try:
+            client_keys = [asyncssh.import_private_key(target.private_key)]
+        except (asyncssh.KeyImportError, ValueError):
+            raise InstallFailed(
+                "the server's SSH key in Vault is not a private key asyncssh reads"
+            ) from None
+    elif target.password is None:
+        raise InstallFailed("no SSH key or password to log in with")
+    # A password also answers keyboard-interactive's one prompt (sshd with PAM asks that way).
+    methods = ["publickey"] if client_keys else ["password", "keyboard-interactive"]
+    what = "SSH key" if client_keys else "SSH password"
     pinned = target.pinned_host_key
     algs: list[str] | tuple[()] = ()
     if pinned is not None:
@@ -131,12 +146,13 @@ async def _connect(
             target.port,
             username=USER,
             client_factory=lambda: client,
-            client_keys=[client_key],
+            client_keys=client_keys,
+            password=None if client_keys else target.password,
             known_hosts=([], [], []),  # every key goes through _Pinning
             server_host_key_algs=algs,
             agent_path=None,
             config=None,
-            preferred_auth=["publickey"],
+            preferred_auth=methods,
             connect_timeout=ATTEMPT_SECONDS,
             login_timeout=ATTEMPT_SECONDS,
         )
@@ -149,7 +165,7 @@ async def _connect(
             f"now offered {seen}; refusing to send the agent's join token there"
         ) from None
     except asyncssh.PermissionDenied:
-        raise Unreachable(f"{where} refused the server's SSH key") from None
+        raise CredentialRefused(f"{where} refused the server's {what}") from None
     except (OSError, TimeoutError, asyncssh.Error) as exc:
         raise Unreachable(f"{where}: {_reason(exc)}") from None
     if pinned is None and client.offered is not None:

@@ -29,7 +29,11 @@ Metering: the runner opens the server's span of its plan when the instance id is
 recorded (the VPS exists and is billed from then).
 
 ``manual`` servers skip to ``enrolling`` and wait there without a deadline: a person
-installs their agent.
+installs their agent. Adopted (``ssh``) servers start at ``installing_agent`` with the
+credential their owner gave (``ssh_adopt.py``); a refused credential fails the step at once.
+Deleting an adopted server *forgets* it: its DNS records are withdrawn, its agent revoked
+(the gateway refuses it from then on) and its secrets (the credential) destroyed, but the
+machine is never touched: no provider call, nothing uninstalled, MailU's data kept.
 """
 
 from __future__ import annotations
@@ -60,7 +64,12 @@ from control_plane.mail.models import MailDomain
 from control_plane.provisioning import events, ssh, ssh_install
 from control_plane.provisioning.bootstrap import render_user_data
 from control_plane.provisioning.providers.base import ProviderError, ProviderNotFound
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import (
+    ADOPTED,
+    MANUAL,
+    OWNED_BY_CUSTOMER,
+    ProviderRegistry,
+)
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.tls import service as tls_service
@@ -274,11 +283,14 @@ class Workflow:
         entry = await self.providers.get(server.provider, field="provider")
         if server.ipv4 is None:
             return Fail("no address was recorded for this server")
-        pair = await ssh.read_admin_key(self.vault, server.tenant_id, server.id)
-        if pair is None:
-            return Fail("the server's SSH key is missing from Vault")
-        target = ssh_install.Target(server.ipv4, pair.private_key, server.ssh_host_key)
-        del pair  # the key lives on only inside the SSH client
+        adopted = server.provider == ADOPTED
+        login = await ssh.read_login(self.vault, server.tenant_id, server.id, adopted)
+        if login is None:
+            return Fail("the server's SSH credential is missing from Vault")
+        target = ssh_install.Target(
+            server.ipv4, login.private_key, server.ssh_host_key, password=login.password
+        )
+        del login  # the credential lives on only inside the SSH client
         output = _OutputEvents(self.db, server.id)
 
         async def pin(host_key: str) -> None:
@@ -298,20 +310,28 @@ class Workflow:
                 on_first_key=pin,
                 on_line=output.line,
             )
+        except ssh_install.CredentialRefused as exc:
+            if adopted:  # the machine is up and says no: waiting will not change that
+                return Fail(f"{exc.detail}; replace the credential (PUT …/ssh-credential)")
+            return self._unreachable(server, exc)
         except ssh_install.Unreachable as exc:
-            limit = self.settings.provision_ssh_connect_seconds
-            entered = server.state_changed_at or utcnow()
-            if (utcnow() - entered).total_seconds() < limit:
-                return Retry(f"SSH not reachable yet: {exc.detail}")
-            tries = server.step_attempts + 1
-            return Fail(
-                f"could not log in over SSH within {limit:.0f} s ({tries} attempts): {exc.detail}"
-            )
+            return self._unreachable(server, exc)
         except ssh_install.InstallFailed as exc:
             await output.finish()
             return Fail(exc.detail)
         await output.finish()
         return Advance("enrolling", "agent installed over SSH; waiting for it to enroll")
+
+    def _unreachable(self, server: Server, exc: ssh_install.Unreachable) -> Outcome:
+        """Not logged in yet: again later, until ``provision_ssh_connect_seconds`` passed."""
+        limit = self.settings.provision_ssh_connect_seconds
+        entered = server.state_changed_at or utcnow()
+        if (utcnow() - entered).total_seconds() < limit:
+            return Retry(f"SSH not reachable yet: {exc.detail}")
+        tries = server.step_attempts + 1
+        return Fail(
+            f"could not log in over SSH within {limit:.0f} s ({tries} attempts): {exc.detail}"
+        )
 
     async def _enrolling(self, server: Server) -> Outcome:
         if server.revoked_at is not None:
@@ -386,8 +406,8 @@ class Workflow:
         address)."""
         # The IP inventory first: the records below publish its addresses.
         await provider_ips.learn_at_provisioning(self.db, self.providers, server)
-        ptr = "reverse DNS is the customer's to set (manual server)"
-        if server.provider != MANUAL and server.instance_id and server.ipv4:
+        ptr = f"reverse DNS is the customer's to set ({server.provider} server)"
+        if server.provider not in OWNED_BY_CUSTOMER and server.instance_id and server.ipv4:
             host = server.mail_hostname or ""
             provider = (await self.providers.get(server.provider, field="provider")).provider
             try:
@@ -444,7 +464,7 @@ class Workflow:
         _, error = await self._each_published_domain(server, dns_service.withdraw)
         if error is not None:
             return Retry(f"removing DNS records: {error}")
-        if server.provider != MANUAL:
+        if server.provider not in OWNED_BY_CUSTOMER:  # the customer's machine is left as it is
             provider = (await self.providers.get(server.provider, field="provider")).provider
             doomed = {server.instance_id} if server.instance_id else set()
             name = instance_name(server.id)
@@ -463,6 +483,11 @@ class Workflow:
         self.streams.close(server.id, "server deprovisioned")
         await enrollment.revoke_in_vault(self.pki, serials)
         await ssh.delete_server_secrets(self.vault, server.tenant_id, server.id)
+        if server.provider == ADOPTED:
+            return Deleted(
+                f"server {server.name} forgotten; the machine at {server.ipv4} was left running "
+                "(its agent revoked, its SSH credential destroyed)"
+            )
         return Deleted(f"server {server.name} deprovisioned")
 
 

@@ -19,7 +19,7 @@ from control_plane.metrics.models import MetricSample
 from control_plane.metrics.series import filesystem_series, sample_series
 from control_plane.provisioning import events
 from control_plane.provisioning.providers.base import Plan
-from control_plane.provisioning.registry import MANUAL, ProviderRegistry
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER, ProviderRegistry
 from control_plane.provisioning.schemas import PlanOut
 from control_plane.resize import recommend
 from control_plane.resize.models import ServerResize, ServerResizeStep
@@ -62,8 +62,10 @@ def plan_out(plan: Plan) -> PlanOut:
 
 
 async def _catalog(providers: ProviderRegistry, server: Server) -> tuple[Plan, ...]:
-    if server.provider == MANUAL:
-        raise Conflict("a manual server is the customer's machine: MailFleet cannot resize it")
+    if server.provider in OWNED_BY_CUSTOMER:
+        raise Conflict(
+            f"a {server.provider} server is the customer's machine: MailFleet cannot resize it"
+        )
     return (await providers.catalog(server.provider)).plans
 
 
@@ -96,8 +98,8 @@ async def recommendation(
         "driver": None,
         "evidence": [],
     }
-    if server.provider == MANUAL:
-        reason = "a manual server has no provider plan catalog to choose from"
+    if server.provider in OWNED_BY_CUSTOMER:
+        reason = f"a {server.provider} server has no provider plan catalog to choose from"
         return RecommendationOut(**base, **empty, state="unknown", reason=reason)
     try:
         catalog = await _catalog(providers, server)

@@ -29,7 +29,9 @@ async def create_server(body: ServerCreate, ctx: Ctx) -> ServerOut:
     """Order a server: MailFleet rents it and follows it to ``ready`` (see its events).
 
     A ``manual`` server is one the customer made: it waits in ``enrolling`` for an agent
-    started with a join token (``POST …/join-tokens``).
+    started with a join token (``POST …/join-tokens``). An ``ssh`` server is a machine the
+    customer has, adopted: MailFleet logs in at ``address`` as root with the key or password
+    given (kept in Vault, never shown again), installs the agent and follows it to ``ready``.
     """
     tenant_id = ctx.owning_tenant(body.tenant_id)
     async with ctx.session() as session:

@@ -3,14 +3,33 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, SecretStr
 
 from control_plane.commands.schemas import CommandOut
 from control_plane.schemas import Name, RequestModel, ResponseModel
 
 AgentStatus = Literal["pending", "online", "unknown", "revoked"]
+# An adopted machine's SSH credential: kept in Vault, never answered, logged or shown again
+# (SecretStr: a repr or a log of the model shows stars).
+SshPrivateKey = Annotated[
+    SecretStr,
+    Field(
+        max_length=16_384,
+        description="`ssh` provider: root's private key, OpenSSH or PEM text without a "
+        "passphrase. Kept in Vault; never shown again.",
+    ),
+]
+SshPassword = Annotated[
+    SecretStr,
+    Field(
+        min_length=1,
+        max_length=1024,
+        description="`ssh` provider: root's password, instead of a key. Kept in Vault; never "
+        "shown again.",
+    ),
+]
 
 
 ProvisionState = Literal[
@@ -50,10 +69,20 @@ class ServerCreate(RequestModel):
         default="manual",
         pattern=r"^[a-z][a-z0-9_-]{0,31}$",
         description=(
-            "`manual`: a VPS the customer made, enrolled by join token; otherwise a provider "
-            "MailFleet rents the VPS from (`local`, `hostwinds`, … as configured)."
+            "`manual`: a VPS the customer made, enrolled by join token; `ssh`: a machine the "
+            "customer has, adopted: MailFleet installs its agent over SSH (`address` and one "
+            "of `ssh_private_key`, `ssh_password`); otherwise a provider MailFleet rents the "
+            "VPS from (`local`, `hostwinds`, … as configured)."
         ),
     )
+    address: str | None = Field(
+        default=None,
+        max_length=45,
+        description="`ssh` provider: the machine's IP address (MailFleet logs in as root on "
+        "port 22).",
+    )
+    ssh_private_key: SshPrivateKey | None = None
+    ssh_password: SshPassword | None = None
     region: str | None = Field(default=None, max_length=64, description="Provider region id.")
     plan: str | None = Field(default=None, max_length=64, description="Provider plan id.")
     mail_stack: Literal["mailu", "none"] = Field(
@@ -71,6 +100,17 @@ class ServerCreate(RequestModel):
     tenant_id: uuid.UUID | None = Field(
         default=None, description="Required with an admin key; a tenant key uses its own tenant."
     )
+
+
+class SshCredentialIn(RequestModel):
+    """A new SSH credential for an adopted server (the old one was wrong, or changed)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ssh_password": "correct horse battery staple"}]}
+    )
+
+    ssh_private_key: SshPrivateKey | None = None
+    ssh_password: SshPassword | None = None
 
 
 class ServerOut(ResponseModel):
@@ -94,6 +134,11 @@ class ServerOut(ResponseModel):
     mail_stack: str
     mail_hostname: str | None
     ssh_public_key: str | None
+    ssh_host_key: str | None = Field(
+        default=None,
+        description="The machine's SSH host key, pinned on first contact by the agent's "
+        "install over SSH; a changed key is refused until an admin clears the pin.",
+    )
     status: AgentStatus = Field(description="The agent's status, from enrollment and heartbeats.")
     agent_version: str | None
     hostname: str | None

@@ -36,6 +36,7 @@ def server_out(server: Server, now: datetime, unknown_after: timedelta) -> Serve
         mail_stack=server.mail_stack,
         mail_hostname=server.mail_hostname,
         ssh_public_key=server.ssh_public_key,
+        ssh_host_key=server.ssh_host_key,
         status=agent_status(server, now, unknown_after),
         agent_version=server.agent_version,
         hostname=server.hostname,

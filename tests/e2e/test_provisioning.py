@@ -136,7 +136,7 @@ def test_orders_naming_unknown_things_are_refused(local_plane: ControlPlane) -> 
         assert problem["errors"][0]["field"] == field, problem
     assert plane.api("GET", "/api/v1/servers", params={"tenant_id": tenant["id"]})["items"] == []
     offered = {p["name"]: p for p in plane.api("GET", "/api/v1/providers")}
-    assert set(offered) == {"manual", "local"}
+    assert set(offered) == {"manual", "ssh", "local"}  # ssh: adopting a machine
     assert [r["id"] for r in offered["local"]["regions"]] == ["local"]
 
 

@@ -30,7 +30,11 @@ and its answer then starts with "Invoice Paid" as ``add_instance``'s does (``pay
 and ``apply_upgrade`` stand in for a person paying and applying it at Hostwinds); a managed
 plan costs ``MANAGED_SURCHARGE`` more; ``bandwidth`` is a number of GB.
 
-Test hooks: ``fail_next`` injects failures (HTTP 500, error bodies, hangs before or after
+Test hooks: ``authorize`` stands in for what Hostwinds does to the VPS it builds (root's
+``authorized_keys`` gets the ``keys[]`` of ``add_instance``): called with the instance's
+address and those public keys, it lets a test whose "VPS" is a real machine (a namespace
+running sshd, handed out through ``addresses``) authorize them there. ``fail_next`` injects
+failures (HTTP 500, error bodies, hangs before or after
 the action is carried out, rate-limit answers); ``calls`` records every request's action,
 arrival time and outcome.
 """
@@ -181,6 +185,7 @@ class HostwindsDouble:
         credit: Decimal = Decimal("1000.00"),
         accept_unverified: Mapping[str, Collection[str]] | None = None,
         addresses: str = "198.51.100.0/24",
+        authorize: Callable[[str, list[str]], None] | None = None,
     ) -> None:
         self.api_key = api_key
         self.create_delay = create_delay
@@ -201,7 +206,8 @@ class HostwindsDouble:
         self._orders = itertools.count(500)
         # Where its VPSs "are": the documentation range by default; a test whose workflow
         # then connects to them (the install over SSH) hands out loopback or its namespaces'.
-        self._addresses = ipaddress.ip_network(addresses).hosts()
+        self._addresses = iter(ipaddress.ip_network(addresses).hosts())  # a /32: a list
+        self.authorize = authorize
         self._v6 = itertools.count(1)
         self._tokens = rate_limit or 0.0
         self._refilled = time.monotonic()
@@ -454,6 +460,9 @@ class HostwindsDouble:
             ipv6=f"2001:db8::{next(self._v6):x}",
             private_ip=f"10.0.{serviceid % 250}.{serviceid % 200 + 2}",
         )
+        if self.authorize is not None:
+            instance = self.instances[serviceid]
+            self.authorize(instance.ips[0], [self.ssh_keys[key] for key in keys])
         invoice = next(self._orders)
         return [
             {"result": "success", "action": "Invoice Paid", "message": f"Invoice #{invoice}"},

@@ -10,6 +10,7 @@ service the API's retry calls, until the install goes through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import stat
@@ -21,19 +22,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncssh
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.engine import Database
+from control_plane.files import write_private
 from control_plane.gateway.hub import AgentHub
 from control_plane.provisioning import service
 from control_plane.provisioning.bootstrap import AgentInstall, ssh_install
 from control_plane.provisioning.models import ServerEvent
 from control_plane.provisioning.providers import local_sshd
 from control_plane.provisioning.providers.local import LocalProvider
-from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning.registry import HOSTWINDS_SECRET, ProviderRegistry
 from control_plane.provisioning.runner import ProvisioningRunner
 from control_plane.provisioning.ssh import admin_key_path, new_key_pair
 from control_plane.provisioning.workflow import Workflow
@@ -47,18 +50,20 @@ from tests.e2e.conftest import PlaneFactory
 from tests.e2e.conftest import local_net as local_net  # the fixtures, used here too
 from tests.e2e.conftest import plane_factory as plane_factory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
-from tests.support.netns import namespace_pids
+from tests.fakes.hostwinds import hostwinds_double
+from tests.provisioning.machines import (
+    Machines,
+    local_ssh_settings,
+    remote_agents_env,
+    ssh_net_settings,
+    sshd_pids,
+    sshd_running,
+)
+from tests.provisioning.machines import machines as machines  # the fixture, used here too
 from tests.support.openbao import DevOpenBao
 
 pytestmark = pytest.mark.postgres_only
-
-
-def ssh_net_settings(net: LocalNet) -> dict[str, str]:
-    return {
-        **net.settings(),
-        "MAILFLEET_LOCAL_PROVIDER_BOOT": "ssh",
-        "MAILFLEET_PROVISION_SSH_CONNECT_SECONDS": "10",
-    }
+HOSTWINDS_KEY = "hwk-5e1f0c3a9b7d4e2f8a6c1b3d5e7f9a0b"
 
 
 def test_a_local_vps_gets_its_agent_over_ssh_and_becomes_ready(
@@ -91,6 +96,57 @@ def test_a_local_vps_gets_its_agent_over_ssh_and_becomes_ready(
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     wait_gone(plane, server["id"])
     assert local_net.instances() == []  # the local_net fixture checks nothing else is left
+
+
+async def test_a_hostwinds_order_gets_its_agent_over_ssh_and_becomes_ready(
+    local_net: LocalNet, plane_factory: PlaneFactory, machines: Machines, vault: Vault
+) -> None:
+    """Hostwinds' workflow end to end with its default bootstrap: the double hands out the
+    address of a VPS running a real sshd, into whose authorized_keys "Hostwinds" puts the
+    key it issued (``authorize``), so the plane logs in with the key it kept in Vault."""
+    plane = plane_factory(**remote_agents_env(local_net))
+    machine = await machines.make("hostwinds-vps", new_key_pair("nobody yet").public_key)
+    address = machine.ipv4[0]
+
+    def authorize(at: str, keys: list[str]) -> None:
+        assert at == address
+        lines = "".join(f"{key}\n" for key in keys).encode()
+        write_private(machines.ssh_file(machine, local_sshd.AUTHORIZED_KEYS), lines)
+
+    with hostwinds_double(
+        api_key=HOSTWINDS_KEY, create_delay=0.2, addresses=f"{address}/32", authorize=authorize
+    ) as api:
+        await vault.put(
+            HOSTWINDS_SECRET,
+            {"api_key": HOSTWINDS_KEY, "template": "debian-12", "base_url": api.url},
+        )
+        try:
+            tenant = plane.api(
+                "POST", "/api/v1/tenants", 201, json={"name": f"hw-{time.time_ns()}"}
+            )
+            server = plane.api(
+                "POST",
+                "/api/v1/servers",
+                201,
+                json={"name": "hw1", "provider": "hostwinds", "region": "2", "plan": "12",
+                      "mail_stack": "none", "tenant_id": tenant["id"]},
+            )  # fmt: skip
+            ready = wait_state(plane, server["id"], "ready", timeout=30)
+            (instance,) = api.instances.values()
+            assert ready["instance_id"] == str(instance.serviceid) and ready["ipv4"] == address
+            assert ready["ssh_host_key"] == machines.host_key(machine)
+            assert instance.user_data == "" and instance.keys == [f"mf-{server['id']}"]
+            events = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
+            assert [e["state"] for e in events if e["kind"] == "state"] == [
+                "requested", "creating", "booting", "installing_agent", "enrolling", "ready"
+            ]  # fmt: skip
+            assert any(e["message"].startswith("mailfleet-agent started") for e in events)
+
+            plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
+            wait_gone(plane, server["id"], timeout=30)
+            assert api.instances == {} and api.ssh_keys == {}  # terminated at Hostwinds
+        finally:
+            await vault.delete(HOSTWINDS_SECRET)
 
 
 @dataclass
@@ -149,22 +205,7 @@ async def driver(
     vault: Vault,
     pki: AgentPki,
 ) -> AsyncIterator[Driver]:
-    env = ssh_net_settings(local_net)
-    local = settings.model_copy(
-        update={
-            "local_provider": True,
-            "local_provider_dir": local_net.state_dir,
-            "local_provider_prefix": local_net.prefix,
-            "local_provider_bridge": local_net.bridge,
-            "local_provider_bridge_address": env["MAILFLEET_LOCAL_PROVIDER_BRIDGE_ADDRESS"],
-            "local_provider_pool": env["MAILFLEET_LOCAL_PROVIDER_POOL"],
-            "local_provider_boot": "ssh",
-            "provision_ssh_connect_seconds": 1.0,
-            "provision_poll_seconds": 0.05,
-            "provision_lease_seconds": 5.0,
-        }
-    )
-    drive = Driver(db, local, vault, pki, [])
+    drive = Driver(db, local_ssh_settings(settings, local_net), vault, pki, [])
     try:
         yield drive
     finally:
@@ -215,7 +256,7 @@ async def test_each_ssh_failure_fails_the_step_with_its_reason_and_retries(
     # 1. No sshd (it was killed): refused, failed with the reason.
     (boot,) = record.boot
     os.killpg(boot.pid, signal.SIGKILL)
-    await _until(lambda: not _sshd_running(record.namespace))
+    await _until(lambda: not sshd_running(record.namespace))
     failed = await driver.install(good)
     assert failed.state == "failed" and failed.failed_step == "installing_agent"
     assert failed.failure_reason is not None
@@ -259,37 +300,40 @@ async def test_each_ssh_failure_fails_the_step_with_its_reason_and_retries(
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
     assert "join_token" in config_file.read_text()
 
-    # 4. The VPS shows another host key than the one pinned: refused before anything is sent.
-    other = new_key_pair("other").public_key.rsplit(" ", 1)[0]
-
-    async def repin(key: str) -> None:
-        async def change(session: AsyncSession) -> None:
-            server = await session.get(Server, server_id)
-            assert server is not None
-            server.ssh_host_key = key
-
-        await db.transact(change)
-
-    await repin(other)
+    # 4. The machine is reinstalled (a new host key): refused before anything is sent.
     config_file.unlink()
+    await _restart_sshd(record.namespace, instance_dir)
+    reinstalled = local_sshd.host_public_key(instance_dir)
+    assert reinstalled != host_key
     await driver.retry()
     failed = await driver.install(good)
     assert failed.state == "failed" and failed.failure_reason is not None
     assert failed.failure_reason.startswith(f"SSH host key of {row.ipv4} changed: pinned SHA256:")
     assert "refusing to send the agent's join token there" in failed.failure_reason
-    assert failed.ssh_host_key == other and not config_file.exists()
+    assert failed.ssh_host_key == host_key and not config_file.exists()
 
-    # 5. The pin right again: the install goes through and the server waits for its agent.
-    await repin(host_key)
+    # 5. An admin clears the pin (what DELETE …/ssh-host-key does): the retry pins the new key.
+    async def clear(session: AsyncSession) -> None:
+        server = await session.get(Server, server_id)
+        assert server is not None
+        await service.clear_ssh_host_key(session, server)
+
+    await db.transact(clear)
+    assert (await driver.row()).ssh_host_key is None
     await driver.retry()
     installed = await driver.install(good)
     assert installed.state == "enrolling", installed.failure_reason
+    assert installed.ssh_host_key == reinstalled
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
     events = await events_of(db, server_id)
     failures = [e.message for e in events if e.kind == "failed"]
     retries = [e.message for e in events if e.kind == "retry"]
     assert f"SSH not reachable yet: root@{row.ipv4}:22: Connection refused" in retries
     assert len(failures) == 4 and "changed" in failures[3]
+    old_print = asyncssh.import_public_key(host_key).get_fingerprint()
+    notes = [e.message for e in events if e.kind == "note"]
+    assert notes == [f"SSH host key pin {old_print} cleared; the next login pins anew"]
+    assert f"SSH host key pinned: {reinstalled}" in [e.message for e in events]
     assert [e.message for e in events if e.kind == "output"][-1].startswith(
         "mailfleet-agent started (pid "
     )
@@ -309,11 +353,21 @@ async def test_each_ssh_failure_fails_the_step_with_its_reason_and_retries(
     assert again.returncode == 0 and again.stdout.startswith("mailfleet-agent already running")
 
 
-def _sshd_running(namespace: str) -> bool:
-    return any(
-        Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"
-        for pid in namespace_pids(namespace)
-        if Path(f"/proc/{pid}").exists()
+async def _restart_sshd(namespace: str, instance_dir: Path) -> None:
+    """What reinstalling the machine does to its sshd: a new host key, sshd started anew
+    (daemonized inside the namespace; terminating the VPS stops every process there)."""
+    for pid in sshd_pids(namespace):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    await _until(lambda: not sshd_running(namespace))
+    key = new_key_pair("reinstalled").private_key.encode()
+    write_private(instance_dir / local_sshd.SSH_DIR / local_sshd.HOST_KEY, key)
+    config = instance_dir / local_sshd.SSH_DIR / local_sshd.CONFIG
+    await asyncio.to_thread(
+        subprocess.run,
+        ["ip", "netns", "exec", namespace, "/usr/sbin/sshd", "-f", str(config)],
+        check=True,
+        timeout=10,
     )
 
 

@@ -14,7 +14,7 @@ from starlette.status import HTTP_303_SEE_OTHER
 from control_plane.errors import MailFleetError
 from control_plane.incidents.routes import actor_name
 from control_plane.provisioning.providers.base import Plan
-from control_plane.provisioning.registry import MANUAL
+from control_plane.provisioning.registry import OWNED_BY_CUSTOMER
 from control_plane.resize import service
 from control_plane.resize.schemas import ResizeIn, ResizePreview
 from control_plane.servers.models import Server
@@ -38,8 +38,9 @@ API = "/api/v1/servers/{server_id}/resize"
 
 async def plans_of(console: Console, server: Server) -> tuple[tuple[Plan, ...], str | None]:
     """The provider's plans to choose from, or why there are none to show."""
-    if server.provider == MANUAL:
-        return (), "a manual server is the customer's machine: MailFleet cannot resize it"
+    if server.provider in OWNED_BY_CUSTOMER:
+        owned = f"a {server.provider} server is the customer's machine"
+        return (), f"{owned}: MailFleet cannot resize it"
     try:
         return (await console.ctx.providers.catalog(server.provider)).plans, None
     except MailFleetError as exc:

@@ -1,0 +1,315 @@
+"""Adopting a machine a customer already has (issue 20): ``"provider": "ssh"``.
+
+The customer's machine is a local VPS the test makes itself (a network namespace running a
+real OpenSSH ``sshd`` that authorizes the customer's key); a real ``mailfleet serve`` adopts
+it over SSH and follows it to ``ready``. The plane offers the local provider only for its
+bridge (its gateway listens there, where agents in namespaces reach it) and starts the agent
+already on this host (``MAILFLEET_PREINSTALLED_AGENT``), as a local VPS has no route out for
+pip.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from control_plane.provisioning import ssh_install
+from control_plane.provisioning.ssh import login_path, new_key_pair
+from control_plane.vault.client import Vault
+from tests.e2e.conftest import PlaneFactory
+from tests.e2e.conftest import local_net as local_net  # the fixtures, used here too
+from tests.e2e.conftest import plane_factory as plane_factory
+from tests.e2e.local import LocalNet, wait_gone, wait_state
+from tests.provisioning.machines import Machines, remote_agents_env, sshd_running
+from tests.provisioning.machines import machines as machines  # the fixture, used here
+from tests.support.ports import free_port
+from tests.support.processes import run_cli
+from tests.support.stack import ControlPlane
+
+pytestmark = pytest.mark.postgres_only
+
+
+def tenant_with_key(plane: ControlPlane, name: str) -> tuple[str, httpx.Client]:
+    """A tenant and an HTTP client with its own (tenant) API key."""
+    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"{name}-{time.time_ns()}"})
+    key = plane.api(
+        "POST", "/api/v1/api-keys", 201, json={"scope": "tenant", "tenant_id": tenant["id"]}
+    )
+    client = httpx.Client(
+        base_url=plane.url, headers={"Authorization": f"Bearer {key['key']}"}, timeout=30
+    )
+    return tenant["id"], client
+
+
+def problem_field(response: httpx.Response) -> str:
+    assert response.status_code == 422, response.text
+    return str(response.json()["errors"][0]["field"])
+
+
+def key_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return path
+
+
+async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
+    local_net: LocalNet,
+    plane_factory: PlaneFactory,
+    machines: Machines,
+    vault: Vault,
+    tmp_path: Path,
+) -> None:
+    plane = plane_factory(**remote_agents_env(local_net))
+    tenant_id, owner = tenant_with_key(plane, "owner")
+    _, stranger = tenant_with_key(plane, "stranger")
+    customer = new_key_pair("customer@laptop")
+    machine = await machines.make("customer-1", customer.public_key)
+    address = machine.ipv4[0]
+    body = {
+        "name": "adopted1",
+        "provider": "ssh",
+        "address": address,
+        "ssh_private_key": customer.private_key,
+        "mail_stack": "none",
+    }
+
+    # Bad input: a 422 naming the field, and nothing written.
+    encrypted = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+        .decode()
+    )
+    refusals: list[tuple[dict[str, Any], str, str]] = [
+        ({"address": None}, "body.address", "address is required"),
+        ({"address": "127.0.0.1"}, "body.address", "127.0.0.1 is not an address"),
+        ({"address": "mx.example.com"}, "body.address", "not an IP address"),
+        ({"ssh_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n"}, "body.ssh_private_key",
+         "not a private key in OpenSSH or PEM form"),
+        ({"ssh_private_key": encrypted}, "body.ssh_private_key", "without its passphrase"),
+        ({"ssh_password": "hunter2"}, "body.ssh_private_key", "exactly one of"),
+        ({"ssh_private_key": None}, "body.ssh_private_key", "exactly one of"),
+        ({"region": "local"}, "body.region", "an adopted server takes no region"),
+        ({"provider": "local", "region": "local", "plan": "local-small"}, "body.address",
+         "address is only for adopting a machine"),
+    ]  # fmt: skip
+    for change, field_name, words in refusals:
+        sent = {k: v for k, v in {**body, **change}.items() if v is not None}
+        response = owner.post("/api/v1/servers", json=sent)
+        assert problem_field(response) == field_name, (change, response.text)
+        assert words in response.json()["detail"], response.text
+        assert "PRIVATE KEY" not in response.text  # a refusal never echoes the key
+    assert owner.get("/api/v1/servers").json()["items"] == []
+
+    # The CLI adopts it (key from a file, never argv) and follows it to ready.
+    bad = run_cli(
+        "server", "adopt", "adopted1", "--address", address, "--tenant", tenant_id,
+        "--ssh-key", str(key_file(tmp_path, "not-a-key", "hello\n")), env=plane.env,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --ssh-key: not a")
+    adopted = run_cli(
+        "server", "adopt", "adopted1", "--address", address, "--tenant", tenant_id,
+        "--ssh-key", str(key_file(tmp_path, "id_ed25519", customer.private_key)),
+        "--mail-stack", "none", "--wait", "--timeout", "60", env=plane.env,
+    )  # fmt: skip
+    assert adopted.returncode == 0, adopted.stderr
+    server_id = adopted.stdout.strip().splitlines()[-1]
+    assert "installing_agent" in adopted.stderr and "ready" in adopted.stderr  # its progress
+    server = wait_state(plane, server_id, "ready", timeout=5)
+    assert server["provider"] == "ssh" and server["ipv4"] == address
+    assert server["instance_id"] is None and server["plan"] is None  # nothing rented
+    assert server["ssh_public_key"] == customer.public_key.rsplit(" ", 1)[0]
+    assert server["ssh_host_key"] == machines.host_key(machine)
+    assert server["status"] == "online"
+    events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
+    assert [e["state"] for e in events if e["kind"] == "state"] == [
+        "installing_agent",
+        "enrolling",
+        "ready",
+    ]
+    assert events[0]["message"] == (
+        f"adopted: the machine at {address}; installing its agent over SSH "
+        "(root, key kept in Vault)"
+    )
+    assert any(e["message"].startswith("mailfleet-agent started (pid ") for e in events)
+    stored = await vault.get(login_path(uuid.UUID(tenant_id), uuid.UUID(server_id)))
+    assert stored is not None and stored["private_key"] == customer.private_key
+    # The credential is in Vault only: no answer, event or log line of the plane has it.
+    secret_line = customer.private_key.splitlines()[1]
+    seen = [owner.get(f"/api/v1/servers/{server_id}").text, str(events), *plane.output()]
+    assert not [text for text in seen if secret_line in text or "PRIVATE KEY" in text]
+
+    # Another tenant's key: 404 on every route of the adopted server; the pin is admin's.
+    credential = {"ssh_password": "another"}
+    calls: list[tuple[str, str, dict[str, str] | None]] = [
+        ("GET", f"/api/v1/servers/{server_id}", None),
+        ("GET", f"/api/v1/servers/{server_id}/events", None),
+        ("POST", f"/api/v1/servers/{server_id}/retry", None),
+        ("PUT", f"/api/v1/servers/{server_id}/ssh-credential", credential),
+        ("DELETE", f"/api/v1/servers/{server_id}", None),
+    ]
+    for method, path, payload in calls:
+        assert stranger.request(method, path, json=payload).status_code == 404, (method, path)
+    refused = owner.delete(f"/api/v1/servers/{server_id}/ssh-host-key")
+    assert refused.status_code == 403
+
+    # Deleting it forgets it: the machine is the customer's and is left running.
+    assert owner.delete(f"/api/v1/servers/{server_id}").status_code == 202
+    wait_gone(plane, server_id, timeout=30)
+    assert await vault.get(login_path(uuid.UUID(tenant_id), uuid.UUID(server_id))) is None
+    assert (await machines.provider.get(machine.id)).status == "running"
+    assert sshd_running((await machines.provider.describe(machine.id)).namespace)
+    owner.close()
+    stranger.close()
+
+
+async def test_a_refused_credential_fails_at_once_and_a_new_one_installs(
+    local_net: LocalNet,
+    plane_factory: PlaneFactory,
+    machines: Machines,
+    tmp_path: Path,
+) -> None:
+    plane = plane_factory(**remote_agents_env(local_net))
+    _, owner = tenant_with_key(plane, "owner")
+    customer = new_key_pair("customer@laptop")
+    machine = await machines.make("customer-2", customer.public_key)
+    address = machine.ipv4[0]
+    wrong = new_key_pair("an old key")
+    response = owner.post(
+        "/api/v1/servers",
+        json={"name": "adopted2", "provider": "ssh", "address": address,
+              "ssh_private_key": wrong.private_key, "mail_stack": "none"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    made = response.json()
+    assert made["state"] == "installing_agent" and "PRIVATE KEY" not in response.text
+    server_id = made["id"]
+    twice = owner.post(
+        "/api/v1/servers",
+        json={"name": "adopted2-again", "provider": "ssh", "address": address,
+              "ssh_password": "x", "mail_stack": "none"},
+    )  # fmt: skip
+    assert twice.status_code == 409 and twice.json()["errors"][0]["field"] == "body.address"
+
+    failed = wait_state(plane, server_id, "failed", timeout=20)
+    assert failed["failed_step"] == "installing_agent"
+    assert failed["failure_reason"] == (
+        f"root@{address}:22 refused the server's SSH key; "
+        "replace the credential (PUT …/ssh-credential)"
+    )
+    assert failed["ssh_host_key"] is None
+
+    # A new credential: refused when malformed (422), or for a server that is not adopted.
+    path = f"/api/v1/servers/{server_id}/ssh-credential"
+    assert problem_field(owner.put(path, json={})) == "body.ssh_private_key"
+    manual = owner.post(
+        "/api/v1/servers", json={"name": "hand-made", "provider": "manual", "mail_stack": "none"}
+    ).json()
+    not_adopted = f"/api/v1/servers/{manual['id']}/ssh-credential"
+    assert owner.put(not_adopted, json={"ssh_password": "x"}).status_code == 409
+    # The CLI replaces it (from a file) and the install runs again, to ready.
+    fixed = run_cli(
+        "server", "ssh-credential", server_id,
+        "--ssh-key", str(key_file(tmp_path, "id_ed25519", customer.private_key)),
+        "--wait", "--timeout", "60", env=plane.env,
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == "SSH credential replaced; the server is installing_agent"
+    ready = wait_state(plane, server_id, "ready", timeout=5)
+    host_key = machines.host_key(machine)
+    assert ready["ssh_host_key"] == host_key
+
+    # After a legitimate reinstall, an admin clears the pin (audited; CLI and API alike).
+    fingerprint = asyncssh.import_public_key(host_key).get_fingerprint()
+    cleared = run_cli("server", "clear-host-key", server_id, env=plane.env)
+    assert cleared.returncode == 0 and cleared.stdout.strip() == "SSH host key pin cleared"
+    assert plane.api("GET", f"/api/v1/servers/{server_id}")["ssh_host_key"] is None
+    plane.api("DELETE", f"/api/v1/servers/{server_id}/ssh-host-key", 409)  # none pinned now
+    events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
+    notes = [e["message"] for e in events if e["kind"] == "note"]
+    assert notes == [
+        "SSH credential replaced",
+        f"SSH host key pin {fingerprint} cleared; the next login pins anew",
+    ]
+    audit = plane.api("GET", "/api/v1/audit-events", params={"object_id": server_id})["items"]
+    done = [(a["actor_kind"], a["action"], a["succeeded"]) for a in audit]
+    assert ("cli", "server.clear_host_key", True) in done, done
+    assert [a for a in audit if "ssh-host-key" in a["request"] and not a["succeeded"]], done
+    owner.close()
+
+
+def test_the_cli_takes_a_password_from_a_file_or_a_prompt_never_from_argv(
+    tmp_path: Path,
+) -> None:
+    """Exactly one credential source; without a running plane the adoption stops at the
+    database, after the credential was read (one line, exit 2)."""
+    env = {"MAILFLEET_HOME": str(tmp_path / "nowhere")}
+    both = run_cli(
+        "server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4()),
+        "--ssh-key", "/dev/null", "--ssh-password", env=env,
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert both.stderr.strip() == (
+        "error: give exactly one of --ssh-key, --ssh-password-file or --ssh-password"
+    )
+    argv = run_cli(
+        "server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4()),
+        "--ssh-password", "hunter2", env=env,
+    )  # fmt: skip
+    assert argv.returncode == 2  # a flag, not a value: the secret is never on the command line
+
+
+async def test_a_password_logs_in_where_the_server_asks_for_one(tmp_path: Path) -> None:
+    """The install's login by password (password and keyboard-interactive), against an
+    asyncssh SSH server on loopback: OpenSSH's would check the host's own root password."""
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, username: str, password: str) -> bool:
+            return username == "root" and password == "s3cret pass"
+
+    port = free_port()
+    listener = await asyncssh.create_server(
+        Server, "127.0.0.1", port, server_host_keys=[host_key], process_factory=_echo
+    )
+    pinned: list[str] = []
+
+    async def pin(key: str) -> None:
+        pinned.append(key)
+
+    try:
+        good = ssh_install.Target("127.0.0.1", None, None, port=port, password="s3cret pass")
+        async with await ssh_install._connect(good, pin) as conn:
+            result = await conn.run("whoami", check=True)
+        assert result.stdout == "root\n"
+        assert pinned == [ssh_install.host_key_line(host_key)]
+        bad = ssh_install.Target("127.0.0.1", None, pinned[0], port=port, password="guess")
+        with pytest.raises(ssh_install.CredentialRefused) as refused:
+            await ssh_install._connect(bad, pin)
+        assert refused.value.detail == f"root@127.0.0.1:{port} refused the server's SSH password"
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+def _echo(process: asyncssh.SSHServerProcess[str]) -> None:
+    process.stdout.write(f"{process.get_extra_info('username')}\n")
+    process.exit(0)
