@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "MAILFLEET_"
 SERVE_RECORD = "serve.json"
@@ -787,6 +786,10 @@ class Settings(BaseSettings):
     @property
     def sqlite_file(self) -> Path | None:
         """The SQLite database file, if the database is one (None for PostgreSQL)."""
+        # SQLAlchemy is imported here, not with the module: every `mailfleet` run reads
+        # the settings, and most of them never look at the URL.
+        from sqlalchemy.engine import make_url
+
         url = make_url(self.resolved_database_url)
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
@@ -885,6 +888,8 @@ def find_home() -> Home:
 def _recordable(settings: Settings) -> dict[str, Any]:
     """The settings ``serve`` was given (the environment holds no secrets; a database URL
     carrying a password is left out)."""
+    from sqlalchemy.engine import make_url
+
     names = set(settings.model_fields_set) - {"home"}
     if settings.database_url and make_url(settings.database_url).password is not None:
         names.discard("database_url")
