@@ -20,6 +20,8 @@ import pytest
 # parametrizations counts the figure; the names are unique in the suite).
 KNOWN_SECONDS: dict[str, float] = {
     "test_fuzzing_the_api_finds_no_server_errors": 102,
+    "test_the_lifecycle_of_an_install_on_a_real_engine": 36,
+    "test_a_taken_port_or_an_absent_address_fails_the_start_and_leaves_nothing": 15,
     "test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback": 47,
     "test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself": 40,
     "test_recover_harness": 33,
@@ -31,6 +33,8 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_console_harness": 25,
     "test_gateway_certificate_is_renewed_while_agents_stay_connected": 24,
     "test_a_second_shell_needs_no_settings_and_local_vpss_outlive_serve": 23,
+    "test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it": 25,
+    "test_local_and_hostwinds_vpss_get_their_agents_over_ssh_and_become_ready": 15,
     "test_register_warm_pause_allowance_remove": 22,
     "test_agent_fleet_harness": 32,
     "test_database_and_vault_come_back_as_they_were": 21,
