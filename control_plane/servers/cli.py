@@ -57,13 +57,13 @@ def server_adopt(
 ) -> None:
     """Adopt a machine the customer has: MailFleet logs in as root over SSH, installs the
     agent and follows it to ready (a running `mailfleet serve` does). Prints the server id."""
+    key, password = credential(ssh_key, ssh_password_file, ssh_password)
     from pydantic import ValidationError
 
     from control_plane.provisioning.cli import create_server
     from control_plane.provisioning.registry import ADOPTED
     from control_plane.servers.schemas import ServerCreate
 
-    key, password = credential(ssh_key, ssh_password_file, ssh_password)
     try:
         body = ServerCreate(
             name=name,

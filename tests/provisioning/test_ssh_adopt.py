@@ -5,7 +5,7 @@ real OpenSSH ``sshd`` that authorizes the customer's key); a real ``mailfleet se
 it over SSH and follows it to ``ready``. The plane offers the local provider only for its
 bridge (its gateway listens there, where agents in namespaces reach it) and starts the agent
 already on this host (``MAILFLEET_PREINSTALLED_AGENT``), as a local VPS has no route out for
-pip.
+pip. One test walks the whole of it (one plane, two machines, their waits overlapping).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
+from control_plane.cli import app, in_cli_terms
 from control_plane.provisioning import ssh_install
 from control_plane.provisioning.ssh import login_path, new_key_pair
 from control_plane.vault.client import Vault
@@ -61,7 +63,7 @@ def key_file(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
+async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it(
     local_net: LocalNet,
     plane_factory: PlaneFactory,
     machines: Machines,
@@ -72,8 +74,9 @@ async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
     tenant_id, owner = tenant_with_key(plane, "owner")
     _, stranger = tenant_with_key(plane, "stranger")
     customer = new_key_pair("customer@laptop")
-    machine = await machines.make("customer-1", customer.public_key)
-    address = machine.ipv4[0]
+    first = await machines.make("customer-1", customer.public_key)
+    second = await machines.make("customer-2", customer.public_key)
+    address = first.ipv4[0]
     body = {
         "name": "adopted1",
         "provider": "ssh",
@@ -82,7 +85,7 @@ async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
         "mail_stack": "none",
     }
 
-    # Bad input: a 422 naming the field, and nothing written.
+    # 1. Bad input: a 422 naming the field, and nothing written.
     encrypted = (
         Ed25519PrivateKey.generate()
         .private_bytes(
@@ -113,12 +116,18 @@ async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
         assert "PRIVATE KEY" not in response.text  # a refusal never echoes the key
     assert owner.get("/api/v1/servers").json()["items"] == []
 
-    # The CLI adopts it (key from a file, never argv) and follows it to ready.
-    bad = run_cli(
-        "server", "adopt", "adopted1", "--address", address, "--tenant", tenant_id,
-        "--ssh-key", str(key_file(tmp_path, "not-a-key", "hello\n")), env=plane.env,
-    )  # fmt: skip
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --ssh-key: not a")
+    # 2. The second machine, adopted through the API with an old key: its install fails at
+    # once (meanwhile the CLI adopts the first).
+    old_key = new_key_pair("an old key")
+    wrong = {**body, "name": "adopted2", "address": second.ipv4[0]}
+    response = owner.post("/api/v1/servers", json={**wrong, "ssh_private_key": old_key.private_key})
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "installing_agent" and "PRIVATE KEY" not in response.text
+    second_id = response.json()["id"]
+    twice = owner.post("/api/v1/servers", json={**wrong, "name": "again"})
+    assert twice.status_code == 409 and twice.json()["errors"][0]["field"] == "body.address"
+
+    # 3. The CLI adopts the first (the key from a file, never argv) and follows it to ready.
     adopted = run_cli(
         "server", "adopt", "adopted1", "--address", address, "--tenant", tenant_id,
         "--ssh-key", str(key_file(tmp_path, "id_ed25519", customer.private_key)),
@@ -131,7 +140,7 @@ async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
     assert server["provider"] == "ssh" and server["ipv4"] == address
     assert server["instance_id"] is None and server["plan"] is None  # nothing rented
     assert server["ssh_public_key"] == customer.public_key.rsplit(" ", 1)[0]
-    assert server["ssh_host_key"] == machines.host_key(machine)
+    assert server["ssh_host_key"] == machines.host_key(first)
     assert server["status"] == "online"
     events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
     assert [e["state"] for e in events if e["kind"] == "state"] == [
@@ -151,124 +160,81 @@ async def test_an_adopted_machine_reaches_ready_and_deleting_it_forgets_it(
     seen = [owner.get(f"/api/v1/servers/{server_id}").text, str(events), *plane.output()]
     assert not [text for text in seen if secret_line in text or "PRIVATE KEY" in text]
 
-    # Another tenant's key: 404 on every route of the adopted server; the pin is admin's.
-    credential = {"ssh_password": "another"}
-    calls: list[tuple[str, str, dict[str, str] | None]] = [
-        ("GET", f"/api/v1/servers/{server_id}", None),
-        ("GET", f"/api/v1/servers/{server_id}/events", None),
-        ("POST", f"/api/v1/servers/{server_id}/retry", None),
-        ("PUT", f"/api/v1/servers/{server_id}/ssh-credential", credential),
-        ("DELETE", f"/api/v1/servers/{server_id}", None),
-    ]
-    for method, path, payload in calls:
-        assert stranger.request(method, path, json=payload).status_code == 404, (method, path)
-    refused = owner.delete(f"/api/v1/servers/{server_id}/ssh-host-key")
-    assert refused.status_code == 403
-
-    # Deleting it forgets it: the machine is the customer's and is left running.
-    assert owner.delete(f"/api/v1/servers/{server_id}").status_code == 202
-    wait_gone(plane, server_id, timeout=30)
-    assert await vault.get(login_path(uuid.UUID(tenant_id), uuid.UUID(server_id))) is None
-    assert (await machines.provider.get(machine.id)).status == "running"
-    assert sshd_running((await machines.provider.describe(machine.id)).namespace)
-    owner.close()
-    stranger.close()
-
-
-async def test_a_refused_credential_fails_at_once_and_a_new_one_installs(
-    local_net: LocalNet,
-    plane_factory: PlaneFactory,
-    machines: Machines,
-    tmp_path: Path,
-) -> None:
-    plane = plane_factory(**remote_agents_env(local_net))
-    _, owner = tenant_with_key(plane, "owner")
-    customer = new_key_pair("customer@laptop")
-    machine = await machines.make("customer-2", customer.public_key)
-    address = machine.ipv4[0]
-    wrong = new_key_pair("an old key")
-    response = owner.post(
-        "/api/v1/servers",
-        json={"name": "adopted2", "provider": "ssh", "address": address,
-              "ssh_private_key": wrong.private_key, "mail_stack": "none"},
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    made = response.json()
-    assert made["state"] == "installing_agent" and "PRIVATE KEY" not in response.text
-    server_id = made["id"]
-    twice = owner.post(
-        "/api/v1/servers",
-        json={"name": "adopted2-again", "provider": "ssh", "address": address,
-              "ssh_password": "x", "mail_stack": "none"},
-    )  # fmt: skip
-    assert twice.status_code == 409 and twice.json()["errors"][0]["field"] == "body.address"
-
-    failed = wait_state(plane, server_id, "failed", timeout=20)
-    assert failed["failed_step"] == "installing_agent"
+    # 4. The second failed with the reason; a new credential (by the CLI) installs it.
+    failed = wait_state(plane, second_id, "failed", timeout=10)
+    assert failed["failed_step"] == "installing_agent" and failed["ssh_host_key"] is None
     assert failed["failure_reason"] == (
-        f"root@{address}:22 refused the server's SSH key; "
+        f"root@{second.ipv4[0]}:22 refused the server's SSH key; "
         "replace the credential (PUT …/ssh-credential)"
     )
-    assert failed["ssh_host_key"] is None
-
-    # A new credential: refused when malformed (422), or for a server that is not adopted.
-    path = f"/api/v1/servers/{server_id}/ssh-credential"
+    path = f"/api/v1/servers/{second_id}/ssh-credential"
     assert problem_field(owner.put(path, json={})) == "body.ssh_private_key"
     manual = owner.post(
         "/api/v1/servers", json={"name": "hand-made", "provider": "manual", "mail_stack": "none"}
     ).json()
     not_adopted = f"/api/v1/servers/{manual['id']}/ssh-credential"
     assert owner.put(not_adopted, json={"ssh_password": "x"}).status_code == 409
-    # The CLI replaces it (from a file) and the install runs again, to ready.
     fixed = run_cli(
-        "server", "ssh-credential", server_id,
-        "--ssh-key", str(key_file(tmp_path, "id_ed25519", customer.private_key)),
+        "server", "ssh-credential", second_id, "--ssh-key", str(tmp_path / "id_ed25519"),
         "--wait", "--timeout", "60", env=plane.env,
     )  # fmt: skip
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stdout.strip() == "SSH credential replaced; the server is installing_agent"
-    ready = wait_state(plane, server_id, "ready", timeout=5)
-    host_key = machines.host_key(machine)
-    assert ready["ssh_host_key"] == host_key
+    host_key = machines.host_key(second)
+    assert wait_state(plane, second_id, "ready", timeout=5)["ssh_host_key"] == host_key
 
-    # After a legitimate reinstall, an admin clears the pin (audited; CLI and API alike).
+    # 5. After a legitimate reinstall an admin clears the pin (audited; CLI and API alike).
     fingerprint = asyncssh.import_public_key(host_key).get_fingerprint()
-    cleared = run_cli("server", "clear-host-key", server_id, env=plane.env)
+    cleared = run_cli("server", "clear-host-key", second_id, env=plane.env)
     assert cleared.returncode == 0 and cleared.stdout.strip() == "SSH host key pin cleared"
-    assert plane.api("GET", f"/api/v1/servers/{server_id}")["ssh_host_key"] is None
-    plane.api("DELETE", f"/api/v1/servers/{server_id}/ssh-host-key", 409)  # none pinned now
-    events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
-    notes = [e["message"] for e in events if e["kind"] == "note"]
-    assert notes == [
+    assert plane.api("GET", f"/api/v1/servers/{second_id}")["ssh_host_key"] is None
+    plane.api("DELETE", f"/api/v1/servers/{second_id}/ssh-host-key", 409)  # none pinned now
+    assert owner.delete(f"/api/v1/servers/{second_id}/ssh-host-key").status_code == 403
+    events = plane.api("GET", f"/api/v1/servers/{second_id}/events")["items"]
+    assert [e["message"] for e in events if e["kind"] == "note"] == [
         "SSH credential replaced",
         f"SSH host key pin {fingerprint} cleared; the next login pins anew",
     ]
-    audit = plane.api("GET", "/api/v1/audit-events", params={"object_id": server_id})["items"]
+    audit = plane.api("GET", "/api/v1/audit-events", params={"object_id": second_id})["items"]
     done = [(a["actor_kind"], a["action"], a["succeeded"]) for a in audit]
     assert ("cli", "server.clear_host_key", True) in done, done
     assert [a for a in audit if "ssh-host-key" in a["request"] and not a["succeeded"]], done
+
+    # 6. Another tenant's key: 404 on every route of an adopted server.
+    calls: list[tuple[str, str, dict[str, str] | None]] = [
+        ("GET", f"/api/v1/servers/{server_id}", None),
+        ("GET", f"/api/v1/servers/{server_id}/events", None),
+        ("POST", f"/api/v1/servers/{server_id}/retry", None),
+        ("PUT", f"/api/v1/servers/{server_id}/ssh-credential", {"ssh_password": "another"}),
+        ("DELETE", f"/api/v1/servers/{server_id}", None),
+    ]
+    for method, where, payload in calls:
+        assert stranger.request(method, where, json=payload).status_code == 404, (method, where)
+
+    # 7. Deleting it forgets it: the machine is the customer's and is left running.
+    assert owner.delete(f"/api/v1/servers/{server_id}").status_code == 202
+    wait_gone(plane, server_id, timeout=30)
+    assert await vault.get(login_path(uuid.UUID(tenant_id), uuid.UUID(server_id))) is None
+    assert (await machines.provider.get(first.id)).status == "running"
+    assert sshd_running((await machines.provider.describe(first.id)).namespace)
     owner.close()
+    stranger.close()
 
 
-def test_the_cli_takes_a_password_from_a_file_or_a_prompt_never_from_argv(
-    tmp_path: Path,
-) -> None:
-    """Exactly one credential source; without a running plane the adoption stops at the
-    database, after the credential was read (one line, exit 2)."""
-    env = {"MAILFLEET_HOME": str(tmp_path / "nowhere")}
-    both = run_cli(
-        "server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4()),
-        "--ssh-key", "/dev/null", "--ssh-password", env=env,
-    )  # fmt: skip
-    assert both.returncode == 2
-    assert both.stderr.strip() == (
-        "error: give exactly one of --ssh-key, --ssh-password-file or --ssh-password"
+def test_the_cli_takes_a_secret_from_a_file_or_a_prompt_never_from_argv() -> None:
+    """Exactly one credential source, checked before anything else (in-process: no plane)."""
+    runner = CliRunner()
+    common = ["server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4())]
+    both = runner.invoke(app, [*common, "--ssh-key", "/dev/null", "--ssh-password"])
+    assert both.exit_code == 2
+    assert "give exactly one of --ssh-key, --ssh-password-file or --ssh-password" in both.output
+    argv = runner.invoke(app, [*common, "--ssh-password", "hunter2"])
+    assert argv.exit_code == 2  # a flag, not a value: the secret is never on the command line
+    # What the API refuses is said in the CLI's words (one line, exit 2: run_async).
+    refused = in_cli_terms(
+        "ssh_private_key: not a private key in OpenSSH or PEM form", "body.ssh_private_key"
     )
-    argv = run_cli(
-        "server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4()),
-        "--ssh-password", "hunter2", env=env,
-    )  # fmt: skip
-    assert argv.returncode == 2  # a flag, not a value: the secret is never on the command line
+    assert refused == "--ssh-key: not a private key in OpenSSH or PEM form"
 
 
 async def test_a_password_logs_in_where_the_server_asks_for_one(tmp_path: Path) -> None:

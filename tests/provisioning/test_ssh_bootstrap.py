@@ -1,10 +1,13 @@
 """The agent installed over SSH (issue 20), against real OpenSSH ``sshd``s: the local
 provider's ``ssh`` boot mode runs one in each VPS's network namespace.
 
-One test follows a real ``mailfleet serve`` to ``ready``; the other drives one server step
-by step (``ProvisioningRunner.run_one``) through every way the install can fail — no sshd,
-a wrong key, a failing install script, a changed host key — each retried through the same
-service the API's retry calls, until the install goes through.
+One test follows a real ``mailfleet serve`` to ``ready`` for a local VPS and, at the same
+time, for a Hostwinds order (the contract double hands out the address of a VPS made by the
+test, ``tests/provisioning/machines.py``); the other drives one server step by step
+(``ProvisioningRunner.run_one``) through every way the install can fail — no sshd, a wrong
+key, a failing install script, a reinstalled machine's new host key (until an admin clears
+the pin) — each retried through the same service the API's retry calls, until the install
+goes through.
 """
 
 from __future__ import annotations
@@ -50,60 +53,29 @@ from tests.e2e.conftest import PlaneFactory
 from tests.e2e.conftest import local_net as local_net  # the fixtures, used here too
 from tests.e2e.conftest import plane_factory as plane_factory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
-from tests.fakes.hostwinds import hostwinds_double
+from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 from tests.provisioning.machines import (
     Machines,
     local_ssh_settings,
     remote_agents_env,
-    ssh_net_settings,
     sshd_pids,
     sshd_running,
 )
 from tests.provisioning.machines import machines as machines  # the fixture, used here too
-from tests.support.openbao import DevOpenBao
+from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.postgres_only
 HOSTWINDS_KEY = "hwk-5e1f0c3a9b7d4e2f8a6c1b3d5e7f9a0b"
 
 
-def test_a_local_vps_gets_its_agent_over_ssh_and_becomes_ready(
-    local_net: LocalNet,
-    plane_factory: PlaneFactory,
-    openbao: DevOpenBao,
-) -> None:
-    plane = plane_factory(**ssh_net_settings(local_net))
-    tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
-    server = order(plane, tenant["id"], "ssh1")
-    ready = wait_state(plane, server["id"], "ready")
-    events = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
-    states = [e["state"] for e in events if e["kind"] == "state"]
-    assert states[:5] == ["requested", "creating", "booting", "installing_agent", "enrolling"]
-    messages = [e["message"] for e in events]
-    (record,) = local_net.instances()
-    instance_dir = local_net.state_dir / record["id"]
-    host_key = local_sshd.host_public_key(instance_dir)
-    assert f"SSH host key pinned: {host_key}" in messages
-    assert any(
-        e["kind"] == "output" and e["message"].startswith("mailfleet-agent started (pid ")
-        for e in events
-    ), messages
-    assert not (instance_dir / "user-data").read_text()  # no user data: SSH did it all
-    config = instance_dir / "rootfs" / "etc" / "mailfleet" / "agent.toml"
-    assert stat.S_IMODE(config.stat().st_mode) == 0o600
-    assert config.read_text().startswith(f'vps_cgroup = "{record["cgroup"]}"\n')
-    assert ready["status"] == "online"
-
-    plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
-    wait_gone(plane, server["id"])
-    assert local_net.instances() == []  # the local_net fixture checks nothing else is left
-
-
-async def test_a_hostwinds_order_gets_its_agent_over_ssh_and_becomes_ready(
+async def test_local_and_hostwinds_vpss_get_their_agents_over_ssh_and_become_ready(
     local_net: LocalNet, plane_factory: PlaneFactory, machines: Machines, vault: Vault
 ) -> None:
-    """Hostwinds' workflow end to end with its default bootstrap: the double hands out the
-    address of a VPS running a real sshd, into whose authorized_keys "Hostwinds" puts the
-    key it issued (``authorize``), so the plane logs in with the key it kept in Vault."""
+    """A real ``mailfleet serve`` takes two orders to ready, at once: a local VPS in the
+    ``ssh`` boot mode, and a Hostwinds order with its default (``ssh``) bootstrap, for which
+    the double hands out the address of a VPS made here running a real sshd, into whose
+    authorized_keys "Hostwinds" puts the key it issued (``authorize``): the plane logs in
+    with the private half it kept in Vault."""
     plane = plane_factory(**remote_agents_env(local_net))
     machine = await machines.make("hostwinds-vps", new_key_pair("nobody yet").public_key)
     address = machine.ipv4[0]
@@ -116,37 +88,70 @@ async def test_a_hostwinds_order_gets_its_agent_over_ssh_and_becomes_ready(
     with hostwinds_double(
         api_key=HOSTWINDS_KEY, create_delay=0.2, addresses=f"{address}/32", authorize=authorize
     ) as api:
-        await vault.put(
-            HOSTWINDS_SECRET,
-            {"api_key": HOSTWINDS_KEY, "template": "debian-12", "base_url": api.url},
-        )
+        account = {"api_key": HOSTWINDS_KEY, "template": "debian-12", "base_url": api.url}
+        await vault.put(HOSTWINDS_SECRET, account)
         try:
-            tenant = plane.api(
-                "POST", "/api/v1/tenants", 201, json={"name": f"hw-{time.time_ns()}"}
-            )
-            server = plane.api(
+            name = f"t-{time.time_ns()}"
+            tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": name})
+            server = order(plane, tenant["id"], "ssh1")
+            rented = plane.api(
                 "POST",
                 "/api/v1/servers",
                 201,
                 json={"name": "hw1", "provider": "hostwinds", "region": "2", "plan": "12",
                       "mail_stack": "none", "tenant_id": tenant["id"]},
             )  # fmt: skip
-            ready = wait_state(plane, server["id"], "ready", timeout=30)
-            (instance,) = api.instances.values()
-            assert ready["instance_id"] == str(instance.serviceid) and ready["ipv4"] == address
-            assert ready["ssh_host_key"] == machines.host_key(machine)
-            assert instance.user_data == "" and instance.keys == [f"mf-{server['id']}"]
-            events = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
-            assert [e["state"] for e in events if e["kind"] == "state"] == [
-                "requested", "creating", "booting", "installing_agent", "enrolling", "ready"
-            ]  # fmt: skip
-            assert any(e["message"].startswith("mailfleet-agent started") for e in events)
+            _local_vps_ready(plane, local_net, server["id"])
+            _hostwinds_ready(plane, api, rented["id"], address, machines.host_key(machine))
 
             plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
-            wait_gone(plane, server["id"], timeout=30)
-            assert api.instances == {} and api.ssh_keys == {}  # terminated at Hostwinds
+            plane.api("DELETE", f"/api/v1/servers/{rented['id']}", 202)
+            wait_gone(plane, server["id"])
+            wait_gone(plane, rented["id"])
+            # Terminated: the local VPS by the local provider, the other at Hostwinds (its
+            # machine here is the fixture's to end); the local_net fixture checks the rest.
+            assert [r["id"] for r in local_net.instances()] == [machine.id]
+            assert api.instances == {} and api.ssh_keys == {}
         finally:
             await vault.delete(HOSTWINDS_SECRET)
+
+
+def _local_vps_ready(plane: ControlPlane, local_net: LocalNet, server_id: str) -> None:
+    ready = wait_state(plane, server_id, "ready")
+    events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
+    states = [e["state"] for e in events if e["kind"] == "state"]
+    assert states[:5] == ["requested", "creating", "booting", "installing_agent", "enrolling"]
+    messages = [e["message"] for e in events]
+    (record,) = [r for r in local_net.instances() if r["id"] == ready["instance_id"]]
+    instance_dir = local_net.state_dir / record["id"]
+    host_key = local_sshd.host_public_key(instance_dir)
+    assert f"SSH host key pinned: {host_key}" in messages
+    assert ready["ssh_host_key"] == host_key
+    assert any(
+        e["kind"] == "output" and e["message"].startswith("mailfleet-agent started (pid ")
+        for e in events
+    ), messages
+    assert not (instance_dir / "user-data").read_text()  # no user data: SSH did it all
+    config = instance_dir / "rootfs" / "etc" / "mailfleet" / "agent.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert config.read_text().startswith(f'vps_cgroup = "{record["cgroup"]}"\n')
+    assert ready["status"] == "online"
+
+
+def _hostwinds_ready(
+    plane: ControlPlane, api: HostwindsDouble, server_id: str, address: str, host_key: str
+) -> None:
+    ready = wait_state(plane, server_id, "ready", timeout=30)
+    (instance,) = api.instances.values()
+    assert ready["instance_id"] == str(instance.serviceid) and ready["ipv4"] == address
+    assert ready["ssh_host_key"] == host_key and ready["status"] == "online"
+    # Documented fields only: no user data; keys[] is the key Hostwinds issued.
+    assert instance.user_data == "" and instance.keys == [f"mf-{server_id}"]
+    events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
+    assert [e["state"] for e in events if e["kind"] == "state"] == [
+        "requested", "creating", "booting", "installing_agent", "enrolling", "ready"
+    ]  # fmt: skip
+    assert any(e["message"].startswith("mailfleet-agent started (pid ") for e in events)
 
 
 @dataclass
