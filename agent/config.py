@@ -5,6 +5,7 @@ state_dir = "/var/lib/mailfleet-agent"      # optional
 vps_cgroup = "/mailfleet-local/mf-1a2b3c4d" # optional: memory and CPU are this cgroup's
 mail_log = "/mailu/logs/mail.log"           # optional: Postfix's log (mail.stats reads it)
 mail_queue_dir = "/mailu/mailqueue"         # optional: Postfix's queue (queue length metric)
+docker_host = "unix:///run/docker.sock"     # optional: the engine MailU runs on (DOCKER_HOST)
 [control_plane]
 address = "cp.example.com:8443"             # agent link (mutual TLS)
 enroll_address = "cp.example.com:8444"      # enrollment (TLS, join token)
@@ -35,6 +36,7 @@ DEFAULT_MAIL_QUEUE_DIR = Path("/mailu/mailqueue")
 HOME_WRITES = (Path("/root/.ssh"), Path("/root/.config/rclone"), Path("/root/.docker"))
 _PIN = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CGROUP = re.compile(r"^(/[A-Za-z0-9_.:@-]+)+$")
+_DOCKER_HOST = re.compile(r"^(unix:///[A-Za-z0-9_./-]+|tcp://[A-Za-z0-9.-]+:\d{1,5})$")
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
 
@@ -65,6 +67,8 @@ class AgentConfig:
     vps_cgroup: str | None = None
     mail_log: Path = DEFAULT_MAIL_LOG  # placed under the root by load_config
     mail_queue_dir: Path = DEFAULT_MAIL_QUEUE_DIR  # placed under the root by load_config
+    # The Docker engine MailU runs on (a local VPS's own dockerd); None: the CLI's default.
+    docker_host: str | None = None
     # Tunables for tests and odd networks; the defaults are what ships.
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 120.0
@@ -128,6 +132,11 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
     mail_queue_dir = data.get("mail_queue_dir", str(DEFAULT_MAIL_QUEUE_DIR))
     if not isinstance(mail_queue_dir, str) or not mail_queue_dir.startswith("/"):
         raise ConfigError("mail_queue_dir: expected an absolute path string")
+    docker_host = data.get("docker_host")
+    if docker_host is not None and not (
+        isinstance(docker_host, str) and _DOCKER_HOST.match(docker_host)
+    ):
+        raise ConfigError("docker_host: expected unix:///path/to/docker.sock or tcp://host:port")
     vps_cgroup = data.get("vps_cgroup")
     if vps_cgroup is not None and not (
         isinstance(vps_cgroup, str) and _CGROUP.match(vps_cgroup) and ".." not in vps_cgroup
@@ -142,5 +151,6 @@ def load_config(path: Path, root: Path = Path("/")) -> AgentConfig:
         vps_cgroup=vps_cgroup,
         mail_log=under_root(root, Path(mail_log)),
         mail_queue_dir=under_root(root, Path(mail_queue_dir)),
+        docker_host=docker_host,
         **options,  # type: ignore[arg-type]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -79,6 +80,8 @@ class Agent:
         self.config_path = config_path
         self.root = root
         self.config: AgentConfig = load_config(config_path, root)
+        if self.config.docker_host:  # the docker CLI and Compose the agent runs use it
+            os.environ["DOCKER_HOST"] = self.config.docker_host
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = IdentityStore(state)

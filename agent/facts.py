@@ -55,8 +55,17 @@ def collect_facts(agent_version: str, vps_cgroup: str | None = None) -> dict[str
         "boot_time": int(psutil.boot_time()),
         "python_version": platform.python_version(),
         "agent_version": agent_version,
+        "compose": _compose(),
         **extra,
     }
+
+
+def _compose() -> dict[str, str] | None:
+    """Which Compose drives MailU here (found once per agent), or None without one."""
+    from agent.mailu.compose import detect_compose  # the MailU module only when asked
+
+    found = detect_compose(timeout=10)
+    return None if found is None else {"command": " ".join(found[0]), "version": found[1]}
 
 
 def _os_release() -> dict[str, str | None]:

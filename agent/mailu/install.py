@@ -5,13 +5,15 @@ Install is idempotent: the files are rendered and compared with what is there; w
 are the same and every service is up and healthy, nothing is touched. When something
 changed, the new files replace the old ones atomically and ``docker compose up`` recreates
 only the services whose configuration changed (Compose compares each service's config).
-Docker is checked before anything is written, and a failed pull or start puts the previous
-files back (or removes them on a first install): no half-written configuration is left.
+Docker is checked before anything is written; only images the engine lacks are pulled; a
+failed pull or start puts the previous files back and starts their services again (on a
+first install, removes what Compose created and the files): nothing half-written is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import shutil
 import time
@@ -22,7 +24,7 @@ from typing import Any
 from agent.config import under_root
 from agent.errors import CommandError
 from agent.files import write_atomically
-from agent.mailu.compose import Compose, ServiceState
+from agent.mailu.compose import Compose, ServiceState, compose_command_detected
 from agent.mailu.render import DATA_DIRECTORIES, render_compose, render_env
 from agent.mailu.spec import parse_spec
 
@@ -58,17 +60,17 @@ async def install(root: Path, payload: dict[str, Any], progress: Progress) -> di
     progress(15, "writing configuration" if changed else "configuration unchanged")
     await asyncio.to_thread(_lay_out, directory, wanted)
     try:
-        progress(25, f"pulling MailU {spec.version} images")
-        await compose.pull()
+        progress(25, f"pulling the MailU {spec.version} images this server lacks")
+        pulled = await compose.pull_missing(_images(wanted[COMPOSE_FILE][0]))
         progress(60, "starting services")
         await compose.up()
     except CommandError:
-        await asyncio.to_thread(_restore, directory, previous)
+        await _put_back(compose, directory, previous)
         raise
     timeout = float(payload.get("health_timeout_seconds", 300))
     states = await _wait_ready(compose, services, timeout, progress)
     progress(100, "MailU is running and healthy")
-    return _result(spec.version, engine, changed, states)
+    return {**_result(spec.version, engine, changed, states), "pulled_images": pulled}
 
 
 async def status(root: Path, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -111,6 +113,24 @@ def _services(compose_text: str) -> set[str]:
     return set((document or {}).get("services", {}))
 
 
+def _images(compose_text: str) -> list[str]:
+    document = _yaml.safe_load(compose_text) or {}
+    return [str(service["image"]) for service in document.get("services", {}).values()]
+
+
+async def _put_back(compose: Compose, directory: Path, previous: dict[str, str | None]) -> None:
+    """After a failed pull or start: the previous files, and their services running again
+    (best effort); on a first install, whatever Compose created removed, then the files."""
+    first = previous.get(COMPOSE_FILE) is None
+    with contextlib.suppress(CommandError):
+        if first:
+            await compose.down()
+    await asyncio.to_thread(_restore, directory, previous)
+    with contextlib.suppress(CommandError):
+        if not first:
+            await compose.up()
+
+
 def _all_ready(states: list[ServiceState], services: set[str]) -> bool:
     ready = {s.service for s in states if s.ready}
     return bool(services) and services <= ready
@@ -145,6 +165,7 @@ def _result(
     return {
         "version": version,
         "compose_version": engine,
+        "compose_command": " ".join(compose_command_detected()),
         "changed_files": changed,
         "services": {s.service: _describe(s) for s in states},
     }

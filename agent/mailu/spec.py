@@ -21,6 +21,9 @@ CLAMAV_IMAGE = "clamav/clamav-debian:1.4"
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 _RATE = re.compile(r"^\d{1,9}/(second|minute|hour|day)$")
 _LOCAL = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")
+_REGISTRY = re.compile(
+    r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?(/[a-z0-9._-]{1,128}){0,4}$"
+)
 _SECRET = re.compile(r"^[A-Za-z0-9._~+/=-]{16,512}$")
 TlsFlavor = Literal["cert", "letsencrypt"]
 Webmail = Literal["none", "roundcube", "snappymail"]
@@ -46,6 +49,7 @@ class MailuSpec:
     version: str = MAILU_VERSION
     api_port: int = 8080  # admin's REST API, published on the VPS's loopback only
     dkim_selector: str = "dkim"  # Mailu signs every domain with this one selector
+    registry: str = IMAGE_REGISTRY  # where MailU's images come from (a mirror, say)
 
     @property
     def resolver_address(self) -> str:
@@ -54,7 +58,7 @@ class MailuSpec:
         return str(network.broadcast_address - 1)
 
     def image(self, name: str) -> str:
-        return f"{IMAGE_REGISTRY}/{name}:{self.version}"
+        return f"{self.registry}/{name}:{self.version}"
 
 
 def parse_spec(payload: dict[str, Any]) -> MailuSpec:
@@ -127,7 +131,14 @@ def parse_spec(payload: dict[str, Any]) -> MailuSpec:
         version=_version(text("version", MAILU_VERSION)),
         api_port=_port(payload.get("api_port", 8080)),
         dkim_selector=_selector(text("dkim_selector", "dkim")),
+        registry=_registry(text("registry", IMAGE_REGISTRY)),
     )
+
+
+def _registry(value: str) -> str:
+    if not _REGISTRY.match(value):
+        raise CommandError("payload.registry: an image repository prefix such as ghcr.io/mailu")
+    return value
 
 
 def _selector(value: str) -> str:

@@ -25,10 +25,13 @@ from agent.backup import commands as backup
 from agent.backup import sources
 from agent.errors import CommandError
 from agent.mailu.install import install
-from tests.agent.test_mailu_install import PAYLOAD as MAILU_PAYLOAD
-from tests.agent.test_mailu_install import Docker
+from tests.agent.test_mailu_install import PAYLOAD
 from tests.fakes import docker_cli
+from tests.fakes.docker_cli import OnPath as Docker
+from tests.fakes.docker_cli import payload_for_double
 from tests.support.moto import S3Server
+
+MAILU_PAYLOAD = payload_for_double(PAYLOAD)  # still on the docker double
 
 PASSWORD = "correct horse battery staple"
 

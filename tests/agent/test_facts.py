@@ -38,7 +38,18 @@ def test_facts_are_plain_json(facts: dict[str, object]) -> None:
         "boot_time",
         "python_version",
         "agent_version",
+        "compose",
     }
+
+
+def test_the_compose_that_drives_mailu_is_reported(facts: dict[str, object]) -> None:
+    """Debian 12 has docker-compose 1.29 and no v2 plugin: the fallback is what is found."""
+    plugin = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True)
+    v1 = subprocess.run(["docker-compose", "version", "--short"], capture_output=True, text=True)
+    if plugin.returncode == 0:
+        assert facts["compose"]["command"] == "docker compose"  # type: ignore[index]
+    else:
+        assert facts["compose"] == {"command": "docker-compose", "version": v1.stdout.strip()}
 
 
 def command(*args: str) -> str:

@@ -15,8 +15,12 @@ from cryptography.x509.oid import NameOID
 from agent.errors import CommandError
 from agent.mailu.certs import install as install_certs
 from agent.mailu.install import install
-from tests.agent.test_mailu_install import PAYLOAD, Docker
+from tests.agent.test_mailu_install import PAYLOAD as REAL_PAYLOAD
 from tests.fakes import docker_cli
+from tests.fakes.docker_cli import OnPath as Docker
+from tests.fakes.docker_cli import payload_for_double
+
+PAYLOAD = payload_for_double(REAL_PAYLOAD)  # still on the docker double
 
 
 def key_pair() -> tuple[str, str]:

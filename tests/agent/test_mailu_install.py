@@ -1,10 +1,14 @@
-"""``mailu.install|status|uninstall`` against the ``docker`` double (no Docker engine here)."""
+"""``mailu.install|status|uninstall`` on a real Docker engine (a dockerd in a namespace that
+holds the VPS's address) with stand-in images under MailU's names: Compose, the bind
+addresses, env files, volumes and healthchecks are real, and so are the failures."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import socket
 import stat
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,7 @@ import pytest
 
 from agent.errors import CommandError
 from agent.mailu.install import install, status, uninstall
-from tests.fakes import docker_cli
-from tests.support.ports import free_port
+from tests.agent.conftest import VPS_ADDRESS, MailuEngine
 
 yaml: Any = importlib.import_module("yaml")
 SECRETS = {
@@ -26,156 +29,139 @@ PAYLOAD = {
     "hostnames": ["mx1.example.net"],
     "postmaster": "postmaster",
     "tls_flavor": "cert",
-    "bind_address": "198.18.1.7",
-    "health_timeout_seconds": 10,
-    "api_port": free_port(),  # the docker double runs Mailu's API there (this host's loopback)
+    "bind_address": VPS_ADDRESS,
+    "health_timeout_seconds": 30,
     **SECRETS,
 }
 
 
-class Docker:
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.state = tmp_path / "docker-state"
-        self.bin = tmp_path / "bin"
-        docker_cli.install(self.bin, self.state)
-        monkeypatch.setenv("PATH", f"{self.bin}:/usr/bin:/bin")
-
-    def commands(self) -> list[str]:
-        """The compose sub-commands run so far, e.g. ['pull', 'up', 'ps']."""
-        out = []
-        for call in docker_cli.calls(self.state):
-            argv = call["argv"]
-            if argv[:1] == ["compose"] and argv[1:2] != ["version"]:
-                out.append(argv[7])
-        return out
+def quiet(percent: int, message: str) -> None:
+    pass
 
 
-@pytest.fixture
-def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Docker]:
-    double = Docker(tmp_path, monkeypatch)
-    yield double
-    docker_cli.stop_all(double.state)
+def containers(engine: MailuEngine) -> dict[str, str]:
+    """Service → container id of the MailU project on the engine."""
+    out = engine.engine.docker(
+        "ps", "--all", "--filter", "label=com.docker.compose.project=mailu",
+        "--format", '{{.Label "com.docker.compose.service"}} {{.ID}}',
+    ).stdout  # fmt: skip
+    return dict(line.split() for line in out.splitlines())
 
 
-def progress_log() -> tuple[list[tuple[int, str]], Any]:
-    seen: list[tuple[int, str]] = []
-    return seen, lambda percent, message: seen.append((percent, message))
-
-
-async def test_install_renders_pulls_starts_and_waits_until_healthy(
-    tmp_path: Path, docker: Docker
+async def test_the_lifecycle_of_an_install_on_a_real_engine(
+    tmp_path: Path, mailu_engine: MailuEngine
 ) -> None:
+    """Install, no-op, change, failed pull, status, a real unhealthy service, uninstall."""
     root = tmp_path / "vps"
-    seen, progress = progress_log()
-    result = await install(root, PAYLOAD, progress)
+    seen: list[tuple[int, str]] = []
+    result = await install(root, PAYLOAD, lambda p, m: seen.append((p, m)))
     mailu = root / "mailu"
     assert result["changed_files"] == ["docker-compose.yml", "mailu.env"]
-    assert result["version"] == "2024.06" and result["compose_version"] == "2.29.7"
-    assert {s["health"] for s in result["services"].values()} <= {"healthy", "none"}
-    assert docker.commands()[:2] == ["pull", "up"]
+    assert result["version"] == "2024.06" and result["pulled_images"] == []
+    assert result["compose_command"] in ("docker compose", "docker-compose")
+    assert {s["health"] for s in result["services"].values()} == {"healthy", "none"}
+    assert result["services"]["redis"]["health"] == "none"  # its image has no healthcheck
     assert seen[0][1] == "checking docker" and seen[-1][0] == 100
 
     env = (mailu / "mailu.env").read_text()
     assert stat.S_IMODE((mailu / "mailu.env").stat().st_mode) == 0o600
     assert "API=true" in env and f"API_TOKEN={SECRETS['api_token']}" in env
-    assert "TLS_FLAVOR=cert" in env and "HOSTNAMES=mx1.example.net" in env
     compose = yaml.safe_load((mailu / "docker-compose.yml").read_text())
-    assert compose["services"]["front"]["ports"][0] == "198.18.1.7:80:80"
     assert compose["services"]["smtp"]["image"] == "ghcr.io/mailu/postfix:2024.06"
-    assert f"{mailu}/mail:/mail" in compose["services"]["imap"]["volumes"]
     assert all((mailu / d).is_dir() for d in ("data", "dkim", "mail", "mailqueue", "certs"))
-    assert not any(
-        secret in (mailu / "docker-compose.yml").read_text() for secret in SECRETS.values()
-    )
+    assert not any(s in (mailu / "docker-compose.yml").read_text() for s in SECRETS.values())
 
+    async def banner() -> bytes:  # the agent's view: MailU's SMTP port on the VPS address
+        with socket.create_connection((VPS_ADDRESS, 25), timeout=5) as connection:
+            return connection.recv(100)
 
-async def test_a_second_install_changes_nothing_and_a_change_restarts_only_what_changed(
-    tmp_path: Path, docker: Docker
-) -> None:
-    root = tmp_path / "vps"
-    await install(root, PAYLOAD, lambda p, m: None)
-    before = docker_cli.services(docker.state)
-    compose_before = (root / "mailu" / "docker-compose.yml").stat().st_mtime_ns
+    assert (await mailu_engine.run(banner)).startswith(b"220 ")
 
-    again = await install(root, PAYLOAD, lambda p, m: None)
-    assert again["changed_files"] == []
-    assert docker.commands().count("up") == 1 and docker.commands().count("pull") == 1
-    assert (root / "mailu" / "docker-compose.yml").stat().st_mtime_ns == compose_before
-
-    changed = await install(root, {**PAYLOAD, "message_ratelimit": "500/day"}, lambda p, m: None)
+    # Again: nothing changes. A change recreates only the services that read it.
+    before = containers(mailu_engine)
+    mtime = (mailu / "docker-compose.yml").stat().st_mtime_ns
+    again = await install(root, PAYLOAD, quiet)
+    assert again["changed_files"] == [] and containers(mailu_engine) == before
+    assert (mailu / "docker-compose.yml").stat().st_mtime_ns == mtime
+    changed = await install(root, {**PAYLOAD, "message_ratelimit": "500/day"}, quiet)
     assert changed["changed_files"] == ["mailu.env"]
-    after = docker_cli.services(docker.state)
-    assert after["redis"]["started"] == before["redis"]["started"]  # no env file: untouched
-    assert after["smtp"]["started"] > before["smtp"]["started"]  # reads mailu.env: recreated
+    after = containers(mailu_engine)
+    assert after["redis"] == before["redis"]  # no env file: untouched
+    assert after["smtp"] != before["smtp"]  # reads mailu.env: recreated
+
+    # Images that cannot be pulled: the previous files back, the services as they were.
+    env_before = (mailu / "mailu.env").read_text()
+    mirror = {"message_ratelimit": "500/day", "registry": "registry.mailu.invalid/mailu"}
+    with pytest.raises(CommandError, match=r"registry\.mailu\.invalid/mailu/nginx:2024\.06"):
+        await install(root, {**PAYLOAD, **mirror}, quiet)  # .invalid never resolves
+    assert (mailu / "mailu.env").read_text() == env_before
+    assert "ghcr.io/mailu/nginx" in (mailu / "docker-compose.yml").read_text()
+    assert containers(mailu_engine) == after
+
+    # Status: services and Postfix's queue (as the smtp container mounts it).
+    for name in ("A1B2C3", "D4E5F6"):
+        (mailu / "mailqueue" / "deferred" / "A").mkdir(parents=True, exist_ok=True)
+        (mailu / "mailqueue" / "deferred" / "A" / name).write_text("queued")
+    report = await status(root, {}, quiet)
+    assert report["healthy"] is True and report["queue_size"] == 2
+    assert report["services"]["front"]["image"] == "ghcr.io/mailu/nginx:2024.06"
+
+    # Postfix stops listening: the image's healthcheck fails, for real, and is named.
+    mailu_engine.engine.docker("exec", after["smtp"], "sh", "-c", "kill $(pidof nc)")
+    deadline = time.monotonic() + 15
+    while (await status(root, {}, quiet))["services"]["smtp"]["health"] != "unhealthy":
+        assert time.monotonic() < deadline, "smtp never turned unhealthy"
+        await asyncio.sleep(0.5)
+    with pytest.raises(CommandError, match="unhealthy: smtp"):
+        await install(root, PAYLOAD | {"message_ratelimit": "500/day"}, quiet)
+
+    # Uninstall: containers gone, the mail kept.
+    (mailu / "mail" / "kept").write_text("a message")
+    assert await uninstall(root, {}, quiet) == {"uninstalled": True, "data_purged": False}
+    assert containers(mailu_engine) == {}
+    assert not (mailu / "mailu.env").exists()
+    assert (mailu / "mail" / "kept").read_text() == "a message"
+    assert (await status(root, {}, quiet))["installed"] is False
 
 
-@pytest.mark.parametrize(
-    ("setup", "reason"),
-    [
-        ({"path_without_docker": True}, "docker is not installed on this server"),
-        ({"daemon_down": True}, "Cannot connect to the Docker daemon"),
-    ],
-)
-async def test_without_a_working_docker_nothing_is_written(
-    tmp_path: Path,
-    docker: Docker,
-    monkeypatch: pytest.MonkeyPatch,
-    setup: dict[str, bool],
-    reason: str,
+async def test_without_docker_or_its_engine_nothing_is_written(
+    tmp_path: Path, mailu_engine: MailuEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if setup.get("path_without_docker"):
-        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    else:
-        docker_cli.configure(docker.state, **setup)
-    with pytest.raises(CommandError, match=reason):
-        await install(tmp_path / "vps", PAYLOAD, lambda p, m: None)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(CommandError, match="Cannot connect to the Docker daemon"):
+        await install(tmp_path / "vps", PAYLOAD, quiet)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CommandError, match="docker is not installed on this server"):
+        await install(tmp_path / "vps", PAYLOAD, quiet)
     assert not (tmp_path / "vps" / "mailu").exists()
 
 
-async def test_a_failed_pull_puts_the_previous_configuration_back(
-    tmp_path: Path, docker: Docker
+async def test_a_taken_port_or_an_absent_address_fails_the_start_and_leaves_nothing(
+    tmp_path: Path, mailu_engine: MailuEngine
 ) -> None:
-    root = tmp_path / "vps"
-    await install(root, PAYLOAD, lambda p, m: None)
-    env_before = (root / "mailu" / "mailu.env").read_text()
-    docker_cli.configure(docker.state, pull_error=True)
-    with pytest.raises(CommandError, match="manifest unknown"):
-        await install(root, {**PAYLOAD, "version": "2024.07"}, lambda p, m: None)
-    assert (root / "mailu" / "mailu.env").read_text() == env_before
-    assert "2024.06" in (root / "mailu" / "docker-compose.yml").read_text()
+    async def hold_port() -> socket.socket:
+        listener = socket.socket()
+        listener.bind((VPS_ADDRESS, 587))
+        listener.listen()
+        return listener
 
-    fresh = tmp_path / "other"
-    with pytest.raises(CommandError, match="manifest unknown"):
-        await install(fresh, PAYLOAD, lambda p, m: None)
-    assert not (fresh / "mailu" / "mailu.env").exists()
-    assert not (fresh / "mailu" / "docker-compose.yml").exists()
+    listener = await mailu_engine.run(hold_port)
+    try:
+        with pytest.raises(CommandError, match=f"{VPS_ADDRESS}:587"):
+            await install(tmp_path / "vps", PAYLOAD, quiet)
+    finally:
+        listener.close()
+    assert not (tmp_path / "vps" / "mailu" / "docker-compose.yml").exists()
+    assert containers(mailu_engine) == {}
 
+    with pytest.raises(CommandError, match="docker pull"):
+        await install(tmp_path / "vps", {**PAYLOAD, "version": "2024.07"}, quiet)
+    assert not (tmp_path / "vps" / "mailu" / "mailu.env").exists()
 
-async def test_an_unhealthy_service_fails_the_install_with_its_name(
-    tmp_path: Path, docker: Docker
-) -> None:
-    docker_cli.configure(docker.state, unhealthy=["smtp"])
-    with pytest.raises(CommandError, match="unhealthy: smtp"):
-        await install(tmp_path / "vps", PAYLOAD, lambda p, m: None)
-
-
-async def test_status_reports_services_and_the_queue_and_uninstall_keeps_the_mail(
-    tmp_path: Path, docker: Docker
-) -> None:
-    root = tmp_path / "vps"
-    assert (await status(root, {}, lambda p, m: None))["installed"] is False
-    await install(root, PAYLOAD, lambda p, m: None)
-    (root / "mailu" / "mail" / "kept").write_text("a message")
-    docker_cli.configure(docker.state, queue=3)
-    report = await status(root, {}, lambda p, m: None)
-    assert report["healthy"] is True and report["queue_size"] == 3
-    assert report["services"]["front"]["image"] == "ghcr.io/mailu/nginx:2024.06"
-
-    result = await uninstall(root, {}, lambda p, m: None)
-    assert result == {"uninstalled": True, "data_purged": False}
-    assert docker_cli.services(docker.state) == {}
-    assert not (root / "mailu" / "mailu.env").exists()
-    assert (root / "mailu" / "mail" / "kept").read_text() == "a message"
+    with pytest.raises(CommandError, match=r"198\.18\.1\.99"):
+        await install(tmp_path / "vps", {**PAYLOAD, "bind_address": "198.18.1.99"}, quiet)
+    assert not (tmp_path / "vps" / "mailu" / "mailu.env").exists()
+    assert containers(mailu_engine) == {}
 
 
 @pytest.mark.parametrize(
@@ -189,23 +175,12 @@ async def test_status_reports_services_and_the_queue_and_uninstall_keeps_the_mai
         ({"tls_flavor": "notls"}, "payload.tls_flavor"),
         ({"version": "latest"}, "payload.version"),
         ({"message_ratelimit": "lots"}, "payload.message_ratelimit"),
+        ({"registry": "Registry/../x"}, "payload.registry"),
     ],
 )
 async def test_bad_specs_are_refused_before_anything_runs(
-    tmp_path: Path, docker: Docker, change: dict[str, Any], field: str
+    tmp_path: Path, change: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(CommandError, match=field):
-        await install(tmp_path / "vps", {**PAYLOAD, **change}, lambda p, m: None)
-    assert docker_cli.calls(docker.state) == []
-
-
-async def test_optional_services_follow_the_spec(tmp_path: Path, docker: Docker) -> None:
-    payload = {**PAYLOAD, "antivirus": True, "webmail": "roundcube"}
-    await install(tmp_path / "vps", payload, lambda p, m: None)
-    compose = yaml.safe_load((tmp_path / "vps" / "mailu" / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert services["antivirus"]["image"] == "clamav/clamav-debian:1.4"
-    assert "clamav" in services["antispam"]["networks"]
-    assert services["webmail"]["networks"] == ["webmail"]
-    assert compose["networks"]["oletools"]["internal"] is True
-    assert "WEBMAIL=roundcube" in (tmp_path / "vps" / "mailu" / "mailu.env").read_text()
+        await install(tmp_path / "vps", {**PAYLOAD, **change}, quiet)
+    assert not (tmp_path / "vps").exists()

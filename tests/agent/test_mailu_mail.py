@@ -23,8 +23,13 @@ from agent.mailu.mail import (
     mailbox_delete,
     mailbox_ensure,
 )
-from tests.agent.test_mailu_install import PAYLOAD, SECRETS, Docker
+from tests.agent.test_mailu_install import PAYLOAD as REAL_PAYLOAD
+from tests.agent.test_mailu_install import SECRETS
 from tests.fakes import docker_cli
+from tests.fakes.docker_cli import OnPath as Docker
+from tests.fakes.docker_cli import payload_for_double
+
+PAYLOAD = payload_for_double(REAL_PAYLOAD)  # still on the docker double
 
 
 def quiet(percent: int, message: str) -> None:

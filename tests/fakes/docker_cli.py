@@ -17,6 +17,8 @@ It follows the real contract where the agent depends on it:
   own rules (every MailU image pinned to one release, mail ports bound to one address,
   ``mailu.env`` mode 0600 with the required settings);
 - ``pull`` fails with the registry's "manifest unknown" message when told to;
+  ``image inspect`` knows only images pulled through it, ``ps``/``inspect`` answer for the
+  services it runs (the agent reads state from them);
 - ``up --detach`` recreates only services whose configuration (or env file) changed and
   reports which, as Compose does; services start "starting" and become "healthy" after
   ``healthy_after`` seconds (or "unhealthy" when told);
@@ -191,7 +193,53 @@ class Double:
             )
         if argv[:1] == ["compose"]:
             return self.compose(argv[1:])
+        if argv[:2] == ["image", "inspect"]:
+            self.require_daemon()
+            if argv[-1] not in self.images():
+                raise Failed(f"Error: No such image: {argv[-1]}")
+            return "sha256:" + hashlib.sha256(argv[-1].encode()).hexdigest() + "\n"
+        if argv[:1] == ["pull"]:  # a slow registry answers its first pull slowly
+            self.require_daemon()
+            if self.images():
+                self.config["pull_seconds"] = 0
+            self.pull({"services": {"front": {"image": argv[-1]}}})
+            (self.state / "images.json").write_text(json.dumps([*self.images(), argv[-1]]))
+            return ""
+        if argv[:1] == ["ps"]:  # the agent's: every MailU container the double runs
+            self.require_daemon()
+            return "".join(f"{key}\n" for key in self.containers())
+        if argv[:1] == ["inspect"]:
+            found = self.containers()
+            return json.dumps([found[key] for key in argv[1:] if key in found])
         raise Failed(f"docker: '{argv[0] if argv else ''}' is not a docker command.")
+
+    def images(self) -> list[str]:
+        path = self.state / "images.json"
+        return list(json.loads(path.read_text())) if path.exists() else []
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        """``docker inspect`` entries of every service the double runs, by container id."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.state.glob("project-*.json")):
+            if path.name.endswith(".mailu-api.json"):
+                continue
+            for entry in self.ps_entries(json.loads(path.read_text())):
+                key = f"{path.stem}-{entry['Service']}"
+                found[key] = {
+                    "Id": key,
+                    "Config": {
+                        "Image": entry["Image"],
+                        "Labels": {
+                            "com.docker.compose.project": "mailu",
+                            "com.docker.compose.service": entry["Service"],
+                        },
+                    },
+                    "State": {
+                        "Status": entry["State"],
+                        **({"Health": {"Status": entry["Health"]}} if entry["Health"] else {}),
+                    },
+                }
+        return found
 
     def require_daemon(self) -> None:
         if self.config.get("daemon_down"):
@@ -336,7 +384,10 @@ class Double:
         return ""
 
     def ps(self, directory: Path) -> str:
-        running = services(self.state, directory)
+        entries = self.ps_entries(services(self.state, directory))
+        return "".join(json.dumps(entry) + "\n" for entry in entries)
+
+    def ps_entries(self, running: dict[str, Any]) -> list[dict[str, Any]]:
         lines = []
         for name, service in running.items():
             health = ""
@@ -351,20 +402,18 @@ class Double:
                     health = "starting"
             status = "Up 1 second" + (f" ({health})" if health else "")
             lines.append(
-                json.dumps(
-                    {
-                        "Name": f"mailu-{name}-1",
-                        "Service": name,
-                        "Project": "mailu",
-                        "State": "running",
-                        "Health": health,
-                        "Status": status,
-                        "Image": service["image"],
-                        "ExitCode": 0,
-                    }
-                )
+                {
+                    "Name": f"mailu-{name}-1",
+                    "Service": name,
+                    "Project": "mailu",
+                    "State": "running",
+                    "Health": health,
+                    "Status": status,
+                    "Image": service["image"],
+                    "ExitCode": 0,
+                }
             )
-        return "".join(line + "\n" for line in lines)
+        return lines
 
     def exec(self, directory: Path, argv: list[str]) -> str:
         if argv[:1] == ["-T"]:
@@ -391,3 +440,30 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class OnPath:
+    """The double first on this test's PATH (the tests not yet on the real engine)."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: Any) -> None:
+        self.state = tmp_path / "docker-state"
+        self.bin = tmp_path / "bin"
+        install(self.bin, self.state)
+        monkeypatch.setenv("PATH", f"{self.bin}:/usr/bin:/bin")
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+
+    def commands(self) -> list[str]:
+        """The compose sub-commands run so far, e.g. ['up', 'restart']."""
+        out = []
+        for call in calls(self.state):
+            argv = call["argv"]
+            if argv[:1] == ["compose"] and argv[1:2] != ["version"]:
+                out.append(argv[7])
+        return out
+
+
+def payload_for_double(payload: dict[str, Any]) -> dict[str, Any]:
+    """A MailU payload whose admin API the double can run on this host's loopback."""
+    from tests.support.ports import free_port
+
+    return {**payload, "api_port": free_port()}

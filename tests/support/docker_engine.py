@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 DOCKERD = "/usr/sbin/dockerd"
+DOCKER = shutil.which("docker") or "docker"  # found once: a test may empty PATH
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
 
@@ -114,7 +115,7 @@ class DockerEngine:
         self, *args: str, input: bytes | None = None, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         raw = subprocess.run(
-            ["docker", *args], env=self.env(), capture_output=True, timeout=timeout, input=input
+            [DOCKER, *args], env=self.env(), capture_output=True, timeout=timeout, input=input
         )
         result = subprocess.CompletedProcess(
             raw.args, raw.returncode, raw.stdout.decode(errors="replace"),

@@ -29,7 +29,7 @@ BUSYBOX = "/bin/busybox"
 API_DOUBLE_PORT = 18080  # in the engine's namespace, never the host's
 APPLETS = (
     "sh", "nc", "netstat", "sleep", "ip", "awk", "grep", "cat", "find", "tr", "basename",
-    "echo", "ls", "mkdir", "kill", "wget", "printf",
+    "echo", "ls", "mkdir", "kill", "wget", "printf", "pidof",
 )  # fmt: skip
 LABEL = "org.mailfleet.standin"
 
