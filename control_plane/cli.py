@@ -457,9 +457,7 @@ def server_create(
     """Order a server; a running `mailfleet serve` provisions it. Prints the server id."""
     from control_plane.provisioning.cli import create_server
 
-    body = _server_create(
-        name, provider, region, plan, tenant, workspace, mail_stack, mail_hostname
-    )
+    body = server_order(name, provider, region, plan, tenant, workspace, mail_stack, mail_hostname)
     limit = timeout if wait else None
     server_id = run_async(with_database(lambda db: create_server(db, settings(), body, limit)))
     typer.echo(server_id)
@@ -490,7 +488,7 @@ def server_delete(
     run_async(with_database(lambda db: delete_server(db, settings(), ident, limit)))
 
 
-def _server_create(
+def server_order(
     name: str,
     provider: str,
     region: str | None,
@@ -499,7 +497,10 @@ def _server_create(
     workspace: str | None,
     mail_stack: str,
     mail_hostname: str | None,
+    **adoption: Any,
 ) -> ServerCreate:
+    """The order as the API takes it (``adoption``: an adopted machine's address and SSH
+    credential, ``server adopt``), or exit 2 naming the flag."""
     from control_plane.servers.schemas import ServerCreate
 
     try:
@@ -512,6 +513,7 @@ def _server_create(
             mail_hostname=mail_hostname,
             tenant_id=parse_uuid(tenant, "--tenant"),
             workspace_id=parse_uuid(workspace, "--workspace") if workspace else None,
+            **adoption,
         )
     except ValidationError as exc:
         raise invalid(exc) from None

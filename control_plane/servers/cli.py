@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from control_plane.cli import bad_input, invalid, parse_uuid, run_async, settings, with_database
+from control_plane.cli import bad_input, invalid, run_async, settings, with_database
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -58,26 +58,14 @@ def server_adopt(
     """Adopt a machine the customer has: MailFleet logs in as root over SSH, installs the
     agent and follows it to ready (a running `mailfleet serve` does). Prints the server id."""
     key, password = credential(ssh_key, ssh_password_file, ssh_password)
-    from pydantic import ValidationError
-
+    from control_plane.cli import server_order
     from control_plane.provisioning.cli import create_server
     from control_plane.provisioning.registry import ADOPTED
-    from control_plane.servers.schemas import ServerCreate
 
-    try:
-        body = ServerCreate(
-            name=name,
-            provider=ADOPTED,
-            address=address,
-            ssh_private_key=key,
-            ssh_password=password,
-            mail_stack=mail_stack,
-            mail_hostname=mail_hostname,
-            tenant_id=parse_uuid(tenant, "--tenant"),
-            workspace_id=parse_uuid(workspace, "--workspace") if workspace else None,
-        )
-    except ValidationError as exc:
-        raise invalid(exc) from None
+    body = server_order(
+        name, ADOPTED, None, None, tenant, workspace, mail_stack, mail_hostname,
+        address=address, ssh_private_key=key, ssh_password=password,
+    )  # fmt: skip
     limit = timeout if wait else None
     server_id = run_async(with_database(lambda db: create_server(db, settings(), body, limit)))
     typer.echo(server_id)
