@@ -1,4 +1,9 @@
-"""The CLI as an operator uses it: real processes, one-line errors, keys alone on stdout."""
+"""The CLI as an operator uses it: real processes, one-line errors, keys alone on stdout.
+
+What a command refuses up front (flags, ids, what the API calls invalid) runs in this
+process (tests/support/cli_runner.py): the same exit code and lines, without a second of
+interpreter start each. Exit statuses, settings from the environment, the home and working
+directory are checked on real processes."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from control_plane.db.engine import Database
 from control_plane.servers.models import Server
 from control_plane.vault.pki import AgentPki
 from tests.conftest import MakeTenant
+from tests.support.cli_runner import invoke_cli, invoke_cli_async
 from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
 
@@ -79,7 +85,7 @@ async def test_keys_made_by_the_cli_work_on_the_api(
 def test_bad_cli_input_is_one_line_and_non_zero(
     env: dict[str, str], args: tuple[str, ...], code: int, message: str
 ) -> None:
-    result = run_cli(*args, env=env)
+    result = invoke_cli(*args, env=env)
     assert result.returncode == code
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -214,7 +220,9 @@ async def test_server_create_errors_name_the_flags(
     vault_env: dict[str, str], make_tenant: MakeTenant, args: tuple[str, ...], message: str
 ) -> None:
     tenant = (await make_tenant()).id  # in process: `tenant create` has CLI tests of its own
-    result = run_cli("server", "create", "mx1", "--tenant", tenant, *args, env=vault_env)
+    result = await invoke_cli_async(
+        "server", "create", "mx1", "--tenant", tenant, *args, env=vault_env
+    )
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.stderr
