@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         "net: on PostgreSQL, LISTEN/NOTIFY wakes the replica holding the agent at once).",
     )
     notify_retry_seconds: float = Field(default=1.0, gt=0, le=300)
+    command_wait_recheck_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="A long poll on a command (GET …/commands/{id}?wait_seconds) is woken "
+        "when the command settles (by this replica, or by another through LISTEN/NOTIFY); "
+        "it also re-reads the command this often, the safety net for a lost wake-up.",
+    )
     api_key_cache_seconds: float = Field(
         default=5.0,
         ge=0,

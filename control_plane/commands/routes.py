@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from typing import Annotated
@@ -14,6 +12,7 @@ from control_plane.commands.models import FINAL_STATES
 from control_plane.commands.schemas import CommandCreate, CommandOut, CommandState
 from control_plane.schemas import After, Limit, PageOut
 from control_plane.servers.service import get_server
+from control_plane.waiting import woken
 
 router = APIRouter(prefix="/api/v1/servers/{server_id}/commands", tags=["commands"])
 
@@ -65,10 +64,11 @@ async def get_command(
             remaining = deadline - time.monotonic()
             if out.state in FINAL_STATES or remaining <= 0:
                 return out
-            # woken at once when this replica stores the result; another replica's result
-            # is seen by re-reading twice a second
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(settled.wait(), min(remaining, 0.5))
+            # woken at once when this replica stores the result or another's is notified;
+            # re-read now and then only in case a wake-up was lost (re-reading twice a
+            # second made a backlog of long polls the plane's biggest cost under load)
+            recheck = ctx.settings.command_wait_recheck_seconds
+            await woken(settled, min(remaining, recheck))
 
 
 @router.post("/{command_id}/cancel")
@@ -77,4 +77,6 @@ async def cancel_command(server_id: uuid.UUID, command_id: uuid.UUID, ctx: Ctx) 
         command = await service.get_command(session, server_id, command_id)
         out = CommandOut.of(await service.request_cancel(session, command))
     handlers.wake(server_id)
+    if out.state in FINAL_STATES:  # cancelled before delivery: wake this replica's waiters
+        ctx.hub.command_settled(command_id)
     return out
