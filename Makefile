@@ -37,8 +37,13 @@ LOCAL_PROVIDER ?= $(shell [ "$$(id -u)" -eq 0 ] && echo 1 || echo 0)
 # make run's local VPSs cost something, so the cost reports of a demo show money
 DEMO_PLAN_PRICES ?= local-small=5.00,local-medium=10.00,local-large=20.00
 
+# make run's local VPSs install their agent as a rented VPS does: from the package serve
+# builds and serves (GET /agent/install.sh); the tests' default is this host's own agent.
+LOCAL_PROVIDER_AGENT ?= package
+
 run: $(STAMP)
 	@MAILFLEET_LOCAL_PROVIDER=$${MAILFLEET_LOCAL_PROVIDER:-$(LOCAL_PROVIDER)} \
+	  MAILFLEET_LOCAL_PROVIDER_AGENT=$${MAILFLEET_LOCAL_PROVIDER_AGENT:-$(LOCAL_PROVIDER_AGENT)} \
 	  MAILFLEET_LOCAL_PLAN_PRICES=$${MAILFLEET_LOCAL_PLAN_PRICES-$(DEMO_PLAN_PRICES)} \
 	  $(BIN)/mailfleet serve --bootstrap-admin-key
 

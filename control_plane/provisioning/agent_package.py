@@ -285,7 +285,12 @@ def build(cache: Path, extra: Path | None = None, restic: Path | None = None) ->
             f"{pyproject} is missing: the agent package is built from a MailFleet checkout"
         )
     project = tomllib.loads(pyproject.read_text())["project"]
-    dists = dependency_closure(list(project["dependencies"]))
+    # pip itself, run from its wheel: the VPS's virtualenv is made without pip (no
+    # ensurepip, a few seconds faster) and keeps none
+    dists = [
+        *dependency_closure(list(project["dependencies"])),
+        importlib.metadata.distribution("pip"),
+    ]
     key = _digest(pyproject, dists)
     if extra is not None:
         key += "-" + hashlib.sha256(str(sorted(extra.glob("*.whl"))).encode()).hexdigest()[:8]
@@ -301,9 +306,7 @@ def build(cache: Path, extra: Path | None = None, restic: Path | None = None) ->
         version = wheel.name.split("-")[1]
         if version != __version__:
             raise PackageError(f"built {wheel.name}, but this control plane is {__version__}")
-        # pip itself, run from its wheel: the VPS's virtualenv is made without pip (no
-        # ensurepip, a few seconds faster) and keeps none
-        for dist in [*dists, importlib.metadata.distribution("pip")]:
+        for dist in dists:
             repack(dist, scratch)
         for found in sorted(extra.glob("*.whl")) if extra is not None else []:
             if _FILE_NAME.match(found.name):

@@ -6,6 +6,8 @@ it and enrolls; the script checks every SHA-256 and is safe to run again."""
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.e2e.conftest import plane_factory as plane_factory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
 
 pytestmark = pytest.mark.postgres_only
+RESTIC = shutil.which("restic") or "/usr/bin/restic"
 
 
 def _sha256(data: bytes) -> str:
@@ -32,20 +35,23 @@ def test_a_bare_local_vps_installs_the_served_agent_package_and_enrolls(
         **local_net.settings(),
         MAILFLEET_LOCAL_PROVIDER_AGENT="package",
         MAILFLEET_AGENT_WHEELHOUSE_DIR=str(tmp_path / "agent-wheels"),
+        MAILFLEET_AGENT_RESTIC_BINARY=RESTIC,  # served; fetched only where restic is too old
     )
     # What the VPS will fetch: the script lists each file with its SHA-256, served as listed.
     script = plane.http.get("/agent/install.sh")
     assert script.status_code == 200, script.text
     assert script.headers["x-checksum-sha256"] == _sha256(script.content)
-    listed = dict(
-        reversed(line.split("  ")) for line in script.text.splitlines() if len(line) > 66
-        and line[64:66] == "  " and all(c in "0123456789abcdef" for c in line[:64])
-    )  # fmt: skip
+    listed = {  # the "sha256  name" lines
+        line[66:]: line[:64] for line in script.text.splitlines()
+        if re.fullmatch(r"[0-9a-f]{64}  [A-Za-z0-9._+-]+", line)
+    }  # fmt: skip
     (agent_wheel,) = [n for n in listed if n.startswith("mailfleet_agent-")]
     assert any(n.startswith("grpcio-") for n in listed)
     assert not any(n.split("-")[0] in ("fastapi", "sqlalchemy", "mailfleet") for n in listed)
-    served = plane.http.get(f"/agent/wheels/{agent_wheel}")
-    assert served.status_code == 200 and _sha256(served.content) == listed[agent_wheel]
+    for name in (agent_wheel, "restic"):
+        served = plane.http.get(f"/agent/wheels/{name}")
+        assert served.status_code == 200 and _sha256(served.content) == listed[name]
+    assert listed["restic"] == _sha256(Path(RESTIC).read_bytes())
     for name in ("nope.whl", "SHA256SUMS", "..", "..%2F..%2Fmailfleet.db", "%2Fetc%2Fpasswd"):
         missing = plane.http.get(f"/agent/wheels/{name}")
         assert missing.status_code == 404, name  # only names on the list are served
@@ -82,6 +88,7 @@ def test_a_bare_local_vps_installs_the_served_agent_package_and_enrolls(
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "agent").is_dir() and (site / "mailfleet" / "agent" / "v1").is_dir()
     assert not any((site / p).exists() for p in ("control_plane", "fastapi", "sqlalchemy", "pip"))
+    assert not (rootfs / "var/cache/mailfleet-agent/restic").exists()  # this host's is >= 0.14
 
     # Run again (over the same link): nothing fetched or installed twice, the same agent kept.
     again = subprocess.run(
