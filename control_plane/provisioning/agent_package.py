@@ -85,17 +85,19 @@ class Wheelhouse:
         return self.directory / name if name in self.files else None
 
 
-def source_root() -> Path:
-    """The checkout this control plane runs from (``packaging/agent`` lives there)."""
-    return Path(__file__).resolve().parents[2]
+def _shipped(name: str) -> str:
+    """A file shipped in this package (``packaging/`` links to them), so a control plane
+    installed from a wheel (the compose image) builds the agent package too."""
+    return resources.files("control_plane.provisioning").joinpath(name).read_text()
 
 
-def agent_pyproject() -> Path:
-    return source_root() / "packaging" / "agent" / "pyproject.toml"
+def agent_pyproject() -> str:
+    """``packaging/agent/pyproject.toml``, the ``mailfleet-agent`` distribution."""
+    return _shipped("agent-pyproject.toml")
 
 
 def install_script_template() -> str:
-    return resources.files("control_plane.provisioning").joinpath("install-agent.sh").read_text()
+    return _shipped("install-agent.sh")
 
 
 def _package_dir(name: str) -> Path:
@@ -141,10 +143,10 @@ def dependency_closure(requirements: list[str]) -> list[importlib.metadata.Distr
     return sorted(found.values(), key=lambda d: canonicalize_name(d.metadata["Name"]))
 
 
-def _digest(pyproject: Path, dists: list[importlib.metadata.Distribution]) -> str:
+def _digest(pyproject: str, dists: list[importlib.metadata.Distribution]) -> str:
     """What the wheelhouse depends on: the agent's sources, its pyproject, the script and
     every dependency's name and version."""
-    h = hashlib.sha256(pyproject.read_bytes())
+    h = hashlib.sha256(pyproject.encode())
     h.update(install_script_template().encode())
     for directory in (_package_dir("agent"), _package_dir("mailfleet")):
         for path in _sources(directory):
@@ -155,13 +157,13 @@ def _digest(pyproject: Path, dists: list[importlib.metadata.Distribution]) -> st
     return h.hexdigest()[:16]
 
 
-def build_agent_wheel(pyproject: Path, out: Path) -> Path:
-    """Build ``mailfleet-agent`` from the imported packages, in a copy laid out like the
+def build_agent_wheel(pyproject: str, out: Path) -> Path:
+    """Build ``mailfleet-agent`` from the installed packages, in a copy laid out like the
     checkout (setuptools writes ``build/`` and ``*.egg-info`` beside the pyproject)."""
     with tempfile.TemporaryDirectory(prefix="mailfleet-agent-build-") as scratch:
         tree = Path(scratch)
         (tree / "packaging" / "agent").mkdir(parents=True)
-        shutil.copy2(pyproject, tree / "packaging" / "agent" / "pyproject.toml")
+        (tree / "packaging" / "agent" / "pyproject.toml").write_text(pyproject)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
         shutil.copytree(_package_dir("agent"), tree / "agent", ignore=ignore)
         shutil.copytree(_package_dir("mailfleet"), tree / "protos" / "mailfleet", ignore=ignore)
@@ -280,11 +282,7 @@ def _load(directory: Path) -> Wheelhouse:
 def build(cache: Path, extra: Path | None = None, restic: Path | None = None) -> Wheelhouse:
     """The wheelhouse for this control plane, built into ``cache`` unless already there."""
     pyproject = agent_pyproject()
-    if not pyproject.is_file():
-        raise PackageError(
-            f"{pyproject} is missing: the agent package is built from a MailFleet checkout"
-        )
-    project = tomllib.loads(pyproject.read_text())["project"]
+    project = tomllib.loads(pyproject)["project"]
     # pip itself, run from its wheel: the VPS's virtualenv is made without pip (no
     # ensurepip, a few seconds faster) and keeps none
     dists = [
