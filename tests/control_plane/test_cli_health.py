@@ -3,7 +3,6 @@ and ``--run`` checks now through the same Checker as ``POST …/health/run``."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import uuid
@@ -16,10 +15,11 @@ from control_plane.db.engine import Database
 from control_plane.health.models import HealthCheck
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
+from tests.support.cli_runner import invoke_cli_async
 from tests.support.processes import run_cli
 
 # Real CLI processes (about a second each): once, on PostgreSQL; the services they call
-# are tested on both backends in process.
+# are tested on both backends in process. Refusals run in process (tests/support/cli_runner).
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
@@ -92,11 +92,8 @@ async def test_server_health_bad_input_is_one_line_and_writes_nothing(
             f"server {enrolling} is enrolling; its health is checked once it is ready",
         ),
     ]
-    results = await asyncio.gather(
-        *(asyncio.to_thread(run_cli, *args, env=env) for args, _ in cases)
-    )
-    for result, (_, message) in zip(results, cases, strict=True):
-        one_line_error(result, 2, message)
+    for args, message in cases:
+        one_line_error(await invoke_cli_async(*args, env=env), 2, message)
     async with db.session() as session:
         rows = await session.scalars(select(HealthCheck).where(HealthCheck.server_id == enrolling))
         assert rows.all() == []

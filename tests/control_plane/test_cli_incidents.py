@@ -9,7 +9,6 @@ import getpass
 import json
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,13 @@ from control_plane.vault.client import Vault
 from tests.alerts.receivers import HttpReceiver, verify_signature
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
+from tests.support.cli_runner import invoke_cli, invoke_cli_async
 from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
 
 # Real CLI processes (about a second each): once, on PostgreSQL; the services they call
-# are tested on both backends in process.
+# are tested on both backends in process. Refusals run in process (one line, exit 2 and
+# nothing written are the same there; tests/support/cli_runner.py).
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
@@ -46,6 +47,12 @@ SECRET = "a-long-random-shared-secret"
 async def cli(*args: str, env: dict[str, str]) -> Any:
     """In a thread: the test's event loop keeps serving (receivers, the database)."""
     return await asyncio.to_thread(run_cli, *args, env=env)
+
+
+async def all_refused(env: dict[str, str], cases: list[tuple[tuple[str, ...], str]]) -> None:
+    """Each command is refused in one line naming ``message`` (in process, in turn)."""
+    for args, message in cases:
+        one_line_error(await invoke_cli_async(*args, env=env), 2, message)
 
 
 async def all_ok(env: dict[str, str], *commands: tuple[str, ...]) -> list[Any]:
@@ -131,9 +138,7 @@ async def test_incidents_listed_shown_acknowledged_commented_and_resolved(
         (("incident", "show", missing), f"incident {missing} not found"),
         (("incident", "list", "--server", "nope-x1"), "--server: server 'nope-x1' not found"),
     ]
-    results = await asyncio.gather(*(cli(*args, env=env) for args, _ in cases))
-    for result, (_, message) in zip(results, cases, strict=True):
-        one_line_error(result, 2, message)
+    await all_refused(env, cases)
     again = (await client.get(f"/api/v1/incidents/{disk}", headers=tenant.headers)).json()
     assert again == gone  # the refused resolve and acknowledge changed nothing
     audit = await client.get(
@@ -215,9 +220,7 @@ async def test_silences_created_listed_and_expired(
         ),
         (("silence", "expire", str(uuid.uuid4())), "not found"),
     ]  # fmt: skip
-    results = await asyncio.gather(*(cli(*args, env=env) for args, _ in cases))
-    for result, (_, message) in zip(results, cases, strict=True):
-        one_line_error(result, 2, message)
+    await all_refused(env, cases)
     assert await silence_count(db, tenant.id) == 1  # nothing half-written
 
     expired = await cli("silence", "expire", silence_id, env=env)
@@ -242,10 +245,8 @@ def test_usage_errors_are_one_line_before_any_database(tmp_path: Path) -> None:
         ((*base, "--until", "soon"), "--until: not a time like"),
         (("alert-channel", "test", "nope"), "ID: not a valid id: 'nope'"),
     ]
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda args: run_cli(*args, env=env), [a for a, _ in cases]))
-    for result, (_, message) in zip(results, cases, strict=True):
-        one_line_error(result, 2, message)
+    for args, message in cases:
+        one_line_error(invoke_cli(*args, env=env), 2, message)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -332,6 +333,4 @@ async def test_alert_channels_listed_and_tested(
         (("alert-channel", "test", missing), f"alert channel {missing} not found"),
         (("alert-channel", "list", "--tenant", "nope-x1"), "--tenant: tenant 'nope-x1' not found"),
     ]
-    results = await asyncio.gather(*(cli(*args, env=vault_env) for args, _ in cases))
-    for result_, (_, message) in zip(results, cases, strict=True):
-        one_line_error(result_, 2, message)
+    await all_refused(vault_env, cases)

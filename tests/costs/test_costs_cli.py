@@ -13,6 +13,7 @@ from control_plane.db.engine import Database
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import env, one_line_error
 from tests.costs.scenario import play_month
+from tests.support.cli_runner import invoke_cli_async
 from tests.support.processes import run_cli
 
 # Real CLI processes (about a second each): once, on PostgreSQL; the report is tested on
@@ -45,6 +46,11 @@ async def test_costs_cli(
     body = json.loads(run_cli("costs", *scope, "--format", "json", env=env).stdout)
     assert body["workspace_id"] is None and body["month"] == "2026-11-01"
 
-    one_line_error(run_cli("costs", "--month", "November", env=env), 2, "--month")
-    one_line_error(run_cli("costs", "--group-by", "planet", env=env), 2, "--group-by")
-    one_line_error(run_cli("costs", *scope, "--workspace", "nobody", env=env), 2, "workspace")
+    # Refusals in process (tests/support/cli_runner.py): one line, exit 2, as from a process.
+    refusals = [
+        (("costs", "--month", "November"), "--month"),
+        (("costs", "--group-by", "planet"), "--group-by"),
+        (("costs", *scope, "--workspace", "nobody"), "workspace"),
+    ]
+    for args, message in refusals:
+        one_line_error(await invoke_cli_async(*args, env=env), 2, message)
