@@ -10,8 +10,11 @@ pip. One test walks the whole of it (one plane, two machines, their waits overla
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,20 @@ from tests.support.processes import run_cli
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.postgres_only
+
+
+@contextlib.contextmanager
+def kept_logging() -> Iterator[None]:
+    """A command run in this process configures logging (``configure_logging``, forced):
+    put the test process's back as it was."""
+    loggers = [logging.getLogger(name) for name in ("", "httpx", "urllib3", "asyncio")]
+    saved = [(logger, logger.level, logger.handlers[:]) for logger in loggers]
+    try:
+        yield
+    finally:
+        for logger, level, handlers in saved:
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
 
 
 def tenant_with_key(plane: ControlPlane, name: str) -> tuple[str, httpx.Client]:
@@ -221,15 +238,28 @@ async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it
     stranger.close()
 
 
-def test_the_cli_takes_a_secret_from_a_file_or_a_prompt_never_from_argv() -> None:
-    """Exactly one credential source, checked before anything else (in-process: no plane)."""
-    runner = CliRunner()
+def test_the_cli_takes_a_secret_from_a_file_or_a_prompt_never_from_argv(tmp_path: Path) -> None:
+    """Exactly one credential source, read before anything else (in-process: no plane, so
+    a command that got its secret stops at the missing database, exit 2)."""
+    runner = CliRunner(env={"MAILFLEET_HOME": str(tmp_path)})
+    with kept_logging():
+        _credential_sources(runner, tmp_path)
+
+
+def _credential_sources(runner: CliRunner, tmp_path: Path) -> None:
     common = ["server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4())]
     both = runner.invoke(app, [*common, "--ssh-key", "/dev/null", "--ssh-password"])
     assert both.exit_code == 2
     assert "give exactly one of --ssh-key, --ssh-password-file or --ssh-password" in both.output
     argv = runner.invoke(app, [*common, "--ssh-password", "hunter2"])
     assert argv.exit_code == 2  # a flag, not a value: the secret is never on the command line
+    prompted = runner.invoke(app, [*common, "--ssh-password"], input="hunter2\n")
+    assert "root's SSH password:" in prompted.output and "hunter2" not in prompted.output
+    assert prompted.exit_code == 2 and "no MailFleet database" in prompted.output
+    piped = runner.invoke(app, [*common, "--ssh-password-file", "-"], input="hunter2\n")
+    assert piped.exit_code == 2 and "no MailFleet database" in piped.output
+    missing = runner.invoke(app, [*common, "--ssh-key", str(tmp_path / "absent")])
+    assert missing.exit_code == 2 and "--ssh-key: cannot read" in missing.output
     # What the API refuses is said in the CLI's words (one line, exit 2: run_async).
     refused = in_cli_terms(
         "ssh_private_key: not a private key in OpenSSH or PEM form", "body.ssh_private_key"
