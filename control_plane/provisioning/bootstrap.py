@@ -63,16 +63,21 @@ class AgentInstall:
 
 
 # The ``package`` install's first step, on the machine: the served install script, fetched
-# with Python (cloud images have it: cloud-init is Python) and run under the machine's root.
+# with Python (cloud images have it: cloud-init is Python; else curl) and run under the
+# machine's root.
 FETCH_SCRIPT = """#!/bin/sh
 # Fetch the MailFleet agent's install script from the control plane (URL) and run it.
 set -eu
 url="${1:?usage: fetch URL}"
 script=$(mktemp)
 trap 'rm -f "$script"' EXIT
-python3 -c 'import shutil, sys, urllib.request
+if command -v python3 >/dev/null; then
+  python3 -c 'import shutil, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1] + "/agent/install.sh", timeout=120) as answer:
     shutil.copyfileobj(answer, sys.stdout.buffer)' "$url" > "$script"
+else
+  curl -fsS --max-time 120 "$url/agent/install.sh" > "$script"
+fi
 sh "$script" --url "$url" --root "${MAILFLEET_LOCAL_ROOT:-/}"
 """
 
