@@ -10,11 +10,8 @@ pip. One test walks the whole of it (one plane, two machines, their waits overla
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +20,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from typer.testing import CliRunner
 
-from control_plane.cli import app, in_cli_terms
+from control_plane.cli import in_cli_terms
 from control_plane.provisioning import ssh_install
 from control_plane.provisioning.ssh import login_path, new_key_pair
 from control_plane.vault.client import Vault
@@ -35,25 +31,12 @@ from tests.e2e.conftest import plane_factory as plane_factory
 from tests.e2e.local import LocalNet, wait_gone, wait_state
 from tests.provisioning.machines import Machines, remote_agents_env, sshd_running
 from tests.provisioning.machines import machines as machines  # the fixture, used here
+from tests.support.cli_runner import invoke_cli, invoke_cli_async
 from tests.support.ports import free_port
 from tests.support.processes import run_cli
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.postgres_only
-
-
-@contextlib.contextmanager
-def kept_logging() -> Iterator[None]:
-    """A command run in this process configures logging (``configure_logging``, forced):
-    put the test process's back as it was."""
-    loggers = [logging.getLogger(name) for name in ("", "httpx", "urllib3", "asyncio")]
-    saved = [(logger, logger.level, logger.handlers[:]) for logger in loggers]
-    try:
-        yield
-    finally:
-        for logger, level, handlers in saved:
-            logger.setLevel(level)
-            logger.handlers[:] = handlers
 
 
 def tenant_with_key(plane: ControlPlane, name: str) -> tuple[str, httpx.Client]:
@@ -191,7 +174,7 @@ async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it
     ).json()
     not_adopted = f"/api/v1/servers/{manual['id']}/ssh-credential"
     assert owner.put(not_adopted, json={"ssh_password": "x"}).status_code == 409
-    fixed = run_cli(
+    fixed = await invoke_cli_async(
         "server", "ssh-credential", second_id, "--ssh-key", str(tmp_path / "id_ed25519"),
         "--wait", "--timeout", "60", env=plane.env,
     )  # fmt: skip
@@ -202,7 +185,7 @@ async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it
 
     # 5. After a legitimate reinstall an admin clears the pin (audited; CLI and API alike).
     fingerprint = asyncssh.import_public_key(host_key).get_fingerprint()
-    cleared = run_cli("server", "clear-host-key", second_id, env=plane.env)
+    cleared = await invoke_cli_async("server", "clear-host-key", second_id, env=plane.env)
     assert cleared.returncode == 0 and cleared.stdout.strip() == "SSH host key pin cleared"
     assert plane.api("GET", f"/api/v1/servers/{second_id}")["ssh_host_key"] is None
     plane.api("DELETE", f"/api/v1/servers/{second_id}/ssh-host-key", 409)  # none pinned now
@@ -241,25 +224,22 @@ async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it
 def test_the_cli_takes_a_secret_from_a_file_or_a_prompt_never_from_argv(tmp_path: Path) -> None:
     """Exactly one credential source, read before anything else (in-process: no plane, so
     a command that got its secret stops at the missing database, exit 2)."""
-    runner = CliRunner(env={"MAILFLEET_HOME": str(tmp_path)})
-    with kept_logging():
-        _credential_sources(runner, tmp_path)
-
-
-def _credential_sources(runner: CliRunner, tmp_path: Path) -> None:
+    env = {"MAILFLEET_HOME": str(tmp_path)}
     common = ["server", "adopt", "m", "--address", "192.168.7.7", "--tenant", str(uuid.uuid4())]
-    both = runner.invoke(app, [*common, "--ssh-key", "/dev/null", "--ssh-password"])
-    assert both.exit_code == 2
-    assert "give exactly one of --ssh-key, --ssh-password-file or --ssh-password" in both.output
-    argv = runner.invoke(app, [*common, "--ssh-password", "hunter2"])
-    assert argv.exit_code == 2  # a flag, not a value: the secret is never on the command line
-    prompted = runner.invoke(app, [*common, "--ssh-password"], input="hunter2\n")
-    assert "root's SSH password:" in prompted.output and "hunter2" not in prompted.output
-    assert prompted.exit_code == 2 and "no MailFleet database" in prompted.output
-    piped = runner.invoke(app, [*common, "--ssh-password-file", "-"], input="hunter2\n")
-    assert piped.exit_code == 2 and "no MailFleet database" in piped.output
-    missing = runner.invoke(app, [*common, "--ssh-key", str(tmp_path / "absent")])
-    assert missing.exit_code == 2 and "--ssh-key: cannot read" in missing.output
+    both = invoke_cli(*common, "--ssh-key", "/dev/null", "--ssh-password", env=env)
+    assert (both.returncode, both.stderr.strip()) == (
+        2,
+        "error: give exactly one of --ssh-key, --ssh-password-file or --ssh-password",
+    )
+    argv = invoke_cli(*common, "--ssh-password", "hunter2", env=env)
+    assert argv.returncode == 2  # a flag, not a value: the secret is never on the command line
+    prompted = invoke_cli(*common, "--ssh-password", env=env, stdin="hunter2\n")
+    assert "root's SSH password:" in prompted.stdout and "hunter2" not in prompted.stdout
+    assert prompted.returncode == 2 and "no MailFleet database" in prompted.stderr
+    piped = invoke_cli(*common, "--ssh-password-file", "-", env=env, stdin="hunter2\n")
+    assert piped.returncode == 2 and "no MailFleet database" in piped.stderr
+    missing = invoke_cli(*common, "--ssh-key", str(tmp_path / "absent"), env=env)
+    assert missing.returncode == 2 and "--ssh-key: cannot read" in missing.stderr
     # What the API refuses is said in the CLI's words (one line, exit 2: run_async).
     refused = in_cli_terms(
         "ssh_private_key: not a private key in OpenSSH or PEM form", "body.ssh_private_key"

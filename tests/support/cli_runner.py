@@ -31,12 +31,13 @@ class CliResult:
     stderr: str
 
 
-def invoke_cli(*args: str, env: Mapping[str, str]) -> CliResult:
+def invoke_cli(*args: str, env: Mapping[str, str], stdin: str | None = None) -> CliResult:
     """``mailfleet ARGS`` in this process, with only ``env``'s MAILFLEET_* settings (as
-    ``run_cli`` gives the process). On a thread of its own: a command that reaches its
-    database runs an event loop (``asyncio.run``), which must not replace the test's."""
+    ``run_cli`` gives the process) and ``stdin`` (what a prompt reads). On a thread of its
+    own: a command that reaches its database runs an event loop (``asyncio.run``), which
+    must not replace the test's."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_invoke, args, env).result()
+        return pool.submit(_invoke, args, env, stdin).result()
 
 
 async def invoke_cli_async(*args: str, env: Mapping[str, str]) -> CliResult:
@@ -44,7 +45,7 @@ async def invoke_cli_async(*args: str, env: Mapping[str, str]) -> CliResult:
     return await asyncio.to_thread(_invoke, args, env)
 
 
-def _invoke(args: tuple[str, ...], env: Mapping[str, str]) -> CliResult:
+def _invoke(args: tuple[str, ...], env: Mapping[str, str], stdin: str | None = None) -> CliResult:
     """The command configures logging as a process of its own would; the test process's
     logging is put back afterwards."""
     wanted = mailfleet_env(env)
@@ -54,7 +55,9 @@ def _invoke(args: tuple[str, ...], env: Mapping[str, str]) -> CliResult:
     loggers = [logging.getLogger(name) for name in (None, "httpx", "urllib3", "asyncio")]
     saved = [(logger.handlers[:], logger.level) for logger in loggers]
     try:
-        result = CliRunner().invoke(app, list(args), env=overlay, catch_exceptions=False)
+        result = CliRunner().invoke(
+            app, list(args), input=stdin, env=overlay, catch_exceptions=False
+        )
     finally:
         for logger, (handlers, level) in zip(loggers, saved, strict=True):
             logger.handlers[:] = handlers
