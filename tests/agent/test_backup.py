@@ -25,13 +25,8 @@ from agent.backup import commands as backup
 from agent.backup import sources
 from agent.errors import CommandError
 from agent.mailu.install import install
-from tests.agent.test_mailu_install import PAYLOAD
-from tests.fakes import docker_cli
-from tests.fakes.docker_cli import OnPath as Docker
-from tests.fakes.docker_cli import payload_for_double
+from tests.agent.conftest import NEW_ADDRESS, PAYLOAD, MailuEngine
 from tests.support.moto import S3Server
-
-MAILU_PAYLOAD = payload_for_double(PAYLOAD)  # still on the docker double
 
 PASSWORD = "correct horse battery staple"
 
@@ -202,56 +197,59 @@ async def test_point_in_time_restore_in_place_keeps_the_previous_state_until_fin
     assert tree_digest(copy) == at_first
 
 
-async def test_an_in_place_restore_keeps_the_files_mailfleet_renders(
-    tmp_path: Path, templates: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+async def test_a_restore_onto_a_new_address_keeps_the_files_rendered_for_it(
+    tmp_path: Path, templates: tuple[Path, Path], mailu_engine: MailuEngine
 ) -> None:
-    """A snapshot from a repository the tenant controls may hold any compose file (root on
-    the VPS): the mail comes back, the rendered files stay the live ones."""
-    double = Docker(tmp_path, monkeypatch)
-    try:
-        root, repo = tmp_path / "vps", repo_copy(templates[0], tmp_path / "repo")
-        mailu = root / "mailu"
-        _, progress = recorder()
-        await install(root, MAILU_PAYLOAD, progress)
-        rendered = {n: (mailu / n).read_bytes() for n in ("docker-compose.yml", "mailu.env")}
-        message = mailu / "mail" / "user@example.net" / "cur" / "1700000000.M1:2,S"
-        message.parent.mkdir(parents=True)
-        message.write_text("mail worth restoring\n")
-        outside = tmp_path / "outside"
-        outside.mkdir()
-        (mailu / "docker-compose.yml").write_text(
-            "services:\n  owned:\n    image: busybox\n    privileged: true\n"
-            "    volumes: ['/:/host']\n"
-        )
-        (mailu / "mailu.env").write_text("SECRET_KEY=crafted\n")
-        (mailu / "overrides" / "nginx").rmdir()
-        (mailu / "overrides" / "nginx").symlink_to(outside)
-        (mailu / "certs" / "key.pem").write_text("crafted\n")
-        crafted = await backup.run(root, payload(repo), progress)
+    """Recovery onto a new VPS, on a real engine: the old server's snapshot holds a compose
+    file binding the old address (and, since a repository the tenant controls may hold
+    anything, crafted files); restored in place on a new server whose MailU was rendered for
+    its own address, the mail comes back, the new server's rendered files stay, and MailU
+    starts again bound to the new address."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    repo = repo_copy(templates[0], tmp_path / "repo")
+    _, progress = recorder()
+    await install(old, PAYLOAD, progress)
+    message = old / "mailu" / "mail" / "user@example.net" / "cur" / "1700000000.M1:2,S"
+    message.parent.mkdir(parents=True)
+    message.write_text("mail worth restoring\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (old / "mailu" / "docker-compose.yml").write_text(
+        "services:\n  owned:\n    image: busybox\n    privileged: true\n    volumes: ['/:/host']\n"
+    )
+    (old / "mailu" / "overrides" / "nginx").rmdir()
+    (old / "mailu" / "overrides" / "nginx").symlink_to(outside)
+    (old / "mailu" / "certs" / "key.pem").write_text("crafted\n")
+    snapshot = await backup.run(old, payload(repo), progress)
+    mailu_engine.engine.remove_all_containers()  # the old server is lost
 
-        # The live server: rendered files as MailFleet wrote them, a message lost since.
-        for name, data in rendered.items():
-            (mailu / name).write_bytes(data)
-        (mailu / "overrides" / "nginx").unlink()
-        (mailu / "overrides" / "nginx").mkdir()
-        (mailu / "certs" / "key.pem").unlink()
-        message.unlink()
-        done = await backup.restore(
-            root, payload(repo, snapshot=crafted["short_id"], target="in_place",
-                          snapshot_root=crafted["root"]), progress,
-        )  # fmt: skip
-        assert message.read_text() == "mail worth restoring\n"
-        for name, data in rendered.items():
-            assert (mailu / name).read_bytes() == data, name
-        assert (mailu / "mailu.env").stat().st_mode & 0o777 == 0o600
-        assert (mailu / "overrides" / "nginx").is_dir()
-        assert not (mailu / "overrides" / "nginx").is_symlink()
-        assert not (mailu / "certs" / "key.pem").exists() and not list(outside.iterdir())
-        assert double.commands()[-2:] == ["down", "up"]  # MailU paused, back with its own file
-        await backup.restore_finish(root, {"restore_id": done["restore_id"], "keep": "restored"},
-                                    progress)  # fmt: skip
-    finally:
-        docker_cli.stop_all(double.state)
+    await install(new, {**PAYLOAD, "bind_address": NEW_ADDRESS}, progress)
+    mailu = new / "mailu"
+    rendered = {n: (mailu / n).read_bytes() for n in ("docker-compose.yml", "mailu.env")}
+    done = await backup.restore(
+        new, payload(repo, snapshot=snapshot["short_id"], target="in_place",
+                     snapshot_root=snapshot["root"]), progress,
+    )  # fmt: skip
+    moved = mailu / message.relative_to(old / "mailu")
+    assert moved.read_text() == "mail worth restoring\n"
+    for name, data in rendered.items():
+        assert (mailu / name).read_bytes() == data, name
+    assert (mailu / "mailu.env").stat().st_mode & 0o777 == 0o600
+    assert (mailu / "overrides" / "nginx").is_dir()
+    assert not (mailu / "overrides" / "nginx").is_symlink()
+    assert not (mailu / "certs" / "key.pem").exists() and not list(outside.iterdir())
+
+    # MailU came back with the new server's own file: bound to the new address.
+    front = mailu_engine.engine.docker(
+        "ps", "-q", "--filter", "label=com.docker.compose.service=front"
+    ).stdout.split()
+    bindings = json.loads(mailu_engine.engine.docker(
+        "inspect", "--format", "{{json .HostConfig.PortBindings}}", *front
+    ).stdout)  # fmt: skip
+    assert bindings["25/tcp"] == [{"HostIp": NEW_ADDRESS, "HostPort": "25"}]
+    assert "owned" not in mailu_engine.engine.docker("ps", "-a", "--format", "{{.Names}}").stdout
+    await backup.restore_finish(new, {"restore_id": done["restore_id"], "keep": "restored"},
+                                progress)  # fmt: skip
 
 
 async def test_an_offsite_copy_holds_the_same_snapshot(

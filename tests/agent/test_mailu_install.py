@@ -16,27 +16,9 @@ import pytest
 
 from agent.errors import CommandError
 from agent.mailu.install import install, status, uninstall
-from tests.agent.conftest import VPS_ADDRESS, MailuEngine
+from tests.agent.conftest import PAYLOAD, SECRETS, VPS_ADDRESS, MailuEngine, quiet
 
 yaml: Any = importlib.import_module("yaml")
-SECRETS = {
-    "secret_key": "k" * 32,
-    "api_token": "t0ken-" + "a" * 26,
-    "admin_password": "Adm1n-" + "p" * 20,
-}
-PAYLOAD = {
-    "domain": "example.net",
-    "hostnames": ["mx1.example.net"],
-    "postmaster": "postmaster",
-    "tls_flavor": "cert",
-    "bind_address": VPS_ADDRESS,
-    "health_timeout_seconds": 30,
-    **SECRETS,
-}
-
-
-def quiet(percent: int, message: str) -> None:
-    pass
 
 
 def containers(engine: MailuEngine) -> dict[str, str]:

@@ -14,8 +14,9 @@ Taken from Mailu's ``core/admin/mailu/api/v1/`` (domain, user, alias) and ``comm
   get, patch, delete; aliases: create (404 for a destination that is not a user).
 
 Runs on a loopback port in a thread (``serve``), or as a process
-(``python -m tests.fakes.mailu_api PORT TOKEN STATE_FILE``) — the docker double starts it
-that way as MailU's "admin container" inside a local VPS.
+(``python -m tests.fakes.mailu_api PORT TOKEN|@ENV_FILE STATE_FILE [HOST]``) in a VPS's
+namespace, where the stand-in admin container forwards MailU's API port to it
+(tests/support/mailu_images.py).
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def result(code: int, message: str) -> JSONResponse:
 
 
 class MailuApi:
-    def __init__(self, token: str, state_file: Path | None = None) -> None:
-        self.token = token
+    def __init__(
+        self, token: str, state_file: Path | None = None, env_file: Path | None = None
+    ) -> None:
+        self._token = token
+        self.env_file = env_file
         self.state_file = state_file
         self.domains: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -87,6 +91,18 @@ class MailuApi:
         if self.state_file is not None:
             state = {"domains": self.domains, "users": self.users, "aliases": self.aliases}
             self.state_file.write_text(json.dumps(state))
+
+    @property
+    def token(self) -> str:
+        """The token given, or MailU's ``API_TOKEN`` from ``mailu.env`` as first found there
+        (the double may start before the agent writes it; MailU reads it once, at start)."""
+        if self.env_file is not None and not self._token:
+            try:
+                lines = self.env_file.read_text().splitlines()
+            except FileNotFoundError:
+                return ""
+            self._token = next((ln[10:] for ln in lines if ln.startswith("API_TOKEN=")), "")
+        return self._token
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -303,9 +319,11 @@ def serve(token: str, host: str = "127.0.0.1", port: int = 0) -> Iterator[MailuA
 
 
 def main() -> None:
+    """``PORT TOKEN|@ENV_FILE STATE_FILE [HOST]``: ``@mailu.env`` takes the token from there."""
     port, token, state = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
-    api = MailuApi(token, state)
+    env_file = Path(token[1:]) if token.startswith("@") else None
+    api = MailuApi("" if env_file else token, state, env_file)
     uvicorn.run(api.app, host=host, port=port, log_level="warning", access_log=False)
 
 

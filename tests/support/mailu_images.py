@@ -19,8 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import tarfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.mailu.spec import CLAMAV_IMAGE, IMAGE_REGISTRY, MAILU_VERSION, REDIS_IMAGE
 from tests.support.docker_engine import DockerEngine
@@ -161,3 +168,43 @@ def import_stand_ins(engine: DockerEngine, version: str = MAILU_VERSION) -> list
         engine.docker(*argv, "-", stand_in.image, input=rootfs)
         imported.append(stand_in.image)
     return imported
+
+
+@contextmanager
+def api_double(namespace: str, mailu: Path) -> Iterator[Path]:
+    """The Mailu REST API double in ``namespace``, where the stand-in admin forwards MailU's
+    API: its token is ``API_TOKEN`` of ``mailu/mailu.env`` (read per request), its data in
+    ``mailu/data`` (the admin's /data, where MailU keeps its database). Yields the data file."""
+    state = mailu / "data" / "mailu-api.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parents[2]
+    with (mailu.parent / "mailu-api.log").open("ab") as log:
+        process = subprocess.Popen(
+            ["nsenter", f"--net=/var/run/netns/{namespace}", sys.executable, "-m",
+             "tests.fakes.mailu_api", str(API_DOUBLE_PORT), f"@{mailu / 'mailu.env'}",
+             str(state), "0.0.0.0"],  # noqa: S104 - the namespace's addresses only
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(namespace, API_DOUBLE_PORT):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Mailu API double did not start listening")
+            time.sleep(0.05)
+        yield state
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _listening(namespace: str, port: int) -> bool:
+    out = subprocess.run(
+        ["nsenter", f"--net=/var/run/netns/{namespace}", "ss", "-Hltn", f"sport = :{port}"],
+        capture_output=True, text=True, timeout=10, check=False,
+    ).stdout  # fmt: skip
+    return bool(out.strip())
