@@ -329,30 +329,54 @@ def planes(
             replica.http.close()
 
 
-async def ended_once(database_url: str, since: float) -> dict[str, int]:
+async def ended_once(database_url: str, since: float) -> dict[str, Any]:
     """The pings queued since ``since``, by state: each is one row that a guarded update
     settles once (``state`` not yet final), so every ping that ended ended once; anything
-    but ``succeeded`` here is a ping that did not (or not well)."""
+    but ``succeeded`` here is a ping that did not (or not well). ``deliveries``: the times
+    they were sent to agents (more than the pings: re-sent after a reconnection)."""
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=10)
     try:
         rows = await conn.fetch(
-            "SELECT state, count(*) AS n FROM commands"
+            "SELECT state, count(*) AS n, sum(attempts) AS sent FROM commands"
             " WHERE kind = 'ping' AND created_at >= to_timestamp($1) GROUP BY state",
             since,
         )
     finally:
         await conn.close()
-    return {str(row["state"]): int(row["n"]) for row in rows}
+    return {
+        "ping_states": {str(row["state"]): int(row["n"]) for row in rows},
+        "deliveries": sum(int(row["sent"] or 0) for row in rows),
+    }
 
 
-def deliveries(plane: Plane) -> int:
-    """Commands sent to agents by every replica so far (re-deliveries counted)."""
-    total = 0.0
+FIGURES = {
+    "dispatch": "mailfleet_command_dispatch_seconds",  # queued (any replica) -> sent
+    "agent_round_trip": "mailfleet_command_round_trip_seconds",  # sent -> report stored
+}
+
+
+def plane_figures(plane: Plane) -> dict[str, list[float]]:
+    """Every replica's /metrics summed: each histogram's [sum, count]."""
+    totals = {name: [0.0, 0.0] for name in FIGURES}
     for replica in plane.replicas:
         text = replica.http.get("/metrics").text
-        found = re.search(r"^mailfleet_commands_sent_total (\S+)$", text, re.MULTILINE)
-        total += float(found.group(1)) if found else 0.0
-    return int(total)
+        for name, metric in FIGURES.items():
+            for i, part in enumerate(("sum", "count")):
+                found = re.search(rf"^{metric}_{part} (\S+)$", text, re.MULTILINE)
+                totals[name][i] += float(found.group(1)) if found else 0.0
+    return totals
+
+
+def where_time_went(
+    before: dict[str, list[float]], after: dict[str, list[float]]
+) -> dict[str, Any]:
+    """Mean milliseconds per part of the round trip over the window, from the replicas' own
+    histograms (every command kind: the features' periodic ones too, few beside the pings)."""
+    means: dict[str, Any] = {}
+    for name in FIGURES:
+        total, count = (a - b for a, b in zip(after[name], before[name], strict=True))
+        means[f"{name}_mean_ms"] = round(1000 * total / count, 1) if count else None
+    return means
 
 
 def pin(pid: int, cpu: int) -> None:
@@ -495,12 +519,12 @@ def measure_step(
     cpu, t1 = planes_cpu_seconds(plane), time.monotonic()
     targets = spread(server_ids, args.commands)
     print(f"commands start: {agents} agents", flush=True)
-    commands_from, sent_before = time.time(), deliveries(plane)
+    commands_from, figures = time.time(), plane_figures(plane)
     pings = asyncio.run(ping_commands(plane.url, plane.admin_key, targets, args.window))
     busy = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t1)
     wall_end = time.time()
-    pings["ping_states"] = asyncio.run(ended_once(database_url, commands_from))
-    pings["deliveries"] = deliveries(plane) - sent_before  # = pings: none delivered twice
+    pings["plane_side"] = where_time_went(figures, plane_figures(plane))
+    pings |= asyncio.run(ended_once(database_url, commands_from))
     time.sleep(min(5.0, args.window))  # batches in flight at the end are stored meanwhile
     stored = asyncio.run(stored_samples(database_url, wall_start, wall_end))
     expected = agents * (wall_end - wall_start) / args.metrics_seconds
