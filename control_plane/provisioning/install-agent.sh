@@ -142,7 +142,7 @@ else
     # only the fetched files: no index, and no pip configuration of this machine.
     pip_wheel=$(manifest | cut -c67- | grep '^pip-.*\.whl$') || die "no pip wheel in the list"
     PIP_CONFIG_FILE=/dev/null "$VENV/bin/python" "$CACHE/$pip_wheel/pip" install --quiet \
-      --no-index --no-compile --disable-pip-version-check --find-links "$CACHE" $reinstall \
+      --no-index --disable-pip-version-check --find-links "$CACHE" $reinstall \
       "mailfleet-agent==$AGENT_VERSION"
     echo "$wanted" > "$STAMP"
     say "mailfleet-agent $AGENT_VERSION installed in $VENV"
