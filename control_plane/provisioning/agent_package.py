@@ -362,5 +362,10 @@ class AgentPackage:
     async def wheelhouse(self) -> Wheelhouse:
         async with self._lock:
             if self._built is None:
-                self._built = await asyncio.to_thread(build, self.cache, self.extra, self.restic)
+                try:
+                    self._built = await asyncio.to_thread(
+                        build, self.cache, self.extra, self.restic
+                    )
+                except (OSError, subprocess.SubprocessError) as exc:  # a cache not writable, …
+                    raise PackageError(str(exc)) from None
             return self._built
