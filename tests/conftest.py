@@ -8,21 +8,24 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
 
-from control_plane.api.app import create_app
-from control_plane.api_keys.service import issue_key
-from control_plane.db import migrate
-from control_plane.db.engine import Database
 from control_plane.settings import Settings
-from control_plane.vault.client import Vault
-from control_plane.vault.pki import AgentPki
 from tests.support.openbao import DevOpenBao, dev_openbao
 from tests.support.postgres import create_database, drop_database
+
+# The app, the database layer and Vault are imported by the fixtures that make them: the
+# xdist controller loads this file too and runs no test (the app alone is ~3 s of CPU).
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from control_plane.db.engine import Database
+    from control_plane.vault.client import Vault
+    from control_plane.vault.pki import AgentPki
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -74,6 +77,8 @@ def openbao() -> Iterator[DevOpenBao]:
 
 @pytest_asyncio.fixture(scope="session")
 async def vault(openbao: DevOpenBao) -> AsyncIterator[Vault]:
+    from control_plane.vault.client import Vault
+
     client = Vault(openbao.url, token=openbao.token, kv_mount="mailfleet")
     await client.ensure_kv_mount()
     yield client
@@ -98,6 +103,9 @@ async def database_url(
 
 @pytest_asyncio.fixture(scope="session")
 async def db(database_url: str) -> AsyncIterator[Database]:
+    from control_plane.db import migrate
+    from control_plane.db.engine import Database
+
     database = Database(database_url)
     await migrate.upgrade(database)
     yield database
@@ -111,6 +119,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, openbao: DevOpenBao) -> S
 
 @pytest_asyncio.fixture(scope="session")
 async def pki(vault: Vault, settings: Settings) -> AgentPki:
+    from control_plane.vault.pki import AgentPki
+
     agent_pki = AgentPki(vault, settings.vault_pki_mount)
     await agent_pki.ensure(agent_max_ttl_seconds=86_400, gateway_ttl_seconds=86_400)
     return agent_pki
@@ -118,6 +128,8 @@ async def pki(vault: Vault, settings: Settings) -> AgentPki:
 
 @pytest.fixture(scope="session")
 def app(settings: Settings, db: Database, vault: Vault, pki: AgentPki) -> FastAPI:
+    from control_plane.api.app import create_app
+
     return create_app(settings, database=db, vault=vault)
 
 
@@ -134,6 +146,8 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest_asyncio.fixture(scope="session")
 async def admin_headers(db: Database) -> dict[str, str]:
+    from control_plane.api_keys.service import issue_key
+
     async with db.session() as session:
         issued = await issue_key(session, scope="admin", tenant_id=None, name="tests")
     return bearer(issued.key)

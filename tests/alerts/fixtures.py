@@ -6,18 +6,23 @@ the incidents' end-to-end notification test share them."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
 
-from control_plane.api.app import create_app
-from control_plane.db.engine import Database
 from control_plane.settings import Settings
-from control_plane.vault.client import Vault
-from tests.alerts.helpers import Alerting
 from tests.alerts.receivers import HttpReceiver, SmtpSink
+
+# The app and the alert services come with the fixtures that use them: every pytest process
+# loads this plugin, the xdist controller too, which runs no test.
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from control_plane.db.engine import Database
+    from control_plane.vault.client import Vault
+    from tests.alerts.helpers import Alerting
 
 
 @pytest.fixture
@@ -57,6 +62,8 @@ def alert_settings(settings: Settings, smtp_sink: SmtpSink, pagerduty: HttpRecei
 
 @pytest.fixture
 def alert_app(alert_settings: Settings, db: Database, vault: Vault) -> FastAPI:
+    from control_plane.api.app import create_app
+
     return create_app(alert_settings, database=db, vault=vault)
 
 
@@ -75,4 +82,6 @@ def alerting(
     alert_settings: Settings,
     receiver: HttpReceiver,
 ) -> Alerting:
+    from tests.alerts.helpers import Alerting
+
     return Alerting(alert_client, db, vault, alert_settings, receiver)
