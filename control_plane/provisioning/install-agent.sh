@@ -109,6 +109,13 @@ if [ -n "$CONFIG" ]; then
   install -m 0600 "$CONFIG" "$R/etc/mailfleet/agent.toml"
 fi
 [ -f "$R/etc/mailfleet/agent.toml" ] || die "no $R/etc/mailfleet/agent.toml"
+# A local VPS installed over SSH: its sshd names the VPS's cgroup (as start-agent.sh reads it).
+if [ -n "${MAILFLEET_VPS_CGROUP:-}" ] && ! grep -q '^vps_cgroup' "$R/etc/mailfleet/agent.toml"; then
+  rm -f "$R/etc/mailfleet/agent.toml.new"  # a leftover keeps its mode: never reuse one
+  (umask 077; { printf 'vps_cgroup = "%s"\n' "$MAILFLEET_VPS_CGROUP"
+    cat "$R/etc/mailfleet/agent.toml"; } > "$R/etc/mailfleet/agent.toml.new")
+  mv -f "$R/etc/mailfleet/agent.toml.new" "$R/etc/mailfleet/agent.toml"
+fi
 
 VENV="$R/opt/mailfleet-agent"
 STAMP="$VENV/.mailfleet-wheelhouse"
