@@ -356,8 +356,8 @@ class AgentPackage:
             built = await self.wheelhouse()
         except PackageError as exc:
             log.warning("agent package: %s", exc)
-        else:
-            log.info("agent package %s ready in %s", built.version, built.directory)
+        else:  # debug: at start-up nothing may follow the admin key line (make run ends there)
+            log.debug("agent package %s ready in %s", built.version, built.directory)
 
     async def wheelhouse(self) -> Wheelhouse:
         async with self._lock:
