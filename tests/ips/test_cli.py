@@ -13,6 +13,7 @@ from control_plane.db.engine import Database
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.ips.addresses import fresh_addresses
+from tests.support.cli_runner import invoke_cli_async
 from tests.support.processes import run_cli
 
 pytestmark = pytest.mark.postgres_only  # real processes: once; the services run on both
@@ -42,7 +43,7 @@ async def test_register_warm_pause_allowance_remove(
     warm, paused, refused = await asyncio.gather(
         ok("ip", "warmup", extra, "--plan", "custom", "--caps", "5,10", "--json", env=env),
         ok("ip", "pause", main, "--reason", "complaints", env=env),
-        cli("ip", "warmup", extra, "--plan", "custom", env=env),
+        invoke_cli_async("ip", "warmup", extra, "--plan", "custom", env=env),
     )
     assert json.loads(warm)["warmup"]["today_cap"] == 5
     assert "paused" in paused
@@ -51,7 +52,7 @@ async def test_register_warm_pause_allowance_remove(
         ok("ip", "allowance", extra, "--json", env=env),
         ok("ip", "list", "--server", server, "--paused", "--json", env=env),
         ok("ip", "list", "--server", server, env=env),
-        cli("ip", "remove", server, main, env=env),
+        invoke_cli_async("ip", "remove", server, main, env=env),
     )
     held = json.loads(allowance)
     assert (held["cap"], held["remaining"], held["paused"]) == (5, 5, False)
@@ -66,5 +67,5 @@ async def test_register_warm_pause_allowance_remove(
     )
     assert removed.returncode == 0 and resumed.returncode == 0, (removed.stderr, resumed.stderr)
     assert "resumed" in resumed.stdout
-    gone = await cli("ip", "show", extra, env=env)
+    gone = await invoke_cli_async("ip", "show", extra, env=env)
     one_line_error(gone, 2, "not found")

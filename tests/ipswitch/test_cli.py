@@ -16,6 +16,7 @@ from control_plane.servers.models import Server
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.ips.addresses import fresh_addresses
+from tests.support.cli_runner import invoke_cli_async
 from tests.support.processes import run_cli
 
 # Real CLI processes (about a second each): once, on PostgreSQL; the services they call
@@ -41,7 +42,7 @@ async def test_start_list_and_show_match_the_api(
         assert server is not None
         await ips.sync_server(session, server, [main, extra], utcnow())
 
-    refused = run_cli("ip-switch", "start", name, "--to", main, env=env)
+    refused = await invoke_cli_async("ip-switch", "start", name, "--to", main, env=env)
     one_line_error(refused, 2, f"--to: {main} is already the sending address")
 
     started = run_cli("ip-switch", "start", name, "--to", extra, "--json", env=env)

@@ -20,6 +20,7 @@ from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import one_line_error
 from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 from tests.resize.fixtures import API_KEY, PLANS, hostwinds_server, usage
+from tests.support.cli_runner import invoke_cli_async
 from tests.support.openbao import DevOpenBao
 from tests.support.processes import run_cli
 
@@ -84,7 +85,8 @@ async def test_recommendations_and_a_dry_run_resize(
     assert preview.returncode == 0, preview.stderr
     for words in ("+17.00 USD/month (up)", "34.99 USD", "restart", "confirm", "revert"):
         assert words in preview.stdout, preview.stdout
-    one_line_error(run_cli("server", "resize", ident, "99", env=env), 2, "unknown plan '99'")
+    refused = await invoke_cli_async("server", "resize", ident, "99", env=env)
+    one_line_error(refused, 2, "unknown plan '99'")
     async with db.session() as session:
         made = await session.scalar(select(ServerResize).where(ServerResize.server_id == server_id))
     assert made is None and not [c for c in api.calls if "upgrade" in c.action]
