@@ -403,6 +403,16 @@ class Settings(BaseSettings):
         description="Directories put first on local VPSs' PATH (colon-separated), e.g. a "
         "docker CLI's.",
     )
+    local_provider_docker: bool = Field(
+        default=False,
+        description="Each local VPS runs its own Docker engine (Debian's dockerd, inside its "
+        "namespace) for MailU, where dockerd is installed.",
+    )
+    local_provider_docker_images: Path | None = Field(
+        default=None,
+        description="A `docker save` archive loaded into each local VPS's engine (local VPSs "
+        "have no route out to pull from a registry).",
+    )
     local_provider_agent_command: Path | None = Field(
         default=None,
         description="The mailfleet-agent executable local VPSs run; default: next to Python's.",

@@ -59,13 +59,15 @@ async def install(root: Path, payload: dict[str, Any], progress: Progress) -> di
             return _result(spec.version, engine, changed, states)
     progress(15, "writing configuration" if changed else "configuration unchanged")
     await asyncio.to_thread(_lay_out, directory, wanted)
+    started = False
     try:
         progress(25, f"pulling the MailU {spec.version} images this server lacks")
         pulled = await compose.pull_missing(_images(wanted[COMPOSE_FILE][0]))
         progress(60, "starting services")
+        started = True
         await compose.up()
     except CommandError:
-        await _put_back(compose, directory, previous)
+        await _put_back(compose, directory, previous, started)
         raise
     timeout = float(payload.get("health_timeout_seconds", 300))
     states = await _wait_ready(compose, services, timeout, progress)
@@ -118,16 +120,19 @@ def _images(compose_text: str) -> list[str]:
     return [str(service["image"]) for service in document.get("services", {}).values()]
 
 
-async def _put_back(compose: Compose, directory: Path, previous: dict[str, str | None]) -> None:
-    """After a failed pull or start: the previous files, and their services running again
-    (best effort); on a first install, whatever Compose created removed, then the files."""
+async def _put_back(
+    compose: Compose, directory: Path, previous: dict[str, str | None], started: bool
+) -> None:
+    """After a failed pull or start: the previous files and, when the start had begun,
+    their services running again (best effort); on a first install, whatever Compose
+    created removed, then the files. A failed pull touched no container."""
     first = previous.get(COMPOSE_FILE) is None
     with contextlib.suppress(CommandError):
-        if first:
+        if first and started:
             await compose.down()
     await asyncio.to_thread(_restore, directory, previous)
     with contextlib.suppress(CommandError):
-        if not first:
+        if started and not first:
             await compose.up()
 
 

@@ -265,4 +265,6 @@ def local_settings(settings: Settings) -> LocalSettings:
         extra_path=tuple(p for p in settings.local_provider_extra_path.split(":") if p),
         prices=tuple(parse_plan_prices(settings.local_plan_prices).items()),
         boot=settings.local_provider_boot,
+        docker=settings.local_provider_docker,
+        docker_images=settings.local_provider_docker_images,
     )

@@ -7,10 +7,12 @@ and a sweep at the end fails the test if any namespace, link, process or file is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +29,8 @@ from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, vault_secret, wait_gone, wait_state
 from tests.fakes import docker_cli
 from tests.fakes.hostwinds import hostwinds_double
+from tests.support.docker_engine import engine_unavailable, run_in_namespace
+from tests.support.mailu_images import api_double, stand_in_archive
 from tests.support.netns import (
     namespace_pids,
     running,
@@ -301,15 +305,18 @@ async def test_a_control_plane_killed_while_booting_polls_on_after_restart(
             kv.delete_metadata_and_all_versions(path="providers/hostwinds", mount_point="mailfleet")
 
 
-def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_the_step(
+def test_mailu_is_installed_with_secrets_from_vault_and_a_taken_port_fails_the_step(
     local_net: LocalNet, plane_factory: PlaneFactory, openbao: DevOpenBao, tmp_path: Path
 ) -> None:
-    """MailU runs only under a Docker engine, which this machine lacks: the local VPSs get
-    the docker CLI double first on their PATH, and the real agent drives it."""
-    state = tmp_path / "docker-state"
-    docker_cli.install(tmp_path / "docker-bin", state)
+    """Each local VPS runs its own dockerd inside its namespace, given MailU's stand-in
+    images; the real agent installs MailU on it, bound to the VPS's address."""
+    reason = engine_unavailable()
+    if reason:
+        pytest.skip(reason)
     plane = plane_factory(
-        **local_net.settings(), MAILFLEET_LOCAL_PROVIDER_EXTRA_PATH=str(tmp_path / "docker-bin")
+        **local_net.settings(),
+        MAILFLEET_LOCAL_PROVIDER_DOCKER="1",
+        MAILFLEET_LOCAL_PROVIDER_DOCKER_IMAGES=str(stand_in_archive()),
     )
     tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
     mail = {"mail_stack": "mailu", "mail_hostname": "MX1.bücher.example"}
@@ -326,6 +333,9 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     assert record["reverse_dns"] == {ready["ipv4"]: "mx1.xn--bcher-kva.example"}
     assert f"PTR {ready['ipv4']} → mx1.xn--bcher-kva.example" in steps[-2][1]
     assert "certificate not issued: no DNS provider publishes the zone" in steps[-1][1]
+    # MailU's SMTP port answers on the VPS's address, from the VPS's own engine.
+    with socket.create_connection((ready["ipv4"], 25), timeout=10) as smtp:
+        assert smtp.recv(100).startswith(b"220 ")
 
     secrets = vault_secret(openbao, f"vps/{tenant['id']}/{server['id']}/mailu")
     assert secrets is not None and len(secrets["api_token"]) >= 32
@@ -341,10 +351,13 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     stored = json.dumps(install["payload"])  # what the database holds: a reference only
     assert "secrets_from" in stored and secrets["api_token"] not in stored
 
-    # a domain and a mailbox, created in MailU by the agent through Mailu's REST API
+    # a domain and a mailbox, created in MailU by the agent through Mailu's REST API (the
+    # stand-in admin forwards it to the API double, which keeps MailU's data directory)
+    api = contextlib.ExitStack()
+    api_state = api.enter_context(api_double(record["namespace"], mailu))
+
     def mailu_state() -> dict[str, Any]:
-        path = docker_cli.api_state_file(state, mailu)
-        return dict(json.loads(path.read_text())) if path.exists() else {}
+        return dict(json.loads(api_state.read_text())) if api_state.exists() else {}
 
     domain = plane.api(
         "POST", "/api/v1/domains", 201, json={"name": "bücher.example", "server_id": server["id"]}
@@ -370,17 +383,33 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_th
     assert fresh["password"] != login["password"]
     assert mailu_state()["users"][box["address"]]["raw_password"] == fresh["password"]
 
-    docker_cli.configure(state, daemon_down=True)
+    api.close()
+
+    # Something on the second VPS already holds its SMTP port: the start fails, for real.
     broken = order(
         plane, tenant["id"], "mail2", mail_stack="mailu", mail_hostname="mx2.example.net"
     )
-    failed = wait_state(plane, broken["id"], "failed", timeout=90)
+    booted = plane.wait_until(
+        f"/api/v1/servers/{broken['id']}", lambda s: bool(s["ipv4"] and s["instance_id"]), 60
+    )
+    (other,) = [r for r in local_net.instances() if r["id"] == booted["instance_id"]]
+
+    async def hold_port() -> socket.socket:
+        listener = socket.socket()
+        listener.bind((booted["ipv4"], 25))
+        listener.listen()
+        return listener
+
+    listener = run_in_namespace(other["namespace"], hold_port)
+    try:
+        failed = wait_state(plane, broken["id"], "failed", timeout=90)
+    finally:
+        listener.close()
     assert failed["failed_step"] == "installing_mail"
-    assert "Cannot connect to the Docker daemon" in failed["failure_reason"]
+    assert f"{booted['ipv4']}:25" in failed["failure_reason"]
     assert not (
         local_net.state_dir / failed["instance_id"] / "rootfs" / "mailu" / "mailu.env"
     ).exists()
-    docker_cli.configure(state, daemon_down=False)
     plane.api("POST", f"/api/v1/servers/{broken['id']}/retry", 200)
     wait_state(plane, broken["id"], "ready", timeout=90)
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -208,3 +210,31 @@ def _listening(namespace: str, port: int) -> bool:
         capture_output=True, text=True, timeout=10, check=False,
     ).stdout  # fmt: skip
     return bool(out.strip())
+
+
+def stand_in_archive(version: str = MAILU_VERSION) -> Path:
+    """A ``docker save`` archive of the stand-ins (what a local VPS's engine is given, as
+    ``MAILFLEET_LOCAL_PROVIDER_DOCKER_IMAGES``), built once per content hash and kept."""
+    from tests.support.docker_engine import delete_namespace, make_namespace, start_engine
+
+    tag = content_hash(version)
+    archive = Path(tempfile.gettempdir()) / f"mailfleet-standins-{tag}.tar"
+    if archive.exists():
+        return archive
+    namespace = f"mfsave-{os.getpid() % 100000}"
+    directory = Path(tempfile.mkdtemp(prefix="mfsave-"))
+    make_namespace(namespace)
+    try:
+        engine = start_engine(namespace, directory)
+        try:
+            import_stand_ins(engine, version)
+            partial = archive.with_suffix(f".{os.getpid()}.partial")
+            images = [stand_in.image for stand_in in stand_ins(version)]
+            engine.docker("save", "--output", str(partial), *images, timeout=120)
+            partial.rename(archive)  # whole or not at all, whichever worker wins
+        finally:
+            engine.stop()
+    finally:
+        delete_namespace(namespace)
+        shutil.rmtree(directory, ignore_errors=True)
+    return archive

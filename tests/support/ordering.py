@@ -45,7 +45,7 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_start_list_and_show_match_the_api": 21,
     "test_silences_created_listed_and_expired": 20,
     "test_a_destroyed_vps_is_recovered_onto_a_new_one_from_its_backup": 19,
-    "test_mailu_is_installed_with_secrets_from_vault_and_a_broken_docker_fails_the_step": 18,
+    "test_mailu_is_installed_with_secrets_from_vault_and_a_taken_port_fails_the_step": 50,
     "test_health_sweep_full_cycle": 17,
     "test_certificates_rotate_under_load_without_losing_commands": 17,
     "test_a_missing_database_is_named_and_never_created": 16,

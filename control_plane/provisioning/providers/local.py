@@ -64,8 +64,8 @@ from typing import TYPE_CHECKING
 
 from control_plane.provisioning.bootstrap import AGENT_CONFIG_PATH
 from control_plane.provisioning.providers import local_boot as boot
+from control_plane.provisioning.providers import local_docker, local_sshd
 from control_plane.provisioning.providers import local_proc as proc
-from control_plane.provisioning.providers import local_sshd
 from control_plane.provisioning.providers.base import (
     Instance,
     InstanceStatus,
@@ -125,6 +125,9 @@ class LocalSettings:
     prices: tuple[tuple[str, Decimal], ...] = ()  # (plan id, monthly price); others cost 0
     boot: str = "cloud-init"  # or "ssh": the VPS's boot is an sshd (see local_sshd)
     sshd_binary: str = "/usr/sbin/sshd"
+    docker: bool = False  # each VPS runs its own dockerd (local_docker), where one exists
+    docker_images: Path | None = None  # a `docker save` archive loaded into each VPS's engine
+    docker_timeout: float = 30.0  # seconds for a VPS's dockerd to answer
 
 
 class LocalProvider:
@@ -370,6 +373,20 @@ class LocalProvider:
         await self._require_host()
         async with self._locked():
             await self._ip.ensure_bridge(self.settings.bridge, self.gateway)
+        if self.settings.docker:
+            policy = await asyncio.to_thread(local_docker.forward_policy)
+            if policy == "DROP":  # a dockerd in the host's namespace did this, most likely
+                log.warning(
+                    "local: the host's FORWARD policy is DROP (a Docker engine running in the "
+                    "host's namespace sets it): traffic between local VPSs on %s is dropped; "
+                    "run `iptables -P FORWARD ACCEPT` or allow the bridge in DOCKER-USER",
+                    self.settings.bridge,
+                )
+            else:
+                log.info(
+                    "local: host FORWARD policy %s; VPS engines run in their namespaces",
+                    policy or "unknown",
+                )
 
     async def describe(self, instance_id: str) -> LocalRecord:
         """Everything recorded about the VPS: namespace, limits, reverse DNS, boot processes."""
@@ -507,13 +524,21 @@ class LocalProvider:
             await asyncio.to_thread(self._cgroups.create, record.cgroup, record.limits)
             procs = self._cgroups.procs_files(record.cgroup)
             plan = _with_vps_cgroup(plan, record.cgroup)
+        engine = None
+        if self.settings.docker and local_docker.available():
+            engine = local_docker.Engine(directory, record.namespace)
+            plan = _with_agent_setting(plan, "docker_host", engine.host)
         command = await asyncio.to_thread(self._lay_out_files, directory, rootfs, plan, user_data)
         env = boot.boot_environment(record.id, rootfs, self.settings.extra_path)
+        netns = f"--net={NETNS_DIR / record.namespace}"
+        refs: tuple[proc.ProcessRef, ...] = ()
+        if engine is not None:
+            refs = (await self._start_engine(engine, record, procs),)
+            env["DOCKER_HOST"] = engine.host
         if self.settings.boot == "ssh":
             command = await asyncio.to_thread(self._lay_out_sshd, directory, record, env)
         if command is None:
-            return ()
-        netns = f"--net={NETNS_DIR / record.namespace}"
+            return refs
         ref = await asyncio.to_thread(
             boot.spawn,
             command,
@@ -525,7 +550,28 @@ class LocalProvider:
             enter=(self.settings.nsenter_binary, netns, "--"),
         )
         log.info("local: %s boot started as pid %d", record.id, ref.pid)
-        return (ref,)
+        return (ref, *refs)  # the boot first: boot_failure reads it
+
+    async def _start_engine(
+        self, engine: local_docker.Engine, record: LocalRecord, procs: builtins.list[Path]
+    ) -> proc.ProcessRef:
+        """The VPS's dockerd, in its namespace and cgroup, answering (images loaded)."""
+        argv = local_docker.command(engine, record.cgroup)
+        ref = await asyncio.to_thread(
+            boot.spawn,
+            argv,
+            cwd=engine.directory,
+            env={"PATH": boot.BOOT_PATH, "LANG": "C.UTF-8"},
+            log_path=engine.directory / "dockerd.log",
+            status_path=engine.directory / "dockerd.status",
+            cgroup_procs=procs,
+            enter=(self.settings.nsenter_binary, f"--net={NETNS_DIR / record.namespace}", "--"),
+        )
+        await asyncio.to_thread(local_docker.wait_ready, engine, ref, self.settings.docker_timeout)
+        if self.settings.docker_images is not None:
+            await asyncio.to_thread(local_docker.load_images, engine, self.settings.docker_images)
+        log.info("local: %s dockerd started as pid %d", record.id, ref.pid)
+        return ref
 
     @staticmethod
     def _lay_out_files(
@@ -574,6 +620,8 @@ class LocalProvider:
     async def _dismantle(self, record: LocalRecord) -> None:
         """Processes, namespace, veth, cached neighbours: everything but the state dir."""
         await self._stop_processes(record)
+        engine = local_docker.Engine(self._store.directory(record.id), record.namespace)
+        await asyncio.to_thread(local_docker.clean_up, engine, record.cgroup)
         if record.cgroup is not None:
             await asyncio.to_thread(self._cgroups.remove, record.cgroup)
         # The veth first: deleting one end removes its peer at once, whereas a deleted
@@ -653,9 +701,14 @@ class LocalProvider:
 
 
 def _with_vps_cgroup(plan: boot.BootPlan, cgroup: str) -> boot.BootPlan:
-    """The plan with the VPS's cgroup told to its agent: ``vps_cgroup`` put first in the
-    agent.toml it writes (a top-level TOML key must come before any table)."""
-    line = f"vps_cgroup = {json.dumps(cgroup)}\n".encode()
+    """The plan with the VPS's cgroup told to its agent (``vps_cgroup`` in agent.toml)."""
+    return _with_agent_setting(plan, "vps_cgroup", cgroup)
+
+
+def _with_agent_setting(plan: boot.BootPlan, key: str, value: str) -> boot.BootPlan:
+    """The plan with ``key = value`` put first in the agent.toml it writes (a top-level
+    TOML key must come before any table)."""
+    line = f"{key} = {json.dumps(value)}\n".encode()
     files = tuple(
         replace(entry, content=line + entry.content)
         if posixpath.normpath("/" + entry.path.lstrip("/")) == AGENT_CONFIG_PATH

@@ -127,16 +127,25 @@ class Cgroups:
         return [directory / "cgroup.procs" for directory in self.directories(path)]
 
     def members(self, path: str) -> set[int]:
-        """Every process in the cgroup (in any hierarchy); none if it does not exist."""
+        """Every process in the cgroup or below it (a VPS's dockerd puts its containers in
+        child cgroups), in any hierarchy; none if it does not exist."""
         pids: set[int] = set()
-        for procs in self.procs_files(path):
-            with contextlib.suppress(FileNotFoundError):
-                pids |= {int(line) for line in procs.read_text().split()}
+        for top in self.procs_files(path):
+            for procs in [top, *sorted(top.parent.glob("*/**/cgroup.procs"))]:
+                with contextlib.suppress(FileNotFoundError):
+                    pids |= {int(line) for line in procs.read_text().split()}
         return pids
 
     def remove(self, path: str) -> None:
-        """Remove the cgroup everywhere (its processes must be gone); gone already is done."""
+        """Remove the cgroup everywhere, child cgroups first (its processes must be gone);
+        gone already is done."""
         for directory in self.directories(path):
+            children = (
+                [p for p in directory.glob("**/") if p != directory] if directory.is_dir() else []
+            )
+            for child in sorted(children, key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(FileNotFoundError):
+                    child.rmdir()
             try:
                 directory.rmdir()
             except FileNotFoundError:
