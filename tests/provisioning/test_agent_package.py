@@ -5,15 +5,19 @@ it and enrolls; the script checks every SHA-256 and is safe to run again."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.metadata
 import re
 import shutil
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from control_plane.provisioning.agent_package import repack
 from control_plane.provisioning.providers.local import NETNS_DIR
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.conftest import local_net as local_net  # the fixtures, used here too
@@ -105,3 +109,29 @@ def test_a_bare_local_vps_installs_the_served_agent_package_and_enrolls(
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     wait_gone(plane, server["id"])
     assert local_net.instances() == []  # the local_net fixture checks nothing else is left
+
+
+def test_a_repacked_distribution_is_a_valid_reproducible_wheel(tmp_path: Path) -> None:
+    """The dependencies are repacked from what is installed: every file with its RECORD hash,
+    the installer's own files left out, the same bytes each time (the SHA-256s stay put)."""
+    dist = importlib.metadata.distribution("idna")
+    first = repack(dist, tmp_path)
+    copy_dir = tmp_path / "again"
+    copy_dir.mkdir()
+    again = repack(dist, copy_dir)
+    assert first.name == again.name and first.read_bytes() == again.read_bytes()
+    assert first.name.startswith(f"idna-{dist.version}-py3-none-any")
+    with zipfile.ZipFile(first) as wheel:
+        names = wheel.namelist()
+        info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        record = wheel.read(f"{info}/RECORD").decode().splitlines()
+        for line in record:
+            name, digest, size = line.rsplit(",", 2)
+            if name == f"{info}/RECORD":
+                continue
+            data = wheel.read(name)
+            expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            assert digest == "sha256=" + expected.decode() and int(size) == len(data), name
+    assert {n.rsplit("/", 1)[1] for n in names if n.startswith(info)} >= {"METADATA", "WHEEL"}
+    assert not any(n.endswith((".pyc", "/INSTALLER", "/direct_url.json")) for n in names)
+    assert len(record) == len(names)
