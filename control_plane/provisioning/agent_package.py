@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _DEFLATE = (zipfile.ZIP_DEFLATED, 1)
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 log = logging.getLogger(__name__)
+STALE_SECONDS = 86400  # another input's wheelhouse is kept this long after it was built
 BUILD_SECONDS = 300  # the agent wheel's build; setuptools alone takes about a second
 
 
@@ -324,7 +326,18 @@ def build(cache: Path, extra: Path | None = None, restic: Path | None = None) ->
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(scratch)
+    _prune(cache, keep=directory)
     return _load(directory)
+
+
+def _prune(cache: Path, keep: Path) -> None:
+    """Wheelhouses of earlier inputs (an upgrade, a changed dependency) once a day old — a
+    replica not yet upgraded may still serve one — and builds abandoned an hour ago."""
+    now = time.time()
+    for other in cache.iterdir():
+        age = now - other.stat().st_mtime
+        if other != keep and age > (3600 if other.name.startswith(".") else STALE_SECONDS):
+            shutil.rmtree(other, ignore_errors=True)
 
 
 class AgentPackage:
