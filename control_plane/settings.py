@@ -386,6 +386,11 @@ class Settings(BaseSettings):
     )
 
     # The local provider: "VPSs" as network namespaces on this host (demos, tests).
+    ssh_adoption: bool = Field(
+        default=True,
+        description="Offer the `ssh` provider: adopting a machine the customer has, which the "
+        "control plane then logs in to over SSH at the address it was given.",
+    )
     local_provider: bool = Field(default=False, description="Offer the `local` provider.")
     local_provider_dir: Path | None = Field(
         default=None, description="Its state; default MAILFLEET_HOME/local-provider."

@@ -1,8 +1,9 @@
 """Which providers this control plane offers, and what their machines need to enroll.
 
 ``manual`` is always offered (a VPS the customer made, enrolled by join token), and so is
-``ssh`` (a machine the customer has, adopted: MailFleet installs its agent over SSH with the
-credential it was given, ``ssh_adopt.py``); neither is rented, and MailFleet never destroys
+``ssh`` unless ``MAILFLEET_SSH_ADOPTION`` is off (a machine the customer has, adopted:
+MailFleet installs its agent over SSH with the credential it was given, ``ssh_adopt.py``);
+neither is rented, and MailFleet never destroys
 either (``OWNED_BY_CUSTOMER``). ``local``
 is offered when ``MAILFLEET_LOCAL_PROVIDER`` is on. ``hostwinds`` is offered once its
 account is configured in Vault at ``providers/hostwinds`` (``api_key``, ``template``,
@@ -104,7 +105,7 @@ class ProviderRegistry:
             self._hostwinds = None
 
     async def names(self) -> list[str]:
-        names = [MANUAL, ADOPTED]
+        names = [MANUAL, ADOPTED] if self.settings.ssh_adoption else [MANUAL]
         if self.local is not None:
             names.append("local")
         if await self.vault.get(HOSTWINDS_SECRET) is not None:
@@ -121,7 +122,7 @@ class ProviderRegistry:
                 enroll_address=f"{host}:{parse_host_port(self.settings.enroll_addr)[1]}",
                 bootstrap=self.settings.local_provider_boot,
             )
-        if name == ADOPTED:
+        if name == ADOPTED and self.settings.ssh_adoption:
             return self._remote(self._adopted, "ssh")
         if name == "hostwinds":
             driver = await self._hostwinds_driver()

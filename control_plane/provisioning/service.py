@@ -39,6 +39,7 @@ async def order_server(
     and so is an adoption's bad address or credential (``ssh_adopt``), before any write."""
     plan, adoption = None, None
     if data.provider == ADOPTED:
+        await providers.get(ADOPTED)  # a 422 where adoption is switched off
         adoption = ssh_adopt.checked(data.address, data.ssh_private_key, data.ssh_password)
     else:
         credential = (data.ssh_private_key, data.ssh_password)

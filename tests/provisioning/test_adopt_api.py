@@ -8,11 +8,17 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.engine import Database
+from control_plane.provisioning.registry import ProviderRegistry, UnknownProvider
+from control_plane.provisioning.service import order_server
 from control_plane.provisioning.ssh import delete_server_secrets, login_path, new_key_pair
 from control_plane.servers.models import Server
+from control_plane.servers.schemas import ServerCreate
+from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 from tests.conftest import MakeTenant
 
@@ -79,3 +85,25 @@ async def test_an_adoption_keeps_its_credential_in_vault_only(
         assert cleared.status_code == 200 and cleared.json()["ssh_host_key"] is None
     finally:
         await delete_server_secrets(vault, uuid.UUID(tenant.id), server_id)
+
+
+async def test_adoption_switched_off_is_not_offered_and_an_order_is_refused(
+    settings: Settings, vault: Vault, db: Database, make_tenant: MakeTenant
+) -> None:
+    """MAILFLEET_SSH_ADOPTION=false: no ``ssh`` provider, so nothing logs in anywhere (the
+    fuzzer's serve runs so: it would otherwise adopt whatever address it made up)."""
+    providers = ProviderRegistry(settings.model_copy(update={"ssh_adoption": False}), vault)
+    tenant = await make_tenant()
+    order = ServerCreate(
+        name="adopted", provider="ssh", address="10.20.30.40", ssh_password="pw", mail_stack="none"
+    )
+    try:
+        assert "ssh" not in await providers.names()
+        async with db.session() as session:
+            with pytest.raises(UnknownProvider) as refused:
+                await order_server(session, providers, settings, uuid.UUID(tenant.id), order)
+            assert refused.value.field == "body.provider"
+            mine = select(Server).where(Server.tenant_id == uuid.UUID(tenant.id))
+            assert (await session.execute(mine)).scalars().all() == []
+    finally:
+        await providers.aclose()
