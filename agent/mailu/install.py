@@ -25,7 +25,7 @@ from agent.config import under_root
 from agent.errors import CommandError
 from agent.files import write_atomically
 from agent.mailu.compose import Compose, ServiceState, compose_command_detected
-from agent.mailu.render import DATA_DIRECTORIES, render_compose, render_env
+from agent.mailu.render import data_directories, render_compose, render_env
 from agent.mailu.spec import parse_spec
 
 _yaml: Any = importlib.import_module("yaml")  # untyped library, imported by name
@@ -58,7 +58,7 @@ async def install(root: Path, payload: dict[str, Any], progress: Progress) -> di
             progress(100, "MailU is installed and healthy; nothing changed")
             return _result(spec.version, engine, changed, states)
     progress(15, "writing configuration" if changed else "configuration unchanged")
-    await asyncio.to_thread(_lay_out, directory, wanted)
+    await asyncio.to_thread(_lay_out, directory, wanted, data_directories(spec))
     started = False
     try:
         progress(25, f"pulling the MailU {spec.version} images this server lacks")
@@ -187,9 +187,11 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _lay_out(directory: Path, files: dict[str, tuple[str, int]]) -> None:
+def _lay_out(
+    directory: Path, files: dict[str, tuple[str, int]], subdirectories: tuple[str, ...]
+) -> None:
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for sub in DATA_DIRECTORIES:
+    for sub in subdirectories:
         (directory / sub).mkdir(mode=0o755, parents=True, exist_ok=True)
     for name, (text, mode) in files.items():
         write_atomically(directory / name, text, mode)

@@ -22,13 +22,22 @@ class _Dumper(_yaml.SafeDumper):  # type: ignore[misc]
         return True
 
 
-MAIL_PORTS = (25, 465, 587, 110, 995, 143, 993, 4190)  # all ten published, as Mailu does
-WEB_PORTS = (80, 443)
+# The ports MailU's front serves (its PORTS setting), and only those are published: Mailu's
+# default (25, 80, 443, 465, 993, 995, 4190) plus submission (587), how mailboxes send with
+# their SMTP credentials. POP3 and IMAP without TLS (110, 143) stay off, as Mailu's default.
+SERVED_PORTS = (25, 80, 443, 465, 587, 993, 995, 4190)
 DATA_DIRECTORIES = (
     "data", "dkim", "mail", "mailqueue", "filter", "clamav", "redis", "certs", "webmail",
-    "overrides/nginx", "overrides/dovecot", "overrides/postfix", "overrides/rspamd",
-    "overrides/roundcube", "logs",
+    "overrides/nginx", "overrides/dovecot", "overrides/postfix", "overrides/rspamd", "logs",
 )  # fmt: skip
+
+
+def data_directories(spec: MailuSpec) -> tuple[str, ...]:
+    """MailU's data root's sub-directories; the web-mail's overrides are named after it."""
+    webmail = () if spec.webmail == "none" else (f"overrides/{spec.webmail}",)
+    return (*DATA_DIRECTORIES, *webmail)
+
+
 # Postfix's log as a file too (MailU's syslog still logs to stdout, and rotates the file
 # weekly): the agent's mail counts read it at <data root>/logs/mail.log (agent.toml mail_log).
 POSTFIX_LOG_FILE = "/logs/mail.log"
@@ -54,9 +63,7 @@ def render_env(spec: MailuSpec) -> str:
         "API_TOKEN": spec.api_token,
         "WEBDAV": "none",
         "ANTIVIRUS": "clamav" if spec.antivirus else "none",
-        # Mailu serves 25,80,443,465,993,995,4190 by default; submission (587) is how
-        # mailboxes send with their SMTP credentials, so it is served too.
-        "PORTS": "25,80,443,465,587,993,995,4190",
+        "PORTS": ",".join(str(port) for port in SERVED_PORTS),
         "DKIM_SELECTOR": spec.dkim_selector,
         "SCAN_MACROS": "true",
         "MESSAGE_SIZE_LIMIT": str(spec.message_size_limit),
@@ -69,7 +76,6 @@ def render_env(spec: MailuSpec) -> str:
         "DMARC_RUF": spec.postmaster,
         "WELCOME": "false",
         "SITENAME": "MailFleet",
-        "LOG_DRIVER": "json-file",
         "LOG_LEVEL": "WARNING",
         "POSTFIX_LOG_FILE": POSTFIX_LOG_FILE,
         "TZ": "Etc/UTC",
@@ -102,7 +108,7 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
             **extra,
         }
 
-    ports = [f"{spec.bind_address}:{port}:{port}" for port in (*WEB_PORTS, *MAIL_PORTS)]
+    ports = [f"{spec.bind_address}:{port}:{port}" for port in SERVED_PORTS]
     services: dict[str, Any] = {
         "redis": {
             "image": REDIS_IMAGE,
@@ -184,7 +190,10 @@ def render_compose(spec: MailuSpec, data_root: Path) -> str:
     if spec.webmail != "none":
         services["webmail"] = service(
             spec.image("webmail"),
-            volumes=[volume("webmail", "/data"), volume("overrides/roundcube", "/overrides", True)],
+            volumes=[
+                volume("webmail", "/data"),
+                volume(f"overrides/{spec.webmail}", "/overrides", True),
+            ],
             networks=["webmail"],
             depends_on=["front"],
         )

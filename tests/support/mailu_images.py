@@ -161,7 +161,7 @@ def import_stand_ins(engine: DockerEngine, version: str = MAILU_VERSION) -> list
         ]
         if stand_in.healthcheck:
             changes.append(
-                "HEALTHCHECK --interval=1s --timeout=3s --start-period=1s --retries=3 "
+                "HEALTHCHECK --interval=300ms --timeout=2s --start-period=1s --retries=3 "
                 "CMD /bin/healthy"
             )
         argv = ["import"]
