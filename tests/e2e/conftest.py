@@ -11,6 +11,7 @@ import pytest
 
 from control_plane.db.engine import Database
 from tests.e2e.local import LocalNet
+from tests.support.docker_engine import sweep_vps_engines
 from tests.support.netns import netns_unavailable, pick_subnet, sweep
 from tests.support.openbao import DevOpenBao
 from tests.support.stack import ControlPlane, control_plane
@@ -62,6 +63,7 @@ def local_net(tmp_path: Path) -> Iterator[LocalNet]:
         yield net
     finally:
         problems = [p for p in net.leftovers() if not p.startswith(f"link {net.bridge}")]
+        problems += sweep_vps_engines(prefix, net.state_dir)  # MailU's containers, if any
         sweep(prefix)
     if problems:
         pytest.fail("left behind after the test: " + "; ".join(problems))

@@ -3,10 +3,12 @@ and restores a point in time in place through the API."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ import pytest
 
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.support.docker_engine import engine_unavailable
+from tests.support.mailu_images import stand_in_archive
 from tests.support.netns import ip, namespace_pids
 from tests.support.processes import run_cli
 from tests.support.stack import ControlPlane
@@ -89,6 +93,16 @@ def test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback(
     wait_gone(plane, server["id"])
 
 
+def cgroup_pids(cgroup: str | None) -> set[int]:
+    """Every process in a local VPS's cgroup, its containers' child cgroups included."""
+    if not cgroup:
+        return set()
+    found = set()
+    for procs in Path("/sys/fs/cgroup").glob(f"*/{cgroup.strip('/')}/**/cgroup.procs"):
+        found |= {int(pid) for pid in procs.read_text().split()}
+    return found
+
+
 def digest(top: Path) -> dict[str, str]:
     return {str(p.relative_to(top)): p.read_text() for p in sorted(top.rglob("*")) if p.is_file()}
 
@@ -96,23 +110,36 @@ def digest(top: Path) -> dict[str, str]:
 def test_a_destroyed_vps_is_recovered_onto_a_new_one_from_its_backup(
     local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
 ) -> None:
-    plane = plane_factory(**local_net.settings(), MAILFLEET_PERIODIC_SECONDS="0.5")
+    """A MailU server on its VPS's own Docker engine (stand-in images) is lost and recovered
+    onto a new VPS: the restore keeps the files rendered for the new address, MailU serves
+    there, and the mail is back."""
+    reason = engine_unavailable()
+    if reason:
+        pytest.skip(reason)
+    plane = plane_factory(
+        **local_net.settings(),
+        MAILFLEET_PERIODIC_SECONDS="0.5",
+        MAILFLEET_LOCAL_PROVIDER_DOCKER="1",
+        MAILFLEET_LOCAL_PROVIDER_DOCKER_IMAGES=str(stand_in_archive()),
+    )
     tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": f"t-{time.time_ns()}"})
-    old = wait_state(plane, order(plane, tenant["id"], "lost")["id"], "ready")
+    mailu = {"mail_stack": "mailu", "mail_hostname": "mx.corp.example"}
+    old = wait_state(plane, order(plane, tenant["id"], "lost", **mailu)["id"], "ready", 120)
     old_root = local_net.state_dir / old["instance_id"] / "rootfs"
     mail = old_root / "mailu" / "mail" / "ceo@corp.example" / "cur"
     mail.mkdir(parents=True)
     for n in range(30):
         (mail / f"{n}.eml").write_text(f"Subject: {n}\n\nkeep me {n}\n")
-    wanted = digest(old_root / "mailu")
+    wanted = digest(old_root / "mailu" / "mail")
     base = f"/api/v1/servers/{old['id']}"
     plane.api("PUT", f"{base}/backup-policy", json={"repository_url": str(tmp_path / "repo")})
     wait_snapshots(plane, old["id"], 1)
 
     # The VPS is lost: its processes, network and disk are gone.
     (record,) = [r for r in local_net.instances() if r["id"] == old["instance_id"]]
-    for pid in namespace_pids(record["namespace"]):
-        os.kill(pid, signal.SIGKILL)
+    for pid in namespace_pids(record["namespace"]) | cgroup_pids(record["cgroup"]):
+        with contextlib.suppress(ProcessLookupError):  # one may take others with it
+            os.kill(pid, signal.SIGKILL)  # its engine and MailU's containers with it
     ip("netns", "delete", record["namespace"], check=False)
     shutil.rmtree(old_root / "mailu")
 
@@ -128,7 +155,11 @@ def test_a_destroyed_vps_is_recovered_onto_a_new_one_from_its_backup(
     new = plane.api("GET", f"/api/v1/servers/{started['new_server_id']}")
     assert new["ipv4"] != old["ipv4"]
     new_root = local_net.state_dir / new["instance_id"] / "rootfs"
-    assert digest(new_root / "mailu") == wanted  # the mail is back, byte for byte
+    assert digest(new_root / "mailu" / "mail") == wanted  # the mail is back, byte for byte
+    compose = (new_root / "mailu" / "docker-compose.yml").read_text()
+    assert f"{new['ipv4']}:25:25" in compose and old["ipv4"] not in compose
+    with socket.create_connection((new["ipv4"], 25), timeout=10) as smtp:  # MailU serves
+        assert smtp.recv(100).startswith(b"220 ")
     wait_gone(plane, old["id"])  # the old server was retired
     listed = plane.api("GET", f"/api/v1/servers/{new['id']}/backups")
     assert listed["policy"]["enabled"] is True and len(listed["snapshots"]) >= 1

@@ -302,3 +302,31 @@ def run_in_namespace(namespace: str, work: Callable[[], Coroutine[Any, Any, T]])
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]  # type: ignore[no-any-return]
+
+
+def sweep_vps_engines(prefix: str, state_dir: Path) -> list[str]:
+    """What local VPSs named ``prefix`` left of their engines after a failed test (their
+    containers live in child cgroups, outside the namespace a sweep kills): those processes
+    killed, the mounts under ``state_dir`` and their exec roots undone, the cgroups removed.
+    Returns what it found, for the test's report."""
+    found: list[str] = []
+    tops = sorted(Path("/sys/fs/cgroup").glob(f"*/*/{prefix}-*"))
+    pids: set[int] = set()
+    for top in tops:
+        for procs in [top / "cgroup.procs", *top.glob("*/**/cgroup.procs")]:
+            with contextlib.suppress(OSError):
+                pids |= {int(pid) for pid in procs.read_text().split()}
+    if pids:
+        found.append(f"{len(pids)} processes in cgroups of {prefix}-*")
+        _kill_trees(pids)
+    exec_roots = sorted(Path("/run/mailfleet-local").glob(f"{prefix}-*"))
+    for directory in [state_dir, *exec_roots]:
+        if directory.exists():
+            _unmount_under(directory)
+    for directory in exec_roots:
+        shutil.rmtree(directory, ignore_errors=True)
+    for top in tops:
+        for directory in sorted(top.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+    return found

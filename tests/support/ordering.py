@@ -44,7 +44,7 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_point_in_time_restore_in_place_keeps_the_previous_state_until_finished": 21,
     "test_start_list_and_show_match_the_api": 21,
     "test_silences_created_listed_and_expired": 20,
-    "test_a_destroyed_vps_is_recovered_onto_a_new_one_from_its_backup": 19,
+    "test_a_destroyed_vps_is_recovered_onto_a_new_one_from_its_backup": 40,
     "test_mailu_is_installed_with_secrets_from_vault_and_a_taken_port_fails_the_step": 50,
     "test_health_sweep_full_cycle": 17,
     "test_certificates_rotate_under_load_without_losing_commands": 17,

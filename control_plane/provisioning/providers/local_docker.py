@@ -130,17 +130,26 @@ def clean_up(engine: Engine, cgroup: str | None) -> None:
 
 
 def _remove_cgroup_trees(cgroup: str) -> None:
+    mounts: list[tuple[str, set[str], Path]] = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
         kind = fields[fields.index("-") + 1]
-        if kind not in ("cgroup", "cgroup2"):
-            continue
-        top = Path(fields[4]) / cgroup.lstrip("/")
+        if kind in ("cgroup", "cgroup2"):
+            mounts.append((kind, set(fields[-1].split(",")), Path(fields[4])))
+    hybrid = any(kind == "cgroup" and "memory" in options for kind, options, _ in mounts)
+    for kind, options, mount in mounts:
+        top = mount / cgroup.lstrip("/")
         if not top.is_dir():
             continue
         for directory in sorted(top.glob("**/"), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 directory.rmdir()
+        # runc made the parent too where the provider keeps none: gone once empty (the
+        # provider's own hierarchies keep theirs until its teardown).
+        managed = bool({"memory", "cpu", "cpuacct"} & options) if kind == "cgroup" else not hybrid
+        if not managed:
+            with contextlib.suppress(OSError):
+                top.parent.rmdir()
 
 
 def forward_policy(iptables_save: str = "iptables-save") -> str | None:
