@@ -5,6 +5,9 @@ pydantic, then SQLAlchemy and the models for a database command); tests of parsi
 validation need none of that, and Typer's CliRunner gives the same exit code, stdout and
 stderr. What only a real process shows (the status a shell sees, signals, the environment
 it inherits, its working directory, files it leaves) stays with ``processes.run_cli``.
+
+One command at a time: CliRunner swaps the process's stdout, stderr and environment while
+a command runs (never two in one ``asyncio.gather``; real processes may run beside one).
 """
 
 from __future__ import annotations
