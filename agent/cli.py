@@ -7,15 +7,28 @@ typer (nor click and rich with it); every other command is typer's, in ``agent.c
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import DEFAULT_CONFIG, ConfigError, under_root
+from agent.footprint import without_openssl
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def daemon_class() -> type[Agent]:
+    """The daemon, its modules imported now: only by the long-running command, and without
+    OpenSSL's Python bindings (``agent.footprint``)."""
+    with without_openssl():
+        from agent.daemon import Agent
+
+    return Agent
 
 
 def run_daemon(config: Path | None, root: Path, log_level: str) -> int:
@@ -27,13 +40,14 @@ def run_daemon(config: Path | None, root: Path, log_level: str) -> int:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from agent.daemon import Agent  # heavy imports only for the long-running command
+    agent_class = daemon_class()
+    import asyncio  # loaded with the daemon
 
     try:
         if not root.is_dir():
             raise ConfigError(f"--root {root}: not a directory")
         root = root.resolve()
-        agent = Agent(config or under_root(root, DEFAULT_CONFIG), root)
+        agent = agent_class(config or under_root(root, DEFAULT_CONFIG), root)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """The daemon's process holds what idling needs and no more (issue 19: ≤ 40 MB RSS): the CLI
-libraries, the HTTP client, cryptography and command handlers' modules load only when a
-short-lived command, a helper or the first command of their kind needs them."""
+libraries, the HTTP client, cryptography, OpenSSL's Python bindings and command handlers'
+modules load only when a short-lived command, a helper or the first command of their kind
+needs them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ NOT_WHILE_IDLE = (
     "httpx",
     "httpcore",
     "cryptography",
+    "ssl",  # asyncio's; the daemon's TLS is grpc's BoringSSL (agent.footprint)
+    "_ssl",
+    "_hashlib",  # hashlib's OpenSSL backend (libcrypto)
     "yaml",
     "agent.cli_tools",
     "agent.pki",
@@ -32,12 +36,15 @@ NOT_WHILE_IDLE = (
 DAEMON = """
 import json, sys
 from pathlib import Path
-import agent.cli  # the console script's module: `mailfleet-agent run` goes through it
-from agent.daemon import Agent
+from agent.cli import daemon_class  # how `mailfleet-agent run` loads the daemon
 
-agent = Agent(Path(sys.argv[1]), Path("/"))  # config, journal, spool, network, handlers
+agent = daemon_class()(Path(sys.argv[1]), Path("/"))  # config, journal, spool, network, handlers
 assert "mailu.install" in agent.commands.handlers
-print(json.dumps(sorted(sys.modules)))
+idle = sorted(sys.modules)
+import hashlib, ssl  # a command's module may still use both: the real ones load then
+assert hashlib.sha256(b"").hexdigest().startswith("e3b0c442")
+assert ssl.create_default_context().verify_mode == ssl.CERT_REQUIRED
+print(json.dumps(idle))
 """
 
 
