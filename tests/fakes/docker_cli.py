@@ -1,5 +1,9 @@
 """A ``docker`` executable double: Docker CLI + Compose v2 as MailFleet's agent uses them.
 
+Only tests/e2e/test_health_alerts.py still uses it: its VPS's mail ports must be the test's
+own TLS listeners (which a stand-in MailU on a real engine would hold). Everything else runs
+MailU on a real Docker engine (tests/support/docker_engine.py, mailu_images.py).
+
 Put ``install(directory, state)`` 's directory first on the agent's PATH. The double keeps
 its state in a directory (``FAKE_DOCKER_STATE``): ``calls.jsonl`` (every invocation, argv
 and outcome), ``project-<hash of the project directory>.json`` (the services it "runs" for
@@ -440,30 +444,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-class OnPath:
-    """The double first on this test's PATH (the tests not yet on the real engine)."""
-
-    def __init__(self, tmp_path: Path, monkeypatch: Any) -> None:
-        self.state = tmp_path / "docker-state"
-        self.bin = tmp_path / "bin"
-        install(self.bin, self.state)
-        monkeypatch.setenv("PATH", f"{self.bin}:/usr/bin:/bin")
-        monkeypatch.delenv("DOCKER_HOST", raising=False)
-
-    def commands(self) -> list[str]:
-        """The compose sub-commands run so far, e.g. ['up', 'restart']."""
-        out = []
-        for call in calls(self.state):
-            argv = call["argv"]
-            if argv[:1] == ["compose"] and argv[1:2] != ["version"]:
-                out.append(argv[7])
-        return out
-
-
-def payload_for_double(payload: dict[str, Any]) -> dict[str, Any]:
-    """A MailU payload whose admin API the double can run on this host's loopback."""
-    from tests.support.ports import free_port
-
-    return {**payload, "api_port": free_port()}
