@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from control_plane.provisioning.providers.local_docker import remove_cgroup_trees, unmount_under
+
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = shutil.which("docker") or "docker"  # found once: a test may empty PATH
 CLONE_NEWNET = 0x40000000
@@ -150,8 +152,8 @@ class DockerEngine:
             self.process.kill()
             self.process.wait(5)
         _kill_trees(_processes_mentioning(str(self.exec_root)))
-        _unmount_under(self.directory)
-        _unmount_under(self.exec_root)
+        unmount_under(self.directory)
+        unmount_under(self.exec_root)
         self.snapshot.put_back(self.namespace)
         shutil.rmtree(self.exec_root, ignore_errors=True)
         shutil.rmtree(self.directory / "data", ignore_errors=True)
@@ -252,18 +254,6 @@ def _zombie(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] in "ZX"
 
 
-def _unmount_under(directory: Path) -> None:
-    """Every mount at or under ``directory``, deepest first (lazily: nothing uses them)."""
-    prefix = str(directory.resolve())
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=10, check=False)
-
-
 def make_namespace(name: str, addresses: tuple[str, ...] = ()) -> None:
     """A namespace with loopback up, holding ``addresses`` (the VPS's)."""
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
@@ -322,11 +312,9 @@ def sweep_vps_engines(prefix: str, state_dir: Path) -> list[str]:
     exec_roots = sorted(Path("/run/mailfleet-local").glob(f"{prefix}-*"))
     for directory in [state_dir, *exec_roots]:
         if directory.exists():
-            _unmount_under(directory)
+            unmount_under(directory)
     for directory in exec_roots:
         shutil.rmtree(directory, ignore_errors=True)
-    for top in tops:
-        for directory in sorted(top.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+    for cgroup in {"/" + str(top.relative_to(top.parents[1])) for top in tops}:
+        remove_cgroup_trees(cgroup)
     return found

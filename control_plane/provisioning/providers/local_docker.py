@@ -115,21 +115,27 @@ def clean_up(engine: Engine, cgroup: str | None) -> None:
     the cgroups runc made under the VPS's in hierarchies the provider does not manage
     (devices, pids, freezer, … on cgroup v1)."""
     if cgroup is not None:
-        _remove_cgroup_trees(cgroup)
+        remove_cgroup_trees(cgroup)
     for top in (engine.exec_root, engine.directory / DATA):
-        prefix = str(top)
-        points = [
-            line.split()[4]
-            for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if line.split()[4] == prefix or line.split()[4].startswith(prefix + "/")
-        ]
-        for point in sorted(points, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=10, check=False)
+        unmount_under(top)
         shutil.rmtree(top, ignore_errors=True)
     engine.socket.unlink(missing_ok=True)
 
 
-def _remove_cgroup_trees(cgroup: str) -> None:
+def unmount_under(top: Path) -> None:
+    """Every mount at or below ``top``, deepest first (lazily: nothing may use them now)."""
+    prefix = str(top.resolve())
+    points = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4] == prefix or line.split()[4].startswith(prefix + "/")
+    ]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=10, check=False)
+
+
+def remove_cgroup_trees(cgroup: str) -> None:
+    """The cgroup ``cgroup`` and those below it in every hierarchy, once empty."""
     mounts: list[tuple[str, set[str], Path]] = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
