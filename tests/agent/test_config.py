@@ -102,3 +102,13 @@ def test_vps_cgroup_is_an_absolute_cgroup_path(tmp_path: Path, bad: str) -> None
     assert load_config(write(tmp_path, base)).vps_cgroup is None
     with pytest.raises(ConfigError, match="vps_cgroup"):
         load_config(write(tmp_path, f"vps_cgroup = {bad}\n" + base))
+
+
+@pytest.mark.parametrize("bad", ['"/run/docker.sock"', '"unix://relative"', '"ssh://h"', "3"])
+def test_docker_host_names_the_engine_mailu_runs_on(tmp_path: Path, bad: str) -> None:
+    base = GOOD.format(state=tmp_path, pin="a" * 64)
+    line = 'docker_host = "unix:///srv/vps/docker.sock"\n'
+    assert load_config(write(tmp_path, line + base)).docker_host == "unix:///srv/vps/docker.sock"
+    assert load_config(write(tmp_path, base)).docker_host is None
+    with pytest.raises(ConfigError, match="docker_host"):
+        load_config(write(tmp_path, f"docker_host = {bad}\n" + base))
