@@ -19,7 +19,6 @@ from typing import Any
 from agent import __version__
 from agent.config import DEFAULT_MAIL_LOG, DEFAULT_STATE_DIR, under_root
 from agent.errors import CommandError
-from agent.facts import collect_facts
 from agent.journal import CommandJournal
 from agent.network.commands import Network
 from agent.network.state import FILE_NAME as NETWORK_STATE
@@ -43,8 +42,12 @@ async def ping(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return {"pong": True, "agent_time": time.time(), "echo": payload.get("echo")}
 
 
-async def collect_facts_command(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    return await asyncio.to_thread(collect_facts, __version__)
+async def collect_facts_command(
+    payload: dict[str, Any], progress: Progress, vps_cgroup: str | None = None
+) -> dict[str, Any]:
+    from agent.facts import collect_facts  # and psutil: on first use (the sampler reads /proc)
+
+    return await asyncio.to_thread(collect_facts, __version__, vps_cgroup)
 
 
 # Commands whose code the agent imports when one first arrives ("module:function"): idle, it
@@ -120,7 +123,7 @@ def handlers_for(
     postfix_log = mail_log or under_root(root, DEFAULT_MAIL_LOG)
 
     async def facts(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        return await asyncio.to_thread(collect_facts, __version__, vps_cgroup)
+        return await collect_facts_command(payload, progress, vps_cgroup)
 
     async def ssh_authorize(payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         from agent import ssh_keys

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
-
+from agent import procfs
 from agent.cgroup import CgroupError, CgroupReading, VpsCgroup
 
 log = logging.getLogger(__name__)
@@ -128,10 +127,9 @@ class Sampler:
         vps_cgroup: str | None = None,
         mail_queue_dir: Path | None = None,
     ) -> None:
-        # Our own CPU baseline, not psutil.cpu_percent(interval=None): psutil keeps that
-        # baseline per calling thread, so sampling from a thread pool (asyncio.to_thread)
-        # would measure against a stale or empty baseline.
-        self._cpu_times: dict[str, float] = psutil.cpu_times()._asdict()
+        # Our own CPU baseline (as psutil.cpu_percent(interval=None) computes it, but that
+        # keeps one per calling thread, and sampling runs on a thread pool).
+        self._cpu_times: dict[str, float] = procfs.cpu_times()
         self._vps_cgroup = vps_cgroup
         self._cgroup: VpsCgroup | None = None
         self._cgroup_cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
@@ -152,14 +150,14 @@ class Sampler:
         """Read everything once; disk or network counters the host hides read as zero."""
         timestamp = time.time()
         cpu = self._cpu_percent()
-        load1, load5, load15 = psutil.getloadavg()
-        memory = psutil.virtual_memory()
+        load1, load5, load15 = os.getloadavg()
+        memory = procfs.virtual_memory()
         total, used, available = int(memory.total), int(memory.used), int(memory.available)
         reading = self._cgroup_reading()
         if reading is not None:
             total, used, available = cgroup_memory(reading, total)
             cpu = self._cgroup_cpu_percent(reading)
-        swap = psutil.swap_memory()
+        swap = procfs.swap_memory()
         disks = _disk_counters()
         nics = _net_counters()
         counters = (
@@ -185,7 +183,7 @@ class Sampler:
             net_tx_bytes=counters[1],
             disk_read_bytes=counters[2],
             disk_write_bytes=counters[3],
-            process_count=len(psutil.pids()),
+            process_count=procfs.process_count(),
             net_rx_bytes_per_second=rates[0],
             net_tx_bytes_per_second=rates[1],
             disk_read_bytes_per_second=rates[2],
@@ -213,7 +211,7 @@ class Sampler:
 
     def _cpu_percent(self) -> float:
         """System-wide busy share since the last call, as psutil computes it (0..100)."""
-        now: dict[str, float] = psutil.cpu_times()._asdict()
+        now = procfs.cpu_times()
         delta = {k: max(0.0, v - self._cpu_times.get(k, 0.0)) for k, v in now.items()}
         self._cpu_times = now
         # Guest time is already inside user/nice; iowait is idle time on Linux.
@@ -253,7 +251,7 @@ class Sampler:
     def _filesystems(self) -> tuple[FilesystemUsage, ...]:
         """Real filesystems, each device once (at its shortest mountpoint)."""
         visible: dict[str, Any] = {}
-        for part in psutil.disk_partitions(all=True):
+        for part in procfs.disk_partitions():
             visible[part.mountpoint] = part  # a later mount on the same path hides the earlier
         candidates = sorted(
             (p for p in visible.values() if is_real_filesystem(p.fstype, p.mountpoint)),
@@ -284,8 +282,8 @@ class Sampler:
         return tuple(sorted(result, key=lambda fs: fs.mountpoint))
 
     def _disk_usage(self, mountpoint: str) -> tuple[Any, os.statvfs_result | None] | None:
-        """``psutil.disk_usage`` and ``os.statvfs`` (for inodes; None if only that fails)
-        bounded by a timeout; None if the space cannot be read or the call hangs."""
+        """``procfs.disk_usage`` (space, and the statvfs result for inodes) bounded by a
+        timeout; None if the space cannot be read or the call hangs."""
         hung = self._stuck.get(mountpoint)
         if hung is not None:
             if hung.is_alive():
@@ -296,12 +294,7 @@ class Sampler:
         def statfs() -> None:
             # Unmounted meanwhile, permission denied, stale handle: skipped, not fatal.
             with contextlib.suppress(OSError):
-                usage = psutil.disk_usage(mountpoint)
-                try:
-                    vfs: os.statvfs_result | None = os.statvfs(mountpoint)
-                except OSError:
-                    vfs = None
-                result.append((usage, vfs))
+                result.append(procfs.disk_usage(mountpoint))
 
         thread = threading.Thread(target=statfs, name=f"statfs {mountpoint}", daemon=True)
         thread.start()
@@ -397,11 +390,11 @@ def _disk_counters() -> dict[str, Any]:
     and zram is memory.
     """
     try:
-        disks: dict[str, Any] = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
+        disks: dict[str, Any] = procfs.disk_io_counters() or {}
     except (OSError, NotImplementedError):
         return {}
     whole = {n: c for n, c in disks.items() if os.path.exists(_sys_path("/sys/block", n))}
-    if not whole:  # not Linux, or no /sys: trust psutil
+    if not whole:  # no /sys: every device /proc/diskstats lists
         return disks
     return _physical_first(whole, "/sys/block")
 
@@ -413,7 +406,7 @@ def _net_counters() -> dict[str, Any]:
     interfaces (veth, bridges, ifb, tunnels) would count it several times.
     """
     try:
-        nics: dict[str, Any] = psutil.net_io_counters(pernic=True, nowrap=False) or {}
+        nics: dict[str, Any] = procfs.net_io_counters() or {}
     except OSError:
         return {}
     return _physical_first({n: c for n, c in nics.items() if n != "lo"}, "/sys/class/net")

@@ -18,8 +18,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped, unused-ignore]
-
 from agent.errors import CommandError
 from agent.network import state
 from agent.network.nft import Nft
@@ -46,6 +44,8 @@ _ROUTE_PROBE = ("192.0.2.1", SMTP_PORT)
 
 def machine_addresses() -> list[str]:
     """Every IPv4 address on this machine's interfaces (loopback aside), sorted."""
+    import psutil  # type: ignore[import-untyped, unused-ignore]  # here: the daemon idles without
+
     found = {
         entry.address
         for entries in psutil.net_if_addrs().values()

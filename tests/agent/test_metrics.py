@@ -1,4 +1,5 @@
-"""The sampler against this machine; psutil is replaced only for what cannot happen here."""
+"""The sampler against this machine; its /proc readings (agent.procfs) are replaced only for
+what cannot happen here, and checked against psutil's."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
+from agent import procfs
 from agent.cgroup import CgroupError, CgroupReading, VpsCgroup
 from agent.errors import CommandError
 from agent.facts import collect_facts
@@ -50,6 +52,34 @@ def test_a_sample_is_plausible() -> None:
     assert 0 <= sample.memory_available_bytes <= sample.memory_total_bytes
     assert 0 <= sample.swap_used_bytes <= sample.swap_total_bytes or sample.swap_total_bytes == 0
     assert sample.process_count >= 1
+
+
+def test_proc_readings_are_psutils() -> None:
+    """What the sampler reads from /proc is what psutil (agent.facts') reports here."""
+    mib = 2**20
+    memory, expected = procfs.virtual_memory(), psutil.virtual_memory()
+    assert memory.total == expected.total
+    assert abs(memory.available - expected.available) < 64 * mib  # read moments apart
+    assert abs(memory.used - expected.used) < 64 * mib
+    assert procfs.swap_memory().total == psutil.swap_memory().total
+    assert abs(procfs.process_count() - len(psutil.pids())) < 50
+
+    ours, theirs = procfs.cpu_times(), psutil.cpu_times()._asdict()
+    assert set(ours) == set(theirs)
+    assert all(0 <= ours[k] - theirs[k] < 5 for k in ours)  # ours read later, never less
+
+    assert procfs.disk_partitions() == [
+        (p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)
+    ]
+    usage, vfs = procfs.disk_usage("/")
+    assert (usage.total, vfs.f_files) == (psutil.disk_usage("/").total, os.statvfs("/").f_files)
+    assert abs(usage.used - psutil.disk_usage("/").used) < 64 * mib
+
+    disks = psutil.disk_io_counters(perdisk=True, nowrap=False)
+    assert set(procfs.disk_io_counters()) == set(disks)
+    nics, counted = procfs.net_io_counters(), psutil.net_io_counters(pernic=True, nowrap=False)
+    assert set(nics) == set(counted)
+    assert all(0 <= counted[n].bytes_recv - nics[n].bytes_recv < mib for n in nics)
 
 
 def test_rates_start_unknown_and_are_never_negative(tmp_path: Path) -> None:
@@ -303,12 +333,12 @@ def test_cpu_use_survives_sampling_from_another_thread_and_other_callers() -> No
 
 def fake_partitions(*rows: tuple[str, str, str]) -> Callable[..., list[Any]]:
     parts = [SimpleNamespace(device=d, mountpoint=m, fstype=t, opts="rw") for d, m, t in rows]
-    return lambda all=False: parts
+    return lambda: parts
 
 
 def test_pseudo_hidden_and_duplicate_mounts_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        psutil,
+        procfs,
         "disk_partitions",
         fake_partitions(
             ("/dev/vda", "/", "ext4"),
@@ -334,9 +364,9 @@ def test_pseudo_hidden_and_duplicate_mounts_are_skipped(monkeypatch: pytest.Monk
             raise PermissionError(path)
         if path == "/gone":
             raise FileNotFoundError(path)
-        return SimpleNamespace(total=100, used=40, free=60, percent=40.0)
+        return SimpleNamespace(total=100, used=40, free=60), None
 
-    monkeypatch.setattr(psutil, "disk_usage", disk_usage)
+    monkeypatch.setattr(procfs, "disk_usage", disk_usage)
 
     filesystems = Sampler().sample().filesystems
 
@@ -353,7 +383,7 @@ def test_pseudo_hidden_and_duplicate_mounts_are_skipped(monkeypatch: pytest.Monk
 def hanging_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """statvfs('/') blocks like a dead NFS server until the event is set."""
     release = threading.Event()
-    real = psutil.disk_usage
+    real = procfs.disk_usage
     calls: list[str] = []
 
     def disk_usage(path: str) -> Any:
@@ -362,8 +392,8 @@ def hanging_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
             release.wait(30)
         return real(path)
 
-    monkeypatch.setattr(psutil, "disk_partitions", fake_partitions(("/dev/vda", "/", "ext4")))
-    monkeypatch.setattr(psutil, "disk_usage", disk_usage)
+    monkeypatch.setattr(procfs, "disk_partitions", fake_partitions(("/dev/vda", "/", "ext4")))
+    monkeypatch.setattr(procfs, "disk_usage", disk_usage)
     try:
         yield release
     finally:
@@ -402,7 +432,7 @@ def test_network_excludes_loopback_and_survives_interfaces_going_away(
             nics(lo=10**9, nic0test=130, nic1test=5),  # and came back from zero
         ]
     )
-    monkeypatch.setattr(psutil, "net_io_counters", lambda **kwargs: next(readings))
+    monkeypatch.setattr(procfs, "net_io_counters", lambda: next(readings))
     sampler = Sampler()
 
     received = [sampler.sample().net_rx_bytes for _ in range(3)]
@@ -411,11 +441,11 @@ def test_network_excludes_loopback_and_survives_interfaces_going_away(
 
 
 def test_missing_counters_read_as_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unavailable(**kwargs: Any) -> Any:
-        raise NotImplementedError("/proc/diskstats nor /sys/block are available")
+    def unavailable() -> Any:
+        raise FileNotFoundError("/proc/diskstats")
 
-    monkeypatch.setattr(psutil, "disk_io_counters", unavailable)
-    monkeypatch.setattr(psutil, "net_io_counters", lambda **kwargs: None)
+    monkeypatch.setattr(procfs, "disk_io_counters", unavailable)
+    monkeypatch.setattr(procfs, "net_io_counters", lambda: {})
 
     sample = Sampler().sample()
 
