@@ -2,9 +2,14 @@
 
 Starts OpenBao (dev), a control plane on SQLite and one `mailfleet-agent run` process with
 the shipped intervals (heartbeat 10 s, metrics 15 s), lets it enroll, then samples the
-agent's RSS, USS (the memory only it holds: what stopping it would give back) and CPU time
-once a second while idle, then every 0.2 s while a burst of commands (ping and
-collect-facts in turn, the kinds the API sends) runs.
+agent's RSS, USS (the memory only it holds: what stopping it would give back), PSS (its
+share of pages it shares) and CPU time once a second while idle, then every 0.2 s while a
+burst of commands (ping and collect-facts in turn, the kinds the API sends) runs. At the
+end of the idle period it records where the resident memory is (/proc/PID/smaps, grouped
+by mapping) and the process's thread count.
+Here libpython, grpc's and OpenSSL's libraries are shared with the control plane's
+processes, so USS is lower than on a VPS, where the agent alone maps grpc (≈ 12 MiB of it
+resident): there USS ≈ RSS minus libc's pages.
 Writes benchmarks/results/agent_footprint.json.
 
     .venv/bin/python benchmarks/agent_footprint.py [--seconds 300] [--burst 200]
@@ -13,6 +18,7 @@ Writes benchmarks/results/agent_footprint.json.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import platform
 import statistics
@@ -44,6 +50,7 @@ class Watch:
         self.proc, self.every = proc, every
         self.rss: list[float] = []
         self.uss: list[float] = []
+        self.pss: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -52,6 +59,7 @@ class Watch:
             memory = self.proc.memory_full_info()
             self.rss.append(memory.rss / 2**20)
             self.uss.append(memory.uss / 2**20)
+            self.pss.append(memory.pss / 2**20)
             self._stop.wait(self.every)
 
     def __enter__(self) -> Watch:
@@ -79,8 +87,27 @@ class Watch:
                 "max": round(max(self.uss), 1),
                 "median": round(statistics.median(self.uss), 1),
             },
+            "pss_mb": {
+                "max": round(max(self.pss), 1),
+                "median": round(statistics.median(self.pss), 1),
+            },
             "cpu_percent_of_one_core": round(100 * self.cpu_seconds / self.seconds, 3),
         }
+
+
+def resident_by_mapping(pid: int, top: int = 8) -> dict[str, float]:
+    """Resident MiB per mapped file (anonymous memory as "[anon]", the brk heap as "[heap]"),
+    the largest ``top`` of them."""
+    resident: collections.Counter[str] = collections.Counter()
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if fields[0] == "Rss:":
+                resident[name] += int(fields[1])
+            elif "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header
+                name = fields[5].rsplit("/", 1)[-1] if len(fields) > 5 else "[anon]"
+    return {name: round(kib / 1024, 1) for name, kib in resident.most_common(top)}
 
 
 def burst(plane: ControlPlane, server_id: str, count: int) -> dict[str, int]:
@@ -119,12 +146,14 @@ def main() -> None:
                 time.sleep(args.settle)  # past enrollment and the first batch
                 with Watch(proc, 1.0) as idle:
                     time.sleep(args.seconds)
+                where = resident_by_mapping(proc.pid)
+                threads = proc.num_threads()
                 with Watch(proc, 0.2) as busy:
                     states = burst(plane, server_id, args.burst)
     result = {
         "benchmark": "agent_footprint",
         "targets": {"rss_mb_max": TARGET_RSS_MB, "cpu_percent_idle": TARGET_CPU_PERCENT},
-        "idle": idle.summary(),
+        "idle": {**idle.summary(), "threads": threads, "resident_mb_by_mapping": where},
         "burst": {**busy.summary(), "commands": args.burst, "states": states},
         "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
