@@ -69,6 +69,10 @@ class KeyCache:
         """A key revoked here: refused from the next request on."""
         self._trusted.pop(key_hash, None)
 
+    def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        """A tenant deleted here: none of its keys is trusted from the next request on."""
+        self._trusted = {h: e for h, e in self._trusted.items() if e[1].tenant_id != tenant_id}
+
 
 # One per process: every app of the process (tests start several) shares what revoking forgets.
 keys = KeyCache()

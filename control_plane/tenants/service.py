@@ -8,6 +8,7 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api_keys.cache import keys as trusted_keys
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.db.writes import flush_unique
@@ -53,10 +54,12 @@ async def update_tenant(session: AsyncSession, tenant_id: uuid.UUID, data: Tenan
 
 
 async def delete_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    """Delete a tenant and, by cascade, everything it owns."""
+    """Delete a tenant and, by cascade, everything it owns, its API keys included (which
+    this replica stops trusting at once; others within ``api_key_cache_seconds``)."""
     tenant = await get_tenant(session, tenant_id)
     await session.delete(tenant)
     await session.flush()
+    trusted_keys.forget_tenant(tenant_id)
 
 
 # Vault prefixes whose next segment is a tenant id: what a tenant's secrets live under.
