@@ -222,7 +222,7 @@ def worker(conn: Any, address: str, enroll_address: str, pin: str) -> None:
                 continue
             tokens: list[str] = message
 
-            async def one(token: str, limit: asyncio.Semaphore) -> None:
+            async def one(token: str, limit: asyncio.Semaphore) -> bool:
                 async with limit:
                     for attempt in range(5):  # as a real agent, again after a refusal
                         try:
@@ -230,16 +230,17 @@ def worker(conn: Any, address: str, enroll_address: str, pin: str) -> None:
                             break
                         except grpc.aio.AioRpcError:
                             if attempt == 4:
-                                raise
+                                return False  # counted: the step reports it
                             await asyncio.sleep(1 + attempt)
                 tasks.append(
                     asyncio.create_task(keep_connected(address, ca, key, cert, connected, stop))
                 )
+                return True
 
             started = time.monotonic()
             limit = asyncio.Semaphore(8)
-            await asyncio.gather(*(one(t, limit) for t in tokens))
-            conn.send(("enrolled", time.monotonic() - started))
+            enrolled = await asyncio.gather(*(one(t, limit) for t in tokens))
+            conn.send(("enrolled", (time.monotonic() - started, enrolled.count(False))))
 
     asyncio.run(run())
 
@@ -597,6 +598,7 @@ def main() -> None:
                 process.start()
                 pipes.append((parent, process))
             server_ids: list[str] = []
+            never_enrolled = 0
             try:
                 for size in sizes:
                     started = time.monotonic()
@@ -607,14 +609,17 @@ def main() -> None:
                     tokens = [token for _, token in made]
                     for i, (pipe, _) in enumerate(pipes):
                         pipe.send(tokens[i::WORKERS])
-                    enroll_seconds = max(pipe.recv()[1] for pipe, _ in pipes)
+                    answers = [pipe.recv()[1] for pipe, _ in pipes]
+                    enroll_seconds = max(seconds for seconds, _ in answers)
+                    enroll_failures = sum(failed for _, failed in answers)
+                    never_enrolled += enroll_failures
                     connected = 0
                     deadline = time.monotonic() + 300
                     while time.monotonic() < deadline:
                         for pipe, _ in pipes:
                             pipe.send("count")
                         connected = sum(pipe.recv()[1] for pipe, _ in pipes)
-                        if connected >= size:
+                        if connected >= size - never_enrolled:
                             break
                         time.sleep(1)
                     setup = time.monotonic() - started
@@ -624,6 +629,7 @@ def main() -> None:
                         "connected": connected,
                         "setup_seconds": round(setup, 1),
                         "enroll_seconds": round(enroll_seconds, 1),
+                        "enroll_failures": enroll_failures,
                         **measure_step(plane, database_url, server_ids, args),
                     }
                     # what the plane said when something failed (its log is kept in memory)
@@ -632,6 +638,7 @@ def main() -> None:
                     ][-5:]
                     results.append(row)
                     print(json.dumps(row), flush=True)
+                    write(args, pinned, results)  # kept if a later, larger step fails
             finally:
                 for pipe, process in pipes:
                     pipe.send("stop")
@@ -641,6 +648,10 @@ def main() -> None:
                         process.kill()
     finally:
         asyncio.run(drop_database(database_url))
+    write(args, pinned, results)
+
+
+def write(args: argparse.Namespace, pinned: bool, results: list[dict[str, Any]]) -> None:
     write_result(
         args.out,
         {

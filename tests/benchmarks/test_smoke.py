@@ -147,7 +147,7 @@ def test_agent_fleet_harness(tmp_path: Path) -> None:
     result = run_benchmark("agent_fleet", tmp_path, *args, "--replicas", str(replicas))
     assert result["replicas"] == replicas
     (step,) = result["steps"]
-    assert step["connected"] == 4
+    assert step["connected"] == 4 and step["enroll_failures"] == 0
     assert step["commands"] == 6 and step["command_failures"] == 0
     assert step["ping_states"] == {"succeeded": 6} and step["deliveries"] == 6  # each once
     assert step["plane_side"]["dispatch_mean_ms"] >= 0
