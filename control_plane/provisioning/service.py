@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import asyncssh
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,6 +127,8 @@ async def clear_ssh_host_key(session: AsyncSession, server: Server) -> Server:
     if pinned is None:
         raise Conflict(f"server {server.id} has no SSH host key pinned")
     server.ssh_host_key = None
+    import asyncssh  # only here, not with every API start
+
     fingerprint = asyncssh.import_public_key(pinned).get_fingerprint()
     events.record(
         session, server, "note", f"SSH host key pin {fingerprint} cleared; the next login pins anew"

@@ -22,14 +22,12 @@ import ipaddress
 import uuid
 from dataclasses import dataclass
 
-import asyncssh
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import Conflict, InvalidInput
 from control_plane.provisioning import events, ssh
-from control_plane.provisioning.ssh_install import host_key_line
 from control_plane.provisioning.workflow import enter
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -112,6 +110,11 @@ def login(key: SecretStr | None, password: SecretStr | None) -> Login:
     if password is not None:
         return Login({"password": password.get_secret_value()}, None)
     assert key is not None
+    # asyncssh loads when a key is adopted, not with every API start.
+    import asyncssh
+
+    from control_plane.provisioning.ssh_install import host_key_line
+
     text = key.get_secret_value()
     try:
         parsed = asyncssh.import_private_key(text)

@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,7 +61,7 @@ from control_plane.errors import MailFleetError, NotFound
 from control_plane.ips import provider_ips
 from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
-from control_plane.provisioning import events, ssh, ssh_install
+from control_plane.provisioning import events, ssh
 from control_plane.provisioning.bootstrap import render_user_data
 from control_plane.provisioning.providers.base import ProviderError, ProviderNotFound
 from control_plane.provisioning.registry import (
@@ -76,6 +76,9 @@ from control_plane.tls import service as tls_service
 from control_plane.tls.acme_issue import AcmeError
 from control_plane.vault.client import Vault
 from control_plane.vault.pki import AgentPki
+
+if TYPE_CHECKING:
+    from control_plane.provisioning import ssh_install
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +286,9 @@ class Workflow:
         entry = await self.providers.get(server.provider, field="provider")
         if server.ipv4 is None:
             return Fail("no address was recorded for this server")
+        # asyncssh loads with the first install, not with every ``serve`` start.
+        from control_plane.provisioning import ssh_install
+
         adopted = server.provider == ADOPTED
         login = await ssh.read_login(self.vault, server.tenant_id, server.id, adopted)
         if login is None:
