@@ -196,6 +196,8 @@ async def _run(
         process.stdin.write_eof()
         async for raw in process.stdout:
             line = str(raw).rstrip("\n")
+            if not line.strip():
+                continue  # nothing to say (a blank between merged stdout and stderr)
             tail = [*tail[-(TAIL_LINES - 1) :], line]
             if on_line is not None:
                 await on_line(line)

@@ -6,11 +6,13 @@ machines (one the customer "has" is a VPS the test makes itself)."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from control_plane.provisioning.providers import local_sshd
@@ -47,6 +49,33 @@ def remote_agents_env(net: LocalNet) -> dict[str, str]:
     }
 
 
+RESTIC = shutil.which("restic") or "/usr/bin/restic"
+
+
+def served_package_env(net: LocalNet, wheelhouse: Path) -> dict[str, str]:
+    """``remote_agents_env`` for a plane whose remote machines install the agent package it
+    serves, as a rented VPS does (``GET /agent/install.sh``, over the VPS's link to the
+    bridge, where the API also listens), not the agent already on this host. The served
+    restic is the one test_agent_package serves: the same inputs, the same wheelhouse."""
+    env = remote_agents_env(net)
+    del env["MAILFLEET_PREINSTALLED_AGENT"]
+    port = free_port()
+    return {
+        **env,
+        "MAILFLEET_API_ADDR": f"127.0.0.1:{port}",
+        "MAILFLEET_API_ADVERTISE_URL": f"http://{net.subnet.network_address + 1}:{port}",
+        "MAILFLEET_AGENT_WHEELHOUSE_DIR": str(wheelhouse),
+        "MAILFLEET_AGENT_RESTIC_BINARY": RESTIC,
+    }
+
+
+@pytest.fixture(scope="session")
+def agent_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One wheelhouse cache for the session: built once (~3 s of CPU) by the first plane
+    that serves the agent package, found by its inputs' digest by the next."""
+    return tmp_path_factory.mktemp("agent-wheels")
+
+
 def local_ssh_settings(settings: Settings, net: LocalNet) -> Settings:
     """``settings`` with the test's local provider in ``ssh`` boot mode, ~1 s timers."""
     env = ssh_net_settings(net)
@@ -81,6 +110,10 @@ class Machines:
 
     def ssh_file(self, machine: Instance, name: str) -> Path:
         return self.provider.instance_dir(machine.id) / local_sshd.SSH_DIR / name
+
+    def root(self, machine: Instance) -> Path:
+        """The machine's own root directory (its sshd's ``$MAILFLEET_LOCAL_ROOT``)."""
+        return self.provider.instance_dir(machine.id) / "rootfs"
 
     def host_key(self, machine: Instance) -> str:
         return local_sshd.host_public_key(self.provider.instance_dir(machine.id))

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import importlib.metadata
 import re
-import shutil
 import subprocess
 import time
 import zipfile
@@ -23,9 +22,10 @@ from tests.e2e.conftest import PlaneFactory
 from tests.e2e.conftest import local_net as local_net  # the fixtures, used here too
 from tests.e2e.conftest import plane_factory as plane_factory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
+from tests.provisioning.machines import RESTIC
+from tests.provisioning.machines import agent_wheelhouse as agent_wheelhouse  # the fixture
 
 pytestmark = pytest.mark.postgres_only
-RESTIC = shutil.which("restic") or "/usr/bin/restic"
 
 
 def _sha256(data: bytes) -> str:
@@ -33,12 +33,12 @@ def _sha256(data: bytes) -> str:
 
 
 def test_a_bare_local_vps_installs_the_served_agent_package_and_enrolls(
-    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
+    local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path, agent_wheelhouse: Path
 ) -> None:
     plane = plane_factory(
         **local_net.settings(),
         MAILFLEET_LOCAL_PROVIDER_AGENT="package",
-        MAILFLEET_AGENT_WHEELHOUSE_DIR=str(tmp_path / "agent-wheels"),
+        MAILFLEET_AGENT_WHEELHOUSE_DIR=str(agent_wheelhouse),  # shared with the SSH test
         MAILFLEET_AGENT_RESTIC_BINARY=RESTIC,  # served; fetched only where restic is too old
     )
     # What the VPS will fetch: the script lists each file with its SHA-256, served as listed.

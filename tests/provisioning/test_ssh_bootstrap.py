@@ -3,11 +3,12 @@ provider's ``ssh`` boot mode runs one in each VPS's network namespace.
 
 One test follows a real ``mailfleet serve`` to ``ready`` for a local VPS and, at the same
 time, for a Hostwinds order (the contract double hands out the address of a VPS made by the
-test, ``tests/provisioning/machines.py``); the other drives one server step by step
-(``ProvisioningRunner.run_one``) through every way the install can fail — no sshd, a wrong
-key, a failing install script, a reinstalled machine's new host key (until an admin clears
-the pin) — each retried through the same service the API's retry calls, until the install
-goes through.
+test, ``tests/provisioning/machines.py``), which installs the agent package the plane serves
+as a rented VPS does (the other SSH tests start the host's agent, for speed); the other
+drives one server step by step (``ProvisioningRunner.run_one``) through every way the
+install can fail — no sshd, a wrong key, a failing install script, a reinstalled machine's
+new host key (until an admin clears the pin) — each retried through the same service the
+API's retry calls, until the install goes through.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +59,12 @@ from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 from tests.provisioning.machines import (
     Machines,
     local_ssh_settings,
-    remote_agents_env,
+    served_package_env,
     sshd_pids,
     sshd_running,
 )
-from tests.provisioning.machines import machines as machines  # the fixture, used here too
+from tests.provisioning.machines import agent_wheelhouse as agent_wheelhouse  # fixtures
+from tests.provisioning.machines import machines as machines  # used here too
 from tests.support.stack import ControlPlane
 
 pytestmark = pytest.mark.postgres_only
@@ -69,14 +72,26 @@ HOSTWINDS_KEY = "hwk-5e1f0c3a9b7d4e2f8a6c1b3d5e7f9a0b"
 
 
 async def test_local_and_hostwinds_vpss_get_their_agents_over_ssh_and_become_ready(
-    local_net: LocalNet, plane_factory: PlaneFactory, machines: Machines, vault: Vault
+    local_net: LocalNet,
+    plane_factory: PlaneFactory,
+    machines: Machines,
+    vault: Vault,
+    agent_wheelhouse: Path,
 ) -> None:
     """A real ``mailfleet serve`` takes two orders to ready, at once: a local VPS in the
     ``ssh`` boot mode, and a Hostwinds order with its default (``ssh``) bootstrap, for which
     the double hands out the address of a VPS made here running a real sshd, into whose
     authorized_keys "Hostwinds" puts the key it issued (``authorize``): the plane logs in
-    with the private half it kept in Vault."""
-    plane = plane_factory(**remote_agents_env(local_net))
+    with the private half it kept in Vault.
+
+    The Hostwinds VPS takes the product's default path whole: over SSH it runs the install
+    script the plane serves, which fetches the agent package's wheels from the plane and
+    installs the agent into the VPS's own virtualenv (the local VPS keeps the host's agent,
+    for speed). Its first install meets a wheel that does not match its SHA-256 and fails
+    with that reason; the retry installs."""
+    plane = plane_factory(**served_package_env(local_net, agent_wheelhouse))
+    served = plane.http.get("/agent/install.sh")  # waits for the wheelhouse's build
+    assert served.status_code == 200, served.text
     machine = await machines.make("hostwinds-vps", new_key_pair("nobody yet").public_key)
     address = machine.ipv4[0]
 
@@ -94,15 +109,26 @@ async def test_local_and_hostwinds_vpss_get_their_agents_over_ssh_and_become_rea
             name = f"t-{time.time_ns()}"
             tenant = plane.api("POST", "/api/v1/tenants", 201, json={"name": name})
             server = order(plane, tenant["id"], "ssh1")
-            rented = plane.api(
-                "POST",
-                "/api/v1/servers",
-                201,
-                json={"name": "hw1", "provider": "hostwinds", "region": "2", "plan": "12",
-                      "mail_stack": "none", "tenant_id": tenant["id"]},
-            )  # fmt: skip
+            with _tampered(agent_wheelhouse, served.text) as (wheel, sha):
+                rented = plane.api(
+                    "POST",
+                    "/api/v1/servers",
+                    201,
+                    json={"name": "hw1", "provider": "hostwinds", "region": "2", "plan": "12",
+                          "mail_stack": "none", "tenant_id": tenant["id"]},
+                )  # fmt: skip
+                failed = wait_state(plane, rented["id"], "failed", timeout=30)
+            assert failed["failed_step"] == "installing_agent", failed
+            assert failed["failure_reason"].startswith(
+                "the agent's install script exited with status 1; last output: "
+            ), failed
+            assert f"install-agent.sh: {wheel}: SHA-256 " in failed["failure_reason"]
+            assert failed["failure_reason"].endswith(f", expected {sha}; nothing installed")
+            assert not (machines.root(machine) / "opt" / "mailfleet-agent").exists()
+            plane.api("POST", f"/api/v1/servers/{rented['id']}/retry", 200)
             _local_vps_ready(plane, local_net, server["id"])
             _hostwinds_ready(plane, api, rented["id"], address, machines.host_key(machine))
+            _runs_the_served_agent(plane, rented["id"], machines.root(machine))
 
             plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
             plane.api("DELETE", f"/api/v1/servers/{rented['id']}", 202)
@@ -141,7 +167,7 @@ def _local_vps_ready(plane: ControlPlane, local_net: LocalNet, server_id: str) -
 def _hostwinds_ready(
     plane: ControlPlane, api: HostwindsDouble, server_id: str, address: str, host_key: str
 ) -> None:
-    ready = wait_state(plane, server_id, "ready", timeout=30)
+    ready = wait_state(plane, server_id, "ready", timeout=90)  # a few seconds, unloaded
     (instance,) = api.instances.values()
     assert ready["instance_id"] == str(instance.serviceid) and ready["ipv4"] == address
     assert ready["ssh_host_key"] == host_key and ready["status"] == "online"
@@ -149,9 +175,45 @@ def _hostwinds_ready(
     assert instance.user_data == "" and instance.keys == [f"mf-{server_id}"]
     events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
     assert [e["state"] for e in events if e["kind"] == "state"] == [
-        "requested", "creating", "booting", "installing_agent", "enrolling", "ready"
+        "requested", "creating", "booting", "installing_agent",
+        "installing_agent", "enrolling", "ready",  # the retry after the tampered wheel
     ]  # fmt: skip
     assert any(e["message"].startswith("mailfleet-agent started (pid ") for e in events)
+
+
+@contextlib.contextmanager
+def _tampered(wheelhouse: Path, script: str) -> Iterator[tuple[str, str]]:
+    """The wheel the install script fetches first, altered on the plane's disk (as a
+    corrupted or substituted file would reach the VPS) until the block ends: its name and
+    the SHA-256 the script lists for it."""
+    listed = [
+        line.split("  ") for line in script.splitlines()
+        if re.fullmatch(r"[0-9a-f]{64}  [A-Za-z0-9._+-]+", line)
+    ]  # fmt: skip
+    sha, name = listed[0]  # the list is in name order, fetched in that order
+    (path,) = wheelhouse.glob(f"*/{name}")
+    original = path.read_bytes()
+    path.write_bytes(original + b"\0")
+    try:
+        yield name, sha
+    finally:
+        path.write_bytes(original)
+
+
+def _runs_the_served_agent(plane: ControlPlane, server_id: str, root: Path) -> None:
+    """The agent that enrolled runs from the VPS's own virtualenv, installed by the served
+    script over SSH, whose output lines are the server's events."""
+    venv = root / "opt" / "mailfleet-agent"
+    pid = int((root / "run" / "mailfleet-agent.pid").read_text())
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[1] == str(venv / "bin" / "mailfleet-agent").encode(), cmdline
+    events = plane.api("GET", f"/api/v1/servers/{server_id}/events")["items"]
+    output = [e["message"] for e in events if e["kind"] == "output"]
+    installed = rf"install-agent\.sh: mailfleet-agent [0-9.]+ installed in {re.escape(str(venv))}"
+    assert any(re.fullmatch(installed, line) for line in output), output
+    assert f"mailfleet-agent started (pid {pid}); its log: {root}/var/log/mailfleet-agent.log" in (
+        output
+    )
 
 
 @dataclass
