@@ -135,6 +135,9 @@ def test_agent_footprint_harness(tmp_path: Path) -> None:
     for phase in ("idle", "burst"):  # USS (only the agent's pages) is part of its RSS
         assert 10 < result[phase]["uss_mb"]["max"] < result[phase]["rss_mb"]["max"]
         assert result[phase]["samples"] > 0 and result[phase]["cpu_percent_of_one_core"] >= 0
+        assert 0 < result[phase]["pss_mb"]["max"] <= result[phase]["rss_mb"]["max"]
+    where = result["idle"]["resident_mb_by_mapping"]  # the largest mappings, part of RSS
+    assert where and sum(where.values()) <= result["idle"]["rss_mb"]["max"] + 1
     assert result["burst"]["states"] == {"succeeded": 6}
 
 
