@@ -6,7 +6,8 @@ by the ``agent.pki`` helper process. Yet ``asyncio`` imports ``ssl`` and ``hashl
 4.5 MiB of RSS (1.2 MiB of it the process's own) for nothing the daemon does. Hidden while
 the daemon's modules load, ``asyncio`` runs without TLS streams (``loop.create_connection
 (ssl=...)`` raises ``RuntimeError: stdlib ssl module not available`` in the daemon) and
-``hashlib`` uses Python's built-in SHA-2 and BLAKE2. Modules imported later (a command's,
+``hashlib`` uses Python's built-in SHA-2, SHA-3 and BLAKE2 (its OpenSSL-only
+``pbkdf2_hmac`` and ``scrypt`` are absent). Modules imported later (a command's,
 on first use) import the real ``ssl`` and ``_hashlib`` as usual.
 """
 
