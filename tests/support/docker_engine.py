@@ -313,8 +313,11 @@ def sweep_vps_engines(prefix: str, state_dir: Path) -> list[str]:
     for directory in [state_dir, *exec_roots]:
         if directory.exists():
             unmount_under(directory)
-    for directory in exec_roots:
-        shutil.rmtree(directory, ignore_errors=True)
+    for path in exec_roots:  # and the engines' sockets beside them
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     for cgroup in {"/" + str(top.relative_to(top.parents[1])) for top in tops}:
         remove_cgroup_trees(cgroup)
     return found

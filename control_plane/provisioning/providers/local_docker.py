@@ -2,8 +2,9 @@
 
 MailU's ports must bind on the VPS's address, as on a rented VPS, so each VPS runs its own
 dockerd: started with ``nsenter --net=<the VPS's namespace>`` (``ip netns exec`` remounts
-/sys and dockerd stops with "Devices cgroup isn't mounted"), its data root and socket under
-the VPS's directory, its exec root under /run (containerd's socket path must stay short),
+/sys and dockerd stops with "Devices cgroup isn't mounted"), its data root under the VPS's
+directory, its exec root and API socket under /run/mailfleet-local (unix socket paths must
+stay short),
 its containers under the VPS's cgroup (``--cgroup-parent``), and joined to that cgroup itself
 before it runs, so stopping the VPS's processes stops the engine. Its iptables rules and
 ``ip_forward`` live in the VPS's namespace and go with it. An engine in the host's own
@@ -28,7 +29,6 @@ from control_plane.provisioning.providers import local_proc as proc
 from control_plane.provisioning.providers.base import ProviderError
 
 DOCKERD = "/usr/sbin/dockerd"
-SOCKET = "docker.sock"
 DATA = "docker"
 RUN_DIR = Path("/run/mailfleet-local")
 
@@ -42,7 +42,9 @@ class Engine:
 
     @property
     def socket(self) -> Path:
-        return self.directory / SOCKET
+        """Beside the exec root: a unix socket's path may not exceed 107 bytes, and a VPS's
+        directory can be longer than that leaves room for."""
+        return RUN_DIR / f"{self.namespace}.sock"
 
     @property
     def host(self) -> str:
@@ -61,6 +63,7 @@ def available(dockerd: str = DOCKERD) -> bool:
 def command(engine: Engine, cgroup: str | None) -> list[str]:
     """The dockerd command line (run inside the VPS's namespace)."""
     (engine.directory / "daemon.json").write_text("{}\n")  # not the host's daemon.json
+    RUN_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [
         DOCKERD,
         "--config-file", str(engine.directory / "daemon.json"),
