@@ -23,11 +23,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from control_plane.usage.trend import theil_sen
+
+# numpy is imported inside the functions that compute: serve and the CLI start without it.
+if TYPE_CHECKING:
+    import numpy as np
 
 MIN_PER_SLOT = 3
 NORMAL_MAD = 1.482602218505602  # 1 / Φ⁻¹(3/4): a normal distribution's σ over its MAD
@@ -56,6 +58,8 @@ def _slot_of_day(at: datetime) -> int:
 
 def _trend_per_day(points: Sequence[tuple[datetime, float]]) -> float:
     """Theil–Sen slope of the daily medians (0 under 3 days: no trend to speak of)."""
+    import numpy as np
+
     first = points[0][0]
     days: dict[int, list[float]] = defaultdict(list)
     for at, value in points:
@@ -72,6 +76,8 @@ def find(
 ) -> tuple[BaselineKind, list[Anomaly]]:
     """The baseline used and the points of ``points`` (hour start, % value; oldest first)
     outside it, each with its reason (``label`` names the series in it)."""
+    import numpy as np
+
     if not points:
         return "none", []
     slope = _trend_per_day(points)
@@ -129,6 +135,8 @@ def _group(
 
 def _others_medians(values: np.ndarray) -> np.ndarray:
     """For each value, the median of all the others (vectorised over the sorted order)."""
+    import numpy as np
+
     n = len(values)
     order = np.argsort(values, kind="stable")
     ranked = values[order]
@@ -147,4 +155,6 @@ def _scaled_mad(values: np.ndarray) -> float:
     """The MAD scaled to a standard deviation, as ``scipy.stats.median_abs_deviation(x,
     scale="normal")`` gives it: numpy directly, since scipy's wrapper (axis and NaN
     handling) costs ~2 ms a call and this runs once per slot (168 per resource)."""
+    import numpy as np
+
     return float(NORMAL_MAD * np.median(np.abs(values - np.median(values))))

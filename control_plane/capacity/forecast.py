@@ -34,11 +34,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from control_plane.usage.trend import theil_sen
+
+if TYPE_CHECKING:
+    pass
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -84,6 +85,8 @@ def floor_hour(at: datetime) -> datetime:
 def daily_peaks(points: Sequence[tuple[datetime, float]], end: datetime) -> dict[int, float]:
     """Days back from ``end`` (0: the 24 h before it) → p95 of that day's hourly averages,
     for days with at least ``MIN_HOURS_PER_DAY`` of them."""
+    import numpy as np
+
     days: dict[int, list[float]] = defaultdict(list)
     for at, value in points:
         if at < end:
@@ -105,6 +108,8 @@ def forecast(
 ) -> Forecast:
     """Fit ``points`` (hourly buckets' start and average, in % of capacity, oldest first)
     and say when each level is crossed. ``now`` ends the data: hours after it are ignored."""
+    import numpy as np
+
     end = floor_hour(now) + HOUR
     points = [(at, value) for at, value in points if at < end]
     if not points:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from control_plane.metrics.series import filesystem_series, split_series
 from control_plane.provisioning.providers.base import Plan
-from control_plane.usage.series import Floats, Series
+
+if TYPE_CHECKING:
+    from control_plane.usage.series import Floats, Series
 
 GIB = 1024**3
 MIB = 1024**2
@@ -81,6 +82,8 @@ def targets(
     min_hours: int,
 ) -> tuple[list[Target], str | None]:
     """Each resource's target, or why there is not enough data (then no targets)."""
+    import numpy as np
+
     disk = disk_series(series)
     none = np.zeros(0)
 

@@ -19,10 +19,8 @@ import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -43,6 +41,14 @@ from control_plane.errors import InvalidInput
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
 from control_plane.metrics.retention import Retention
 from control_plane.metrics.series import GAUGES, sample_series, split_series
+
+# numpy is imported inside the functions that compute: serve and the CLI start without it.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Floats = npt.NDArray[np.float64]
+    Ints = npt.NDArray[np.int64]
 
 UsageStep = Literal["raw", "1m", "5m", "15m", "1h", "1d"]
 STEPS: tuple[UsageStep, ...] = get_args(UsageStep)
@@ -79,8 +85,6 @@ class Point(NamedTuple):
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = 1_000_000  # microseconds a second
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -100,6 +104,8 @@ class Series:
     @classmethod
     def of(cls, t: Any, avg: Any, low: Any, high: Any, count: Any) -> Series:
         """From sequences (lists, arrays) of equal length."""
+        import numpy as np
+
         return cls(
             np.asarray(t, np.int64),
             np.asarray(avg, np.float64),
@@ -210,6 +216,8 @@ async def _raw(
     end: datetime,
     names: Collection[str] | None,
 ) -> dict[str, Series]:
+    import numpy as np
+
     wanted = set(names) if names is not None else None
     gauges = [g for g in GAUGES if wanted is None or g in wanted]
     with_fs = wanted is None or any(split_series(n)[1] is not None for n in wanted)
@@ -362,6 +370,8 @@ GROUPED_ROWS = """
 async def _as_arrays(
     session: AsyncSession, sql: str, params: dict[str, Any], width: int, grouped: bool
 ) -> dict[str, Series]:
+    import numpy as np
+
     if grouped:
         params["width"] = width
     return {

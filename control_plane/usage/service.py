@@ -7,10 +7,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import numpy.typing as npt
 from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +27,6 @@ from control_plane.usage.schemas import (
 from control_plane.usage.series import (
     EPOCH,
     STEP_SECONDS,
-    Floats,
-    Ints,
     Point,
     Series,
     TierReach,
@@ -38,6 +34,13 @@ from control_plane.usage.series import (
     read_series,
 )
 from control_plane.usage.summary import summarize
+
+# numpy is imported inside the functions that compute: serve and the CLI start without it.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from control_plane.usage.series import Floats, Ints
 
 # The widest range each step is chosen for when the caller names none (≤ ~2,200 points).
 DEFAULT_STEPS: tuple[tuple[timedelta, UsageStep], ...] = (
@@ -93,6 +96,8 @@ def default_step(span: timedelta) -> UsageStep:
 
 def _aligned(t: Ints, whole: Series | None) -> tuple[Floats, npt.NDArray[np.bool_]]:
     """``whole``'s averages at the times ``t`` (0 where it has none) and where it has one."""
+    import numpy as np
+
     if whole is None or not len(whole):
         return np.zeros(len(t)), np.zeros(len(t), bool)
     at = np.minimum(np.searchsorted(whole.t, t), len(whole) - 1)
@@ -105,6 +110,8 @@ def _ratio(part: Series, whole: Series, used: Callable[[Floats, Floats], Floats]
 
     min/max come from the part's min/max against the bucket's average total (totals change
     only on a resize), so a bucket's min ≤ avg ≤ max still holds."""
+    import numpy as np
+
     total, found = _aligned(part.t, whole)
     keep = found & (total != 0)
     p, total = part.take(keep), total[keep]
@@ -117,6 +124,8 @@ def _ratio(part: Series, whole: Series, used: Callable[[Floats, Floats], Floats]
 def _df_capacity(series: dict[str, Series], mountpoint: str) -> Series | None:
     """Per bucket, what a filesystem's used space is a share of
     (``metrics.series.filesystem_capacity``: used + free, else the total)."""
+    import numpy as np
+
     used = series.get(filesystem_series("fs_used_bytes", mountpoint))
     if used is None:
         return None
@@ -244,6 +253,8 @@ def _point_pieces(series: list[Series]) -> Iterator[list[bytes]]:
     """Per series, its points' JSON objects (comma-separated) as pieces to join: as
     pydantic-core writes them one by one, from each column of all the series serialized at
     once (no value's text has a comma) and each distinct time once."""
+    import numpy as np
+
     if not series:
         return
     t, avg, low, high, count = (

@@ -7,11 +7,14 @@ which ignores a few spikes (a backup's disk burst) that would tilt a least-squar
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from control_plane.usage.series import US, Series
 from control_plane.usage.trend import theil_sen
+
+# numpy is imported inside the functions that compute: serve and the CLI start without it.
+if TYPE_CHECKING:
+    import numpy as np
 
 # Theil–Sen is quadratic in points: longer series are averaged down to this many first
 # (90 days of hours → daily means; under a millisecond a series).
@@ -39,6 +42,8 @@ def summarize(points: Series, step_seconds: int | None) -> Summary:
     hour only when buckets are no longer than an hour, weekday only when no longer than a day.
     ``trend_per_day`` (units per day) needs points spanning at least a day.
     """
+    import numpy as np
+
     if not len(points):
         return Summary()
     avgs, counts, times = points.avg, points.count.astype(float), points.t / US
@@ -58,6 +63,8 @@ def summarize(points: Series, step_seconds: int | None) -> Summary:
 
 
 def _peak(times: np.ndarray, avgs: np.ndarray, unit: int, period: int, offset: int) -> int:
+    import numpy as np
+
     slot = ((times // unit).astype(np.int64) + offset) % period
     sums = np.bincount(slot, weights=avgs, minlength=period)
     seen = np.bincount(slot, minlength=period)
@@ -66,6 +73,8 @@ def _peak(times: np.ndarray, avgs: np.ndarray, unit: int, period: int, offset: i
 
 
 def _trend(times: np.ndarray, avgs: np.ndarray) -> float | None:
+    import numpy as np
+
     if len(times) < 3 or times[-1] - times[0] < DAY:
         return None
     if len(times) > TREND_POINTS:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
+# numpy is imported inside the functions that compute: serve and the CLI start without it.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ class TheilSen:
 def theil_sen(x: np.ndarray, y: np.ndarray, confidence: float | None = None) -> TheilSen:
     """Theil–Sen slope of ``y`` over ``x`` (pairs with equal x are left out), with its
     ``confidence`` interval when one is given (``len(x)`` ≥ 2 with distinct x values)."""
+    import numpy as np
+
     if confidence is not None:
         # scipy.stats takes ~1.5 s to import: loaded by the first forecast, not at every
         # serve and CLI start.
@@ -44,6 +49,8 @@ def theil_sen(x: np.ndarray, y: np.ndarray, confidence: float | None = None) -> 
 @lru_cache(maxsize=128)
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i < j) of n points: the same few sizes recur (96 per usage summary)."""
+    import numpy as np
+
     i, j = np.triu_indices(n, k=1)
     i.flags.writeable = j.flags.writeable = False
     return i, j
