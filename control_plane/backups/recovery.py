@@ -1,5 +1,9 @@
 """Disaster recovery: rebuild a lost (or doomed) server on a new VPS from its backups.
 
+An adopted server (provider ``ssh``) is rebuilt on another machine the customer has: the
+request names its ``address`` and an SSH credential, and the new server is adopted there
+(the agent installed over SSH) before the same restore follows.
+
 ``start`` orders the new server with the old one's settings and takes over everything that
 is not on the VPS: the backup repository (policy, snapshots and their secrets in Vault), the
 MailU secrets, the DKIM selector and the mail domains (DNS follows the domains' server). The
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,11 +27,11 @@ from control_plane.backups.models import BackupPolicy, BackupSnapshot, ServerRec
 from control_plane.backups.schemas import RecoverIn, RestoreIn
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
-from control_plane.errors import Conflict, NotFound
+from control_plane.errors import Conflict, InvalidInput, NotFound
 from control_plane.mail import stack
 from control_plane.mail.models import MailDomain
-from control_plane.provisioning import events
-from control_plane.provisioning.registry import ProviderRegistry
+from control_plane.provisioning import events, ssh_adopt
+from control_plane.provisioning.registry import ADOPTED, ProviderRegistry
 from control_plane.provisioning.service import deprovision, order_server
 from control_plane.servers.models import Server
 from control_plane.servers.schemas import ServerCreate
@@ -52,6 +57,8 @@ async def start(
     old: Server,
     data: RecoverIn,
 ) -> ServerRecovery:
+    now = utcnow()
+    order = _order(old, data, now)  # the body's fields first, then what it asks for
     policy = await service.require_policy(session, old)
     await service.absorb_results(session, policy)
     snapshot = await service.snapshot_for(
@@ -64,16 +71,7 @@ async def start(
     )
     if running is not None:
         raise Conflict(f"server {old.id} is already being recovered ({running})")
-    now = utcnow()
-    new = await order_server(
-        session, providers, settings, old.tenant_id,
-        ServerCreate(
-            name=f"{old.name[:180]}-r{now:%Y%m%d%H%M%S}", provider=old.provider,
-            region=data.region or old.region, plan=data.plan or old.plan,
-            mail_stack=old.mail_stack,
-            mail_hostname=old.mail_hostname, workspace_id=old.workspace_id,
-        ),
-    )  # fmt: skip
+    new = await order_server(session, providers, settings, old.tenant_id, order)
     new.dkim_selector = old.dkim_selector
     for path in (service.secrets_path, stack.mailu_secrets_path):
         secret = await vault.get(path(old))
@@ -99,6 +97,33 @@ async def start(
     events.record(session, old, "recovery", message)
     await session.flush()
     return recovery
+
+
+def _order(old: Server, data: RecoverIn, now: datetime) -> ServerCreate:
+    """The new server's order: the old one's settings, on its provider. An adopted server's
+    machine is the customer's, so the new one is another machine of theirs, adopted over SSH
+    at the ``address`` given (its region and plan stay refused there, as for any adoption);
+    other providers rent the new VPS and take no address or SSH credential."""
+    adopted = old.provider == ADOPTED
+    if adopted and data.address is None:
+        raise InvalidInput(
+            "address is required to recover an adopted server: give the IPv4 address of "
+            "another machine of yours to recover onto, with ssh_private_key or ssh_password "
+            "for its root (MailFleet installs the agent there over SSH and restores)",
+            field="body.address",
+        )
+    if not adopted:
+        credential = (data.ssh_private_key, data.ssh_password)
+        purpose = "recovering an adopted server"
+        ssh_adopt.refuse_fields(old.provider, data.address, *credential, purpose=purpose)
+    return ServerCreate(
+        name=f"{old.name[:180]}-r{now:%Y%m%d%H%M%S}", provider=old.provider,
+        region=data.region if adopted else data.region or old.region,
+        plan=data.plan if adopted else data.plan or old.plan,
+        address=data.address, ssh_private_key=data.ssh_private_key,
+        ssh_password=data.ssh_password, mail_stack=old.mail_stack,
+        mail_hostname=old.mail_hostname, workspace_id=old.workspace_id,
+    )  # fmt: skip
 
 
 async def for_server(session: AsyncSession, server_id: uuid.UUID) -> ServerRecovery:

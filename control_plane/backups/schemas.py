@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from control_plane.schemas import Finding, RequestModel, ResponseModel
+from control_plane.servers.schemas import SshPassword, SshPrivateKey
 from mailfleet import restic
 
 HOUR, DAY = 3600, 86400
@@ -255,6 +256,17 @@ class RecoverIn(RequestModel):
     snapshot: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$")
     region: str | None = Field(default=None, max_length=64, description="Default: the old one's.")
     plan: str | None = Field(default=None, max_length=64, description="Default: the old one's.")
+    # An adopted server (provider ssh) is recovered onto another machine the customer has,
+    # adopted over SSH as ``POST /servers`` would: no provider rents one.
+    address: str | None = Field(
+        default=None,
+        max_length=45,
+        description="Adopted server (provider `ssh`): required, the IPv4 address of the "
+        "machine to recover onto (MailFleet logs in as root on port 22 and installs the "
+        "agent); with one of `ssh_private_key`, `ssh_password`.",
+    )
+    ssh_private_key: SshPrivateKey | None = None
+    ssh_password: SshPassword | None = None
 
 
 class RecoveryOut(ResponseModel):

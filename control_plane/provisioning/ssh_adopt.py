@@ -55,12 +55,19 @@ class Adoption:
     login: Login
 
 
-def refuse_fields(provider: str, address: object, key: object, password: object) -> None:
-    """Another provider's order carries no address or SSH credential (nothing half-used)."""
+def refuse_fields(
+    provider: str,
+    address: object,
+    key: object,
+    password: object,
+    purpose: str = "adopting a machine",
+) -> None:
+    """Another provider's order (or recovery) carries no address or SSH credential (nothing
+    half-used)."""
     for name, value in (("address", address), ("ssh_private_key", key), ("ssh_password", password)):
         if value is not None:
             raise InvalidInput(
-                f"{name} is only for adopting a machine (provider ssh), not provider {provider}",
+                f"{name} is only for {purpose} (provider ssh), not provider {provider}",
                 field=f"body.{name}",
             )
 

@@ -18,6 +18,7 @@ from control_plane.commands import secrets
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.engine import Database
+from control_plane.provisioning.ssh import delete_server_secrets, login_path, new_key_pair
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
@@ -565,3 +566,84 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
     for kind in ("backup.check", "backup.drill"):
         assert await settle(kind, "succeeded", None, "ok") == {}  # a pass clears the finding
     await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
+
+
+async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_ssh(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
+) -> None:
+    """No provider rents a machine for an adopted server: the recovery takes the address of
+    another machine of the customer's and its root credential, and adopts it (the agent
+    installed over SSH, as in test_ssh_adopt.py) before the restore. No provisioning runner
+    runs here, so nothing connects anywhere."""
+    tenant, stranger = await make_tenant(), await make_tenant()
+    body = {"name": "own-1", "provider": "ssh", "address": "10.20.30.40", "mail_stack": "none"}
+    response = await client.post(
+        "/api/v1/servers", json={**body, "ssh_password": "first pw"}, headers=tenant.headers
+    )
+    assert response.status_code == 201, response.text
+    old_id = response.json()["id"]
+    manual_id, manual_base = await server_with_policy(client, tenant, db)
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(old_id))
+        assert server is not None
+        server.state = "ready"
+    base = f"/api/v1/servers/{old_id}"
+    await client.put(
+        f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
+    )
+    run = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
+    await report(db, old_id, run["id"], backup_result("eeee5555", datetime.now(UTC)))
+    key = new_key_pair("customer@laptop")
+    onto = {"address": "10.20.30.41", "ssh_private_key": key.private_key}
+
+    async def refused(path: str, payload: dict[str, Any], status: int = 422) -> str:
+        answer = await client.post(f"{path}/recover", json=payload, headers=tenant.headers)
+        assert answer.status_code == status, answer.text
+        error = answer.json()["errors"][0]
+        return f"{error['field']}: {error['message']}"
+
+    stolen = await client.post(f"{base}/recover", json=onto, headers=stranger.headers)
+    assert stolen.status_code == 404
+    assert (await refused(base, {})).startswith(
+        "body.address: address is required to recover an adopted server: give the IPv4 "
+        "address of another machine of yours to recover onto, with ssh_private_key or "
+        "ssh_password for its root"
+    )
+    assert (await refused(base, {"address": "10.20.30.41"})).startswith("body.ssh_private_key:")
+    assert (await refused(base, {**onto, "region": "2"})).startswith("body.region:")
+    assert (await refused(base, {**onto, "address": "127.0.0.1"})).startswith("body.address:")
+    assert (await refused(base, {**onto, "address": "10.20.30.40"}, 409)) == (
+        "body.address: server 'own-1' of this tenant is at 10.20.30.40"
+    )  # the old server's machine: its agent still runs there
+    assert (await refused(manual_base, {"ssh_password": "x"})) == (
+        "body.ssh_password: ssh_password is only for recovering an adopted server (provider "
+        "ssh), not provider manual"
+    )
+    listed = (await client.get("/api/v1/servers", headers=tenant.headers)).json()["items"]
+    assert sorted(s["id"] for s in listed) == sorted([old_id, manual_id])  # nothing written
+
+    started = await client.post(f"{base}/recover", json=onto, headers=tenant.headers)
+    assert started.status_code == 202, started.text
+    assert "PRIVATE KEY" not in started.text
+    new_id = started.json()["new_server_id"]
+    new = (await client.get(f"/api/v1/servers/{new_id}", headers=tenant.headers)).json()
+    assert (new["provider"], new["ipv4"], new["state"], new["ssh_public_key"]) == (
+        "ssh", "10.20.30.41", "installing_agent", " ".join(key.public_key.split()[:2])
+    )  # fmt: skip
+    assert "PRIVATE KEY" not in json.dumps(new)
+    login = await vault.get(login_path(uuid.UUID(tenant.id), uuid.UUID(new_id)))
+    assert login is not None and login["private_key"] == key.private_key
+    async with db.session() as session:
+        await recovery.advance(session, vault, Settings())
+        adopted = await session.get(Server, uuid.UUID(new_id))
+        assert adopted is not None
+        adopted.state = "ready"  # what the install over SSH and the enrollment lead to
+    async with db.session() as session:
+        await recovery.advance(session, vault, Settings())
+    followed = await client.get(f"/api/v1/servers/{new_id}/recovery", headers=tenant.headers)
+    assert followed.json()["state"] == "restoring"
+    items = (await client.get(f"/api/v1/servers/{new_id}/commands", headers=tenant.headers)).json()
+    (restore,) = [c for c in items["items"] if c["kind"] == "backup.restore"]
+    assert restore["payload"]["snapshot"] == "eeee5555"
+    for server_id in (old_id, new_id, manual_id):
+        await delete_server_secrets(vault, uuid.UUID(tenant.id), uuid.UUID(server_id))
