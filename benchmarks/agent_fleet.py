@@ -401,6 +401,26 @@ def group_cpu_seconds(pgid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
+def group_wait_seconds(pgid: int) -> float:
+    """Time the group's threads were ready to run but waited for a core (schedstat's
+    run-queue wait): high when other work on the plane's core starves it, whatever the
+    plane's own CPU use says."""
+    waited = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            for task in os.scandir(f"/proc/{entry.name}/task"):
+                with open(f"{task.path}/schedstat") as schedstat:
+                    waited += int(schedstat.read().split()[1])
+        except OSError:
+            continue  # gone meanwhile, or no schedstat
+    return waited / 1e9
+
+
 def spread(server_ids: list[str], count: int) -> list[str]:
     """``count`` targets over the whole fleet: every server once before any twice."""
     targets: list[str] = []
@@ -508,21 +528,29 @@ def planes_cpu_seconds(plane: Plane) -> float:
     return sum(group_cpu_seconds(pgid) for pgid in plane.pgids)
 
 
+def planes_wait_seconds(plane: Plane) -> float:
+    return sum(group_wait_seconds(pgid) for pgid in plane.pgids)
+
+
 def measure_step(
     plane: Plane, database_url: str, server_ids: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
     """The idle window, then the command window; samples counted over both."""
     agents = len(server_ids)
     wall_start = time.time()
-    cpu, t0 = planes_cpu_seconds(plane), time.monotonic()
+    cpu, waited, t0 = planes_cpu_seconds(plane), planes_wait_seconds(plane), time.monotonic()
     time.sleep(args.idle)
     idle = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t0)
-    cpu, t1 = planes_cpu_seconds(plane), time.monotonic()
+    idle["waiting_for_the_core"] = round((planes_wait_seconds(plane) - waited) / args.idle, 3)
+    cpu, waited, t1 = planes_cpu_seconds(plane), planes_wait_seconds(plane), time.monotonic()
     targets = spread(server_ids, args.commands)
     print(f"commands start: {agents} agents", flush=True)
     commands_from, figures = time.time(), plane_figures(plane)
     pings = asyncio.run(ping_commands(plane.url, plane.admin_key, targets, args.window))
     busy = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t1)
+    busy["waiting_for_the_core"] = round(
+        (planes_wait_seconds(plane) - waited) / (time.monotonic() - t1), 3
+    )
     wall_end = time.time()
     pings["plane_side"] = where_time_went(figures, plane_figures(plane))
     pings |= asyncio.run(ended_once(database_url, commands_from))

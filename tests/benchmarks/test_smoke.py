@@ -161,6 +161,7 @@ def test_agent_fleet_harness(tmp_path: Path) -> None:
         cpu = step["control_plane_cpu"][window]
         assert cpu["cores"] >= 0, window
         assert cpu["per_1000_agents"] == pytest.approx(250 * cpu["cores"], abs=0.2), window
+        assert cpu["waiting_for_the_core"] >= 0, window
     assert step["control_plane_cpu"]["commands"]["cores"] > 0
     samples = step["samples"]  # ~4 agents x ~6 s at one a second; the newest may be in flight
     assert samples["expected"] >= 12 and samples["expected"] / 2 <= samples["stored"], samples
