@@ -5,7 +5,9 @@ real OpenSSH ``sshd`` that authorizes the customer's key); a real ``mailfleet se
 it over SSH and follows it to ``ready``. The plane offers the local provider only for its
 bridge (its gateway listens there, where agents in namespaces reach it) and starts the agent
 already on this host (``MAILFLEET_PREINSTALLED_AGENT``), as a local VPS has no route out for
-pip. One test walks the whole of it (one plane, two machines, their waits overlapping).
+pip. One test walks the whole of it (one plane, two machines, their waits overlapping),
+then backs the first up and recovers it onto a third machine of the customer's, adopted by
+the recovery itself; retiring the old server forgets it and leaves its machine running.
 """
 
 from __future__ import annotations
@@ -63,14 +65,14 @@ def key_file(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it(
+async def test_adopted_machines_reach_ready_over_ssh_and_one_is_recovered_onto_another(
     local_net: LocalNet,
     plane_factory: PlaneFactory,
     machines: Machines,
     vault: Vault,
     tmp_path: Path,
 ) -> None:
-    plane = plane_factory(**remote_agents_env(local_net))
+    plane = plane_factory(**remote_agents_env(local_net), MAILFLEET_PERIODIC_SECONDS="0.5")
     tenant_id, owner = tenant_with_key(plane, "owner")
     _, stranger = tenant_with_key(plane, "stranger")
     customer = new_key_pair("customer@laptop")
@@ -211,12 +213,37 @@ async def test_adopted_machines_reach_ready_over_ssh_and_deleting_one_forgets_it
     for method, where, payload in calls:
         assert stranger.request(method, where, json=payload).status_code == 404, (method, where)
 
-    # 7. Deleting it forgets it: the machine is the customer's and is left running.
-    assert owner.delete(f"/api/v1/servers/{server_id}").status_code == 202
+    # 7. Recovered onto another machine of the customer's (adopted over SSH, the agent
+    # installed there, the backup restored); the old server is retired, which forgets it:
+    # its machine is the customer's and is left running.
+    third = await machines.make("customer-3", customer.public_key)
+    data = machines.root(first) / "srv" / "data"
+    data.mkdir(parents=True)
+    (data / "keep.txt").write_text("the customer's data\n")
+    policy = {"repository_url": str(tmp_path / "repo"), "paths": ["/srv/data"]}
+    assert owner.put(f"/api/v1/servers/{server_id}/backup-policy", json=policy).is_success
+    plane.wait_until(f"/api/v1/servers/{server_id}/backups", lambda b: len(b["snapshots"]) >= 1, 60)
+    recover = f"/api/v1/servers/{server_id}/recover"
+    assert problem_field(owner.post(recover, json={})) == "body.address"
+    onto = {"address": third.ipv4[0], "ssh_private_key": customer.private_key}
+    started = owner.post(recover, json=onto)
+    assert started.status_code == 202, started.text
+    new_id = started.json()["new_server_id"]
+    done = plane.wait_until(
+        f"/api/v1/servers/{new_id}/recovery", lambda r: r["state"] in ("done", "failed"), 60
+    )
+    assert done["state"] == "done", done
+    recovered = plane.api("GET", f"/api/v1/servers/{new_id}")
+    assert (recovered["provider"], recovered["ipv4"]) == ("ssh", third.ipv4[0])
+    assert recovered["ssh_host_key"] == machines.host_key(third)
+    restored = machines.root(third) / "srv" / "data" / "keep.txt"
+    assert restored.read_text() == "the customer's data\n"
     wait_gone(plane, server_id, timeout=30)
     assert await vault.get(login_path(uuid.UUID(tenant_id), uuid.UUID(server_id))) is None
     assert (await machines.provider.get(first.id)).status == "running"
     assert sshd_running((await machines.provider.describe(first.id)).namespace)
+    assert owner.delete(f"/api/v1/servers/{new_id}").status_code == 202
+    wait_gone(plane, new_id, timeout=30)
     owner.close()
     stranger.close()
 
