@@ -19,22 +19,23 @@ import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 from dns.rdtypes.ANY.CAA import CAA
 from dns.rdtypes.ANY.MX import MX
-from octodns.provider.plan import Plan
-from octodns.record import Create, Delete, Update
-from octodns.record import Record as OctoRecord
-from octodns.zone import Zone
 
 from control_plane.dns import desired
 from control_plane.dns.checker import normalise_value
 from control_plane.dns.record import Record
 from control_plane.errors import MailFleetError
+
+# octoDNS loads when DNS is planned or published, not with every serve start.
+if TYPE_CHECKING:
+    from octodns.provider.plan import Plan
+    from octodns.zone import Zone
 
 log = logging.getLogger(__name__)
 KINDS = ("rfc2136", "cloudflare", "route53")
@@ -118,6 +119,9 @@ def _value(rdata: dns.rdata.Rdata) -> Any:
 
 
 def desired_zone(zone: str, records: Sequence[Record]) -> Zone:
+    from octodns.record import Record as OctoRecord
+    from octodns.zone import Zone
+
     desired = Zone(zone + ".", [])
     for record in records:
         relative = _relative(record.name, zone)
@@ -165,6 +169,9 @@ def plan(
     """What publishing ``records`` in ``zone`` would change; and what MailFleet will own.
 
     ``previous`` is what MailFleet owned after its last apply (empty at first)."""
+    from octodns.record import Record as OctoRecord
+    from octodns.zone import Zone
+
     previous = previous or {}
     existing = Zone(zone + ".", [])
     try:
@@ -212,6 +219,8 @@ def apply(target: Any, zone: str, planned: Plan | None) -> None:
 
 def published(target: Any, zone: str) -> list[Record]:
     """What the provider serves in ``zone`` now (every record, the customer's too)."""
+    from octodns.zone import Zone
+
     existing = Zone(zone + ".", [])
     try:
         target.populate(existing, target=True, lenient=True)
@@ -227,6 +236,8 @@ def _ours(record: Any) -> Record:
 
 
 def _changes(planned: Plan | None) -> list[Change]:
+    from octodns.record import Create, Delete, Update
+
     if planned is None:
         return []
     found = []

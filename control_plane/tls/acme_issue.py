@@ -15,23 +15,24 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
-from acme import challenges, client, errors, messages
-from acme.crypto_util import make_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from josepy.jwk import JWKRSA
 
 from control_plane.errors import MailFleetError
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+
+# acme and josepy load when a certificate is issued, not with every serve start.
+if TYPE_CHECKING:
+    from acme import client
 
 ACCOUNT_PATH = "acme/account"
 ORDER_ATTEMPTS = 2
@@ -66,6 +67,9 @@ def _account_key() -> dict[str, str]:
 
 async def _client(settings: Settings, vault: Vault) -> client.ClientV2:
     """An ACME client with MailFleet's account, registered on first use."""
+    from acme import client, errors, messages
+    from josepy.jwk import JWKRSA
+
     stored = dict(await vault.ensure(ACCOUNT_PATH, _account_key))
     key = JWKRSA.load(stored["key_pem"].encode())
     verify: Any = str(settings.acme_ca_file) if settings.acme_ca_file else True
@@ -153,6 +157,9 @@ async def _issue_once(
     publish_txt: PublishTxt,
     authoritative: Callable[[str], Awaitable[list[tuple[str, int]]]],
 ) -> Issued:
+    from acme import challenges, errors, messages
+    from acme.crypto_util import make_csr
+
     acme = await _client(settings, vault)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_pem = key.private_bytes(
