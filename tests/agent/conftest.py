@@ -42,7 +42,7 @@ PAYLOAD = {
     "postmaster": "postmaster",
     "tls_flavor": "cert",
     "bind_address": VPS_ADDRESS,
-    "health_timeout_seconds": 30,
+    "health_timeout_seconds": 90,  # an upper bound: a loaded machine starts containers slowly
     **SECRETS,
 }
 Handler = Callable[[Path, dict[str, Any], Callable[[int, str], None]], Awaitable[dict[str, Any]]]

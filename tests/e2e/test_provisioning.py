@@ -321,7 +321,7 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_taken_port_fails_the_s
     mail = {"mail_stack": "mailu", "mail_hostname": "MX1.bücher.example"}
     server = order(plane, tenant["id"], "mail1", **mail)
     assert server["mail_hostname"] == "mx1.xn--bcher-kva.example"  # IDNA, not refused
-    ready = wait_state(plane, server["id"], "ready", timeout=90)
+    ready = wait_state(plane, server["id"], "ready", timeout=150)
     events = plane.api("GET", f"/api/v1/servers/{server['id']}/events")["items"]
     steps = [(e["state"], e["message"]) for e in events if e["kind"] == "state"]
     assert [state for state, _ in steps][-4:] == ["installing_mail", "dns", "tls", "ready"]
@@ -401,7 +401,7 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_taken_port_fails_the_s
 
     listener = run_in_namespace(other["namespace"], hold_port)
     try:
-        failed = wait_state(plane, broken["id"], "failed", timeout=90)
+        failed = wait_state(plane, broken["id"], "failed", timeout=150)
     finally:
         listener.close()
     assert failed["failed_step"] == "installing_mail"
@@ -410,7 +410,7 @@ def test_mailu_is_installed_with_secrets_from_vault_and_a_taken_port_fails_the_s
         local_net.state_dir / failed["instance_id"] / "rootfs" / "mailu" / "mailu.env"
     ).exists()
     plane.api("POST", f"/api/v1/servers/{broken['id']}/retry", 200)
-    wait_state(plane, broken["id"], "ready", timeout=90)
+    wait_state(plane, broken["id"], "ready", timeout=150)
 
     problem = order(plane, tenant["id"], "mail3", 422, mail_stack="mailu")
     assert problem["errors"][0]["field"] == "body.mail_hostname"
@@ -460,7 +460,7 @@ def test_an_agent_killed_mid_install_is_restarted_and_the_install_finishes(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        wait_state(plane, server["id"], "ready", timeout=90)
+        wait_state(plane, server["id"], "ready", timeout=150)
         installs = [c for c in plane.api("GET", commands)["items"] if c["kind"] == "mailu.install"]
         assert [c["state"] for c in installs] == ["failed", "succeeded"]
         assert installs[0]["error"].startswith("interrupted")
