@@ -41,6 +41,9 @@ APPLETS = (
     "echo", "ls", "mkdir", "kill", "wget", "printf", "pidof",
 )  # fmt: skip
 LABEL = "org.mailfleet.standin"
+HEALTHCHECK = (
+    "HEALTHCHECK --interval=300ms --timeout=2s --start-period=1s --retries=3 CMD /bin/healthy"
+)
 
 SERVE = r"""#!/bin/sh
 # The stand-in's process: listen on the given ports (front: its env's PORTS), then wait.
@@ -137,6 +140,7 @@ def root_filesystem() -> bytes:
 
 def content_hash(version: str = MAILU_VERSION) -> str:
     digest = hashlib.sha256(root_filesystem())
+    digest.update(f"{HEALTHCHECK}|{API_DOUBLE_PORT}".encode())  # what import adds to each
     for stand_in in stand_ins(version):
         digest.update(repr(stand_in).encode())
     return digest.hexdigest()[:16]
@@ -160,10 +164,7 @@ def import_stand_ins(engine: DockerEngine, version: str = MAILU_VERSION) -> list
             f"ENV API_DOUBLE_PORT={API_DOUBLE_PORT}",
         ]
         if stand_in.healthcheck:
-            changes.append(
-                "HEALTHCHECK --interval=300ms --timeout=2s --start-period=1s --retries=3 "
-                "CMD /bin/healthy"
-            )
+            changes.append(HEALTHCHECK)
         argv = ["import"]
         for change in changes:
             argv += ["--change", change]
