@@ -25,6 +25,8 @@ from agent.backup import commands as backup
 from agent.backup import sources
 from agent.errors import CommandError
 from agent.mailu.install import install
+from agent.mailu.render import data_directories, render_env
+from agent.mailu.spec import parse_spec
 from tests.agent.conftest import NEW_ADDRESS, PAYLOAD, MailuEngine
 from tests.support.moto import S3Server
 
@@ -200,15 +202,20 @@ async def test_point_in_time_restore_in_place_keeps_the_previous_state_until_fin
 async def test_a_restore_onto_a_new_address_keeps_the_files_rendered_for_it(
     tmp_path: Path, templates: tuple[Path, Path], mailu_engine: MailuEngine
 ) -> None:
-    """Recovery onto a new VPS, on a real engine: the old server's snapshot holds a compose
-    file binding the old address (and, since a repository the tenant controls may hold
-    anything, crafted files); restored in place on a new server whose MailU was rendered for
-    its own address, the mail comes back, the new server's rendered files stay, and MailU
-    starts again bound to the new address."""
+    """Recovery onto a new VPS, on a real engine: the old server's snapshot holds its own
+    rendered files, here crafted ones (a repository the tenant controls may hold anything:
+    a compose file that mounts the host, an nginx include out of the tree); restored in
+    place on a new server whose MailU was rendered for its own address, the mail comes back,
+    the new server's rendered files stay, and MailU starts again bound to the new address."""
     old, new = tmp_path / "old", tmp_path / "new"
     repo = repo_copy(templates[0], tmp_path / "repo")
     _, progress = recorder()
-    await install(old, PAYLOAD, progress)
+    # The old server's MailU directory as its agent left it (its files bind the old
+    # address; whether its containers ran does not change the snapshot).
+    spec = parse_spec(PAYLOAD)
+    for sub in data_directories(spec):
+        (old / "mailu" / sub).mkdir(parents=True, exist_ok=True)
+    (old / "mailu" / "mailu.env").write_text(render_env(spec))
     message = old / "mailu" / "mail" / "user@example.net" / "cur" / "1700000000.M1:2,S"
     message.parent.mkdir(parents=True)
     message.write_text("mail worth restoring\n")
@@ -221,7 +228,6 @@ async def test_a_restore_onto_a_new_address_keeps_the_files_rendered_for_it(
     (old / "mailu" / "overrides" / "nginx").symlink_to(outside)
     (old / "mailu" / "certs" / "key.pem").write_text("crafted\n")
     snapshot = await backup.run(old, payload(repo), progress)
-    mailu_engine.engine.remove_all_containers()  # the old server is lost
 
     await install(new, {**PAYLOAD, "bind_address": NEW_ADDRESS}, progress)
     mailu = new / "mailu"

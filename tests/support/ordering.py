@@ -22,7 +22,7 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_fuzzing_the_api_finds_no_server_errors": 102,
     "test_the_lifecycle_of_an_install_on_a_real_engine": 36,
     "test_a_taken_port_or_an_absent_address_fails_the_start_and_leaves_nothing": 15,
-    "test_a_restore_onto_a_new_address_keeps_the_files_rendered_for_it": 26,
+    "test_a_restore_onto_a_new_address_keeps_the_files_rendered_for_it": 20,
     "test_compose_accepts_every_combination_the_agent_renders": 10,
     "test_scheduled_and_manual_backups_then_an_in_place_restore_and_rollback": 47,
     "test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself": 40,
