@@ -1,8 +1,9 @@
 """Disaster recovery: rebuild a lost (or doomed) server on a new VPS from its backups.
 
-An adopted server (provider ``ssh``) is rebuilt on another machine the customer has: the
-request names its ``address`` and an SSH credential, and the new server is adopted there
-(the agent installed over SSH) before the same restore follows.
+An adopted server (provider ``ssh``) is rebuilt on a machine the customer has — another one,
+or its own once reinstalled (``ssh_adopt.address_free``): the request names its ``address``
+and an SSH credential, and the new server is adopted there (the agent installed over SSH)
+before the same restore follows.
 
 ``start`` orders the new server with the old one's settings and takes over everything that
 is not on the VPS: the backup repository (policy, snapshots and their secrets in Vault), the
@@ -71,7 +72,7 @@ async def start(
     )
     if running is not None:
         raise Conflict(f"server {old.id} is already being recovered ({running})")
-    new = await order_server(session, providers, settings, old.tenant_id, order)
+    new = await order_server(session, providers, settings, old.tenant_id, order, replacing=old)
     new.dkim_selector = old.dkim_selector
     for path in (service.secrets_path, stack.mailu_secrets_path):
         secret = await vault.get(path(old))

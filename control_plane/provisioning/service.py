@@ -33,9 +33,11 @@ async def order_server(
     settings: Settings,
     tenant_id: uuid.UUID,
     data: ServerCreate,
+    replacing: Server | None = None,
 ) -> Server:
     """Record a new server and start its workflow; an unknown provider/region/plan is a 422,
-    and so is an adoption's bad address or credential (``ssh_adopt``), before any write."""
+    and so is an adoption's bad address or credential (``ssh_adopt``), before any write.
+    ``replacing``: the server a recovery rebuilds (its machine may be adopted again)."""
     plan, adoption = None, None
     if data.provider == ADOPTED:
         await providers.get(ADOPTED)  # a 422 where adoption is switched off
@@ -51,7 +53,7 @@ async def order_server(
     else:
         plan = await providers.check_order(data.provider, data.region, data.plan)
     if adoption is not None:
-        await ssh_adopt.address_free(session, tenant_id, adoption.address)
+        await ssh_adopt.address_free(session, settings, tenant_id, adoption.address, replacing)
     server = await servers.create_server(session, tenant_id, data)
     if plan is not None:  # the price it is ordered at; a resize records the next one
         server.plan_monthly_price, server.plan_currency = plan.monthly_price, plan.currency

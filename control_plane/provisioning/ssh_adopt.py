@@ -21,15 +21,18 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.base import utcnow
 from control_plane.errors import Conflict, InvalidInput
 from control_plane.provisioning import events, ssh
 from control_plane.provisioning.workflow import enter
 from control_plane.servers.models import Server
+from control_plane.servers.status import agent_status
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
 
@@ -137,13 +140,31 @@ def login(key: SecretStr | None, password: SecretStr | None) -> Login:
     return Login({"private_key": text, "public_key": public}, public)
 
 
-async def address_free(session: AsyncSession, tenant_id: uuid.UUID, address: str) -> None:
-    """One server per machine in a tenant: adopting it twice would run two agents there."""
-    taken = await session.scalar(
-        select(Server.name).where(Server.tenant_id == tenant_id, Server.ipv4 == address).limit(1)
-    )
+async def address_free(
+    session: AsyncSession,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    address: str,
+    replacing: Server | None = None,
+) -> None:
+    """One server per machine in a tenant: adopting it twice would run two agents there.
+    A recovery may go back onto the machine of the server it replaces (``replacing``) once
+    that machine is reinstalled, never while the old agent is online there."""
+    query = select(Server.name).where(Server.tenant_id == tenant_id, Server.ipv4 == address)
+    if replacing is not None:
+        query = query.where(Server.id != replacing.id)
+    taken = await session.scalar(query.limit(1))
     if taken is not None:
         raise Conflict(f"server {taken!r} of this tenant is at {address}", field="body.address")
+    if replacing is None or replacing.ipv4 != address:
+        return
+    unknown_after = timedelta(seconds=settings.agent_unknown_after_seconds)
+    if agent_status(replacing, utcnow(), unknown_after) == "online":
+        raise Conflict(
+            f"server {replacing.name!r} is at {address} and its agent is online there: recover "
+            "onto another machine, or onto this one once it is reinstalled (its agent gone)",
+            field="body.address",
+        )
 
 
 async def start(

@@ -572,21 +572,24 @@ async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
 ) -> None:
     """No provider rents a machine for an adopted server: the recovery takes the address of
-    another machine of the customer's and its root credential, and adopts it (the agent
-    installed over SSH, as in test_ssh_adopt.py) before the restore. No provisioning runner
-    runs here, so nothing connects anywhere."""
+    a machine of the customer's and its root credential, and adopts it (the agent installed
+    over SSH, as in test_ssh_adopt.py, which recovers onto another machine) before the
+    restore. Here it is the old server's own machine, reinstalled: refused while the old
+    agent is online there. No provisioning runner runs here, so nothing connects anywhere."""
     tenant, stranger = await make_tenant(), await make_tenant()
     body = {"name": "own-1", "provider": "ssh", "address": "10.20.30.40", "mail_stack": "none"}
+    other = {**body, "name": "own-2", "address": "10.20.30.42", "ssh_password": "pw"}
+    assert (await client.post("/api/v1/servers", json=other, headers=tenant.headers)).is_success
     response = await client.post(
         "/api/v1/servers", json={**body, "ssh_password": "first pw"}, headers=tenant.headers
     )
     assert response.status_code == 201, response.text
     old_id = response.json()["id"]
-    manual_id, manual_base = await server_with_policy(client, tenant, db)
+    _, manual_base = await server_with_policy(client, tenant, db)
     async with db.session() as session:
         server = await session.get(Server, uuid.UUID(old_id))
         assert server is not None
-        server.state = "ready"
+        server.state, server.last_heartbeat_at = "ready", datetime.now(UTC)  # online
     base = f"/api/v1/servers/{old_id}"
     await client.put(
         f"{base}/backup-policy", json={"repository_url": "/srv/r"}, headers=tenant.headers
@@ -594,7 +597,7 @@ async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_
     run = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
     await report(db, old_id, run["id"], backup_result("eeee5555", datetime.now(UTC)))
     key = new_key_pair("customer@laptop")
-    onto = {"address": "10.20.30.41", "ssh_private_key": key.private_key}
+    onto = {"address": "10.20.30.40", "ssh_private_key": key.private_key}
 
     async def refused(path: str, payload: dict[str, Any], status: int = 422) -> str:
         answer = await client.post(f"{path}/recover", json=payload, headers=tenant.headers)
@@ -612,15 +615,23 @@ async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_
     assert (await refused(base, {"address": "10.20.30.41"})).startswith("body.ssh_private_key:")
     assert (await refused(base, {**onto, "region": "2"})).startswith("body.region:")
     assert (await refused(base, {**onto, "address": "127.0.0.1"})).startswith("body.address:")
-    assert (await refused(base, {**onto, "address": "10.20.30.40"}, 409)) == (
-        "body.address: server 'own-1' of this tenant is at 10.20.30.40"
-    )  # the old server's machine: its agent still runs there
+    assert (await refused(base, {**onto, "address": "10.20.30.42"}, 409)) == (
+        "body.address: server 'own-2' of this tenant is at 10.20.30.42"
+    )
+    assert (await refused(base, onto, 409)) == (
+        "body.address: server 'own-1' is at 10.20.30.40 and its agent is online there: "
+        "recover onto another machine, or onto this one once it is reinstalled (its agent gone)"
+    )
     assert (await refused(manual_base, {"ssh_password": "x"})) == (
         "body.ssh_password: ssh_password is only for recovering an adopted server (provider "
         "ssh), not provider manual"
     )
     listed = (await client.get("/api/v1/servers", headers=tenant.headers)).json()["items"]
-    assert sorted(s["id"] for s in listed) == sorted([old_id, manual_id])  # nothing written
+    assert len(listed) == 3  # nothing written
+    async with db.session() as session:
+        server = await session.get(Server, uuid.UUID(old_id))
+        assert server is not None
+        server.last_heartbeat_at = datetime.now(UTC) - timedelta(hours=1)  # the machine died
 
     started = await client.post(f"{base}/recover", json=onto, headers=tenant.headers)
     assert started.status_code == 202, started.text
@@ -628,7 +639,7 @@ async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_
     new_id = started.json()["new_server_id"]
     new = (await client.get(f"/api/v1/servers/{new_id}", headers=tenant.headers)).json()
     assert (new["provider"], new["ipv4"], new["state"], new["ssh_public_key"]) == (
-        "ssh", "10.20.30.41", "installing_agent", " ".join(key.public_key.split()[:2])
+        "ssh", "10.20.30.40", "installing_agent", " ".join(key.public_key.split()[:2])
     )  # fmt: skip
     assert "PRIVATE KEY" not in json.dumps(new)
     login = await vault.get(login_path(uuid.UUID(tenant.id), uuid.UUID(new_id)))
@@ -645,5 +656,6 @@ async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_
     items = (await client.get(f"/api/v1/servers/{new_id}/commands", headers=tenant.headers)).json()
     (restore,) = [c for c in items["items"] if c["kind"] == "backup.restore"]
     assert restore["payload"]["snapshot"] == "eeee5555"
-    for server_id in (old_id, new_id, manual_id):
-        await delete_server_secrets(vault, uuid.UUID(tenant.id), uuid.UUID(server_id))
+    for server in listed:
+        await delete_server_secrets(vault, uuid.UUID(tenant.id), uuid.UUID(server["id"]))
+    await delete_server_secrets(vault, uuid.UUID(tenant.id), uuid.UUID(new_id))
