@@ -568,7 +568,7 @@ async def test_a_check_that_could_not_run_is_unknown_not_a_verdict(
     await vault.delete(f"vps/{tenant.id}/{server_id}/backup")
 
 
-async def test_an_adopted_server_is_recovered_onto_another_machine_adopted_over_ssh(
+async def test_an_adopted_server_is_recovered_onto_a_machine_adopted_over_ssh(
     client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database, vault: Vault
 ) -> None:
     """No provider rents a machine for an adopted server: the recovery takes the address of
