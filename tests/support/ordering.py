@@ -38,7 +38,7 @@ KNOWN_SECONDS: dict[str, float] = {
     "test_gateway_certificate_is_renewed_while_agents_stay_connected": 24,
     "test_a_second_shell_needs_no_settings_and_local_vpss_outlive_serve": 23,
     "test_adopted_machines_reach_ready_over_ssh_and_one_is_recovered_onto_another": 35,
-    "test_local_and_hostwinds_vpss_get_their_agents_over_ssh_and_become_ready": 25,
+    "test_local_and_hostwinds_vpss_get_their_agents_over_ssh_and_become_ready": 30,
     "test_register_warm_pause_allowance_remove": 22,
     "test_agent_fleet_harness": 32,
     "test_database_and_vault_come_back_as_they_were": 21,
