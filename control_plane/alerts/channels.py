@@ -11,7 +11,6 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +48,8 @@ def channel_secret_path(channel: AlertChannel) -> str:
 
 
 def _url_hint(url: str) -> str:
+    import httpx  # on first use: not with serve (it brings click, rich, pygments)
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}/…"
 

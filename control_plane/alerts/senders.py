@@ -17,7 +17,6 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 import aiosmtplib
-import httpx
 
 from control_plane.alerts.targets import TargetRefused, post, tls_context
 from control_plane.settings import Settings
@@ -69,6 +68,8 @@ async def _http(url: str, body: dict[str, Any], headers: dict[str, str], s: Sett
 
 
 async def _post(url: str, raw: bytes, headers: dict[str, str], s: Settings) -> Outcome:
+    import httpx  # on first use: not with serve (it brings click, rich, pygments)
+
     headers = {"Content-Type": "application/json", "User-Agent": "MailFleet-Alerts", **headers}
     try:
         answer = await post(url, raw, headers, s)

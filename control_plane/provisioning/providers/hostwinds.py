@@ -90,8 +90,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import httpx
-
 from control_plane.provisioning.providers import hostwinds_responses as responses
 from control_plane.provisioning.providers.base import (
     Instance,
@@ -109,6 +107,10 @@ from control_plane.provisioning.providers.resilience import (
     TokenBucket,
     backoff_delay,
 )
+
+# httpx (and the CLI it brings: click, rich, pygments) loads on first use, not with serve.
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,6 +143,8 @@ class HostwindsSettings:
 def ipv4_transport() -> httpx.AsyncHTTPTransport:
     """Hostwinds allow-lists API keys by IPv4 address: binding our side to 0.0.0.0 makes
     every request leave over IPv4, even where the host name resolves to IPv6 first."""
+    import httpx
+
     return httpx.AsyncHTTPTransport(local_address="0.0.0.0")  # noqa: S104 (a source address)
 
 
@@ -197,6 +201,8 @@ class HostwindsProvider:
         settings: HostwindsSettings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        import httpx
+
         if not api_key:
             raise ValueError("a Hostwinds API key is required")
         self._key = _ApiKey(api_key)
@@ -559,6 +565,8 @@ class HostwindsProvider:
         return body
 
     async def _post(self, action: str, params: Params) -> httpx.Response:
+        import httpx
+
         data: dict[str, str | builtins.list[str]] = {"action": action, "API": self._key.reveal()}
         for field, value in params.items():
             data[field] = value if isinstance(value, str) else builtins.list(value)
