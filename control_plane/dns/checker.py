@@ -48,25 +48,27 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
-
-import dns.asyncquery
-import dns.asyncresolver
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.NS
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.txtbase
-import dns.resolver
-import dns.rrset
+from typing import TYPE_CHECKING, Literal, cast
 
 from control_plane.dns.record import Record
+
+# dnspython (and the DoH client it brings: httpx2, h2) loads with the first lookup, not with serve.
+if TYPE_CHECKING:
+    import dns.asyncquery
+    import dns.asyncresolver
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rdtypes.ANY.NS
+    import dns.rdtypes.ANY.SOA
+    import dns.rdtypes.txtbase
+    import dns.resolver
+    import dns.rrset
 
 __all__ = [
     "UNRESPONSIVE_AFTER",
@@ -313,6 +315,11 @@ def normalise_value(rdtype: str, value: str) -> str:
     matches: TXT as its character-strings joined (however they are split), names absolute and
     lower case (``10 MX1.example.net`` → ``10 mx1.example.net.``). A TXT value not starting with
     a quote is taken as the text itself. Raises ValueError for a value that does not parse."""
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+
     rdtype = rdtype.upper()
     if rdtype in _TXT_TYPES and not value.lstrip().startswith('"'):
         return value.strip()
@@ -326,6 +333,9 @@ def normalise_value(rdtype: str, value: str) -> str:
 
 
 def _rdata_text(rdata: dns.rdata.Rdata) -> str:
+    import dns.rdatatype
+    import dns.rdtypes.txtbase
+
     rdtype = dns.rdatatype.to_text(rdata.rdtype)
     if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
         return b"".join(rdata.strings).decode("utf-8", "backslashreplace")
@@ -338,6 +348,9 @@ def _found_values(
 ) -> tuple[str, ...]:
     """The answer's values for exactly ``qname``/``rdtype``; a CNAME in its place shows up as
     ``CNAME target.`` so that it reads as a different value, not as missing."""
+    import dns.rdataclass
+    import dns.rdatatype
+
     wanted = dns.rdatatype.from_text(rdtype)
     rrset = response.get_rrset(response.answer, qname, dns.rdataclass.IN, wanted)
     if rrset is not None:
@@ -349,6 +362,9 @@ def _found_values(
 
 
 def _answer_ttl(response: dns.message.Message, qname: dns.name.Name, rdtype: str) -> int | None:
+    import dns.rdataclass
+    import dns.rdatatype
+
     wanted = dns.rdatatype.from_text(rdtype)
     for candidate in (wanted, dns.rdatatype.CNAME):
         rrset = response.get_rrset(response.answer, qname, dns.rdataclass.IN, candidate)
@@ -358,6 +374,8 @@ def _answer_ttl(response: dns.message.Message, qname: dns.name.Name, rdtype: str
 
 
 def _authority_soa(response: dns.message.Message) -> dns.rrset.RRset | None:
+    import dns.rdatatype
+
     for rrset in response.authority:
         if rrset.rdtype == dns.rdatatype.SOA:
             return rrset
@@ -389,11 +407,15 @@ def _highest(serials: Iterable[int | None]) -> int | None:
 
 
 def _absolute(name: str) -> dns.name.Name:
+    import dns.name
+
     return dns.name.from_text(name.lower().rstrip(".") + ".")
 
 
 def _enclosing(name: dns.name.Name) -> Iterator[dns.name.Name]:
     """``name`` and every name above it, deepest first (the root excluded)."""
+    import dns.name
+
     for _ in range(len(name.labels)):
         if name == dns.name.root:
             return
@@ -458,6 +480,8 @@ class _Querier:
     async def _send(
         self, query: dns.message.Message, target: _Target, tcp: bool
     ) -> dns.message.Message:
+        import dns.asyncquery
+
         self.sent += 1
         if tcp:
             return await dns.asyncquery.tcp(
@@ -476,6 +500,11 @@ class _Querier:
         """A usable answer (NOERROR/NXDOMAIN; authoritative from an authoritative server) or
         the reason there is none. Timeouts, transport errors and SERVFAIL are retried; other
         rcodes (REFUSED, NOTAUTH, …) are an answer in themselves."""
+        import dns.exception
+        import dns.flags
+        import dns.message
+        import dns.rcode
+
         key = (target.address, target.port)
         reply = _Reply(None, "timeout", "not queried")
         for _ in range(self.attempts):
@@ -527,6 +556,10 @@ class _Querier:
 
 
 def _zone_serial(zone: str, target: _Target, reply: _Reply) -> ZoneSerial:
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rdtypes.ANY.SOA
+
     base = ZoneSerial(zone, target.server, target.address, target.port, serial=None)
     if reply.response is None:
         return dataclasses.replace(base, error=f"{reply.error}: {reply.detail}")
@@ -551,6 +584,8 @@ def _zone_serial(zone: str, target: _Target, reply: _Reply) -> ZoneSerial:
 
 
 def _base_result(record: Record, target: _Target, reply: _Reply) -> ServerResult:
+    import dns.rcode
+
     response = reply.response
     return ServerResult(
         name=record.name,
@@ -827,6 +862,11 @@ async def find_authoritative(
     since the published NS set, not our own list, is what resolvers use. NS names without any
     address are left out (nothing can reach them); lookup failures raise
     AuthoritativeLookupError."""
+    import dns.asyncresolver
+    import dns.exception
+    import dns.rdtypes.ANY.NS
+    import dns.resolver
+
     res = dns.asyncresolver.Resolver(configure=resolver is None)
     if resolver is not None:
         res.nameservers = [resolver[0]]

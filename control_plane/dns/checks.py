@@ -7,8 +7,8 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import dns.resolver
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +16,6 @@ from control_plane.db.base import utcnow
 from control_plane.db.lookup import get_by_id
 from control_plane.db.pagination import Page, paginate
 from control_plane.dns import checker, desired, publish
-from control_plane.dns import troubleshoot as troubleshooting
 from control_plane.dns.models import DnsCheck, DnsProvider
 from control_plane.dns.service import desired_records, provider_target, settings_of
 from control_plane.errors import InvalidInput, Unavailable
@@ -26,6 +25,10 @@ from control_plane.mail.models import MailDomain
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 from control_plane.vault.client import Vault
+
+# dnspython (and the DoH client it brings: httpx2, h2) loads with the first lookup, not with serve.
+if TYPE_CHECKING:
+    from control_plane.dns import troubleshoot as troubleshooting
 
 
 def resolvers(settings: Settings) -> list[tuple[str, int]]:
@@ -41,6 +44,8 @@ async def troubleshoot(
     session: AsyncSession, vault: Vault, settings: Settings, domain: MailDomain
 ) -> troubleshooting.Diagnosis:
     """What is wrong with the domain's DNS as the world sees it, and how to fix it."""
+    from control_plane.dns import troubleshoot as troubleshooting  # subclasses dnspython's
+
     row = await settings_of(session, domain)
     records = await desired_records(session, domain, row)
     provider = await get_by_id(session, DnsProvider, row.provider_id, "DNS provider")
@@ -80,6 +85,8 @@ async def authoritative_nameservers(
     """The zone's authoritative servers: as the provider's settings list them
     (``nameservers``: host:port, for servers not on port 53), else as the world finds them.
     Used by the on-demand check below and by the health sweep's ``dns.drift``."""
+    import dns.resolver
+
     listed = json.loads(provider.settings).get("nameservers") or []
     if listed:
         found = []

@@ -23,11 +23,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-import dns.exception
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.txtbase
 import idna
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
@@ -332,6 +327,12 @@ def txt_presentation(value: str) -> str:
 def txt_text(presentation: str) -> str:
     """The text a TXT rdata in presentation form carries: its strings joined without a
     separator (how SPF, DKIM and DMARC read them), decoded as UTF-8."""
+    import dns.exception  # dnspython loads with the first lookup, not with serve
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rdtypes.txtbase
+
     try:
         rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, presentation)
     except dns.exception.DNSException as exc:

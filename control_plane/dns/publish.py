@@ -21,16 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-from dns.rdtypes.ANY.CAA import CAA
-from dns.rdtypes.ANY.MX import MX
-
 from control_plane.dns import desired
 from control_plane.dns.checker import normalise_value
 from control_plane.dns.record import Record
 from control_plane.errors import MailFleetError
+
+# dnspython (and the DoH client it brings: httpx2, h2) loads with the first lookup, not with serve.
+if TYPE_CHECKING:
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
 
 # octoDNS loads when DNS is planned or published, not with every serve start.
 if TYPE_CHECKING:
@@ -97,6 +97,10 @@ def _relative(name: str, zone: str) -> str | None:
 
 def _octodns_data(record: Record) -> dict[str, Any]:
     """Presentation values → the shapes octoDNS's records take."""
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+
     if record.type == "TXT":
         # octoDNS keeps a TXT value as one text with ``;`` escaped and splits it itself.
         values: list[Any] = [desired.octodns_txt(v) for v in record.values]
@@ -111,6 +115,9 @@ def _octodns_data(record: Record) -> dict[str, Any]:
 
 
 def _value(rdata: dns.rdata.Rdata) -> Any:
+    from dns.rdtypes.ANY.CAA import CAA
+    from dns.rdtypes.ANY.MX import MX
+
     if isinstance(rdata, MX):
         return {"preference": rdata.preference, "exchange": rdata.exchange.to_text()}
     if isinstance(rdata, CAA):

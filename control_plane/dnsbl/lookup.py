@@ -33,14 +33,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
-import dns.asyncquery
-import dns.exception
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
-
 from control_plane.dnsbl.catalog import DnsblList
 
 State = Literal["listed", "clean", "unknown"]
@@ -84,6 +76,8 @@ def query_name(subject: str, dnsbl: DnsblList) -> str:
 
 def subject_wire(subject: str) -> bytes:
     """The labels asked before the zone, in wire form (``query_name`` without the zone)."""
+    import dns.name  # dnspython loads with the first lookup, not with serve
+
     parts = subject.split(".")
     if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):  # IPv4: the hot path
         return b"".join(bytes((len(p),)) + p.encode() for p in reversed(parts))
@@ -140,6 +134,9 @@ class Lookup:
         test_point_ttl: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        import dns.exception
+        import dns.resolver
+
         self.resolvers = [(str(ipaddress.ip_address(h)), p) for h, p in resolvers]
         self._no_resolver: str | None = None
         if not self.resolvers:
@@ -166,6 +163,8 @@ class Lookup:
 
     async def check_all(self, subject: str, lists: Sequence[DnsblList]) -> dict[str, Verdict]:
         """``subject`` on every list (of its kind), by zone."""
+        import dns.exception
+
         try:
             prefix = subject_wire(subject)
         except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
@@ -216,6 +215,9 @@ class Lookup:
         return problem
 
     async def _verdict(self, prefix: bytes, dnsbl: DnsblList, *, reasons: bool) -> Verdict:
+        import dns.name
+        import dns.rcode
+
         zone = self._zones.get(dnsbl.zone)
         if zone is None:
             zone = self._zones[dnsbl.zone] = dns.name.from_text(dnsbl.zone).to_wire() or b""
@@ -245,6 +247,8 @@ class Lookup:
     async def ask(self, name: bytes, rdtype: int) -> Reply:
         """One question through the resolvers: each tried in turn (a REFUSED or SERVFAIL
         moves to the next) until one answers or ``timeout`` has passed."""
+        import dns.rcode
+
         if not self.resolvers:
             return Reply(error=self._no_resolver or "no resolver configured")
         question = name + struct.pack("!HH", rdtype, IN)
@@ -305,6 +309,11 @@ class Lookup:
         return _parse(data, question)
 
     async def _over_tcp(self, question: bytes, server: tuple[str, int]) -> Reply:
+        import dns.asyncquery
+        import dns.exception
+        import dns.message
+        import dns.name
+
         name = dns.name.from_wire(question, 0)[0]
         rdtype = struct.unpack("!H", question[-4:-2])[0]
         self.queries += 1
@@ -342,6 +351,11 @@ def _expire(future: asyncio.Future[bytes]) -> None:
 
 def _parse(data: bytes, question: bytes) -> Reply:
     """Any answer but a plain NXDOMAIN: dnspython reads it; the question must be ours."""
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.rdatatype
+
     try:
         message = dns.message.from_wire(data, ignore_trailing=True)
     except dns.exception.DNSException as exc:
@@ -363,6 +377,8 @@ def _parse(data: bytes, question: bytes) -> Reply:
 
 
 def _rcode(rcode: int | None) -> str:
+    import dns.rcode
+
     with contextlib.suppress(ValueError):
         return dns.rcode.to_text(dns.rcode.Rcode(rcode)) if rcode is not None else "no answer"
     return f"rcode {rcode}"

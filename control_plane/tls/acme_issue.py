@@ -17,11 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import dns.asyncquery
-import dns.exception
-import dns.message
-import dns.rcode
-import dns.rdatatype
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -105,6 +100,12 @@ async def _client(settings: Settings, vault: Vault) -> client.ClientV2:
 async def wait_visible(server: tuple[str, int], name: str, value: str, limit: float) -> None:
     """Until ``server`` answers ``value`` among the TXT of ``name`` (bounded). A server that
     never answered usably (timeout, REFUSED, SERVFAIL) is said to be that, not to lack it."""
+    import dns.asyncquery  # dnspython loads with the first lookup, not with serve
+    import dns.exception
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
+
     deadline = time.monotonic() + limit
     while True:
         query = dns.message.make_query(name, dns.rdatatype.TXT)
