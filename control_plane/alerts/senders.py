@@ -16,8 +16,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-import aiosmtplib
-
 from control_plane.alerts.targets import TargetRefused, post, tls_context
 from control_plane.settings import Settings
 
@@ -158,6 +156,8 @@ async def send_email(
     target: Target, payload: dict[str, Any], s: Settings, relay_password: str | None
 ) -> Outcome:
     """Through the configured relay, never through a server MailFleet watches."""
+    import aiosmtplib  # on first use, not with serve
+
     if not s.smtp_relay_host:
         return Outcome(ok=False, error="no SMTP relay configured (MAILFLEET_SMTP_RELAY_HOST)")
     to = list(target.config.get("to", []))

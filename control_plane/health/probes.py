@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosmtplib
 from cryptography import x509
 
 from control_plane.health.results import CheckState, Result, Severity
@@ -197,6 +196,8 @@ async def _smtp(
     implicit: bool,
 ) -> bytes:
     """Banner, EHLO, STARTTLS (unless ``implicit``: TLS from the start), EHLO again, QUIT."""
+    import aiosmtplib  # on first use, not with serve
+
     name = mail_host or sock.getpeername()[0]
     client = aiosmtplib.SMTP(
         hostname=name,
@@ -290,6 +291,8 @@ def _verify_reason(
 def _classify(exc: BaseException, stage: _Stage, limit: float) -> tuple[bool, str]:
     """(failing?, why): a timeout or no route is unknown (could not check); anything the
     port said is failing. The most telling exception in the chain decides."""
+    import aiosmtplib
+
     chain = _chain(exc)
 
     def find(kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 
-import psutil  # type: ignore[import-untyped]
 from sqlalchemy import select
 
 from control_plane.costs import meter
@@ -108,6 +107,8 @@ class Workflow:
         if not isinstance(cgroup, dict):
             return Fail("the agent reports no VPS cgroup, so the new limits cannot be seen")
         # The guest sees the plan's limits capped by this host (the VPS shares its machine).
+        import psutil  # type: ignore[import-untyped]  # here only: not with serve
+
         memory = min(resize.to_memory_mb * MIB, int(psutil.virtual_memory().total))
         cpus = min(float(resize.to_vcpus), float(os.cpu_count() or 1))
         seen_memory = int(found.get("memory_total_bytes") or 0)
