@@ -79,6 +79,21 @@ def call(http: httpx.Client, method: str, path: str, expect: int = 200, **kwargs
     return response.json() if response.content else None
 
 
+def resolves_recorded(tenant: httpx.Client, incident_id: str, timeout: float) -> Any:
+    """The incident once no resolve to a channel is still queued (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = call(tenant, "GET", f"/api/v1/incidents/{incident_id}")
+        queued = [
+            e
+            for e in detail["timeline"]
+            if e.get("event") == "resolve" and e.get("status") == "queued"
+        ]
+        if not queued or time.monotonic() > deadline:
+            return detail
+        time.sleep(0.3)
+
+
 def checks_of(plane: ControlPlane, server_id: str) -> dict[str, dict[str, Any]]:
     health = plane.api("GET", f"/api/v1/servers/{server_id}/health")
     return {c["check"]: c for c in health["checks"]}
@@ -229,7 +244,9 @@ def test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself(
         with mail_ports(namespace, address, ca):
             first.wait_for(about("smtp.25", "resolve"), 30, "the resolve to step 1's channel")
             second.wait_for(about("smtp.25", "resolve"), 30, "the resolve to step 2's channel")
-            detail = call(tenant, "GET", f"/api/v1/incidents/{incident['id']}")
+            # A delivery is recorded as sent once its answer is back, a moment after the
+            # receiver has the request: read the timeline once both are recorded (bounded).
+            detail = resolves_recorded(tenant, incident["id"], timeout=15)
         assert (detail["state"], detail["resolved_by"]) == ("resolved", "auto")
         kinds = [entry["kind"] for entry in detail["timeline"]]
         for kind in ("triggered", "escalated", "acknowledged", "resolved"):
