@@ -320,7 +320,11 @@ async def test_client_rate_limit_spaces_requests() -> None:
     arrivals = [call.at for call in api.calls]
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert len(arrivals) == 5
-    assert min(gaps) >= 0.45, gaps
+    # Sent 0.5 s apart; each arrival may be late by the machine's scheduling jitter (tens of
+    # ms under load), which shortens one gap and lengthens the next: none is a burst, and
+    # the five span the four intervals.
+    assert min(gaps) >= 0.3, gaps
+    assert arrivals[-1] - arrivals[0] >= 1.9, gaps
     assert all(call.outcome == "ok" for call in api.calls)
 
 
