@@ -135,7 +135,14 @@ async def _serve_api(
 ) -> int:
     host, port = parse_host_port(settings.api_addr)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=settings.log_level, log_config=None
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        log_config=None,
+        # A request that never ends (a followed stream, a stuck client) must not hold the
+        # stop: the periodic jobs, gateway and local OpenBao shut down after it.
+        timeout_graceful_shutdown=settings.api_shutdown_seconds,
     )
     server = _Server(config)
     _stop_on_signals(server)

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         "credentials (AWS_*, B2_*, …), never kept in Vault.",
     )
     api_addr: HostPort = "127.0.0.1:8080"
+    api_shutdown_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="On stop, how long requests still running may finish before they are cut.",
+    )
     grpc_addr: HostPort = Field(default="127.0.0.1:8443", description="Agent link (mutual TLS).")
     enroll_addr: HostPort = Field(
         default="127.0.0.1:8444", description="Enrollment (TLS + join token; no client cert)."
