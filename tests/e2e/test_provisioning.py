@@ -370,7 +370,8 @@ def test_mailu_is_installed_with_secrets_from_vault_on_the_vps_own_engine(
     installs = plane.api("GET", f"/api/v1/servers/{server['id']}/commands")["items"]
     installs = [c for c in installs if c["kind"] == "mailu.install"]
     assert sorted(c["state"] for c in installs) == ["failed", "succeeded"]  # refused, retried
-    stored = json.dumps([c["payload"] for c in installs])  # what the database holds: a reference only
+    # What the database holds: a reference only.
+    stored = json.dumps([c["payload"] for c in installs])
     assert "secrets_from" in stored and secrets["api_token"] not in stored
 
     # a domain and a mailbox, created in MailU by the agent through Mailu's REST API (the
