@@ -140,9 +140,9 @@ class Settings(BaseSettings):
         "credentials (AWS_*, B2_*, …), never kept in Vault.",
     )
     api_addr: HostPort = "127.0.0.1:8080"
-    api_shutdown_seconds: float = Field(
-        default=10.0,
-        gt=0,
+    api_shutdown_seconds: int = Field(
+        default=10,
+        ge=1,
         description="On stop, how long requests still running may finish before they are cut.",
     )
     grpc_addr: HostPort = Field(default="127.0.0.1:8443", description="Agent link (mutual TLS).")
