@@ -120,6 +120,7 @@ class Database:
             options.update(pool_size=10, max_overflow=20, pool_recycle=1800)
             options["connect_args"] = {"timeout": 10, "command_timeout": 60}
         self.url = sa_url
+        self.backend_pids = set()
         self.engine = create_async_engine(sa_url, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -130,9 +131,24 @@ class Database:
             )
         else:
             pinger = _IdlePing(idle_ping_seconds)
-            event.listen(self.engine.sync_engine.pool, "checkin", pinger.checkin)
-            event.listen(self.engine.sync_engine.pool, "checkout", pinger.checkout)
+            pool = self.engine.sync_engine.pool
+            event.listen(pool, "checkin", pinger.checkin)
+            event.listen(pool, "checkout", pinger.checkout)
+            event.listen(pool, "connect", self._remember_backend)
+            event.listen(pool, "close", self._forget_backend)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    # PostgreSQL backend pids of this engine's open connections: a LISTEN/NOTIFY listener
+    # knows its own replica's notifications by them (control_plane.db.notify).
+    backend_pids: set[int]
+
+    def _remember_backend(self, dbapi_connection: Any, record: Any) -> None:
+        pid = int(dbapi_connection.driver_connection.get_server_pid())
+        record.info["backend_pid"] = pid
+        self.backend_pids.add(pid)
+
+    def _forget_backend(self, _dbapi_connection: Any, record: Any) -> None:
+        self.backend_pids.discard(record.info.pop("backend_pid", None))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:

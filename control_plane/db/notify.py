@@ -6,7 +6,12 @@ notification inside its own transaction: PostgreSQL delivers it on commit and dr
 rollback, so a listener never wakes for work that is not there. Each replica keeps one
 connection listening. Notifications are a shortcut, not the record: while that connection
 is down they are lost, so every (re)connection wakes everything once, and the callers keep
-their slower polls as the safety net. SQLite runs one replica: in-process wakes suffice.
+their slower polls as the safety net.
+
+The replica that sends a notification wakes its own side in-process right after the
+commit (``wake_here``), on SQLite as on PostgreSQL, and its listener drops the echo of its
+own notifications (sent from a backend of its own pool): the echo arrives after the local
+wake was served and only cost a query that found nothing — about four per command.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.engine import Database
@@ -37,8 +42,40 @@ def listens(db: Database) -> bool:
     return db.url.get_backend_name() == "postgresql"
 
 
+# This process's own wake-ups per channel (the gateway registers its hub's).
+_here: dict[str, list[Wake]] = {}
+
+
+def wake_here(channels: Mapping[str, Wake]) -> Callable[[], None]:
+    """Have this process's ``notify`` calls wake ``channels`` after their commit; returns
+    the function that takes them back."""
+    for channel, wake in channels.items():
+        _here.setdefault(channel, []).append(wake)
+
+    def remove() -> None:
+        for channel, wake in channels.items():
+            with contextlib.suppress(ValueError):
+                _here.get(channel, []).remove(wake)
+
+    return remove
+
+
+def _wake(wake: Wake, channel: str, payload: str | None) -> None:
+    try:
+        wake(payload)
+    except Exception:
+        log.exception("the %s wake-up failed", channel)
+
+
 async def notify(session: AsyncSession, channel: str, payload: str) -> None:
-    """Tell every replica's listener, when (and only if) this transaction commits."""
+    """Wake this replica and every other replica's listener, when (and only if) this
+    transaction commits."""
+
+    def committed(_session: object) -> None:
+        for wake in tuple(_here.get(channel, ())):
+            _wake(wake, channel, payload)
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_notify(channel, payload)))
 
@@ -59,6 +96,7 @@ class Listener:
         self.channels = dict(channels)
         self.retry_seconds, self.check_seconds = retry_seconds, check_seconds
         self._on_notify = on_notify
+        self._own_backends = db.backend_pids  # whose notifications were woken in-process
         self.listening = asyncio.Event()  # set while the connection listens
 
     async def run(self) -> None:
@@ -92,12 +130,11 @@ class Listener:
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
 
-    def _relay(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+    def _relay(self, _connection: Any, pid: int, channel: str, payload: str) -> None:
+        if pid in self._own_backends:
+            return  # sent by this replica, which woke itself on commit
         if self._on_notify is not None:
             self._on_notify(channel)
         wake = self.channels.get(channel)
         if wake is not None:
-            try:
-                wake(payload)
-            except Exception:
-                log.exception("the %s wake-up failed", channel)
+            _wake(wake, channel, payload)

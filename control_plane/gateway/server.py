@@ -13,7 +13,14 @@ import grpc
 
 from control_plane.commands import handlers
 from control_plane.db.engine import Database
-from control_plane.db.notify import COMMAND_SETTLED, COMMANDS_QUEUED, Listener, listens
+from control_plane.db.notify import (
+    COMMAND_SETTLED,
+    COMMANDS_QUEUED,
+    Listener,
+    Wake,
+    listens,
+    wake_here,
+)
 from control_plane.gateway.certificate import GatewayCertificate
 from control_plane.gateway.hub import AgentHub
 from control_plane.gateway.servicers import AgentLinkServicer, EnrollmentServicer
@@ -45,11 +52,10 @@ def _uuid(payload: str | None) -> uuid.UUID | None:
         return None
 
 
-def replica_listener(
-    db: Database, hub: AgentHub, settings: Settings, telemetry: GatewayTelemetry
-) -> Listener:
-    """Other replicas' wake-ups: work queued for an agent held here, and commands settled
-    that a request here may wait for (``GET …/commands/{id}?wait_seconds``)."""
+def hub_wakes(hub: AgentHub) -> dict[str, Wake]:
+    """What a notification means to this replica's hub: work queued for an agent held here,
+    and a command settled that a request here may wait for (``GET …/commands/{id}?
+    wait_seconds``) — whether this replica sent it (woken on commit) or another did."""
 
     def queued(payload: str | None) -> None:
         hub.wake_dispatcher(_uuid(payload))
@@ -58,9 +64,16 @@ def replica_listener(
         if (command_id := _uuid(payload)) is not None:
             hub.command_settled(command_id)
 
+    return {COMMANDS_QUEUED: queued, COMMAND_SETTLED: settled}
+
+
+def replica_listener(
+    db: Database, hub: AgentHub, settings: Settings, telemetry: GatewayTelemetry
+) -> Listener:
+    """Other replicas' wake-ups for this replica's hub."""
     return Listener(
         db,
-        {COMMANDS_QUEUED: queued, COMMAND_SETTLED: settled},
+        hub_wakes(hub),
         retry_seconds=settings.notify_retry_seconds,
         on_notify=lambda channel: telemetry.notify_wakeups.labels(channel).inc(),
     )
@@ -104,7 +117,7 @@ class Gateway:
         self.telemetry.watch_ingest(self.ingest)
         self._server: grpc.aio.Server | None = None
         self._loops: list[asyncio.Task[None]] = []
-        self._unsubscribe: Callable[[], None] = lambda: None
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def certificate_names(self) -> list[str]:
         """Every name an agent may dial: the listen and advertised hosts, and the extra names."""
@@ -129,7 +142,10 @@ class Gateway:
                 raise OSError(f"cannot listen on {enroll}")
         await server.start()
         self._server = server
-        self._unsubscribe = handlers.on_wake(self.hub.wake_dispatcher)
+        self._unsubscribe = [
+            handlers.on_wake(self.hub.wake_dispatcher),
+            wake_here(hub_wakes(self.hub)),
+        ]
         self._loops = [
             asyncio.create_task(self.sessions.maintain(self.settings.dispatch_poll_seconds)),
             asyncio.create_task(self.ingest.run()),
@@ -142,7 +158,8 @@ class Gateway:
             log.info("agent gateway on %s (mutual TLS), enrollment on %s", link, enroll)
 
     async def stop(self, grace: float = 5.0) -> None:
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         if self._server is not None:
             await self._server.stop(grace)
         for task in self._loops:
