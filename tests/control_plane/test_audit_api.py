@@ -26,7 +26,7 @@ from tests.control_plane.test_cross_tenant import (
     operations,
     secured,
 )
-from tests.support.processes import run_cli
+from tests.support.cli_runner import invoke_cli
 
 EVENTS = "/api/v1/audit-events"
 
@@ -280,13 +280,13 @@ async def test_record_and_latest_for_later_features(db: Database, make_tenant: M
 async def test_a_cli_change_is_recorded_as_the_local_cli(
     database_url: str, db: Database, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    env = {"MAILFLEET_DATABASE_URL": database_url}
-    made = run_cli("tenant", "create", f"cli-audit-{uuid.uuid4().hex[:8]}", env=env)
+    env = {"MAILFLEET_DATABASE_URL": database_url}  # in process: tests/support/cli_runner.py
+    made = invoke_cli("tenant", "create", f"cli-audit-{uuid.uuid4().hex[:8]}", env=env)
     assert made.returncode == 0, made.stderr
     tenant_id = made.stdout.strip()
-    key = run_cli("api-key", "create", "--tenant", tenant_id, "--name", "from-cli", env=env)
+    key = invoke_cli("api-key", "create", "--tenant", tenant_id, "--name", "from-cli", env=env)
     assert key.returncode == 0, key.stderr
-    listed = run_cli("tenant", "list", env=env)  # a read records nothing
+    listed = invoke_cli("tenant", "list", env=env)  # a read records nothing
     assert listed.returncode == 0
 
     tenant_events = await events(client, admin_headers, object_type="tenant", object_id=tenant_id)

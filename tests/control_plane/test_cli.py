@@ -1,9 +1,9 @@
-"""The CLI as an operator uses it: real processes, one-line errors, keys alone on stdout.
+"""The CLI as an operator uses it: one-line errors, keys alone on stdout, whole ids in tables.
 
-What a command refuses up front (flags, ids, what the API calls invalid) runs in this
-process (tests/support/cli_runner.py): the same exit code and lines, without a second of
-interpreter start each. Exit statuses, settings from the environment, the home and working
-directory are checked on real processes."""
+What a command prints and does to the database runs in this process
+(tests/support/cli_runner.py): the same exit code and lines, without a second or more of
+interpreter start each. Exit statuses, settings from the environment, the home, the working
+directory and the files a command leaves are checked on real ``mailfleet`` processes."""
 
 from __future__ import annotations
 
@@ -49,13 +49,13 @@ def vault_env(env: dict[str, str], openbao: DevOpenBao, tmp_path: Path) -> dict[
 async def test_keys_made_by_the_cli_work_on_the_api(
     env: dict[str, str], app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    tenant = run_cli("tenant", "create", f"cli-tenant-{id(env)}", env=env)
+    tenant = invoke_cli("tenant", "create", f"cli-tenant-{id(env)}", env=env)
     assert tenant.returncode == 0, tenant.stderr
     tenant_id = tenant.stdout.strip()
 
-    admin = run_cli("api-key", "create", "--admin", env=env)
+    admin = invoke_cli("api-key", "create", "--admin", env=env)
     assert admin.returncode == 0 and KEY.match(admin.stdout), admin
-    live = run_cli("api-key", "create", "--tenant", tenant_id, "--name", "ops", env=env)
+    live = invoke_cli("api-key", "create", "--tenant", tenant_id, "--name", "ops", env=env)
     assert live.returncode == 0 and KEY.match(live.stdout), live
 
     as_admin = await client.get(
@@ -67,7 +67,7 @@ async def test_keys_made_by_the_cli_work_on_the_api(
     )
     assert as_tenant.status_code == 200
 
-    listed = run_cli("api-key", "list", "--tenant", tenant_id, env=env)
+    listed = invoke_cli("api-key", "list", "--tenant", tenant_id, env=env)
     assert listed.returncode == 0
     assert live.stdout.strip() not in listed.stdout
 
@@ -167,25 +167,27 @@ async def test_listings_print_whole_ids_and_json(
     server_id = server.json()["id"]
     narrow = {**env, "COLUMNS": "80"}  # as in an 80-column terminal; the output is a pipe
 
-    listed = run_cli("server", "list", "--tenant", tenant_id, env=narrow)
+    listed = invoke_cli("server", "list", "--tenant", tenant_id, env=narrow)
     assert listed.returncode == 0, listed.stderr
     assert server_id in listed.stdout and tenant_id in listed.stdout
-    tenants = run_cli("tenant", "list", env=narrow)
+    tenants = invoke_cli("tenant", "list", env=narrow)
     assert tenant_id in tenants.stdout
 
-    as_json = json.loads(run_cli("server", "list", "--tenant", tenant_id, "--json", env=env).stdout)
+    as_json = json.loads(
+        invoke_cli("server", "list", "--tenant", tenant_id, "--json", env=env).stdout
+    )
     assert [(s["id"], s["name"], s["state"], s["status"]) for s in as_json] == [
         (server_id, "edge", "enrolling", "pending")
     ]
     assert tenant_id in {
-        t["id"] for t in json.loads(run_cli("tenant", "list", "--json", env=env).stdout)
+        t["id"] for t in json.loads(invoke_cli("tenant", "list", "--json", env=env).stdout)
     }
-    shown = json.loads(run_cli("server", "show", server_id, "--json", env=env).stdout)
+    shown = json.loads(invoke_cli("server", "show", server_id, "--json", env=env).stdout)
     assert shown["id"] == server_id and shown["provider"] == "manual"
-    table = run_cli("server", "show", server_id, env=narrow)
+    table = invoke_cli("server", "show", server_id, env=narrow)
     assert table.returncode == 0 and server_id in table.stdout and "enrolling" in table.stdout
 
-    refused = run_cli("server", "retry", server_id, env=env)
+    refused = invoke_cli("server", "retry", server_id, env=env)
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [
         f"error: server {server_id} is enrolling; only a failed server is retried"
@@ -194,17 +196,17 @@ async def test_listings_print_whole_ids_and_json(
         row = await session.get(Server, uuid.UUID(server_id))
         assert row is not None
         row.state, row.failed_step, row.failure_reason = "failed", "enrolling", "no agent"
-    retried = run_cli("server", "retry", server_id, env=env)
+    retried = invoke_cli("server", "retry", server_id, env=env)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout == f"{server_id}: retrying enrolling\n"
-    again = json.loads(run_cli("server", "show", server_id, "--json", env=env).stdout)
+    again = json.loads(invoke_cli("server", "show", server_id, "--json", env=env).stdout)
     assert (again["state"], again["failed_step"], again["failure_reason"]) == (
         "enrolling",
         None,
         None,
     )
 
-    keys = json.loads(run_cli("api-key", "list", "--json", env=env).stdout)
+    keys = json.loads(invoke_cli("api-key", "list", "--json", env=env).stdout)
     assert keys and {"id", "scope", "hint"} <= set(keys[0]) and "key" not in keys[0]
 
 
@@ -245,14 +247,14 @@ async def test_join_config_prints_a_ready_agent_toml(
         json={"name": "edge", "tenant_id": tenant.json()["id"], "mail_stack": "none"},
         headers=admin_headers,
     )
-    result = run_cli("server", "join-config", server.json()["id"], env=vault_env)
+    result = invoke_cli("server", "join-config", server.json()["id"], env=vault_env)
     assert result.returncode == 0, result.stderr
     config = tomllib.loads(result.stdout)["control_plane"]
     assert config["ca_pin"] == await pki.ca_pin()
     assert config["join_token"].startswith("mfjoin_")
-    listed = run_cli("server", "list", "--tenant", tenant.json()["id"], env=vault_env)
+    listed = invoke_cli("server", "list", "--tenant", tenant.json()["id"], env=vault_env)
     assert "edge" in listed.stdout and "pending" in listed.stdout
 
-    missing = run_cli("server", "join-config", str(uuid.uuid4()), env=vault_env)
+    missing = invoke_cli("server", "join-config", str(uuid.uuid4()), env=vault_env)
     assert missing.returncode == 2
     assert "not found" in missing.stderr

@@ -1,4 +1,4 @@
-"""``mailfleet server health``: the real CLI on the test database shows what the API shows,
+"""``mailfleet server health``: the CLI on the test database shows what the API shows,
 and ``--run`` checks now through the same Checker as ``POST …/health/run``."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from control_plane.health.models import HealthCheck
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.support.cli_runner import invoke_cli_async
-from tests.support.processes import run_cli
 
-# Real CLI processes (about a second each): once, on PostgreSQL; the services they call
-# are tested on both backends in process. Refusals run in process (tests/support/cli_runner).
+# In this process (tests/support/cli_runner.py: the same exit code, lines and writes as a
+# `mailfleet` process, without its start-up), once, on PostgreSQL; the services they call
+# are tested on both backends.
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
@@ -37,12 +37,12 @@ async def test_server_health_by_name_or_id_matches_the_api_and_runs_checks(
     server_id = await make_server(tenant.id, name)
     api = f"/api/v1/servers/{server_id}/health"
 
-    before = run_cli("server", "health", name, "--json", env=env)
+    before = await invoke_cli_async("server", "health", name, "--json", env=env)
     assert before.returncode == 0, before.stderr
     assert json.loads(before.stdout) == (await client.get(api, headers=tenant.headers)).json()
     assert json.loads(before.stdout)["overall"] == "unknown"  # nothing has run yet
 
-    ran = run_cli("server", "health", name, "--run", "--json", env=env)
+    ran = await invoke_cli_async("server", "health", name, "--run", "--json", env=env)
     assert ran.returncode == 0, ran.stderr
     body = json.loads(ran.stdout)
     link = next(r for r in body.pop("results") if r["check"] == "agent.link")
@@ -53,7 +53,7 @@ async def test_server_health_by_name_or_id_matches_the_api_and_runs_checks(
     assert checks["memory"]["state"] == "unknown"  # no samples: could not check, never ok
     assert body["last_run_at"] is not None
 
-    table = run_cli("server", "health", str(server_id), env={**env, "COLUMNS": "80"})
+    table = await invoke_cli_async("server", "health", str(server_id), env={**env, "COLUMNS": "80"})
     assert table.returncode == 0, table.stderr
     assert table.stdout.startswith(f"overall: {body['overall']} (last run ")
     assert "agent.link" in table.stdout

@@ -1,17 +1,15 @@
-"""``mailfleet incident …``, ``silence …`` and ``alert-channel …``: the real CLI on the test
+"""``mailfleet incident …``, ``silence …`` and ``alert-channel …``: the CLI on the test
 database does what the API does (same service functions, same shapes), names the OS user as
 the actor, and refuses bad input in one line without writing anything."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -30,23 +28,17 @@ from control_plane.vault.client import Vault
 from tests.alerts.receivers import HttpReceiver, verify_signature
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
-from tests.support.cli_runner import invoke_cli, invoke_cli_async
+from tests.support.cli_runner import CliResult, invoke_cli, invoke_cli_async
 from tests.support.openbao import DevOpenBao
-from tests.support.processes import run_cli
 
-# Real CLI processes (about a second each): once, on PostgreSQL; the services they call
-# are tested on both backends in process. Refusals run in process (one line, exit 2 and
-# nothing written are the same there; tests/support/cli_runner.py).
+# The commands run in this process (tests/support/cli_runner.py: the same exit code, lines
+# and writes as a `mailfleet` process, without its second or more of start-up), once, on
+# PostgreSQL; the services they call are tested on both backends.
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
 ACTOR = f"{getpass.getuser()} (cli)"
 SECRET = "a-long-random-shared-secret"
-
-
-async def cli(*args: str, env: dict[str, str]) -> Any:
-    """In a thread: the test's event loop keeps serving (receivers, the database)."""
-    return await asyncio.to_thread(run_cli, *args, env=env)
 
 
 async def all_refused(env: dict[str, str], cases: list[tuple[tuple[str, ...], str]]) -> None:
@@ -55,10 +47,14 @@ async def all_refused(env: dict[str, str], cases: list[tuple[tuple[str, ...], st
         one_line_error(await invoke_cli_async(*args, env=env), 2, message)
 
 
-async def all_ok(env: dict[str, str], *commands: tuple[str, ...]) -> list[Any]:
-    results = await asyncio.gather(*(cli(*args, env=env) for args in commands))
-    for result in results:
-        assert result.returncode == 0, (result.args, result.stderr)
+async def all_ok(env: dict[str, str], *commands: tuple[str, ...]) -> list[CliResult]:
+    """Each command succeeds (in turn: in-process commands never run side by side; on a
+    thread, so the test's event loop keeps serving its receivers and database)."""
+    results = []
+    for args in commands:
+        result = await invoke_cli_async(*args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        results.append(result)
     return results
 
 
@@ -151,7 +147,7 @@ async def test_incidents_listed_shown_acknowledged_commented_and_resolved(
         ("incident.ack", "cli", getpass.getuser()),
         ("incident.comment", "cli", getpass.getuser()),
     ]
-    assert (await cli("incident", "resolve", smtp, env=env)).returncode == 0
+    assert (await invoke_cli_async("incident", "resolve", smtp, env=env)).returncode == 0
 
 
 async def silence_count(db: Database, tenant_id: str) -> int:
@@ -175,7 +171,7 @@ async def test_silences_created_listed_and_expired(
     name = f"mx-{uuid.uuid4().hex[:8]}"
     server_id = await make_server(tenant.id, name)
     theirs = await make_server(other.id, f"mx-{uuid.uuid4().hex[:8]}")
-    made = await cli(
+    made = await invoke_cli_async(
         "silence", "create", "--tenant", tenant.name, "--server", name, "--check", "disk.*",
         "--for", "1h30m", "--comment", "resizing the disk", env=env,
     )  # fmt: skip
@@ -223,7 +219,7 @@ async def test_silences_created_listed_and_expired(
     await all_refused(env, cases)
     assert await silence_count(db, tenant.id) == 1  # nothing half-written
 
-    expired = await cli("silence", "expire", silence_id, env=env)
+    expired = await invoke_cli_async("silence", "expire", silence_id, env=env)
     assert expired.returncode == 0, expired.stderr
     assert expired.stdout.startswith(f"{silence_id}: ends ")
     assert (await client.get(url, headers=tenant.headers)).json()["active"] is False
@@ -308,14 +304,16 @@ async def test_alert_channels_listed_and_tested(
     for output in (listed.stdout, table.stdout):
         assert SECRET not in output and "/hook" not in output  # only the URL's hint
 
-    sent = await cli("alert-channel", "test", made["ops"], env=vault_env)
+    sent = await invoke_cli_async("alert-channel", "test", made["ops"], env=vault_env)
     assert sent.returncode == 0, sent.stderr
     assert "sent" in sent.stdout and "HTTP 200" in sent.stdout
     (request,) = good.requests
     assert verify_signature(SECRET, request.headers["x-mailfleet-signature"], request.body)
     assert (request.json()["event"], request.json()["actor"]) == ("test", ACTOR)
 
-    failed = await cli("alert-channel", "test", made["broken"], "--json", env=vault_env)
+    failed = await invoke_cli_async(
+        "alert-channel", "test", made["broken"], "--json", env=vault_env
+    )
     assert failed.returncode == 1
     result = json.loads(failed.stdout)
     assert (result["status"], result["last_status_code"], result["attempts"]) == ("failed", 500, 1)

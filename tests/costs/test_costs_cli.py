@@ -1,4 +1,4 @@
-"""``mailfleet costs``: the real CLI on the test database prints the CSV the API streams,
+"""``mailfleet costs``: the CLI on the test database prints the CSV the API streams,
 a table with the month's projection, and one line for bad input."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import env, one_line_error
 from tests.costs.scenario import play_month
 from tests.support.cli_runner import invoke_cli_async
-from tests.support.processes import run_cli
 
-# Real CLI processes (about a second each): once, on PostgreSQL; the report is tested on
-# both backends in process.
+# In this process (tests/support/cli_runner.py: the same exit code, lines and writes as a
+# `mailfleet` process, without its start-up), once, on PostgreSQL; the report is tested on
+# both backends.
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env"]  # a fixture, used by name
@@ -31,19 +31,20 @@ async def test_costs_cli(
     month = await play_month(db, uuid.UUID(tenant.id))
     scope = ("--tenant", tenant.id, "--month", "2026-11")
 
-    exported = run_cli("costs", *scope, "--format", "csv", env=env)
+    exported = await invoke_cli_async("costs", *scope, "--format", "csv", env=env)
     assert exported.returncode == 0, exported.stderr
     api = await client.get(
         "/api/v1/costs", params={**NOVEMBER, "format": "csv"}, headers=tenant.headers
     )
     assert exported.stdout == api.text and "idle / unallocated" in api.text
 
-    table = run_cli(
+    table = await invoke_cli_async(
         "costs", *scope, "--workspace", "A", "--group-by", "server", env={**env, "COLUMNS": "200"}
     )
     assert table.returncode == 0, table.stderr
     assert f"s1-{month.provider}" in table.stdout and "projected to month end" in table.stdout
-    body = json.loads(run_cli("costs", *scope, "--format", "json", env=env).stdout)
+    as_json = await invoke_cli_async("costs", *scope, "--format", "json", env=env)
+    body = json.loads(as_json.stdout)
     assert body["workspace_id"] is None and body["month"] == "2026-11-01"
 
     # Refusals in process (tests/support/cli_runner.py): one line, exit 2, as from a process.

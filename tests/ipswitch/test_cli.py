@@ -1,4 +1,4 @@
-"""``mailfleet ip-switch``: the real CLI on the test database starts a switch the API then
+"""``mailfleet ip-switch``: the CLI on the test database starts a switch the API then
 shows, lists and shows it; refusals are one line naming the flag, exit 2."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.ips.addresses import fresh_addresses
 from tests.support.cli_runner import invoke_cli_async
-from tests.support.processes import run_cli
 
-# Real CLI processes (about a second each): once, on PostgreSQL; the services they call
-# are tested on both backends in process.
+# In this process (tests/support/cli_runner.py: the same exit code, lines and writes as a
+# `mailfleet` process, without its start-up), once, on PostgreSQL; the services they call
+# are tested on both backends.
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
@@ -45,7 +45,7 @@ async def test_start_list_and_show_match_the_api(
     refused = await invoke_cli_async("ip-switch", "start", name, "--to", main, env=env)
     one_line_error(refused, 2, f"--to: {main} is already the sending address")
 
-    started = run_cli("ip-switch", "start", name, "--to", extra, "--json", env=env)
+    started = await invoke_cli_async("ip-switch", "start", name, "--to", extra, "--json", env=env)
     assert started.returncode == 0, started.stderr
     body = json.loads(started.stdout)
     assert (body["from_ip"], body["to_ip"], body["state"]) == (main, extra, "running")
@@ -53,9 +53,11 @@ async def test_start_list_and_show_match_the_api(
     api = f"/api/v1/servers/{server_id}/ip-switches/{body['id']}"
     assert body == (await client.get(api, headers=tenant.headers)).json()
 
-    listed = run_cli("ip-switch", "list", str(server_id), "--json", env=env)
+    listed = await invoke_cli_async("ip-switch", "list", str(server_id), "--json", env=env)
     assert [s["id"] for s in json.loads(listed.stdout)] == [body["id"]]
-    shown = run_cli("ip-switch", "show", name, body["id"], env={**env, "COLUMNS": "200"})
+    shown = await invoke_cli_async(
+        "ip-switch", "show", name, body["id"], env={**env, "COLUMNS": "200"}
+    )
     assert shown.returncode == 0, shown.stderr
     for word in ("preconditions", "withdraw", "running", extra):
         assert word in shown.stdout

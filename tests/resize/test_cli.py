@@ -1,4 +1,4 @@
-"""``mailfleet server recommendations|resize``: the real CLI on the test database, with
+"""``mailfleet server recommendations|resize``: the CLI on the test database, with
 Hostwinds (the contract double) configured in Vault; refusals are one line, exit 2."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from tests.fakes.hostwinds import HostwindsDouble, hostwinds_double
 from tests.resize.fixtures import API_KEY, PLANS, hostwinds_server, usage
 from tests.support.cli_runner import invoke_cli_async
 from tests.support.openbao import DevOpenBao
-from tests.support.processes import run_cli
 
-# Real CLI processes (about a second each): once, on PostgreSQL; the services they call
-# are tested on both backends in process.
+# In this process (tests/support/cli_runner.py: the same exit code, lines and writes as a
+# `mailfleet` process, without its start-up), once, on PostgreSQL; the services they call
+# are tested on both backends.
 pytestmark = pytest.mark.postgres_only
 
 
@@ -70,7 +70,7 @@ async def test_recommendations_and_a_dry_run_resize(
     await usage(db, tenant, server_id, hours=48, cpu=30, memory_gib=5, disk_gib=30)
     ident = str(server_id)
 
-    shown = run_cli("server", "recommendations", ident, "--json", env=env)
+    shown = await invoke_cli_async("server", "recommendations", ident, "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     body = json.loads(shown.stdout)
     assert (body["state"], body["recommended_plan"]["id"], body["driver"]) == (
@@ -81,7 +81,7 @@ async def test_recommendations_and_a_dry_run_resize(
         k: v for k, v in api_view.json().items() if k != "evidence"
     }
 
-    preview = run_cli("server", "resize", ident, "13", "--dry-run", env=env)
+    preview = await invoke_cli_async("server", "resize", ident, "13", "--dry-run", env=env)
     assert preview.returncode == 0, preview.stderr
     for words in ("+17.00 USD/month (up)", "34.99 USD", "restart", "confirm", "revert"):
         assert words in preview.stdout, preview.stdout

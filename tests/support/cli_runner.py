@@ -1,10 +1,12 @@
-"""The ``mailfleet`` CLI run inside the test process, for what a command refuses up front.
+"""The ``mailfleet`` CLI run inside the test process: what a command prints, refuses and
+writes to the database or Vault.
 
 A ``mailfleet`` process costs about a second of CPU before it does anything (Python, Typer,
-pydantic, then SQLAlchemy and the models for a database command); tests of parsing and
-validation need none of that, and Typer's CliRunner gives the same exit code, stdout and
-stderr. What only a real process shows (the status a shell sees, signals, the environment
-it inherits, its working directory, files it leaves) stays with ``processes.run_cli``.
+pydantic, then SQLAlchemy and the models for a database command), several on a loaded
+machine; Typer's CliRunner gives the same exit code, stdout and stderr, under the same
+program name (the audit log records it). What only a real process shows (the status a
+shell sees, signals, the environment it inherits, its working directory, files it leaves,
+the entry point itself) stays with ``processes.run_cli``.
 
 One command at a time: CliRunner swaps the process's stdout, stderr and environment while
 a command runs (never two in one ``asyncio.gather``; real processes may run beside one).
@@ -58,8 +60,9 @@ def _invoke(args: tuple[str, ...], env: Mapping[str, str], stdin: str | None = N
     loggers = [logging.getLogger(name) for name in (None, "httpx", "urllib3", "asyncio")]
     saved = [(logger.handlers[:], logger.level) for logger in loggers]
     try:
+        # Named as the entry point names it: the audit log records "mailfleet tenant create".
         result = CliRunner().invoke(
-            app, list(args), input=stdin, env=overlay, catch_exceptions=False
+            app, list(args), input=stdin, env=overlay, catch_exceptions=False, prog_name="mailfleet"
         )
     finally:
         for logger, (handlers, level) in zip(loggers, saved, strict=True):

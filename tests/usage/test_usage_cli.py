@@ -1,4 +1,4 @@
-"""``mailfleet server usage``: the real CLI on the test database prints the export the API
+"""``mailfleet server usage``: the CLI on the test database prints the export the API
 streams, a table of summaries, and one line for a bad step."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from control_plane.db.engine import Database
 from tests.conftest import MakeTenant
 from tests.control_plane.cli_fixtures import MakeServer, env, make_server, one_line_error
 from tests.support.cli_runner import invoke_cli_async
-from tests.support.processes import run_cli
 from tests.usage.test_usage_api import SERIES, hourly_history
 
-# Real CLI processes (about a second each): once, on PostgreSQL; the service is tested on
-# both backends in process.
+# In this process (tests/support/cli_runner.py: the same exit code, lines and writes as a
+# `mailfleet` process, without its start-up), once, on PostgreSQL; the service is tested on
+# both backends.
 pytestmark = pytest.mark.postgres_only
 
 __all__ = ["env", "make_server"]  # fixtures, used by name
@@ -32,7 +32,7 @@ async def test_server_usage_cli(
     start, end = await hourly_history(db, tenant.id, server_id, 30)
     span = ("--from", start.isoformat(), "--to", end.isoformat(), "--step", "1h")
 
-    exported = run_cli("server", "usage", "usage-cli", *span, "--csv", env=env)
+    exported = await invoke_cli_async("server", "usage", "usage-cli", *span, "--csv", env=env)
     assert exported.returncode == 0, exported.stderr
     api = await client.get(
         f"/api/v1/servers/{server_id}/usage",
@@ -41,7 +41,9 @@ async def test_server_usage_cli(
     )
     assert exported.stdout == api.text and exported.stdout.count("\n") == 1 + 30 * (len(SERIES) + 2)
 
-    table = run_cli("server", "usage", str(server_id), *span, env={**env, "COLUMNS": "200"})
+    table = await invoke_cli_async(
+        "server", "usage", str(server_id), *span, env={**env, "COLUMNS": "200"}
+    )
     assert table.returncode == 0, table.stderr
     assert "step 1h" in table.stdout and "fs_used_percent:/" in table.stdout
 
