@@ -177,11 +177,16 @@ async def record_results(
 async def _rows_of(
     session: AsyncSession, server_id: uuid.UUID, checks: Sequence[str]
 ) -> dict[str, HealthCheck]:
-    """The stored rows of these checks of the server, by check."""
+    """The stored rows of these checks of the server, by check, locked: the sweep and an
+    agent command's result (``mailu.status``) may fold results into the same row at once,
+    and each must read what the other wrote (unlocked, one kept the other's state with its
+    own severity and detail). Locked in check order, so two writers never deadlock."""
     found = await session.scalars(
         select(HealthCheck)
         .where(HealthCheck.server_id == server_id)
         .where(HealthCheck.check.in_(checks))
+        .order_by(HealthCheck.check)
+        .with_for_update()
     )
     return {row.check: row for row in found.all()}
 

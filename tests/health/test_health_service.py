@@ -3,6 +3,7 @@ signals that open and resolve incidents. Every time is given (an injected clock)
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -135,6 +136,24 @@ async def test_an_unknown_recheck_does_not_confirm_a_failure(db: Database) -> No
     assert (row.state, row.pending_state) == ("unknown", None)
     await record(db, server_id, 50, failing())  # waits again
     assert (await checks_by_name(db, server_id))["smtp.25"].state == "unknown"
+
+
+@pytest.mark.postgres_only  # SQLite has one writer: the second waits at its first write
+async def test_two_writers_of_one_check_take_turns(db: Database) -> None:
+    """The sweep and an agent command's result can record one check at once: the second
+    waits for the first and folds its result into what the first stored (they once both
+    read the old row, and it kept one's state with the other's severity and detail)."""
+    server_id = await a_server(db, await a_tenant(db))
+    await record(db, server_id, 0, failing())  # pending; its re-check is due at 30
+    async with db.session() as sweep:
+        await service.record_results(sweep, server_id, [unknown()], at(40), rules=RULES)
+        result = asyncio.create_task(record(db, server_id, 41, failing()))
+        await asyncio.sleep(0.3)
+        assert not result.done()  # it waits for the row
+    await asyncio.wait_for(result, 10)
+    row = (await checks_by_name(db, server_id))["smtp.25"]
+    assert (row.state, row.severity, row.detail) == ("unknown", "warning", "timed out after 10 s")
+    assert (row.pending_state, row.pending_since) == ("failing", at(41))  # counted afresh
 
 
 async def test_a_first_failure_waits_for_its_recheck_too(db: Database) -> None:
