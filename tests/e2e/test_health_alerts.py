@@ -1,10 +1,14 @@
-"""Watch → judge → notify, end to end: a local VPS whose mail ports are real listeners in its
-network namespace, a real ``mailfleet serve`` sweeping it, and webhook receivers on loopback.
+"""Watch → judge → notify, end to end: a local VPS running MailU (its stand-in images) on its
+own Docker engine, a real ``mailfleet serve`` sweeping it, and webhook receivers on loopback.
 
-The ports go down → an incident opens and a signed webhook gets the trigger → after the
-step's wait the second step's channel is told → an acknowledgement through the API stops
-the third step → the ports come back → the incident resolves itself, every channel told
-gets the resolve, and the timeline holds all of it. Another tenant's key sees none of it.
+The stand-in front speaks no TLS, so once MailU is installed the test stops that container
+through the VPS's engine and puts real TLS listeners on its ports (MailU's status then says
+the front is not running: that incident opens before the tenant has a policy, so it is told
+to no one and joins no notification). Then: the ports go down → an incident opens and a
+signed webhook gets the trigger → after the step's wait the second step's channel is told →
+an acknowledgement through the API stops the third step → the ports come back → the incident
+resolves itself, every channel told gets the resolve, and the timeline holds all of it.
+Another tenant's key sees none of it.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
+from control_plane.provisioning.providers.local_docker import Engine
 from tests.e2e.conftest import PlaneFactory
 from tests.e2e.local import LocalNet, order, wait_gone, wait_state
-from tests.fakes import docker_cli
+from tests.support.docker_engine import DOCKER, engine_unavailable
 from tests.support.mail_ports import TestCA
+from tests.support.mailu_images import stand_in_archive
 from tests.support.stack import ControlPlane
 from tests.support.webhooks import Arrival, webhook_receiver
 
@@ -99,6 +105,16 @@ def checks_of(plane: ControlPlane, server_id: str) -> dict[str, dict[str, Any]]:
     return {c["check"]: c for c in health["checks"]}
 
 
+def wait_check(
+    plane: ControlPlane, server_id: str, check: str, state: str, timeout: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (found := checks_of(plane, server_id).get(check, {})).get("state") != state:
+        assert time.monotonic() < deadline, f"waiting for {check} {state}: {found}"
+        time.sleep(0.2)
+    return found
+
+
 def wait_checks(plane: ControlPlane, server_id: str, state: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -111,8 +127,8 @@ def wait_checks(plane: ControlPlane, server_id: str, state: str, timeout: float)
 
 
 def settled(http: httpx.Client, server_id: str, timeout: float) -> None:
-    """No check of the server waits for its re-check, and every open incident has been
-    notified (its group window is over)."""
+    """No check of the server waits for its re-check, and every open incident is past its
+    group window (notified, or found without a policy: then it is told to no one)."""
     deadline = time.monotonic() + timeout
     while True:
         params = {"state": "open", "server_id": server_id}
@@ -121,12 +137,36 @@ def settled(http: httpx.Client, server_id: str, timeout: float) -> None:
         waiting += [
             i["check"]
             for i in call(http, "GET", "/api/v1/incidents", params=params)["items"]
-            if i["escalation"]["step"] is None
+            if i["escalation"]["step"] is None and i["escalation"]["next_at"] is not None
         ]
         if not waiting:
             return
-        assert time.monotonic() < deadline, f"not yet notified: {waiting}"
+        assert time.monotonic() < deadline, f"not yet past the group window: {waiting}"
         time.sleep(0.2)
+
+
+def mail_installed(server: dict[str, Any]) -> bool:
+    assert server["state"] != "failed", server
+    return server["state"] in ("dns", "tls", "ready")
+
+
+def stop_front(local_net: LocalNet, instance_id: str, namespace: str) -> None:
+    """Stop MailU's front on the VPS's own engine, freeing its ports for the test's TLS
+    listeners. It stays stopped: ``restart: always`` spares a container stopped by hand."""
+    engine = Engine(local_net.state_dir / instance_id, namespace)
+    env = {"DOCKER_HOST": engine.host, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+    def docker(*args: str) -> str:
+        done = subprocess.run(
+            [DOCKER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, f"docker {args[0]}: {done.stderr}"
+        return done.stdout
+
+    labels = ("com.docker.compose.project=mailu", "com.docker.compose.service=front")
+    filters = [part for label in labels for part in ("--filter", f"label={label}")]
+    (front,) = docker("ps", "--quiet", *filters).split()
+    docker("stop", "--time", "5", front)
 
 
 def namespace_of(local_net: LocalNet, instance_id: str) -> str:
@@ -147,62 +187,83 @@ def about(check: str, event: str) -> Any:
 def test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself(
     local_net: LocalNet, plane_factory: PlaneFactory, tmp_path: Path
 ) -> None:
+    reason = engine_unavailable()
+    if reason:
+        pytest.skip(reason)
     ca = TestCA(tmp_path / "ca")
-    docker_cli.install(tmp_path / "docker-bin", tmp_path / "docker-state")
     plane = plane_factory(
         **local_net.settings(),
-        MAILFLEET_LOCAL_PROVIDER_EXTRA_PATH=str(tmp_path / "docker-bin"),
+        MAILFLEET_LOCAL_PROVIDER_DOCKER="1",
+        MAILFLEET_LOCAL_PROVIDER_DOCKER_IMAGES=str(stand_in_archive()),
         MAILFLEET_HEALTH_CA_FILE=str(ca.ca_file),
-        MAILFLEET_HEALTH_INTERVAL_SECONDS="2",
+        # mailu.status (Compose v1's exec, seconds on a loaded machine) must answer within
+        # an interval: unanswered it is unknown, and that restarts mailu.services' flap guard.
+        MAILFLEET_HEALTH_INTERVAL_SECONDS="4",
         MAILFLEET_HEALTH_FLAP_SECONDS="1",
         MAILFLEET_HEALTH_TICK_SECONDS="0.2",
         MAILFLEET_HEALTH_PROBE_TIMEOUT_SECONDS="2",
         MAILFLEET_INCIDENT_GROUP_SECONDS="3",  # the four ports fail within it, loaded too
         MAILFLEET_ALERT_ALLOW_PRIVATE_TARGETS="true",
         MAILFLEET_ALERT_RETRY_BASE_SECONDS="0.5",
+        # A step falling due while the sweep holds its incident's row (each run updates a
+        # failing check's incident) is skipped that round; the next round comes this soon.
+        MAILFLEET_PERIODIC_SECONDS="1",
     )
     tenant_id, tenant = tenant_client(plane, "watched")
     _, stranger = tenant_client(plane, "stranger")
+    server = order(plane, tenant_id, "watched", mail_stack="mailu", mail_hostname=HOST)
+    # MailU runs, healthy, on the VPS's engine once the server is past installing_mail (the
+    # DNS and TLS steps leave it be: no provider serves the zone). Its stand-in front speaks
+    # no TLS: the test's listeners take its ports, mostly before the sweep (from ready) looks.
+    installed = plane.wait_until(f"/api/v1/servers/{server['id']}", mail_installed, 150)
+    namespace, address = namespace_of(local_net, installed["instance_id"]), installed["ipv4"]
+    stop_front(local_net, installed["instance_id"], namespace)
     with webhook_receiver() as first, webhook_receiver() as second, webhook_receiver() as third:
-        steps = []
-        for receiver, kind, wait in zip(
-            (first, second, third),
-            ("webhook", "slack", "webhook"),
-            (*STEP_WAIT_MINUTES, 1),
-            strict=True,
-        ):
-            body: dict[str, Any] = {"name": f"step-{len(steps) + 1}", "kind": kind}
-            body |= {"url": receiver.url} | ({"secret": SECRET} if kind == "webhook" else {})
-            channel = call(tenant, "POST", "/api/v1/alert-channels", 201, json=body)
-            assert "secret" not in channel and SECRET not in str(channel)
-            steps.append({"channel_ids": [channel["id"]], "wait_minutes": wait})
-        policy = call(
-            tenant,
-            "POST",
-            "/api/v1/escalation-policies",
-            201,
-            json={"name": "default", "steps": steps, "repeat": 0},
-        )
-        assert policy["is_default"] is True  # a tenant's first policy
-
-        server = order(plane, tenant_id, "watched", mail_stack="mailu", mail_hostname=HOST)
-        booted = plane.wait_until(
-            f"/api/v1/servers/{server['id']}", lambda s: bool(s["ipv4"] and s["instance_id"]), 60
-        )
-        namespace, address = namespace_of(local_net, booted["instance_id"]), booted["ipv4"]
         with mail_ports(namespace, address, ca):
-            wait_state(plane, server["id"], "ready", timeout=90)
+            wait_state(plane, server["id"], "ready", timeout=30)
             wait_checks(plane, server["id"], "ok", timeout=30)
             assert checks_of(plane, server["id"])["agent.link"]["state"] == "ok"
-            # What already fails (no backup policy yet) goes out first, on its own: a
-            # notification resolves only when all it named does.
+            # MailU's own status sees its front stopped (and will as long as the test runs).
+            front = wait_check(plane, server["id"], "mailu.services", "failing", timeout=30)
+            assert front["severity"] == "critical", front
+            assert "not running: front" in front["detail"], front
+            # What fails now (the front, no backup policy) is past its group window with no
+            # policy: told to no one, and it joins no later notification (which resolves only
+            # when all it named does). The stand-in's ports, if the sweep saw them, resolved.
             settled(tenant, server["id"], timeout=30)
+            params = {"state": "open", "server_id": server["id"]}
+            open_now = call(tenant, "GET", "/api/v1/incidents", params=params)["items"]
+            assert not {i["check"] for i in open_now} & {*PORT_CHECKS, "tls.expiry"}, open_now
+            (stopped,) = [i for i in open_now if i["check"] == "mailu.services"]
+            assert (stopped["escalation"]["step"], stopped["escalation"]["next_at"]) == (None, None)
+
+            steps: list[dict[str, Any]] = []
+            for receiver, kind, wait in zip(
+                (first, second, third),
+                ("webhook", "slack", "webhook"),
+                (*STEP_WAIT_MINUTES, 1),
+                strict=True,
+            ):
+                body: dict[str, Any] = {"name": f"step-{len(steps) + 1}", "kind": kind}
+                body |= {"url": receiver.url} | ({"secret": SECRET} if kind == "webhook" else {})
+                channel = call(tenant, "POST", "/api/v1/alert-channels", 201, json=body)
+                assert "secret" not in channel and SECRET not in str(channel)
+                steps.append({"channel_ids": [channel["id"]], "wait_minutes": wait})
+            policy = call(
+                tenant,
+                "POST",
+                "/api/v1/escalation-policies",
+                201,
+                json={"name": "default", "steps": steps, "repeat": 0},
+            )
+            assert policy["is_default"] is True  # a tenant's first policy
         down_at = time.monotonic()
 
         # Every port fails at once: one incident per check, all in one notification.
         trigger = first.wait_for(about("smtp.25", "trigger"), 30, "step 1's trigger")
         assert trigger.signed_by(SECRET)
         assert set(PORT_CHECKS) <= set(trigger.checks())
+        assert "mailu.services" not in trigger.checks()  # failing since before the policy
         assert trigger.at - down_at < 15  # seen at the next check, confirmed, grouped, sent
         listed = call(
             tenant, "GET", "/api/v1/incidents", params={"state": "open", "server_id": server["id"]}
@@ -261,6 +322,8 @@ def test_a_port_down_is_escalated_until_acknowledged_and_resolves_itself(
         assert {("step-1", "trigger", "sent"), ("step-2", "trigger", "sent")} <= delivered
         assert ("step-1", "resolve", "sent") in delivered
         assert not any(name == "step-3" for name, _, _ in delivered)
+        told = [a for r in (first, second, third) for a in r.snapshot()]
+        assert not [a for a in told if a.mentions("mailu.services")]  # the front: no one
 
         plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
         wait_gone(plane, server["id"])
