@@ -3,8 +3,8 @@ own Docker engine, a real ``mailfleet serve`` sweeping it, and webhook receivers
 
 The stand-in front speaks no TLS, so once MailU is installed the test stops that container
 through the VPS's engine and puts real TLS listeners on its ports (MailU's status then says
-the front is not running: that incident opens before the tenant has a policy, so it is told
-to no one and joins no notification). Then: the ports go down → an incident opens and a
+the front is not running: silenced, that is told to no one), and only then gives the tenant
+its channels and policy. Then: the ports go down → an incident opens and a
 signed webhook gets the trigger → after the step's wait the second step's channel is told →
 an acknowledgement through the API stops the third step → the ports come back → the incident
 resolves itself, every channel told gets the resolve, and the timeline holds all of it.
