@@ -69,11 +69,12 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-# Three workers on this 2-core machine: the suite spends much of its time waiting (process
-# start-up, timers, engines booting), so a third worker fills the cores (measured: 961 s
-# with two, 779 s with three). Every test makes its own names, ports (striped per worker),
-# databases and subnets, so workers never meet.
-PYTEST_WORKERS ?= 3
+# Two workers on this 2-core machine: the suite spends part of its time waiting (process
+# start-up, timers), so it finishes in about half the time of one. A third worker measured
+# 941-1,028 s against 961 s with two: the full suite is CPU-bound, and the extra contention
+# only made timing-sensitive tests flakier. Every test makes its own names, ports (striped
+# per worker), databases and subnets, so workers never meet.
+PYTEST_WORKERS ?= 2
 
 # The suite starts hundreds of Python processes (CLI, serve, agents, benchmarks); compiled
 # once here, none of them compiles MailFleet's modules again, even where the environment
