@@ -163,14 +163,17 @@ class Agent:
         )
         next_at = time.monotonic()
         while not stop.is_set():
-            sample = await asyncio.to_thread(sampler.sample)
-            batch = agent_pb2.MetricBatch(
-                sequence=self.spool.next_sequence(), samples=[sample_to_proto(sample)]
-            )
-            self.spool.append(batch.SerializeToString())
+            started = time.monotonic()
+            # Off the event loop: a sample may wait on a slow mount, the spool on an fsync.
+            await asyncio.to_thread(self._sample_into_spool, sampler)
             self.outbox.kick.set()
             next_at += self.intervals.metrics
             if next_at < time.monotonic():  # fell behind (suspend, slow disk): skip, no burst
+                log.warning(
+                    "metric sampling fell %.1f s behind (this sample took %.1f s); skipping ahead",
+                    time.monotonic() - next_at,
+                    time.monotonic() - started,
+                )
                 next_at = time.monotonic() + self.intervals.metrics
             self.intervals.changed.clear()
             either = asyncio.create_task(self._first_of(stop.wait(), self.intervals.changed.wait()))
@@ -178,6 +181,13 @@ class Agent:
                 await asyncio.wait_for(either, next_at - time.monotonic())
             if self.intervals.changed.is_set():  # the control plane set another interval
                 next_at = time.monotonic() + self.intervals.metrics
+
+    def _sample_into_spool(self, sampler: Sampler) -> None:
+        sample = sampler.sample()
+        batch = agent_pb2.MetricBatch(
+            sequence=self.spool.next_sequence(), samples=[sample_to_proto(sample)]
+        )
+        self.spool.append(batch.SerializeToString())
 
     @staticmethod
     async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -131,7 +131,7 @@ class Link:
             elif kind == "cancel":
                 self.commands.cancel(message.cancel.id)
             elif kind == "metric_ack":
-                self.spool.acknowledge(message.metric_ack.sequence)
+                await asyncio.to_thread(self.spool.acknowledge, message.metric_ack.sequence)
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         sent_metrics = 0
@@ -148,7 +148,7 @@ class Link:
                 next_heartbeat = time.monotonic() + self.intervals.heartbeat
             for message in self.outbox.drain():
                 await call.write(message)
-            for sequence, payload in self.spool.pending(limit=256):
+            for sequence, payload in await asyncio.to_thread(self.spool.pending, 256):
                 if sequence > sent_metrics:
                     batch = agent_pb2.MetricBatch.FromString(payload)
                     await call.write(agent_pb2.AgentMessage(metrics=batch))

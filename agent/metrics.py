@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -257,52 +258,68 @@ class Sampler:
             (p for p in visible.values() if is_real_filesystem(p.fstype, p.mountpoint)),
             key=lambda p: (len(p.mountpoint), p.mountpoint),
         )
-        seen_devices: set[str] = set()
-        result: list[FilesystemUsage] = []
+        # Each device's mountpoints, shortest first: bind mounts and btrfs subvolumes share
+        # one space, counted once, at the first mountpoint that answers.
+        by_device: dict[str, list[Any]] = {}
         for part in candidates:
-            if part.device in seen_devices:
-                continue  # bind mounts, btrfs subvolumes: same space counted once
-            found = self._disk_usage(part.mountpoint)
-            if found is None:
-                continue  # another mountpoint of the same device may still answer
-            usage, vfs = found
-            seen_devices.add(part.device)
-            result.append(
-                FilesystemUsage(
-                    mountpoint=part.mountpoint,
-                    device=part.device,
-                    fstype=part.fstype,
-                    total_bytes=int(usage.total),
-                    used_bytes=int(usage.used),
-                    free_bytes=int(usage.free),
-                    inodes_total=int(vfs.f_files) if vfs else 0,
-                    inodes_used=max(0, int(vfs.f_files) - int(vfs.f_ffree)) if vfs else 0,
-                )
+            by_device.setdefault(part.device, []).append(part)
+        found: dict[str, tuple[Any, tuple[Any, os.statvfs_result | None]]] = {}
+        deadline = time.monotonic() + self._statfs_timeout
+        for round_ in itertools.count():
+            asking = {
+                parts[round_].mountpoint: parts[round_]
+                for device, parts in by_device.items()
+                if device not in found and round_ < len(parts)
+            }
+            if not asking or time.monotonic() >= deadline:
+                break
+            for mountpoint, usage in self._disk_usages(list(asking), deadline).items():
+                found[asking[mountpoint].device] = (asking[mountpoint], usage)
+        result = [
+            FilesystemUsage(
+                mountpoint=part.mountpoint,
+                device=part.device,
+                fstype=part.fstype,
+                total_bytes=int(usage.total),
+                used_bytes=int(usage.used),
+                free_bytes=int(usage.free),
+                inodes_total=int(vfs.f_files) if vfs else 0,
+                inodes_used=max(0, int(vfs.f_files) - int(vfs.f_ffree)) if vfs else 0,
             )
+            for part, (usage, vfs) in found.values()
+        ]
         return tuple(sorted(result, key=lambda fs: fs.mountpoint))
 
-    def _disk_usage(self, mountpoint: str) -> tuple[Any, os.statvfs_result | None] | None:
-        """``procfs.disk_usage`` (space, and the statvfs result for inodes) bounded by a
-        timeout; None if the space cannot be read or the call hangs."""
-        hung = self._stuck.get(mountpoint)
-        if hung is not None:
-            if hung.is_alive():
-                return None
-            del self._stuck[mountpoint]
-        result: list[tuple[Any, os.statvfs_result | None]] = []
+    def _disk_usages(
+        self, mountpoints: list[str], deadline: float
+    ) -> dict[str, tuple[Any, os.statvfs_result | None]]:
+        """``procfs.disk_usage`` (space, and the statvfs result for inodes) of each mountpoint,
+        read in parallel until ``deadline``, so hanging mounts cost a sample one timeout in
+        all; a mountpoint whose space cannot be read or whose call hangs is left out."""
+        for mountpoint, hung in list(self._stuck.items()):
+            if not hung.is_alive():
+                del self._stuck[mountpoint]
+        result: dict[str, tuple[Any, os.statvfs_result | None]] = {}
 
-        def statfs() -> None:
+        def statfs(mountpoint: str) -> None:
             # Unmounted meanwhile, permission denied, stale handle: skipped, not fatal.
             with contextlib.suppress(OSError):
-                result.append(procfs.disk_usage(mountpoint))
+                result[mountpoint] = procfs.disk_usage(mountpoint)
 
-        thread = threading.Thread(target=statfs, name=f"statfs {mountpoint}", daemon=True)
-        thread.start()
-        thread.join(self._statfs_timeout)
-        if thread.is_alive():
-            self._stuck[mountpoint] = thread
-            return None
-        return result[0] if result else None
+        threads = {
+            mountpoint: threading.Thread(
+                target=statfs, args=(mountpoint,), name=f"statfs {mountpoint}", daemon=True
+            )
+            for mountpoint in mountpoints
+            if mountpoint not in self._stuck
+        }
+        for thread in threads.values():
+            thread.start()
+        for mountpoint, thread in threads.items():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self._stuck[mountpoint] = thread
+        return {m: result[m] for m in threads if m not in self._stuck and m in result}
 
 
 # Postfix's queues that hold messages (each message one file, deferred/ and active/ hashed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from pathlib import Path
 
 from agent.files import TEMP_SUFFIX, fsync_directory, write_atomically
@@ -23,7 +24,9 @@ class Spool:
     """Numbered batches on disk, oldest dropped first once ``max_bytes`` of payload is held.
 
     Sequence numbers start at 1 and never repeat for a directory, even after every batch was
-    acknowledged, so the control plane can deduplicate by sequence. Single user at a time.
+    acknowledged, so the control plane can deduplicate by sequence. Thread-safe: the
+    sampler appends on a worker thread while the link reads and acknowledges, each call
+    whole, so neither waits for the other's fsync on the event loop.
     """
 
     def __init__(self, directory: Path, max_bytes: int) -> None:
@@ -37,6 +40,7 @@ class Spool:
         self._sizes: dict[int, int] = {}  # sequence -> payload size, oldest first
         self._size = 0
         self._next = 1
+        self._lock = threading.Lock()
         self._open()
 
     def _open(self) -> None:
@@ -67,7 +71,8 @@ class Spool:
 
     def next_sequence(self) -> int:
         """The sequence the next ``append`` will use (callers may embed it in the payload)."""
-        return self._next
+        with self._lock:
+            return self._next
 
     def append(self, payload: bytes) -> int:
         """Store ``payload`` durably under the next sequence and return that sequence."""
@@ -75,38 +80,43 @@ class Spool:
             raise ValueError(
                 f"batch of {len(payload)} bytes cannot fit a spool of {self.max_bytes} bytes"
             )
-        sequence = self._next
-        # Written before anything is dropped, so a full disk loses the new batch, not old ones.
-        write_atomically(self._path(sequence), payload)
-        self._next = sequence + 1
-        self._sizes[sequence] = len(payload)
-        self._size += len(payload)
-        self._drop_oldest()  # never the new batch: it fits on its own
-        return sequence
+        with self._lock:
+            sequence = self._next
+            # Written before anything is dropped: a full disk loses the new batch, not old ones.
+            write_atomically(self._path(sequence), payload)
+            self._next = sequence + 1
+            self._sizes[sequence] = len(payload)
+            self._size += len(payload)
+            self._drop_oldest()  # never the new batch: it fits on its own
+            return sequence
 
     def pending(self, limit: int | None = None) -> list[tuple[int, bytes]]:
         """Up to ``limit`` batches, oldest first."""
         batches: list[tuple[int, bytes]] = []
-        for sequence in list(self._sizes):
-            if limit is not None and len(batches) >= limit:
-                break
-            try:
-                batches.append((sequence, self._path(sequence).read_bytes()))
-            except FileNotFoundError:  # removed behind our back: nothing left to send
-                self._size -= self._sizes.pop(sequence)
+        with self._lock:
+            for sequence in list(self._sizes):
+                if limit is not None and len(batches) >= limit:
+                    break
+                try:
+                    batches.append((sequence, self._path(sequence).read_bytes()))
+                except FileNotFoundError:  # removed behind our back: nothing left to send
+                    self._size -= self._sizes.pop(sequence)
         return batches
 
     def acknowledge(self, up_to: int) -> None:
         """Delete every batch with sequence <= ``up_to``; repeating it is harmless."""
-        self._delete([s for s in self._sizes if s <= up_to])
+        with self._lock:
+            self._delete([s for s in self._sizes if s <= up_to])
 
     def __len__(self) -> int:
-        return len(self._sizes)
+        with self._lock:
+            return len(self._sizes)
 
     @property
     def size_bytes(self) -> int:
         """Payload bytes held (what ``max_bytes`` bounds)."""
-        return self._size
+        with self._lock:
+            return self._size
 
     def _drop_oldest(self) -> None:
         """Drop oldest batches until the payload fits ``max_bytes`` (newest data matters most)."""

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from backup import generate  # noqa: E402
 from provision import local_provider_env  # noqa: E402
 
-from tests.support.netns import namespace_pids, netns_unavailable  # noqa: E402
+from tests.support.netns import kill_namespace, netns_unavailable  # noqa: E402
 from tests.support.openbao import dev_openbao  # noqa: E402
 from tests.support.postgres import create_database, drop_database  # noqa: E402
 from tests.support.stack import ControlPlane, control_plane  # noqa: E402
@@ -87,9 +86,7 @@ def run(
         for p in state_dir.glob("*/instance.json")
         if json.loads(p.read_text())["id"] == server["instance_id"]
     ]
-    for pid in namespace_pids(record["namespace"]):
-        os.kill(pid, signal.SIGKILL)
-    subprocess.run(["ip", "netns", "delete", record["namespace"]], check=False)
+    kill_namespace(record["namespace"])
     shutil.rmtree(rootfs / "mailu")
 
     recovery = plane.api("POST", f"{path}/recover", 202, json={})

@@ -32,7 +32,7 @@ from agent.metrics import (
     cgroup_memory,
     mail_queue_length,
 )
-from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
+from tests.support.netns import ip, kill_namespace, netns_unavailable, pick_subnet
 
 
 def burn_cpu(seconds: float) -> None:
@@ -267,9 +267,7 @@ def veth_namespaces() -> Iterator[tuple[str, str, str]]:
         yield a, b, str(hosts[1])
     finally:
         for ns in made:
-            for pid in namespace_pids(ns):
-                os.kill(pid, 9)
-            ip("netns", "del", ns, check=False)
+            kill_namespace(ns)
 
 
 def test_network_counters_grow_by_the_bytes_sent_and_received(
@@ -415,6 +413,32 @@ def test_a_hanging_filesystem_is_skipped_until_it_answers(hanging_root: threadin
     while not (filesystems := sampler.sample().filesystems) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [fs.mountpoint for fs in filesystems] == ["/"]
+
+
+def test_hanging_filesystems_cost_a_sample_one_timeout_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    hanging = ["/a", "/b", "/c", "/d"]
+
+    def disk_usage(path: str) -> Any:
+        release.wait(30)
+        return SimpleNamespace(total=1, used=0, free=1), None
+
+    monkeypatch.setattr(
+        procfs,
+        "disk_partitions",
+        fake_partitions(*((f"/dev/vd{m[1]}", m, "ext4") for m in hanging)),
+    )
+    monkeypatch.setattr(procfs, "disk_usage", disk_usage)
+    try:
+        sampler = Sampler(statfs_timeout=0.4)
+        started = time.monotonic()
+        assert sampler.sample().filesystems == ()
+        # Read one after another, four hanging mounts would take four timeouts (1.6 s).
+        assert time.monotonic() - started < 1.2
+    finally:
+        release.set()
 
 
 def nics(**counters: int) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import os
 import secrets
 import socket
 import sys
@@ -22,7 +21,7 @@ from agent.journal import CommandJournal
 from agent.smtp_probe import classify, probe_out
 from control_plane.health.observer import SmtpObserver
 from mailfleet.agent.v1 import agent_pb2
-from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
+from tests.support.netns import ip, kill_namespace, netns_unavailable, pick_subnet
 
 
 def no_progress(percent: int, message: str) -> None:
@@ -253,9 +252,7 @@ def vps_namespace() -> Iterator[tuple[str, str, str]]:
         ip("-n", ns, "link", "set", "lo", "up")
         yield ns, str(hosts[0]), str(hosts[1])
     finally:
-        for pid in namespace_pids(ns):
-            os.kill(pid, 9)
-        ip("netns", "del", ns, check=False)
+        kill_namespace(ns)
         ip("link", "del", host_end, check=False)
 
 

@@ -8,7 +8,7 @@ import re
 import signal
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,6 +82,7 @@ def test_partition_leaves_no_gap_and_no_duplicate_in_the_metric_series(
         time.sleep(3)
         plane.stop()
         outage_started = time.monotonic()
+        outage = (datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=PARTITION_SECONDS))
         time.sleep(PARTITION_SECONDS)
         plane.start()
         plane.wait_status(server_id, "online", timeout=30)
@@ -100,9 +101,12 @@ def test_partition_leaves_no_gap_and_no_duplicate_in_the_metric_series(
     assert len(times) == len(set(times)), "duplicate samples"
     assert times == sorted(times)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    # The agent kept sampling through the outage: no hole near its length. (A tick can run
-    # a second or two late on a loaded machine; that no batch was lost is the next line's.)
-    assert max(gaps) < PARTITION_SECONDS / 3, f"gap of {max(gaps):.1f} s in the series"
+    # The agent kept sampling (one a second) through the outage: no hole near its length,
+    # and most of its seconds have their sample. (On a loaded machine a sample can come a
+    # few seconds late and the next is skipped; that no batch was lost is the next line's.)
+    assert max(gaps) < PARTITION_SECONDS / 2, f"gap of {max(gaps):.1f} s in the series"
+    during = [t for t in times if outage[0] <= t <= outage[1]]
+    assert len(during) >= PARTITION_SECONDS / 2, f"{len(during)} samples in the outage"
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
     assert _span(samples) >= PARTITION_SECONDS
 

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
-import os
 import secrets
 import ssl
 import subprocess
@@ -23,7 +22,7 @@ from control_plane.health.probes import MailPorts, probe_mail_ports, tls_context
 from control_plane.health.results import Result
 from control_plane.settings import Settings
 from tests.support.mail_ports import Leaf, TestCA, mail_stand_in
-from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
+from tests.support.netns import ip, kill_namespace, netns_unavailable, pick_subnet
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -328,10 +327,7 @@ def namespace() -> Iterator[tuple[str, str]]:
         yield name, str(hosts[1])
     finally:
         if made:
-            for pid in namespace_pids(name):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
-            ip("netns", "del", name, check=False)
+            kill_namespace(name)
         ip("link", "del", outside, check=False)
 
 

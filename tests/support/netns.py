@@ -58,14 +58,19 @@ def namespace_pids(namespace: str) -> set[int]:
     return {int(p) for p in ip("netns", "pids", namespace).split()}
 
 
+def kill_namespace(namespace: str) -> None:
+    """SIGKILL every process in ``namespace`` and delete it (a process may exit meanwhile)."""
+    for pid in namespace_pids(namespace):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    ip("netns", "delete", namespace, check=False)
+
+
 def sweep(prefix: str) -> None:
     """Kill and delete what local VPSs named ``prefix`` left: their namespaces (with every
     process in them) and links, the bridge included."""
     for namespace in (n for n in namespaces() if n.startswith(prefix + "-")):
-        for pid in namespace_pids(namespace):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        ip("netns", "delete", namespace, check=False)
+        kill_namespace(namespace)
     for link in (n for n in links() if n.startswith(prefix)):
         ip("link", "delete", "dev", link, check=False)
 

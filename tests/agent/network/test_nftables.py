@@ -8,7 +8,6 @@ The agent's handlers run inside the VPS namespace (tests/agent/network/vps_drive
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import select
 import stat
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.netns import ip, namespace_pids, netns_unavailable, pick_subnet
+from tests.support.netns import ip, kill_namespace, netns_unavailable, pick_subnet
 
 ROOT = Path(__file__).resolve().parents[3]
 DAY, NEXT_DAY = "2026-11-30", "2026-12-01"
@@ -178,9 +177,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             process.kill()
             process.wait(10)
         for ns in namespaces:
-            for pid in namespace_pids(ns):
-                os.kill(pid, 9)
-            ip("netns", "del", ns, check=False)
+            kill_namespace(ns)
 
 
 def limits(**by_ip: Any) -> dict[str, Any]:
