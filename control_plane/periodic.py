@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -76,8 +77,10 @@ class PeriodicJobs:
         jobs: Sequence[Job],
         interval: float,
         after_work: Callable[[], None] = lambda: None,
+        timed: Callable[[str, float], None] = lambda job, seconds: None,
     ) -> None:
         self.db, self.jobs, self.interval, self.after_work = db, jobs, interval, after_work
+        self.timed = timed  # each job's wall time per round (a slow one shows on /metrics)
         self._wake = asyncio.Event()
         _runners.add(self)
 
@@ -88,10 +91,12 @@ class PeriodicJobs:
         """Every job once, each in its own transaction; how many items each moved."""
         moved: dict[str, int] = {}
         for job in self.jobs:
+            started = time.monotonic()
             try:
                 moved[job.name] = await self.db.transact(job.run)
             except Exception:
                 log.exception("periodic job %s failed; trying again next round", job.name)
+            self.timed(job.name, time.monotonic() - started)
         if any(moved.values()):
             self.after_work()
         return moved

@@ -277,6 +277,7 @@ async def _serve(settings: Settings, api_socket: socket.socket, bootstrap_admin_
                     periodic_jobs(db, vault, settings, providers),
                     settings.periodic_seconds,
                     handlers.wake,
+                    gateway.telemetry.time_periodic_job,
                 )
                 periodic_task = asyncio.create_task(periodic.run())
                 health.configure(settings)

@@ -83,6 +83,17 @@ class GatewayTelemetry:
             registry=self.registry,
         )
 
+        self.periodic_job_seconds = Histogram(
+            "mailfleet_periodic_job_seconds",
+            "Wall time of each periodic job's round on this replica (its transaction included).",
+            ["job"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+
+    def time_periodic_job(self, job: str, seconds: float) -> None:
+        self.periodic_job_seconds.labels(job).observe(seconds)
+
     def watch_ingest(self, ingest: MetricIngest) -> None:
         """Read the ingest's backlog at scrape time."""
         self.ingest_pending_rows.set_function(lambda: ingest.pending_rows)

@@ -28,10 +28,14 @@ async def test_a_failing_job_is_rolled_back_and_the_others_still_run(db: Databas
         session.add(Tenant(name=name))
         return 1
 
+    timed: list[tuple[str, float]] = []
     jobs = PeriodicJobs(db, [Job("broken", broken), Job("working", working)], 60.0,
-                        lambda: woken.append(True))  # fmt: skip
+                        lambda: woken.append(True),
+                        lambda job, seconds: timed.append((job, seconds)))  # fmt: skip
     assert await jobs.run_once() == {"working": 1}
     assert woken == [True]
+    assert [job for job, _ in timed] == ["broken", "working"]  # the failed one is timed too
+    assert all(0 < seconds < 30 for _, seconds in timed)
     async with db.session() as session:
         names = set((await session.scalars(select(Tenant.name).where(
             Tenant.name.startswith(name)))).all())  # fmt: skip

@@ -52,6 +52,16 @@ def plane(plane_factory: PlaneFactory) -> ControlPlane:
     return plane_factory()
 
 
+@pytest.fixture(scope="module")
+def shared_plane(
+    tmp_path_factory: pytest.TempPathFactory, openbao: DevOpenBao, database_url: str, db: Database
+) -> Iterator[ControlPlane]:
+    """One control plane for a module's tests that neither stop it nor change its settings
+    (a serve start is seconds of CPU; each test still makes its own tenant and servers)."""
+    with control_plane(tmp_path_factory.mktemp("plane"), openbao, database_url) as started:
+        yield started
+
+
 @pytest.fixture
 def local_net(tmp_path: Path) -> Iterator[LocalNet]:
     reason = netns_unavailable()

@@ -14,6 +14,12 @@ from tests.support.stack import AgentProcess, ControlPlane, agents
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def plane(shared_plane: ControlPlane) -> ControlPlane:
+    """No test here stops the plane or changes its settings: they share one."""
+    return shared_plane
+
+
 def test_agents_enroll_answer_commands_and_stream_metrics(
     plane: ControlPlane, tmp_path: Path
 ) -> None:
@@ -51,10 +57,15 @@ def test_agents_enroll_answer_commands_and_stream_metrics(
             assert series["cpu_percent"][-1]["count"] >= 1
             assert series["memory_used_bytes"][-1]["max"] > 0
 
+        # This replica holds the two streams (an earlier test's agent, stopped, may take a
+        # moment to be let go); the fleet gauge counts the whole database, which other
+        # tests' agents share meanwhile.
+        deadline = time.monotonic() + 10
         exported = plane.http.get("/metrics").text
-        # This replica holds the two streams; the fleet gauge counts the whole database,
-        # which other tests' agents share meanwhile.
-        assert re.search(r"^mailfleet_agents_connected 2\.0$", exported, re.M), exported[-3000:]
+        while not re.search(r"^mailfleet_agents_connected 2\.0$", exported, re.M):
+            assert time.monotonic() < deadline, exported[-3000:]
+            time.sleep(0.2)
+            exported = plane.http.get("/metrics").text
         online = re.search(r'^mailfleet_agents\{status="online"\} (\S+)$', exported, re.M)
         assert online is not None and float(online.group(1)) >= 2, exported[-3000:]
         # At least the four commands above: serve's own jobs may send more meanwhile.
@@ -62,6 +73,10 @@ def test_agents_enroll_answer_commands_and_stream_metrics(
             r"^mailfleet_command_round_trip_seconds_count (\S+)$", exported, re.M
         )
         assert round_trips is not None and float(round_trips.group(1)) >= 4, exported[-2000:]
+        # serve's first periodic round ran at start: each job's time is on show.
+        for job in ("cost-metering", "incident-escalation", "tls-renewal"):
+            timed = rf'^mailfleet_periodic_job_seconds_count{{job="{job}"}} ([1-9]\S*)$'
+            assert re.search(timed, exported, re.M), job
 
 
 def test_revocation_closes_the_stream_and_a_new_token_re_enrolls(

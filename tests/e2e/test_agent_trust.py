@@ -28,6 +28,12 @@ from tests.support.stack import AgentProcess, ControlPlane, agents
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def plane(shared_plane: ControlPlane) -> ControlPlane:
+    """No test here stops the plane or changes its settings: they share one."""
+    return shared_plane
+
+
 class Client:
     """A bare gRPC client speaking the agent protocol, to try what a real agent never would."""
 
