@@ -368,6 +368,35 @@ def plane_figures(plane: Plane) -> dict[str, list[float]]:
     return totals
 
 
+def periodic_job_totals(plane: Plane) -> dict[str, list[float]]:
+    """Every replica's periodic job timings summed: per job, [seconds, rounds]."""
+    totals: dict[str, list[float]] = {}
+    pattern = re.compile(
+        r'^mailfleet_periodic_job_seconds_(sum|count)\{job="([^"]+)"\} (\S+)$', re.M
+    )
+    for replica in plane.replicas:
+        for part, job, value in pattern.findall(replica.http.get("/metrics").text):
+            totals.setdefault(job, [0.0, 0.0])[0 if part == "sum" else 1] += float(value)
+    return totals
+
+
+def slowest_periodic_jobs(
+    before: dict[str, list[float]], after: dict[str, list[float]], top: int = 6
+) -> dict[str, dict[str, float]]:
+    """The periodic jobs that took the most wall time over the window (their rounds run on
+    the gateway's event loop, so a long one shows in the round trips' tail)."""
+    spent = {
+        job: (seconds - before.get(job, [0.0, 0.0])[0], rounds - before.get(job, [0.0, 0.0])[1])
+        for job, (seconds, rounds) in after.items()
+    }
+    slowest = sorted(spent.items(), key=lambda item: item[1][0], reverse=True)[:top]
+    return {
+        job: {"rounds": int(rounds), "mean_ms": round(1000 * seconds / rounds, 1)}
+        for job, (seconds, rounds) in slowest
+        if rounds
+    }
+
+
 def where_time_went(
     before: dict[str, list[float]], after: dict[str, list[float]]
 ) -> dict[str, Any]:
@@ -546,6 +575,7 @@ def measure_step(
     targets = spread(server_ids, args.commands)
     print(f"commands start: {agents} agents", flush=True)
     commands_from, figures = time.time(), plane_figures(plane)
+    jobs_before = periodic_job_totals(plane)
     pings = asyncio.run(ping_commands(plane.url, plane.admin_key, targets, args.window))
     busy = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t1)
     busy["waiting_for_the_core"] = round(
@@ -553,6 +583,9 @@ def measure_step(
     )
     wall_end = time.time()
     pings["plane_side"] = where_time_went(figures, plane_figures(plane))
+    pings["plane_side"]["slowest_periodic_jobs"] = slowest_periodic_jobs(
+        jobs_before, periodic_job_totals(plane)
+    )
     pings |= asyncio.run(ended_once(database_url, commands_from))
     time.sleep(min(5.0, args.window))  # batches in flight at the end are stored meanwhile
     stored = asyncio.run(stored_samples(database_url, wall_start, wall_end))

@@ -155,6 +155,7 @@ def test_agent_fleet_harness(tmp_path: Path) -> None:
     assert step["ping_states"] == {"succeeded": 6} and step["deliveries"] == 6  # each once
     assert step["plane_side"]["dispatch_mean_ms"] >= 0
     assert step["plane_side"]["agent_round_trip_mean_ms"] > 0
+    assert isinstance(step["plane_side"]["slowest_periodic_jobs"], dict)
     assert step["servers_commanded"] == 4  # the whole fleet, each once before any twice
     assert 0 < step["command_round_trip_ms"]["p50"] <= step["command_round_trip_ms"]["p99"]
     for window in ("idle", "commands"):  # 4 agents: per 1,000 is 250 times the cores used
