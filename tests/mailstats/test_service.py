@@ -279,6 +279,22 @@ async def test_the_job_asks_ready_servers_one_command_at_a_time(
     assert len(await queued(db, ready)) == 2
 
 
+def test_each_server_has_its_own_slot_so_a_fleet_is_asked_evenly() -> None:
+    interval, start = 300.0, 1_800_000_000.0
+    fleet = [uuid.uuid4() for _ in range(1000)]
+    for server_id in fleet[:50]:  # one new slot per interval, for every server
+        first = int(schedule.slot_key(server_id, start, interval).rsplit(":", 1)[1])
+        later = int(schedule.slot_key(server_id, start + interval, interval).rsplit(":", 1)[1])
+        assert later == first + 1
+    # In any 30 s a tenth of the fleet falls due, not all of it at one slot's turn.
+    turned = [
+        s
+        for s in fleet
+        if schedule.slot_key(s, start, interval) != schedule.slot_key(s, start + 30, interval)
+    ]
+    assert 50 <= len(turned) <= 150, len(turned)
+
+
 async def test_reporting_says_whether_the_figures_are_measured(db: Database) -> None:
     server, (main, _) = await with_ips(db)
 
