@@ -372,7 +372,7 @@ def periodic_job_totals(plane: Plane) -> dict[str, list[float]]:
     """Every replica's periodic job timings summed: per job, [seconds, rounds]."""
     totals: dict[str, list[float]] = {}
     pattern = re.compile(
-        r'^mailfleet_periodic_job_seconds_(sum|count)\{job="([^"]+)"\} (\S+)$', re.M
+        r'^mailfleet_periodic_job_seconds_(sum|count)\{name="([^"]+)"\} (\S+)$', re.M
     )
     for replica in plane.replicas:
         for part, job, value in pattern.findall(replica.http.get("/metrics").text):

@@ -86,7 +86,7 @@ class GatewayTelemetry:
         self.periodic_job_seconds = Histogram(
             "mailfleet_periodic_job_seconds",
             "Wall time of each periodic job's round on this replica (its transaction included).",
-            ["job"],
+            ["name"],  # not "job": Prometheus' own target label, which a scrape would rename
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )

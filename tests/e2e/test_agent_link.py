@@ -75,7 +75,7 @@ def test_agents_enroll_answer_commands_and_stream_metrics(
         assert round_trips is not None and float(round_trips.group(1)) >= 4, exported[-2000:]
         # serve's first periodic round ran at start: each job's time is on show.
         for job in ("cost-metering", "incident-escalation", "tls-renewal"):
-            timed = rf'^mailfleet_periodic_job_seconds_count{{job="{job}"}} ([1-9]\S*)$'
+            timed = rf'^mailfleet_periodic_job_seconds_count{{name="{job}"}} ([1-9]\S*)$'
             assert re.search(timed, exported, re.M), job
 
 
