@@ -51,6 +51,7 @@ from tests.conftest import MakeTenant
 from tests.support.netns import (
     ip,
     ip_json,
+    kill_namespace,
     links,
     namespace_pids,
     namespaces,
@@ -129,9 +130,7 @@ async def clean_up(lab: Lab) -> list[str]:
             problems.append(f"teardown: {exc.message}")
     for namespace in sorted(n for n in namespaces() if n.startswith(lab.prefix + "-")):
         problems.append(f"namespace {namespace}")
-        for pid in namespace_pids(namespace):
-            os.kill(pid, 9)
-        ip("netns", "delete", namespace, check=False)
+        kill_namespace(namespace)
     for link in sorted(name for name in links() if name.startswith(lab.prefix)):
         problems.append(f"link {link}")
         ip("link", "delete", "dev", link, check=False)
