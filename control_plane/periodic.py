@@ -5,6 +5,11 @@ Every replica runs them; each job claims its rows ``FOR UPDATE SKIP LOCKED`` (or
 single writer), so two replicas never do the same piece of work. A failing job is logged
 and tried again on the next round; it never stops the others.
 
+A plain timer round runs only the jobs no replica has run within the interval (one upsert
+claims them: ``periodic_rounds``), so N replicas scan for due work as often as one does,
+not N times as often. Rounds woken early (a nudge, an item falling due) run every job: they
+have a reason to look now.
+
 A job whose work falls due at known times (an escalation step, a delivery retry) says when
 its next item is due (``next_due``, read from the database, so it holds for work another
 replica queued); the runner sleeps until then when that is sooner than its interval, rather
@@ -30,6 +35,8 @@ from sqlalchemy.orm import Session
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.db.leases import replica_id
+from control_plane.db.rounds import claim_round
 from control_plane.waiting import woken
 
 log = logging.getLogger(__name__)
@@ -82,15 +89,28 @@ class PeriodicJobs:
         self.db, self.jobs, self.interval, self.after_work = db, jobs, interval, after_work
         self.timed = timed  # each job's wall time per round (a slow one shows on /metrics)
         self._wake = asyncio.Event()
+        self.owner = replica_id()
         _runners.add(self)
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def run_once(self) -> dict[str, int]:
-        """Every job once, each in its own transaction; how many items each moved."""
+    async def run_once(self, *, timer_round: bool = False) -> dict[str, int]:
+        """Every job once (on a ``timer_round``, those no replica ran within the interval),
+        each in its own transaction; how many items each moved."""
+        jobs = self.jobs
+        if timer_round:
+            try:
+                names = [job.name for job in jobs]
+                ours = await self.db.transact(
+                    lambda session: claim_round(session, names, self.interval, self.owner)
+                )
+            except Exception:
+                log.exception("claiming this round's periodic jobs failed; running them all")
+            else:
+                jobs = [job for job in jobs if job.name in ours]
         moved: dict[str, int] = {}
-        for job in self.jobs:
+        for job in jobs:
             started = time.monotonic()
             try:
                 moved[job.name] = await self.db.transact(job.run)
@@ -119,8 +139,10 @@ class PeriodicJobs:
         return wait
 
     async def run(self) -> None:
+        timer_round = True
         while True:
-            await self.run_once()
+            await self.run_once(timer_round=timer_round)
             wait = await self.seconds_to_next()
-            await woken(self._wake, wait)
+            nudged = await woken(self._wake, wait)
             self._wake.clear()
+            timer_round = not nudged and wait >= self.interval

@@ -28,6 +28,7 @@ from control_plane.costs.models import (
     ProviderInvoice,
 )
 from control_plane.db.base import Base
+from control_plane.db.rounds import PeriodicRound
 from control_plane.dns.models import DnsCheck, DnsProvider, DomainDns
 from control_plane.dnsbl.models import DelistRequest, DnsblCheck, DnsblResult, DnsblSubject
 from control_plane.enrollment.models import JoinToken
@@ -94,6 +95,7 @@ __all__ = [
     "MetricRollup",
     "MetricRollupHourly",
     "MetricSample",
+    "PeriodicRound",
     "Price",
     "ProviderInvoice",
     "Server",

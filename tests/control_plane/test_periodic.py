@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.db.rounds import claim_round
 from control_plane.periodic import Job, PeriodicJobs, nudge_after_commit
 from control_plane.tenants.models import Tenant
 
@@ -88,3 +90,49 @@ async def test_a_nudge_wakes_the_runners_after_the_commit_and_not_on_rollback(
             nudge_after_commit(session)
             raise RuntimeError("rolled back")
     assert not jobs._wake.is_set()
+
+
+async def test_a_timer_round_runs_each_job_on_one_replica_per_interval(db: Database) -> None:
+    """Two replicas on one database: a job the other ran within the interval is skipped on a
+    timer round, taken again once the interval has passed, and run on an early (woken)
+    round whoever ran it last."""
+    ran: list[tuple[str, str]] = []
+
+    def job(name: str, replica: str) -> Job:
+        async def run(session: AsyncSession) -> int:
+            ran.append((replica, name))
+            return 0
+
+        return Job(name, run)
+
+    prefix = f"gate-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}-a", f"{prefix}-b"]
+    interval = 0.5
+    first = PeriodicJobs(db, [job(n, "first") for n in names], interval)
+    second = PeriodicJobs(db, [job(n, "second") for n in names], interval)
+
+    await first.run_once(timer_round=True)
+    await second.run_once(timer_round=True)  # the first ran both just now
+    assert ran == [("first", names[0]), ("first", names[1])]
+
+    ran.clear()
+    await second.run_once()  # woken early: it has a reason to look now
+    assert ran == [("second", names[0]), ("second", names[1])]
+
+    ran.clear()
+    await asyncio.sleep(interval)
+    await second.run_once(timer_round=True)  # an interval on: its turn
+    await first.run_once(timer_round=True)
+    assert ran == [("second", names[0]), ("second", names[1])]
+
+
+async def test_two_replicas_claiming_the_same_round_at_once_split_it(db: Database) -> None:
+    names = [f"race-{uuid.uuid4().hex[:8]}-{i}" for i in range(20)]
+    claims = await asyncio.gather(
+        *(
+            db.transact(lambda session, o=owner: claim_round(session, names, 60.0, o))
+            for owner in ("one", "two")
+        )
+    )
+    assert claims[0] | claims[1] == set(names)
+    assert not claims[0] & claims[1]
