@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,13 @@ class Agent:
         await reapply_at_start(self.network)  # a reboot left the kernel without our rules
         sampler = asyncio.create_task(self._sample(stop))
         link = asyncio.create_task(self._keep_connected(stop))
+        mail_counts = asyncio.create_task(self._report_mail_counts(stop))
         try:
             await stop.wait()
         finally:
-            link.cancel()
-            await asyncio.gather(link, return_exceptions=True)
+            for task in (link, mail_counts):
+                task.cancel()
+            await asyncio.gather(link, mail_counts, return_exceptions=True)
             await self.commands.shutdown(SHUTDOWN_GRACE_SECONDS)
             await save_counts_at_stop(self.network)  # for the re-apply after a reboot
             sampler.cancel()
@@ -188,6 +191,57 @@ class Agent:
             sequence=self.spool.next_sequence(), samples=[sample_to_proto(sample)]
         )
         self.spool.append(batch.SerializeToString())
+
+    async def _report_mail_counts(self, stop: asyncio.Event) -> None:
+        """Postfix's counts on the stream every interval the control plane agreed, from a
+        random point in the first one so a fleet's reports spread out (in place of a
+        ``mail.stats`` command per server and interval). Whole-day totals: a report lost with
+        a stream is made good by the next, so none is spooled or acknowledged."""
+        rng = random.Random()  # noqa: S311 - spreading reports, not cryptography
+        wait: float | None = None
+        while not stop.is_set():
+            await self._first_of(stop.wait(), self.connected.wait())  # a hello agreed it
+            interval = self.intervals.mail_counts
+            if interval <= 0:  # not agreed on this stream (an older plane): the next hello
+                wait = None
+                self.intervals.hello.clear()
+                await self._first_of(stop.wait(), self.intervals.hello.wait())
+                continue
+            if await woken(stop, rng.uniform(0, interval) if wait is None else wait):
+                return
+            wait = interval
+            if not self.connected.is_set() or self.intervals.mail_counts <= 0:
+                continue
+            try:
+                counts = await asyncio.to_thread(self._mail_counts)
+            except OSError as exc:  # unreadable state or log: said, and tried next interval
+                log.warning("mail counts not read: %s", exc)
+                continue
+            self.outbox.put(agent_pb2.AgentMessage(mail_counts=counts))
+
+    def _mail_counts(self) -> agent_pb2.MailCounts:
+        """The log's new lines counted; whole-day totals from yesterday on (the day that
+        just ended gets its final figures after midnight)."""
+        from agent.maillog.command import counts_since  # loaded at the first report
+
+        now = datetime.now(UTC)
+        since = now.date() - timedelta(days=1)
+        counts = counts_since(self.config.state_dir, self.config.mail_log, since, now)
+        return agent_pb2.MailCounts(
+            days=[
+                agent_pb2.MailCount(
+                    day=str(row["day"]),
+                    source_ip=str(row["source_ip"]),
+                    sender_domain=str(row["sender_domain"]),
+                    sent=int(row["sent"]),
+                    deferred=int(row["deferred"]),
+                    bounced=int(row["bounced"]),
+                )
+                for row in counts["days"]
+            ],
+            log_found=bool(counts["log"]["found"]),
+            lines_read=int(counts["log"]["lines_read"]),
+        )
 
     @staticmethod
     async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:

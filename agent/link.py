@@ -25,7 +25,7 @@ from agent.waiting import woken
 from mailfleet.agent.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
-CAPABILITIES = ("heartbeat", "metrics", "commands")
+CAPABILITIES = ("heartbeat", "metrics", "commands", "mail_counts")
 HELLO_TIMEOUT_SECONDS = 30
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -46,7 +46,9 @@ class Intervals:
     def __init__(self) -> None:
         self.heartbeat = 10.0
         self.metrics = 15.0
+        self.mail_counts = 0.0  # 0: the control plane has not asked for them
         self.changed = asyncio.Event()
+        self.hello = asyncio.Event()  # set at every hello reply (the sampler clears changed)
 
 
 def rotation_time(credentials: Credentials, rng: random.Random) -> datetime:
@@ -118,7 +120,10 @@ class Link:
             self.intervals.heartbeat = hello.heartbeat_interval_ms / 1000
         if hello.metrics_interval_ms:
             self.intervals.metrics = hello.metrics_interval_ms / 1000
+        agreed = "mail_counts" in hello.capabilities
+        self.intervals.mail_counts = hello.mail_counts_interval_ms / 1000 if agreed else 0.0
         self.intervals.changed.set()
+        self.intervals.hello.set()
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         while True:

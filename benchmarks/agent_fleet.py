@@ -105,6 +105,25 @@ def sample() -> agent_pb2.MetricSample:
     )
 
 
+def mail_counts() -> agent_pb2.MailCounts:
+    """Today's figures of one sending address, as an agent with a Postfix log sends them."""
+    sent = random.randrange(1000)
+    return agent_pb2.MailCounts(
+        days=[
+            agent_pb2.MailCount(
+                day=time.strftime("%Y-%m-%d", time.gmtime()),
+                source_ip="198.18.0.10",
+                sender_domain="example.com",
+                sent=sent,
+                deferred=sent // 20,
+                bounced=sent // 100,
+            )
+        ],
+        log_found=True,
+        lines_read=sent * 4,
+    )
+
+
 async def simulated_agent(
     address: str, ca: bytes, key: bytes, cert: bytes, connected: list[int], stop: asyncio.Event
 ) -> None:
@@ -114,7 +133,8 @@ async def simulated_agent(
         await call.write(
             agent_pb2.AgentMessage(
                 hello=agent_pb2.Hello(
-                    agent_version="sim", capabilities=["heartbeat", "metrics", "commands"]
+                    agent_version="sim",
+                    capabilities=["heartbeat", "metrics", "commands", "mail_counts"],
                 )
             )
         )
@@ -122,6 +142,8 @@ async def simulated_agent(
         assert isinstance(reply, agent_pb2.ControlMessage) and reply.HasField("hello")
         beat_every = reply.hello.heartbeat_interval_ms / 1000  # as the plane asks, as an agent
         batch_every = reply.hello.metrics_interval_ms / 1000
+        # as a real agent: its mail counts unasked, when the plane agreed (else it asks)
+        counts_every = reply.hello.mail_counts_interval_ms / 1000 or float("inf")
         connected[0] += 1
         outbox: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
 
@@ -146,8 +168,12 @@ async def simulated_agent(
             sequence = 0
             next_beat = time.monotonic() + random.uniform(0, beat_every)
             next_batch = time.monotonic() + random.uniform(0, batch_every)
+            next_counts = time.monotonic() + random.uniform(0, min(counts_every, 1e9))
             while True:
                 now = time.monotonic()
+                if now >= next_counts:
+                    await call.write(agent_pb2.AgentMessage(mail_counts=mail_counts()))
+                    next_counts += counts_every
                 if now >= next_beat:
                     await call.write(agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat()))
                     next_beat += beat_every
@@ -159,7 +185,7 @@ async def simulated_agent(
                         )
                     )
                     next_batch += batch_every
-                wait = max(0.0, min(next_beat, next_batch) - time.monotonic())
+                wait = max(0.0, min(next_beat, next_batch, next_counts) - time.monotonic())
                 try:
                     message = await asyncio.wait_for(outbox.get(), wait)
                 except TimeoutError:
@@ -568,6 +594,7 @@ def measure_step(
     agents = len(server_ids)
     wall_start = time.time()
     cpu, waited, t0 = planes_cpu_seconds(plane), planes_wait_seconds(plane), time.monotonic()
+    print(f"idle start: {agents} agents", flush=True)
     time.sleep(args.idle)
     idle = cpu_figures(planes_cpu_seconds(plane) - cpu, agents, time.monotonic() - t0)
     idle["waiting_for_the_core"] = round((planes_wait_seconds(plane) - waited) / args.idle, 3)

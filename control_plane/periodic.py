@@ -7,8 +7,8 @@ and tried again on the next round; it never stops the others.
 
 A plain timer round runs only the jobs no replica has run within the interval (one upsert
 claims them: ``periodic_rounds``), so N replicas scan for due work as often as one does,
-not N times as often. Rounds woken early (a nudge, an item falling due) run every job: they
-have a reason to look now.
+not N times as often. A replica's first round and rounds woken early (a nudge, an item
+falling due) run every job: they have a reason to look now.
 
 A job whose work falls due at known times (an escalation step, a delivery retry) says when
 its next item is due (``next_due``, read from the database, so it holds for work another
@@ -139,7 +139,7 @@ class PeriodicJobs:
         return wait
 
     async def run(self) -> None:
-        timer_round = True
+        timer_round = False  # the first round, at start, runs every job
         while True:
             await self.run_once(timer_round=timer_round)
             wait = await self.seconds_to_next()

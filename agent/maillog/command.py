@@ -67,21 +67,28 @@ def catch_up(
         return state, read
 
 
+def counts_since(
+    state_dir: Path, mail_log: Path, since: date | None, now: datetime
+) -> dict[str, Any]:
+    """The log's new lines counted, then whole-day totals from ``since`` on: what both the
+    ``mail.stats`` answer and the report the agent sends on its own carry (blocking: run it
+    off the event loop)."""
+    source = outbound_source(state_dir)
+    state, read = catch_up(state_dir, mail_log, now, source)
+    return {
+        "days": state.rows(since or date.min),
+        "log": {"path": str(mail_log), "found": mail_log.is_file(), "lines_read": read},
+        "source_ip": source,
+    }
+
+
 async def mail_stats(
     state_dir: Path, mail_log: Path, payload: dict[str, Any], progress: Progress
 ) -> dict[str, Any]:
     since = parse_since(payload)
     if "since" in payload and since is None:
         raise CommandError("since: expected a date YYYY-MM-DD")
-    now = datetime.now(UTC)
-    source = await asyncio.to_thread(outbound_source, state_dir)
-    state, read = await asyncio.to_thread(catch_up, state_dir, mail_log, now, source)
-    found = await asyncio.to_thread(mail_log.is_file)
-    return {
-        "days": state.rows(since or date.min),
-        "log": {"path": str(mail_log), "found": found, "lines_read": read},
-        "source_ip": source,
-    }
+    return await asyncio.to_thread(counts_since, state_dir, mail_log, since, datetime.now(UTC))
 
 
 def counted_before(state_dir: Path, mail_log: Path, change_source: Handler) -> Handler:

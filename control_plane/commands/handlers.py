@@ -1,10 +1,12 @@
 """Where features and the agent link meet, so neither imports the other.
 
 Features register what should happen when a command of theirs settles (per command kind),
-when the link reports an agent event (per event kind), and who owns a mail domain (for
-``dkim/<domain>/`` secrets in payloads); the gateway and the command queue look them up
-here. Features ask for delivery with ``wake``, the one function the gateway's hub listens
-to — the place that gains a PostgreSQL NOTIFY when several replicas share the queue.
+when the link reports an agent event (per event kind), when an agent sends a report of its
+own (per report kind: figures it pushes on its stream rather than being asked), and who
+owns a mail domain (for ``dkim/<domain>/`` secrets in payloads); the gateway and the command
+queue look them up here. Features ask for delivery with ``wake``, the one function the
+gateway's hub listens to — the place that gains a PostgreSQL NOTIFY when several replicas
+share the queue.
 
 Registration happens when the feature's module is imported; ``mailfleet serve`` imports
 them all (see tests/control_plane/test_boundaries.py).
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,11 +30,13 @@ AGENT_DISCONNECTED = "agent.disconnected"  # its last stream on this replica end
 
 ResultHandler = Callable[[AsyncSession, Command], Awaitable[None]]
 EventHandler = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
+ReportHandler = Callable[[AsyncSession, uuid.UUID, dict[str, Any]], Awaitable[None]]
 DomainOwner = Callable[[AsyncSession, str, uuid.UUID], Awaitable[bool]]
 Waker = Callable[[uuid.UUID | None], None]
 
 _result_handlers: dict[str, list[ResultHandler]] = {}
 _event_handlers: dict[str, list[EventHandler]] = {}
+_report_handlers: dict[str, list[ReportHandler]] = {}
 _domain_owners: list[DomainOwner] = []
 _wakers: list[Waker] = []
 
@@ -60,6 +64,12 @@ def register_event_handler(event: str, handler: EventHandler) -> None:
     _add(_event_handlers, event, handler)
 
 
+def register_report_handler(kind: str, handler: ReportHandler) -> None:
+    """``handler`` stores a ``kind`` report an agent sent (its fields as a dict), in the
+    gateway's transaction for it."""
+    _add(_report_handlers, kind, handler)
+
+
 def register_domain_owner(lookup: DomainOwner) -> None:
     if lookup not in _domain_owners:
         _domain_owners.append(lookup)
@@ -71,6 +81,10 @@ def handles_results(kind: str) -> bool:
 
 def handles_event(event: str) -> bool:
     return bool(_event_handlers.get(event))
+
+
+def handles_reports(kind: str) -> bool:
+    return bool(_report_handlers.get(kind))
 
 
 def domain_owners() -> tuple[DomainOwner, ...]:
@@ -91,6 +105,13 @@ async def command_settled(session: AsyncSession, command: Command) -> None:
 async def agent_event(session: AsyncSession, event: str, server_id: uuid.UUID) -> None:
     for handler in _event_handlers.get(event, ()):
         await handler(session, server_id)
+
+
+async def agent_report(
+    session: AsyncSession, kind: str, server_id: uuid.UUID, report: dict[str, Any]
+) -> None:
+    for handler in _report_handlers.get(kind, ()):
+        await handler(session, server_id, report)
 
 
 async def domain_owned_by(session: AsyncSession, name: str, tenant_id: uuid.UUID) -> bool:

@@ -28,7 +28,12 @@ from control_plane.gateway.hub import AgentHub, AgentSession
 from control_plane.gateway.identity import PeerIdentity
 from control_plane.gateway.reports import Report, ReportWriter
 from control_plane.gateway.telemetry import GatewayTelemetry
-from control_plane.gateway.translate import cancel_message, command_message, sample_rows
+from control_plane.gateway.translate import (
+    cancel_message,
+    command_message,
+    mail_counts_report,
+    sample_rows,
+)
 from control_plane.metrics.ingest import MetricIngest
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -37,7 +42,8 @@ from control_plane.waiting import woken
 from mailfleet.agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
-CAPABILITIES = frozenset({"heartbeat", "metrics", "commands"})
+CAPABILITIES = frozenset({"heartbeat", "metrics", "commands", "mail_counts"})
+MAIL_COUNTS = "mail_counts"  # the capability, and the kind of report its agents send
 
 
 class StreamClosed(Exception):
@@ -75,6 +81,8 @@ class SessionService:
         Raises ``StreamClosed`` when the control plane ended it (revoked, expired, replaced).
         """
         agreed = sorted(CAPABILITIES & set(hello.capabilities))
+        if not handlers.handles_reports(MAIL_COUNTS):  # no feature would store them
+            agreed = [c for c in agreed if c != MAIL_COUNTS]
         tenant_id = await to_completion(self._record_hello(peer.server_id, hello, agreed))
         session = AgentSession(
             server_id=peer.server_id, tenant_id=tenant_id, certificate_serial=peer.serial
@@ -90,6 +98,11 @@ class SessionService:
                     heartbeat_interval_ms=int(self.settings.heartbeat_interval_seconds * 1000),
                     metrics_interval_ms=int(self.settings.metrics_interval_seconds * 1000),
                     capabilities=agreed,
+                    mail_counts_interval_ms=(
+                        int(self.settings.mail_stats_interval_seconds * 1000)
+                        if MAIL_COUNTS in agreed
+                        else 0
+                    ),
                 )
             )
         )
@@ -163,6 +176,10 @@ class SessionService:
                 session.metric_batches.put_nowait(message.metrics)
             elif kind == "command_update":
                 await self._command_update(session, message.command_update)
+            elif kind == "mail_counts":
+                await self._agent_report(
+                    session.server_id, MAIL_COUNTS, mail_counts_report(message.mail_counts)
+                )
             elif kind == "hello":
                 log.warning("server %s sent a second hello; ignored", session.server_id)
 
@@ -182,6 +199,18 @@ class SessionService:
             self.telemetry.metric_samples.inc(len(rows))
             newest = max(batch.sequence for batch in batches)
             session.send(agent_pb2.ControlMessage(metric_ack=agent_pb2.MetricAck(sequence=newest)))
+
+    async def _agent_report(self, server_id: uuid.UUID, kind: str, report: dict[str, Any]) -> None:
+        """Store a report the agent sent unasked; a failure is logged and never ends the
+        stream (the agent's next report carries the same whole-day figures)."""
+
+        async def store(db_session: AsyncSession) -> None:
+            await handlers.agent_report(db_session, kind, server_id, report)
+
+        try:
+            await self.db.transact(store)
+        except Exception:
+            log.exception("storing the %s report of server %s failed", kind, server_id)
 
     async def _command_update(
         self, session: AgentSession, update_: agent_pb2.CommandUpdate

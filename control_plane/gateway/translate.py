@@ -83,6 +83,25 @@ def sample_rows(
     ]
 
 
+def mail_counts_report(counts: agent_pb2.MailCounts) -> dict[str, Any]:
+    """A ``MailCounts`` message in the fields of a ``mail.stats`` answer (one reader for
+    both: the feature validates them)."""
+    return {
+        "days": [
+            {
+                "day": row.day,
+                "source_ip": row.source_ip,
+                "sender_domain": row.sender_domain,
+                "sent": row.sent,
+                "deferred": row.deferred,
+                "bounced": row.bounced,
+            }
+            for row in counts.days
+        ],
+        "log": {"found": counts.log_found, "lines_read": counts.lines_read},
+    }
+
+
 def command_message(delivery: Delivery) -> agent_pb2.ControlMessage:
     return agent_pb2.ControlMessage(
         command=agent_pb2.Command(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -39,6 +40,7 @@ from control_plane.settings import Settings
 log = logging.getLogger(__name__)
 
 KIND = "mail.stats"
+REPORT_KIND = "mail_counts"  # the capability, and the report its agents send unasked
 BOUNCES_CHECK = "ip.bounces"
 BOUNCES_PAUSE = "bounce rate "  # how the reason of a pause for bounces starts
 _rows = TypeAdapter(list[AgentCount])
@@ -83,7 +85,15 @@ class Report:
 def parse_result(text: str | None) -> Report | None:
     """What a result says, or None when it is not a ``mail.stats`` answer."""
     try:
-        data = json.loads(text or "")
+        return parse_report(json.loads(text or ""))
+    except ValueError:
+        return None
+
+
+def parse_report(data: object) -> Report | None:
+    """What a ``mail.stats`` answer or a pushed report (the same fields) says; None when it
+    is neither."""
+    try:
         if not isinstance(data, dict):
             return None
         found = data.get("log")
@@ -98,13 +108,27 @@ def parse_result(text: str | None) -> Report | None:
 
 
 async def record(session: AsyncSession, command: Command) -> None:
-    server = await session.get(Server, command.server_id)
+    """A ``mail.stats`` command settled (agents that do not send reports of their own)."""
+    report = parse_result(command.result) if command.state == "succeeded" else None
+    error = command.error or f"{command.state}: not a mail.stats answer"
+    await store(session, command.server_id, report, error)
+
+
+async def record_pushed(session: AsyncSession, server_id: uuid.UUID, data: dict[str, Any]) -> None:
+    """A report the agent sent on its stream (capability ``mail_counts``)."""
+    await store(session, server_id, parse_report(data), "the agent's report was not understood")
+
+
+async def store(
+    session: AsyncSession, server_id: uuid.UUID, report: Report | None, error: str
+) -> None:
+    """Replace the days a report carries and judge today's bounces; a report that could not
+    be read is noted as a failure and changes no figure."""
+    server = await session.get(Server, server_id)
     if server is None:
         return
     now = utcnow()
-    report = parse_result(command.result) if command.state == "succeeded" else None
     if report is None:
-        error = command.error or f"{command.state}: not a mail.stats answer"
         await service.note_failure(session, server, now, error)
         return
     await service.replace_days(session, server, report.counts)
@@ -170,3 +194,4 @@ async def _bounces_paused(session: AsyncSession, ip: IpAddress, day: date) -> bo
 
 
 handlers.register_result_handler(KIND, record)
+handlers.register_report_handler(REPORT_KIND, record_pushed)

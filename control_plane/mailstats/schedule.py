@@ -1,5 +1,8 @@
 """The ``mail-stats`` periodic job: ask each ready server's agent for its mail counts every
-``MAILFLEET_MAIL_STATS_INTERVAL_SECONDS``.
+``MAILFLEET_MAIL_STATS_INTERVAL_SECONDS`` — only agents that do not send them on their stream
+unasked (capability ``mail_counts``, at the same interval, agreed in the hello): a command per
+server and interval was, at 10,000 servers, 33 commands a second and ~2.9 million command
+rows a day.
 
 A server is asked once per interval slot, each server's slots offset by its id so a fleet's
 requests spread over the interval (the command's idempotency key names the slot, so the
@@ -23,7 +26,7 @@ from control_plane.commands import service as commands
 from control_plane.commands.models import LIVE_STATES, Command
 from control_plane.db.base import utcnow
 from control_plane.health.schedule import offset_seconds
-from control_plane.mailstats.results import KIND
+from control_plane.mailstats.results import KIND, REPORT_KIND
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
 
@@ -42,7 +45,9 @@ def slot_key(server_id: uuid.UUID, epoch: float, interval: float) -> str:
 
 
 def _askable() -> tuple[ColumnElement[bool], ...]:
-    """Ready, enrolled, not revoked, and its last ``mail.stats`` settled."""
+    """Ready, enrolled, not revoked, its agent does not send reports of its own (capability
+    ``mail_counts``: asking it too would only count twice), and its last ``mail.stats``
+    settled."""
     pending = exists().where(
         Command.server_id == Server.id, Command.kind == KIND, Command.state.in_(PENDING)
     )
@@ -50,6 +55,7 @@ def _askable() -> tuple[ColumnElement[bool], ...]:
         Server.state == "ready",
         Server.agent_state == "enrolled",
         Server.revoked_at.is_(None),
+        ~Server.capabilities.contains(REPORT_KIND, autoescape=True),
         ~pending,
     )
 

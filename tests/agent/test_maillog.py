@@ -250,3 +250,76 @@ async def test_a_source_change_counts_the_log_so_far_for_the_old_address(tmp_pat
     log.unlink()
     log.mkdir()
     assert await wrapped({"to_ip": "198.18.7.10"}, lambda p, m: None) == {"to_ip": "198.18.7.10"}
+
+
+def an_agent(tmp_path: Path) -> Any:
+    from agent.daemon import Agent
+
+    root = tmp_path / "vps"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[control_plane]\naddress = "127.0.0.1:1"\n'
+        f'enroll_address = "127.0.0.1:2"\nca_pin = "sha256:{"0" * 64}"\njoin_token = "mfjoin_x"\n'
+    )
+    return Agent(config, root)
+
+
+def mail_counts_sent(agent: Any) -> list[agent_pb2.MailCounts]:
+    return [m.mail_counts for m in agent.outbox.drain() if m.HasField("mail_counts")]
+
+
+async def test_the_agent_sends_counts_only_once_a_hello_agreed_to_them(tmp_path: Path) -> None:
+    """Capability ``mail_counts``: nothing while the control plane has not agreed (an older
+    one), then reports from the next hello that agrees, at its interval."""
+    import asyncio
+
+    from agent.link import Link
+
+    agent = an_agent(tmp_path)
+    link = Link("127.0.0.1:1", agent.store, agent.spool, agent.outbox, agent.commands,
+                agent.intervals)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent._report_mail_counts(stop))
+    try:
+        link._agree(agent_pb2.HelloReply(capabilities=["metrics"], mail_counts_interval_ms=200))
+        agent.connected.set()
+        await asyncio.sleep(0.6)
+        assert agent.intervals.mail_counts == 0 and mail_counts_sent(agent) == []
+        link._agree(agent_pb2.HelloReply(capabilities=["mail_counts"], mail_counts_interval_ms=200))
+        await asyncio.sleep(0.7)
+        reports = mail_counts_sent(agent)
+        assert 2 <= len(reports) <= 4, len(reports)
+        assert not reports[0].log_found and list(reports[0].days) == []  # no log: said so
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_the_agent_sends_counts_every_interval_while_connected(tmp_path: Path) -> None:
+    import asyncio
+
+    agent = an_agent(tmp_path)
+    log = tmp_path / "vps" / "mailu" / "logs" / "mail.log"
+    log.parent.mkdir(parents=True)
+    today = datetime.now(UTC).date()
+    stamp = f"{today.isoformat()}T10:00:00+00:00"
+    write(log, line(stamp, "qmgr", FROM) + line(stamp, "smtp", SENT))
+    agent.intervals.mail_counts = 0.2
+    agent.connected.set()
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent._report_mail_counts(stop))
+    try:
+        await asyncio.sleep(1.0)
+        reports = mail_counts_sent(agent)
+        assert 3 <= len(reports) <= 6, len(reports)  # one per 0.2 s after a random start
+        first, later = reports[0], reports[-1]
+        assert first.log_found and first.lines_read == 2 and later.lines_read == 0
+        (day,) = later.days  # whole-day totals: a later report carries the day again
+        assert (day.day, day.sender_domain, day.sent, day.bounced) == (
+            today.isoformat(), "example.com", 1, 0)  # fmt: skip
+        agent.connected.clear()  # offline: nothing queued for a stream that is not there
+        await asyncio.sleep(0.6)
+        assert mail_counts_sent(agent) == []
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

@@ -29,7 +29,12 @@ def test_agents_enroll_answer_commands_and_stream_metrics(
         for server_id, _ in servers:
             server = plane.wait_status(server_id, "online")
             assert server["certificate_serial"]
-            assert set(server["capabilities"]) == {"heartbeat", "metrics", "commands"}
+            assert set(server["capabilities"]) == {
+                "heartbeat",
+                "metrics",
+                "commands",
+                "mail_counts",
+            }
 
         for (server_id, _), process in zip(servers, processes, strict=True):
             ping = plane.command(server_id, "ping", echo=server_id)

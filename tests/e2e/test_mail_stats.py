@@ -1,8 +1,9 @@
 """Mail counts end to end: a local VPS (network namespace, real agent) whose Postfix log (at
-MailU's path under the VPS's root) gains lines in Postfix's own format; a real ``mailfleet
-serve`` asks the agent for ``mail.stats`` every second, stores the figures, shows them per
-address and per day, and pauses the address when today's bounce rate passes 5 % over at
-least 100 messages. Another tenant's key sees none of it."""
+MailU's path under the VPS's root) gains lines in Postfix's own format; the agent sends its
+counts on its stream every second (capability ``mail_counts``, agreed by a real ``mailfleet
+serve``, which then never queues a ``mail.stats`` command for it); the plane stores them,
+shows them per address and per day, and pauses the address when today's bounce rate passes
+5 % over at least 100 messages. Another tenant's key sees none of it."""
 
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ def test_counts_from_the_vps_log_and_a_bounce_pause(
     assert pause["reason"] == f"bounce rate 10 % over 120 messages on {today}"
 
     assert stranger.get(path).status_code == 404
+    asked = plane.api("GET", f"/api/v1/servers/{server['id']}/commands")["items"]
+    assert [c for c in asked if c["kind"] == "mail.stats"] == []  # sent unasked, every one
     plane.api("DELETE", f"/api/v1/servers/{server['id']}", 202)
     wait_gone(plane, server["id"])
     tenant.close()

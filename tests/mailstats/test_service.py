@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete, select
 
+from control_plane.commands import handlers
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.base import utcnow
@@ -318,3 +319,42 @@ async def test_reporting_says_whether_the_figures_are_measured(db: Database) -> 
     assert (report.state, report.error) == ("failing", "unknown command kind 'mail.stats'")
     await settle(db, server, [])
     assert await state() == "reporting"
+
+
+async def test_a_pushed_report_is_stored_as_an_answer_and_a_garbled_one_changes_nothing(
+    db: Database,
+) -> None:
+    """What an agent sends on its stream (capability ``mail_counts``) goes through the same
+    store as a ``mail.stats`` answer, found by the gateway through the report registry."""
+    server, (main, _) = await with_ips(db)
+    today = utcnow().date()
+    report = {
+        "days": [row(today, main.address, "example.com", 7, 1, 0)],
+        "log": {"found": True, "lines_read": 12},
+    }
+    assert handlers.handles_reports(results.REPORT_KIND)
+    async with db.session() as session:
+        await handlers.agent_report(session, results.REPORT_KIND, server.id, report)
+    assert [r[:6] for r in await stored(db, server)] == [
+        (today, main.address, "example.com", 7, 1, 0)
+    ]
+    garbled = {"days": [{"day": "yesterday"}], "log": {}}
+    async with db.session() as session:
+        await handlers.agent_report(session, results.REPORT_KIND, server.id, garbled)
+        state = await service.reporting(session, server.id, utcnow(), 300)
+    assert state.state == "failing" and "not understood" in (state.error or "")
+    assert [r[:6] for r in await stored(db, server)] == [
+        (today, main.address, "example.com", 7, 1, 0)
+    ]
+
+
+async def test_the_job_never_asks_an_agent_that_sends_its_counts_itself(
+    db: Database, others_untouched: set[uuid.UUID]
+) -> None:
+    job = schedule.job(Settings(mail_stats_interval_seconds=3600, mail_stats_batch=10_000))
+    pushing = await a_server(db, capabilities="commands,heartbeat,mail_counts,metrics")
+    asked = await a_server(db, ipv4=None, capabilities="commands,heartbeat,metrics")
+    others_untouched.update({pushing.id, asked.id})
+    await db.transact(job)
+    assert await queued(db, pushing) == []
+    assert len(await queued(db, asked)) == 1

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emailfleet/agent/v1/agent.proto\x12\x12mailfleet.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x11\n\tserver_id\x18\x05 \x01(\t\"\x81\x01\n\x0e\x45nrollResponse\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x03 \x01(\x0c\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"m\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x02 \x01(\x0c\x12-\n\tnot_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x02\n\x0c\x41gentMessage\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.mailfleet.agent.v1.HelloH\x00\x12\x32\n\theartbeat\x18\x02 \x01(\x0b\x32\x1d.mailfleet.agent.v1.HeartbeatH\x00\x12\x32\n\x07metrics\x18\x03 \x01(\x0b\x32\x1f.mailfleet.agent.v1.MetricBatchH\x00\x12;\n\x0e\x63ommand_update\x18\x04 \x01(\x0b\x32!.mailfleet.agent.v1.CommandUpdateH\x00\x12*\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x19.mailfleet.agent.v1.EventH\x00\x42\x06\n\x04\x62ody\"\x9a\x02\n\x0e\x43ontrolMessage\x12/\n\x05hello\x18\x01 \x01(\x0b\x32\x1e.mailfleet.agent.v1.HelloReplyH\x00\x12.\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x1b.mailfleet.agent.v1.CommandH\x00\x12\x33\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32!.mailfleet.agent.v1.CancelCommandH\x00\x12\x33\n\nmetric_ack\x18\x04 \x01(\x0b\x32\x1d.mailfleet.agent.v1.MetricAckH\x00\x12\x35\n\x0b\x63ommand_ack\x18\x05 \x01(\x0b\x32\x1e.mailfleet.agent.v1.CommandAckH\x00\x42\x06\n\x04\x62ody\"j\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\"\n\x1aunacknowledged_command_ids\x18\x04 \x03(\t\"q\n\nHelloReply\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x1b\n\x13metrics_interval_ms\x18\x03 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\"8\n\tHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xad\x01\n\x0f\x46ilesystemUsage\x12\x12\n\nmountpoint\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0e\n\x06\x66stype\x18\x03 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x12\n\nused_bytes\x18\x05 \x01(\x04\x12\x12\n\nfree_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cinodes_total\x18\x07 \x01(\x04\x12\x13\n\x0binodes_used\x18\x08 \x01(\x04\"\x8b\x06\n\x0cMetricSample\x12.\n\nsampled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\r\n\x05load1\x18\x03 \x01(\x01\x12\r\n\x05load5\x18\x04 \x01(\x01\x12\x0e\n\x06load15\x18\x05 \x01(\x01\x12\x1a\n\x12memory_total_bytes\x18\x06 \x01(\x04\x12\x19\n\x11memory_used_bytes\x18\x07 \x01(\x04\x12\x1e\n\x16memory_available_bytes\x18\x08 \x01(\x04\x12\x18\n\x10swap_total_bytes\x18\t \x01(\x04\x12\x17\n\x0fswap_used_bytes\x18\n \x01(\x04\x12\x38\n\x0b\x66ilesystems\x18\x0b \x03(\x0b\x32#.mailfleet.agent.v1.FilesystemUsage\x12\x17\n\x0f\x64isk_read_bytes\x18\x0c \x01(\x04\x12\x18\n\x10\x64isk_write_bytes\x18\r \x01(\x04\x12\x14\n\x0cnet_rx_bytes\x18\x0e \x01(\x04\x12\x14\n\x0cnet_tx_bytes\x18\x0f \x01(\x04\x12\x15\n\rprocess_count\x18\x10 \x01(\r\x12$\n\x17net_rx_bytes_per_second\x18\x11 \x01(\x01H\x00\x88\x01\x01\x12$\n\x17net_tx_bytes_per_second\x18\x12 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x1a\x64isk_read_bytes_per_second\x18\x13 \x01(\x01H\x02\x88\x01\x01\x12(\n\x1b\x64isk_write_bytes_per_second\x18\x14 \x01(\x01H\x03\x88\x01\x01\x12 \n\x13mail_queue_messages\x18\x15 \x01(\rH\x04\x88\x01\x01\x42\x1a\n\x18_net_rx_bytes_per_secondB\x1a\n\x18_net_tx_bytes_per_secondB\x1d\n\x1b_disk_read_bytes_per_secondB\x1e\n\x1c_disk_write_bytes_per_secondB\x16\n\x14_mail_queue_messages\"R\n\x0bMetricBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\x07samples\x18\x02 \x03(\x0b\x32 .mailfleet.agent.v1.MetricSample\"\x1d\n\tMetricAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"^\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\"\x1b\n\rCancelCommand\x12\n\n\x02id\x18\x01 \x01(\t\"\xa4\x01\n\rCommandUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .mailfleet.agent.v1.CommandState\x12\x18\n\x10progress_percent\x18\x03 \x01(\r\x12\x18\n\x10progress_message\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x18\n\nCommandAck\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb9\x01\n\x0c\x43ommandState\x12\x1d\n\x19\x43OMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMAND_STATE_RUNNING\x10\x01\x12\x1b\n\x17\x43OMMAND_STATE_SUCCEEDED\x10\x02\x12\x18\n\x14\x43OMMAND_STATE_FAILED\x10\x03\x12\x1b\n\x17\x43OMMAND_STATE_CANCELLED\x10\x04\x12\x1b\n\x17\x43OMMAND_STATE_TIMED_OUT\x10\x05\x32]\n\nEnrollment\x12O\n\x06\x45nroll\x12!.mailfleet.agent.v1.EnrollRequest\x1a\".mailfleet.agent.v1.EnrollResponse2\xb9\x01\n\tAgentLink\x12S\n\x07\x43onnect\x12 .mailfleet.agent.v1.AgentMessage\x1a\".mailfleet.agent.v1.ControlMessage(\x01\x30\x01\x12W\n\x10RenewCertificate\x12 .mailfleet.agent.v1.RenewRequest\x1a!.mailfleet.agent.v1.RenewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emailfleet/agent/v1/agent.proto\x12\x12mailfleet.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"p\n\rEnrollRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x15\n\ragent_version\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x11\n\tserver_id\x18\x05 \x01(\t\"\x81\x01\n\x0e\x45nrollResponse\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x03 \x01(\x0c\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"m\n\rRenewResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x02 \x01(\x0c\x12-\n\tnot_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xca\x02\n\x0c\x41gentMessage\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.mailfleet.agent.v1.HelloH\x00\x12\x32\n\theartbeat\x18\x02 \x01(\x0b\x32\x1d.mailfleet.agent.v1.HeartbeatH\x00\x12\x32\n\x07metrics\x18\x03 \x01(\x0b\x32\x1f.mailfleet.agent.v1.MetricBatchH\x00\x12;\n\x0e\x63ommand_update\x18\x04 \x01(\x0b\x32!.mailfleet.agent.v1.CommandUpdateH\x00\x12*\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x19.mailfleet.agent.v1.EventH\x00\x12\x35\n\x0bmail_counts\x18\x06 \x01(\x0b\x32\x1e.mailfleet.agent.v1.MailCountsH\x00\x42\x06\n\x04\x62ody\"\x9a\x02\n\x0e\x43ontrolMessage\x12/\n\x05hello\x18\x01 \x01(\x0b\x32\x1e.mailfleet.agent.v1.HelloReplyH\x00\x12.\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x1b.mailfleet.agent.v1.CommandH\x00\x12\x33\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32!.mailfleet.agent.v1.CancelCommandH\x00\x12\x33\n\nmetric_ack\x18\x04 \x01(\x0b\x32\x1d.mailfleet.agent.v1.MetricAckH\x00\x12\x35\n\x0b\x63ommand_ack\x18\x05 \x01(\x0b\x32\x1e.mailfleet.agent.v1.CommandAckH\x00\x42\x06\n\x04\x62ody\"j\n\x05Hello\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x02 \x03(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\"\n\x1aunacknowledged_command_ids\x18\x04 \x03(\t\"\x92\x01\n\nHelloReply\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\x12\x1b\n\x13metrics_interval_ms\x18\x03 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x1f\n\x17mail_counts_interval_ms\x18\x05 \x01(\r\"8\n\tHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xad\x01\n\x0f\x46ilesystemUsage\x12\x12\n\nmountpoint\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0e\n\x06\x66stype\x18\x03 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x12\n\nused_bytes\x18\x05 \x01(\x04\x12\x12\n\nfree_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cinodes_total\x18\x07 \x01(\x04\x12\x13\n\x0binodes_used\x18\x08 \x01(\x04\"\x8b\x06\n\x0cMetricSample\x12.\n\nsampled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\r\n\x05load1\x18\x03 \x01(\x01\x12\r\n\x05load5\x18\x04 \x01(\x01\x12\x0e\n\x06load15\x18\x05 \x01(\x01\x12\x1a\n\x12memory_total_bytes\x18\x06 \x01(\x04\x12\x19\n\x11memory_used_bytes\x18\x07 \x01(\x04\x12\x1e\n\x16memory_available_bytes\x18\x08 \x01(\x04\x12\x18\n\x10swap_total_bytes\x18\t \x01(\x04\x12\x17\n\x0fswap_used_bytes\x18\n \x01(\x04\x12\x38\n\x0b\x66ilesystems\x18\x0b \x03(\x0b\x32#.mailfleet.agent.v1.FilesystemUsage\x12\x17\n\x0f\x64isk_read_bytes\x18\x0c \x01(\x04\x12\x18\n\x10\x64isk_write_bytes\x18\r \x01(\x04\x12\x14\n\x0cnet_rx_bytes\x18\x0e \x01(\x04\x12\x14\n\x0cnet_tx_bytes\x18\x0f \x01(\x04\x12\x15\n\rprocess_count\x18\x10 \x01(\r\x12$\n\x17net_rx_bytes_per_second\x18\x11 \x01(\x01H\x00\x88\x01\x01\x12$\n\x17net_tx_bytes_per_second\x18\x12 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x1a\x64isk_read_bytes_per_second\x18\x13 \x01(\x01H\x02\x88\x01\x01\x12(\n\x1b\x64isk_write_bytes_per_second\x18\x14 \x01(\x01H\x03\x88\x01\x01\x12 \n\x13mail_queue_messages\x18\x15 \x01(\rH\x04\x88\x01\x01\x42\x1a\n\x18_net_rx_bytes_per_secondB\x1a\n\x18_net_tx_bytes_per_secondB\x1d\n\x1b_disk_read_bytes_per_secondB\x1e\n\x1c_disk_write_bytes_per_secondB\x16\n\x14_mail_queue_messages\"R\n\x0bMetricBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\x07samples\x18\x02 \x03(\x0b\x32 .mailfleet.agent.v1.MetricSample\"\x1d\n\tMetricAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"`\n\nMailCounts\x12+\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32\x1d.mailfleet.agent.v1.MailCount\x12\x11\n\tlog_found\x18\x02 \x01(\x08\x12\x12\n\nlines_read\x18\x03 \x01(\x04\"s\n\tMailCount\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x11\n\tsource_ip\x18\x02 \x01(\t\x12\x15\n\rsender_domain\x18\x03 \x01(\t\x12\x0c\n\x04sent\x18\x04 \x01(\x04\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x05 \x01(\x04\x12\x0f\n\x07\x62ounced\x18\x06 \x01(\x04\"^\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\"\x1b\n\rCancelCommand\x12\n\n\x02id\x18\x01 \x01(\t\"\xa4\x01\n\rCommandUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .mailfleet.agent.v1.CommandState\x12\x18\n\x10progress_percent\x18\x03 \x01(\r\x12\x18\n\x10progress_message\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x18\n\nCommandAck\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb9\x01\n\x0c\x43ommandState\x12\x1d\n\x19\x43OMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMAND_STATE_RUNNING\x10\x01\x12\x1b\n\x17\x43OMMAND_STATE_SUCCEEDED\x10\x02\x12\x18\n\x14\x43OMMAND_STATE_FAILED\x10\x03\x12\x1b\n\x17\x43OMMAND_STATE_CANCELLED\x10\x04\x12\x1b\n\x17\x43OMMAND_STATE_TIMED_OUT\x10\x05\x32]\n\nEnrollment\x12O\n\x06\x45nroll\x12!.mailfleet.agent.v1.EnrollRequest\x1a\".mailfleet.agent.v1.EnrollResponse2\xb9\x01\n\tAgentLink\x12S\n\x07\x43onnect\x12 .mailfleet.agent.v1.AgentMessage\x1a\".mailfleet.agent.v1.ControlMessage(\x01\x30\x01\x12W\n\x10RenewCertificate\x12 .mailfleet.agent.v1.RenewRequest\x1a!.mailfleet.agent.v1.RenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mailfleet.agent.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDSTATE']._serialized_start=2793
-  _globals['_COMMANDSTATE']._serialized_end=2978
+  _globals['_COMMANDSTATE']._serialized_start=3097
+  _globals['_COMMANDSTATE']._serialized_end=3282
   _globals['_ENROLLREQUEST']._serialized_start=87
   _globals['_ENROLLREQUEST']._serialized_end=199
   _globals['_ENROLLRESPONSE']._serialized_start=202
@@ -43,35 +43,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWRESPONSE']._serialized_start=366
   _globals['_RENEWRESPONSE']._serialized_end=475
   _globals['_AGENTMESSAGE']._serialized_start=478
-  _globals['_AGENTMESSAGE']._serialized_end=753
-  _globals['_CONTROLMESSAGE']._serialized_start=756
-  _globals['_CONTROLMESSAGE']._serialized_end=1038
-  _globals['_HELLO']._serialized_start=1040
-  _globals['_HELLO']._serialized_end=1146
-  _globals['_HELLOREPLY']._serialized_start=1148
-  _globals['_HELLOREPLY']._serialized_end=1261
-  _globals['_HEARTBEAT']._serialized_start=1263
-  _globals['_HEARTBEAT']._serialized_end=1319
-  _globals['_FILESYSTEMUSAGE']._serialized_start=1322
-  _globals['_FILESYSTEMUSAGE']._serialized_end=1495
-  _globals['_METRICSAMPLE']._serialized_start=1498
-  _globals['_METRICSAMPLE']._serialized_end=2277
-  _globals['_METRICBATCH']._serialized_start=2279
-  _globals['_METRICBATCH']._serialized_end=2361
-  _globals['_METRICACK']._serialized_start=2363
-  _globals['_METRICACK']._serialized_end=2392
-  _globals['_COMMAND']._serialized_start=2394
-  _globals['_COMMAND']._serialized_end=2488
-  _globals['_CANCELCOMMAND']._serialized_start=2490
-  _globals['_CANCELCOMMAND']._serialized_end=2517
-  _globals['_COMMANDUPDATE']._serialized_start=2520
-  _globals['_COMMANDUPDATE']._serialized_end=2684
-  _globals['_COMMANDACK']._serialized_start=2686
-  _globals['_COMMANDACK']._serialized_end=2710
-  _globals['_EVENT']._serialized_start=2712
-  _globals['_EVENT']._serialized_end=2790
-  _globals['_ENROLLMENT']._serialized_start=2980
-  _globals['_ENROLLMENT']._serialized_end=3073
-  _globals['_AGENTLINK']._serialized_start=3076
-  _globals['_AGENTLINK']._serialized_end=3261
+  _globals['_AGENTMESSAGE']._serialized_end=808
+  _globals['_CONTROLMESSAGE']._serialized_start=811
+  _globals['_CONTROLMESSAGE']._serialized_end=1093
+  _globals['_HELLO']._serialized_start=1095
+  _globals['_HELLO']._serialized_end=1201
+  _globals['_HELLOREPLY']._serialized_start=1204
+  _globals['_HELLOREPLY']._serialized_end=1350
+  _globals['_HEARTBEAT']._serialized_start=1352
+  _globals['_HEARTBEAT']._serialized_end=1408
+  _globals['_FILESYSTEMUSAGE']._serialized_start=1411
+  _globals['_FILESYSTEMUSAGE']._serialized_end=1584
+  _globals['_METRICSAMPLE']._serialized_start=1587
+  _globals['_METRICSAMPLE']._serialized_end=2366
+  _globals['_METRICBATCH']._serialized_start=2368
+  _globals['_METRICBATCH']._serialized_end=2450
+  _globals['_METRICACK']._serialized_start=2452
+  _globals['_METRICACK']._serialized_end=2481
+  _globals['_MAILCOUNTS']._serialized_start=2483
+  _globals['_MAILCOUNTS']._serialized_end=2579
+  _globals['_MAILCOUNT']._serialized_start=2581
+  _globals['_MAILCOUNT']._serialized_end=2696
+  _globals['_COMMAND']._serialized_start=2698
+  _globals['_COMMAND']._serialized_end=2792
+  _globals['_CANCELCOMMAND']._serialized_start=2794
+  _globals['_CANCELCOMMAND']._serialized_end=2821
+  _globals['_COMMANDUPDATE']._serialized_start=2824
+  _globals['_COMMANDUPDATE']._serialized_end=2988
+  _globals['_COMMANDACK']._serialized_start=2990
+  _globals['_COMMANDACK']._serialized_end=3014
+  _globals['_EVENT']._serialized_start=3016
+  _globals['_EVENT']._serialized_end=3094
+  _globals['_ENROLLMENT']._serialized_start=3284
+  _globals['_ENROLLMENT']._serialized_end=3377
+  _globals['_AGENTLINK']._serialized_start=3380
+  _globals['_AGENTLINK']._serialized_end=3565
 # @@protoc_insertion_point(module_scope)

@@ -165,6 +165,7 @@ class AgentMessage(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     COMMAND_UPDATE_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    MAIL_COUNTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -175,6 +176,8 @@ class AgentMessage(_message.Message):
     def command_update(self) -> Global___CommandUpdate: ...
     @_builtins.property
     def event(self) -> Global___Event: ...
+    @_builtins.property
+    def mail_counts(self) -> Global___MailCounts: ...
     def __init__(
         self,
         *,
@@ -183,12 +186,13 @@ class AgentMessage(_message.Message):
         metrics: Global___MetricBatch | None = ...,
         command_update: Global___CommandUpdate | None = ...,
         event: Global___Event | None = ...,
+        mail_counts: Global___MailCounts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_update", b"command_update", "event", b"event", "heartbeat", b"heartbeat", "hello", b"hello", "metrics", b"metrics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_update", b"command_update", "event", b"event", "heartbeat", b"heartbeat", "hello", b"hello", "mail_counts", b"mail_counts", "metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_update", b"command_update", "event", b"event", "heartbeat", b"heartbeat", "hello", b"hello", "metrics", b"metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_update", b"command_update", "event", b"event", "heartbeat", b"heartbeat", "hello", b"hello", "mail_counts", b"mail_counts", "metrics", b"metrics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "heartbeat", "metrics", "command_update", "event"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "heartbeat", "metrics", "command_update", "event", "mail_counts"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -272,9 +276,12 @@ class HelloReply(_message.Message):
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     METRICS_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
+    MAIL_COUNTS_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     heartbeat_interval_ms: _builtins.int
     metrics_interval_ms: _builtins.int
+    mail_counts_interval_ms: _builtins.int
+    """How often to send MailCounts (capability "mail_counts"); 0: never."""
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Capabilities both sides have; the agent uses only these."""
@@ -286,10 +293,11 @@ class HelloReply(_message.Message):
         heartbeat_interval_ms: _builtins.int = ...,
         metrics_interval_ms: _builtins.int = ...,
         capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        mail_counts_interval_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "heartbeat_interval_ms", b"heartbeat_interval_ms", "metrics_interval_ms", b"metrics_interval_ms", "server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "heartbeat_interval_ms", b"heartbeat_interval_ms", "mail_counts_interval_ms", b"mail_counts_interval_ms", "metrics_interval_ms", b"metrics_interval_ms", "server_id", b"server_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -505,6 +513,73 @@ class MetricAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MetricAck: _TypeAlias = MetricAck  # noqa: Y015
+
+@_typing.final
+class MailCounts(_message.Message):
+    """What Postfix's log counted, sent by the agent every mail_counts_interval_ms: whole-day
+    totals from yesterday on, so the control plane replaces each day it receives; a report lost
+    with a stream is made good by the next one, and none needs an acknowledgement.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_FIELD_NUMBER: _builtins.int
+    LOG_FOUND_FIELD_NUMBER: _builtins.int
+    LINES_READ_FIELD_NUMBER: _builtins.int
+    log_found: _builtins.bool
+    """Whether the agent found the log (no log: no figures, which is not zero mail)."""
+    lines_read: _builtins.int
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___MailCount]: ...
+    def __init__(
+        self,
+        *,
+        days: _abc.Iterable[Global___MailCount] | None = ...,
+        log_found: _builtins.bool = ...,
+        lines_read: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "lines_read", b"lines_read", "log_found", b"log_found"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailCounts: _TypeAlias = MailCounts  # noqa: Y015
+
+@_typing.final
+class MailCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    SOURCE_IP_FIELD_NUMBER: _builtins.int
+    SENDER_DOMAIN_FIELD_NUMBER: _builtins.int
+    SENT_FIELD_NUMBER: _builtins.int
+    DEFERRED_FIELD_NUMBER: _builtins.int
+    BOUNCED_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD, UTC"""
+    source_ip: _builtins.str
+    sender_domain: _builtins.str
+    sent: _builtins.int
+    deferred: _builtins.int
+    bounced: _builtins.int
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        source_ip: _builtins.str = ...,
+        sender_domain: _builtins.str = ...,
+        sent: _builtins.int = ...,
+        deferred: _builtins.int = ...,
+        bounced: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounced", b"bounced", "day", b"day", "deferred", b"deferred", "sender_domain", b"sender_domain", "sent", b"sent", "source_ip", b"source_ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailCount: _TypeAlias = MailCount  # noqa: Y015
 
 @_typing.final
 class Command(_message.Message):
