@@ -143,6 +143,7 @@ async def _serve_api(
         # A request that never ends (a followed stream, a stuck client) must not hold the
         # stop: the periodic jobs, gateway and local OpenBao shut down after it.
         timeout_graceful_shutdown=settings.api_shutdown_seconds,
+        timeout_keep_alive=settings.api_keep_alive_seconds,
     )
     server = _Server(config)
     _stop_on_signals(server)

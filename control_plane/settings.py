@@ -145,6 +145,16 @@ class Settings(BaseSettings):
         ge=1,
         description="On stop, how long requests still running may finish before they are cut.",
     )
+    api_keep_alive_seconds: int = Field(
+        default=75,
+        gt=0,
+        le=3600,
+        description="How long the API keeps an idle HTTP connection open. Longer than the "
+        "idle timeouts of the clients and load balancers in front (HAProxy purges idle "
+        "connections after 5 s; httpx expires its own after 5 s), so the client side closes "
+        "first: a connection closed by the server as a request arrives on it fails that "
+        "request (a POST cannot be retried blindly).",
+    )
     grpc_addr: HostPort = Field(default="127.0.0.1:8443", description="Agent link (mutual TLS).")
     enroll_addr: HostPort = Field(
         default="127.0.0.1:8444", description="Enrollment (TLS + join token; no client cert)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import time
 from pathlib import Path
@@ -178,3 +179,23 @@ def test_commands_are_answered_without_waiting_for_a_heartbeat(
             ping = plane.command(server_id, "ping")
             assert plane.wait_command(server_id, ping["id"], timeout=10)["state"] == "succeeded"
             assert time.monotonic() - started < 2.5, "waited for a heartbeat (5 s) to deliver"
+
+
+def test_an_idle_api_connection_outlives_the_idle_timeouts_in_front(plane: ControlPlane) -> None:
+    """The API keeps an idle connection longer (75 s) than HAProxy's pool and httpx keep
+    theirs (5 s): they close first, so no request is sent into a connection the server is
+    closing (seen as a failed POST in the fleet benchmark: ReadError, RemoteProtocolError)."""
+    host, port = plane.env["MAILFLEET_API_ADDR"].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        assert first.status == 200 and first.read()
+        opened = conn.sock
+        time.sleep(5.5)  # past uvicorn's own default (5 s), which closed it meanwhile
+        conn.request("GET", "/healthz")  # http.client raises if the server had closed it
+        second = conn.getresponse()
+        assert second.status == 200 and second.read()
+        assert conn.sock is opened  # the same connection, not a new one
+    finally:
+        conn.close()
