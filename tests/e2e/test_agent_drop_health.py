@@ -61,13 +61,15 @@ async def test_a_dropped_stream_reads_down_at_once(
 
             agent.stop()
             dropped = time.monotonic()
-            link = wait_link(plane, server_id, lambda c: c["pending"] or c["state"] != "ok", 5)
+            # About a second on a quiet machine; the bound is load's (a suite at load 10+ has
+            # taken 5 s), still an order under the 120 s the heartbeats would take.
+            link = wait_link(plane, server_id, lambda c: c["pending"] or c["state"] != "ok", 15)
             seen = time.monotonic() - dropped
-            assert seen < 3, f"agent.link read down after {seen:.1f} s"
+            assert seen < 12, f"agent.link read down after {seen:.1f} s"
             assert "dropped" in ((link["pending"] or {}).get("detail") or link["detail"])
-            link = wait_link(plane, server_id, lambda c: c["state"] == "failing", 5)
+            link = wait_link(plane, server_id, lambda c: c["state"] == "failing", 10)
             assert link["severity"] == "critical"
-            assert time.monotonic() - dropped < 6
+            assert time.monotonic() - dropped < 20
             incidents = plane.api("GET", "/api/v1/incidents", params={"server_id": server_id})
             assert any(i["check"] == "agent.link" for i in incidents["items"])
 
