@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,15 +90,14 @@ async def _merge(
         return
     postgres = session.get_bind().dialect.name == "postgresql"
     least, greatest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    table = cast("Table", model.__table__)  # Core: the ORM's bulk path costs more than the SQL
-    upsert = (pg_insert if postgres else sqlite_insert)(table)
+    upsert = (pg_insert if postgres else sqlite_insert)(model)
     upsert = upsert.on_conflict_do_update(
         index_elements=["server_id", "metric", "bucket"],
         set_={
-            "count": table.c.count + upsert.excluded.count,
-            "sum": table.c.sum + upsert.excluded.sum,
-            "min": least(table.c.min, upsert.excluded.min),
-            "max": greatest(table.c.max, upsert.excluded.max),
+            "count": model.count + upsert.excluded.count,
+            "sum": model.sum + upsert.excluded.sum,
+            "min": least(model.min, upsert.excluded.min),
+            "max": greatest(model.max, upsert.excluded.max),
         },
     )
     # Batches of at most a few thousand rows: one statement each keeps parameters bounded.
@@ -139,35 +138,16 @@ async def store_batch(
         return 0, skipped
     postgres = session.get_bind().dialect.name == "postgresql"
     insert = pg_insert if postgres else sqlite_insert
-    # Core, not the ORM's bulk insert: at a fleet's rate its per-row bookkeeping was the
-    # biggest share of an idle replica's Python time. Every row names every column (the
-    # gateway's rows do; others get the columns' defaults), as an executemany needs.
-    table = cast("Table", MetricSample.__table__)
-    rows = [_whole(table, row) for row in rows]
     stmt = (
-        insert(table)
+        insert(MetricSample)
         .on_conflict_do_nothing(index_elements=["server_id", "sampled_at"])
-        .returning(table.c.server_id, table.c.sampled_at)
+        .returning(MetricSample.server_id, MetricSample.sampled_at)
     )
     inserted = {(r.server_id, r.sampled_at) for r in (await session.execute(stmt, rows)).all()}
     new = [r for r in rows if (r["server_id"], r["sampled_at"]) in inserted]
     await _merge(session, MetricRollup, rollup_rows(new, minute))
     await _merge(session, MetricRollupHourly, rollup_rows(new, hour))
     return len(new), skipped
-
-
-def _whole(table: Table, row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with every column of ``table``: a missing one gets its scalar default or
-    None."""
-    if all(column.name in row for column in table.columns):
-        return row
-    whole = dict(row)
-    for column in table.columns:
-        if column.name not in whole:
-            default = column.default
-            scalar = default is not None and default.is_scalar
-            whole[column.name] = getattr(default, "arg", None) if scalar else None
-    return whole
 
 
 async def store_samples(
