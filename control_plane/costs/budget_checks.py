@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.costs.budgets import (
@@ -34,6 +32,7 @@ from control_plane.costs.budgets import (
 )
 from control_plane.costs.models import Budget, BudgetAlert
 from control_plane.db.base import new_id, utcnow
+from control_plane.db.writes import insert_for
 from control_plane.incidents.models import OPEN_STATES, Incident
 from control_plane.incidents.service import observe
 from control_plane.incidents.signals import Signal, SubjectKind
@@ -103,8 +102,7 @@ async def _first(
     now: datetime,
 ) -> bool:
     """Record the crossing; True only for the transaction whose row was the one stored."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    statement = (pg_insert if postgres else sqlite_insert)(BudgetAlert).values(
+    statement = insert_for(session, BudgetAlert).values(
         id=new_id(),
         tenant_id=budget.tenant_id,
         budget_id=budget.id,

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import String
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.base import Base, UTCDateTime, utcnow
+from control_plane.db.writes import insert_for
 
 
 class PeriodicRound(Base):
@@ -43,8 +42,7 @@ async def claim_round(
     if not names:
         return set()
     now = utcnow()
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = (pg_insert if postgres else sqlite_insert)(PeriodicRound)
+    insert = insert_for(session, PeriodicRound)
     statement = (
         insert.values([{"name": name, "ran_at": now, "ran_by": owner} for name in names])
         .on_conflict_do_update(

@@ -1,13 +1,13 @@
 """Flushing with uniqueness violations reported as a Conflict naming the field; one
-insert-or-update for both databases."""
+insert-or-update for both databases, and the dialect's INSERT (with ON CONFLICT) for the
+statements that need more."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,14 @@ async def flush_unique(session: AsyncSession, field: str, message: str) -> None:
         raise
 
 
+def insert_for(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` into ``table`` (a model or a Table) in the session's dialect, which has
+    ``ON CONFLICT`` (``on_conflict_do_nothing`` / ``on_conflict_do_update``) on both."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 async def upsert(
     session: AsyncSession,
     model: type[Any],
@@ -40,8 +48,7 @@ async def upsert(
     """Insert ``row``, or where a row with the same ``keys`` (a unique constraint) exists,
     set its ``update`` columns to the new values: one statement, no read-then-write race.
     A list of rows (distinct keys) goes in one multi-row statement."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    statement = (pg_insert if postgres else sqlite_insert)(model).values(row)
+    statement = insert_for(session, model).values(row)
     statement = statement.on_conflict_do_update(
         index_elements=list(keys), set_={name: statement.excluded[name] for name in update}
     )

@@ -17,11 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.leases import unleased
+from control_plane.db.writes import insert_for
 from control_plane.dnsbl.models import DnsblSubject
 from control_plane.errors import Conflict
 from control_plane.health.schedule import next_slot
@@ -43,10 +42,6 @@ class Claim:
     name: str
     ip_id: uuid.UUID | None
     owner: str
-
-
-def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 async def ensure_subjects(session: AsyncSession, now: datetime) -> int:
@@ -81,7 +76,7 @@ async def ensure_subjects(session: AsyncSession, now: datetime) -> int:
     for kind in ("ip", "domain"):
         part = [row for row in rows if row["kind"] == kind]
         if part:
-            statement = _insert(session)(DnsblSubject).values(part).on_conflict_do_nothing()
+            statement = insert_for(session, DnsblSubject).values(part).on_conflict_do_nothing()
             await session.execute(statement)
             made += len(part)
     return made

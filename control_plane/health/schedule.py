@@ -19,11 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.leases import unleased
+from control_plane.db.writes import insert_for
 from control_plane.health.models import HealthCheck, HealthSchedule
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -71,10 +70,6 @@ def _wake(_session: Any) -> None:
         wake()
 
 
-def _insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 async def ensure_schedules(session: AsyncSession, now: datetime) -> int:
     """Give ready servers without a schedule one, due now: a server just provisioned is
     checked at once (then in its slot); how many got one."""
@@ -96,7 +91,7 @@ async def ensure_schedules(session: AsyncSession, now: datetime) -> int:
         }
         for server_id, tenant_id in missing
     ]
-    statement = _insert(session)(HealthSchedule).values(rows)
+    statement = insert_for(session, HealthSchedule).values(rows)
     await session.execute(statement.on_conflict_do_nothing(index_elements=["server_id"]))
     return len(rows)
 
@@ -184,7 +179,7 @@ async def claim_one(
 
 async def ensure_row(session: AsyncSession, server: Server, next_run_at: datetime) -> None:
     """The server's schedule row, made (due at ``next_run_at``) if it has none."""
-    statement = _insert(session)(HealthSchedule).values(
+    statement = insert_for(session, HealthSchedule).values(
         server_id=server.id, tenant_id=server.tenant_id, next_run_at=next_run_at
     )
     await session.execute(statement.on_conflict_do_nothing(index_elements=["server_id"]))

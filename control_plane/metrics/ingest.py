@@ -21,12 +21,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.base import utcnow
 from control_plane.db.engine import Database
+from control_plane.db.writes import insert_for
 from control_plane.metrics import partitions
 from control_plane.metrics.aggregate import Aggregate
 from control_plane.metrics.models import MetricRollup, MetricRollupHourly, MetricSample
@@ -90,7 +89,7 @@ async def _merge(
         return
     postgres = session.get_bind().dialect.name == "postgresql"
     least, greatest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    upsert = (pg_insert if postgres else sqlite_insert)(model)
+    upsert = insert_for(session, model)
     upsert = upsert.on_conflict_do_update(
         index_elements=["server_id", "metric", "bucket"],
         set_={
@@ -136,10 +135,8 @@ async def store_batch(
         )
     if not rows:
         return 0, skipped
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
     stmt = (
-        insert(MetricSample)
+        insert_for(session, MetricSample)
         .on_conflict_do_nothing(index_elements=["server_id", "sampled_at"])
         .returning(MetricSample.server_id, MetricSample.sampled_at)
     )
