@@ -382,7 +382,14 @@ def outcome(command: Command) -> tuple[CheckState, str | None]:
 
 
 async def absorb_results(session: AsyncSession, policy: BackupPolicy) -> int:
-    """Fold finished ``backup.*`` commands into the policy and snapshots, each once."""
+    """Fold finished ``backup.*`` commands into the policy and snapshots, each once.
+
+    The policy row is locked (and re-read) before anything else is written: the periodic
+    job and a request (listing, restore, recovery) may absorb the same policy at once, and
+    each must see where the other stopped; taking the policy first in both keeps them from
+    deadlocking over the rows absorbing writes (seen: a listing against the job, under load).
+    """
+    await session.refresh(policy, with_for_update=True)
     stmt = select(Command).where(
         Command.server_id == policy.server_id,
         Command.kind.in_(KINDS),

@@ -3,6 +3,7 @@ the agent side (real restic) is tested in tests/agent/test_backup.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from control_plane.commands import secrets
 from control_plane.commands import service as commands
 from control_plane.commands.models import Command
 from control_plane.db.engine import Database
+from control_plane.provisioning.models import ServerEvent
 from control_plane.provisioning.ssh import delete_server_secrets, login_path, new_key_pair
 from control_plane.servers.models import Server
 from control_plane.settings import Settings
@@ -659,3 +661,28 @@ async def test_an_adopted_server_is_recovered_onto_a_machine_adopted_over_ssh(
     for server in listed:
         await delete_server_secrets(vault, uuid.UUID(tenant.id), uuid.UUID(server["id"]))
     await delete_server_secrets(vault, uuid.UUID(tenant.id), uuid.UUID(new_id))
+
+
+async def test_the_job_and_listings_absorbing_at_once_take_each_result_once(
+    client: httpx.AsyncClient, make_tenant: MakeTenant, db: Database
+) -> None:
+    """The periodic job and requests that absorb first (a listing) meet on the same policy:
+    each result is folded in once, and neither waits on the other for ever (a deadlock
+    between the two was seen under load)."""
+    tenant = await make_tenant()
+    server_id, base = await server_with_policy(client, tenant, db)
+    run = (await client.post(f"{base}/backups", headers=tenant.headers)).json()
+    await report(db, server_id, run["id"], backup_result("cccc3333", datetime.now(UTC)))
+    listings = [client.get(f"{base}/backups", headers=tenant.headers) for _ in range(3)]
+    answers = await asyncio.gather(db.transact(schedule.absorb_finished), *listings)
+    assert [a.status_code for a in answers[1:]] == [200, 200, 200]
+    assert all([s["short_id"] for s in a.json()["snapshots"]] == ["cccc3333"] for a in answers[1:])
+    async with db.session() as session:
+        messages = (
+            await session.scalars(
+                select(ServerEvent.message).where(
+                    ServerEvent.server_id == uuid.UUID(server_id), ServerEvent.kind == "backup"
+                )
+            )
+        ).all()
+    assert list(messages).count("backup.run succeeded") == 1, messages
